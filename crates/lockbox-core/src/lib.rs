@@ -1,0 +1,53 @@
+//! The Lockbox domain: every rule of customer-approved, just-in-time operator
+//! access, decided without I/O.
+//!
+//! The domain decides; the store persists; the server translates HTTP to calls
+//! into this crate and back. Nothing here reads the clock (time is a parameter,
+//! see [`Clock`]), opens a file or a socket, or logs. Every state transition
+//! returns the audit events it causes as [`PendingEvent`]s; a store seals them
+//! into the tenant's hash chain ([`ChainHead::seal`]) in the same transaction
+//! as the new state.
+//!
+//! Map of the crate:
+//! - [`id`], [`text`], [`resource`], [`access`]: parsed values (ids, bounded
+//!   text, ARM resource ids and scopes, access levels and actions).
+//! - [`principal`], [`authz`]: who is who, roles at scopes, the capabilities
+//!   that gate tenant and provider administration, approver eligibility.
+//! - [`tenant`], [`policy`], [`case`]: tenants, their opt-in and policy,
+//!   support cases.
+//! - [`request`], [`grant`]: the access-request state machine, grants and
+//!   emergency access.
+//! - [`audit`]: events, the canonical encoding, the per-tenant hash chain,
+//!   signed checkpoints and the offline verifier.
+
+pub mod access;
+pub mod audit;
+pub mod authz;
+pub mod case;
+pub mod clock;
+pub mod error;
+pub mod grant;
+pub mod id;
+pub mod policy;
+pub mod principal;
+pub mod request;
+pub mod resource;
+pub mod tenant;
+pub mod text;
+
+pub use access::{AccessLevel, AccessLevelName, Action, ActionPattern};
+pub use audit::{
+    Actor, AuditEvent, Chain, ChainFault, ChainHead, ChainVerifier, Checkpoint, CheckpointSigner,
+    Digest, EventKind, FaultKind, PendingEvent, PublicKey, SealedEvent, VerifiedChain,
+};
+pub use authz::{ProviderAdmin, TenantAdmin};
+pub use case::{CaseStatus, Severity, SupportCase};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::DomainError;
+pub use grant::{CheckDenial, Grant, GrantState, Revocation};
+pub use id::{CaseId, GrantId, PrincipalId, RequestId, RoleAssignmentId, TenantId};
+pub use policy::{LockboxSetting, PolicySettings, TenantPolicy};
+pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
+pub use request::{AccessRequest, Approval, Decision, RequestDraft, RequestFacts, RequestStatus};
+pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};
+pub use tenant::Tenant;

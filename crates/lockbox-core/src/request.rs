@@ -1,0 +1,715 @@
+//! The access-request state machine.
+//!
+//! ```text
+//!            ┌──────────► approved ──┬──► revoked
+//!   pending ─┤                       └──► completed (the grant ran out)
+//!            ├──► denied
+//!            ├──► expired   (the request's TTL ran out)
+//!            └──► canceled  (by the requester, or because the case closed)
+//! ```
+//!
+//! Every transition checks all of its preconditions before it changes
+//! anything, so a refused transition leaves the request exactly as it was;
+//! and every successful one returns the audit events it causes, naming the
+//! real actor. Terminal states are final.
+//!
+//! Time is read from the `now` argument only. A pending request whose TTL
+//! has passed cannot be approved even if the sweeper has not yet marked it
+//! expired; [`AccessRequest::status_at`] reports such a request as expired.
+
+use std::fmt;
+use std::ops::Deref;
+
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::access::{AccessLevel, AccessLevelName, ActionSet};
+use crate::audit::{Actor, EventKind, PendingEvent};
+use crate::case::{CaseStatus, SupportCase};
+use crate::clock::Timestamp;
+use crate::error::DomainError;
+use crate::grant::{Grant, GrantState};
+use crate::id::{CaseId, PrincipalId, RequestId, TenantId};
+use crate::policy::TenantPolicy;
+use crate::principal::{Principal, RoleAssignment, check_approver};
+use crate::resource::ResourceId;
+use crate::tenant::Tenant;
+use crate::text::{Justification, Reason};
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Waiting for approvers.
+    Pending,
+    /// Approved; its grant is (or was, until recorded otherwise) running.
+    Approved,
+    /// An approver denied it.
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+    /// The requester withdrew it, or its case closed.
+    Canceled,
+    /// Its grant was ended early.
+    Revoked,
+    /// Its grant ran out.
+    Completed,
+}
+
+impl RequestStatus {
+    /// Every status.
+    pub const ALL: [RequestStatus; 7] = [
+        Self::Pending,
+        Self::Approved,
+        Self::Denied,
+        Self::Expired,
+        Self::Canceled,
+        Self::Revoked,
+        Self::Completed,
+    ];
+
+    /// Whether no transition leaves this status.
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::Approved)
+    }
+
+    /// The status's name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Canceled => "canceled",
+            Self::Revoked => "revoked",
+            Self::Completed => "completed",
+        }
+    }
+
+    /// Parses a status name.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::invalid(format!(
+                    "unknown status `{}`; statuses are pending, approved, denied, expired, canceled, revoked and completed",
+                    crate::id::shorten(s)
+                ))
+            })
+    }
+}
+
+impl fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One approver's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Who approved.
+    pub approver: PrincipalId,
+    /// Why.
+    pub reason: Reason,
+    /// When.
+    pub at: Timestamp,
+    /// A shorter duration this approver insisted on, if any.
+    pub duration_hours: Option<u32>,
+}
+
+/// A decision with a reason: a denial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Who decided.
+    pub by: PrincipalId,
+    /// Why.
+    pub reason: Reason,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Who withdrew a request, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// The requester, or whoever closed or reassigned the case.
+    pub by: PrincipalId,
+    /// Why, if said.
+    pub reason: Option<Reason>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The stored form of a request. Read it through [`AccessRequest`]; only the
+/// state machine changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request's id.
+    pub id: RequestId,
+    /// The customer's tenant.
+    pub tenant: TenantId,
+    /// The support case that justifies it.
+    pub case: CaseId,
+    /// The operator asking.
+    pub requester: PrincipalId,
+    /// The resource or scope asked for.
+    pub resource: ResourceId,
+    /// The access level asked for.
+    pub access_level: AccessLevelName,
+    /// The level's patterns as they were when the request was made.
+    pub actions: ActionSet,
+    /// The duration asked for.
+    pub duration_hours: u32,
+    /// Why.
+    pub justification: Justification,
+    /// Where it is in its life.
+    pub status: RequestStatus,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it expires if undecided.
+    pub expires_at: Timestamp,
+    /// How many distinct approvals it needs (0 when the system approved it).
+    pub required_approvals: u32,
+    /// Approvals so far, in order.
+    pub approvals: Vec<Approval>,
+    /// The denial, if denied.
+    pub denial: Option<Decision>,
+    /// The cancellation, if canceled.
+    pub cancellation: Option<Cancellation>,
+    /// The grant, once approved.
+    pub grant: Option<Grant>,
+    /// Approved by the system because the tenant had not opted in.
+    pub decided_by_system: bool,
+}
+
+/// An access request. Derefs to its [`RequestRecord`] for reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "RequestRecord", try_from = "RequestRecord")]
+pub struct AccessRequest(RequestRecord);
+
+impl TryFrom<RequestRecord> for AccessRequest {
+    type Error = DomainError;
+    fn try_from(record: RequestRecord) -> Result<Self, DomainError> {
+        Self::restore(record)
+    }
+}
+
+impl From<AccessRequest> for RequestRecord {
+    fn from(value: AccessRequest) -> Self {
+        value.0
+    }
+}
+
+impl Deref for AccessRequest {
+    type Target = RequestRecord;
+    fn deref(&self) -> &RequestRecord {
+        &self.0
+    }
+}
+
+/// What the operator asks for.
+#[derive(Debug, Clone)]
+pub struct RequestDraft {
+    /// The resource, or a scope above the case's resource.
+    pub resource: ResourceId,
+    /// The access level's name.
+    pub access_level: AccessLevelName,
+    /// Hours; the tenant's default when `None`.
+    pub duration_hours: Option<u32>,
+    /// Why.
+    pub justification: Justification,
+}
+
+/// What the caller looked up for [`AccessRequest::create`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The tenant of the case (its opt-in and policy).
+    pub tenant: &'a Tenant,
+    /// The case the draft names.
+    pub case: &'a SupportCase,
+    /// The access level the draft names, if it is defined.
+    pub access_level: Option<&'a AccessLevel>,
+    /// The tenant owning the draft resource's subscription, if any.
+    pub resource_tenant: Option<&'a TenantId>,
+}
+
+impl AccessRequest {
+    /// Rebuilds a request from storage, checking its invariants.
+    pub fn restore(record: RequestRecord) -> Result<Self, DomainError> {
+        let r = &record;
+        let bad = |why: &str| Err(DomainError::corrupt(format!("request {}: {why}", r.id)));
+        if r.expires_at <= r.created_at {
+            return bad("expires before it was created");
+        }
+        if r.approvals.iter().any(|a| a.approver == r.requester) {
+            return bad("the requester appears among the approvers");
+        }
+        for (i, a) in r.approvals.iter().enumerate() {
+            if r.approvals.iter().skip(i + 1).any(|b| b.approver == a.approver) {
+                return bad("an approver appears twice");
+            }
+        }
+        if let Some(g) = &r.grant {
+            let matches = g.request == Some(r.id)
+                && g.tenant == r.tenant
+                && g.principal == r.requester
+                && g.scope == r.resource
+                && !g.emergency;
+            if !matches {
+                return bad("its grant belongs to something else");
+            }
+        }
+        let enough = r.decided_by_system || r.approvals.len() >= count(r.required_approvals);
+        let grant_state = r.grant.as_ref().map(|g| &g.state);
+        let consistent = match r.status {
+            RequestStatus::Pending => {
+                r.grant.is_none()
+                    && r.denial.is_none()
+                    && r.cancellation.is_none()
+                    && r.approvals.len() < count(r.required_approvals)
+            }
+            RequestStatus::Approved => enough && matches!(grant_state, Some(GrantState::Active)),
+            RequestStatus::Revoked => enough && matches!(grant_state, Some(GrantState::Revoked(_))),
+            RequestStatus::Completed => enough && matches!(grant_state, Some(GrantState::Ended { .. })),
+            RequestStatus::Denied => r.denial.is_some() && r.grant.is_none(),
+            RequestStatus::Canceled => r.cancellation.is_some() && r.grant.is_none(),
+            RequestStatus::Expired => {
+                r.grant.is_none() && r.denial.is_none() && r.cancellation.is_none()
+            }
+        };
+        if !consistent {
+            return bad(&format!("its fields do not fit status {}", r.status));
+        }
+        Ok(Self(record))
+    }
+
+    /// The stored form.
+    #[must_use]
+    pub fn record(&self) -> &RequestRecord {
+        &self.0
+    }
+
+    /// The status as of `now`: a pending request past its TTL is `expired`,
+    /// an approved one whose grant has run out is `completed`, even before
+    /// the sweeper records it.
+    #[must_use]
+    pub fn status_at(&self, now: Timestamp) -> RequestStatus {
+        match self.status {
+            RequestStatus::Pending if now >= self.expires_at => RequestStatus::Expired,
+            RequestStatus::Approved
+                if self.grant.as_ref().is_some_and(|g| g.has_run_out(now)) =>
+            {
+                RequestStatus::Completed
+            }
+            status => status,
+        }
+    }
+
+    /// An operator asks for access.
+    ///
+    /// Preconditions, each refused with its own error: the requester is an
+    /// operator; the case is open, of the same tenant, and assigned to the
+    /// requester; the requested resource lies in the tenant and contains the
+    /// case's resource; the access level is defined; the duration is at
+    /// least one hour and at most the tenant's maximum.
+    ///
+    /// If the tenant has not opted in, the system approves the request at
+    /// once and the grant starts now; this is recorded as such.
+    pub fn create(
+        id: RequestId,
+        requester: &Principal,
+        draft: RequestDraft,
+        facts: RequestFacts<'_>,
+        now: Timestamp,
+    ) -> Result<(AccessRequest, Vec<PendingEvent>), DomainError> {
+        let RequestFacts {
+            tenant,
+            case,
+            access_level,
+            resource_tenant,
+        } = facts;
+        if !requester.is_operator() {
+            return Err(DomainError::forbidden(format!(
+                "{} is a {}; only operators request access",
+                requester.id,
+                requester.kind.name()
+            )));
+        }
+        if case.tenant != tenant.id {
+            return Err(DomainError::corrupt(format!(
+                "case {} is in tenant {}, not {}",
+                case.id, case.tenant, tenant.id
+            )));
+        }
+        if case.status != CaseStatus::Open {
+            return Err(DomainError::CaseNotOpen {
+                case: case.id,
+                status: case.status,
+            });
+        }
+        if case.assigned_to.as_ref() != Some(&requester.id) {
+            return Err(DomainError::NotAssigned {
+                case: case.id,
+                principal: requester.id.clone(),
+                assignment: case
+                    .assigned_to
+                    .as_ref()
+                    .map_or_else(|| "not assigned to anyone".to_owned(), |a| format!("assigned to {a}")),
+            });
+        }
+        if resource_tenant != Some(&tenant.id) {
+            return Err(DomainError::OutOfScope(format!(
+                "{} is not in a subscription of tenant {}",
+                draft.resource, tenant.id
+            )));
+        }
+        if !draft.resource.contains(&case.resource) {
+            return Err(DomainError::OutOfScope(format!(
+                "case {} is about {}, which is not inside the requested {}; request that resource or a scope above it",
+                case.id, case.resource, draft.resource
+            )));
+        }
+        let level = match access_level {
+            Some(level) if level.name == draft.access_level => level,
+            _ => return Err(DomainError::UnknownAccessLevel(draft.access_level)),
+        };
+        let policy = &tenant.policy;
+        let hours = draft
+            .duration_hours
+            .unwrap_or(policy.default_access_hours());
+        if hours == 0 {
+            return Err(DomainError::invalid("duration_hours must be at least 1"));
+        }
+        if hours > policy.max_access_hours() {
+            return Err(DomainError::DurationTooLong {
+                requested: hours,
+                max: policy.max_access_hours(),
+                unit: "hours",
+                limit: "the tenant's maximum",
+            });
+        }
+
+        let enabled = tenant.lockbox.enabled;
+        let mut request = AccessRequest(RequestRecord {
+            id,
+            tenant: tenant.id.clone(),
+            case: case.id,
+            requester: requester.id.clone(),
+            resource: draft.resource,
+            access_level: level.name.clone(),
+            actions: level.actions.clone(),
+            duration_hours: hours,
+            justification: draft.justification,
+            status: RequestStatus::Pending,
+            created_at: now,
+            expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
+            required_approvals: if enabled { policy.required_approvals() } else { 0 },
+            approvals: Vec::new(),
+            denial: None,
+            cancellation: None,
+            grant: None,
+            decided_by_system: false,
+        });
+        let mut events = vec![PendingEvent::new(
+            tenant.id.clone(),
+            now,
+            requester.id.clone(),
+            EventKind::RequestCreated,
+            id,
+            json!({
+                "case": request.case,
+                "resource": request.resource,
+                "access_level": request.access_level,
+                "actions": request.actions,
+                "duration_hours": request.duration_hours,
+                "justification": request.justification,
+                "expires_at": request.expires_at,
+                "required_approvals": request.required_approvals,
+            }),
+        )];
+        if !enabled {
+            events.push(PendingEvent::new(
+                tenant.id.clone(),
+                now,
+                Actor::System,
+                EventKind::RequestApproved,
+                id,
+                json!({
+                    "decided_by_system": true,
+                    "reason": format!("Lockbox is not enabled for tenant {}: approved at once", tenant.id),
+                }),
+            ));
+            request.0.decided_by_system = true;
+            events.extend(request.grant_now(hours, Actor::System, now));
+        }
+        Ok((request, events))
+    }
+
+    /// Refuses unless the request is pending and its TTL has not passed.
+    fn check_pending(&self, now: Timestamp) -> Result<(), DomainError> {
+        match self.status_at(now) {
+            RequestStatus::Pending => Ok(()),
+            status => Err(DomainError::RequestNotPending { status }),
+        }
+    }
+
+    /// Moves to approved and starts the grant; returns `grant.created`.
+    fn grant_now(&mut self, hours: u32, actor: Actor, now: Timestamp) -> Vec<PendingEvent> {
+        let grant = Grant::for_request(&self.0, now, hours);
+        let event = grant.created_event(actor);
+        self.0.grant = Some(grant);
+        self.0.status = RequestStatus::Approved;
+        vec![event]
+    }
+
+    /// An eligible approver approves, with a reason, optionally shortening
+    /// the duration. The approval that reaches the required count creates the
+    /// grant, lasting the shortest duration any approver allowed, and never
+    /// more than the tenant's maximum at that moment (`policy` is the
+    /// tenant's policy now).
+    ///
+    /// Refusals: not pending or past its TTL (`request_not_pending`), the
+    /// requester (`self_approval`), no Owner or LockboxApprover role covering
+    /// the resource now (`not_an_approver`), a second approval by the same
+    /// person (`already_approved`), a longer duration than requested
+    /// (`duration_too_long`).
+    pub fn approve(
+        &mut self,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        reason: Reason,
+        duration_hours: Option<u32>,
+        policy: &TenantPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
+        self.check_pending(now)?;
+        check_approver(approver, assignments, &self.tenant, &self.resource, &self.requester)?;
+        if self.approvals.iter().any(|a| a.approver == approver.id) {
+            return Err(DomainError::AlreadyApproved {
+                principal: approver.id.clone(),
+            });
+        }
+        match duration_hours {
+            Some(0) => return Err(DomainError::invalid("duration_hours must be at least 1")),
+            Some(h) if h > self.duration_hours => {
+                return Err(DomainError::DurationTooLong {
+                    requested: h,
+                    max: self.duration_hours,
+                    unit: "hours",
+                    limit: "the requested duration (an approval may only shorten it)",
+                });
+            }
+            _ => {}
+        }
+        self.0.approvals.push(Approval {
+            approver: approver.id.clone(),
+            reason: reason.clone(),
+            at: now,
+            duration_hours,
+        });
+        let mut events = vec![PendingEvent::new(
+            self.tenant.clone(),
+            now,
+            approver.id.clone(),
+            EventKind::RequestApproved,
+            self.id,
+            json!({
+                "reason": reason,
+                "duration_hours": duration_hours,
+                "approvals": self.approvals.len(),
+                "required_approvals": self.required_approvals,
+            }),
+        )];
+        if self.approvals.len() >= count(self.required_approvals) {
+            let hours = self
+                .approvals
+                .iter()
+                .filter_map(|a| a.duration_hours)
+                .chain([self.duration_hours, policy.max_access_hours()])
+                .min()
+                .unwrap_or(self.duration_hours);
+            events.extend(self.grant_now(hours, Actor::Principal(approver.id.clone()), now));
+        }
+        Ok(events)
+    }
+
+    /// An eligible approver denies, with a reason. One denial ends the
+    /// request, whatever approvals it already has.
+    pub fn deny(
+        &mut self,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        reason: Reason,
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
+        self.check_pending(now)?;
+        check_approver(approver, assignments, &self.tenant, &self.resource, &self.requester)?;
+        let event = PendingEvent::new(
+            self.tenant.clone(),
+            now,
+            approver.id.clone(),
+            EventKind::RequestDenied,
+            self.id,
+            json!({ "reason": reason }),
+        );
+        self.0.denial = Some(Decision {
+            by: approver.id.clone(),
+            reason,
+            at: now,
+        });
+        self.0.status = RequestStatus::Denied;
+        Ok(vec![event])
+    }
+
+    /// The requester withdraws a pending request.
+    pub fn cancel(
+        &mut self,
+        by: &Principal,
+        reason: Option<Reason>,
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
+        if by.id != self.requester {
+            return Err(DomainError::forbidden(format!(
+                "only the requester ({}) can cancel this request",
+                self.requester
+            )));
+        }
+        self.check_pending(now)?;
+        Ok(vec![self.cancel_unchecked(&by.id, reason, now)])
+    }
+
+    pub(crate) fn cancel_unchecked(
+        &mut self,
+        by: &PrincipalId,
+        reason: Option<Reason>,
+        now: Timestamp,
+    ) -> PendingEvent {
+        let event = PendingEvent::new(
+            self.tenant.clone(),
+            now,
+            by.clone(),
+            EventKind::RequestCanceled,
+            self.id,
+            json!({ "reason": reason }),
+        );
+        self.0.cancellation = Some(Cancellation {
+            by: by.clone(),
+            reason,
+            at: now,
+        });
+        self.0.status = RequestStatus::Canceled;
+        event
+    }
+
+    /// Records that nobody decided in time. Due once `now` reaches
+    /// `expires_at`.
+    pub fn expire(&mut self, now: Timestamp) -> Result<Vec<PendingEvent>, DomainError> {
+        if self.status != RequestStatus::Pending {
+            return Err(DomainError::RequestNotPending {
+                status: self.status,
+            });
+        }
+        if now < self.expires_at {
+            return Err(DomainError::NotDue {
+                what: "expiring the request",
+                due: self.expires_at,
+            });
+        }
+        Ok(vec![self.expire_unchecked(now)])
+    }
+
+    pub(crate) fn expire_unchecked(&mut self, now: Timestamp) -> PendingEvent {
+        self.0.status = RequestStatus::Expired;
+        PendingEvent::new(
+            self.tenant.clone(),
+            now,
+            Actor::System,
+            EventKind::RequestExpired,
+            self.id,
+            json!({ "expires_at": self.expires_at }),
+        )
+    }
+
+    /// Ends a running grant early: an eligible approver of the resource, or
+    /// the requester giving access back. Refused unless the request is
+    /// approved and its grant still running (`request_not_active`).
+    pub fn revoke(
+        &mut self,
+        by: &Principal,
+        assignments: &[RoleAssignment],
+        reason: Reason,
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
+        let status = self.status_at(now);
+        let grant = match (&self.grant, status) {
+            (Some(grant), RequestStatus::Approved) => grant,
+            _ => {
+                return Err(DomainError::RequestNotActive {
+                    status,
+                    detail: "only an approved request whose grant is still running can be revoked"
+                        .to_owned(),
+                });
+            }
+        };
+        grant.check_revoker(by, assignments)?;
+        Ok(self.revoke_unchecked(&by.id, reason, now))
+    }
+
+    pub(crate) fn revoke_unchecked(
+        &mut self,
+        by: &PrincipalId,
+        reason: Reason,
+        now: Timestamp,
+    ) -> Vec<PendingEvent> {
+        let events = self
+            .0
+            .grant
+            .as_mut()
+            .map(|g| g.revoke_unchecked(by, reason, now))
+            .into_iter()
+            .collect();
+        self.0.status = RequestStatus::Revoked;
+        events
+    }
+
+    /// Records that the grant ran out. Due once `now` reaches its
+    /// `not_after`.
+    pub fn complete(&mut self, now: Timestamp) -> Result<Vec<PendingEvent>, DomainError> {
+        let grant = match (&self.grant, self.status) {
+            (Some(grant), RequestStatus::Approved) => grant,
+            (_, status) => {
+                return Err(DomainError::RequestNotActive {
+                    status,
+                    detail: "only an approved request can complete".to_owned(),
+                });
+            }
+        };
+        if !grant.has_run_out(now) {
+            return Err(DomainError::NotDue {
+                what: "completing the request",
+                due: grant.not_after,
+            });
+        }
+        Ok(self.complete_unchecked(now))
+    }
+
+    pub(crate) fn complete_unchecked(&mut self, now: Timestamp) -> Vec<PendingEvent> {
+        let events = self
+            .0
+            .grant
+            .as_mut()
+            .map(|g| g.end_unchecked(now))
+            .into_iter()
+            .collect();
+        self.0.status = RequestStatus::Completed;
+        events
+    }
+}
+
+fn count(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
