@@ -154,7 +154,9 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 /// The name of an access level: a letter, then up to 63 letters, digits,
@@ -346,10 +348,15 @@ mod tests {
     fn reader_allows_reads_only() {
         let reader = level(&["*/read"]);
         assert!(reader.allows(&action("Microsoft.Compute/virtualMachines/read")));
-        assert!(reader.allows(&action("Microsoft.Storage/storageAccounts/blobServices/read")));
+        assert!(reader.allows(&action(
+            "Microsoft.Storage/storageAccounts/blobServices/read"
+        )));
         assert!(!reader.allows(&action("Microsoft.Compute/virtualMachines/write")));
         assert!(!reader.allows(&action("Microsoft.Compute/virtualMachines/readSecrets")));
-        assert!(!reader.allows(&action("read")), "`*/read` needs a segment before `/read`");
+        assert!(
+            !reader.allows(&action("read")),
+            "`*/read` needs a segment before `/read`"
+        );
     }
 
     #[test]
@@ -363,16 +370,24 @@ mod tests {
     fn namespace_patterns_stay_in_their_namespace() {
         let compute = level(&["Microsoft.Compute/*"]);
         assert!(compute.allows(&action("Microsoft.Compute/virtualMachines/start/action")));
-        assert!(compute.allows(&action("microsoft.compute/virtualmachines/read")), "case-insensitive");
+        assert!(
+            compute.allows(&action("microsoft.compute/virtualmachines/read")),
+            "case-insensitive"
+        );
         assert!(!compute.allows(&action("Microsoft.ComputeX/virtualMachines/read")));
         assert!(!compute.allows(&action("Microsoft.Storage/storageAccounts/read")));
     }
 
     #[test]
     fn inner_wildcards_and_several_patterns() {
-        let lvl = level(&["Microsoft.Compute/*/read", "Microsoft.Network/*/join/action"]);
+        let lvl = level(&[
+            "Microsoft.Compute/*/read",
+            "Microsoft.Network/*/join/action",
+        ]);
         assert!(lvl.allows(&action("Microsoft.Compute/disks/read")));
-        assert!(lvl.allows(&action("Microsoft.Network/virtualNetworks/subnets/join/action")));
+        assert!(lvl.allows(&action(
+            "Microsoft.Network/virtualNetworks/subnets/join/action"
+        )));
         assert!(!lvl.allows(&action("Microsoft.Compute/disks/write")));
     }
 
@@ -391,18 +406,38 @@ mod tests {
     #[test]
     fn malformed_actions_and_patterns_are_refused_with_reasons() {
         assert!(Action::parse("").unwrap_err().reason.contains("empty"));
-        assert!(Action::parse("a//b").unwrap_err().reason.contains("empty segment"));
+        assert!(
+            Action::parse("a//b")
+                .unwrap_err()
+                .reason
+                .contains("empty segment")
+        );
         assert!(Action::parse("/a").is_err());
         assert!(Action::parse("a/").is_err());
-        assert!(Action::parse("a/*").unwrap_err().reason.contains("only allowed in patterns"));
+        assert!(
+            Action::parse("a/*")
+                .unwrap_err()
+                .reason
+                .contains("only allowed in patterns")
+        );
         assert!(Action::parse("a b").is_err());
-        assert!(ActionPattern::parse("a/**").unwrap_err().reason.contains("`**`"));
+        assert!(
+            ActionPattern::parse("a/**")
+                .unwrap_err()
+                .reason
+                .contains("`**`")
+        );
         assert!(Action::parse(&"a".repeat(257)).is_err());
     }
 
     #[test]
     fn action_sets_are_non_empty_bounded_and_deduplicated() {
-        assert!(ActionSet::parse::<&str>(&[]).unwrap_err().reason.contains("at least one"));
+        assert!(
+            ActionSet::parse::<&str>(&[])
+                .unwrap_err()
+                .reason
+                .contains("at least one")
+        );
         let many: Vec<String> = (0..65).map(|i| format!("a/{i}")).collect();
         assert!(ActionSet::parse(&many).is_err());
         let set = ActionSet::parse(&["*/read", "*/READ", "*/write"]).unwrap();

@@ -296,7 +296,12 @@ impl AccessRequest {
     /// changed hands: a pending request is canceled (or expired, if its time
     /// is over); a running grant is revoked; a grant whose time is over is
     /// completed. Terminal requests are left alone.
-    fn end_for_case(&mut self, by: &PrincipalId, reason: &Reason, now: Timestamp) -> Vec<PendingEvent> {
+    fn end_for_case(
+        &mut self,
+        by: &PrincipalId,
+        reason: &Reason,
+        now: Timestamp,
+    ) -> Vec<PendingEvent> {
         match self.status_at(now) {
             RequestStatus::Pending => vec![self.cancel_unchecked(by, Some(reason.clone()), now)],
             RequestStatus::Approved => self.revoke_unchecked(by, reason.clone(), now),

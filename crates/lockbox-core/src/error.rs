@@ -11,11 +11,11 @@
 
 use crate::access::{AccessError, AccessLevelName};
 use crate::case::CaseStatus;
+use crate::clock::Timestamp;
 use crate::id::{CaseId, IdError, PrincipalId, TenantId};
 use crate::request::RequestStatus;
 use crate::resource::{ResourceId, ResourceIdError};
 use crate::text::TextError;
-use crate::clock::Timestamp;
 
 /// Why the domain refused an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +63,9 @@ pub enum DomainError {
         tenant: TenantId,
     },
     /// Each approver counts once.
-    #[error("{principal} has already approved this request; a second approval must come from someone else")]
+    #[error(
+        "{principal} has already approved this request; a second approval must come from someone else"
+    )]
     AlreadyApproved {
         /// Who tried again.
         principal: PrincipalId,

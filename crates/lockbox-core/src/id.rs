@@ -307,8 +307,7 @@ fn parse_generated(what: &'static str, prefix: &str, s: &str) -> Result<[u8; 16]
         ));
     }
     let mut bytes = [0u8; 16];
-    hex::decode_to_slice(hex_part, &mut bytes)
-        .map_err(|e| IdError::new(what, s, e.to_string()))?;
+    hex::decode_to_slice(hex_part, &mut bytes).map_err(|e| IdError::new(what, s, e.to_string()))?;
     Ok(bytes)
 }
 

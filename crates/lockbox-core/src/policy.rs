@@ -82,10 +82,30 @@ impl TenantPolicy {
                 Ok(())
             }
         };
-        range("request_ttl_hours", s.request_ttl_hours, MAX_REQUEST_TTL_HOURS, "hours")?;
-        range("default_access_hours", s.default_access_hours, MAX_ACCESS_HOURS, "hours")?;
-        range("max_access_hours", s.max_access_hours, MAX_ACCESS_HOURS, "hours")?;
-        range("required_approvals", s.required_approvals, MAX_REQUIRED_APPROVALS, "approvals")?;
+        range(
+            "request_ttl_hours",
+            s.request_ttl_hours,
+            MAX_REQUEST_TTL_HOURS,
+            "hours",
+        )?;
+        range(
+            "default_access_hours",
+            s.default_access_hours,
+            MAX_ACCESS_HOURS,
+            "hours",
+        )?;
+        range(
+            "max_access_hours",
+            s.max_access_hours,
+            MAX_ACCESS_HOURS,
+            "hours",
+        )?;
+        range(
+            "required_approvals",
+            s.required_approvals,
+            MAX_REQUIRED_APPROVALS,
+            "approvals",
+        )?;
         range(
             "emergency_max_minutes",
             s.emergency_max_minutes,
@@ -171,28 +191,89 @@ mod tests {
         assert!(!p.emergency_access());
         assert_eq!(p.emergency_max_minutes(), 60);
         assert_eq!(TenantPolicy::new(PolicySettings::default()).unwrap(), p);
-        assert!(!LockboxSetting::default().enabled, "Lockbox is off by default");
+        assert!(
+            !LockboxSetting::default().enabled,
+            "Lockbox is off by default"
+        );
     }
 
     #[test]
     fn validation_refuses_each_bad_setting_with_its_name() {
         let base = PolicySettings::default();
         let cases: Vec<(PolicySettings, &str)> = vec![
-            (PolicySettings { required_approvals: 0, ..base }, "required_approvals"),
-            (PolicySettings { request_ttl_hours: 0, ..base }, "request_ttl_hours"),
-            (PolicySettings { default_access_hours: 0, ..base }, "default_access_hours"),
-            (PolicySettings { max_access_hours: 0, ..base }, "max_access_hours"),
-            (PolicySettings { emergency_max_minutes: 0, ..base }, "emergency_max_minutes"),
-            (PolicySettings { default_access_hours: 9, ..base }, "must not exceed max_access_hours"),
-            (PolicySettings { required_approvals: 11, ..base }, "required_approvals"),
-            (PolicySettings { max_access_hours: 721, ..base }, "max_access_hours"),
+            (
+                PolicySettings {
+                    required_approvals: 0,
+                    ..base
+                },
+                "required_approvals",
+            ),
+            (
+                PolicySettings {
+                    request_ttl_hours: 0,
+                    ..base
+                },
+                "request_ttl_hours",
+            ),
+            (
+                PolicySettings {
+                    default_access_hours: 0,
+                    ..base
+                },
+                "default_access_hours",
+            ),
+            (
+                PolicySettings {
+                    max_access_hours: 0,
+                    ..base
+                },
+                "max_access_hours",
+            ),
+            (
+                PolicySettings {
+                    emergency_max_minutes: 0,
+                    ..base
+                },
+                "emergency_max_minutes",
+            ),
+            (
+                PolicySettings {
+                    default_access_hours: 9,
+                    ..base
+                },
+                "must not exceed max_access_hours",
+            ),
+            (
+                PolicySettings {
+                    required_approvals: 11,
+                    ..base
+                },
+                "required_approvals",
+            ),
+            (
+                PolicySettings {
+                    max_access_hours: 721,
+                    ..base
+                },
+                "max_access_hours",
+            ),
         ];
         for (settings, needle) in cases {
             let err = TenantPolicy::new(settings).unwrap_err();
             assert_eq!(err.kind(), "invalid_input");
-            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
         }
-        assert!(TenantPolicy::new(PolicySettings { required_approvals: 2, max_access_hours: 24, ..base }).is_ok());
+        assert!(
+            TenantPolicy::new(PolicySettings {
+                required_approvals: 2,
+                max_access_hours: 24,
+                ..base
+            })
+            .is_ok()
+        );
     }
 
     #[test]

@@ -238,15 +238,20 @@ impl Role {
 
     /// Parses a role name.
     pub fn parse(s: &str) -> Result<Self, DomainError> {
-        [Self::TenantAdmin, Self::Owner, Self::LockboxApprover, Self::Reader]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                DomainError::invalid(format!(
-                    "unknown role `{}`; roles are TenantAdmin, Owner, LockboxApprover and Reader",
-                    crate::id::shorten(s)
-                ))
-            })
+        [
+            Self::TenantAdmin,
+            Self::Owner,
+            Self::LockboxApprover,
+            Self::Reader,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| {
+            DomainError::invalid(format!(
+                "unknown role `{}`; roles are TenantAdmin, Owner, LockboxApprover and Reader",
+                crate::id::shorten(s)
+            ))
+        })
     }
 }
 

@@ -249,7 +249,11 @@ impl AccessRequest {
             return bad("the requester appears among the approvers");
         }
         for (i, a) in r.approvals.iter().enumerate() {
-            if r.approvals.iter().skip(i + 1).any(|b| b.approver == a.approver) {
+            if r.approvals
+                .iter()
+                .skip(i + 1)
+                .any(|b| b.approver == a.approver)
+            {
                 return bad("an approver appears twice");
             }
         }
@@ -274,7 +278,9 @@ impl AccessRequest {
             }
             RequestStatus::Approved => enough && matches!(grant_state, Some(GrantState::Active)),
             RequestStatus::Revoked => enough && matches!(grant_state, Some(GrantState::Revoked(_))),
-            RequestStatus::Completed => enough && matches!(grant_state, Some(GrantState::Ended { .. })),
+            RequestStatus::Completed => {
+                enough && matches!(grant_state, Some(GrantState::Ended { .. }))
+            }
             RequestStatus::Denied => r.denial.is_some() && r.grant.is_none(),
             RequestStatus::Canceled => r.cancellation.is_some() && r.grant.is_none(),
             RequestStatus::Expired => {
@@ -300,9 +306,7 @@ impl AccessRequest {
     pub fn status_at(&self, now: Timestamp) -> RequestStatus {
         match self.status {
             RequestStatus::Pending if now >= self.expires_at => RequestStatus::Expired,
-            RequestStatus::Approved
-                if self.grant.as_ref().is_some_and(|g| g.has_run_out(now)) =>
-            {
+            RequestStatus::Approved if self.grant.as_ref().is_some_and(|g| g.has_run_out(now)) => {
                 RequestStatus::Completed
             }
             status => status,
@@ -355,10 +359,10 @@ impl AccessRequest {
             return Err(DomainError::NotAssigned {
                 case: case.id,
                 principal: requester.id.clone(),
-                assignment: case
-                    .assigned_to
-                    .as_ref()
-                    .map_or_else(|| "not assigned to anyone".to_owned(), |a| format!("assigned to {a}")),
+                assignment: case.assigned_to.as_ref().map_or_else(
+                    || "not assigned to anyone".to_owned(),
+                    |a| format!("assigned to {a}"),
+                ),
             });
         }
         if resource_tenant != Some(&tenant.id) {
@@ -407,7 +411,11 @@ impl AccessRequest {
             status: RequestStatus::Pending,
             created_at: now,
             expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
-            required_approvals: if enabled { policy.required_approvals() } else { 0 },
+            required_approvals: if enabled {
+                policy.required_approvals()
+            } else {
+                0
+            },
             approvals: Vec::new(),
             denial: None,
             cancellation: None,
@@ -487,7 +495,13 @@ impl AccessRequest {
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
         self.check_pending(now)?;
-        check_approver(approver, assignments, &self.tenant, &self.resource, &self.requester)?;
+        check_approver(
+            approver,
+            assignments,
+            &self.tenant,
+            &self.resource,
+            &self.requester,
+        )?;
         if self.approvals.iter().any(|a| a.approver == approver.id) {
             return Err(DomainError::AlreadyApproved {
                 principal: approver.id.clone(),
@@ -547,7 +561,13 @@ impl AccessRequest {
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
         self.check_pending(now)?;
-        check_approver(approver, assignments, &self.tenant, &self.resource, &self.requester)?;
+        check_approver(
+            approver,
+            assignments,
+            &self.tenant,
+            &self.resource,
+            &self.requester,
+        )?;
         let event = PendingEvent::new(
             self.tenant.clone(),
             now,

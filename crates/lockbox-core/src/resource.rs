@@ -241,9 +241,7 @@ impl<'a> Parser<'a> {
             return Err(self.whole_error("must not be empty"));
         }
         if s.len() > MAX_RESOURCE_ID_LEN {
-            return Err(self.whole_error(format!(
-                "is longer than {MAX_RESOURCE_ID_LEN} bytes"
-            )));
+            return Err(self.whole_error(format!("is longer than {MAX_RESOURCE_ID_LEN} bytes")));
         }
         let Some(rest) = s.strip_prefix('/') else {
             return Err(self.whole_error("must start with `/subscriptions/`"));
@@ -265,7 +263,8 @@ impl<'a> Parser<'a> {
             return Err(self.error(1, "should be `subscriptions`"));
         }
         let sub = self.need(2, "a subscription id")?;
-        check_subscription(sub).map_err(|r| self.error(2, format!("is not a valid subscription id: it {r}")))?;
+        check_subscription(sub)
+            .map_err(|r| self.error(2, format!("is not a valid subscription id: it {r}")))?;
         self.push("subscriptions");
         self.push(&sub.to_ascii_lowercase());
         self.end_scope(ResourceKind::Subscription);
@@ -275,9 +274,14 @@ impl<'a> Parser<'a> {
             if seg.eq_ignore_ascii_case("resourceGroups") {
                 let rg = self.need(n + 1, "a resource group name after `resourceGroups`")?;
                 if rg.len() > 90 {
-                    return Err(self.error(n + 1, "is not a valid resource group name: it is longer than 90 characters"));
+                    return Err(self.error(
+                        n + 1,
+                        "is not a valid resource group name: it is longer than 90 characters",
+                    ));
                 }
-                check_name(rg).map_err(|r| self.error(n + 1, format!("is not a valid resource group name: it {r}")))?;
+                check_name(rg).map_err(|r| {
+                    self.error(n + 1, format!("is not a valid resource group name: it {r}"))
+                })?;
                 self.push("resourceGroups");
                 self.push(rg);
                 self.end_scope(ResourceKind::ResourceGroup);
@@ -301,7 +305,9 @@ impl<'a> Parser<'a> {
                 let ty = self.need(n, "a resource type such as `virtualMachines`")?;
                 check_type(ty).map_err(|r| self.error(n, r))?;
                 let name = self.need(n + 1, &format!("a resource name after type `{ty}`"))?;
-                check_name(name).map_err(|r| self.error(n + 1, format!("is not a valid resource name: it {r}")))?;
+                check_name(name).map_err(|r| {
+                    self.error(n + 1, format!("is not a valid resource name: it {r}"))
+                })?;
                 self.push(ty);
                 self.push(name);
                 self.end_scope(ResourceKind::Resource);
@@ -562,5 +568,221 @@ impl<'de> Deserialize<'de> for Scope {
 impl From<ResourceId> for Scope {
     fn from(r: ResourceId) -> Self {
         Self::Resource(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VM: &str = "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-01";
+
+    fn id(s: &str) -> ResourceId {
+        ResourceId::parse(s).unwrap()
+    }
+
+    fn err(s: &str) -> ResourceIdError {
+        ResourceId::parse(s).unwrap_err()
+    }
+
+    #[test]
+    fn parses_every_level_of_the_arm_shape() {
+        assert_eq!(
+            id("/subscriptions/sub-1").kind(),
+            ResourceKind::Subscription
+        );
+        assert_eq!(
+            id("/subscriptions/sub-1/resourceGroups/rg").kind(),
+            ResourceKind::ResourceGroup
+        );
+        assert_eq!(id(VM).kind(), ResourceKind::Resource);
+        assert_eq!(
+            id("/subscriptions/sub-1/providers/Microsoft.Network/dnsZones/contoso.com").kind(),
+            ResourceKind::Resource
+        );
+        let nested = id(
+            "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Sql/servers/db1/databases/orders",
+        );
+        assert_eq!(nested.kind(), ResourceKind::Resource);
+        assert_eq!(nested.subscription().as_str(), "sub-1");
+    }
+
+    #[test]
+    fn normalises_keywords_and_subscription_case_but_keeps_names() {
+        let r = id(
+            "/SUBSCRIPTIONS/SUB-1/resourcegroups/RG-Web/PROVIDERS/Microsoft.Compute/virtualMachines/VM-01/",
+        );
+        assert_eq!(
+            r.as_str(),
+            "/subscriptions/sub-1/resourceGroups/RG-Web/providers/Microsoft.Compute/virtualMachines/VM-01"
+        );
+        assert_eq!(r, id(VM), "ids compare case-insensitively");
+        assert_eq!(r.canonical(), id(VM).canonical());
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let h = |x: &ResourceId| {
+            let mut s = DefaultHasher::new();
+            x.hash(&mut s);
+            s.finish()
+        };
+        assert_eq!(h(&r), h(&id(VM)), "equal ids hash alike");
+    }
+
+    #[test]
+    fn errors_name_the_segment_and_the_reason() {
+        let e = err("/subscription/sub-1");
+        assert_eq!(
+            (e.segment, e.value.as_deref()),
+            (Some(1), Some("subscription"))
+        );
+        assert!(e.reason.contains("`subscriptions`"), "{e}");
+        assert!(e.to_string().contains("segment 1 (`subscription`)"), "{e}");
+
+        let e = err("/subscriptions");
+        assert_eq!(e.segment, Some(2));
+        assert!(
+            e.reason.contains("missing: expected a subscription id"),
+            "{e}"
+        );
+
+        let e = err("/subscriptions/sub 1");
+        assert_eq!(e.segment, Some(2));
+        assert!(e.reason.contains("contains ` `"), "{e}");
+
+        let e = err("/subscriptions/s/resourceGroup/rg");
+        assert_eq!(e.segment, Some(3));
+        assert!(e.reason.contains("`resourceGroups` or `providers`"), "{e}");
+
+        let e = err("/subscriptions/s/resourceGroups");
+        assert_eq!(e.segment, Some(4));
+        assert!(e.reason.contains("resource group name"), "{e}");
+
+        let e = err("/subscriptions/s/resourceGroups/rg/provider/Microsoft.Compute/vm/x");
+        assert_eq!(e.segment, Some(5));
+        assert!(e.reason.contains("`providers`"), "{e}");
+
+        let e = err("/subscriptions/s/resourceGroups/rg/providers/Compute/virtualMachines/x");
+        assert_eq!(e.segment, Some(6));
+        assert!(e.reason.contains("namespace"), "{e}");
+
+        let e = err(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtual-machines/x",
+        );
+        assert_eq!(e.segment, Some(7));
+        assert!(e.reason.contains("resource type"), "{e}");
+
+        let e =
+            err("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines");
+        assert_eq!(e.segment, Some(8));
+        assert!(
+            e.reason
+                .contains("resource name after type `virtualMachines`"),
+            "{e}"
+        );
+
+        let e = err(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm/extensions",
+        );
+        assert_eq!(e.segment, Some(10));
+
+        let e = err("/subscriptions/s//resourceGroups/rg");
+        assert_eq!(e.segment, Some(3));
+        assert!(e.reason.contains("two `/` in a row"), "{e}");
+
+        let e = err("/subscriptions/s/resourceGroups/rg./");
+        assert!(e.reason.contains("must not end with `.`"), "{e}");
+    }
+
+    #[test]
+    fn whole_input_errors() {
+        assert!(err("").reason.contains("empty"));
+        assert!(err("subscriptions/s").reason.contains("must start with"));
+        assert!(err("/").reason.contains("tenant scope"));
+        assert!(
+            err(&format!("/subscriptions/{}", "a".repeat(1100)))
+                .reason
+                .contains("longer than 1024")
+        );
+        let deep = format!("{VM}{}", "/children/c".repeat(MAX_CHILD_DEPTH + 1));
+        assert!(err(&deep).reason.contains("nests deeper"), "{}", err(&deep));
+        let ok = format!("{VM}{}", "/children/c".repeat(MAX_CHILD_DEPTH));
+        assert!(ResourceId::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn containment_is_whole_segment_and_case_insensitive() {
+        let sub = id("/subscriptions/sub-1");
+        let rg = id("/subscriptions/sub-1/resourceGroups/rg-web");
+        let vm = id(VM);
+        assert!(sub.contains(&rg) && sub.contains(&vm) && rg.contains(&vm));
+        assert!(vm.contains(&vm), "a scope contains itself");
+        assert!(!vm.contains(&rg) && !rg.contains(&sub), "never upwards");
+        assert!(!id("/subscriptions/sub-10").contains(&vm));
+        assert!(
+            !sub.contains(&id("/subscriptions/sub-10")),
+            "not a string prefix"
+        );
+        assert!(!rg.contains(&id("/subscriptions/sub-1/resourceGroups/rg-web2")));
+        assert!(id("/SUBSCRIPTIONS/SUB-1/RESOURCEGROUPS/RG-WEB").contains(&vm));
+        assert!(!id("/subscriptions/sub-2").contains(&vm));
+        assert!(!id(&VM.replace("vm-01", "vm-0")).contains(&vm));
+    }
+
+    #[test]
+    fn ancestors_run_from_subscription_to_self() {
+        let nested = id(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Sql/servers/db1/databases/orders",
+        );
+        let got: Vec<(String, ResourceKind)> = nested
+            .ancestors()
+            .into_iter()
+            .map(|a| (a.to_string(), a.kind()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/subscriptions/s".to_owned(), ResourceKind::Subscription),
+                (
+                    "/subscriptions/s/resourceGroups/rg".to_owned(),
+                    ResourceKind::ResourceGroup
+                ),
+                (
+                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Sql/servers/db1"
+                        .to_owned(),
+                    ResourceKind::Resource
+                ),
+                (nested.to_string(), ResourceKind::Resource),
+            ]
+        );
+        for a in nested.ancestors() {
+            assert!(a.contains(&nested));
+        }
+    }
+
+    #[test]
+    fn scopes() {
+        let vm = id(VM);
+        assert_eq!(Scope::parse("/").unwrap(), Scope::Tenant);
+        assert!(Scope::Tenant.contains(&vm));
+        let rg = Scope::parse("/subscriptions/sub-1/resourceGroups/rg-web").unwrap();
+        assert!(rg.contains(&vm));
+        assert!(Scope::Tenant.contains_scope(&rg));
+        assert!(!rg.contains_scope(&Scope::Tenant));
+        assert_eq!(rg.subscription().unwrap().as_str(), "sub-1");
+        assert_eq!(Scope::Tenant.to_string(), "/");
+        let json = serde_json::to_string(&rg).unwrap();
+        assert_eq!(serde_json::from_str::<Scope>(&json).unwrap(), rg);
+        assert!(serde_json::from_str::<Scope>("\"/subscriptions/\"").is_err());
+    }
+
+    #[test]
+    fn subscription_ids() {
+        assert_eq!(SubscriptionId::parse("ABC-1").unwrap().as_str(), "abc-1");
+        assert!(SubscriptionId::parse("").is_err());
+        assert!(SubscriptionId::parse("a/b").is_err());
+        assert_eq!(
+            SubscriptionId::parse("s1").unwrap().to_resource_id(),
+            id("/subscriptions/S1")
+        );
     }
 }

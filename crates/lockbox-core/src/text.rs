@@ -179,9 +179,7 @@ impl Email {
                 !label.is_empty()
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label
-                        .chars()
-                        .all(|c| c.is_alphanumeric() || c == '-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
         if !labels_ok {
             return Err(err("does not have a valid domain"));
@@ -227,7 +225,10 @@ mod tests {
 
     #[test]
     fn text_is_trimmed_and_bounded() {
-        assert_eq!(Reason::parse("  looks fine  ").unwrap().as_str(), "looks fine");
+        assert_eq!(
+            Reason::parse("  looks fine  ").unwrap().as_str(),
+            "looks fine"
+        );
         let err = Reason::parse("   ").unwrap_err();
         assert_eq!(err.to_string(), "reason must not be empty");
         assert!(Reason::parse(&"x".repeat(1000)).is_ok());
@@ -249,7 +250,15 @@ mod tests {
     fn emails_are_checked_for_shape() {
         assert!(Email::parse("alice@contoso.com").is_ok());
         assert!(Email::parse("alice+ops@mail.contoso.co.uk").is_ok());
-        for bad in ["alice", "@contoso.com", "alice@contoso", "a b@c.com", "a@b@c.com", "a@-c.com", "a@c..com"] {
+        for bad in [
+            "alice",
+            "@contoso.com",
+            "alice@contoso",
+            "a b@c.com",
+            "a@b@c.com",
+            "a@-c.com",
+            "a@c..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
     }

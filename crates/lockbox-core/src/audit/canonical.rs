@@ -150,7 +150,9 @@ mod tests {
     #[test]
     fn strings_are_escaped_minimally() {
         assert_eq!(
-            enc(&json!("quote\" back\\ nl\n tab\t bell\u{7} del\u{7f} é € 😀 /")),
+            enc(&json!(
+                "quote\" back\\ nl\n tab\t bell\u{7} del\u{7f} é € 😀 /"
+            )),
             "\"quote\\\" back\\\\ nl\\n tab\\t bell\\u0007 del\u{7f} é € 😀 /\""
         );
         assert_eq!(enc(&json!("\u{8}\u{c}\r\u{1f}")), r#""\b\f\r\u001f""#);

@@ -40,8 +40,12 @@ impl KeyId {
     /// Parses 16 hex digits.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut id = [0u8; 8];
-        hex::decode_to_slice(s, &mut id)
-            .map_err(|e| format!("`{}` is not a key id (16 hex digits): {e}", crate::id::shorten(s)))?;
+        hex::decode_to_slice(s, &mut id).map_err(|e| {
+            format!(
+                "`{}` is not a key id (16 hex digits): {e}",
+                crate::id::shorten(s)
+            )
+        })?;
         Ok(Self(id))
     }
 }
@@ -67,7 +71,10 @@ impl Signature {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut sig = [0u8; 64];
         hex::decode_to_slice(s, &mut sig).map_err(|e| {
-            format!("`{}` is not an Ed25519 signature (128 hex digits): {e}", crate::id::shorten(s))
+            format!(
+                "`{}` is not an Ed25519 signature (128 hex digits): {e}",
+                crate::id::shorten(s)
+            )
         })?;
         Ok(Self(sig))
     }
@@ -116,7 +123,10 @@ impl PublicKey {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut raw = [0u8; 32];
         hex::decode_to_slice(s.trim(), &mut raw).map_err(|e| {
-            format!("`{}` is not an Ed25519 public key (64 hex digits): {e}", crate::id::shorten(s))
+            format!(
+                "`{}` is not an Ed25519 public key (64 hex digits): {e}",
+                crate::id::shorten(s)
+            )
         })?;
         VerifyingKey::from_bytes(&raw)
             .map(Self)

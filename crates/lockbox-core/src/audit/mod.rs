@@ -300,8 +300,12 @@ impl Digest {
     /// Parses 64 hex digits.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(s, &mut bytes)
-            .map_err(|e| format!("`{}` is not a SHA-256 digest in hex: {e}", crate::id::shorten(s)))?;
+        hex::decode_to_slice(s, &mut bytes).map_err(|e| {
+            format!(
+                "`{}` is not a SHA-256 digest in hex: {e}",
+                crate::id::shorten(s)
+            )
+        })?;
         Ok(Self(bytes))
     }
 }
@@ -537,4 +541,3 @@ impl ChainHead {
         Ok(sealed)
     }
 }
-

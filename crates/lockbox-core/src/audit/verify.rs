@@ -173,7 +173,10 @@ impl ChainVerifier {
             return self.fail(
                 expected,
                 FaultKind::WrongChain,
-                format!("the event belongs to {}, not {}", event.chain, self.head.chain),
+                format!(
+                    "the event belongs to {}, not {}",
+                    event.chain, self.head.chain
+                ),
             );
         }
         let computed = event.compute_hash_with(&mut self.scratch);

@@ -1,0 +1,1 @@
+//! Placeholder: docs/AUDIT_FORMAT.md test vectors (being written).

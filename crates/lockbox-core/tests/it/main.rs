@@ -1,0 +1,18 @@
+//! Integration tests of the Lockbox domain, in one test binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+
+mod admin;
+mod audit_format;
+mod cases;
+mod chain_props;
+mod grants;
+mod props;
+mod requests;
+mod world;
