@@ -15,6 +15,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use serde_json::json;
+
+use crate::audit::{Chain, EventKind, PendingEvent};
+use crate::authz::ProviderAdmin;
+use crate::clock::Timestamp;
 use crate::id::shorten;
 use crate::text::Description;
 
@@ -206,6 +211,42 @@ pub struct AccessLevel {
 }
 
 impl AccessLevel {
+    /// The provider defines a level, or redefines the one named `name`
+    /// (`previous` is its current definition). Redefining changes what new
+    /// requests ask for; requests already made keep the patterns they were
+    /// made with. Returns no event when nothing changes.
+    #[must_use]
+    pub fn define(
+        by: &ProviderAdmin,
+        name: AccessLevelName,
+        actions: ActionSet,
+        description: Description,
+        previous: Option<&AccessLevel>,
+        now: Timestamp,
+    ) -> (AccessLevel, Option<PendingEvent>) {
+        let level = AccessLevel {
+            name,
+            actions,
+            description,
+        };
+        if previous == Some(&level) {
+            return (level, None);
+        }
+        let event = PendingEvent::new(
+            Chain::Provider,
+            now,
+            by.principal().clone(),
+            EventKind::AccessLevelChanged,
+            &level.name,
+            json!({
+                "actions": level.actions,
+                "description": level.description,
+                "previous_actions": previous.map(|p| &p.actions),
+            }),
+        );
+        (level, Some(event))
+    }
+
     /// True when one of the level's patterns matches `action`.
     #[must_use]
     pub fn allows(&self, action: &Action) -> bool {

@@ -66,9 +66,11 @@ impl<K: TextKind> Text<K> {
         &self.0
     }
 
-    /// Text that Lockbox itself writes (a reason such as `case closed`).
-    /// Only for literals known to satisfy the rules; a test checks each use.
+    /// Text that Lockbox itself writes (a reason such as `case closed`):
+    /// literals that satisfy the rules, which debug builds (and so every
+    /// test that reaches them) check.
     pub(crate) fn fixed(s: &'static str) -> Self {
+        debug_assert!(Self::parse(s).is_ok(), "fixed text breaks its rules: {s:?}");
         Self(s.into(), PhantomData)
     }
 }

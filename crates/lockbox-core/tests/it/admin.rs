@@ -261,3 +261,49 @@ fn tenants_chains_are_separate() {
         "contoso's log shows nothing of fabrikam's people"
     );
 }
+
+#[test]
+fn the_provider_defines_access_levels_in_its_own_chain() {
+    use lockbox_core::access::ActionSet;
+    use lockbox_core::text::Description;
+    let w = World::new();
+    let provider = w.provider();
+    let name = AccessLevelName::parse("Operator").unwrap();
+    let actions =
+        ActionSet::parse(&["*/read", "Microsoft.Compute/virtualMachines/restart/action"]).unwrap();
+    let description = Description::parse("read and restart").unwrap();
+    let (level, ev) = AccessLevel::define(
+        &provider,
+        name.clone(),
+        actions.clone(),
+        description.clone(),
+        None,
+        w.now,
+    );
+    let ev = ev.unwrap();
+    assert_eq!(
+        (ev.chain, ev.kind, ev.actor.to_string()),
+        (
+            Chain::Provider,
+            EventKind::AccessLevelChanged,
+            "admin".to_owned()
+        )
+    );
+    assert_eq!(ev.subject, "Operator");
+    let (_, again) = AccessLevel::define(
+        &provider,
+        name.clone(),
+        actions,
+        description.clone(),
+        Some(&level),
+        w.now,
+    );
+    assert!(again.is_none(), "no change, no event");
+    let wider = ActionSet::parse(&["*"]).unwrap();
+    let (_, changed) =
+        AccessLevel::define(&provider, name, wider, description, Some(&level), w.now);
+    assert_eq!(
+        changed.unwrap().data["previous_actions"][1],
+        "Microsoft.Compute/virtualMachines/restart/action"
+    );
+}

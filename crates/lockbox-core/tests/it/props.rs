@@ -202,15 +202,14 @@ fn run(
                     let g = t.req.grant.as_ref().unwrap();
                     prop_assert_eq!(g.not_before, now);
                 }
-                if let Err(e) = &r {
-                    if name == "sam" {
-                        let expected = matches!(
-                            e,
-                            DomainError::SelfApproval { .. }
-                                | DomainError::RequestNotPending { .. }
-                        );
-                        prop_assert!(expected, "{}", e);
-                    }
+                if let Err(e) = &r
+                    && name == "sam"
+                {
+                    let expected = matches!(
+                        e,
+                        DomainError::SelfApproval { .. } | DomainError::RequestNotPending { .. }
+                    );
+                    prop_assert!(expected, "{}", e);
                 }
                 (r, predicted)
             }
