@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 use super::canonical::{NotCanonical, write_str, write_uint};
-use super::{Chain, ChainHead, Digest, micros};
+use super::{Chain, ChainHead, Digest, lower_hex, micros};
 use crate::clock::{Timestamp, to_stored_precision};
 use crate::id::{RandomnessError, random_bytes};
 
@@ -40,7 +40,7 @@ impl KeyId {
     /// Parses 16 hex digits.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut id = [0u8; 8];
-        hex::decode_to_slice(s, &mut id).map_err(|e| {
+        lower_hex(s, &mut id).map_err(|e| {
             format!(
                 "`{}` is not a key id (16 hex digits): {e}",
                 crate::id::shorten(s)
@@ -70,7 +70,7 @@ impl Signature {
     /// Parses 128 hex digits.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut sig = [0u8; 64];
-        hex::decode_to_slice(s, &mut sig).map_err(|e| {
+        lower_hex(s, &mut sig).map_err(|e| {
             format!(
                 "`{}` is not an Ed25519 signature (128 hex digits): {e}",
                 crate::id::shorten(s)
@@ -119,10 +119,11 @@ hex_serde!(PublicKey);
 pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
-    /// Parses 64 hex digits.
+    /// Parses 64 lowercase hex digits (surrounding whitespace, such as the
+    /// newline at the end of a key file, is ignored).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut raw = [0u8; 32];
-        hex::decode_to_slice(s.trim(), &mut raw).map_err(|e| {
+        lower_hex(s.trim(), &mut raw).map_err(|e| {
             format!(
                 "`{}` is not an Ed25519 public key (64 hex digits): {e}",
                 crate::id::shorten(s)

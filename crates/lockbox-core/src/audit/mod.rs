@@ -80,9 +80,28 @@ impl Serialize for Chain {
     }
 }
 
+/// Reads `null` or a tenant id. Goes through `deserialize_any` rather than
+/// `Option`, so that a *missing* `tenant` member is an error instead of
+/// silently meaning the provider chain.
 impl<'de> Deserialize<'de> for Chain {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Option::<TenantId>::deserialize(d)?.map_or(Self::Provider, Self::Tenant))
+        struct ChainVisitor;
+        impl serde::de::Visitor<'_> for ChainVisitor {
+            type Value = Chain;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a tenant id or null")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Chain, E> {
+                Ok(Chain::Provider)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Chain, E> {
+                Ok(Chain::Provider)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Chain, E> {
+                TenantId::parse(s).map(Chain::Tenant).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(ChainVisitor)
     }
 }
 
@@ -297,10 +316,10 @@ impl Digest {
     /// The `prev_hash` of a chain's first event.
     pub const ZERO: Digest = Digest([0; 32]);
 
-    /// Parses 64 hex digits.
+    /// Parses 64 lowercase hex digits.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(s, &mut bytes).map_err(|e| {
+        lower_hex(s, &mut bytes).map_err(|e| {
             format!(
                 "`{}` is not a SHA-256 digest in hex: {e}",
                 crate::id::shorten(s)
@@ -335,7 +354,17 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// Times in the log are RFC 3339 UTC with exactly six fractional digits.
+/// Decodes lowercase hex into `out`, refusing uppercase so that every value
+/// in the log has exactly one spelling.
+pub(crate) fn lower_hex(s: &str, out: &mut [u8]) -> Result<(), String> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("hex digits must be lowercase".to_owned());
+    }
+    hex::decode_to_slice(s, out).map_err(|e| e.to_string())
+}
+
+/// Times in the log are RFC 3339 UTC with exactly six fractional digits, and
+/// only that spelling is read back: what a line shows is what was hashed.
 pub(crate) mod micros {
     use chrono::SecondsFormat;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -350,11 +379,101 @@ pub(crate) mod micros {
         s.serialize_str(&format(t))
     }
 
+    /// Parses exactly `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub(crate) fn parse(s: &str) -> Result<Timestamp, String> {
+        let wrong = || {
+            format!(
+                "`{}` is not a time in the form 2026-03-02T09:15:04.123456Z (UTC, six fractional digits)",
+                crate::id::shorten(s)
+            )
+        };
+        let t = chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|_| wrong())?
+            .to_utc();
+        if format(&t) == s { Ok(t) } else { Err(wrong()) }
+    }
+
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        chrono::DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.to_utc())
-            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time: {e}")))
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// JSON read without serde_json's "last duplicate wins".
+mod strict_json {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    pub(super) fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        match d.deserialize_map(StrictValue)? {
+            Value::Object(map) => Ok(map),
+            _ => Err(D::Error::custom("expected an object")),
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct StrictValue;
+
+    impl<'de> DeserializeSeed<'de> for StrictValue {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for StrictValue {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_unit<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_bool<E: Error>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E: Error>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_u64<E: Error>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_f64<E: Error>(self, n: f64) -> Result<Value, E> {
+            // Kept, so that verification reports it as not canonical.
+            Number::from_f64(n)
+                .map(Value::Number)
+                .ok_or_else(|| E::custom("a number that is not finite"))
+        }
+        fn visit_str<E: Error>(self, s: &str) -> Result<Value, E> {
+            Ok(Value::String(s.to_owned()))
+        }
+        fn visit_string<E: Error>(self, s: String) -> Result<Value, E> {
+            Ok(Value::String(s))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(StrictValue)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+            let mut map = Map::new();
+            while let Some(key) = access.next_key::<String>()? {
+                let value = access.next_value_seed(StrictValue)?;
+                if map.contains_key(&key) {
+                    return Err(A::Error::custom(format!("member `{key}` appears twice")));
+                }
+                map.insert(key, value);
+            }
+            Ok(Value::Object(map))
+        }
     }
 }
 
@@ -379,7 +498,10 @@ pub struct AuditEvent {
     pub kind: String,
     /// The id of the thing it happened to.
     pub subject: String,
-    /// Details.
+    /// Details. Read strictly: a member name repeated at any depth is an
+    /// error, since a reader that kept the other copy would show a value
+    /// that was not hashed.
+    #[serde(deserialize_with = "strict_json::object")]
     pub data: Map<String, Value>,
     /// The previous event's hash (zeros for the first event).
     pub prev_hash: Digest,

@@ -73,7 +73,10 @@ impl fmt::Display for FaultKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("event {seq}: {kind}: {detail}")]
 pub struct ChainFault {
-    /// The first sequence number at which the log is wrong.
+    /// Where verification failed: the first sequence number the log gets
+    /// wrong. For a `duplicate` it is the repeated number; for a
+    /// `broken_link` the later of the two events; for a checkpoint fault the
+    /// checkpoint's sequence number (see `docs/AUDIT_FORMAT.md`).
     pub seq: u64,
     /// The kind of fault.
     pub kind: FaultKind,
@@ -159,9 +162,8 @@ impl ChainVerifier {
                 if let Some(fault) = &mut self.fault {
                     fault.kind = FaultKind::Reordered;
                     fault.detail = format!(
-                        "event {} is out of place: it appears after event {} was expected",
-                        event.seq,
-                        event.seq + 1
+                        "event {} is out of place: it appears later in the log than where it belongs",
+                        event.seq
                     );
                 }
                 self.gap = None;
