@@ -465,6 +465,24 @@ impl AccessRequest {
         }
     }
 
+    /// Refuses unless the request can still be decided and `approver` may
+    /// decide it now.
+    fn check_decider(
+        &self,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        now: Timestamp,
+    ) -> Result<(), DomainError> {
+        self.check_pending(now)?;
+        check_approver(
+            approver,
+            assignments,
+            &self.tenant,
+            &self.resource,
+            &self.requester,
+        )
+    }
+
     /// Moves to approved and starts the grant; returns `grant.created`.
     fn grant_now(&mut self, hours: u32, actor: Actor, now: Timestamp) -> Vec<PendingEvent> {
         let grant = Grant::for_request(&self.0, now, hours);
@@ -494,14 +512,7 @@ impl AccessRequest {
         policy: &TenantPolicy,
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
-        self.check_pending(now)?;
-        check_approver(
-            approver,
-            assignments,
-            &self.tenant,
-            &self.resource,
-            &self.requester,
-        )?;
+        self.check_decider(approver, assignments, now)?;
         if self.approvals.iter().any(|a| a.approver == approver.id) {
             return Err(DomainError::AlreadyApproved {
                 principal: approver.id.clone(),
@@ -560,14 +571,7 @@ impl AccessRequest {
         reason: Reason,
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
-        self.check_pending(now)?;
-        check_approver(
-            approver,
-            assignments,
-            &self.tenant,
-            &self.resource,
-            &self.requester,
-        )?;
+        self.check_decider(approver, assignments, now)?;
         let event = PendingEvent::new(
             self.tenant.clone(),
             now,
