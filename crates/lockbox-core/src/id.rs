@@ -328,6 +328,15 @@ generated_id!(
     /// A role assignment (a principal holding a role at a scope).
     RoleAssignmentId, "ra", "role assignment id"
 );
+generated_id!(
+    /// An API token (the id is public; the secret is shown once and stored
+    /// only as a hash).
+    TokenId, "tok", "token id"
+);
+generated_id!(
+    /// A job in the outbox (a notification to deliver, say).
+    JobId, "job", "job id"
+);
 
 impl GrantId {
     /// The id of the one grant a request can ever produce: the request's own

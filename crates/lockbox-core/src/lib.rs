@@ -45,7 +45,7 @@ pub use case::{CaseStatus, Severity, SupportCase};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::DomainError;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
-pub use id::{CaseId, GrantId, PrincipalId, RequestId, RoleAssignmentId, TenantId};
+pub use id::{CaseId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId, TenantId, TokenId};
 pub use policy::{LockboxSetting, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
 pub use request::{AccessRequest, Approval, Decision, RequestDraft, RequestFacts, RequestStatus};

@@ -1,0 +1,253 @@
+//! The audit log: chains of sealed events and their signed checkpoints.
+//!
+//! Events are appended only by [`crate::Tx::commit`]; this module reads
+//! them, and stores checkpoints.
+
+use std::future::Future;
+
+use lockbox_core::audit::{KeyId, Signature};
+use lockbox_core::{Actor, AuditEvent, Chain, ChainHead, Checkpoint, Digest, TenantId, Timestamp};
+use serde_json::{Map, Value};
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use crate::codec::{RowExt as _, json, micros, placeholders};
+use crate::error::StoreError;
+use crate::tx::Tx;
+
+/// The `chain` column of the provider chain (tenant ids never contain
+/// parentheses).
+const PROVIDER_CHAIN: &str = "(provider)";
+
+pub(crate) fn chain_key(chain: &Chain) -> String {
+    match chain {
+        Chain::Provider => PROVIDER_CHAIN.to_owned(),
+        Chain::Tenant(t) => t.as_str().to_owned(),
+    }
+}
+
+fn chain_of(key: &str) -> Result<Chain, StoreError> {
+    if key == PROVIDER_CHAIN {
+        Ok(Chain::Provider)
+    } else {
+        TenantId::parse(key)
+            .map(Chain::Tenant)
+            .map_err(StoreError::corrupt)
+    }
+}
+
+pub(crate) fn digest(bytes: &[u8]) -> Result<Digest, StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(Digest)
+        .map_err(|_| StoreError::corrupt(format!("a hash of {} bytes", bytes.len())))
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events after this sequence number.
+    pub after_seq: u64,
+    /// Only events of this kind (`request.created`, …).
+    pub kind: Option<String>,
+    /// Only events at or after this time.
+    pub from: Option<Timestamp>,
+    /// Only events before this time.
+    pub until: Option<Timestamp>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Reading the audit log and storing checkpoints.
+pub trait Audit {
+    /// The chain's last sequence number and hash (of an empty chain: 0 and
+    /// zeros). No lock is taken.
+    fn chain_head(
+        &mut self,
+        chain: &Chain,
+    ) -> impl Future<Output = Result<ChainHead, StoreError>> + Send;
+
+    /// Every chain's head.
+    fn chain_heads(&mut self) -> impl Future<Output = Result<Vec<ChainHead>, StoreError>> + Send;
+
+    /// Events of a chain in sequence order.
+    fn events(
+        &mut self,
+        chain: &Chain,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+
+    /// Stores a checkpoint (a second one for the same head and key is
+    /// ignored).
+    fn insert_checkpoint(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The checkpoint with the highest sequence number, the latest among
+    /// equals.
+    fn latest_checkpoint(
+        &mut self,
+        chain: &Chain,
+    ) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
+}
+
+const EVENT_COLUMNS: &str = "chain, seq, at_us, actor, kind, subject, data, prev_hash, hash";
+
+fn event_of(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+    let data: Map<String, Value> = row.json("data")?;
+    Ok(AuditEvent {
+        seq: row.u64("seq")?,
+        chain: chain_of(&row.text("chain")?)?,
+        at: row.time("at_us")?,
+        actor: Actor::parse(&row.text("actor")?).map_err(StoreError::corrupt)?,
+        kind: row.text("kind")?,
+        subject: row.text("subject")?,
+        data,
+        prev_hash: digest(&row.bytes("prev_hash")?)?,
+        hash: digest(&row.bytes("hash")?)?,
+    })
+}
+
+fn checkpoint_of(row: &AnyRow) -> Result<Checkpoint, StoreError> {
+    let signature: [u8; 64] = row
+        .bytes("signature")?
+        .try_into()
+        .map_err(|_| StoreError::corrupt("a signature that is not 64 bytes"))?;
+    Ok(Checkpoint {
+        chain: chain_of(&row.text("chain")?)?,
+        seq: row.u64("seq")?,
+        head_hash: digest(&row.bytes("head_hash")?)?,
+        at: row.time("at_us")?,
+        key_id: KeyId::parse(&row.text("key_id")?).map_err(StoreError::corrupt)?,
+        signature: Signature(signature),
+    })
+}
+
+fn seq_param(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::corrupt("sequence number overflow"))
+}
+
+/// Rows per multi-row insert: 9 values each, well under both backends'
+/// limits on bound parameters.
+const EVENTS_PER_INSERT: usize = 500;
+
+/// Inserts sealed events (called by the commit, under the head's lock).
+pub(crate) async fn insert_events(tx: &mut Tx, events: &[AuditEvent]) -> Result<(), StoreError> {
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let values = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(i * 9 + 1, 9)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {values}");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(chain_key(&e.chain))
+                .bind(seq_param(e.seq)?)
+                .bind(micros(e.at))
+                .bind(e.actor.as_str().to_owned())
+                .bind(e.kind.clone())
+                .bind(e.subject.clone())
+                .bind(json(&e.data)?)
+                .bind(e.prev_hash.0.to_vec())
+                .bind(e.hash.0.to_vec());
+        }
+        tx.run(q).await?;
+    }
+    Ok(())
+}
+
+impl Audit for Tx {
+    async fn chain_head(&mut self, chain: &Chain) -> Result<ChainHead, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query("SELECT seq, hash FROM audit_heads WHERE chain = $1")
+                    .bind(chain_key(chain)),
+            )
+            .await?;
+        match row {
+            Some(row) => Ok(ChainHead {
+                chain: chain.clone(),
+                seq: row.u64("seq")?,
+                hash: digest(&row.bytes("hash")?)?,
+            }),
+            None => Ok(ChainHead::genesis(chain.clone())),
+        }
+    }
+
+    async fn chain_heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        let rows = self
+            .all(sqlx::query(
+                "SELECT chain, seq, hash FROM audit_heads ORDER BY chain",
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChainHead {
+                    chain: chain_of(&row.text("chain")?)?,
+                    seq: row.u64("seq")?,
+                    hash: digest(&row.bytes("hash")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn events(
+        &mut self,
+        chain: &Chain,
+        query: &EventQuery,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::from(query.limit.clamp(1, 10_000));
+        let rows = self
+            .all(
+                sqlx::query(
+                    "SELECT chain, seq, at_us, actor, kind, subject, data, prev_hash, hash \
+                     FROM audit_events \
+                     WHERE chain = $1 AND seq > $2 \
+                       AND ($3 IS NULL OR kind = $3) \
+                       AND ($4 IS NULL OR at_us >= $4) \
+                       AND ($5 IS NULL OR at_us < $5) \
+                     ORDER BY seq LIMIT $6",
+                )
+                .bind(chain_key(chain))
+                .bind(seq_param(query.after_seq)?)
+                .bind(query.kind.clone())
+                .bind(query.from.map(micros))
+                .bind(query.until.map(micros))
+                .bind(limit),
+            )
+            .await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+        self.bookkeeping_write()?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (chain, seq, head_hash, at_us, key_id, signature) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain, seq, key_id) DO NOTHING",
+            )
+            .bind(chain_key(&cp.chain))
+            .bind(seq_param(cp.seq)?)
+            .bind(cp.head_hash.0.to_vec())
+            .bind(micros(cp.at))
+            .bind(cp.key_id.to_string())
+            .bind(cp.signature.0.to_vec()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&mut self, chain: &Chain) -> Result<Option<Checkpoint>, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query(
+                    "SELECT chain, seq, head_hash, at_us, key_id, signature FROM audit_checkpoints \
+                     WHERE chain = $1 ORDER BY seq DESC, at_us DESC LIMIT 1",
+                )
+                .bind(chain_key(chain)),
+            )
+            .await?;
+        row.as_ref().map(checkpoint_of).transpose()
+    }
+}

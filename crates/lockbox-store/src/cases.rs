@@ -1,0 +1,182 @@
+//! Support cases.
+
+use std::future::Future;
+
+use lockbox_core::case::CaseRecord;
+use lockbox_core::text::CaseTitle;
+use lockbox_core::{CaseId, CaseStatus, PrincipalId, Severity, SupportCase, TenantId};
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use crate::codec::{RowExt as _, micros, opt_micros};
+use crate::error::StoreError;
+use crate::page::{Page, PageRequest};
+use crate::tx::{Locked, Tx};
+
+/// Which cases to list; every field narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    /// Cases of this tenant.
+    pub tenant: Option<TenantId>,
+    /// Cases assigned to this operator.
+    pub assigned_to: Option<PrincipalId>,
+    /// Cases in this state.
+    pub status: Option<CaseStatus>,
+}
+
+/// Support cases.
+pub trait Cases {
+    /// Stores a new case.
+    fn insert_case(
+        &mut self,
+        case: &SupportCase,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A case.
+    fn case(
+        &mut self,
+        id: &CaseId,
+    ) -> impl Future<Output = Result<Option<SupportCase>, StoreError>> + Send;
+    /// A case, locked for a change (and to keep it open while a request is
+    /// made against it).
+    fn lock_case(
+        &mut self,
+        id: &CaseId,
+    ) -> impl Future<Output = Result<Locked<SupportCase>, StoreError>> + Send;
+    /// Saves a locked case.
+    fn save_case(
+        &mut self,
+        case: Locked<SupportCase>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Cases, newest first.
+    fn cases(
+        &mut self,
+        filter: &CaseFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<SupportCase>, StoreError>> + Send;
+}
+
+const CASE_COLUMNS: &str = "id, tenant_id, resource, title, severity, status, assigned_to, created_at_us, created_by, closed_at_us, closed_by";
+
+fn severity_text(s: Severity) -> &'static str {
+    match s {
+        Severity::A => "A",
+        Severity::B => "B",
+        Severity::C => "C",
+    }
+}
+
+fn status_text(s: CaseStatus) -> &'static str {
+    match s {
+        CaseStatus::Open => "open",
+        CaseStatus::Closed => "closed",
+    }
+}
+
+fn case_of(row: &AnyRow) -> Result<SupportCase, StoreError> {
+    let status = match row.text("status")?.as_str() {
+        "open" => CaseStatus::Open,
+        "closed" => CaseStatus::Closed,
+        other => return Err(StoreError::corrupt(format!("case status `{other}`"))),
+    };
+    let record = CaseRecord {
+        id: row.parsed("id")?,
+        tenant: row.parsed("tenant_id")?,
+        resource: row.parsed("resource")?,
+        title: CaseTitle::parse(&row.text("title")?).map_err(StoreError::corrupt)?,
+        severity: Severity::parse(&row.text("severity")?)?,
+        status,
+        assigned_to: row.opt_parsed("assigned_to")?,
+        created_at: row.time("created_at_us")?,
+        created_by: row.parsed("created_by")?,
+        closed_at: row.opt_time("closed_at_us")?,
+        closed_by: row.opt_parsed("closed_by")?,
+    };
+    Ok(SupportCase::restore(record)?)
+}
+
+impl Cases for Tx {
+    async fn insert_case(&mut self, c: &SupportCase) -> Result<(), StoreError> {
+        self.audited_write()?;
+        let sql = format!(
+            "INSERT INTO cases ({CASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        self.run(
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(c.id.to_string())
+                .bind(c.tenant.as_str().to_owned())
+                .bind(c.resource.to_string())
+                .bind(c.title.as_str().to_owned())
+                .bind(severity_text(c.severity))
+                .bind(status_text(c.status))
+                .bind(c.assigned_to.as_ref().map(|p| p.as_str().to_owned()))
+                .bind(micros(c.created_at))
+                .bind(c.created_by.as_str().to_owned())
+                .bind(opt_micros(c.closed_at))
+                .bind(c.closed_by.as_ref().map(|p| p.as_str().to_owned())),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn case(&mut self, id: &CaseId) -> Result<Option<SupportCase>, StoreError> {
+        let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+        let row = self
+            .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
+            .await?;
+        row.as_ref().map(case_of).transpose()
+    }
+
+    async fn lock_case(&mut self, id: &CaseId) -> Result<Locked<SupportCase>, StoreError> {
+        let sql = self.locking(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
+        let row = self
+            .optional(sqlx::query(sql).bind(id.to_string()))
+            .await?
+            .ok_or_else(|| StoreError::not_found("case", id))?;
+        Ok(Locked::new(case_of(&row)?))
+    }
+
+    async fn save_case(&mut self, case: Locked<SupportCase>) -> Result<(), StoreError> {
+        let (before, c) = case.parts();
+        if before == c {
+            return Ok(());
+        }
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "UPDATE cases SET status = $2, assigned_to = $3, closed_at_us = $4, closed_by = $5 WHERE id = $1",
+            )
+            .bind(c.id.to_string())
+            .bind(status_text(c.status))
+            .bind(c.assigned_to.as_ref().map(|p| p.as_str().to_owned()))
+            .bind(opt_micros(c.closed_at))
+            .bind(c.closed_by.as_ref().map(|p| p.as_str().to_owned())),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn cases(
+        &mut self,
+        filter: &CaseFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SupportCase>, StoreError> {
+        let sql = format!(
+            "SELECT {CASE_COLUMNS} FROM cases \
+             WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR assigned_to = $2) \
+               AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        );
+        let rows = self
+            .all(
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(filter.tenant.as_ref().map(|t| t.as_str().to_owned()))
+                    .bind(filter.assigned_to.as_ref().map(|p| p.as_str().to_owned()))
+                    .bind(filter.status.map(status_text))
+                    .bind(page.cursor.clone())
+                    .bind(page.fetch_limit()),
+            )
+            .await?;
+        let items = rows.iter().map(case_of).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, page, |c| c.id.to_string()))
+    }
+}

@@ -1,0 +1,655 @@
+//! Tenants and their policy, subscriptions, principals, credentials, role
+//! assignments and access levels.
+
+use std::future::Future;
+
+use lockbox_core::principal::Role;
+use lockbox_core::text::{Description, DisplayName, Email};
+use lockbox_core::{
+    AccessLevel, AccessLevelName, LockboxSetting, Principal, PrincipalId, PrincipalKind,
+    RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
+    Timestamp, TokenId,
+};
+use sqlx::any::AnyRow;
+
+use crate::codec::{RowExt as _, flag, json, micros, opt_micros};
+use crate::error::StoreError;
+use crate::page::{Page, PageRequest};
+use crate::tx::{Locked, Tx};
+
+/// An API token as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// The token's public id.
+    pub id: TokenId,
+    /// Whose it is.
+    pub principal: PrincipalId,
+    /// SHA-256 of the secret.
+    pub hash: [u8; 32],
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiToken {
+    /// Whether the token authenticates at `now`.
+    #[must_use]
+    pub fn is_valid(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// The directory: who exists, what they may do, and how they sign in.
+pub trait Directory {
+    /// Stores a new tenant (its opt-in and policy included).
+    fn insert_tenant(
+        &mut self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A tenant.
+    fn tenant(
+        &mut self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send;
+    /// A tenant, locked for a change of its opt-in or policy (and to
+    /// serialize changes of its administrators).
+    fn lock_tenant(
+        &mut self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Locked<Tenant>, StoreError>> + Send;
+    /// Saves a locked tenant.
+    fn save_tenant(
+        &mut self,
+        tenant: Locked<Tenant>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Tenants in id order.
+    fn tenants(
+        &mut self,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Tenant>, StoreError>> + Send;
+
+    /// Attaches a subscription to a tenant.
+    fn insert_subscription(
+        &mut self,
+        id: &SubscriptionId,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The tenant a subscription belongs to.
+    fn subscription_tenant(
+        &mut self,
+        id: &SubscriptionId,
+    ) -> impl Future<Output = Result<Option<TenantId>, StoreError>> + Send;
+    /// A tenant's subscriptions.
+    fn subscriptions(
+        &mut self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<SubscriptionId>, StoreError>> + Send;
+
+    /// Stores a new principal.
+    fn insert_principal(
+        &mut self,
+        principal: &Principal,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A principal.
+    fn principal(
+        &mut self,
+        id: &PrincipalId,
+    ) -> impl Future<Output = Result<Option<Principal>, StoreError>> + Send;
+    /// A tenant's users, in id order.
+    fn users(
+        &mut self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<Principal>, StoreError>> + Send;
+    /// Whether any principal exists (an installation is initialised).
+    fn has_principals(&mut self) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a new API token.
+    fn insert_token(
+        &mut self,
+        token: &ApiToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The token with this hash.
+    fn token_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<ApiToken>, StoreError>> + Send;
+    /// A token by id.
+    fn token(
+        &mut self,
+        id: &TokenId,
+    ) -> impl Future<Output = Result<Option<ApiToken>, StoreError>> + Send;
+    /// Revokes a token; false if it was already revoked.
+    fn revoke_token(
+        &mut self,
+        id: &TokenId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Sets a principal's password hash (Argon2id PHC string).
+    fn set_password(
+        &mut self,
+        principal: &PrincipalId,
+        hash: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A principal's password hash.
+    fn password_hash(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Stores a role assignment.
+    fn insert_role_assignment(
+        &mut self,
+        assignment: &RoleAssignment,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A role assignment.
+    fn role_assignment(
+        &mut self,
+        id: &RoleAssignmentId,
+    ) -> impl Future<Output = Result<Option<RoleAssignment>, StoreError>> + Send;
+    /// Removes a role assignment.
+    fn delete_role_assignment(
+        &mut self,
+        id: &RoleAssignmentId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A tenant's role assignments.
+    fn role_assignments(
+        &mut self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<RoleAssignment>, StoreError>> + Send;
+    /// A principal's role assignments (in every tenant).
+    fn assignments_of(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> impl Future<Output = Result<Vec<RoleAssignment>, StoreError>> + Send;
+    /// How many TenantAdmin assignments a tenant has.
+    fn count_tenant_admins(
+        &mut self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Defines or redefines an access level.
+    fn put_access_level(
+        &mut self,
+        level: &AccessLevel,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An access level.
+    fn access_level(
+        &mut self,
+        name: &AccessLevelName,
+    ) -> impl Future<Output = Result<Option<AccessLevel>, StoreError>> + Send;
+    /// Every access level, by name.
+    fn access_levels(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<AccessLevel>, StoreError>> + Send;
+}
+
+const TENANT_COLUMNS: &str = "id, display_name, created_at_us, lockbox_enabled, lockbox_changed_at_us, lockbox_changed_by, policy";
+const PRINCIPAL_COLUMNS: &str =
+    "id, kind, tenant_id, emergency, display_name, email, alternate_emails, created_at_us";
+const ASSIGNMENT_COLUMNS: &str =
+    "id, tenant_id, principal_id, role, scope, created_at_us, created_by";
+const TOKEN_COLUMNS: &str =
+    "id, principal_id, token_hash, created_at_us, expires_at_us, revoked_at_us";
+
+fn tenant_of(row: &AnyRow) -> Result<Tenant, StoreError> {
+    let policy: TenantPolicy = row.json("policy")?;
+    Ok(Tenant {
+        id: row.parsed("id")?,
+        display_name: DisplayName::parse(&row.text("display_name")?)
+            .map_err(StoreError::corrupt)?,
+        created_at: row.time("created_at_us")?,
+        lockbox: LockboxSetting {
+            enabled: row.flag("lockbox_enabled")?,
+            changed_at: row.opt_time("lockbox_changed_at_us")?,
+            changed_by: row.opt_parsed("lockbox_changed_by")?,
+        },
+        policy,
+    })
+}
+
+fn principal_of(row: &AnyRow) -> Result<Principal, StoreError> {
+    let kind = match row.text("kind")?.as_str() {
+        "user" => PrincipalKind::User {
+            tenant: row.parsed("tenant_id")?,
+        },
+        "operator" => PrincipalKind::Operator {
+            emergency: row.flag("emergency")?,
+        },
+        "gateway" => PrincipalKind::Gateway,
+        "admin" => PrincipalKind::Admin,
+        other => return Err(StoreError::corrupt(format!("principal kind `{other}`"))),
+    };
+    let email = row
+        .opt_text("email")?
+        .map(|e| Email::parse(&e).map_err(StoreError::corrupt))
+        .transpose()?;
+    Ok(Principal {
+        id: row.parsed("id")?,
+        kind,
+        display_name: DisplayName::parse(&row.text("display_name")?)
+            .map_err(StoreError::corrupt)?,
+        email,
+        alternate_emails: row.json("alternate_emails")?,
+        created_at: row.time("created_at_us")?,
+    })
+}
+
+fn assignment_of(row: &AnyRow) -> Result<RoleAssignment, StoreError> {
+    Ok(RoleAssignment {
+        id: row.parsed("id")?,
+        tenant: row.parsed("tenant_id")?,
+        principal: row.parsed("principal_id")?,
+        role: Role::parse(&row.text("role")?).map_err(StoreError::corrupt)?,
+        scope: row.parsed::<Scope>("scope")?,
+        created_at: row.time("created_at_us")?,
+        created_by: row.parsed("created_by")?,
+    })
+}
+
+fn token_of(row: &AnyRow) -> Result<ApiToken, StoreError> {
+    Ok(ApiToken {
+        id: row.parsed("id")?,
+        principal: row.parsed("principal_id")?,
+        hash: row
+            .bytes("token_hash")?
+            .try_into()
+            .map_err(|_| StoreError::corrupt("a token hash that is not 32 bytes"))?,
+        created_at: row.time("created_at_us")?,
+        expires_at: row.opt_time("expires_at_us")?,
+        revoked_at: row.opt_time("revoked_at_us")?,
+    })
+}
+
+fn level_of(row: &AnyRow) -> Result<AccessLevel, StoreError> {
+    Ok(AccessLevel {
+        name: row.parsed("name")?,
+        actions: row.json("actions")?,
+        description: Description::parse(&row.text("description")?).map_err(StoreError::corrupt)?,
+    })
+}
+
+/// The key a scope is compared by: ARM ids are case-insensitive.
+fn scope_key(scope: &Scope) -> String {
+    match scope {
+        Scope::Tenant => "/".to_owned(),
+        Scope::Resource(r) => r.canonical(),
+    }
+}
+
+impl Directory for Tx {
+    async fn insert_tenant(&mut self, t: &Tenant) -> Result<(), StoreError> {
+        self.audited_write()?;
+        let sql =
+            format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        self.run(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(t.id.as_str().to_owned())
+                .bind(t.display_name.as_str().to_owned())
+                .bind(micros(t.created_at))
+                .bind(flag(t.lockbox.enabled))
+                .bind(opt_micros(t.lockbox.changed_at))
+                .bind(t.lockbox.changed_by.as_ref().map(|p| p.as_str().to_owned()))
+                .bind(json(&t.policy)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn tenant(&mut self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+        let row = self
+            .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str().to_owned()))
+            .await?;
+        row.as_ref().map(tenant_of).transpose()
+    }
+
+    async fn lock_tenant(&mut self, id: &TenantId) -> Result<Locked<Tenant>, StoreError> {
+        let sql = self.locking(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+        ));
+        let row = self
+            .optional(sqlx::query(sql).bind(id.as_str().to_owned()))
+            .await?
+            .ok_or_else(|| StoreError::not_found("tenant", id))?;
+        Ok(Locked::new(tenant_of(&row)?))
+    }
+
+    async fn save_tenant(&mut self, tenant: Locked<Tenant>) -> Result<(), StoreError> {
+        let (before, t) = tenant.parts();
+        if before == t {
+            return Ok(());
+        }
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "UPDATE tenants SET display_name = $2, lockbox_enabled = $3, lockbox_changed_at_us = $4, \
+                 lockbox_changed_by = $5, policy = $6 WHERE id = $1",
+            )
+            .bind(t.id.as_str().to_owned())
+            .bind(t.display_name.as_str().to_owned())
+            .bind(flag(t.lockbox.enabled))
+            .bind(opt_micros(t.lockbox.changed_at))
+            .bind(t.lockbox.changed_by.as_ref().map(|p| p.as_str().to_owned()))
+            .bind(json(&t.policy)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn tenants(&mut self, page: &PageRequest) -> Result<Page<Tenant>, StoreError> {
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        );
+        let rows = self
+            .all(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(page.cursor.clone())
+                    .bind(page.fetch_limit()),
+            )
+            .await?;
+        let items = rows.iter().map(tenant_of).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, page, |t| t.id.to_string()))
+    }
+
+    async fn insert_subscription(
+        &mut self,
+        id: &SubscriptionId,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO subscriptions (id, tenant_id, created_at_us) VALUES ($1, $2, $3)",
+            )
+            .bind(id.as_str().to_owned())
+            .bind(tenant.as_str().to_owned())
+            .bind(micros(now)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn subscription_tenant(
+        &mut self,
+        id: &SubscriptionId,
+    ) -> Result<Option<TenantId>, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query("SELECT tenant_id FROM subscriptions WHERE id = $1")
+                    .bind(id.as_str().to_owned()),
+            )
+            .await?;
+        row.map(|r| r.parsed("tenant_id")).transpose()
+    }
+
+    async fn subscriptions(
+        &mut self,
+        tenant: &TenantId,
+    ) -> Result<Vec<SubscriptionId>, StoreError> {
+        let rows = self
+            .all(
+                sqlx::query("SELECT id FROM subscriptions WHERE tenant_id = $1 ORDER BY id")
+                    .bind(tenant.as_str().to_owned()),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| SubscriptionId::parse(&r.text("id")?).map_err(StoreError::corrupt))
+            .collect()
+    }
+
+    async fn insert_principal(&mut self, p: &Principal) -> Result<(), StoreError> {
+        self.audited_write()?;
+        let (kind, tenant, emergency) = match &p.kind {
+            PrincipalKind::User { tenant } => ("user", Some(tenant.as_str().to_owned()), false),
+            PrincipalKind::Operator { emergency } => ("operator", None, *emergency),
+            PrincipalKind::Gateway => ("gateway", None, false),
+            PrincipalKind::Admin => ("admin", None, false),
+        };
+        let sql = format!(
+            "INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
+        self.run(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(p.id.as_str().to_owned())
+                .bind(kind)
+                .bind(tenant)
+                .bind(flag(emergency))
+                .bind(p.display_name.as_str().to_owned())
+                .bind(p.email.as_ref().map(|e| e.as_str().to_owned()))
+                .bind(json(&p.alternate_emails)?)
+                .bind(micros(p.created_at)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn principal(&mut self, id: &PrincipalId) -> Result<Option<Principal>, StoreError> {
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1");
+        let row = self
+            .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str().to_owned()))
+            .await?;
+        row.as_ref().map(principal_of).transpose()
+    }
+
+    async fn users(&mut self, tenant: &TenantId) -> Result<Vec<Principal>, StoreError> {
+        let sql =
+            format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE tenant_id = $1 ORDER BY id");
+        let rows = self
+            .all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str().to_owned()))
+            .await?;
+        rows.iter().map(principal_of).collect()
+    }
+
+    async fn has_principals(&mut self) -> Result<bool, StoreError> {
+        Ok(self
+            .optional(sqlx::query("SELECT id FROM principals LIMIT 1"))
+            .await?
+            .is_some())
+    }
+
+    async fn insert_token(&mut self, t: &ApiToken) -> Result<(), StoreError> {
+        self.audited_write()?;
+        let sql =
+            format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        self.run(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(t.id.to_string())
+                .bind(t.principal.as_str().to_owned())
+                .bind(t.hash.to_vec())
+                .bind(micros(t.created_at))
+                .bind(opt_micros(t.expires_at))
+                .bind(opt_micros(t.revoked_at)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
+        let row = self
+            .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash.to_vec()))
+            .await?;
+        row.as_ref().map(token_of).transpose()
+    }
+
+    async fn token(&mut self, id: &TokenId) -> Result<Option<ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+        let row = self
+            .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()))
+            .await?;
+        row.as_ref().map(token_of).transpose()
+    }
+
+    async fn revoke_token(&mut self, id: &TokenId, now: Timestamp) -> Result<bool, StoreError> {
+        self.audited_write()?;
+        let n = self
+            .run(
+                sqlx::query("UPDATE api_tokens SET revoked_at_us = $2 WHERE id = $1 AND revoked_at_us IS NULL")
+                    .bind(id.to_string())
+                    .bind(micros(now)),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn set_password(
+        &mut self,
+        principal: &PrincipalId,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO passwords (principal_id, hash, updated_at_us) VALUES ($1, $2, $3) \
+                 ON CONFLICT (principal_id) DO UPDATE SET hash = excluded.hash, updated_at_us = excluded.updated_at_us",
+            )
+            .bind(principal.as_str().to_owned())
+            .bind(hash.to_owned())
+            .bind(micros(now)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn password_hash(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query("SELECT hash FROM passwords WHERE principal_id = $1")
+                    .bind(principal.as_str().to_owned()),
+            )
+            .await?;
+        row.map(|r| r.text("hash")).transpose()
+    }
+
+    async fn insert_role_assignment(&mut self, a: &RoleAssignment) -> Result<(), StoreError> {
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO role_assignments (id, tenant_id, principal_id, role, scope, scope_key, created_at_us, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(a.id.to_string())
+            .bind(a.tenant.as_str().to_owned())
+            .bind(a.principal.as_str().to_owned())
+            .bind(a.role.as_str())
+            .bind(a.scope.to_string())
+            .bind(scope_key(&a.scope))
+            .bind(micros(a.created_at))
+            .bind(a.created_by.as_str().to_owned()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn role_assignment(
+        &mut self,
+        id: &RoleAssignmentId,
+    ) -> Result<Option<RoleAssignment>, StoreError> {
+        let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE id = $1");
+        let row = self
+            .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()))
+            .await?;
+        row.as_ref().map(assignment_of).transpose()
+    }
+
+    async fn delete_role_assignment(&mut self, id: &RoleAssignmentId) -> Result<(), StoreError> {
+        self.audited_write()?;
+        let n = self
+            .run(sqlx::query("DELETE FROM role_assignments WHERE id = $1").bind(id.to_string()))
+            .await?;
+        if n == 0 {
+            return Err(StoreError::not_found("role assignment", id));
+        }
+        Ok(())
+    }
+
+    async fn role_assignments(
+        &mut self,
+        tenant: &TenantId,
+    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE tenant_id = $1 ORDER BY id"
+        );
+        let rows = self
+            .all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str().to_owned()))
+            .await?;
+        rows.iter().map(assignment_of).collect()
+    }
+
+    async fn assignments_of(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE principal_id = $1 ORDER BY id"
+        );
+        let rows = self
+            .all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(principal.as_str().to_owned()))
+            .await?;
+        rows.iter().map(assignment_of).collect()
+    }
+
+    async fn count_tenant_admins(&mut self, tenant: &TenantId) -> Result<usize, StoreError> {
+        let row = self
+            .one(
+                sqlx::query("SELECT COUNT(*) AS n FROM role_assignments WHERE tenant_id = $1 AND role = 'TenantAdmin'")
+                    .bind(tenant.as_str().to_owned()),
+            )
+            .await?;
+        usize::try_from(row.int("n")?).map_err(|_| StoreError::corrupt("a negative count"))
+    }
+
+    async fn put_access_level(
+        &mut self,
+        level: &AccessLevel,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO access_levels (name, actions, description, updated_at_us) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET actions = excluded.actions, description = excluded.description, \
+                 updated_at_us = excluded.updated_at_us",
+            )
+            .bind(level.name.as_str().to_owned())
+            .bind(json(&level.actions)?)
+            .bind(level.description.as_str().to_owned())
+            .bind(micros(now)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn access_level(
+        &mut self,
+        name: &AccessLevelName,
+    ) -> Result<Option<AccessLevel>, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query("SELECT name, actions, description FROM access_levels WHERE name = $1")
+                    .bind(name.as_str().to_owned()),
+            )
+            .await?;
+        row.as_ref().map(level_of).transpose()
+    }
+
+    async fn access_levels(&mut self) -> Result<Vec<AccessLevel>, StoreError> {
+        let rows = self
+            .all(sqlx::query(
+                "SELECT name, actions, description FROM access_levels ORDER BY name",
+            ))
+            .await?;
+        rows.iter().map(level_of).collect()
+    }
+}

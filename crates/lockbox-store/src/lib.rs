@@ -1,0 +1,327 @@
+//! Lockbox's storage: one interface, two backends.
+//!
+//! SQLite (one file, nothing to install) is the embedded default;
+//! PostgreSQL is for running many stateless Lockbox nodes against one
+//! database. The backend is chosen by the URL scheme (`sqlite://…`,
+//! `postgres://…`), each has its own migrations, applied by
+//! [`Store::open`], and one conformance suite (`tests/it`) runs against both.
+//!
+//! Work happens in transactions ([`Tx`]). A transition reads what it needs,
+//! locking the rows it will change ([`Locked`]), asks the domain
+//! (`lockbox-core`) for the new state and its audit events, saves the state,
+//! and commits with the events: [`Tx::commit`] seals them into each
+//! tenant's hash chain under a lock on the chain's head, in the same
+//! transaction, so the chain never forks or gaps and no change is committed
+//! without its record. The capability traits ([`Directory`], [`Cases`],
+//! [`Requests`], [`Audit`], [`Outbox`], [`Idempotency`]) are what callers
+//! program against; [`StoreTx`] is all of them.
+//!
+//! Concurrency: on SQLite one connection writes (transactions start with
+//! `BEGIN IMMEDIATE` and run one at a time) while several read; on
+//! PostgreSQL, `lock_*` reads take row locks (`FOR UPDATE`), so concurrent
+//! transitions of one request serialize and the later one sees the earlier
+//! one's result. Locks are always taken entity rows first and chain heads
+//! last (at commit), so transactions cannot deadlock on each other.
+
+mod audit;
+mod cases;
+mod codec;
+mod directory;
+mod error;
+mod idempotency;
+mod outbox;
+mod page;
+mod requests;
+mod tx;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor as _};
+
+pub use audit::{Audit, EventQuery};
+pub use cases::{CaseFilter, Cases};
+pub use directory::{ApiToken, Directory};
+pub use error::{Constraint, StoreError};
+pub use idempotency::{Idempotency, StoredResponse};
+pub use outbox::{Job, JobState, NewJob, Outbox};
+pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
+pub use requests::{GrantFilter, RequestFilter, Requests};
+pub use tx::{Locked, Tx};
+
+/// Every capability, in one transaction.
+pub trait StoreTx: Directory + Cases + Requests + Audit + Outbox + Idempotency + Send {}
+
+impl StoreTx for Tx {}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one file, one writer.
+    Sqlite,
+    /// PostgreSQL, shared by any number of nodes.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        })
+    }
+}
+
+/// Tuning knobs; the defaults suit a small installation.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for reads (SQLite) or for everything (PostgreSQL).
+    pub max_connections: u32,
+    /// How long to wait for a connection before reporting the database
+    /// unavailable.
+    pub acquire_timeout: Duration,
+    /// How long SQLite waits on a lock held by another process.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle on the database. Cheap to clone; clones share the pools.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    /// Write transactions. On SQLite a single connection.
+    writer: AnyPool,
+    /// Read transactions. On PostgreSQL the same pool as `writer`.
+    reader: AnyPool,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may carry a password.
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects, applies pending migrations, and returns the store.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url, StoreOptions::default()).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = backend_of(url)?;
+        let inner = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let busy_ms = options.busy_timeout.as_millis();
+                let pragmas = move |query_only: bool| {
+                    format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms}; \
+                         PRAGMA query_only = {};",
+                        if query_only { "ON" } else { "OFF" }
+                    )
+                };
+                let writer_pragmas = pragmas(false);
+                let writer = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(options.acquire_timeout)
+                    .after_connect(move |conn, _| {
+                        let sql = writer_pragmas.clone();
+                        Box::pin(
+                            async move { conn.execute(sqlx::AssertSqlSafe(sql)).await.map(|_| ()) },
+                        )
+                    })
+                    .connect(&url)
+                    .await
+                    .map_err(error::classify)?;
+                let reader_pragmas = pragmas(true);
+                let reader = AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(1))
+                    .acquire_timeout(options.acquire_timeout)
+                    .after_connect(move |conn, _| {
+                        let sql = reader_pragmas.clone();
+                        Box::pin(
+                            async move { conn.execute(sqlx::AssertSqlSafe(sql)).await.map(|_| ()) },
+                        )
+                    })
+                    .connect_lazy(&url)
+                    .map_err(error::classify)?;
+                Inner {
+                    backend,
+                    writer,
+                    reader,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(2))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect(url)
+                    .await
+                    .map_err(error::classify)?;
+                Inner {
+                    backend,
+                    writer: pool.clone(),
+                    reader: pool,
+                }
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Applies the backend's pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = migrations(self.inner.backend);
+        migrator
+            .run(&self.inner.writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// The backend.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let begin = match self.inner.backend {
+            // Take the write lock now, not at the first write, so a
+            // transaction never fails half-way on a lock upgrade.
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        let tx = self
+            .inner
+            .writer
+            .begin_with(begin)
+            .await
+            .map_err(error::classify)?;
+        Ok(Tx::new(tx, self.inner.backend, true))
+    }
+
+    /// Starts a read-only transaction: a consistent snapshot for reads.
+    pub async fn read(&self) -> Result<Tx, StoreError> {
+        let begin = match self.inner.backend {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN READ ONLY",
+        };
+        let tx = self
+            .inner
+            .reader
+            .begin_with(begin)
+            .await
+            .map_err(error::classify)?;
+        Ok(Tx::new(tx, self.inner.backend, false))
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .reader
+            .execute("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(error::classify)
+    }
+
+    /// Closes the pools, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend, StoreError> {
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    match scheme {
+        "sqlite" => Ok(Backend::Sqlite),
+        "postgres" | "postgresql" => Ok(Backend::Postgres),
+        _ => Err(StoreError::Unavailable(format!(
+            "unsupported database URL scheme `{scheme}`: use sqlite://FILE or postgres://…"
+        ))),
+    }
+}
+
+/// Adds `mode=rwc` (create the file if missing) unless a mode is given, and
+/// refuses in-memory databases, which cannot be shared by the writer and the
+/// readers.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(StoreError::Unavailable(
+            "an in-memory SQLite database cannot be shared between connections; use a file".into(),
+        ));
+    }
+    if url.contains("mode=") {
+        Ok(url.to_owned())
+    } else if url.contains('?') {
+        Ok(format!("{url}&mode=rwc"))
+    } else {
+        Ok(format!("{url}?mode=rwc"))
+    }
+}
+
+/// The embedded migrations of a backend.
+fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr as _;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let files: &[(i64, &'static str, &'static str)] = match backend {
+        Backend::Sqlite => &[(
+            1,
+            "initial",
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+        )],
+        Backend::Postgres => &[(
+            1,
+            "initial",
+            include_str!("../migrations/postgres/0001_initial.sql"),
+        )],
+    };
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(url: &str) -> Result<Self, StoreError> {
+        backend_of(url)
+    }
+}
