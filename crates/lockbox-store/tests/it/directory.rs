@@ -1,0 +1,322 @@
+//! Tenants, subscriptions, principals, credentials, roles, access levels.
+
+use lockbox_core::access::ActionSet;
+use lockbox_core::text::{Description, DisplayName, Email};
+use lockbox_core::*;
+use lockbox_store::{ApiToken, Constraint, Directory as _, PageRequest, StoreError};
+
+use crate::fixture::*;
+use crate::harness::TestStore;
+
+fn tenant(id: &str) -> Tenant {
+    Tenant {
+        id: TenantId::parse(id).unwrap(),
+        display_name: DisplayName::parse(&format!("Tenant {id}")).unwrap(),
+        created_at: t0(),
+        lockbox: LockboxSetting::default(),
+        policy: TenantPolicy::default(),
+    }
+}
+
+fn principal(id: &str, kind: PrincipalKind) -> Principal {
+    Principal {
+        id: pid(id),
+        kind,
+        display_name: DisplayName::parse(id).unwrap(),
+        email: Some(Email::parse(&format!("{id}@example.com")).unwrap()),
+        alternate_emails: vec![Email::parse(&format!("{id}@home.example")).unwrap()],
+        created_at: t0() + chrono::TimeDelta::microseconds(123_456),
+    }
+}
+
+async fn tenants_round_trip_and_page(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    for id in ["delta", "alpha", "charlie", "bravo", "echo"] {
+        tx.insert_tenant(&tenant(id)).await.unwrap();
+    }
+    let e = tx.insert_tenant(&tenant("alpha")).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Constraint::TenantId)),
+        "{e:?}"
+    );
+    // A failed statement in PostgreSQL aborts the transaction: start over.
+    tx.rollback().await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    for id in ["delta", "alpha", "charlie", "bravo", "echo"] {
+        tx.insert_tenant(&tenant(id)).await.unwrap();
+    }
+    tx.commit(vec![marker()]).await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(
+        tx.tenant(&TenantId::parse("charlie").unwrap())
+            .await
+            .unwrap(),
+        Some(tenant("charlie"))
+    );
+    assert_eq!(
+        tx.tenant(&TenantId::parse("zulu").unwrap()).await.unwrap(),
+        None
+    );
+    let first = tx.tenants(&PageRequest::first(2)).await.unwrap();
+    let ids: Vec<_> = first.items.iter().map(|t| t.id.to_string()).collect();
+    assert_eq!(ids, ["alpha", "bravo"]);
+    let second = tx
+        .tenants(&PageRequest::after(2, first.next_cursor.clone().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["charlie", "delta"]
+    );
+    let third = tx
+        .tenants(&PageRequest::after(2, second.next_cursor.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(third.items.len(), 1);
+    assert_eq!(third.next_cursor, None);
+}
+
+/// An event to commit writes that a test makes directly.
+fn marker() -> PendingEvent {
+    PendingEvent::new(
+        tid(),
+        t0(),
+        Actor::System,
+        EventKind::PolicyChanged,
+        "test",
+        serde_json::json!({}),
+    )
+}
+
+async fn lock_and_save_a_tenant(s: TestStore) {
+    seed(&s, 1).await;
+    let mut tx = s.begin().await.unwrap();
+    let mut t = tx.lock_tenant(&tid()).await.unwrap();
+    assert!(t.lockbox.enabled, "seeded enabled");
+    let policy = TenantPolicy::new(PolicySettings {
+        max_access_hours: 4,
+        default_access_hours: 2,
+        required_approvals: 3,
+        ..PolicySettings::default()
+    })
+    .unwrap();
+    let alice = tx.principal(&pid("alice")).await.unwrap().unwrap();
+    let assignments = tx.assignments_of(&alice.id).await.unwrap();
+    let cap = TenantAdmin::authorize(&alice, &assignments, &tid()).unwrap();
+    let mut events: Vec<PendingEvent> = t
+        .set_policy(&cap, policy, t0())
+        .unwrap()
+        .into_iter()
+        .collect();
+    events.extend(t.set_lockbox(&cap, false, t0() + hours(1)).unwrap());
+    let expected = (*t).clone();
+    tx.save_tenant(t).await.unwrap();
+    tx.commit(events).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let stored = tx.tenant(&tid()).await.unwrap().unwrap();
+    assert_eq!(stored, expected);
+    assert_eq!(stored.policy.required_approvals(), 3);
+    assert_eq!(stored.lockbox.changed_by, Some(pid("alice")));
+    assert!(matches!(
+        tx.lock_tenant(&TenantId::parse("nobody").unwrap()).await,
+        Err(StoreError::NotFound {
+            entity: "tenant",
+            ..
+        })
+    ));
+}
+
+async fn subscriptions_belong_to_one_tenant(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_tenant(&tenant("contoso")).await.unwrap();
+    tx.insert_tenant(&tenant("fabrikam")).await.unwrap();
+    let sub = SubscriptionId::parse("SUB-1").unwrap();
+    tx.insert_subscription(&sub, &tid(), t0()).await.unwrap();
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    let e = tx
+        .insert_subscription(&sub, &TenantId::parse("fabrikam").unwrap(), t0())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Constraint::Subscription)),
+        "{e:?}"
+    );
+    drop(tx);
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.subscription_tenant(&sub).await.unwrap(), Some(tid()));
+    assert_eq!(
+        tx.subscription_tenant(&SubscriptionId::parse("sub-2").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(tx.subscriptions(&tid()).await.unwrap(), vec![sub]);
+}
+
+async fn principals_of_every_kind_round_trip(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_tenant(&tenant("contoso")).await.unwrap();
+    let all = [
+        principal("alice", PrincipalKind::User { tenant: tid() }),
+        principal("sam", PrincipalKind::Operator { emergency: false }),
+        principal("erin", PrincipalKind::Operator { emergency: true }),
+        Principal {
+            email: None,
+            alternate_emails: vec![],
+            ..principal("vm-gateway", PrincipalKind::Gateway)
+        },
+        principal("admin", PrincipalKind::Admin),
+    ];
+    for p in &all {
+        tx.insert_principal(p).await.unwrap();
+    }
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    for p in &all {
+        assert_eq!(tx.principal(&p.id).await.unwrap().as_ref(), Some(p));
+    }
+    assert_eq!(tx.users(&tid()).await.unwrap(), vec![all[0].clone()]);
+    assert!(tx.has_principals().await.unwrap());
+    drop(tx);
+    // Ids are unique whatever the kind.
+    let mut tx = s.begin().await.unwrap();
+    let e = tx
+        .insert_principal(&principal("alice", PrincipalKind::Admin))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Constraint::PrincipalId)),
+        "{e:?}"
+    );
+}
+
+async fn tokens_and_passwords(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    let sam = principal("sam", PrincipalKind::Operator { emergency: false });
+    tx.insert_principal(&sam).await.unwrap();
+    let token = ApiToken {
+        id: TokenId::generate(t0()).unwrap(),
+        principal: sam.id.clone(),
+        hash: [7; 32],
+        created_at: t0(),
+        expires_at: Some(t0() + hours(24)),
+        revoked_at: None,
+    };
+    tx.insert_token(&token).await.unwrap();
+    tx.set_password(&sam.id, "$argon2id$v=19$first", t0())
+        .await
+        .unwrap();
+    tx.set_password(&sam.id, "$argon2id$v=19$second", t0())
+        .await
+        .unwrap();
+    tx.commit(vec![marker()]).await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    assert_eq!(
+        tx.token_by_hash(&[7; 32]).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(tx.token_by_hash(&[8; 32]).await.unwrap(), None);
+    assert_eq!(tx.token(&token.id).await.unwrap(), Some(token.clone()));
+    assert!(token.is_valid(t0()) && !token.is_valid(t0() + hours(24)));
+    assert_eq!(
+        tx.password_hash(&sam.id).await.unwrap().as_deref(),
+        Some("$argon2id$v=19$second")
+    );
+    assert!(tx.revoke_token(&token.id, t0() + hours(1)).await.unwrap());
+    assert!(
+        !tx.revoke_token(&token.id, t0() + hours(2)).await.unwrap(),
+        "already revoked"
+    );
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let revoked = tx.token(&token.id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t0() + hours(1)));
+    assert!(!revoked.is_valid(t0() + hours(2)));
+}
+
+async fn role_assignments(s: TestStore) {
+    seed(&s, 1).await;
+    let mut tx = s.begin().await.unwrap();
+    let olivia = tx.assignments_of(&pid("olivia")).await.unwrap();
+    assert_eq!(olivia.len(), 1);
+    assert_eq!(
+        (olivia[0].role, olivia[0].scope.to_string()),
+        (Role::Owner, "/subscriptions/sub-1".to_owned())
+    );
+    assert_eq!(tx.role_assignments(&tid()).await.unwrap().len(), 4);
+    assert_eq!(tx.count_tenant_admins(&tid()).await.unwrap(), 1);
+    assert_eq!(
+        tx.role_assignment(&olivia[0].id).await.unwrap().as_ref(),
+        Some(&olivia[0])
+    );
+
+    // The same role at the same scope (spelled in another case) is a conflict.
+    let mut again = olivia[0].clone();
+    again.id = RoleAssignmentId::generate(t0()).unwrap();
+    again.scope = Scope::parse("/SUBSCRIPTIONS/SUB-1").unwrap();
+    let e = tx.insert_role_assignment(&again).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Constraint::RoleAssignment)),
+        "{e:?}"
+    );
+    drop(tx);
+
+    let mut tx = s.begin().await.unwrap();
+    tx.delete_role_assignment(&olivia[0].id).await.unwrap();
+    let e = tx.delete_role_assignment(&olivia[0].id).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e:?}");
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert!(tx.assignments_of(&pid("olivia")).await.unwrap().is_empty());
+}
+
+async fn access_levels(s: TestStore) {
+    let level = |actions: &[&str]| AccessLevel {
+        name: AccessLevelName::parse("Operator").unwrap(),
+        actions: ActionSet::parse(actions).unwrap(),
+        description: Description::parse("read and restart").unwrap(),
+    };
+    let mut tx = s.begin().await.unwrap();
+    tx.put_access_level(&level(&["*/read"]), t0())
+        .await
+        .unwrap();
+    tx.put_access_level(
+        &level(&["*/read", "Microsoft.Compute/virtualMachines/restart/action"]),
+        t0(),
+    )
+    .await
+    .unwrap();
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let stored = tx
+        .access_level(&AccessLevelName::parse("Operator").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.actions.patterns().len(), 2, "redefined in place");
+    assert_eq!(tx.access_levels().await.unwrap(), vec![stored]);
+    assert_eq!(
+        tx.access_level(&AccessLevelName::parse("Nope").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+crate::conformance!(
+    tenants_round_trip_and_page,
+    lock_and_save_a_tenant,
+    subscriptions_belong_to_one_tenant,
+    principals_of_every_kind_round_trip,
+    tokens_and_passwords,
+    role_assignments,
+    access_levels,
+);
