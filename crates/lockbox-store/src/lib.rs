@@ -241,6 +241,42 @@ impl Store {
         Ok(Tx::new(tx, self.inner.backend, false))
     }
 
+    /// The database settings that durability depends on, as the database
+    /// reports them on the connection that writes: for SQLite `journal_mode`,
+    /// `synchronous` (2 is FULL), `foreign_keys` and `busy_timeout`; for
+    /// PostgreSQL `server_version`, `fsync` and `synchronous_commit`.
+    pub async fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        use sqlx::Row as _;
+        let names: &[&str] = match self.inner.backend {
+            Backend::Sqlite => &[
+                "journal_mode",
+                "synchronous",
+                "foreign_keys",
+                "busy_timeout",
+            ],
+            Backend::Postgres => &["server_version", "fsync", "synchronous_commit"],
+        };
+        let mut conn = self.inner.writer.acquire().await.map_err(error::classify)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let sql = match self.inner.backend {
+                Backend::Sqlite => format!("PRAGMA {name}"),
+                Backend::Postgres => format!("SHOW {name}"),
+            };
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(error::classify)?;
+            // SQLite answers some pragmas with a number, others with text.
+            let value = row
+                .try_get::<String, _>(0)
+                .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
+                .map_err(error::classify)?;
+            out.push(((*name).to_owned(), value));
+        }
+        Ok(out)
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.inner

@@ -319,4 +319,41 @@ crate::conformance!(
     tokens_and_passwords,
     role_assignments,
     access_levels,
+    durability_settings_are_in_force,
+    references_to_nothing_are_refused,
 );
+
+async fn durability_settings_are_in_force(s: TestStore) {
+    let settings: std::collections::BTreeMap<String, String> =
+        s.settings().await.unwrap().into_iter().collect();
+    match s.backend() {
+        lockbox_store::Backend::Sqlite => {
+            assert_eq!(settings["journal_mode"], "wal");
+            assert_eq!(settings["synchronous"], "2", "FULL");
+            assert_eq!(settings["foreign_keys"], "1");
+            assert_eq!(settings["busy_timeout"], "5000");
+        }
+        lockbox_store::Backend::Postgres => {
+            assert_eq!(settings["fsync"], "on");
+            assert!(settings.contains_key("server_version"));
+        }
+    }
+}
+
+async fn references_to_nothing_are_refused(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    let dangling = RoleAssignment {
+        id: RoleAssignmentId::generate(t0()).unwrap(),
+        tenant: TenantId::parse("nowhere").unwrap(),
+        principal: pid("nobody"),
+        role: Role::Owner,
+        scope: Scope::Tenant,
+        created_at: t0(),
+        created_by: pid("nobody"),
+    };
+    let e = tx.insert_role_assignment(&dangling).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Constraint::ForeignKey)),
+        "{e:?}"
+    );
+}

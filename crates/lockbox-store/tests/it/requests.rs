@@ -253,7 +253,11 @@ async fn closing_a_case_ends_its_requests_in_one_transaction(s: TestStore) {
     );
     let revoked = tx.request(&running.id).await.unwrap().unwrap();
     assert_eq!(revoked.status, RequestStatus::Revoked);
-    let grant = tx.grant(&revoked.grant.as_ref().unwrap().id).await.unwrap().unwrap();
+    let grant = tx
+        .grant(&revoked.grant.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(&grant.state, GrantState::Revoked(r) if r.by.as_str() == "olivia" && r.at == now)
     );
