@@ -60,15 +60,6 @@ pub(crate) trait RowExt {
         u32::try_from(n).map_err(|_| StoreError::corrupt(format!("{col} = {n} is out of range")))
     }
 
-    fn opt_u32(&self, col: &str) -> Result<Option<u32>, StoreError> {
-        self.opt_int(col)?
-            .map(|n| {
-                u32::try_from(n)
-                    .map_err(|_| StoreError::corrupt(format!("{col} = {n} is out of range")))
-            })
-            .transpose()
-    }
-
     fn u64(&self, col: &str) -> Result<u64, StoreError> {
         let n = self.int(col)?;
         u64::try_from(n).map_err(|_| StoreError::corrupt(format!("{col} = {n} is negative")))

@@ -99,6 +99,12 @@ pub trait Directory {
         &mut self,
         id: &PrincipalId,
     ) -> impl Future<Output = Result<Option<Principal>, StoreError>> + Send;
+    /// A principal and every role it holds (in one query: what
+    /// authentication and every authorization decision need).
+    fn principal_with_roles(
+        &mut self,
+        id: &PrincipalId,
+    ) -> impl Future<Output = Result<Option<(Principal, Vec<RoleAssignment>)>, StoreError>> + Send;
     /// A tenant's users, in id order.
     fn users(
         &mut self,
@@ -241,14 +247,20 @@ fn principal_of(row: &AnyRow) -> Result<Principal, StoreError> {
 }
 
 fn assignment_of(row: &AnyRow) -> Result<RoleAssignment, StoreError> {
+    assignment_of_prefixed(row, "")
+}
+
+/// Decodes an assignment from columns named with `prefix`.
+fn assignment_of_prefixed(row: &AnyRow, prefix: &str) -> Result<RoleAssignment, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
     Ok(RoleAssignment {
-        id: row.parsed("id")?,
-        tenant: row.parsed("tenant_id")?,
-        principal: row.parsed("principal_id")?,
-        role: Role::parse(&row.text("role")?).map_err(StoreError::corrupt)?,
-        scope: row.parsed::<Scope>("scope")?,
-        created_at: row.time("created_at_us")?,
-        created_by: row.parsed("created_by")?,
+        id: row.parsed(&col("id"))?,
+        tenant: row.parsed(&col("tenant_id"))?,
+        principal: row.parsed(&col("principal_id"))?,
+        role: Role::parse(&row.text(&col("role"))?).map_err(StoreError::corrupt)?,
+        scope: row.parsed::<Scope>(&col("scope"))?,
+        created_at: row.time(&col("created_at_us"))?,
+        created_by: row.parsed(&col("created_by"))?,
     })
 }
 
@@ -436,6 +448,40 @@ impl Directory for Tx {
             .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str().to_owned()))
             .await?;
         row.as_ref().map(principal_of).transpose()
+    }
+
+    async fn principal_with_roles(
+        &mut self,
+        id: &PrincipalId,
+    ) -> Result<Option<(Principal, Vec<RoleAssignment>)>, StoreError> {
+        let principal = PRINCIPAL_COLUMNS
+            .split(',')
+            .map(|c| format!("p.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let roles = ASSIGNMENT_COLUMNS
+            .split(',')
+            .map(|c| format!("ra.{0} AS ra_{0}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {principal}, {roles} FROM principals p \
+             LEFT JOIN role_assignments ra ON ra.principal_id = p.id WHERE p.id = $1 ORDER BY ra.id"
+        );
+        let rows = self
+            .all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str().to_owned()))
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let principal = principal_of(first)?;
+        let mut assignments = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.opt_text("ra_id")?.is_some() {
+                assignments.push(assignment_of_prefixed(row, "ra_")?);
+            }
+        }
+        Ok(Some((principal, assignments)))
     }
 
     async fn users(&mut self, tenant: &TenantId) -> Result<Vec<Principal>, StoreError> {

@@ -190,6 +190,7 @@ impl Outbox for Tx {
         let due = self.locking_skip(
             "SELECT id FROM outbox WHERE topic = $1 AND state = 'pending' AND available_at_us <= $2 \
              AND (locked_until_us IS NULL OR locked_until_us <= $2) ORDER BY available_at_us, id LIMIT $3",
+            "outbox",
         );
         let sql = format!(
             "UPDATE outbox SET locked_until_us = $4, attempts = attempts + 1 WHERE id IN ({}) RETURNING {JOB_COLUMNS}",

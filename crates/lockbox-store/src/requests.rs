@@ -1,6 +1,5 @@
 //! Access requests, their approvals, and grants.
 
-use std::collections::HashMap;
 use std::future::Future;
 
 use lockbox_core::grant::GrantRecord;
@@ -13,10 +12,11 @@ use lockbox_core::{
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use crate::codec::{RowExt as _, flag, json, micros, placeholders};
+use crate::Backend;
+use crate::codec::{RowExt as _, flag, json, micros, placeholders, time};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
-use crate::tx::{Locked, Tx};
+use crate::tx::{AnyQuery, Locked, Tx};
 
 /// Which requests to list; every field narrows the list.
 #[derive(Debug, Clone, Default)]
@@ -134,56 +134,108 @@ const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, acce
 const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
      not_after_us, state, revoked_by, revoke_reason, revoked_at_us, ended_at_us, emergency";
 
+/// `SELECT` of requests (aliased `r`) with their grant (outer-joined,
+/// columns prefixed `g_`) and their approvals (aggregated into JSON, which
+/// each backend spells its own way): a request in one round trip.
+fn request_select(backend: Backend) -> String {
+    let request = REQUEST_COLUMNS
+        .split(',')
+        .map(|c| format!("r.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let grant = GRANT_COLUMNS
+        .split(',')
+        .map(|c| format!("g.{0} AS g_{0}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let approvals = match backend {
+        Backend::Sqlite => {
+            "(SELECT json_group_array(json(a.j)) FROM (SELECT json_object('approver', approver, 'reason', reason, \
+             'at_us', at_us, 'duration_hours', duration_hours) AS j FROM approvals WHERE request_id = r.id \
+             ORDER BY position) a)"
+        }
+        Backend::Postgres => {
+            "(SELECT COALESCE(json_agg(json_build_object('approver', approver, 'reason', reason, 'at_us', at_us, \
+             'duration_hours', duration_hours) ORDER BY position), '[]'::json)::text FROM approvals \
+             WHERE request_id = r.id)"
+        }
+    };
+    format!(
+        "SELECT {request}, {approvals} AS approvals_json, {grant} \
+         FROM requests r LEFT JOIN grants g ON g.request_id = r.id"
+    )
+}
+
 fn reason(text: String) -> Result<Reason, StoreError> {
     Reason::parse(&text).map_err(StoreError::corrupt)
 }
 
-fn grant_of(row: &AnyRow) -> Result<Grant, StoreError> {
-    let state = match row.text("state")?.as_str() {
+/// Decodes a grant from columns named with `prefix` (`""` or `"g_"`).
+fn grant_of(row: &AnyRow, prefix: &str) -> Result<Grant, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let state = match row.text(&col("state"))?.as_str() {
         "active" => GrantState::Active,
         "revoked" => GrantState::Revoked(Revocation {
-            by: row.parsed("revoked_by")?,
-            reason: reason(row.text("revoke_reason")?)?,
-            at: row.time("revoked_at_us")?,
+            by: row.parsed(&col("revoked_by"))?,
+            reason: reason(row.text(&col("revoke_reason"))?)?,
+            at: row.time(&col("revoked_at_us"))?,
         }),
         "ended" => GrantState::Ended {
-            at: row.time("ended_at_us")?,
+            at: row.time(&col("ended_at_us"))?,
         },
         other => return Err(StoreError::corrupt(format!("grant state `{other}`"))),
     };
     Ok(Grant::restore(GrantRecord {
-        id: row.parsed("id")?,
-        request: row.opt_parsed("request_id")?,
-        tenant: row.parsed("tenant_id")?,
-        principal: row.parsed("principal_id")?,
-        scope: row.parsed("scope")?,
-        access_level: row.parsed("access_level")?,
-        actions: row.json("actions")?,
-        not_before: row.time("not_before_us")?,
-        not_after: row.time("not_after_us")?,
+        id: row.parsed(&col("id"))?,
+        request: row.opt_parsed(&col("request_id"))?,
+        tenant: row.parsed(&col("tenant_id"))?,
+        principal: row.parsed(&col("principal_id"))?,
+        scope: row.parsed(&col("scope"))?,
+        access_level: row.parsed(&col("access_level"))?,
+        actions: row.json(&col("actions"))?,
+        not_before: row.time(&col("not_before_us"))?,
+        not_after: row.time(&col("not_after_us"))?,
         state,
-        emergency: row.flag("emergency")?,
+        emergency: row.flag(&col("emergency"))?,
     })?)
 }
 
-fn approval_of(row: &AnyRow) -> Result<(String, Approval), StoreError> {
-    Ok((
-        row.text("request_id")?,
-        Approval {
-            approver: row.parsed("approver")?,
-            reason: reason(row.text("reason")?)?,
-            at: row.time("at_us")?,
-            duration_hours: row.opt_u32("duration_hours")?,
-        },
-    ))
+/// An approval as the JSON aggregate spells it.
+#[derive(serde::Deserialize)]
+struct ApprovalRow {
+    approver: String,
+    reason: String,
+    at_us: i64,
+    duration_hours: Option<i64>,
 }
 
-fn request_of(
-    row: &AnyRow,
-    approvals: Vec<Approval>,
-    grant: Option<Grant>,
-) -> Result<AccessRequest, StoreError> {
-    let status = RequestStatus::parse(&row.text("status")?)?;
+impl ApprovalRow {
+    fn into_approval(self) -> Result<Approval, StoreError> {
+        Ok(Approval {
+            approver: self.approver.parse().map_err(StoreError::corrupt)?,
+            reason: reason(self.reason)?,
+            at: time(self.at_us)?,
+            duration_hours: self
+                .duration_hours
+                .map(|h| {
+                    u32::try_from(h)
+                        .map_err(|_| StoreError::corrupt("an approval duration out of range"))
+                })
+                .transpose()?,
+        })
+    }
+}
+
+fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
+    let approvals = row
+        .json::<Vec<ApprovalRow>>("approvals_json")?
+        .into_iter()
+        .map(ApprovalRow::into_approval)
+        .collect::<Result<Vec<_>, _>>()?;
+    let grant = match row.opt_text("g_id")? {
+        Some(_) => Some(grant_of(row, "g_")?),
+        None => None,
+    };
     let denial = match row.opt_text("denied_by")? {
         Some(by) => Some(Decision {
             by: by.parse().map_err(StoreError::corrupt)?,
@@ -211,7 +263,7 @@ fn request_of(
         duration_hours: row.u32("duration_hours")?,
         justification: Justification::parse(&row.text("justification")?)
             .map_err(StoreError::corrupt)?,
-        status,
+        status: RequestStatus::parse(&row.text("status")?)?,
         created_at: row.time("created_at_us")?,
         expires_at: row.time("expires_at_us")?,
         required_approvals: row.u32("required_approvals")?,
@@ -224,15 +276,15 @@ fn request_of(
     Ok(AccessRequest::restore(record)?)
 }
 
-fn grant_state_columns(
-    g: &Grant,
-) -> (
+type GrantStateColumns = (
     &'static str,
     Option<String>,
     Option<String>,
     Option<i64>,
     Option<i64>,
-) {
+);
+
+fn grant_state_columns(g: &Grant) -> GrantStateColumns {
     match &g.state {
         GrantState::Active => ("active", None, None, None, None),
         GrantState::Revoked(r) => (
@@ -246,56 +298,77 @@ fn grant_state_columns(
     }
 }
 
+/// A value to bind to a placeholder.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all(mut q: AnyQuery<'_>, args: Vec<Arg>) -> AnyQuery<'_> {
+    for arg in args {
+        q = match arg {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
 impl Tx {
-    /// Builds requests from their rows, fetching approvals and grants for
-    /// all of them in two more queries.
-    async fn assemble(&mut self, rows: Vec<AnyRow>) -> Result<Vec<AccessRequest>, StoreError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = rows
-            .iter()
-            .map(|r| r.text("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let list = placeholders(1, ids.len());
-
-        let sql = format!(
-            "SELECT request_id, approver, reason, at_us, duration_hours FROM approvals \
-             WHERE request_id IN ({list}) ORDER BY request_id, position"
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for id in &ids {
-            q = q.bind(id.clone());
-        }
-        let mut approvals: HashMap<String, Vec<Approval>> = HashMap::new();
-        for row in self.all(q).await? {
-            let (request, approval) = approval_of(&row)?;
-            approvals.entry(request).or_default().push(approval);
-        }
-
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE request_id IN ({list})");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for id in &ids {
-            q = q.bind(id.clone());
-        }
-        let mut grants: HashMap<String, Grant> = HashMap::new();
-        for row in self.all(q).await? {
-            let grant = grant_of(&row)?;
-            if let Some(request) = grant.request {
-                grants.insert(request.to_string(), grant);
+    /// Locks the requests matching `condition` (over `requests r` alone)
+    /// and reads them whole.
+    ///
+    /// On PostgreSQL in two statements: a `SELECT … FOR UPDATE` that waits
+    /// for (or, with `skip`, skips) rows other transactions hold, then a
+    /// full read. One statement would not do: a locking read that had to
+    /// wait re-reads the locked row but sees joined rows (the grant, the
+    /// approvals) as of before the wait, so it could see a request
+    /// approved without its grant. On SQLite the write transaction already
+    /// excludes every other writer, and one read suffices.
+    async fn lock_requests_where(
+        &mut self,
+        condition: &str,
+        args: Vec<Arg>,
+        skip: bool,
+    ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
+        let select = request_select(self.backend());
+        let requests = match self.backend() {
+            Backend::Sqlite => {
+                let sql = format!("{select} WHERE {condition}");
+                self.fetch_requests(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
+                    .await?
             }
-        }
+            Backend::Postgres => {
+                let lock = format!("SELECT r.id FROM requests r WHERE {condition}");
+                let lock = if skip {
+                    self.locking_skip(&lock, "r")
+                } else {
+                    self.locking_of(&lock, "r")
+                };
+                let ids = self
+                    .all(bind_all(sqlx::query(lock), args))
+                    .await?
+                    .iter()
+                    .map(|row| row.text("id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "{select} WHERE r.id IN ({}) ORDER BY r.id",
+                    placeholders(1, ids.len())
+                );
+                let args = ids.into_iter().map(Arg::Text).collect();
+                self.fetch_requests(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
+                    .await?
+            }
+        };
+        Ok(requests.into_iter().map(Locked::new).collect())
+    }
 
-        rows.iter()
-            .zip(ids)
-            .map(|(row, id)| {
-                request_of(
-                    row,
-                    approvals.remove(&id).unwrap_or_default(),
-                    grants.remove(&id),
-                )
-            })
-            .collect()
+    /// Runs a request query and decodes its rows.
+    async fn fetch_requests(&mut self, q: AnyQuery<'_>) -> Result<Vec<AccessRequest>, StoreError> {
+        self.all(q).await?.iter().map(request_of).collect()
     }
 
     async fn insert_approvals(
@@ -368,32 +441,6 @@ impl Tx {
         .await?;
         Ok(())
     }
-
-    async fn locked_requests(
-        &mut self,
-        sql: AssertSqlSafe<String>,
-        binds: Vec<BindValue>,
-    ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = match b {
-                BindValue::Text(t) => q.bind(t),
-                BindValue::Int(i) => q.bind(i),
-            };
-        }
-        let rows = self.all(q).await?;
-        Ok(self
-            .assemble(rows)
-            .await?
-            .into_iter()
-            .map(Locked::new)
-            .collect())
-    }
-}
-
-enum BindValue {
-    Text(String),
-    Int(i64),
 }
 
 impl Requests for Tx {
@@ -439,18 +486,15 @@ impl Requests for Tx {
     }
 
     async fn request(&mut self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
-        let rows = self
-            .all(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
-            .await?;
-        Ok(self.assemble(rows).await?.pop())
+        let sql = format!("{} WHERE r.id = $1", request_select(self.backend()));
+        Ok(self
+            .fetch_requests(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
+            .await?
+            .pop())
     }
 
     async fn lock_request(&mut self, id: &RequestId) -> Result<Locked<AccessRequest>, StoreError> {
-        let sql = self.locking(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
-        ));
-        self.locked_requests(sql, vec![BindValue::Text(id.to_string())])
+        self.lock_requests_where("r.id = $1", vec![Arg::Text(id.to_string())], false)
             .await?
             .pop()
             .ok_or_else(|| StoreError::not_found("request", id))
@@ -505,11 +549,12 @@ impl Requests for Tx {
         &mut self,
         case: &CaseId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
-        let sql = self.locking(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE case_id = $1 AND status IN ('pending', 'approved') ORDER BY id"
-        ));
-        self.locked_requests(sql, vec![BindValue::Text(case.to_string())])
-            .await
+        self.lock_requests_where(
+            "r.case_id = $1 AND r.status IN ('pending', 'approved') ORDER BY r.id",
+            vec![Arg::Text(case.to_string())],
+            false,
+        )
+        .await
     }
 
     async fn requests(
@@ -518,14 +563,14 @@ impl Requests for Tx {
         page: &PageRequest,
     ) -> Result<Page<AccessRequest>, StoreError> {
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests \
-             WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR status = $2) \
-               AND ($3 IS NULL OR requester = $3) AND ($4 IS NULL OR case_id = $4) \
-               AND ($5 IS NULL OR id < $5) \
-             ORDER BY id DESC LIMIT $6"
+            "{} WHERE ($1 IS NULL OR r.tenant_id = $1) AND ($2 IS NULL OR r.status = $2) \
+               AND ($3 IS NULL OR r.requester = $3) AND ($4 IS NULL OR r.case_id = $4) \
+               AND ($5 IS NULL OR r.id < $5) \
+             ORDER BY r.id DESC LIMIT $6",
+            request_select(self.backend())
         );
-        let rows = self
-            .all(
+        let items = self
+            .fetch_requests(
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(filter.tenant.as_ref().map(|t| t.as_str().to_owned()))
                     .bind(filter.status.map(RequestStatus::as_str))
@@ -535,7 +580,6 @@ impl Requests for Tx {
                     .bind(page.fetch_limit()),
             )
             .await?;
-        let items = self.assemble(rows).await?;
         Ok(Page::from_rows(items, page, |r| r.id.to_string()))
     }
 
@@ -545,25 +589,20 @@ impl Requests for Tx {
         limit: u32,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
         let limit = i64::from(limit.max(1));
-        let expired = self.locking_skip(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND expires_at_us <= $1 \
-             ORDER BY expires_at_us LIMIT $2"
-        ));
         let mut due = self
-            .locked_requests(
-                expired,
-                vec![BindValue::Int(micros(now)), BindValue::Int(limit)],
+            .lock_requests_where(
+                "r.status = 'pending' AND r.expires_at_us <= $1 ORDER BY r.expires_at_us LIMIT $2",
+                vec![Arg::Int(micros(now)), Arg::Int(limit)],
+                true,
             )
             .await?;
-        let ran_out = self.locking_skip(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'approved' AND id IN \
-             (SELECT request_id FROM grants WHERE state = 'active' AND not_after_us <= $1 AND request_id IS NOT NULL) \
-             ORDER BY id LIMIT $2"
-        ));
         due.extend(
-            self.locked_requests(
-                ran_out,
-                vec![BindValue::Int(micros(now)), BindValue::Int(limit)],
+            self.lock_requests_where(
+                "r.status = 'approved' AND r.id IN (SELECT request_id FROM grants \
+                 WHERE state = 'active' AND not_after_us <= $1 AND request_id IS NOT NULL) \
+                 ORDER BY r.id LIMIT $2",
+                vec![Arg::Int(micros(now)), Arg::Int(limit)],
+                true,
             )
             .await?,
         );
@@ -580,7 +619,7 @@ impl Requests for Tx {
         let row = self
             .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
             .await?;
-        row.as_ref().map(grant_of).transpose()
+        row.as_ref().map(|r| grant_of(r, "")).transpose()
     }
 
     async fn lock_grant(&mut self, id: &GrantId) -> Result<Locked<Grant>, StoreError> {
@@ -589,7 +628,7 @@ impl Requests for Tx {
             .optional(sqlx::query(sql).bind(id.to_string()))
             .await?
             .ok_or_else(|| StoreError::not_found("grant", id))?;
-        Ok(Locked::new(grant_of(&row)?))
+        Ok(Locked::new(grant_of(&row, "")?))
     }
 
     async fn save_grant(&mut self, grant: Locked<Grant>) -> Result<(), StoreError> {
@@ -622,7 +661,10 @@ impl Requests for Tx {
                     .bind(page.fetch_limit()),
             )
             .await?;
-        let items = rows.iter().map(grant_of).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(|r| grant_of(r, ""))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, page, |g| g.id.to_string()))
     }
 
@@ -633,7 +675,7 @@ impl Requests for Tx {
         let rows = self
             .all(sqlx::query(AssertSqlSafe(sql)).bind(micros(now)))
             .await?;
-        rows.iter().map(grant_of).collect()
+        rows.iter().map(|r| grant_of(r, "")).collect()
     }
 
     async fn lock_due_grants(
@@ -641,10 +683,13 @@ impl Requests for Tx {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<Locked<Grant>>, StoreError> {
-        let sql = self.locking_skip(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'active' AND request_id IS NULL AND not_after_us <= $1 \
-             ORDER BY not_after_us LIMIT $2"
-        ));
+        let sql = self.locking_skip(
+            &format!(
+                "SELECT {GRANT_COLUMNS} FROM grants g WHERE state = 'active' AND request_id IS NULL \
+                 AND not_after_us <= $1 ORDER BY not_after_us LIMIT $2"
+            ),
+            "g",
+        );
         let rows = self
             .all(
                 sqlx::query(sql)
@@ -652,6 +697,8 @@ impl Requests for Tx {
                     .bind(i64::from(limit.max(1))),
             )
             .await?;
-        rows.iter().map(|r| grant_of(r).map(Locked::new)).collect()
+        rows.iter()
+            .map(|r| grant_of(r, "").map(Locked::new))
+            .collect()
     }
 }

@@ -119,19 +119,24 @@ impl Tx {
     /// `sql` with a row lock on PostgreSQL (SQLite's write transaction
     /// already excludes every other writer).
     pub(crate) fn locking(&self, sql: &str) -> AssertSqlSafe<String> {
-        match self.backend {
-            Backend::Postgres if self.writable => AssertSqlSafe(format!("{sql} FOR UPDATE")),
-            _ => AssertSqlSafe(sql.to_owned()),
-        }
+        self.with_lock(sql, "FOR UPDATE")
     }
 
-    /// Like [`Tx::locking`], but rows another transaction holds are skipped
-    /// (for work queues shared by several nodes).
-    pub(crate) fn locking_skip(&self, sql: &str) -> AssertSqlSafe<String> {
+    /// `sql` locking only the rows of the table aliased `alias` (needed
+    /// when the query outer-joins another table).
+    pub(crate) fn locking_of(&self, sql: &str, alias: &str) -> AssertSqlSafe<String> {
+        self.with_lock(sql, &format!("FOR UPDATE OF {alias}"))
+    }
+
+    /// Like [`Tx::locking_of`], but rows another transaction holds are
+    /// skipped (for work queues shared by several nodes).
+    pub(crate) fn locking_skip(&self, sql: &str, alias: &str) -> AssertSqlSafe<String> {
+        self.with_lock(sql, &format!("FOR UPDATE OF {alias} SKIP LOCKED"))
+    }
+
+    fn with_lock(&self, sql: &str, clause: &str) -> AssertSqlSafe<String> {
         match self.backend {
-            Backend::Postgres if self.writable => {
-                AssertSqlSafe(format!("{sql} FOR UPDATE SKIP LOCKED"))
-            }
+            Backend::Postgres if self.writable => AssertSqlSafe(format!("{sql} {clause}")),
             _ => AssertSqlSafe(sql.to_owned()),
         }
     }
@@ -221,17 +226,9 @@ impl Tx {
                     *slot = Some(event);
                 }
             }
+            // The database's trigger checks that each event continues the
+            // chain and advances the head.
             insert_events(self, &batch).await?;
-            self.run(
-                sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
-                    .bind(chain_key(&chain))
-                    .bind(
-                        i64::try_from(head.seq)
-                            .map_err(|_| StoreError::corrupt("sequence overflow"))?,
-                    )
-                    .bind(head.hash.0.to_vec()),
-            )
-            .await?;
         }
         Ok(sealed.into_iter().flatten().collect())
     }

@@ -178,6 +178,32 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_kind ON audit_events (chain, kind, seq);
 CREATE INDEX audit_events_by_time ON audit_events (chain, at_us);
 
+-- The database itself refuses an event that does not continue its chain
+-- (wrong sequence number or previous hash), and advances the head with each
+-- insert: the head can never disagree with the last event.
+CREATE FUNCTION audit_events_continue_chain() RETURNS trigger AS $$
+BEGIN
+    UPDATE audit_heads SET seq = NEW.seq, hash = NEW.hash
+    WHERE chain = NEW.chain AND seq = NEW.seq - 1 AND hash = NEW.prev_hash;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'audit chain does not continue' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER audit_events_continue_chain BEFORE INSERT ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_continue_chain();
+
+CREATE FUNCTION audit_events_are_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only' USING ERRCODE = 'check_violation';
+END
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER audit_events_are_append_only BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_are_append_only();
+
 CREATE TABLE audit_checkpoints (
     chain     TEXT NOT NULL,
     seq       BIGINT NOT NULL,

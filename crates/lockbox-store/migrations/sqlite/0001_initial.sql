@@ -177,6 +177,29 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_kind ON audit_events (chain, kind, seq);
 CREATE INDEX audit_events_by_time ON audit_events (chain, at_us);
 
+-- The database itself refuses an event that does not continue its chain
+-- (wrong sequence number or previous hash), and advances the head with each
+-- insert: the head can never disagree with the last event.
+CREATE TRIGGER audit_events_continue_chain BEFORE INSERT ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit chain does not continue')
+    WHERE NOT EXISTS (
+        SELECT 1 FROM audit_heads
+        WHERE chain = NEW.chain AND seq = NEW.seq - 1 AND hash = NEW.prev_hash
+    );
+    UPDATE audit_heads SET seq = NEW.seq, hash = NEW.hash WHERE chain = NEW.chain;
+END;
+
+CREATE TRIGGER audit_events_are_append_only_update BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+
+CREATE TRIGGER audit_events_are_append_only_delete BEFORE DELETE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+
 CREATE TABLE audit_checkpoints (
     chain     TEXT NOT NULL,
     seq       INTEGER NOT NULL,

@@ -264,7 +264,64 @@ async fn checkpoints(s: TestStore) {
     );
 }
 
+async fn the_database_refuses_forks_and_edits(s: TestStore) {
+    use sqlx::Connection as _;
+    let sealed = s
+        .begin()
+        .await
+        .unwrap()
+        .commit(vec![event(contoso(), "a", json!({}))])
+        .await
+        .unwrap();
+    let first = &sealed[0];
+    sqlx::any::install_default_drivers();
+    let mut raw = sqlx::AnyConnection::connect(&s.url).await.unwrap();
+    let insert = |seq: i64, prev: Vec<u8>| {
+        sqlx::query(
+            "INSERT INTO audit_events (chain, seq, at_us, actor, kind, subject, data, prev_hash, hash) \
+             VALUES ('contoso', $1, 0, 'mallory', 'x', 'x', '{}', $2, $3)",
+        )
+        .bind(seq)
+        .bind(prev)
+        .bind(vec![9u8; 32])
+    };
+    // A second event 1, a gap, and a wrong link are all refused.
+    assert!(
+        insert(1, Digest::ZERO.0.to_vec())
+            .execute(&mut raw)
+            .await
+            .is_err(),
+        "fork at 1"
+    );
+    assert!(
+        insert(3, first.hash.0.to_vec())
+            .execute(&mut raw)
+            .await
+            .is_err(),
+        "gap"
+    );
+    assert!(
+        insert(2, vec![1; 32]).execute(&mut raw).await.is_err(),
+        "wrong prev_hash"
+    );
+    let edit = sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1");
+    assert!(
+        edit.execute(&mut raw).await.is_err(),
+        "events are append-only"
+    );
+    let delete = sqlx::query("DELETE FROM audit_events WHERE seq = 1");
+    assert!(
+        delete.execute(&mut raw).await.is_err(),
+        "events are append-only"
+    );
+    raw.close().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.events(&contoso(), &all_events()).await.unwrap(), sealed);
+    assert_eq!(tx.chain_head(&contoso()).await.unwrap().seq, 1);
+}
+
 crate::conformance!(
+    the_database_refuses_forks_and_edits,
     commit_seals_events_into_their_chains,
     a_change_without_events_is_refused,
     events_are_filtered_and_paged,

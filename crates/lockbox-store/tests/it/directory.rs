@@ -257,6 +257,20 @@ async fn role_assignments(s: TestStore) {
         tx.role_assignment(&olivia[0].id).await.unwrap().as_ref(),
         Some(&olivia[0])
     );
+    let (p, roles) = tx
+        .principal_with_roles(&pid("olivia"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.id.as_str(), roles), ("olivia", olivia.clone()));
+    let (_, none) = tx.principal_with_roles(&pid("sam")).await.unwrap().unwrap();
+    assert!(none.is_empty(), "a principal without roles");
+    assert!(
+        tx.principal_with_roles(&pid("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The same role at the same scope (spelled in another case) is a conflict.
     let mut again = olivia[0].clone();

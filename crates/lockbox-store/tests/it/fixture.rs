@@ -245,11 +245,10 @@ pub async fn transition(
 ) -> Result<AccessRequest, OpError> {
     let mut tx = store.begin().await?;
     let mut request = tx.lock_request(&id).await?;
-    let principal = tx
-        .principal(&pid(who))
+    let (principal, assignments) = tx
+        .principal_with_roles(&pid(who))
         .await?
         .ok_or_else(|| StoreError::Corrupt("no principal".into()))?;
-    let assignments = tx.assignments_of(&principal.id).await?;
     let tenant = tx
         .tenant(&request.tenant)
         .await?
