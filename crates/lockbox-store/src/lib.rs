@@ -146,6 +146,10 @@ impl Store {
                 };
                 let writer_pragmas = pragmas(false);
                 let writer = AnyPoolOptions::new()
+                    // No ping before every use (an extra round trip per
+                    // transaction): a dead connection fails its first
+                    // statement instead, and the pool drops it.
+                    .test_before_acquire(false)
                     .max_connections(1)
                     .acquire_timeout(options.acquire_timeout)
                     .after_connect(move |conn, _| {
@@ -159,6 +163,10 @@ impl Store {
                     .map_err(error::classify)?;
                 let reader_pragmas = pragmas(true);
                 let reader = AnyPoolOptions::new()
+                    // No ping before every use (an extra round trip per
+                    // transaction): a dead connection fails its first
+                    // statement instead, and the pool drops it.
+                    .test_before_acquire(false)
                     .max_connections(options.max_connections.max(1))
                     .acquire_timeout(options.acquire_timeout)
                     .after_connect(move |conn, _| {
@@ -177,6 +185,10 @@ impl Store {
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
+                    // No ping before every use (an extra round trip per
+                    // transaction): a dead connection fails its first
+                    // statement instead, and the pool drops it.
+                    .test_before_acquire(false)
                     .max_connections(options.max_connections.max(2))
                     .acquire_timeout(options.acquire_timeout)
                     .connect(url)
