@@ -63,6 +63,16 @@ impl Constraint {
     }
 }
 
+impl Constraint {
+    /// The domain's refusal for this violation: what a caller gets when the
+    /// database, rather than the domain's own checks, caught the clash (two
+    /// concurrent creations of the same id, say).
+    #[must_use]
+    pub fn to_domain_error(&self) -> lockbox_core::DomainError {
+        lockbox_core::DomainError::Conflict(self.detail())
+    }
+}
+
 impl fmt::Display for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.detail())

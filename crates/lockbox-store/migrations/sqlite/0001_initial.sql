@@ -154,6 +154,7 @@ CREATE TABLE grants (
 CREATE INDEX grants_by_tenant ON grants (tenant_id, id);
 CREATE INDEX grants_by_principal ON grants (principal_id, id);
 CREATE INDEX grants_active_by_end ON grants (not_after_us) WHERE state = 'active';
+CREATE INDEX grants_active_by_principal ON grants (principal_id, not_after_us) WHERE state = 'active';
 
 CREATE TABLE audit_heads (
     chain TEXT NOT NULL,

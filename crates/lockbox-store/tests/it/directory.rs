@@ -191,10 +191,13 @@ async fn principals_of_every_kind_round_trip(s: TestStore) {
         .insert_principal(&principal("alice", PrincipalKind::Admin))
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, StoreError::Conflict(Constraint::PrincipalId)),
-        "{e:?}"
-    );
+    let StoreError::Conflict(constraint) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(constraint, &Constraint::PrincipalId);
+    let refusal = constraint.to_domain_error();
+    assert_eq!(refusal.kind(), "conflict");
+    assert_eq!(refusal.to_string(), "this principal id is already taken");
 }
 
 async fn tokens_and_passwords(s: TestStore) {
