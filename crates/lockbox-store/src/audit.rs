@@ -43,7 +43,7 @@ pub(crate) fn digest(bytes: &[u8]) -> Result<Digest, StoreError> {
 }
 
 /// Which events to read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EventQuery {
     /// Only events after this sequence number.
     pub after_seq: u64,
@@ -53,8 +53,21 @@ pub struct EventQuery {
     pub from: Option<Timestamp>,
     /// Only events before this time.
     pub until: Option<Timestamp>,
-    /// At most this many.
+    /// At most this many (1 to 10 000).
     pub limit: u32,
+}
+
+impl Default for EventQuery {
+    /// Every event from the first, a page of [`crate::DEFAULT_PAGE`].
+    fn default() -> Self {
+        Self {
+            after_seq: 0,
+            kind: None,
+            from: None,
+            until: None,
+            limit: crate::DEFAULT_PAGE,
+        }
+    }
 }
 
 /// Reading the audit log and storing checkpoints.

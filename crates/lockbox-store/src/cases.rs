@@ -132,11 +132,17 @@ impl Cases for Tx {
             .optional(sqlx::query(sql).bind(id.to_string()))
             .await?
             .ok_or_else(|| StoreError::not_found("case", id))?;
-        Ok(Locked::new(case_of(&row)?))
+        self.locked(case_of(&row)?)
     }
 
     async fn save_case(&mut self, case: Locked<SupportCase>) -> Result<(), StoreError> {
-        let (before, c) = case.parts();
+        let (before, c) = self.unlock(case)?;
+        if before.id != c.id {
+            return Err(StoreError::corrupt(format!(
+                "case {} was swapped for {}",
+                before.id, c.id
+            )));
+        }
         if before == c {
             return Ok(());
         }

@@ -329,11 +329,17 @@ impl Directory for Tx {
             .optional(sqlx::query(sql).bind(id.as_str().to_owned()))
             .await?
             .ok_or_else(|| StoreError::not_found("tenant", id))?;
-        Ok(Locked::new(tenant_of(&row)?))
+        self.locked(tenant_of(&row)?)
     }
 
     async fn save_tenant(&mut self, tenant: Locked<Tenant>) -> Result<(), StoreError> {
-        let (before, t) = tenant.parts();
+        let (before, t) = self.unlock(tenant)?;
+        if before.id != t.id {
+            return Err(StoreError::corrupt(format!(
+                "tenant {} was swapped for {}",
+                before.id, t.id
+            )));
+        }
         if before == t {
             return Ok(());
         }

@@ -58,7 +58,8 @@ impl Constraint {
             Self::TokenHash => "token collision".into(),
             Self::IdempotencyKey => "the idempotency key is already in use".into(),
             Self::ForeignKey => "it refers to something that does not exist".into(),
-            Self::Other(what) => format!("a constraint refused the change ({what})"),
+            // The constraint's name is ours, not the caller's business.
+            Self::Other(_) => "a constraint refused the change".into(),
         }
     }
 }
@@ -108,9 +109,22 @@ pub enum StoreError {
     /// event: a bug in the caller, refused so that no change goes unrecorded.
     #[error("a transaction that changed state was committed without audit events")]
     Unaudited,
-    /// A write was attempted in a read-only transaction.
-    #[error("write attempted in a read-only transaction")]
+    /// A write (or a lock) was attempted in a read-only transaction.
+    #[error("write or lock attempted in a read-only transaction")]
     ReadOnly,
+    /// A locked value was saved in a transaction other than the one that
+    /// locked it (whose lock may be long gone).
+    #[error("a value was saved outside the transaction that locked it")]
+    NotLocked,
+    /// A statement of this transaction failed earlier; it cannot commit and
+    /// has been rolled back.
+    #[error("the transaction was rolled back after a failed statement")]
+    Aborted,
+    /// The connection broke while committing: the commit may or may not have
+    /// happened. Not safe to retry blindly (a creation could be repeated);
+    /// read the state back first.
+    #[error("the commit's outcome is unknown: {0}")]
+    CommitOutcomeUnknown(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Backend(String),
@@ -128,7 +142,7 @@ impl StoreError {
         Self::Corrupt(what.to_string())
     }
 
-    /// Whether retrying the whole transaction may succeed.
+    /// Whether retrying the whole transaction is safe and may succeed.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Contention(_) | Self::Unavailable(_))
@@ -215,6 +229,29 @@ fn constraint_named(name: &str, message: &str) -> Constraint {
         )
 }
 
+/// Classifies an error that is not a constraint violation by its code:
+/// PostgreSQL's SQLSTATE, or SQLite's (extended) result code.
+fn classify_code(code: &str, message: String) -> StoreError {
+    // SQLite's extended codes carry the primary code in their low byte:
+    // SQLITE_BUSY (5) and SQLITE_LOCKED (6) and all their variants
+    // (BUSY_RECOVERY after a crash, BUSY_SNAPSHOT, LOCKED_SHAREDCACHE, …).
+    if let Ok(n) = code.parse::<u32>()
+        && matches!(n & 0xff, 5 | 6)
+    {
+        return StoreError::Unavailable(message);
+    }
+    match code {
+        // serialization_failure, deadlock_detected, lock_not_available
+        // (lock_timeout), query_canceled (statement_timeout).
+        "40001" | "40P01" | "55P03" | "57014" => StoreError::Contention(message),
+        // admin_shutdown, crash_shutdown, cannot_connect_now,
+        // too_many_connections, read_only_sql_transaction (a standby after a
+        // failover).
+        "57P01" | "57P02" | "57P03" | "53300" | "25006" => StoreError::Unavailable(message),
+        _ => StoreError::Backend(format!("{message} (code {code})")),
+    }
+}
+
 /// Classifies a database error. The one place that looks inside one.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     use sqlx::error::ErrorKind;
@@ -233,19 +270,56 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
                     &message,
                 )),
                 ErrorKind::ForeignKeyViolation => StoreError::Conflict(Constraint::ForeignKey),
-                _ => match code.as_str() {
-                    // PostgreSQL: serialization_failure, deadlock_detected.
-                    "40001" | "40P01" => StoreError::Contention(message),
-                    // PostgreSQL: admin shutdown, crash shutdown, cannot
-                    // connect now, too many connections; SQLite: SQLITE_BUSY,
-                    // SQLITE_LOCKED and their extended codes.
-                    "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517" | "262" => {
-                        StoreError::Unavailable(message)
-                    }
-                    _ => StoreError::Backend(format!("{message} (code {code})")),
-                },
+                _ => classify_code(&code, message),
             }
         }
         other => StoreError::Backend(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        let class = |code: &str| match classify_code(code, "m".into()) {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Contention(_) => "contention",
+            StoreError::Backend(_) => "backend",
+            other => panic!("{other:?}"),
+        };
+        for busy in ["5", "6", "261", "262", "517", "773", "518"] {
+            assert_eq!(class(busy), "unavailable", "SQLite {busy}");
+        }
+        assert_eq!(class("1"), "backend", "SQLITE_ERROR");
+        assert_eq!(class("1811"), "backend", "SQLITE_CONSTRAINT_TRIGGER");
+        for pg in ["40001", "40P01", "55P03", "57014"] {
+            assert_eq!(class(pg), "contention", "{pg}");
+        }
+        for pg in ["57P01", "57P03", "53300", "25006"] {
+            assert_eq!(class(pg), "unavailable", "{pg}");
+        }
+        assert_eq!(class("23514"), "backend");
+    }
+
+    #[test]
+    fn constraint_names_do_not_reach_callers() {
+        assert!(
+            !Constraint::Other("secret_internal_name".into())
+                .detail()
+                .contains("secret")
+        );
+        assert_eq!(
+            constraint_named("principals_pk", ""),
+            Constraint::PrincipalId
+        );
+        assert_eq!(
+            constraint_named(
+                "",
+                "UNIQUE constraint failed: approvals.request_id, approvals.approver"
+            ),
+            Constraint::Approval
+        );
     }
 }

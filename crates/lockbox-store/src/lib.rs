@@ -18,7 +18,7 @@
 //!
 //! Concurrency: on SQLite one connection writes (transactions start with
 //! `BEGIN IMMEDIATE` and run one at a time) while several read; on
-//! PostgreSQL, `lock_*` reads take row locks (`FOR UPDATE`), so concurrent
+//! PostgreSQL, `lock_*` reads take row locks (`FOR NO KEY UPDATE`), so concurrent
 //! transitions of one request serialize and the later one sees the earlier
 //! one's result. Locks are always taken entity rows first and chain heads
 //! last (at commit), so transactions cannot deadlock on each other.
@@ -227,7 +227,7 @@ impl Store {
             // Take the write lock now, not at the first write, so a
             // transaction never fails half-way on a lock upgrade.
             Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
         };
         let tx = self
             .inner
@@ -242,7 +242,7 @@ impl Store {
     pub async fn read(&self) -> Result<Tx, StoreError> {
         let begin = match self.inner.backend {
             Backend::Sqlite => "BEGIN",
-            Backend::Postgres => "BEGIN READ ONLY",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
         };
         let tx = self
             .inner

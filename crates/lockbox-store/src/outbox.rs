@@ -4,8 +4,10 @@
 //!
 //! A claim leases a job for a while: a worker that dies mid-delivery loses
 //! its lease and another worker takes the job again, so delivery is at least
-//! once. On PostgreSQL, claims skip rows other nodes hold (`FOR UPDATE SKIP
-//! LOCKED`), so two nodes never claim the same job at once.
+//! once. On PostgreSQL, claims skip rows other nodes hold (`SKIP LOCKED`), so
+//! two nodes never claim the same job at once; and each claim's attempt number
+//! fences it, so a worker whose lease ran out can no longer complete, retry
+//! or bury the job another worker now holds.
 
 use std::future::Future;
 
@@ -98,26 +100,30 @@ pub trait Outbox {
         lease: TimeDelta,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
-    /// Marks a job done.
+    /// Marks a claimed job done. The claim's attempt number fences it: false
+    /// (and nothing changed) if the lease was lost and another worker has
+    /// claimed the job since.
     fn complete(
         &mut self,
-        id: &JobId,
+        job: &Job,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records a failed attempt; the job is due again at `at`.
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records a failed attempt of a claimed job, due again at `at`; false
+    /// if the lease was lost.
     fn retry_at(
         &mut self,
-        id: &JobId,
+        job: &Job,
         error: &str,
         at: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Gives up on a job: it becomes a dead letter.
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives up on a claimed job: it becomes a dead letter; false if the
+    /// lease was lost.
     fn bury(
         &mut self,
-        id: &JobId,
+        job: &Job,
         error: &str,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Puts a dead letter back in the queue, due now; false if it was not
     /// dead.
     fn revive(
@@ -210,31 +216,34 @@ impl Outbox for Tx {
         Ok(jobs)
     }
 
-    async fn complete(&mut self, id: &JobId, now: Timestamp) -> Result<(), StoreError> {
-        self.finish(id, "done", None, now).await
+    async fn complete(&mut self, job: &Job, now: Timestamp) -> Result<bool, StoreError> {
+        self.end_job(job, "done", None, now).await
     }
 
-    async fn retry_at(&mut self, id: &JobId, error: &str, at: Timestamp) -> Result<(), StoreError> {
+    async fn retry_at(
+        &mut self,
+        job: &Job,
+        error: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.bookkeeping_write()?;
         let n = self
             .run(
                 sqlx::query(
-                    "UPDATE outbox SET available_at_us = $2, locked_until_us = NULL, last_error = $3 \
-                     WHERE id = $1 AND state = 'pending'",
+                    "UPDATE outbox SET available_at_us = $3, locked_until_us = NULL, last_error = $4 \
+                     WHERE id = $1 AND attempts = $2 AND state = 'pending'",
                 )
-                .bind(id.to_string())
+                .bind(job.id.to_string())
+                .bind(i64::from(job.attempts))
                 .bind(micros(at))
                 .bind(error.to_owned()),
             )
             .await?;
-        if n == 0 {
-            return Err(StoreError::not_found("pending job", id));
-        }
-        Ok(())
+        Ok(n > 0)
     }
 
-    async fn bury(&mut self, id: &JobId, error: &str, now: Timestamp) -> Result<(), StoreError> {
-        self.finish(id, "dead", Some(error), now).await
+    async fn bury(&mut self, job: &Job, error: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.end_job(job, "dead", Some(error), now).await
     }
 
     async fn revive(&mut self, id: &JobId, now: Timestamp) -> Result<bool, StoreError> {
@@ -287,29 +296,28 @@ impl Outbox for Tx {
 }
 
 impl Tx {
-    async fn finish(
+    /// Ends a claimed job's life, fenced by the claim's attempt number.
+    async fn end_job(
         &mut self,
-        id: &JobId,
+        job: &Job,
         state: &str,
         error: Option<&str>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.bookkeeping_write()?;
         let n = self
             .run(
                 sqlx::query(
-                    "UPDATE outbox SET state = $2, finished_at_us = $3, locked_until_us = NULL, \
-                     last_error = COALESCE($4, last_error) WHERE id = $1 AND state = 'pending'",
+                    "UPDATE outbox SET state = $3, finished_at_us = $4, locked_until_us = NULL, \
+                     last_error = COALESCE($5, last_error) WHERE id = $1 AND attempts = $2 AND state = 'pending'",
                 )
-                .bind(id.to_string())
+                .bind(job.id.to_string())
+                .bind(i64::from(job.attempts))
                 .bind(state.to_owned())
                 .bind(micros(now))
                 .bind(error.map(str::to_owned)),
             )
             .await?;
-        if n == 0 {
-            return Err(StoreError::not_found("pending job", id));
-        }
-        Ok(())
+        Ok(n > 0)
     }
 }

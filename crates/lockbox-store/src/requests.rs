@@ -363,7 +363,7 @@ impl Tx {
                     .await?
             }
         };
-        Ok(requests.into_iter().map(Locked::new).collect())
+        requests.into_iter().map(|r| self.locked(r)).collect()
     }
 
     /// Runs a request query and decodes its rows.
@@ -501,7 +501,7 @@ impl Requests for Tx {
     }
 
     async fn save_request(&mut self, request: Locked<AccessRequest>) -> Result<(), StoreError> {
-        let (before, r) = request.parts();
+        let (before, r) = self.unlock(request)?;
         if before == r {
             return Ok(());
         }
@@ -596,16 +596,19 @@ impl Requests for Tx {
                 true,
             )
             .await?;
-        due.extend(
-            self.lock_requests_where(
-                "r.status = 'approved' AND r.id IN (SELECT request_id FROM grants \
-                 WHERE state = 'active' AND not_after_us <= $1 AND request_id IS NOT NULL) \
-                 ORDER BY r.id LIMIT $2",
-                vec![Arg::Int(micros(now)), Arg::Int(limit)],
-                true,
-            )
-            .await?,
-        );
+        let left = limit - i64::try_from(due.len()).unwrap_or(limit);
+        if left > 0 {
+            due.extend(
+                self.lock_requests_where(
+                    "r.status = 'approved' AND r.id IN (SELECT request_id FROM grants \
+                     WHERE state = 'active' AND not_after_us <= $1 AND request_id IS NOT NULL) \
+                     ORDER BY r.id LIMIT $2",
+                    vec![Arg::Int(micros(now)), Arg::Int(left)],
+                    true,
+                )
+                .await?,
+            );
+        }
         Ok(due)
     }
 
@@ -628,11 +631,25 @@ impl Requests for Tx {
             .optional(sqlx::query(sql).bind(id.to_string()))
             .await?
             .ok_or_else(|| StoreError::not_found("grant", id))?;
-        Ok(Locked::new(grant_of(&row, "")?))
+        self.locked(grant_of(&row, "")?)
     }
 
     async fn save_grant(&mut self, grant: Locked<Grant>) -> Result<(), StoreError> {
-        let (before, g) = grant.parts();
+        let (before, g) = self.unlock(grant)?;
+        if before.id != g.id {
+            return Err(StoreError::corrupt(format!(
+                "grant {} was swapped for {}",
+                before.id, g.id
+            )));
+        }
+        if let Some(request) = g.request {
+            // Its state lives with its request's: saving it alone would
+            // leave the request contradicting it.
+            return Err(StoreError::corrupt(format!(
+                "grant {} belongs to request {request}; save the request",
+                g.id
+            )));
+        }
         if before == g {
             return Ok(());
         }
@@ -698,7 +715,7 @@ impl Requests for Tx {
             )
             .await?;
         rows.iter()
-            .map(|r| grant_of(r, "").map(Locked::new))
+            .map(|r| grant_of(r, "").and_then(|g| self.locked(g)))
             .collect()
     }
 }

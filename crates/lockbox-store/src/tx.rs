@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lockbox_core::{AuditEvent, Chain, ChainHead, Digest, PendingEvent};
 use sqlx::any::{AnyArguments, AnyRow};
@@ -13,22 +14,17 @@ use crate::audit::{chain_key, insert_events};
 use crate::codec::RowExt as _;
 use crate::error::{StoreError, classify};
 
-/// A value read with a lock on its row, for a read-modify-write: it remembers
-/// what was read so that saving writes only what changed. Only the store
-/// makes one, so only locked rows can be saved.
-#[derive(Debug, Clone)]
+/// A value read with a lock on its row, for a read-modify-write: it
+/// remembers what was read, so saving an unchanged value writes nothing.
+///
+/// Only a write transaction's `lock_*` makes one, and only that same
+/// transaction can save it (each is stamped with its transaction), so a
+/// value can only be saved while its row's lock is held.
+#[derive(Debug)]
 pub struct Locked<T> {
     original: T,
     current: T,
-}
-
-impl<T: Clone> Locked<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Self {
-            original: value.clone(),
-            current: value,
-        }
-    }
+    tx: u64,
 }
 
 impl<T> Locked<T> {
@@ -40,10 +36,6 @@ impl<T> Locked<T> {
     /// The value as it is now.
     pub fn into_inner(self) -> T {
         self.current
-    }
-
-    pub(crate) fn parts(self) -> (T, T) {
-        (self.original, self.current)
     }
 }
 
@@ -60,21 +52,30 @@ impl<T> DerefMut for Locked<T> {
     }
 }
 
+/// Transaction numbers, to tie each [`Locked`] to its transaction.
+static NEXT_TX: AtomicU64 = AtomicU64::new(1);
+
 /// A database transaction. Dropping it without committing rolls it back.
 pub struct Tx {
     tx: Transaction<'static, Any>,
+    id: u64,
     backend: Backend,
     writable: bool,
     /// Whether a write that must be audited has happened.
     changed: bool,
+    /// Whether a statement failed: the transaction can no longer commit
+    /// (PostgreSQL has aborted it; on SQLite it may hold partial writes).
+    failed: bool,
 }
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
+            .field("id", &self.id)
             .field("backend", &self.backend)
             .field("writable", &self.writable)
             .field("changed", &self.changed)
+            .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
 }
@@ -85,10 +86,43 @@ impl Tx {
     pub(crate) fn new(tx: Transaction<'static, Any>, backend: Backend, writable: bool) -> Self {
         Self {
             tx,
+            id: NEXT_TX.fetch_add(1, Ordering::Relaxed),
             backend,
             writable,
             changed: false,
+            failed: false,
         }
+    }
+
+    /// Wraps a value just read with a lock. Refused in a read-only
+    /// transaction, which takes no locks.
+    pub(crate) fn locked<T: Clone>(&self, value: T) -> Result<Locked<T>, StoreError> {
+        if !self.writable {
+            return Err(StoreError::ReadOnly);
+        }
+        Ok(Locked {
+            original: value.clone(),
+            current: value,
+            tx: self.id,
+        })
+    }
+
+    /// Unwraps a locked value for saving: the value as read, and as it is
+    /// now. Refused unless this transaction locked it.
+    pub(crate) fn unlock<T>(&self, locked: Locked<T>) -> Result<(T, T), StoreError> {
+        if locked.tx != self.id {
+            return Err(StoreError::NotLocked);
+        }
+        Ok((locked.original, locked.current))
+    }
+
+    /// Records the outcome of a statement: any failure poisons the
+    /// transaction.
+    fn note<T>(&mut self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            self.failed = true;
+            classify(e)
+        })
     }
 
     /// The backend this transaction runs on.
@@ -117,21 +151,24 @@ impl Tx {
     }
 
     /// `sql` with a row lock on PostgreSQL (SQLite's write transaction
-    /// already excludes every other writer).
+    /// already excludes every other writer). The lock is `FOR NO KEY
+    /// UPDATE`: no key is ever changed, and the stronger `FOR UPDATE` would
+    /// also block (and could deadlock with) the key-share locks that
+    /// inserting a referencing row takes.
     pub(crate) fn locking(&self, sql: &str) -> AssertSqlSafe<String> {
-        self.with_lock(sql, "FOR UPDATE")
+        self.with_lock(sql, "FOR NO KEY UPDATE")
     }
 
     /// `sql` locking only the rows of the table aliased `alias` (needed
     /// when the query outer-joins another table).
     pub(crate) fn locking_of(&self, sql: &str, alias: &str) -> AssertSqlSafe<String> {
-        self.with_lock(sql, &format!("FOR UPDATE OF {alias}"))
+        self.with_lock(sql, &format!("FOR NO KEY UPDATE OF {alias}"))
     }
 
     /// Like [`Tx::locking_of`], but rows another transaction holds are
     /// skipped (for work queues shared by several nodes).
     pub(crate) fn locking_skip(&self, sql: &str, alias: &str) -> AssertSqlSafe<String> {
-        self.with_lock(sql, &format!("FOR UPDATE OF {alias} SKIP LOCKED"))
+        self.with_lock(sql, &format!("FOR NO KEY UPDATE OF {alias} SKIP LOCKED"))
     }
 
     fn with_lock(&self, sql: &str, clause: &str) -> AssertSqlSafe<String> {
@@ -142,23 +179,34 @@ impl Tx {
     }
 
     pub(crate) async fn all(&mut self, q: AnyQuery<'_>) -> Result<Vec<AnyRow>, StoreError> {
-        q.fetch_all(&mut *self.tx).await.map_err(classify)
+        let result = q.fetch_all(&mut *self.tx).await;
+        self.note(result)
     }
 
     pub(crate) async fn optional(&mut self, q: AnyQuery<'_>) -> Result<Option<AnyRow>, StoreError> {
-        q.fetch_optional(&mut *self.tx).await.map_err(classify)
+        let result = q.fetch_optional(&mut *self.tx).await;
+        self.note(result)
     }
 
     pub(crate) async fn one(&mut self, q: AnyQuery<'_>) -> Result<AnyRow, StoreError> {
-        q.fetch_one(&mut *self.tx).await.map_err(classify)
+        let result = q.fetch_one(&mut *self.tx).await;
+        self.note(result)
     }
 
     /// Runs a statement; returns the number of rows it touched.
     pub(crate) async fn run(&mut self, q: AnyQuery<'_>) -> Result<u64, StoreError> {
-        q.execute(&mut *self.tx)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(classify)
+        let result = q.execute(&mut *self.tx).await.map(|r| r.rows_affected());
+        self.note(result)
+    }
+
+    /// Commits, telling a failed commit whose outcome is known (the database
+    /// refused it) from one whose outcome is not (the connection broke while
+    /// committing, and the commit may or may not have happened).
+    async fn finish(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(|e| match classify(e) {
+            StoreError::Unavailable(why) => StoreError::CommitOutcomeUnknown(why),
+            other => other,
+        })
     }
 
     /// Seals `events` into their chains and commits everything. Returns the
@@ -176,6 +224,9 @@ impl Tx {
         mut self,
         events: Vec<PendingEvent>,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        if self.failed {
+            return Err(StoreError::Aborted);
+        }
         if self.changed && events.is_empty() {
             return Err(StoreError::Unaudited);
         }
@@ -183,17 +234,20 @@ impl Tx {
             return Err(StoreError::ReadOnly);
         }
         let sealed = self.seal(events).await?;
-        self.tx.commit().await.map_err(classify)?;
+        self.finish().await?;
         Ok(sealed)
     }
 
     /// Commits a transaction that made no audited change (only reads, or
     /// bookkeeping). Refused with [`StoreError::Unaudited`] otherwise.
     pub async fn commit_unaudited(self) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Aborted);
+        }
         if self.changed {
             return Err(StoreError::Unaudited);
         }
-        self.tx.commit().await.map_err(classify)
+        self.finish().await
     }
 
     /// Abandons the transaction.

@@ -205,6 +205,9 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_events_are_append_only BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_are_append_only();
 
+CREATE TRIGGER audit_events_are_never_truncated BEFORE TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_events_are_append_only();
+
 CREATE TABLE audit_checkpoints (
     chain     TEXT NOT NULL,
     seq       BIGINT NOT NULL,

@@ -1,6 +1,11 @@
-//! Durability: a process that performs transitions is killed with SIGKILL at
-//! a random moment; after reopening, every transition it acknowledged is
-//! there and the chain verifies.
+//! Killed mid-work: a process that performs transitions is killed with
+//! SIGKILL at a random moment; after reopening, every transition it
+//! acknowledged is there, nothing is half-applied, and the chain verifies.
+//!
+//! A SIGKILL tests atomicity and that acknowledgements follow commits; the
+//! operating system still holds what the process wrote, so it does not test
+//! `synchronous=FULL` against power loss (`durability_settings_are_in_force`
+//! pins that setting).
 //!
 //! The child is this test binary run again with `--ignored crash::child` and
 //! the database URL in `LOCKBOX_CRASH_CHILD_URL`. It creates and approves
@@ -112,16 +117,7 @@ async fn acknowledged_transitions_survive_sigkill(s: TestStore) {
                 stored.status
             );
         }
-        let log = tx
-            .events(
-                &Chain::Tenant(tid()),
-                &EventQuery {
-                    limit: 10_000,
-                    ..EventQuery::default()
-                },
-            )
-            .await
-            .unwrap();
+        let log = whole_chain(&mut tx).await;
         let head = tx.chain_head(&Chain::Tenant(tid())).await.unwrap();
         assert_eq!(
             log.last().map(|e| e.seq),
@@ -132,6 +128,23 @@ async fn acknowledged_transitions_survive_sigkill(s: TestStore) {
             .unwrap_or_else(|f| panic!("round {round}: {f}"));
         drop(tx);
         store.close().await;
+    }
+}
+
+/// Every event of the tenant's chain, page by page.
+async fn whole_chain(tx: &mut lockbox_store::Tx) -> Vec<AuditEvent> {
+    let mut log: Vec<AuditEvent> = Vec::new();
+    loop {
+        let query = EventQuery {
+            after_seq: log.last().map_or(0, |e| e.seq),
+            limit: 1000,
+            ..EventQuery::default()
+        };
+        let page = tx.events(&Chain::Tenant(tid()), &query).await.unwrap();
+        if page.is_empty() {
+            return log;
+        }
+        log.extend(page);
     }
 }
 

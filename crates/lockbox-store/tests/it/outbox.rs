@@ -36,13 +36,11 @@ async fn jobs_are_claimed_leased_retried_and_buried(s: TestStore) {
     let lease = TimeDelta::minutes(5);
     let mut tx = s.begin().await.unwrap();
     let claimed = tx.claim("webhook", now, lease, 2).await.unwrap();
-    assert_eq!(
-        claimed
-            .iter()
-            .map(|j| j.payload["n"].as_i64().unwrap())
-            .collect::<Vec<_>>(),
-        [0, 1]
-    );
+    let numbers: Vec<_> = claimed
+        .iter()
+        .map(|j| j.payload["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [0, 1]);
     assert!(
         claimed
             .iter()
@@ -58,20 +56,15 @@ async fn jobs_are_claimed_leased_retried_and_buried(s: TestStore) {
     tx.commit_unaudited().await.unwrap();
 
     let mut tx = s.begin().await.unwrap();
-    tx.complete(&claimed[0].id, now).await.unwrap();
-    tx.retry_at(&claimed[1].id, "HTTP 503", now + TimeDelta::minutes(1))
-        .await
-        .unwrap();
-    tx.bury(&rest[0].id, "gave up after 24 hours", now)
-        .await
-        .unwrap();
+    assert!(tx.complete(&claimed[0], now).await.unwrap());
+    let retry = now + TimeDelta::minutes(1);
+    assert!(tx.retry_at(&claimed[1], "HTTP 503", retry).await.unwrap());
     assert!(
-        matches!(
-            tx.complete(&claimed[0].id, now).await,
-            Err(StoreError::NotFound { .. })
-        ),
-        "done once"
+        tx.bury(&rest[0], "gave up after 24 hours", now)
+            .await
+            .unwrap()
     );
+    assert!(!tx.complete(&claimed[0], now).await.unwrap(), "done once");
     tx.commit_unaudited().await.unwrap();
 
     let mut tx = s.begin().await.unwrap();
@@ -83,13 +76,8 @@ async fn jobs_are_claimed_leased_retried_and_buried(s: TestStore) {
     // A lease that runs out (a worker died) makes the job claimable again.
     let after_lease = later + lease;
     let reclaimed = tx.claim("webhook", after_lease, lease, 10).await.unwrap();
-    assert_eq!(
-        reclaimed
-            .iter()
-            .map(|j| (j.id, j.attempts))
-            .collect::<Vec<_>>(),
-        [(claimed[1].id, 3)]
-    );
+    let got: Vec<_> = reclaimed.iter().map(|j| (j.id, j.attempts)).collect();
+    assert_eq!(got, [(claimed[1].id, 3)]);
     let dead = tx
         .jobs(
             "webhook",
@@ -127,6 +115,8 @@ async fn jobs_are_claimed_leased_retried_and_buried(s: TestStore) {
     );
 }
 
+/// Meaningful on PostgreSQL, where workers really run at once (SKIP
+/// LOCKED); on SQLite the single writer serializes them anyway.
 async fn concurrent_workers_never_claim_a_job_twice(s: TestStore) {
     let now = t0();
     let mut tx = s.begin().await.unwrap();
@@ -149,7 +139,7 @@ async fn concurrent_workers_never_claim_a_job_twice(s: TestStore) {
                     break;
                 }
                 for j in &jobs {
-                    tx.complete(&j.id, now).await.unwrap();
+                    assert!(tx.complete(j, now).await.unwrap());
                 }
                 tx.commit_unaudited().await.unwrap();
                 mine.extend(jobs.into_iter().map(|j| j.id));
@@ -250,7 +240,47 @@ async fn idempotency_keys(s: TestStore) {
     );
 }
 
+async fn a_worker_whose_lease_ran_out_cannot_touch_the_job(s: TestStore) {
+    let now = t0();
+    let lease = TimeDelta::minutes(5);
+    let mut tx = s.begin().await.unwrap();
+    tx.enqueue(&job(0, now), now).await.unwrap();
+    tx.commit_unaudited().await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    let stale = tx
+        .claim("webhook", now, lease, 1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    tx.commit_unaudited().await.unwrap();
+    // Worker A stalls past its lease; worker B takes the job over.
+    let later = now + lease;
+    let mut tx = s.begin().await.unwrap();
+    let current = tx
+        .claim("webhook", later, lease, 1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!((current.id, current.attempts), (stale.id, 2));
+    // A wakes up: none of its verdicts count, and B's lease stands.
+    assert!(!tx.retry_at(&stale, "late", later).await.unwrap());
+    assert!(!tx.complete(&stale, later).await.unwrap());
+    assert!(!tx.bury(&stale, "late", later).await.unwrap());
+    assert!(
+        tx.claim("webhook", later, lease, 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still leased to B"
+    );
+    assert!(tx.complete(&current, later).await.unwrap());
+    tx.commit_unaudited().await.unwrap();
+}
+
 crate::conformance!(
+    a_worker_whose_lease_ran_out_cannot_touch_the_job,
     jobs_are_claimed_leased_retried_and_buried,
     concurrent_workers_never_claim_a_job_twice,
     idempotency_keys,
