@@ -18,10 +18,15 @@
 //!
 //! Concurrency: on SQLite one connection writes (transactions start with
 //! `BEGIN IMMEDIATE` and run one at a time) while several read; on
-//! PostgreSQL, `lock_*` reads take row locks (`FOR NO KEY UPDATE`), so concurrent
-//! transitions of one request serialize and the later one sees the earlier
-//! one's result. Locks are always taken entity rows first and chain heads
-//! last (at commit), so transactions cannot deadlock on each other.
+//! PostgreSQL (READ COMMITTED), `lock_*` reads take row locks (`FOR NO KEY
+//! UPDATE`, which does not conflict with the key-share locks that inserting
+//! referencing rows takes), so concurrent transitions of one request
+//! serialize and the later one sees the earlier one's result. Chain heads
+//! are locked last, at commit, in a fixed order; callers lock entity rows
+//! parent first (a case before its requests) so that transactions do not
+//! deadlock. A [`Locked`] value can only be saved by the transaction that
+//! locked it, and a transaction in which a statement failed can no longer
+//! commit.
 
 mod audit;
 mod cases;
