@@ -86,6 +86,11 @@ pub trait Requests {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Locked<AccessRequest>>, StoreError>> + Send;
 
+    /// How many requests are in each (stored) state.
+    fn count_requests_by_status(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<(RequestStatus, i64)>, StoreError>> + Send;
+
     /// Stores an emergency grant.
     fn insert_grant(
         &mut self,
@@ -610,6 +615,17 @@ impl Requests for Tx {
             );
         }
         Ok(due)
+    }
+
+    async fn count_requests_by_status(&mut self) -> Result<Vec<(RequestStatus, i64)>, StoreError> {
+        let rows = self
+            .all(sqlx::query(
+                "SELECT status, COUNT(*) AS n FROM requests GROUP BY status ORDER BY status",
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok((RequestStatus::parse(&r.text("status")?)?, r.int("n")?)))
+            .collect()
     }
 
     async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {

@@ -213,6 +213,14 @@ event_kinds! {
     OperatorRegistered = "operator.registered",
     /// The provider registered a gateway.
     GatewayRegistered = "gateway.registered",
+    /// A provider admin was created (by `lockbox init`, or by another admin).
+    AdminRegistered = "admin.registered",
+    /// An API token was issued (its id and owner; never the secret).
+    TokenCreated = "token.created",
+    /// An API token was revoked.
+    TokenRevoked = "token.revoked",
+    /// A principal's password was set.
+    PasswordSet = "password.set",
     /// The provider defined or redefined an access level.
     AccessLevelChanged = "access_level.changed",
     /// A role was assigned.

@@ -1,0 +1,388 @@
+//! Lockbox's HTTP wire types: what the API accepts and returns, shared by
+//! the server and the client, with their OpenAPI schemas.
+//!
+//! These are plain data in the shapes of `API.md`: ids and names are
+//! strings here, and the server parses them into the domain's typed values
+//! at the edge. Times are RFC 3339 in UTC. Request bodies reject unknown fields, so a misspelled field
+//! is an error rather than silently ignored.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An error: `application/problem+json` (RFC 9457).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A stable slug: `not_found`, `forbidden`, `request_not_pending`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the slug.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A customer organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    pub display_name: String,
+    /// Whether the tenant has opted in (off by default).
+    pub lockbox_enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Lowercase letters, digits and `-`.
+    pub id: String,
+    pub display_name: String,
+    /// The tenant's first TenantAdmin.
+    pub admin: NewUser,
+}
+
+/// The answer to `POST /v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TenantCreated {
+    pub tenant: Tenant,
+    /// The first TenantAdmin.
+    pub admin: Principal,
+    /// Its API token, shown this once: hand it to the customer.
+    pub admin_token: String,
+}
+
+/// `POST /v1/tenants/{tenant}/subscriptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// The subscription's own id, without `/subscriptions/`.
+    pub id: String,
+}
+
+/// A subscription and the tenant it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Subscription {
+    pub id: String,
+    pub tenant: String,
+    /// The subscription as a scope, `/subscriptions/{id}`.
+    pub scope: String,
+}
+
+/// A user, operator, gateway or admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Principal {
+    pub id: String,
+    /// `user`, `operator`, `gateway` or `admin`.
+    pub kind: String,
+    /// The tenant of a user; `null` for the provider's principals.
+    pub tenant: Option<String>,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub alternate_emails: Vec<String>,
+    /// An operator allowed break-glass access.
+    pub emergency: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /v1/tenants/{tenant}/users` (and a new tenant's first admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub id: String,
+    pub display_name: String,
+    pub email: String,
+    #[serde(default)]
+    pub alternate_emails: Vec<String>,
+    /// For the web portal; stored only as an Argon2id hash.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `POST /v1/operators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOperator {
+    pub id: String,
+    pub display_name: String,
+    pub email: String,
+    /// May use break-glass emergency access.
+    #[serde(default)]
+    pub emergency: bool,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `POST /v1/gateways`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGateway {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// `PUT /v1/access-levels/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutAccessLevel {
+    /// Patterns such as `*/read` or `Microsoft.Compute/*`.
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A named set of action patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessLevel {
+    pub name: String,
+    pub actions: Vec<String>,
+    pub description: String,
+}
+
+/// `POST /v1/principals/{id}/tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Days until it stops working; never, if absent.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new API token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    /// The token's public id (to revoke it).
+    pub id: String,
+    /// The secret, `lbx_…`. Lockbox keeps only its hash.
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/tenants/{tenant}/role-assignments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoleAssignment {
+    pub principal: String,
+    /// `TenantAdmin`, `Owner`, `LockboxApprover` or `Reader`.
+    pub role: String,
+    /// `/` (the whole tenant) or a resource id.
+    pub scope: String,
+}
+
+/// A user holding a role at a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoleAssignment {
+    pub id: String,
+    pub tenant: String,
+    pub principal: String,
+    pub role: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// Whether the tenant has opted in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LockboxState {
+    pub enabled: bool,
+    /// When it last changed (`null`: never, still the default).
+    pub changed_at: Option<DateTime<Utc>>,
+    pub changed_by: Option<String>,
+}
+
+/// `PUT /v1/tenants/{tenant}/lockbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLockbox {
+    pub enabled: bool,
+}
+
+/// A tenant's policy (`GET`/`PUT /v1/tenants/{tenant}/policy`). A `PUT`
+/// replaces it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// How long a request waits for a decision (default 96).
+    pub request_ttl_hours: u32,
+    /// A grant's duration when the request names none (default 8).
+    pub default_access_hours: u32,
+    /// The longest grant (default 8).
+    pub max_access_hours: u32,
+    /// Distinct approvals needed (default 1).
+    pub required_approvals: u32,
+    /// Whether break-glass is allowed (default false).
+    pub emergency_access: bool,
+    /// The longest emergency grant (default 60).
+    pub emergency_max_minutes: u32,
+}
+
+/// `POST /v1/tenants/{tenant}/cases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCase {
+    /// The resource the case is about.
+    pub resource: String,
+    pub title: String,
+    /// `A` (critical), `B` or `C`.
+    pub severity: String,
+}
+
+/// `POST /v1/cases/{case}/assign`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignCase {
+    pub operator: String,
+}
+
+/// A support case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Case {
+    pub id: String,
+    pub tenant: String,
+    pub resource: String,
+    pub title: String,
+    pub severity: String,
+    /// `open` or `closed`.
+    pub status: String,
+    pub assigned_to: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub closed_by: Option<String>,
+}
+
+/// `POST /v1/requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    pub case: String,
+    /// The case's resource or a scope above it.
+    pub resource: String,
+    pub access_level: String,
+    /// The tenant's default if absent.
+    #[serde(default)]
+    pub duration_hours: Option<u32>,
+    pub justification: String,
+}
+
+/// `POST /v1/requests/{id}/approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    pub reason: String,
+    /// A shorter duration than requested.
+    #[serde(default)]
+    pub duration_hours: Option<u32>,
+}
+
+/// `POST /v1/requests/{id}/deny` and `/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithReason {
+    pub reason: String,
+}
+
+/// `POST /v1/requests/{id}/cancel`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One approver's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Approval {
+    pub approver: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    /// A shorter duration this approver insisted on.
+    pub duration_hours: Option<u32>,
+}
+
+/// A denial, revocation or cancellation: who, why, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Decision {
+    pub by: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// An access request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessRequest {
+    pub id: String,
+    pub tenant: String,
+    /// The support case's id.
+    pub case: String,
+    /// The case's title, so approvers can match the request to it.
+    pub case_title: String,
+    /// The case's severity.
+    pub case_severity: String,
+    pub requester: String,
+    pub resource: String,
+    pub access_level: String,
+    /// The level's patterns when the request was made: what an approval
+    /// grants.
+    pub actions: Vec<String>,
+    pub duration_hours: u32,
+    pub justification: String,
+    /// `pending`, `approved`, `denied`, `expired`, `canceled`, `revoked` or
+    /// `completed` (as of now, even before the sweeper records it).
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub required_approvals: u32,
+    pub approvals: Vec<Approval>,
+    pub denial: Option<Decision>,
+    pub cancellation: Option<Decision>,
+    pub grant: Option<Grant>,
+    /// Approved by the system because the tenant had not opted in.
+    pub decided_by_system: bool,
+}
+
+/// A time-bound permission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Grant {
+    pub id: String,
+    /// The request it came from (`null` for emergency access).
+    pub request: Option<String>,
+    pub tenant: String,
+    /// The operator who holds it.
+    pub principal: String,
+    pub scope: String,
+    pub access_level: String,
+    pub actions: Vec<String>,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// `active`, `revoked` or `ended` (`ended` once its time is over, even
+    /// before the sweeper records it).
+    pub state: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    pub emergency: bool,
+}
+
+/// `GET /healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `unavailable`.
+    pub status: String,
+    /// Why not ready, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}

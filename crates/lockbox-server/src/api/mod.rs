@@ -1,0 +1,97 @@
+//! The HTTP API under `/v1`, and the operations endpoints. Every route is
+//! registered with `utoipa_axum::routes!` from its annotated handler, so the
+//! OpenAPI document cannot drift from the code.
+
+pub(crate) mod cases;
+pub(crate) mod ops;
+pub(crate) mod provider;
+pub(crate) mod requests;
+pub(crate) mod tenants;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lockbox",
+        description = "Customer-approved, just-in-time operator access. Errors are `application/problem+json` \
+                       with a stable `type`; lists take `limit` and `cursor`; creating calls accept an \
+                       `Idempotency-Key`.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(lockbox_api::Problem)),
+    modifiers(&Bearer),
+    tags(
+        (name = "tenants", description = "Onboarding by the provider; tenants and subscriptions"),
+        (name = "tenant administration", description = "A tenant's own users, roles, opt-in and policy"),
+        (name = "provider", description = "Operators, gateways and access levels"),
+        (name = "tokens", description = "API tokens and the caller's identity"),
+        (name = "cases", description = "Support cases"),
+        (name = "requests", description = "Access requests and decisions"),
+        (name = "grants", description = "Time-bound grants"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("lbx_ token")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// Every route, with its OpenAPI description.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(tenants::get_tenant))
+        .routes(routes!(
+            tenants::add_subscription,
+            tenants::list_subscriptions
+        ))
+        .routes(routes!(tenants::create_user, tenants::list_users))
+        .routes(routes!(tenants::assign_role, tenants::list_roles))
+        .routes(routes!(tenants::remove_role))
+        .routes(routes!(tenants::get_lockbox, tenants::set_lockbox))
+        .routes(routes!(tenants::get_policy, tenants::set_policy))
+        .routes(routes!(provider::create_operator))
+        .routes(routes!(provider::create_gateway))
+        .routes(routes!(provider::list_access_levels))
+        .routes(routes!(provider::put_access_level))
+        .routes(routes!(provider::create_token))
+        .routes(routes!(provider::revoke_token))
+        .routes(routes!(provider::me))
+        .routes(routes!(cases::open_case))
+        .routes(routes!(cases::list_cases))
+        .routes(routes!(cases::get_case))
+        .routes(routes!(cases::assign_case))
+        .routes(routes!(cases::close_case))
+        .routes(routes!(requests::create_request, requests::list_requests))
+        .routes(routes!(requests::get_request))
+        .routes(routes!(requests::approve))
+        .routes(routes!(requests::deny))
+        .routes(routes!(requests::cancel))
+        .routes(routes!(requests::revoke))
+        .routes(routes!(requests::list_grants))
+        .routes(routes!(requests::get_grant))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}

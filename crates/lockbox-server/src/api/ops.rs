@@ -1,0 +1,73 @@
+//! Operations: liveness, readiness, metrics and the OpenAPI document. No
+//! authentication.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use lockbox_api as api;
+
+use crate::AppState;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = api::Health)))]
+pub(crate) async fn healthz() -> Json<api::Health> {
+    Json(api::Health {
+        status: "ok".into(),
+        detail: None,
+    })
+}
+
+/// Readiness: the database answers within two seconds.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = api::Health), (status = 503, body = api::Health)))]
+pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<api::Health>) {
+    match tokio::time::timeout(Duration::from_secs(2), app.store().ping()).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(api::Health {
+                status: "ready".into(),
+                detail: None,
+            }),
+        ),
+        Ok(Err(e)) => unavailable(e.to_string()),
+        Err(_) => unavailable("the database did not answer within 2 s".into()),
+    }
+}
+
+fn unavailable(detail: String) -> (StatusCode, Json<api::Health>) {
+    tracing::warn!(%detail, "not ready");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(api::Health {
+            status: "unavailable".into(),
+            detail: Some("the database is unreachable".into()),
+        }),
+    )
+}
+
+/// Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let counts = match app.store().read().await {
+        Ok(mut tx) => lockbox_store::Requests::count_requests_by_status(&mut tx)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let counts: Vec<(String, i64)> = counts
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_owned(), n))
+        .collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics().render(&counts),
+    )
+}

@@ -1,0 +1,249 @@
+//! The provider's side: operators, gateways, access levels, and API tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use lockbox_api as api;
+use lockbox_core::access::ActionSet;
+use lockbox_core::text::{Description, DisplayName, Email};
+use lockbox_core::{
+    AccessLevel, AccessLevelName, Actor, Chain, EventKind, PendingEvent, Principal, PrincipalId,
+    TokenId,
+};
+use lockbox_store::Directory as _;
+use serde::Serialize;
+use serde_json::json;
+
+use super::tenants::{password_event, token_event};
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody};
+use crate::{AppState, authz, present};
+
+/// The chain where a principal's events belong: its tenant's, or the
+/// provider's.
+fn chain_of(p: &Principal) -> Chain {
+    p.tenant()
+        .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()))
+}
+
+/// Register a support engineer (provider admins).
+#[utoipa::path(post, path = "/v1/operators", tag = "provider",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = api::NewOperator,
+    responses((status = 201, body = api::Principal), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_operator(
+    State(app): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    body: JsonBody<api::NewOperator>,
+) -> Result<Created, ApiError> {
+    let cap = authz::provider_admin(&caller)?;
+    let b = &body.value;
+    let id: PrincipalId = b.id.parse()?;
+    let display_name = DisplayName::parse(&b.display_name)?;
+    let email = Email::parse(&b.email)?;
+    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    let password = match b.password.clone() {
+        Some(p) => Some(auth::hash_password(p).await?),
+        None => None,
+    };
+    let now = app.now();
+    let (operator, event) =
+        Principal::register_operator(&cap, id, display_name, email, b.emergency, now);
+    let mut events = vec![event];
+    let mut tx = app.store().begin().await?;
+    tx.insert_principal(&operator).await?;
+    if let Some(hash) = password {
+        tx.set_password(&operator.id, &hash, now).await?;
+        events.push(password_event(
+            Chain::Provider,
+            Actor::Principal(caller.id().clone()),
+            &operator,
+        ));
+    }
+    let created = idem
+        .finish(
+            &app,
+            &mut tx,
+            StatusCode::CREATED,
+            &present::principal(&operator),
+        )
+        .await?;
+    tx.commit(events).await?;
+    Ok(created)
+}
+
+/// Register a resource gateway (provider admins).
+#[utoipa::path(post, path = "/v1/gateways", tag = "provider",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = api::NewGateway,
+    responses((status = 201, body = api::Principal), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_gateway(
+    State(app): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    body: JsonBody<api::NewGateway>,
+) -> Result<Created, ApiError> {
+    let cap = authz::provider_admin(&caller)?;
+    let id: PrincipalId = body.value.id.parse()?;
+    let display_name = DisplayName::parse(&body.value.display_name)?;
+    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    let (gateway, event) = Principal::register_gateway(&cap, id, display_name, app.now());
+    let mut tx = app.store().begin().await?;
+    tx.insert_principal(&gateway).await?;
+    let created = idem
+        .finish(
+            &app,
+            &mut tx,
+            StatusCode::CREATED,
+            &present::principal(&gateway),
+        )
+        .await?;
+    tx.commit(vec![event]).await?;
+    Ok(created)
+}
+
+/// Define or redefine an access level (provider admins). Requests already
+/// made keep the patterns they were made with.
+#[utoipa::path(put, path = "/v1/access-levels/{name}", tag = "provider",
+    params(("name" = String, Path)),
+    request_body = api::PutAccessLevel,
+    responses((status = 200, body = api::AccessLevel), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn put_access_level(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: JsonBody<api::PutAccessLevel>,
+) -> Result<Json<api::AccessLevel>, ApiError> {
+    let cap = authz::provider_admin(&caller)?;
+    let name = AccessLevelName::parse(&name)?;
+    let actions = ActionSet::parse(&body.value.actions)?;
+    let description = Description::parse(&body.value.description)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let previous = tx.access_level(&name).await?;
+    let (level, event) =
+        AccessLevel::define(&cap, name, actions, description, previous.as_ref(), now);
+    match event {
+        Some(event) => {
+            tx.put_access_level(&level, now).await?;
+            tx.commit(vec![event]).await?;
+        }
+        None => tx.commit_unaudited().await?,
+    }
+    Ok(Json(present::access_level(&level)))
+}
+
+/// The access levels (anyone signed in).
+#[utoipa::path(get, path = "/v1/access-levels", tag = "provider",
+    responses((status = 200, body = Vec<api::AccessLevel>)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_access_levels(
+    State(app): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<api::AccessLevel>>, ApiError> {
+    let levels = app.store().read().await?.access_levels().await?;
+    Ok(Json(levels.iter().map(present::access_level).collect()))
+}
+
+/// Mint an API token for a principal: for oneself; provider admins for
+/// operators, gateways and admins; a tenant's TenantAdmins for its users.
+/// The token is shown once.
+#[utoipa::path(post, path = "/v1/principals/{id}/tokens", tag = "tokens",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = api::NewToken,
+    responses((status = 201, body = api::TokenCreated), (status = 403, body = api::Problem), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    key: IdempotencyKey,
+    body: JsonBody<api::NewToken>,
+) -> Result<Created, ApiError> {
+    let id: PrincipalId = id.parse()?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let target = tx
+        .principal(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("principal {id}")))?;
+    authz::token_authority(&caller, &target)?;
+    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    let token = auth::issue_token(&target.id, now, body.value.expires_in_days)?;
+    tx.insert_token(&token.record).await?;
+    let out = api::TokenCreated {
+        id: token.record.id.to_string(),
+        token: token.secret,
+        created_at: token.record.created_at,
+        expires_at: token.record.expires_at,
+    };
+    let created = idem
+        .finish(&app, &mut tx, StatusCode::CREATED, &out)
+        .await?;
+    tx.commit(vec![token_event(chain_of(&target), &caller, &token.record)])
+        .await?;
+    Ok(created)
+}
+
+/// Revoke an API token (the same callers as for minting it).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = TokenId::parse(&id)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let token = tx
+        .token(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("token {id}")))?;
+    let owner = tx
+        .principal(&token.principal)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("token {id}")))?;
+    // A token the caller may not manage does not exist for them.
+    authz::token_authority(&caller, &owner)
+        .map_err(|_| ApiError::not_found(format!("token {id}")))?;
+    if !tx.revoke_token(&id, now).await? {
+        tx.rollback().await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let event = PendingEvent::new(
+        chain_of(&owner),
+        now,
+        caller.id().clone(),
+        EventKind::TokenRevoked,
+        id,
+        json!({ "principal": owner.id }),
+    );
+    tx.commit(vec![event]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the caller is, with its roles.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
+    principal: api::Principal,
+    roles: Vec<api::RoleAssignment>,
+}
+
+/// The caller's own principal and roles.
+#[utoipa::path(get, path = "/v1/me", tag = "tokens",
+    responses((status = 200, body = Me), (status = 401, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        principal: present::principal(&caller.principal),
+        roles: caller.roles.iter().map(present::role_assignment).collect(),
+    })
+}

@@ -1,0 +1,434 @@
+//! Access requests and grants.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use lockbox_api as api;
+use lockbox_core::text::{Justification, Reason};
+use lockbox_core::{
+    AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PrincipalId, RequestDraft,
+    RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId, Timestamp,
+};
+use lockbox_store::{Cases as _, Directory as _, GrantFilter, RequestFilter, Requests as _, Tx};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params};
+use crate::{AppState, authz, present};
+
+/// Presents requests with their cases' titles and severities.
+pub(crate) async fn present_requests(
+    tx: &mut Tx,
+    requests: &[AccessRequest],
+    now: Timestamp,
+) -> Result<Vec<api::AccessRequest>, ApiError> {
+    let mut cases: HashMap<CaseId, SupportCase> = HashMap::new();
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        let case = match cases.entry(r.case) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
+                let case = tx.case(&r.case).await?.ok_or_else(|| {
+                    ApiError::Internal(format!("request {} refers to a missing case", r.id))
+                })?;
+                slot.insert(case)
+            }
+        };
+        out.push(present::request(r, case, now));
+    }
+    Ok(out)
+}
+
+async fn present_one(
+    tx: &mut Tx,
+    r: &AccessRequest,
+    now: Timestamp,
+) -> Result<api::AccessRequest, ApiError> {
+    present_requests(tx, std::slice::from_ref(r), now)
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("a request vanished while being presented".into()))
+}
+
+/// Ask for access (the operator assigned to the case). Approved by the
+/// system at once if the tenant has not opted in.
+#[utoipa::path(post, path = "/v1/requests", tag = "requests",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = api::NewRequest,
+    responses((status = 201, body = api::AccessRequest), (status = 403, body = api::Problem), (status = 404, body = api::Problem),
+        (status = 409, body = api::Problem), (status = 422, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_request(
+    State(app): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    body: JsonBody<api::NewRequest>,
+) -> Result<Created, ApiError> {
+    if !caller.principal.is_operator() {
+        return Err(ApiError::forbidden("only operators request access"));
+    }
+    let b = &body.value;
+    let case_id = CaseId::parse(&b.case)?;
+    let draft = RequestDraft {
+        resource: ResourceId::parse(&b.resource)?,
+        access_level: AccessLevelName::parse(&b.access_level)?,
+        duration_hours: b.duration_hours,
+        justification: Justification::parse(&b.justification)?,
+    };
+    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    // Locked so that the case cannot close while the request is made.
+    let case = tx.lock_case(&case_id).await?;
+    let tenant = tx
+        .tenant(&case.tenant)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("case {case_id} has no tenant")))?;
+    let level = tx.access_level(&draft.access_level).await?;
+    let owner = tx
+        .subscription_tenant(&draft.resource.subscription())
+        .await?;
+    let facts = RequestFacts {
+        tenant: &tenant,
+        case: &case,
+        access_level: level.as_ref(),
+        resource_tenant: owner.as_ref(),
+    };
+    let (request, events) = AccessRequest::create(
+        RequestId::generate(now)?,
+        &caller.principal,
+        draft,
+        facts,
+        now,
+    )?;
+    tx.insert_request(&request).await?;
+    let out = present::request(&request, &case, now);
+    let created = idem
+        .finish(&app, &mut tx, StatusCode::CREATED, &out)
+        .await?;
+    tx.commit(events).await?;
+    Ok(created)
+}
+
+/// `GET /v1/requests` filters.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RequestQuery {
+    /// Only this tenant's requests.
+    tenant: Option<String>,
+    /// Only requests in this state.
+    status: Option<String>,
+    /// Only this operator's requests.
+    requester: Option<String>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Requests the caller may see, newest first: approvers and the tenant's
+/// users see their tenant's (within their roles' scopes), operators their
+/// own, provider admins all.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests", params(RequestQuery),
+    responses((status = 200, body = api::Page<api::AccessRequest>), (status = 400, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_requests(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(q): Params<RequestQuery>,
+) -> Result<Json<api::Page<api::AccessRequest>>, ApiError> {
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    }
+    .page(RequestId::parse)?;
+    let mut filter = RequestFilter {
+        tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
+        status: q.status.as_deref().map(RequestStatus::parse).transpose()?,
+        requester: q
+            .requester
+            .as_deref()
+            .map(str::parse::<PrincipalId>)
+            .transpose()?,
+        case: None,
+    };
+    match authz::list_scope(&caller)? {
+        authz::ListScope::All => {}
+        authz::ListScope::Own(op) => {
+            if filter.requester.as_ref().is_some_and(|r| r != &op) {
+                return Ok(Json(api::Page {
+                    items: vec![],
+                    next_cursor: None,
+                }));
+            }
+            filter.requester = Some(op);
+        }
+        authz::ListScope::Tenant(own) => {
+            if filter.tenant.as_ref().is_some_and(|t| t != &own) {
+                return Ok(Json(api::Page {
+                    items: vec![],
+                    next_cursor: None,
+                }));
+            }
+            filter.tenant = Some(own);
+        }
+    }
+    let now = app.now();
+    let mut tx = app.store().read().await?;
+    let found = tx.requests(&filter, &page).await?;
+    let visible: Vec<AccessRequest> = found
+        .items
+        .into_iter()
+        .filter(|r| authz::see_request(&caller, r).is_ok())
+        .collect();
+    Ok(Json(api::Page {
+        items: present_requests(&mut tx, &visible, now).await?,
+        next_cursor: found.next_cursor,
+    }))
+}
+
+/// One request.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api::AccessRequest), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_request(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let id = RequestId::parse(&id)?;
+    let mut tx = app.store().read().await?;
+    let r = tx
+        .request(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("request {id}")))?;
+    authz::see_request(&caller, &r)?;
+    Ok(Json(present_one(&mut tx, &r, app.now()).await?))
+}
+
+/// What a decision does to a request.
+enum Decide {
+    Approve(Reason, Option<u32>),
+    Deny(Reason),
+    Cancel(Option<Reason>),
+    Revoke(Reason),
+}
+
+/// Locks the request, checks the caller may see it, and applies the
+/// decision with the caller's roles as they are now.
+async fn decide(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    decision: Decide,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let id = RequestId::parse(id)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut request = tx.lock_request(&id).await?;
+    authz::see_request(caller, &request)?;
+    // Eligibility is decided on the roles held now, not when the caller's
+    // token was checked.
+    let (principal, roles) = tx
+        .principal_with_roles(caller.id())
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
+    let events = match decision {
+        Decide::Approve(reason, hours) => {
+            let tenant = tx
+                .tenant(&request.tenant)
+                .await?
+                .ok_or_else(|| ApiError::Internal(format!("request {id} has no tenant")))?;
+            request.approve(&principal, &roles, reason, hours, &tenant.policy, now)?
+        }
+        Decide::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
+        Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,
+        Decide::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
+    };
+    let out = present_one(&mut tx, &request, now).await?;
+    tx.save_request(request).await?;
+    tx.commit(events).await?;
+    Ok(Json(out))
+}
+
+/// Approve, with a reason, optionally shortening the duration (an eligible
+/// approver: Owner or LockboxApprover of the resource or a scope above it,
+/// never the requester, each counted once). The last needed approval
+/// starts the grant.
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", tag = "requests",
+    params(("id" = String, Path)),
+    request_body = api::Approve,
+    responses((status = 200, body = api::AccessRequest), (status = 403, body = api::Problem), (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn approve(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<api::Approve>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let reason = Reason::parse(&body.value.reason)?;
+    decide(
+        &app,
+        &caller,
+        &id,
+        Decide::Approve(reason, body.value.duration_hours),
+    )
+    .await
+}
+
+/// Deny, with a reason (an eligible approver). One denial ends the request.
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", tag = "requests",
+    params(("id" = String, Path)),
+    request_body = api::WithReason,
+    responses((status = 200, body = api::AccessRequest), (status = 403, body = api::Problem), (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn deny(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<api::WithReason>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let reason = Reason::parse(&body.value.reason)?;
+    decide(&app, &caller, &id, Decide::Deny(reason)).await
+}
+
+/// Withdraw a pending request (the requester).
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests",
+    params(("id" = String, Path)),
+    request_body = api::Cancel,
+    responses((status = 200, body = api::AccessRequest), (status = 403, body = api::Problem), (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<api::Cancel>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let reason = body
+        .value
+        .reason
+        .as_deref()
+        .map(Reason::parse)
+        .transpose()?;
+    decide(&app, &caller, &id, Decide::Cancel(reason)).await
+}
+
+/// End a running grant early, with a reason (an eligible approver, or the
+/// requester giving access back).
+#[utoipa::path(post, path = "/v1/requests/{id}/revoke", tag = "requests",
+    params(("id" = String, Path)),
+    request_body = api::WithReason,
+    responses((status = 200, body = api::AccessRequest), (status = 403, body = api::Problem), (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<api::WithReason>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let reason = Reason::parse(&body.value.reason)?;
+    decide(&app, &caller, &id, Decide::Revoke(reason)).await
+}
+
+/// `GET /v1/grants` filters.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GrantQuery {
+    /// Only this tenant's grants.
+    tenant: Option<String>,
+    /// Only this principal's grants.
+    principal: Option<String>,
+    /// Only grants that allow something now.
+    active: Option<bool>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Grants the caller may see, newest first: the holder's own, the tenant's
+/// approvers' (within their scopes), all for provider admins.
+#[utoipa::path(get, path = "/v1/grants", tag = "grants", params(GrantQuery),
+    responses((status = 200, body = api::Page<api::Grant>), (status = 400, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_grants(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(q): Params<GrantQuery>,
+) -> Result<Json<api::Page<api::Grant>>, ApiError> {
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    }
+    .page(GrantId::parse)?;
+    let now = app.now();
+    let mut filter = GrantFilter {
+        tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
+        principal: q
+            .principal
+            .as_deref()
+            .map(str::parse::<PrincipalId>)
+            .transpose()?,
+        active_at: q.active.unwrap_or(false).then_some(now),
+    };
+    match authz::list_scope(&caller)? {
+        authz::ListScope::All => {}
+        authz::ListScope::Own(op) => {
+            if filter.principal.as_ref().is_some_and(|p| p != &op) {
+                return Ok(Json(api::Page {
+                    items: vec![],
+                    next_cursor: None,
+                }));
+            }
+            filter.principal = Some(op);
+        }
+        authz::ListScope::Tenant(own) => {
+            if filter.tenant.as_ref().is_some_and(|t| t != &own) {
+                return Ok(Json(api::Page {
+                    items: vec![],
+                    next_cursor: None,
+                }));
+            }
+            filter.tenant = Some(own);
+        }
+    }
+    let found = app.store().read().await?.grants(&filter, &page).await?;
+    let items = found
+        .items
+        .iter()
+        .filter(|g| authz::see_grant(&caller, g).is_ok())
+        .map(|g| present::grant(g, now))
+        .collect();
+    Ok(Json(api::Page {
+        items,
+        next_cursor: found.next_cursor,
+    }))
+}
+
+/// One grant.
+#[utoipa::path(get, path = "/v1/grants/{id}", tag = "grants",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api::Grant), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_grant(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Grant>, ApiError> {
+    let id = GrantId::parse(&id)?;
+    let grant: Grant = app
+        .store()
+        .read()
+        .await?
+        .grant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("grant {id}")))?;
+    authz::see_grant(&caller, &grant)?;
+    Ok(Json(present::grant(&grant, app.now())))
+}

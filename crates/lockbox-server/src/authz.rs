@@ -1,0 +1,197 @@
+//! Authorization, in one place.
+//!
+//! Handlers never look at roles. They ask this module for a capability (a
+//! `ProviderAdmin`, a `TenantAdmin`) or for permission to see a thing, and
+//! get it only if the caller qualifies. Decisions on requests (approve,
+//! deny, revoke) are the domain's: it checks eligibility against the roles
+//! the store holds at that moment.
+//!
+//! When the caller may not see something whose existence would leak across
+//! tenants, the answer is `404 not_found`, exactly as for something that
+//! does not exist. Otherwise a refusal is `403 forbidden`.
+//!
+//! Who sees what:
+//! - tenants: the provider's admins, and the tenant's own users;
+//! - cases: admins, the tenant's users, the operator assigned;
+//! - requests: admins, the requester, and users of the tenant holding a role
+//!   at a scope overlapping the request's resource (a TenantAdmin's `/`
+//!   overlaps all);
+//! - grants: admins, the holder, and users of the tenant holding an approver
+//!   role (or TenantAdmin) at an overlapping scope.
+
+use lockbox_core::{
+    AccessRequest, Grant, Principal, PrincipalId, PrincipalKind, ProviderAdmin, ResourceId, Role,
+    Scope, SupportCase, TenantAdmin, TenantId,
+};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+impl Caller {
+    /// The caller's id.
+    #[must_use]
+    pub fn id(&self) -> &PrincipalId {
+        &self.principal.id
+    }
+
+    /// The tenant of a user caller.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.principal.tenant()
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(self.principal.kind, PrincipalKind::Admin)
+    }
+
+    fn is_user_of(&self, tenant: &TenantId) -> bool {
+        self.principal.is_user_of(tenant)
+    }
+
+    /// Whether one of the caller's roles in `tenant` (any role, or only
+    /// those passing `which`) is held at a scope overlapping `resource`.
+    fn has_role_over(
+        &self,
+        tenant: &TenantId,
+        resource: &ResourceId,
+        which: impl Fn(Role) -> bool,
+    ) -> bool {
+        self.is_user_of(tenant)
+            && self
+                .roles
+                .iter()
+                .any(|a| &a.tenant == tenant && which(a.role) && overlaps(&a.scope, resource))
+    }
+}
+
+/// Whether a role at `scope` concerns `resource`: one contains the other.
+fn overlaps(scope: &Scope, resource: &ResourceId) -> bool {
+    match scope {
+        Scope::Tenant => true,
+        Scope::Resource(s) => s.contains(resource) || resource.contains(s),
+    }
+}
+
+/// The provider administration capability.
+pub fn provider_admin(c: &Caller) -> Result<ProviderAdmin, ApiError> {
+    ProviderAdmin::authorize(&c.principal)
+        .map_err(|_| ApiError::forbidden("only the provider's admins may do this"))
+}
+
+/// The tenant administration capability. The provider's admins are refused
+/// too: after onboarding, only the tenant's own TenantAdmins decide.
+pub fn tenant_admin(c: &Caller, tenant: &TenantId) -> Result<TenantAdmin, ApiError> {
+    match &c.principal.kind {
+        PrincipalKind::User { tenant: own } if own == tenant => {
+            TenantAdmin::authorize(&c.principal, &c.roles, tenant).map_err(|_| {
+                ApiError::forbidden(format!(
+                    "{} is not a TenantAdmin of tenant {tenant}",
+                    c.id()
+                ))
+            })
+        }
+        PrincipalKind::User { .. } => Err(ApiError::not_found(format!("tenant {tenant}"))),
+        PrincipalKind::Admin => Err(ApiError::forbidden(
+            "the provider cannot administer a tenant: only the tenant's own TenantAdmins can",
+        )),
+        _ => Err(ApiError::forbidden(
+            "only the tenant's TenantAdmins may do this",
+        )),
+    }
+}
+
+/// Permission to read a tenant's record: admins and the tenant's users.
+pub fn see_tenant(c: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
+    if c.is_admin() || c.is_user_of(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("tenant {tenant}")))
+    }
+}
+
+/// Permission to act as one of a tenant's users (to open a case).
+pub fn tenant_member(c: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
+    match &c.principal.kind {
+        PrincipalKind::User { tenant: own } if own == tenant => Ok(()),
+        PrincipalKind::User { .. } => Err(ApiError::not_found(format!("tenant {tenant}"))),
+        _ => Err(ApiError::forbidden(
+            "only the tenant's own users may do this",
+        )),
+    }
+}
+
+/// Permission to see a case.
+pub fn see_case(c: &Caller, case: &SupportCase) -> Result<(), ApiError> {
+    let assigned = case.assigned_to.as_ref() == Some(c.id());
+    if c.is_admin() || c.is_user_of(&case.tenant) || assigned {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("case {}", case.id)))
+    }
+}
+
+/// Permission to see a request.
+pub fn see_request(c: &Caller, r: &AccessRequest) -> Result<(), ApiError> {
+    if c.is_admin() || &r.requester == c.id() || c.has_role_over(&r.tenant, &r.resource, |_| true) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("request {}", r.id)))
+    }
+}
+
+/// Permission to see a grant.
+pub fn see_grant(c: &Caller, g: &Grant) -> Result<(), ApiError> {
+    let approver = |role: Role| role.approves() || role == Role::TenantAdmin;
+    if c.is_admin() || &g.principal == c.id() || c.has_role_over(&g.tenant, &g.scope, approver) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("grant {}", g.id)))
+    }
+}
+
+/// Which requests (or grants) a list may show the caller, before the
+/// per-item check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListScope {
+    /// The provider's admins: everything.
+    All,
+    /// An operator: what they asked for (or hold).
+    Own(PrincipalId),
+    /// A user: their tenant's, narrowed by their roles item by item.
+    Tenant(TenantId),
+}
+
+/// What lists of requests and grants may show the caller.
+pub fn list_scope(c: &Caller) -> Result<ListScope, ApiError> {
+    match &c.principal.kind {
+        PrincipalKind::Admin => Ok(ListScope::All),
+        PrincipalKind::Operator { .. } => Ok(ListScope::Own(c.id().clone())),
+        PrincipalKind::User { tenant } => Ok(ListScope::Tenant(tenant.clone())),
+        PrincipalKind::Gateway => Err(ApiError::forbidden(
+            "gateways call `check`; they list nothing",
+        )),
+    }
+}
+
+/// Permission to mint or revoke tokens for `target`: itself; the provider's
+/// admins for operators, gateways and admins; a tenant's TenantAdmins for
+/// its users.
+pub fn token_authority(c: &Caller, target: &Principal) -> Result<(), ApiError> {
+    if &target.id == c.id() {
+        return Ok(());
+    }
+    match &target.kind {
+        PrincipalKind::User { tenant } => {
+            if c.is_user_of(tenant) {
+                tenant_admin(c, tenant).map(|_| ())
+            } else if c.is_admin() {
+                Err(ApiError::forbidden(
+                    "the provider cannot issue tokens for a tenant's users: its TenantAdmins can",
+                ))
+            } else {
+                Err(ApiError::not_found(format!("principal {}", target.id)))
+            }
+        }
+        _ => provider_admin(c).map(|_| ()),
+    }
+}

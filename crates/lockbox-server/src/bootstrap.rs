@@ -1,0 +1,424 @@
+//! Making an installation usable: `lockbox init` (the first provider admin
+//! and its token) and `serve --demo` (a tenant with people, a case and a
+//! pending request, to try the whole story).
+
+use std::fmt::Write as _;
+
+use lockbox_core::access::ActionSet;
+use lockbox_core::principal::NewUser;
+use lockbox_core::text::{CaseTitle, Description, DisplayName, Email, Justification};
+use lockbox_core::{
+    AccessLevel, AccessLevelName, AccessRequest, Actor, CaseId, Chain, EventKind, PendingEvent,
+    Principal, PrincipalId, PrincipalKind, ProviderAdmin, RequestDraft, RequestFacts, RequestId,
+    ResourceId, Role, RoleAssignment, RoleAssignmentId, Scope, Severity, SubscriptionId,
+    SupportCase, Tenant, TenantAdmin, TenantId, Timestamp,
+};
+use lockbox_store::{Cases as _, Directory as _, Requests as _, Store, Tx};
+use serde_json::json;
+
+use crate::auth::{self, IssuedToken};
+use crate::error::ApiError;
+
+/// Why bootstrapping failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// `init` on a database that already has principals.
+    #[error("this database is already initialised (it has principals); `lockbox init` runs once")]
+    AlreadyInitialized,
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ApiError> for BootstrapError {
+    fn from(e: ApiError) -> Self {
+        Self::Failed(format!("{e:?}"))
+    }
+}
+
+impl From<lockbox_store::StoreError> for BootstrapError {
+    fn from(e: lockbox_store::StoreError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<lockbox_core::id::RandomnessError> for BootstrapError {
+    fn from(e: lockbox_core::id::RandomnessError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<lockbox_core::DomainError> for BootstrapError {
+    fn from(e: lockbox_core::DomainError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+fn fixed<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, BootstrapError> {
+    r.map_err(|e| BootstrapError::Failed(e.to_string()))
+}
+
+/// The first admin and its token (shown once).
+#[derive(Debug)]
+pub struct Initialized {
+    /// The admin's id.
+    pub admin: PrincipalId,
+    /// Its API token.
+    pub token: String,
+}
+
+/// Inserts a provider admin and a token for it; returns the token's secret.
+async fn add_admin(
+    tx: &mut Tx,
+    id: PrincipalId,
+    now: Timestamp,
+) -> Result<(Principal, IssuedToken, Vec<PendingEvent>), BootstrapError> {
+    let admin = Principal {
+        id,
+        kind: PrincipalKind::Admin,
+        display_name: fixed(DisplayName::parse("Provider admin"))?,
+        email: None,
+        alternate_emails: Vec::new(),
+        created_at: now,
+    };
+    let token = auth::issue_token(&admin.id, now, None)?;
+    tx.insert_principal(&admin).await?;
+    tx.insert_token(&token.record).await?;
+    let events = vec![
+        PendingEvent::new(
+            Chain::Provider,
+            now,
+            Actor::System,
+            EventKind::AdminRegistered,
+            &admin.id,
+            json!({}),
+        ),
+        PendingEvent::new(
+            Chain::Provider,
+            now,
+            Actor::System,
+            EventKind::TokenCreated,
+            token.record.id,
+            json!({ "principal": admin.id, "expires_at": null }),
+        ),
+    ];
+    Ok((admin, token, events))
+}
+
+/// Creates the first provider admin, `admin_id`, and a token for it. Refused
+/// on a database that already has principals.
+pub async fn init(
+    store: &Store,
+    now: Timestamp,
+    admin_id: PrincipalId,
+) -> Result<Initialized, BootstrapError> {
+    let mut tx = store.begin().await?;
+    if tx.has_principals().await? {
+        return Err(BootstrapError::AlreadyInitialized);
+    }
+    let (admin, token, events) = add_admin(&mut tx, admin_id, now).await?;
+    tx.commit(events).await?;
+    Ok(Initialized {
+        admin: admin.id,
+        token: token.secret,
+    })
+}
+
+/// One demo principal and how to sign in as it.
+#[derive(Debug, Clone)]
+pub struct DemoCredential {
+    /// What the principal is in the story.
+    pub role: String,
+    /// Its id.
+    pub id: String,
+    /// Its API token.
+    pub token: String,
+    /// Its password for the portal, if it has one.
+    pub password: Option<String>,
+}
+
+/// The seeded demo, to print.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// Everyone, with credentials.
+    pub credentials: Vec<DemoCredential>,
+    /// The pending request waiting for approval.
+    pub request: String,
+    /// The resource it is about.
+    pub resource: String,
+}
+
+/// The demo's tenant, subscription and resource.
+pub const DEMO_TENANT: &str = "contoso";
+/// See [`DEMO_TENANT`].
+pub const DEMO_SUBSCRIPTION: &str = "contoso-prod";
+/// See [`DEMO_TENANT`].
+pub const DEMO_VM: &str = "/subscriptions/contoso-prod/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/web-01";
+
+fn user(id: &str, name: &str, email: &str) -> Result<NewUser, BootstrapError> {
+    Ok(NewUser {
+        id: fixed(id.parse())?,
+        display_name: fixed(DisplayName::parse(name))?,
+        email: fixed(Email::parse(email))?,
+        alternate_emails: Vec::new(),
+    })
+}
+
+/// Seeds the demo when the database is empty; returns `None` (and changes
+/// nothing) otherwise. Every step goes through the domain and is audited.
+pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, BootstrapError> {
+    let mut tx = store.begin().await?;
+    if tx.has_principals().await? {
+        return Ok(None);
+    }
+    let (admin, admin_token, mut events) = add_admin(&mut tx, fixed("admin".parse())?, now).await?;
+    let provider = fixed(ProviderAdmin::authorize(&admin))?;
+    let tenant_id = fixed(TenantId::parse(DEMO_TENANT))?;
+
+    // The customer, opted in, with a subscription.
+    let on = Tenant::onboard(
+        &provider,
+        tenant_id.clone(),
+        fixed(DisplayName::parse("Contoso Ltd"))?,
+        user("alice", "Alice Admin", "alice@contoso.example")?,
+        RoleAssignmentId::generate(now)?,
+        now,
+    );
+    events.extend(on.events.clone());
+    tx.insert_tenant(&on.tenant).await?;
+    tx.insert_principal(&on.admin).await?;
+    tx.insert_role_assignment(&on.assignment).await?;
+    let sub = fixed(SubscriptionId::parse(DEMO_SUBSCRIPTION))?;
+    events.extend(on.tenant.add_subscription(&provider, &sub, None, now)?);
+    tx.insert_subscription(&sub, &tenant_id, now).await?;
+    let alice_cap = fixed(TenantAdmin::authorize(
+        &on.admin,
+        std::slice::from_ref(&on.assignment),
+        &tenant_id,
+    ))?;
+    let mut tenant = tx.lock_tenant(&tenant_id).await?;
+    events.extend(tenant.set_lockbox(&alice_cap, true, now)?);
+    tx.save_tenant(tenant).await?;
+
+    // Alice also owns the subscription; Bob approves for the resource group.
+    let (owner, ev) = RoleAssignment::assign(
+        &alice_cap,
+        RoleAssignmentId::generate(now)?,
+        &on.admin,
+        Role::Owner,
+        Scope::Resource(sub.to_resource_id()),
+        Some(&tenant_id),
+        now,
+    )?;
+    tx.insert_role_assignment(&owner).await?;
+    events.push(ev);
+    let (bob, ev) = Principal::create_user(
+        &alice_cap,
+        user("bob", "Bob Approver", "bob@contoso.example")?,
+        now,
+    )?;
+    tx.insert_principal(&bob).await?;
+    events.push(ev);
+    let rg = fixed(Scope::parse(
+        "/subscriptions/contoso-prod/resourceGroups/web",
+    ))?;
+    let (approver, ev) = RoleAssignment::assign(
+        &alice_cap,
+        RoleAssignmentId::generate(now)?,
+        &bob,
+        Role::LockboxApprover,
+        rg,
+        Some(&tenant_id),
+        now,
+    )?;
+    tx.insert_role_assignment(&approver).await?;
+    events.push(ev);
+
+    // The provider's operator and gateway, and the access levels.
+    let (sam, ev) = Principal::register_operator(
+        &provider,
+        fixed("sam".parse())?,
+        fixed(DisplayName::parse("Sam Support"))?,
+        fixed(Email::parse("sam@provider.example"))?,
+        false,
+        now,
+    );
+    tx.insert_principal(&sam).await?;
+    events.push(ev);
+    let (gateway, ev) = Principal::register_gateway(
+        &provider,
+        fixed("vm-gateway".parse())?,
+        fixed(DisplayName::parse("VM gateway"))?,
+        now,
+    );
+    tx.insert_principal(&gateway).await?;
+    events.push(ev);
+    let mut reader = None;
+    for (name, patterns, description) in [
+        ("Reader", vec!["*/read"], "Read configuration and logs"),
+        ("Contributor", vec!["*"], "Full control"),
+    ] {
+        let (level, ev) = AccessLevel::define(
+            &provider,
+            fixed(AccessLevelName::parse(name))?,
+            fixed(ActionSet::parse(&patterns))?,
+            fixed(Description::parse(description))?,
+            None,
+            now,
+        );
+        tx.put_access_level(&level, now).await?;
+        events.extend(ev);
+        if name == "Reader" {
+            reader = Some(level);
+        }
+    }
+
+    // A case about the VM, assigned to Sam, and Sam's pending request.
+    let vm = fixed(ResourceId::parse(DEMO_VM))?;
+    let (mut case, ev) = SupportCase::open(
+        &on.admin,
+        CaseId::generate(now)?,
+        &tenant_id,
+        vm.clone(),
+        Some(&tenant_id),
+        fixed(CaseTitle::parse("web-01 does not boot after patching"))?,
+        Severity::A,
+        now,
+    )?;
+    events.push(ev);
+    events.extend(case.assign(&provider, &sam, &mut [], now)?);
+    tx.insert_case(&case).await?;
+    let tenant = tx
+        .tenant(&tenant_id)
+        .await?
+        .ok_or_else(|| BootstrapError::Failed("the demo tenant vanished".into()))?;
+    let draft = RequestDraft {
+        resource: vm.clone(),
+        access_level: fixed(AccessLevelName::parse("Reader"))?,
+        duration_hours: Some(4),
+        justification: fixed(Justification::parse(
+            "Read the boot diagnostics of web-01 for the case",
+        ))?,
+    };
+    let facts = RequestFacts {
+        tenant: &tenant,
+        case: &case,
+        access_level: reader.as_ref(),
+        resource_tenant: Some(&tenant_id),
+    };
+    let (request, evs) = AccessRequest::create(RequestId::generate(now)?, &sam, draft, facts, now)?;
+    tx.insert_request(&request).await?;
+    events.extend(evs);
+
+    // Tokens and portal passwords for everyone.
+    let mut credentials = vec![DemoCredential {
+        role: "provider admin".into(),
+        id: admin.id.to_string(),
+        token: admin_token.secret,
+        password: None,
+    }];
+    for (principal, role) in [
+        (&on.admin, "tenant admin, Owner of the subscription"),
+        (&bob, "Lockbox approver of resource group web"),
+        (&sam, "support operator"),
+        (&gateway, "resource gateway"),
+    ] {
+        let token = auth::issue_token(&principal.id, now, None)?;
+        tx.insert_token(&token.record).await?;
+        let chain = principal
+            .tenant()
+            .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()));
+        events.push(PendingEvent::new(
+            chain.clone(),
+            now,
+            admin.id.clone(),
+            EventKind::TokenCreated,
+            token.record.id,
+            json!({ "principal": principal.id, "expires_at": null }),
+        ));
+        let password = if matches!(principal.kind, PrincipalKind::Gateway) {
+            None
+        } else {
+            let password = format!("demo-password-{}", principal.id);
+            tx.set_password(
+                &principal.id,
+                &auth::hash_password(password.clone()).await?,
+                now,
+            )
+            .await?;
+            events.push(PendingEvent::new(
+                chain,
+                now,
+                admin.id.clone(),
+                EventKind::PasswordSet,
+                &principal.id,
+                json!({}),
+            ));
+            Some(password)
+        };
+        credentials.push(DemoCredential {
+            role: role.into(),
+            id: principal.id.to_string(),
+            token: token.secret,
+            password,
+        });
+    }
+    tx.commit(events).await?;
+    Ok(Some(Demo {
+        credentials,
+        request: request.id.to_string(),
+        resource: vm.to_string(),
+    }))
+}
+
+impl Demo {
+    /// What to tell the person who started the demo: who is who, and how
+    /// to approve the waiting request.
+    #[must_use]
+    pub fn instructions(&self, url: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Demo data is ready. Every principal and its API token:\n"
+        );
+        for c in &self.credentials {
+            let _ = writeln!(out, "  {:<11} {:<44} token {}", c.id, c.role, c.token);
+            if let Some(p) = &c.password {
+                let _ = writeln!(out, "  {:<11} {:<44} password {p}", "", "");
+            }
+        }
+        let token_of = |id: &str| {
+            self.credentials
+                .iter()
+                .find(|c| c.id == id)
+                .map_or_else(String::new, |c| c.token.clone())
+        };
+        let _ = writeln!(
+            out,
+            "\nsam asked for Reader access to {} ({}), under case \"web-01 does not boot after patching\".",
+            self.resource, self.request
+        );
+        let _ = writeln!(
+            out,
+            "See it as alice (the tenant admin, who owns the subscription):\n"
+        );
+        let _ = writeln!(
+            out,
+            "  curl -s {url}/v1/requests/{} -H 'Authorization: Bearer {}'\n",
+            self.request,
+            token_of("alice")
+        );
+        let _ = writeln!(out, "Approve it:\n");
+        let _ = writeln!(
+            out,
+            "  curl -s -X POST {url}/v1/requests/{}/approve -H 'Authorization: Bearer {}' \\\n       -H 'Content-Type: application/json' -d '{{\"reason\": \"OK for the boot failure case\"}}'",
+            self.request,
+            token_of("alice")
+        );
+        let _ = writeln!(
+            out,
+            "\nThe answer shows \"status\": \"approved\" and the grant: sam may read web-01 for 4 hours.\nThe API is described at {url}/openapi.json."
+        );
+        out
+    }
+}

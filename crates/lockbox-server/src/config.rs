@@ -1,0 +1,435 @@
+//! Configuration: one TOML file, overridden by `LOCKBOX_<SECTION>__<KEY>`
+//! environment variables, overridden by command-line flags.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! public_url = "https://lockbox.example.com"   # for links in notifications
+//!
+//! [database]
+//! url = "sqlite://lockbox.db"                   # or postgres://…
+//! max_connections = 8
+//!
+//! [tls]                                         # both, or neither
+//! cert_file = "/etc/lockbox/cert.pem"
+//! key_file = "/etc/lockbox/key.pem"
+//!
+//! [sweeper]
+//! interval_seconds = 30
+//!
+//! [log]
+//! level = "info"                                # or a tracing filter
+//! format = "text"                               # or "json"
+//! ```
+//!
+//! Unknown sections and keys are an error wherever they come from, so a typo
+//! never silently leaves a default in place. Secrets (the database password)
+//! never appear in `Debug` output or logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file, a variable or a flag holds something invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything Lockbox's server can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen and how to be reached.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The database.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// TLS, when certificate and key are given.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// The background sweeper.
+    #[serde(default)]
+    pub sweeper: SweeperConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The URL people use to reach this server (for links); derived from
+    /// `listen` if absent.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long a shutdown waits for requests in flight, in seconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            shutdown_grace_seconds: default_grace(),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` or `postgres://…`.
+    #[serde(default = "default_database")]
+    pub url: String,
+    /// Connections in the pool.
+    #[serde(default = "default_connections")]
+    pub max_connections: u32,
+}
+
+fn default_database() -> String {
+    "sqlite://lockbox.db".to_owned()
+}
+
+fn default_connections() -> u32 {
+    8
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: default_database(),
+            max_connections: default_connections(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***`.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(p) => format!("{scheme}://{authority}/{p}"),
+        None => format!("{scheme}://{authority}"),
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[sweeper]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweeperConfig {
+    /// Seconds between sweeps.
+    #[serde(default = "default_sweep")]
+    pub interval_seconds: u64,
+}
+
+fn default_sweep() -> u64 {
+    30
+}
+
+impl Default for SweeperConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: default_sweep(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`info`, `debug`) or a `tracing` filter.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `text` or `json`.
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+fn default_format() -> String {
+    "text".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            format: default_format(),
+        }
+    }
+}
+
+/// The environment variable prefix.
+pub const ENV_PREFIX: &str = "LOCKBOX_";
+
+impl Config {
+    /// Loads the configuration: `file` (if any), then the `LOCKBOX_…__…`
+    /// variables among `env`, then `flags` (`("server.listen", "…")`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Only LOCKBOX_<SECTION>__<KEY> is configuration (LOCKBOX_TOKEN
+            // and friends belong to the command line).
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            set(
+                &mut table,
+                &section.to_ascii_lowercase(),
+                &key.to_ascii_lowercase(),
+                env_value(&value),
+            )
+            .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        for (path, value) in flags {
+            let (section, key) = path
+                .split_once('.')
+                .ok_or_else(|| ConfigError::Invalid(format!("flag key `{path}` has no section")))?;
+            set(&mut table, section, key, env_value(value)).map_err(ConfigError::Invalid)?;
+        }
+        let config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string().trim().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls needs both cert_file and key_file (or neither)".into(),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log.format must be `text` or `json`, not `{}`",
+                self.log.format
+            )));
+        }
+        if self.sweeper.interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "sweeper.interval_seconds must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URL people reach this server at.
+    #[must_use]
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls.cert_file.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.server.listen)
+            }
+        }
+    }
+}
+
+/// Sets `section.key`, refusing to overwrite a section with a value.
+fn set(
+    table: &mut toml::Table,
+    section: &str,
+    key: &str,
+    value: toml::Value,
+) -> Result<(), String> {
+    if section.is_empty() || key.is_empty() {
+        return Err("expected SECTION__KEY".to_owned());
+    }
+    let entry = table
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(key.to_owned(), value);
+            Ok(())
+        }
+        _ => Err(format!("`{section}` is not a section")),
+    }
+}
+
+/// A variable's text as a TOML value: integers and booleans as such,
+/// anything else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(n) = raw.parse::<i64>() {
+        toml::Value::Integer(n)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::load(None, vec![], &[]).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database.url, "sqlite://lockbox.db");
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+        assert_eq!(c.sweeper.interval_seconds, 30);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = std::env::temp_dir().join(format!("lockbox-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[database]\nurl = \"postgres://u:secret@db/lockbox\"\n[sweeper]\ninterval_seconds = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("LOCKBOX_SWEEPER__INTERVAL_SECONDS", "7"),
+                ("LOCKBOX_SERVER__PUBLIC_URL", "https://lockbox.example.com/"),
+                ("LOCKBOX_TOKEN", "not configuration"),
+                ("HOME", "/root"),
+            ]),
+            &[("server.listen", "127.0.0.1:9443".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9443", "flags win");
+        assert_eq!(c.sweeper.interval_seconds, 7, "env beats the file");
+        assert_eq!(c.public_url(), "https://lockbox.example.com");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(debug.contains("postgres://u:***@db/lockbox"), "{debug}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_wherever_they_come_from() {
+        let e = Config::load(None, env(&[("LOCKBOX_SERVER__LISEN", "x")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `lisen`"), "{e}");
+        let e = Config::load(None, env(&[("LOCKBOX_SERVRE__LISTEN", "x")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `servre`"), "{e}");
+        let dir = std::env::temp_dir().join(format!("lockbox-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        std::fs::write(&file, "[database]\nurl = \"sqlite://x.db\"\npool = 3\n").unwrap();
+        let e = Config::load(Some(&file), vec![], &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `pool`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = Config::load(None, env(&[("LOCKBOX_SERVER__LISTEN", "nowhere")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("invalid"), "{e}");
+        let e = Config::load(None, env(&[("LOCKBOX_TLS__CERT_FILE", "/x.pem")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("both cert_file and key_file"), "{e}");
+        let e = Config::load(None, env(&[("LOCKBOX_LOG__FORMAT", "xml")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("`text` or `json`"), "{e}");
+        let e = Config::load(None, vec![], &[("nosection", "x".to_owned())]).unwrap_err();
+        assert!(e.to_string().contains("no section"), "{e}");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:p@h:5432/db?x=1"),
+            "postgres://u:***@h:5432/db?x=1"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://lockbox.db"), "sqlite://lockbox.db");
+    }
+}

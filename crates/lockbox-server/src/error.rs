@@ -1,0 +1,234 @@
+//! The error policy, in one place.
+//!
+//! Every error leaves as `application/problem+json` with a stable `type`.
+//!
+//! - **The caller's errors** (4xx): malformed input (`invalid_input`, 400),
+//!   no or bad credentials (`unauthenticated`, 401), refusals of the domain
+//!   (`forbidden`, `self_approval`, `not_an_approver`, … 403; state
+//!   conflicts such as `request_not_pending`, 409; rules about the input
+//!   such as `out_of_scope`, `duration_too_long`, 422), things the caller may
+//!   not see or that do not exist (`not_found`, 404: the same answer for
+//!   both, so existence never leaks across tenants), oversized bodies
+//!   (`payload_too_large`, 413) and too many failed sign-ins
+//!   (`rate_limited`, 429). Their `detail` says what to fix.
+//! - **Ours** (5xx): storage faults and broken invariants (`internal`, 500)
+//!   and an unreachable database (`unavailable`, 503). They are logged with
+//!   their cause; the response carries none of it.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lockbox_api::Problem;
+use lockbox_core::DomainError;
+use lockbox_store::StoreError;
+
+/// An error on its way to becoming a problem response.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A refusal with a stable type and a detail for the caller.
+    Problem {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable slug.
+        kind: &'static str,
+        /// For the caller.
+        detail: String,
+    },
+    /// A failure of ours; the cause is logged, never sent.
+    Internal(String),
+    /// The database cannot be reached.
+    Unavailable(String),
+    /// Not an error: the stored first response to an idempotent request,
+    /// sent again.
+    Replay {
+        /// Its status.
+        status: StatusCode,
+        /// Its JSON body.
+        body: String,
+    },
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::Problem {
+            status,
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
+    }
+
+    pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub(crate) fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+    }
+
+    pub(crate) fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// The stable type of this error.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Problem { kind, .. } => kind,
+            Self::Internal(_) => "internal",
+            Self::Unavailable(_) => "unavailable",
+            Self::Replay { .. } => "replay",
+        }
+    }
+}
+
+/// A short title for each type.
+fn title(kind: &str) -> &'static str {
+    match kind {
+        "invalid_input" => "Invalid input",
+        "unauthenticated" => "Authentication required",
+        "forbidden" => "Forbidden",
+        "not_found" => "Not found",
+        "conflict" => "Conflict",
+        "request_not_pending" => "Request is not pending",
+        "request_not_active" => "Request is not active",
+        "self_approval" => "Requesters cannot decide on their own requests",
+        "not_an_approver" => "Not an approver",
+        "already_approved" => "Already approved",
+        "case_not_open" => "Case is not open",
+        "not_assigned" => "Case is assigned to someone else",
+        "out_of_scope" => "Out of scope",
+        "duration_too_long" => "Duration too long",
+        "unknown_access_level" => "Unknown access level",
+        "emergency_access_disabled" => "Emergency access is disabled",
+        "not_due" => "Not due yet",
+        "idempotency_key_reused" => "Idempotency key reused",
+        "payload_too_large" => "Payload too large",
+        "unsupported_media_type" => "Unsupported media type",
+        "method_not_allowed" => "Method not allowed",
+        "rate_limited" => "Too many attempts",
+        "unavailable" => "Service unavailable",
+        _ => "Internal error",
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let kind = e.kind();
+        let status = match kind {
+            "invalid_input" => StatusCode::BAD_REQUEST,
+            "forbidden"
+            | "self_approval"
+            | "not_an_approver"
+            | "not_assigned"
+            | "emergency_access_disabled" => StatusCode::FORBIDDEN,
+            "request_not_pending"
+            | "request_not_active"
+            | "already_approved"
+            | "case_not_open"
+            | "conflict"
+            | "not_due" => StatusCode::CONFLICT,
+            "out_of_scope" | "duration_too_long" | "unknown_access_level" => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            _ => return Self::Internal(e.to_string()),
+        };
+        Self::new(status, kind, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, id } => Self::not_found(format!("{entity} {id}")),
+            StoreError::Conflict(c) => Self::conflict(c.detail()),
+            StoreError::Unavailable(why) | StoreError::Contention(why) => Self::Unavailable(why),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, detail) = match self {
+            Self::Replay { status, body } => {
+                let mut response = (status, body).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return response;
+            }
+            Self::Problem {
+                status,
+                kind,
+                detail,
+            } => (status, kind, detail),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it has been logged".to_owned(),
+                )
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; try again shortly".to_owned(),
+                )
+            }
+        };
+        let problem = Problem {
+            kind: kind.to_owned(),
+            title: title(kind).to_owned(),
+            status: status.as_u16(),
+            detail,
+        };
+        let body = serde_json::to_string(&problem).unwrap_or_else(|_| "{}".to_owned());
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<lockbox_core::id::RandomnessError> for ApiError {
+    fn from(e: lockbox_core::id::RandomnessError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+macro_rules! invalid_input_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                Self::invalid(e.to_string())
+            }
+        }
+    )*};
+}
+
+invalid_input_from!(
+    lockbox_core::id::IdError,
+    lockbox_core::ResourceIdError,
+    lockbox_core::text::TextError,
+    lockbox_core::access::AccessError
+);

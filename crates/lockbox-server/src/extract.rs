@@ -1,0 +1,270 @@
+//! Request extractors that speak the API's conventions: JSON bodies of at
+//! most 64 KiB with unknown fields refused, list parameters, and
+//! `Idempotency-Key`. Every rejection is a problem document.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lockbox_core::{PrincipalId, Timestamp};
+use lockbox_store::{Constraint, Idempotency as _, PageRequest, StoreError, StoredResponse, Tx};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body, and a digest of the request (method, path, body)
+/// for idempotency checks. An empty body reads as `{}`.
+#[derive(Debug)]
+pub struct JsonBody<T> {
+    /// The parsed body.
+    pub value: T,
+    /// SHA-256 of method, path and body.
+    pub digest: [u8; 32],
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| {
+                let essence = ct.split(';').next().unwrap_or_default().trim();
+                essence.eq_ignore_ascii_case("application/json")
+            });
+        let mut hasher = Sha256::new();
+        hasher.update(req.method().as_str().as_bytes());
+        hasher.update(b" ");
+        hasher.update(req.uri().path().as_bytes());
+        hasher.update(b"\n");
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "request bodies are limited to {} KiB",
+                        MAX_BODY_BYTES / 1024
+                    ),
+                )
+            }
+            other => ApiError::invalid(format!("cannot read the request body: {other}")),
+        })?;
+        if !bytes.is_empty() && !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`",
+            ));
+        }
+        hasher.update(&bytes);
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let value = serde_json::from_slice(text)
+            .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+        Ok(Self {
+            value,
+            digest: hasher.finalize().into(),
+        })
+    }
+}
+
+/// Query parameters, unknown ones refused.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| Self(t))
+            .map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))
+    }
+}
+
+/// `?limit=&cursor=`: at most 500 items, 50 by default.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// The page asked for, checking the limit and that the cursor is an id
+    /// of the listed kind (`check_cursor` parses it).
+    pub fn page<T, E: std::fmt::Display>(
+        &self,
+        check_cursor: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(lockbox_store::DEFAULT_PAGE);
+        if !(1..=lockbox_store::MAX_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {}",
+                lockbox_store::MAX_PAGE
+            )));
+        }
+        match &self.cursor {
+            Some(cursor) => {
+                check_cursor(cursor).map_err(|e| ApiError::invalid(format!("cursor: {e}")))?;
+                Ok(PageRequest::after(limit, cursor.clone()))
+            }
+            None => Ok(PageRequest::first(limit)),
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, if sent.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+            })?;
+        Ok(Self(Some(key.to_owned())))
+    }
+}
+
+/// How long a key's first response is replayed.
+const IDEMPOTENCY_HOURS: i64 = 24;
+
+/// An idempotent creation under way: replays the first response to a
+/// repeated request, and records the response to a new one in the creating
+/// transaction.
+#[derive(Debug)]
+pub struct Idempotent {
+    key: Option<String>,
+    principal: PrincipalId,
+    digest: [u8; 32],
+    now: Timestamp,
+}
+
+impl Idempotent {
+    fn not_before(&self) -> Timestamp {
+        self.now - chrono::TimeDelta::hours(IDEMPOTENCY_HOURS)
+    }
+
+    /// Starts a creation. Returns the first response (as the `Replay`
+    /// error) if this key has been used for the same request within 24
+    /// hours; refuses a key used for another request.
+    pub async fn begin(
+        app: &AppState,
+        caller: &Caller,
+        key: IdempotencyKey,
+        digest: [u8; 32],
+    ) -> Result<Self, ApiError> {
+        let this = Self {
+            key: key.0,
+            principal: caller.id().clone(),
+            digest,
+            now: app.now(),
+        };
+        this.replay_if_known(app).await?;
+        Ok(this)
+    }
+
+    async fn replay_if_known(&self, app: &AppState) -> Result<(), ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let mut tx = app.store().read().await?;
+        match tx
+            .idempotent_response(&self.principal, key, self.not_before())
+            .await?
+        {
+            Some(stored) if stored.request_hash == self.digest => Err(ApiError::Replay {
+                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+                body: stored.body,
+            }),
+            Some(_) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request in the last 24 hours",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Serializes the response and, with a key, records it in `tx` (to be
+    /// committed with the creation). If a concurrent request with the same
+    /// key committed first, its response is replayed instead.
+    pub async fn finish(
+        &self,
+        app: &AppState,
+        tx: &mut Tx,
+        status: StatusCode,
+        body: &impl Serialize,
+    ) -> Result<Created, ApiError> {
+        let body = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Some(key) = &self.key {
+            let stored = StoredResponse {
+                request_hash: self.digest,
+                status: status.as_u16(),
+                body: body.clone(),
+                created_at: self.now,
+            };
+            match tx
+                .save_idempotent_response(&self.principal, key, &stored, self.not_before())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(Constraint::IdempotencyKey)) => {
+                    self.replay_if_known(app).await?;
+                    return Err(ApiError::conflict(
+                        "a request with this Idempotency-Key is in progress",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Created { status, body })
+    }
+}
+
+/// A creation's response, ready to send.
+#[derive(Debug)]
+pub struct Created {
+    status: StatusCode,
+    body: String,
+}
+
+impl IntoResponse for Created {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}

@@ -1,0 +1,148 @@
+//! Lockbox's HTTP server.
+//!
+//! The server translates HTTP to domain calls and back: it authenticates the
+//! caller ([`auth`]), decides what the caller may see and do ([`authz`], in
+//! one place), parses input at the edge ([`extract`]), runs each change as
+//! one store transaction with its audit events, and answers in the shapes
+//! of `lockbox-api`, errors as problem documents ([`error`]). Background
+//! work ([`jobs`]) runs beside the API under the same shutdown signal.
+//!
+//! [`AppState`] is the server in one value: [`AppState::router`] is the
+//! whole HTTP surface, and [`serve::serve`] runs it from a [`config::Config`].
+
+pub mod auth;
+pub mod authz;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod metrics;
+pub mod serve;
+
+mod api;
+mod present;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use lockbox_core::{Clock, Timestamp};
+use lockbox_store::Store;
+
+use crate::auth::FailureLimiter;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// The server's shared state: the store, the clock, and what the server
+/// keeps in memory. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    public_url: String,
+    auth_failures: FailureLimiter,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.inner.store)
+            .field("public_url", &self.inner.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Failed authentications allowed per client address per minute.
+const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
+
+impl AppState {
+    /// A server over `store`, telling time by `clock`, reachable at
+    /// `public_url`.
+    #[must_use]
+    pub fn new(store: Store, clock: Arc<dyn Clock>, public_url: String) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                public_url,
+                auth_failures: FailureLimiter::new(
+                    MAX_AUTH_FAILURES_PER_MINUTE,
+                    Duration::from_secs(60),
+                ),
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The current time by the server's clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The URL people reach the server at.
+    #[must_use]
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
+    pub(crate) fn auth_failures(&self) -> &FailureLimiter {
+        &self.inner.auth_failures
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The whole HTTP surface: the API, the operations endpoints and
+    /// `/openapi.json`, with the body limit and metrics.
+    pub fn router(&self) -> Router {
+        let (routes, openapi) = api::router().split_for_parts();
+        let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
+        routes
+            .route(
+                "/openapi.json",
+                get(move || async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        openapi_json,
+                    )
+                }),
+            )
+            .fallback(|| async { ApiError::not_found("route") })
+            .method_not_allowed_fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this route does not take that method",
+                )
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                metrics::track,
+            ))
+            .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+
+    /// The OpenAPI document of the API.
+    #[must_use]
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        api::router().split_for_parts().1
+    }
+}

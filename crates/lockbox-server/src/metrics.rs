@@ -1,0 +1,168 @@
+//! Prometheus metrics: HTTP requests by route and status with their
+//! latencies, requests by state (read from the database at scrape time), and
+//! sweeper runs.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_latency: LatencyFamily,
+    requests_by_state: Family<StateLabels, Gauge>,
+    sweeper_runs: Family<OutcomeLabels, Counter>,
+    sweeper_transitions: Family<StateLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lockbox");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let requests_by_state = Family::<StateLabels, Gauge>::default();
+        let sweeper_runs = Family::<OutcomeLabels, Counter>::default();
+        let sweeper_transitions = Family::<StateLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        registry.register(
+            "access_requests",
+            "Access requests by state",
+            requests_by_state.clone(),
+        );
+        registry.register(
+            "sweeper_runs",
+            "Sweeper runs by outcome",
+            sweeper_runs.clone(),
+        );
+        registry.register(
+            "sweeper_transitions",
+            "Requests and grants the sweeper moved, by the state it moved them to",
+            sweeper_transitions.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            requests_by_state,
+            sweeper_runs,
+            sweeper_transitions,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one sweep.
+    pub(crate) fn sweep(&self, ok: bool, expired: u64, completed: u64, ended: u64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.sweeper_runs
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        for (state, n) in [
+            ("expired", expired),
+            ("completed", completed),
+            ("ended", ended),
+        ] {
+            self.sweeper_transitions
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// The text exposition, with request counts as given.
+    pub(crate) fn render(&self, requests_by_state: &[(String, i64)]) -> String {
+        self.requests_by_state.clear();
+        for (state, n) in requests_by_state {
+            self.requests_by_state
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(*n);
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Middleware: counts and times every request by its route template (never
+/// the raw path, which would explode the label space).
+pub(crate) async fn track(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let metrics = app.metrics();
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .http_latency
+        .get_or_create(&RouteLabels { method, route })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,187 @@
+//! Domain values in their wire shapes. Statuses are given as of `now`, so a
+//! request past its TTL reads `expired` (and a grant past its end `ended`)
+//! before the sweeper has recorded it.
+
+use lockbox_api as api;
+use lockbox_core::{
+    AccessLevel, AccessRequest, CaseStatus, Grant, GrantState, LockboxSetting, Principal,
+    PrincipalKind, RoleAssignment, Severity, SupportCase, Tenant, TenantPolicy, Timestamp,
+};
+
+pub(crate) fn tenant(t: &Tenant) -> api::Tenant {
+    api::Tenant {
+        id: t.id.to_string(),
+        display_name: t.display_name.to_string(),
+        lockbox_enabled: t.lockbox.enabled,
+        created_at: t.created_at,
+    }
+}
+
+pub(crate) fn principal(p: &Principal) -> api::Principal {
+    api::Principal {
+        id: p.id.to_string(),
+        kind: p.kind.name().to_owned(),
+        tenant: p.tenant().map(ToString::to_string),
+        display_name: p.display_name.to_string(),
+        email: p.email.as_ref().map(ToString::to_string),
+        alternate_emails: p.alternate_emails.iter().map(ToString::to_string).collect(),
+        emergency: matches!(p.kind, PrincipalKind::Operator { emergency: true }),
+        created_at: p.created_at,
+    }
+}
+
+pub(crate) fn role_assignment(a: &RoleAssignment) -> api::RoleAssignment {
+    api::RoleAssignment {
+        id: a.id.to_string(),
+        tenant: a.tenant.to_string(),
+        principal: a.principal.to_string(),
+        role: a.role.as_str().to_owned(),
+        scope: a.scope.to_string(),
+        created_at: a.created_at,
+        created_by: a.created_by.to_string(),
+    }
+}
+
+pub(crate) fn access_level(l: &AccessLevel) -> api::AccessLevel {
+    api::AccessLevel {
+        name: l.name.to_string(),
+        actions: l
+            .actions
+            .patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        description: l.description.to_string(),
+    }
+}
+
+pub(crate) fn lockbox(s: &LockboxSetting) -> api::LockboxState {
+    api::LockboxState {
+        enabled: s.enabled,
+        changed_at: s.changed_at,
+        changed_by: s.changed_by.as_ref().map(ToString::to_string),
+    }
+}
+
+pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
+    let s = p.settings();
+    api::Policy {
+        request_ttl_hours: s.request_ttl_hours,
+        default_access_hours: s.default_access_hours,
+        max_access_hours: s.max_access_hours,
+        required_approvals: s.required_approvals,
+        emergency_access: s.emergency_access,
+        emergency_max_minutes: s.emergency_max_minutes,
+    }
+}
+
+pub(crate) fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::A => "A",
+        Severity::B => "B",
+        Severity::C => "C",
+    }
+}
+
+pub(crate) fn case(c: &SupportCase) -> api::Case {
+    api::Case {
+        id: c.id.to_string(),
+        tenant: c.tenant.to_string(),
+        resource: c.resource.to_string(),
+        title: c.title.to_string(),
+        severity: severity(c.severity).to_owned(),
+        status: match c.status {
+            CaseStatus::Open => "open",
+            CaseStatus::Closed => "closed",
+        }
+        .to_owned(),
+        assigned_to: c.assigned_to.as_ref().map(ToString::to_string),
+        created_at: c.created_at,
+        created_by: c.created_by.to_string(),
+        closed_at: c.closed_at,
+        closed_by: c.closed_by.as_ref().map(ToString::to_string),
+    }
+}
+
+pub(crate) fn grant(g: &Grant, now: Timestamp) -> api::Grant {
+    let (state, revoked_at, revoked_by, revoke_reason) = match &g.state {
+        GrantState::Revoked(r) => (
+            "revoked",
+            Some(r.at),
+            Some(r.by.to_string()),
+            Some(r.reason.to_string()),
+        ),
+        GrantState::Ended { .. } => ("ended", None, None, None),
+        GrantState::Active if g.has_run_out(now) => ("ended", None, None, None),
+        GrantState::Active => ("active", None, None, None),
+    };
+    api::Grant {
+        id: g.id.to_string(),
+        request: g.request.map(|r| r.to_string()),
+        tenant: g.tenant.to_string(),
+        principal: g.principal.to_string(),
+        scope: g.scope.to_string(),
+        access_level: g.access_level.to_string(),
+        actions: g
+            .actions
+            .patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        not_before: g.not_before,
+        not_after: g.not_after,
+        state: state.to_owned(),
+        revoked_at,
+        revoked_by,
+        revoke_reason,
+        emergency: g.emergency,
+    }
+}
+
+/// A request, with its case's title and severity.
+pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> api::AccessRequest {
+    api::AccessRequest {
+        id: r.id.to_string(),
+        tenant: r.tenant.to_string(),
+        case: r.case.to_string(),
+        case_title: case.title.to_string(),
+        case_severity: severity(case.severity).to_owned(),
+        requester: r.requester.to_string(),
+        resource: r.resource.to_string(),
+        access_level: r.access_level.to_string(),
+        actions: r
+            .actions
+            .patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        duration_hours: r.duration_hours,
+        justification: r.justification.to_string(),
+        status: r.status_at(now).as_str().to_owned(),
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        required_approvals: r.required_approvals,
+        approvals: r
+            .approvals
+            .iter()
+            .map(|a| api::Approval {
+                approver: a.approver.to_string(),
+                reason: a.reason.to_string(),
+                at: a.at,
+                duration_hours: a.duration_hours,
+            })
+            .collect(),
+        denial: r.denial.as_ref().map(|d| api::Decision {
+            by: d.by.to_string(),
+            reason: Some(d.reason.to_string()),
+            at: d.at,
+        }),
+        cancellation: r.cancellation.as_ref().map(|c| api::Decision {
+            by: c.by.to_string(),
+            reason: c.reason.as_ref().map(ToString::to_string),
+            at: c.at,
+        }),
+        grant: r.grant.as_ref().map(|g| grant(g, now)),
+        decided_by_system: r.decided_by_system,
+    }
+}

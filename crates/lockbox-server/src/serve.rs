@@ -1,0 +1,174 @@
+//! Running the server: bind, serve plain HTTP or TLS, run the sweeper
+//! beside it, and shut down gracefully on SIGINT or SIGTERM, letting
+//! requests in flight finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockbox_core::Clock;
+use lockbox_store::{Store, StoreOptions};
+use tokio::sync::watch;
+
+use crate::AppState;
+use crate::config::{Config, redact_url};
+use crate::jobs::sweeper;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {url}: {reason}")]
+    Database {
+        /// Where (password redacted).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Binding, TLS setup or serving failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Opens the configured database and applies its migrations.
+pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
+    let options = StoreOptions {
+        max_connections: config.database.max_connections,
+        ..StoreOptions::default()
+    };
+    let fail = |e: lockbox_store::StoreError| ServeError::Database {
+        url: redact_url(&config.database.url),
+        reason: e.to_string(),
+    };
+    let store = Store::connect(&config.database.url, options)
+        .await
+        .map_err(fail)?;
+    store.migrate().await.map_err(fail)?;
+    Ok(store)
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    app: AppState,
+    listener: std::net::TcpListener,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    sweep_every: Duration,
+    grace: Duration,
+}
+
+impl Server {
+    /// Binds the configured address (port 0 picks a free one) over `store`.
+    pub fn bind(config: &Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, ServeError> {
+        let listener = std::net::TcpListener::bind(config.server.listen).map_err(|e| {
+            ServeError::Io(format!("cannot listen on {}: {e}", config.server.listen))
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| ServeError::Io(e.to_string()))?;
+        let public_url = match &config.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if config.tls.cert_file.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{local}")
+            }
+        };
+        let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => None,
+        };
+        Ok(Self {
+            app: AppState::new(store, clock, public_url),
+            listener,
+            tls,
+            sweep_every: Duration::from_secs(config.sweeper.interval_seconds),
+            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+        })
+    }
+
+    /// The server's state.
+    #[must_use]
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| ServeError::Io(e.to_string()))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// requests in flight finish (up to the grace period), stops the
+    /// sweeper and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sweeper = sweeper::spawn(self.app.clone(), self.sweep_every, stop_rx);
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let grace = self.grace;
+        let signal_handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            signal_handle.graceful_shutdown(Some(grace));
+        });
+        let service = self
+            .app
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = match &self.tls {
+            Some((cert, key)) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| {
+                        ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
+                    })?;
+                axum_server::tls_rustls::from_tcp_rustls(self.listener, config)
+                    .map_err(|e| ServeError::Io(e.to_string()))?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .map_err(|e| ServeError::Io(e.to_string()))?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = sweeper.await;
+        self.app.store().close().await;
+        served.map_err(|e| ServeError::Io(e.to_string()))
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
