@@ -23,8 +23,6 @@
 
 #[path = "../tests/it/fixture.rs"]
 mod fixture;
-#[path = "../tests/it/harness.rs"]
-mod harness;
 
 use std::time::Instant;
 
@@ -33,6 +31,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor as _};
 
 use fixture::*;
+use lockbox_store::Store;
+use lockbox_store::testing::TestDatabase;
 
 async fn raw_pool(url: &str) -> AnyPool {
     let sqlite = url.starts_with("sqlite");
@@ -79,7 +79,7 @@ struct Figures {
     approve: f64,
 }
 
-async fn measure(store: &harness::TestStore, count: usize) -> Figures {
+async fn measure(store: &Store, url: &str, count: usize) -> Figures {
     let seeded = seed(store, 1).await;
     // Warm up connections and statement caches.
     for i in 0..20 {
@@ -96,7 +96,7 @@ async fn measure(store: &harness::TestStore, count: usize) -> Figures {
             .await
             .unwrap();
     }
-    let raw = raw_rate(&store.url, count).await;
+    let raw = raw_rate(url, count).await;
     let mut ids = Vec::with_capacity(count);
     let start = Instant::now();
     for i in 0..count {
@@ -141,12 +141,13 @@ async fn main() {
     println!("durable commits per second, one client, {count} of each\n");
     println!("| backend | raw 1-row insert | create | approve | create / raw | approve / raw |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    let mut stores = vec![("sqlite", harness::sqlite().await)];
-    if let Some(pg) = harness::postgres().await {
-        stores.push(("postgres", pg));
+    let mut databases = vec![("sqlite", TestDatabase::sqlite())];
+    if let Some(pg) = TestDatabase::postgres().await {
+        databases.push(("postgres", pg));
     }
-    for (name, store) in &stores {
-        let f = measure(store, count).await;
+    for (name, db) in &databases {
+        let store = db.open().await.unwrap();
+        let f = measure(&store, &db.url, count).await;
         println!(
             "| {name} | {:.0}/s | {:.0}/s | {:.0}/s | {:.0}% | {:.0}% |",
             f.raw,

@@ -14,13 +14,12 @@
 
 #[path = "../tests/it/fixture.rs"]
 mod fixture;
-#[path = "../tests/it/harness.rs"]
-mod harness;
 
 use std::time::Instant;
 
 use fixture::*;
 use lockbox_core::text::Reason;
+use lockbox_store::testing::TestDatabase;
 use lockbox_store::{Directory as _, Requests as _};
 
 const COUNT: usize = 300;
@@ -36,11 +35,13 @@ const PHASES: [&str; 7] = [
 
 #[tokio::main]
 async fn main() {
-    let mut stores = vec![harness::sqlite().await];
-    if let Some(pg) = harness::postgres().await {
-        stores.push(pg);
+    let mut databases = vec![TestDatabase::sqlite()];
+    if let Some(pg) = TestDatabase::postgres().await {
+        databases.push(pg);
     }
-    for s in &stores {
+    for db in &databases {
+        let store = db.open().await.unwrap();
+        let s = &store;
         let seeded = seed(s, 1).await;
         let mut ids = Vec::with_capacity(COUNT);
         for i in 0..COUNT {

@@ -37,6 +37,7 @@ mod idempotency;
 mod outbox;
 mod page;
 mod requests;
+pub mod testing;
 mod tx;
 
 use std::fmt;

@@ -34,7 +34,9 @@ struct ConfigArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    #[command(after_help = "Examples:\n  lockbox serve --demo\n  lockbox serve --listen 0.0.0.0:8443 --config /etc/lockbox/lockbox.toml\n  LOCKBOX_DATABASE__URL=postgres://lockbox@db/lockbox lockbox serve")]
+    #[command(
+        after_help = "Examples:\n  lockbox serve --demo\n  lockbox serve --listen 0.0.0.0:8443 --config /etc/lockbox/lockbox.toml\n  LOCKBOX_DATABASE__URL=postgres://lockbox@db/lockbox lockbox serve"
+    )]
     Serve {
         #[command(flatten)]
         config: ConfigArgs,
@@ -47,7 +49,9 @@ enum Command {
     },
     /// Create the schema and the first provider admin, and print its API
     /// token (once).
-    #[command(after_help = "Examples:\n  lockbox init\n  lockbox init --database-url postgres://lockbox@db/lockbox")]
+    #[command(
+        after_help = "Examples:\n  lockbox init\n  lockbox init --database-url postgres://lockbox@db/lockbox"
+    )]
     Init {
         #[command(flatten)]
         config: ConfigArgs,
@@ -71,7 +75,9 @@ fn load(args: &ConfigArgs, listen: Option<&String>) -> Result<Config, String> {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -82,12 +88,20 @@ fn init_logging(config: &Config) {
 async fn run(cli: Cli) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
-        Command::Serve { config, listen, demo } => {
+        Command::Serve {
+            config,
+            listen,
+            demo,
+        } => {
             let config = load(&config, listen.as_ref())?;
             init_logging(&config);
-            let store = serve::open_store(&config).await.map_err(|e| e.to_string())?;
+            let store = serve::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
             let seeded = if demo {
-                bootstrap::demo(&store, clock.now()).await.map_err(|e| e.to_string())?
+                bootstrap::demo(&store, clock.now())
+                    .await
+                    .map_err(|e| e.to_string())?
             } else {
                 None
             };
@@ -105,17 +119,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ),
                 None => {}
             }
-            server.run(serve::shutdown_signal()).await.map_err(|e| e.to_string())
+            server
+                .run(serve::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::Init { config, admin } => {
             let config = load(&config, None)?;
             init_logging(&config);
             let admin = admin.parse().map_err(|e| format!("--admin: {e}"))?;
-            let store = serve::open_store(&config).await.map_err(|e| e.to_string())?;
-            let done = bootstrap::init(&store, clock.now(), admin).await.map_err(|e| e.to_string())?;
+            let store = serve::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = bootstrap::init(&store, clock.now(), admin)
+                .await
+                .map_err(|e| e.to_string())?;
             store.close().await;
             println!("Initialised {}.", redact_url(&config.database.url));
-            println!("Provider admin `{}`; its API token (shown once, keep it safe):\n", done.admin);
+            println!(
+                "Provider admin `{}`; its API token (shown once, keep it safe):\n",
+                done.admin
+            );
             println!("{}", done.token);
             Ok(())
         }

@@ -1,0 +1,170 @@
+//! Fresh databases for tests (Lockbox's own, and anyone testing against
+//! Lockbox): a temporary SQLite file always, and a new PostgreSQL database
+//! when `LOCKBOX_TEST_POSTGRES_URL` is set. Both are removed when dropped.
+//!
+//! With the variable unset, [`TestDatabase::postgres`] returns `None`; with
+//! `CI` set as well it panics instead, so the PostgreSQL half of a suite can
+//! never be skipped silently in CI. With the variable set and the server
+//! unreachable it fails.
+
+#![allow(clippy::panic, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{Connection as _, Executor as _};
+
+use crate::{Backend, Store, StoreError};
+
+/// The variable naming the PostgreSQL server for tests: a URL of an existing
+/// database, as a role that may create databases.
+pub const POSTGRES_ENV: &str = "LOCKBOX_TEST_POSTGRES_URL";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("the OS random number generator works");
+    format!(
+        "lbt_{}_{}_{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        u32::from_le_bytes(random)
+    )
+}
+
+/// A database that is removed when dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The database's URL.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    File(PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A new SQLite file in the temporary directory.
+    #[must_use]
+    pub fn sqlite() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            cleanup: Cleanup::File(path),
+        }
+    }
+
+    /// A new PostgreSQL database, or `None` when [`POSTGRES_ENV`] is unset
+    /// (outside CI).
+    pub async fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {POSTGRES_ENV} is not: the PostgreSQL half of the suite must run in CI"
+            );
+            return None;
+        };
+        let name = unique_name();
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{POSTGRES_ENV} is set but the server cannot be reached: {e}")
+            });
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        Some(Self {
+            url: with_database(&admin_url, &name),
+            cleanup: Cleanup::Database { admin_url, name },
+        })
+    }
+
+    /// A new database of the given backend (`None` as for
+    /// [`TestDatabase::postgres`]).
+    pub async fn new(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self::sqlite()),
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
+    /// Opens (and migrates) a store on it.
+    pub async fn open(&self) -> Result<Store, StoreError> {
+        Store::open(&self.url).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Cleanup::Database { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop may run inside a runtime: clean up on a thread of our own.
+                let _ = std::thread::spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async {
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                            let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base
+        .get(after_scheme..)
+        .and_then(|rest| rest.find('/'))
+        .map_or(base.len(), |i| after_scheme + i);
+    let mut out = format!("{}/{name}", base.get(..host_end).unwrap_or(base));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}
