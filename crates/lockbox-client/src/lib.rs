@@ -1,1 +1,539 @@
-//! placeholder
+//! A typed client for Lockbox's HTTP API, used by the command line and the
+//! tests.
+//!
+//! Every call returns the API's wire types, or a [`ClientError`]: the
+//! server's problem document ([`ClientError::Api`]), or a failure to reach
+//! or understand the server.
+
+use std::time::Duration;
+
+use lockbox_api::{self as api, Problem};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused, with a problem document.
+    #[error("{} ({}): {}", problem.title, problem.kind, problem.detail)]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's explanation.
+        problem: Problem,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+    /// The server's answer was not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The problem's `type`, if the server answered with one.
+    #[must_use]
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            Self::Api { problem, .. } => Some(&problem.kind),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the server answered.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A raw answer: status, headers and body, for callers that inspect them.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+/// A client for one server, with or without a token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Filters of `GET /v1/requests`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestQuery {
+    /// Only this tenant's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Only in this state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Only this operator's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    /// Page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Where the previous page ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+impl Client {
+    /// A client for the server at `base_url` (`http://host:port`), sending
+    /// `token` as a bearer token if given.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        // One crypto provider for TLS across the process; a second install
+        // is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// The same server, another token.
+    #[must_use]
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The same server, no token.
+    #[must_use]
+    pub fn anonymous(&self) -> Self {
+        Self {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    /// The server's base URL.
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Any call, answered raw: `method` on `path` with an optional JSON
+    /// body and extra headers.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .text()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(RawResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    async fn call<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        query: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<R, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(query) = query {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if status.is_success() {
+            let text = if text.is_empty() { "null" } else { &text };
+            serde_json::from_str(text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))
+        } else {
+            let problem = serde_json::from_str(&text).unwrap_or_else(|_| Problem {
+                kind: "http_error".into(),
+                title: status.canonical_reason().unwrap_or("error").into(),
+                status: status.as_u16(),
+                detail: text.chars().take(500).collect(),
+            });
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                problem,
+            })
+        }
+    }
+
+    async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, ClientError> {
+        self.call(Method::GET, path, None::<&()>, None::<&()>).await
+    }
+
+    async fn get_with<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &impl Serialize,
+    ) -> Result<R, ClientError> {
+        self.call(Method::GET, path, None::<&()>, Some(query)).await
+    }
+
+    async fn post<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<R, ClientError> {
+        self.call(Method::POST, path, Some(body), None::<&()>).await
+    }
+
+    async fn put<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<R, ClientError> {
+        self.call(Method::PUT, path, Some(body), None::<&()>).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<()>(Method::DELETE, path, None::<&()>, None::<&()>)
+            .await
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<api::Health, ClientError> {
+        self.get("/healthz").await
+    }
+
+    /// `GET /readyz`.
+    pub async fn ready(&self) -> Result<api::Health, ClientError> {
+        self.get("/readyz").await
+    }
+
+    /// `GET /v1/me`: the caller and its roles.
+    pub async fn me(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/v1/me").await
+    }
+
+    /// `POST /v1/tenants`.
+    pub async fn create_tenant(
+        &self,
+        body: &api::NewTenant,
+    ) -> Result<api::TenantCreated, ClientError> {
+        self.post("/v1/tenants", body).await
+    }
+
+    /// `GET /v1/tenants`.
+    pub async fn tenants(&self) -> Result<api::Page<api::Tenant>, ClientError> {
+        self.get("/v1/tenants").await
+    }
+
+    /// `GET /v1/tenants/{tenant}`.
+    pub async fn tenant(&self, tenant: &str) -> Result<api::Tenant, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}")).await
+    }
+
+    /// `POST /v1/tenants/{tenant}/subscriptions`.
+    pub async fn add_subscription(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<api::Subscription, ClientError> {
+        self.post(
+            &format!("/v1/tenants/{tenant}/subscriptions"),
+            &api::NewSubscription { id: id.into() },
+        )
+        .await
+    }
+
+    /// `POST /v1/operators`.
+    pub async fn create_operator(
+        &self,
+        body: &api::NewOperator,
+    ) -> Result<api::Principal, ClientError> {
+        self.post("/v1/operators", body).await
+    }
+
+    /// `POST /v1/gateways`.
+    pub async fn create_gateway(
+        &self,
+        body: &api::NewGateway,
+    ) -> Result<api::Principal, ClientError> {
+        self.post("/v1/gateways", body).await
+    }
+
+    /// `PUT /v1/access-levels/{name}`.
+    pub async fn put_access_level(
+        &self,
+        name: &str,
+        body: &api::PutAccessLevel,
+    ) -> Result<api::AccessLevel, ClientError> {
+        self.put(&format!("/v1/access-levels/{name}"), body).await
+    }
+
+    /// `GET /v1/access-levels`.
+    pub async fn access_levels(&self) -> Result<Vec<api::AccessLevel>, ClientError> {
+        self.get("/v1/access-levels").await
+    }
+
+    /// `POST /v1/principals/{id}/tokens`.
+    pub async fn create_token(
+        &self,
+        principal: &str,
+        body: &api::NewToken,
+    ) -> Result<api::TokenCreated, ClientError> {
+        self.post(&format!("/v1/principals/{principal}/tokens"), body)
+            .await
+    }
+
+    /// `DELETE /v1/tokens/{id}`.
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/tokens/{id}")).await
+    }
+
+    /// `POST /v1/tenants/{tenant}/users`.
+    pub async fn create_user(
+        &self,
+        tenant: &str,
+        body: &api::NewUser,
+    ) -> Result<api::Principal, ClientError> {
+        self.post(&format!("/v1/tenants/{tenant}/users"), body)
+            .await
+    }
+
+    /// `GET /v1/tenants/{tenant}/users`.
+    pub async fn users(&self, tenant: &str) -> Result<Vec<api::Principal>, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/users")).await
+    }
+
+    /// `POST /v1/tenants/{tenant}/role-assignments`.
+    pub async fn assign_role(
+        &self,
+        tenant: &str,
+        principal: &str,
+        role: &str,
+        scope: &str,
+    ) -> Result<api::RoleAssignment, ClientError> {
+        let body = api::NewRoleAssignment {
+            principal: principal.into(),
+            role: role.into(),
+            scope: scope.into(),
+        };
+        self.post(&format!("/v1/tenants/{tenant}/role-assignments"), &body)
+            .await
+    }
+
+    /// `GET /v1/tenants/{tenant}/role-assignments`.
+    pub async fn role_assignments(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<api::RoleAssignment>, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/role-assignments"))
+            .await
+    }
+
+    /// `DELETE /v1/tenants/{tenant}/role-assignments/{id}`.
+    pub async fn remove_role(&self, tenant: &str, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/tenants/{tenant}/role-assignments/{id}"))
+            .await
+    }
+
+    /// `GET /v1/tenants/{tenant}/lockbox`.
+    pub async fn lockbox(&self, tenant: &str) -> Result<api::LockboxState, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/lockbox")).await
+    }
+
+    /// `PUT /v1/tenants/{tenant}/lockbox`.
+    pub async fn set_lockbox(
+        &self,
+        tenant: &str,
+        enabled: bool,
+    ) -> Result<api::LockboxState, ClientError> {
+        self.put(
+            &format!("/v1/tenants/{tenant}/lockbox"),
+            &api::SetLockbox { enabled },
+        )
+        .await
+    }
+
+    /// `GET /v1/tenants/{tenant}/policy`.
+    pub async fn policy(&self, tenant: &str) -> Result<api::Policy, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/policy")).await
+    }
+
+    /// `PUT /v1/tenants/{tenant}/policy`.
+    pub async fn set_policy(
+        &self,
+        tenant: &str,
+        policy: &api::Policy,
+    ) -> Result<api::Policy, ClientError> {
+        self.put(&format!("/v1/tenants/{tenant}/policy"), policy)
+            .await
+    }
+
+    /// `POST /v1/tenants/{tenant}/cases`.
+    pub async fn open_case(
+        &self,
+        tenant: &str,
+        body: &api::NewCase,
+    ) -> Result<api::Case, ClientError> {
+        self.post(&format!("/v1/tenants/{tenant}/cases"), body)
+            .await
+    }
+
+    /// `POST /v1/cases/{case}/assign`.
+    pub async fn assign_case(&self, case: &str, operator: &str) -> Result<api::Case, ClientError> {
+        self.post(
+            &format!("/v1/cases/{case}/assign"),
+            &api::AssignCase {
+                operator: operator.into(),
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/cases/{case}/close`.
+    pub async fn close_case(&self, case: &str) -> Result<api::Case, ClientError> {
+        self.post(&format!("/v1/cases/{case}/close"), &serde_json::json!({}))
+            .await
+    }
+
+    /// `GET /v1/cases`.
+    pub async fn cases(&self) -> Result<api::Page<api::Case>, ClientError> {
+        self.get("/v1/cases").await
+    }
+
+    /// `GET /v1/cases/{case}`.
+    pub async fn case(&self, case: &str) -> Result<api::Case, ClientError> {
+        self.get(&format!("/v1/cases/{case}")).await
+    }
+
+    /// `POST /v1/requests`.
+    pub async fn create_request(
+        &self,
+        body: &api::NewRequest,
+    ) -> Result<api::AccessRequest, ClientError> {
+        self.post("/v1/requests", body).await
+    }
+
+    /// `GET /v1/requests`.
+    pub async fn requests(
+        &self,
+        query: &RequestQuery,
+    ) -> Result<api::Page<api::AccessRequest>, ClientError> {
+        self.get_with("/v1/requests", query).await
+    }
+
+    /// `GET /v1/requests/{id}`.
+    pub async fn request(&self, id: &str) -> Result<api::AccessRequest, ClientError> {
+        self.get(&format!("/v1/requests/{id}")).await
+    }
+
+    /// `POST /v1/requests/{id}/approve`.
+    pub async fn approve(
+        &self,
+        id: &str,
+        reason: &str,
+        duration_hours: Option<u32>,
+    ) -> Result<api::AccessRequest, ClientError> {
+        let body = api::Approve {
+            reason: reason.into(),
+            duration_hours,
+        };
+        self.post(&format!("/v1/requests/{id}/approve"), &body)
+            .await
+    }
+
+    /// `POST /v1/requests/{id}/deny`.
+    pub async fn deny(&self, id: &str, reason: &str) -> Result<api::AccessRequest, ClientError> {
+        let body = api::WithReason {
+            reason: reason.into(),
+        };
+        self.post(&format!("/v1/requests/{id}/deny"), &body).await
+    }
+
+    /// `POST /v1/requests/{id}/cancel`.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<api::AccessRequest, ClientError> {
+        let body = api::Cancel {
+            reason: reason.map(str::to_owned),
+        };
+        self.post(&format!("/v1/requests/{id}/cancel"), &body).await
+    }
+
+    /// `POST /v1/requests/{id}/revoke`.
+    pub async fn revoke(&self, id: &str, reason: &str) -> Result<api::AccessRequest, ClientError> {
+        let body = api::WithReason {
+            reason: reason.into(),
+        };
+        self.post(&format!("/v1/requests/{id}/revoke"), &body).await
+    }
+
+    /// `GET /v1/grants`.
+    pub async fn grants(&self, active: bool) -> Result<api::Page<api::Grant>, ClientError> {
+        if active {
+            self.get_with("/v1/grants", &[("active", "true")]).await
+        } else {
+            self.get("/v1/grants").await
+        }
+    }
+
+    /// `GET /v1/grants/{id}`.
+    pub async fn grant(&self, id: &str) -> Result<api::Grant, ClientError> {
+        self.get(&format!("/v1/grants/{id}")).await
+    }
+}

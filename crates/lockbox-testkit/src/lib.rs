@@ -1,1 +1,365 @@
-//! placeholder
+//! A real Lockbox server for tests: started on a free port over a fresh
+//! database (SQLite always; PostgreSQL when `LOCKBOX_TEST_POSTGRES_URL` is
+//! set), telling time by a [`ManualClock`] the test moves, with its first
+//! admin created and a client for it.
+//!
+//! [`Contoso`] seeds a tenant with one principal of every kind through the
+//! HTTP API, as a user would, for tests that need people.
+
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, TimeZone as _, Utc};
+use lockbox_api as api;
+use lockbox_client::Client;
+use lockbox_core::{Clock as _, ManualClock, Timestamp};
+use lockbox_server::AppState;
+use lockbox_server::bootstrap;
+use lockbox_server::config::Config;
+use lockbox_server::jobs::sweeper::{self, SweepReport};
+use lockbox_server::serve::Server;
+use lockbox_store::testing::TestDatabase;
+use lockbox_store::{Backend, Store};
+use tokio::sync::oneshot;
+
+/// The instant every test server's clock starts at.
+#[must_use]
+pub fn start_time() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
+}
+
+/// A running server and what a test needs to drive it.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its clock; [`TestServer::advance`] moves it.
+    pub clock: ManualClock,
+    /// A client with the provider admin's token.
+    pub admin: Client,
+    /// The provider admin's token.
+    pub admin_token: String,
+    app: AppState,
+    store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    db: TestDatabase,
+}
+
+impl TestServer {
+    /// A server on a new SQLite database.
+    pub async fn sqlite() -> Self {
+        Self::on(TestDatabase::sqlite()).await
+    }
+
+    /// A server on a new PostgreSQL database, or `None` when
+    /// `LOCKBOX_TEST_POSTGRES_URL` is unset (outside CI).
+    pub async fn postgres() -> Option<Self> {
+        Some(Self::on(TestDatabase::postgres().await?).await)
+    }
+
+    /// A server on the given backend (see [`TestServer::postgres`]).
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Some(Self::on(TestDatabase::new(backend).await?).await)
+    }
+
+    async fn on(db: TestDatabase) -> Self {
+        let store = db.open().await.expect("open the test database");
+        let clock = ManualClock::new(start_time());
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        // Tests sweep by hand, with the manual clock.
+        config.sweeper.interval_seconds = 24 * 3600;
+        config.server.shutdown_grace_seconds = 5;
+        let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
+            .await
+            .expect("create the first admin");
+        let server = Server::bind(&config, store.clone(), Arc::new(clock.clone())).expect("bind");
+        let url = format!("http://{}", server.local_addr().expect("local address"));
+        let app = server.app().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        let admin = Client::new(&url, Some(initialized.token.clone())).expect("client");
+        Self {
+            url,
+            clock,
+            admin,
+            admin_token: initialized.token,
+            app,
+            store,
+            shutdown: Some(tx),
+            db,
+        }
+    }
+
+    /// A client sending `token`.
+    #[must_use]
+    pub fn client(&self, token: &str) -> Client {
+        self.admin.with_token(token)
+    }
+
+    /// A client sending no token.
+    #[must_use]
+    pub fn anonymous(&self) -> Client {
+        self.admin.anonymous()
+    }
+
+    /// The server's store (to check what was, or was not, written).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The server's state.
+    #[must_use]
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+
+    /// The database's URL.
+    #[must_use]
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
+    /// Moves the server's clock.
+    pub fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+    }
+
+    /// Runs the sweeper once, now.
+    pub async fn sweep(&self) -> SweepReport {
+        sweeper::sweep(&self.app).await.expect("sweep")
+    }
+
+    /// Stops the server gracefully.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A principal of the seeded tenant: its id and a client with its token.
+#[derive(Debug, Clone)]
+pub struct Person {
+    /// Its id.
+    pub id: String,
+    /// Its API token.
+    pub token: String,
+    /// A client sending that token.
+    pub client: Client,
+}
+
+/// The seeded world of [`Contoso::seed`].
+#[derive(Debug, Clone)]
+pub struct Contoso {
+    /// The provider admin.
+    pub admin: Person,
+    /// contoso's TenantAdmin (no approver role).
+    pub alice: Person,
+    /// Owner of the subscription `sub-1`.
+    pub olivia: Person,
+    /// LockboxApprover of the resource group `rg-web`.
+    pub bob: Person,
+    /// Reader of the whole tenant.
+    pub rita: Person,
+    /// fabrikam's TenantAdmin and Owner: another tenant.
+    pub fred: Person,
+    /// The operator the case is assigned to.
+    pub sam: Person,
+    /// Another operator.
+    pub oscar: Person,
+    /// A resource gateway.
+    pub gate: Person,
+    /// The open case about [`Contoso::VM`], assigned to sam.
+    pub case: String,
+}
+
+impl Contoso {
+    /// The tenant.
+    pub const TENANT: &'static str = "contoso";
+    /// Its subscription.
+    pub const SUB: &'static str = "/subscriptions/sub-1";
+    /// A resource group in it.
+    pub const RG: &'static str = "/subscriptions/sub-1/resourceGroups/rg-web";
+    /// The case's resource.
+    pub const VM: &'static str = "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-01";
+    /// A resource of the other tenant.
+    pub const FOREIGN_VM: &'static str =
+        "/subscriptions/sub-9/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-x";
+
+    /// Seeds, through the HTTP API: tenants contoso (Lockbox enabled) and
+    /// fabrikam, their users and roles, operators, a gateway, the Reader and
+    /// Contributor levels, and a case about the VM assigned to sam.
+    pub async fn seed(server: &TestServer) -> Self {
+        let admin = &server.admin;
+        let person = |id: &str, token: String| Person {
+            id: id.to_owned(),
+            client: server.client(&token),
+            token,
+        };
+        let new_user = |id: &str| api::NewUser {
+            id: id.into(),
+            display_name: id.into(),
+            email: format!("{id}@example.com"),
+            alternate_emails: vec![],
+            password: None,
+        };
+        let mut tenant_admins = Vec::new();
+        for (tenant, first, sub) in [("contoso", "alice", "sub-1"), ("fabrikam", "fred", "sub-9")] {
+            let created = admin
+                .create_tenant(&api::NewTenant {
+                    id: tenant.into(),
+                    display_name: tenant.into(),
+                    admin: new_user(first),
+                })
+                .await
+                .expect("create tenant");
+            admin
+                .add_subscription(tenant, sub)
+                .await
+                .expect("add subscription");
+            tenant_admins.push(person(first, created.admin_token));
+        }
+        let fred = tenant_admins.pop().unwrap();
+        let alice = tenant_admins.pop().unwrap();
+        fred.client
+            .assign_role("fabrikam", "fred", "Owner", "/")
+            .await
+            .expect("fred owns fabrikam");
+        alice
+            .client
+            .set_lockbox(Self::TENANT, true)
+            .await
+            .expect("opt in");
+        let mut users = Vec::new();
+        for (id, role, scope) in [
+            ("olivia", "Owner", Self::SUB),
+            ("bob", "LockboxApprover", Self::RG),
+            ("rita", "Reader", "/"),
+        ] {
+            alice
+                .client
+                .create_user(Self::TENANT, &new_user(id))
+                .await
+                .expect("create user");
+            alice
+                .client
+                .assign_role(Self::TENANT, id, role, scope)
+                .await
+                .expect("assign role");
+            let token = alice
+                .client
+                .create_token(id, &api::NewToken::default())
+                .await
+                .expect("token")
+                .token;
+            users.push(person(id, token));
+        }
+        let rita = users.pop().unwrap();
+        let bob = users.pop().unwrap();
+        let olivia = users.pop().unwrap();
+        let mut provider = Vec::new();
+        for id in ["sam", "oscar"] {
+            admin
+                .create_operator(&api::NewOperator {
+                    id: id.into(),
+                    display_name: id.into(),
+                    email: format!("{id}@provider.example"),
+                    emergency: false,
+                    password: None,
+                })
+                .await
+                .expect("operator");
+            let token = admin
+                .create_token(id, &api::NewToken::default())
+                .await
+                .expect("token")
+                .token;
+            provider.push(person(id, token));
+        }
+        admin
+            .create_gateway(&api::NewGateway {
+                id: "gate".into(),
+                display_name: "VM gateway".into(),
+            })
+            .await
+            .expect("gateway");
+        let gate_token = admin
+            .create_token("gate", &api::NewToken::default())
+            .await
+            .expect("token")
+            .token;
+        for (name, actions) in [("Reader", vec!["*/read"]), ("Contributor", vec!["*"])] {
+            admin
+                .put_access_level(
+                    name,
+                    &api::PutAccessLevel {
+                        actions: actions.into_iter().map(str::to_owned).collect(),
+                        description: String::new(),
+                    },
+                )
+                .await
+                .expect("access level");
+        }
+        let case = olivia
+            .client
+            .open_case(
+                Self::TENANT,
+                &api::NewCase {
+                    resource: Self::VM.into(),
+                    title: "VM does not boot".into(),
+                    severity: "A".into(),
+                },
+            )
+            .await
+            .expect("open case");
+        admin
+            .assign_case(&case.id, "sam")
+            .await
+            .expect("assign case");
+        let oscar = provider.pop().unwrap();
+        let sam = provider.pop().unwrap();
+        Self {
+            admin: person("admin", server.admin_token.clone()),
+            alice,
+            olivia,
+            bob,
+            rita,
+            fred,
+            sam,
+            oscar,
+            gate: person("gate", gate_token),
+            case: case.id,
+        }
+    }
+
+    /// sam asks for `level` on `resource` under the case.
+    pub async fn request(
+        &self,
+        resource: &str,
+        level: &str,
+        hours: Option<u32>,
+    ) -> api::AccessRequest {
+        self.sam
+            .client
+            .create_request(&api::NewRequest {
+                case: self.case.clone(),
+                resource: resource.into(),
+                access_level: level.into(),
+                duration_hours: hours,
+                justification: "investigating the boot failure".into(),
+            })
+            .await
+            .expect("create request")
+    }
+}

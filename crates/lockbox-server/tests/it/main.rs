@@ -1,0 +1,37 @@
+//! The server over HTTP, on SQLite and (when `LOCKBOX_TEST_POSTGRES_URL` is
+//! set) PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+
+/// Generates one test per backend for each named `async fn(TestServer)`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(lockbox_testkit::TestServer::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match lockbox_testkit::TestServer::postgres().await {
+                        Some(server) => super::$name(server).await,
+                        None => eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: PostgreSQL half not run"),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+mod story;
