@@ -34,4 +34,5 @@ macro_rules! on_both {
     };
 }
 
+mod matrix;
 mod story;

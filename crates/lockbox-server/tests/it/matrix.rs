@@ -1,0 +1,426 @@
+//! The authorization matrix: every route, called by every kind of caller,
+//! must answer exactly the expected status. Any unexpected allow (or
+//! refusal) fails, naming the route and the caller.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use lockbox_api as api;
+use lockbox_client::{Client, RawResponse};
+use lockbox_testkit::{Contoso, TestServer};
+use reqwest::Method;
+use serde_json::json;
+
+/// The callers, in the order of every row's expectations.
+const CALLERS: [&str; 10] = [
+    "anonymous",
+    "admin",
+    "operator assigned",
+    "operator not assigned",
+    "tenant admin",
+    "owner",
+    "lockbox approver",
+    "reader",
+    "user of another tenant",
+    "gateway",
+];
+
+struct Ctx {
+    server: TestServer,
+    world: Contoso,
+}
+
+impl Ctx {
+    fn caller(&self, i: usize) -> Client {
+        let w = &self.world;
+        match i {
+            0 => self.server.anonymous(),
+            1 => w.admin.client.clone(),
+            2 => w.sam.client.clone(),
+            3 => w.oscar.client.clone(),
+            4 => w.alice.client.clone(),
+            5 => w.olivia.client.clone(),
+            6 => w.bob.client.clone(),
+            7 => w.rita.client.clone(),
+            8 => w.fred.client.clone(),
+            _ => w.gate.client.clone(),
+        }
+    }
+
+    async fn fresh_case(&self) -> String {
+        let case = self
+            .world
+            .olivia
+            .client
+            .open_case(
+                Contoso::TENANT,
+                &api::NewCase {
+                    resource: Contoso::VM.into(),
+                    title: "another".into(),
+                    severity: "C".into(),
+                },
+            )
+            .await
+            .unwrap();
+        self.world.admin.client.assign_case(&case.id, "sam").await.unwrap();
+        case.id
+    }
+
+    async fn fresh_request(&self) -> String {
+        self.world.request(Contoso::VM, "Reader", None).await.id
+    }
+
+    async fn fresh_grant(&self) -> (String, String) {
+        let r = self.fresh_request().await;
+        let approved = self.world.olivia.client.approve(&r, "ok", None).await.unwrap();
+        (r, approved.grant.unwrap().id)
+    }
+}
+
+type Call<'a> = Pin<Box<dyn Future<Output = RawResponse> + Send + 'a>>;
+
+async fn send(c: Client, method: Method, path: String, body: Option<serde_json::Value>) -> RawResponse {
+    c.raw(method, &path, body.map(|b| b.to_string()), &[]).await.unwrap()
+}
+
+/// One route: its name, the expected status per caller, and how to call it
+/// as caller `i` (setting up whatever the call consumes).
+struct Row {
+    route: &'static str,
+    expect: [u16; 10],
+    call: for<'a> fn(&'a Ctx, usize) -> Call<'a>,
+}
+
+//                                anon admin sam  oscar alice olivia bob rita fred gate
+const ALL_SIGNED_IN: [u16; 10] = [401, 200, 200, 200, 200, 200, 200, 200, 200, 200];
+const OPEN: [u16; 10] = [200; 10];
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            route: "POST /v1/tenants",
+            expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants".into(), Some(json!({
+                    "id": format!("t{i}"), "display_name": "T",
+                    "admin": {"id": format!("first{i}"), "display_name": "F", "email": "f@example.com"}}))))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants",
+            expect: [401, 200, 403, 403, 200, 200, 200, 200, 200, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants".into(), None)),
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}",
+            expect: [401, 200, 404, 404, 200, 200, 200, 200, 404, 404],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso".into(), None)),
+        },
+        Row {
+            route: "POST /v1/tenants/{tenant}/subscriptions",
+            expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/subscriptions".into(), Some(json!({"id": format!("extra-{i}")}))))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/subscriptions",
+            expect: [401, 200, 404, 404, 200, 200, 200, 200, 404, 404],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/subscriptions".into(), None)),
+        },
+        Row {
+            route: "POST /v1/tenants/{tenant}/users",
+            expect: [401, 403, 403, 403, 201, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/users".into(), Some(json!({
+                    "id": format!("new-user-{i}"), "display_name": "N", "email": "n@example.com"}))))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/users",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/users".into(), None)),
+        },
+        Row {
+            route: "POST /v1/tenants/{tenant}/role-assignments",
+            expect: [401, 403, 403, 403, 201, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                let scope = format!("{}/resourceGroups/rg-{i}", Contoso::SUB);
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/role-assignments".into(), Some(json!({
+                    "principal": "rita", "role": "Reader", "scope": scope}))))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/role-assignments",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/role-assignments".into(), None)),
+        },
+        Row {
+            route: "DELETE /v1/tenants/{tenant}/role-assignments/{id}",
+            expect: [401, 403, 403, 403, 204, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let scope = format!("{}/resourceGroups/del-{i}", Contoso::SUB);
+                    let a = cx.world.alice.client.assign_role(Contoso::TENANT, "rita", "Reader", &scope).await.unwrap();
+                    send(cx.caller(i), Method::DELETE, format!("/v1/tenants/contoso/role-assignments/{}", a.id), None).await
+                })
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/lockbox",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/lockbox".into(), None)),
+        },
+        Row {
+            route: "PUT /v1/tenants/{tenant}/lockbox",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::PUT, "/v1/tenants/contoso/lockbox".into(), Some(json!({"enabled": true}))))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/policy",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/policy".into(), None)),
+        },
+        Row {
+            route: "PUT /v1/tenants/{tenant}/policy",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::PUT, "/v1/tenants/contoso/policy".into(), Some(json!({
+                    "request_ttl_hours": 96, "default_access_hours": 8, "max_access_hours": 8,
+                    "required_approvals": 1, "emergency_access": false, "emergency_max_minutes": 60}))))
+            },
+        },
+        Row {
+            route: "POST /v1/operators",
+            expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/operators".into(), Some(json!({
+                    "id": format!("op-{i}"), "display_name": "O", "email": "o@provider.example"}))))
+            },
+        },
+        Row {
+            route: "POST /v1/gateways",
+            expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/gateways".into(), Some(json!({
+                    "id": format!("gw-{i}"), "display_name": "G"}))))
+            },
+        },
+        Row {
+            route: "GET /v1/access-levels",
+            expect: ALL_SIGNED_IN,
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/access-levels".into(), None)),
+        },
+        Row {
+            route: "PUT /v1/access-levels/{name}",
+            expect: [401, 200, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::PUT, format!("/v1/access-levels/Level{i}"), Some(json!({"actions": ["*/read"]}))))
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/tokens (a tenant user)",
+            expect: [401, 403, 404, 404, 201, 201, 403, 403, 404, 404],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::POST, "/v1/principals/olivia/tokens".into(), Some(json!({})))),
+        },
+        Row {
+            route: "POST /v1/principals/{id}/tokens (an operator)",
+            expect: [401, 201, 201, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::POST, "/v1/principals/sam/tokens".into(), Some(json!({})))),
+        },
+        Row {
+            route: "DELETE /v1/tokens/{id}",
+            expect: [401, 404, 404, 404, 204, 204, 404, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let t = cx.world.olivia.client.create_token("olivia", &api::NewToken { expires_in_days: Some(1) }).await.unwrap();
+                    send(cx.caller(i), Method::DELETE, format!("/v1/tokens/{}", t.id), None).await
+                })
+            },
+        },
+        Row {
+            route: "GET /v1/me",
+            expect: ALL_SIGNED_IN,
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/me".into(), None)),
+        },
+        Row {
+            route: "POST /v1/tenants/{tenant}/cases",
+            expect: [401, 403, 403, 403, 201, 201, 201, 201, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/cases".into(), Some(json!({
+                    "resource": Contoso::VM, "title": "t", "severity": "B"}))))
+            },
+        },
+        Row {
+            route: "GET /v1/cases",
+            expect: [401, 200, 200, 200, 200, 200, 200, 200, 200, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/cases".into(), None)),
+        },
+        Row {
+            route: "GET /v1/cases/{case}",
+            expect: [401, 200, 200, 404, 200, 200, 200, 200, 404, 404],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, format!("/v1/cases/{}", cx.world.case), None)),
+        },
+        Row {
+            route: "POST /v1/cases/{case}/assign",
+            expect: [401, 200, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let case = cx.fresh_case().await;
+                    send(cx.caller(i), Method::POST, format!("/v1/cases/{case}/assign"), Some(json!({"operator": "oscar"}))).await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/cases/{case}/close",
+            expect: [401, 200, 403, 404, 200, 200, 200, 200, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let case = cx.fresh_case().await;
+                    send(cx.caller(i), Method::POST, format!("/v1/cases/{case}/close"), None).await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/requests",
+            expect: [401, 403, 201, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(cx.caller(i), Method::POST, "/v1/requests".into(), Some(json!({
+                    "case": cx.world.case, "resource": Contoso::VM, "access_level": "Reader",
+                    "justification": "matrix"}))))
+            },
+        },
+        Row {
+            route: "GET /v1/requests",
+            expect: [401, 200, 200, 200, 200, 200, 200, 200, 200, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/requests".into(), None)),
+        },
+        Row {
+            route: "GET /v1/requests/{id}",
+            expect: [401, 200, 200, 404, 200, 200, 200, 200, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let r = cx.fresh_request().await;
+                    send(cx.caller(i), Method::GET, format!("/v1/requests/{r}"), None).await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/requests/{id}/approve",
+            expect: [401, 403, 403, 404, 403, 200, 200, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let r = cx.fresh_request().await;
+                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/approve"), Some(json!({"reason": "ok"}))).await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/requests/{id}/deny",
+            expect: [401, 403, 403, 404, 403, 200, 200, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let r = cx.fresh_request().await;
+                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/deny"), Some(json!({"reason": "no"}))).await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/requests/{id}/cancel",
+            expect: [401, 403, 200, 404, 403, 403, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let r = cx.fresh_request().await;
+                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/cancel"), None).await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/requests/{id}/revoke",
+            expect: [401, 403, 200, 404, 403, 200, 200, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (r, _) = cx.fresh_grant().await;
+                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/revoke"), Some(json!({"reason": "done"}))).await
+                })
+            },
+        },
+        Row {
+            route: "GET /v1/grants",
+            expect: [401, 200, 200, 200, 200, 200, 200, 200, 200, 403],
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/grants".into(), None)),
+        },
+        Row {
+            route: "GET /v1/grants/{id}",
+            expect: [401, 200, 200, 404, 200, 200, 200, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (_, g) = cx.fresh_grant().await;
+                    send(cx.caller(i), Method::GET, format!("/v1/grants/{g}"), None).await
+                })
+            },
+        },
+        Row {
+            route: "GET /healthz",
+            expect: OPEN,
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/healthz".into(), None)),
+        },
+        Row {
+            route: "GET /readyz",
+            expect: OPEN,
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/readyz".into(), None)),
+        },
+        Row {
+            route: "GET /metrics",
+            expect: OPEN,
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/metrics".into(), None)),
+        },
+        Row {
+            route: "GET /openapi.json",
+            expect: OPEN,
+            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/openapi.json".into(), None)),
+        },
+    ]
+}
+
+async fn every_route_answers_every_caller_as_expected(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let cx = Ctx { server, world };
+    let mut wrong = Vec::new();
+    for row in rows() {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            let got = (row.call)(&cx, i).await;
+            if got.status != row.expect[i] {
+                wrong.push(format!(
+                    "{} as {caller}: expected {}, got {} {}",
+                    row.route, row.expect[i], got.status, got.body
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} unexpected answers:\n{}", wrong.len(), wrong.join("\n"));
+}
+
+/// Every route of the OpenAPI document has a row here, so a new route
+/// cannot escape the matrix.
+async fn the_matrix_covers_every_documented_route(server: TestServer) {
+    let doc: serde_json::Value = serde_json::from_str(&server.anonymous().raw(Method::GET, "/openapi.json", None, &[]).await.unwrap().body).unwrap();
+    let covered: Vec<String> = rows()
+        .iter()
+        .map(|r| r.route.split(" (").next().unwrap().to_owned())
+        .collect();
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let route = format!("{} {path}", method.to_uppercase());
+            if !covered.contains(&route) {
+                missing.push(route);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "routes missing from the authorization matrix: {missing:?}");
+}
+
+on_both!(every_route_answers_every_caller_as_expected, the_matrix_covers_every_documented_route);
