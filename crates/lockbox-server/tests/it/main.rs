@@ -34,5 +34,7 @@ macro_rules! on_both {
     };
 }
 
+mod duties;
+mod input;
 mod matrix;
 mod story;

@@ -62,7 +62,12 @@ impl Ctx {
             )
             .await
             .unwrap();
-        self.world.admin.client.assign_case(&case.id, "sam").await.unwrap();
+        self.world
+            .admin
+            .client
+            .assign_case(&case.id, "sam")
+            .await
+            .unwrap();
         case.id
     }
 
@@ -72,15 +77,28 @@ impl Ctx {
 
     async fn fresh_grant(&self) -> (String, String) {
         let r = self.fresh_request().await;
-        let approved = self.world.olivia.client.approve(&r, "ok", None).await.unwrap();
+        let approved = self
+            .world
+            .olivia
+            .client
+            .approve(&r, "ok", None)
+            .await
+            .unwrap();
         (r, approved.grant.unwrap().id)
     }
 }
 
 type Call<'a> = Pin<Box<dyn Future<Output = RawResponse> + Send + 'a>>;
 
-async fn send(c: Client, method: Method, path: String, body: Option<serde_json::Value>) -> RawResponse {
-    c.raw(method, &path, body.map(|b| b.to_string()), &[]).await.unwrap()
+async fn send(
+    c: Client,
+    method: Method,
+    path: String,
+    body: Option<serde_json::Value>,
+) -> RawResponse {
+    c.raw(method, &path, body.map(|b| b.to_string()), &[])
+        .await
+        .unwrap()
 }
 
 /// One route: its name, the expected status per caller, and how to call it
@@ -101,9 +119,14 @@ fn rows() -> Vec<Row> {
             route: "POST /v1/tenants",
             expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants".into(), Some(json!({
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants".into(),
+                    Some(json!({
                     "id": format!("t{i}"), "display_name": "T",
-                    "admin": {"id": format!("first{i}"), "display_name": "F", "email": "f@example.com"}}))))
+                    "admin": {"id": format!("first{i}"), "display_name": "F", "email": "f@example.com"}})),
+                ))
             },
         },
         Row {
@@ -114,46 +137,89 @@ fn rows() -> Vec<Row> {
         Row {
             route: "GET /v1/tenants/{tenant}",
             expect: [401, 200, 404, 404, 200, 200, 200, 200, 404, 404],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "POST /v1/tenants/{tenant}/subscriptions",
             expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/subscriptions".into(), Some(json!({"id": format!("extra-{i}")}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/subscriptions".into(),
+                    Some(json!({"id": format!("extra-{i}")})),
+                ))
             },
         },
         Row {
             route: "GET /v1/tenants/{tenant}/subscriptions",
             expect: [401, 200, 404, 404, 200, 200, 200, 200, 404, 404],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/subscriptions".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/subscriptions".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "POST /v1/tenants/{tenant}/users",
             expect: [401, 403, 403, 403, 201, 403, 403, 403, 404, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/users".into(), Some(json!({
-                    "id": format!("new-user-{i}"), "display_name": "N", "email": "n@example.com"}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/users".into(),
+                    Some(json!({
+                    "id": format!("new-user-{i}"), "display_name": "N", "email": "n@example.com"})),
+                ))
             },
         },
         Row {
             route: "GET /v1/tenants/{tenant}/users",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/users".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/users".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "POST /v1/tenants/{tenant}/role-assignments",
             expect: [401, 403, 403, 403, 201, 403, 403, 403, 404, 403],
             call: |cx, i| {
                 let scope = format!("{}/resourceGroups/rg-{i}", Contoso::SUB);
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/role-assignments".into(), Some(json!({
-                    "principal": "rita", "role": "Reader", "scope": scope}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/role-assignments".into(),
+                    Some(json!({
+                    "principal": "rita", "role": "Reader", "scope": scope})),
+                ))
             },
         },
         Row {
             route: "GET /v1/tenants/{tenant}/role-assignments",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/role-assignments".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/role-assignments".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "DELETE /v1/tenants/{tenant}/role-assignments/{id}",
@@ -161,82 +227,171 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let scope = format!("{}/resourceGroups/del-{i}", Contoso::SUB);
-                    let a = cx.world.alice.client.assign_role(Contoso::TENANT, "rita", "Reader", &scope).await.unwrap();
-                    send(cx.caller(i), Method::DELETE, format!("/v1/tenants/contoso/role-assignments/{}", a.id), None).await
+                    let a = cx
+                        .world
+                        .alice
+                        .client
+                        .assign_role(Contoso::TENANT, "rita", "Reader", &scope)
+                        .await
+                        .unwrap();
+                    send(
+                        cx.caller(i),
+                        Method::DELETE,
+                        format!("/v1/tenants/contoso/role-assignments/{}", a.id),
+                        None,
+                    )
+                    .await
                 })
             },
         },
         Row {
             route: "GET /v1/tenants/{tenant}/lockbox",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/lockbox".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/lockbox".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "PUT /v1/tenants/{tenant}/lockbox",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::PUT, "/v1/tenants/contoso/lockbox".into(), Some(json!({"enabled": true}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::PUT,
+                    "/v1/tenants/contoso/lockbox".into(),
+                    Some(json!({"enabled": true})),
+                ))
             },
         },
         Row {
             route: "GET /v1/tenants/{tenant}/policy",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/tenants/contoso/policy".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/policy".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "PUT /v1/tenants/{tenant}/policy",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::PUT, "/v1/tenants/contoso/policy".into(), Some(json!({
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::PUT,
+                    "/v1/tenants/contoso/policy".into(),
+                    Some(json!({
                     "request_ttl_hours": 96, "default_access_hours": 8, "max_access_hours": 8,
-                    "required_approvals": 1, "emergency_access": false, "emergency_max_minutes": 60}))))
+                    "required_approvals": 1, "emergency_access": false, "emergency_max_minutes": 60})),
+                ))
             },
         },
         Row {
             route: "POST /v1/operators",
             expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/operators".into(), Some(json!({
-                    "id": format!("op-{i}"), "display_name": "O", "email": "o@provider.example"}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/operators".into(),
+                    Some(json!({
+                    "id": format!("op-{i}"), "display_name": "O", "email": "o@provider.example"})),
+                ))
             },
         },
         Row {
             route: "POST /v1/gateways",
             expect: [401, 201, 403, 403, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/gateways".into(), Some(json!({
-                    "id": format!("gw-{i}"), "display_name": "G"}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/gateways".into(),
+                    Some(json!({
+                    "id": format!("gw-{i}"), "display_name": "G"})),
+                ))
             },
         },
         Row {
             route: "GET /v1/access-levels",
             expect: ALL_SIGNED_IN,
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/v1/access-levels".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/access-levels".into(),
+                    None,
+                ))
+            },
         },
         Row {
             route: "PUT /v1/access-levels/{name}",
             expect: [401, 200, 403, 403, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::PUT, format!("/v1/access-levels/Level{i}"), Some(json!({"actions": ["*/read"]}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::PUT,
+                    format!("/v1/access-levels/Level{i}"),
+                    Some(json!({"actions": ["*/read"]})),
+                ))
             },
         },
         Row {
             route: "POST /v1/principals/{id}/tokens (a tenant user)",
             expect: [401, 403, 404, 404, 201, 201, 403, 403, 404, 404],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::POST, "/v1/principals/olivia/tokens".into(), Some(json!({})))),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/principals/olivia/tokens".into(),
+                    Some(json!({})),
+                ))
+            },
         },
         Row {
             route: "POST /v1/principals/{id}/tokens (an operator)",
             expect: [401, 201, 201, 403, 403, 403, 403, 403, 403, 403],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::POST, "/v1/principals/sam/tokens".into(), Some(json!({})))),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/principals/sam/tokens".into(),
+                    Some(json!({})),
+                ))
+            },
         },
         Row {
             route: "DELETE /v1/tokens/{id}",
             expect: [401, 404, 404, 404, 204, 204, 404, 404, 404, 404],
             call: |cx, i| {
                 Box::pin(async move {
-                    let t = cx.world.olivia.client.create_token("olivia", &api::NewToken { expires_in_days: Some(1) }).await.unwrap();
-                    send(cx.caller(i), Method::DELETE, format!("/v1/tokens/{}", t.id), None).await
+                    let t = cx
+                        .world
+                        .olivia
+                        .client
+                        .create_token(
+                            "olivia",
+                            &api::NewToken {
+                                expires_in_days: Some(1),
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    send(
+                        cx.caller(i),
+                        Method::DELETE,
+                        format!("/v1/tokens/{}", t.id),
+                        None,
+                    )
+                    .await
                 })
             },
         },
@@ -249,8 +404,13 @@ fn rows() -> Vec<Row> {
             route: "POST /v1/tenants/{tenant}/cases",
             expect: [401, 403, 403, 403, 201, 201, 201, 201, 404, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/tenants/contoso/cases".into(), Some(json!({
-                    "resource": Contoso::VM, "title": "t", "severity": "B"}))))
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/cases".into(),
+                    Some(json!({
+                    "resource": Contoso::VM, "title": "t", "severity": "B"})),
+                ))
             },
         },
         Row {
@@ -261,7 +421,14 @@ fn rows() -> Vec<Row> {
         Row {
             route: "GET /v1/cases/{case}",
             expect: [401, 200, 200, 404, 200, 200, 200, 200, 404, 404],
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, format!("/v1/cases/{}", cx.world.case), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    format!("/v1/cases/{}", cx.world.case),
+                    None,
+                ))
+            },
         },
         Row {
             route: "POST /v1/cases/{case}/assign",
@@ -269,7 +436,13 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let case = cx.fresh_case().await;
-                    send(cx.caller(i), Method::POST, format!("/v1/cases/{case}/assign"), Some(json!({"operator": "oscar"}))).await
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/cases/{case}/assign"),
+                        Some(json!({"operator": "oscar"})),
+                    )
+                    .await
                 })
             },
         },
@@ -279,7 +452,13 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let case = cx.fresh_case().await;
-                    send(cx.caller(i), Method::POST, format!("/v1/cases/{case}/close"), None).await
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/cases/{case}/close"),
+                        None,
+                    )
+                    .await
                 })
             },
         },
@@ -287,9 +466,14 @@ fn rows() -> Vec<Row> {
             route: "POST /v1/requests",
             expect: [401, 403, 201, 403, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
-                Box::pin(send(cx.caller(i), Method::POST, "/v1/requests".into(), Some(json!({
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/requests".into(),
+                    Some(json!({
                     "case": cx.world.case, "resource": Contoso::VM, "access_level": "Reader",
-                    "justification": "matrix"}))))
+                    "justification": "matrix"})),
+                ))
             },
         },
         Row {
@@ -313,7 +497,13 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let r = cx.fresh_request().await;
-                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/approve"), Some(json!({"reason": "ok"}))).await
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/requests/{r}/approve"),
+                        Some(json!({"reason": "ok"})),
+                    )
+                    .await
                 })
             },
         },
@@ -323,7 +513,13 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let r = cx.fresh_request().await;
-                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/deny"), Some(json!({"reason": "no"}))).await
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/requests/{r}/deny"),
+                        Some(json!({"reason": "no"})),
+                    )
+                    .await
                 })
             },
         },
@@ -333,7 +529,13 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let r = cx.fresh_request().await;
-                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/cancel"), None).await
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/requests/{r}/cancel"),
+                        None,
+                    )
+                    .await
                 })
             },
         },
@@ -343,7 +545,13 @@ fn rows() -> Vec<Row> {
             call: |cx, i| {
                 Box::pin(async move {
                     let (r, _) = cx.fresh_grant().await;
-                    send(cx.caller(i), Method::POST, format!("/v1/requests/{r}/revoke"), Some(json!({"reason": "done"}))).await
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/requests/{r}/revoke"),
+                        Some(json!({"reason": "done"})),
+                    )
+                    .await
                 })
             },
         },
@@ -380,7 +588,14 @@ fn rows() -> Vec<Row> {
         Row {
             route: "GET /openapi.json",
             expect: OPEN,
-            call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/openapi.json".into(), None)),
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/openapi.json".into(),
+                    None,
+                ))
+            },
         },
     ]
 }
@@ -400,13 +615,26 @@ async fn every_route_answers_every_caller_as_expected(server: TestServer) {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} unexpected answers:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} unexpected answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// Every route of the OpenAPI document has a row here, so a new route
 /// cannot escape the matrix.
 async fn the_matrix_covers_every_documented_route(server: TestServer) {
-    let doc: serde_json::Value = serde_json::from_str(&server.anonymous().raw(Method::GET, "/openapi.json", None, &[]).await.unwrap().body).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(
+        &server
+            .anonymous()
+            .raw(Method::GET, "/openapi.json", None, &[])
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     let covered: Vec<String> = rows()
         .iter()
         .map(|r| r.route.split(" (").next().unwrap().to_owned())
@@ -420,7 +648,13 @@ async fn the_matrix_covers_every_documented_route(server: TestServer) {
             }
         }
     }
-    assert!(missing.is_empty(), "routes missing from the authorization matrix: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from the authorization matrix: {missing:?}"
+    );
 }
 
-on_both!(every_route_answers_every_caller_as_expected, the_matrix_covers_every_documented_route);
+on_both!(
+    every_route_answers_every_caller_as_expected,
+    the_matrix_covers_every_documented_route
+);

@@ -1,0 +1,291 @@
+//! Bad input: each a 4xx with a clear detail, and nothing changed.
+
+use lockbox_client::RawResponse;
+use lockbox_core::Chain;
+use lockbox_store::{Audit as _, Cases as _, Directory as _, Requests as _};
+use lockbox_testkit::{Contoso, TestServer};
+use reqwest::Method;
+use serde_json::json;
+
+/// Everything the store would show a change in: row counts of the audit
+/// chains (every change is audited), and the things the test touches.
+async fn snapshot(server: &TestServer) -> String {
+    let mut tx = server.store().read().await.unwrap();
+    let heads = tx.chain_heads().await.unwrap();
+    let tenants = tx.tenants(&Default::default()).await.unwrap().items.len();
+    let cases = tx
+        .cases(&Default::default(), &Default::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    let requests = tx
+        .requests(&Default::default(), &Default::default())
+        .await
+        .unwrap()
+        .items;
+    let statuses: Vec<_> = requests.iter().map(|r| r.status.as_str()).collect();
+    format!("{heads:?} tenants={tenants} cases={cases} requests={statuses:?}")
+}
+
+fn problem(r: &RawResponse) -> serde_json::Value {
+    assert_eq!(
+        r.content_type.as_deref(),
+        Some("application/problem+json"),
+        "{}",
+        r.body
+    );
+    serde_json::from_str(&r.body).unwrap()
+}
+
+async fn bad_input_is_refused_clearly_and_changes_nothing(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let pending = world.request(Contoso::VM, "Reader", None).await;
+    let before = snapshot(&server).await;
+    let alice = &world.alice.client;
+    let sam = &world.sam.client;
+    let big = "x".repeat(70 * 1024);
+    let cases: Vec<(&str, lockbox_client::Client, Method, String, Option<String>, u16, &str, &str)> = vec![
+        ("malformed request id", world.olivia.client.clone(), Method::POST, "/v1/requests/req_123/approve".into(),
+            Some(json!({"reason": "x"}).to_string()), 400, "invalid_input", "32 hex digits"),
+        ("malformed tenant id", alice.clone(), Method::GET, "/v1/tenants/Contoso".into(), None, 400, "invalid_input", "lowercase"),
+        ("malformed resource id", sam.clone(), Method::POST, "/v1/requests".into(),
+            Some(json!({"case": world.case, "resource": "/subscriptions/sub-1/resourcegroup/x", "access_level": "Reader", "justification": "j"}).to_string()),
+            400, "invalid_input", "segment 3"),
+        ("wrong type", alice.clone(), Method::PUT, "/v1/tenants/contoso/lockbox".into(),
+            Some(json!({"enabled": "yes"}).to_string()), 400, "invalid_input", "invalid type"),
+        ("unknown field", alice.clone(), Method::PUT, "/v1/tenants/contoso/lockbox".into(),
+            Some(json!({"enabled": false, "enabeld": false}).to_string()), 400, "invalid_input", "unknown field `enabeld`"),
+        ("missing field", world.olivia.client.clone(), Method::POST, format!("/v1/requests/{}/approve", pending.id),
+            Some(json!({}).to_string()), 400, "invalid_input", "missing field `reason`"),
+        ("not JSON", world.olivia.client.clone(), Method::POST, format!("/v1/requests/{}/deny", pending.id),
+            Some("reason=no".into()), 400, "invalid_input", "request body"),
+        ("empty reason", world.olivia.client.clone(), Method::POST, format!("/v1/requests/{}/deny", pending.id),
+            Some(json!({"reason": "   "}).to_string()), 400, "invalid_input", "reason must not be empty"),
+        ("invalid policy", alice.clone(), Method::PUT, "/v1/tenants/contoso/policy".into(),
+            Some(json!({"request_ttl_hours": 96, "default_access_hours": 9, "max_access_hours": 8, "required_approvals": 1, "emergency_access": false, "emergency_max_minutes": 60}).to_string()),
+            400, "invalid_input", "must not exceed max_access_hours"),
+        ("zero approvals", alice.clone(), Method::PUT, "/v1/tenants/contoso/policy".into(),
+            Some(json!({"request_ttl_hours": 96, "default_access_hours": 8, "max_access_hours": 8, "required_approvals": 0, "emergency_access": false, "emergency_max_minutes": 60}).to_string()),
+            400, "invalid_input", "required_approvals"),
+        ("too long", sam.clone(), Method::POST, "/v1/requests".into(),
+            Some(json!({"case": world.case, "resource": Contoso::VM, "access_level": "Reader", "duration_hours": 9, "justification": "j"}).to_string()),
+            422, "duration_too_long", "at most 8 hours"),
+        ("unknown level", sam.clone(), Method::POST, "/v1/requests".into(),
+            Some(json!({"case": world.case, "resource": Contoso::VM, "access_level": "Owner", "justification": "j"}).to_string()),
+            422, "unknown_access_level", "`Owner` is not defined"),
+        ("oversized body", alice.clone(), Method::PUT, "/v1/tenants/contoso/lockbox".into(),
+            Some(json!({"enabled": false, "padding": big}).to_string()), 413, "payload_too_large", "64 KiB"),
+        ("bad limit", alice.clone(), Method::GET, "/v1/requests?limit=501".into(), None, 400, "invalid_input", "between 1 and 500"),
+        ("unknown query", alice.clone(), Method::GET, "/v1/requests?stauts=pending".into(), None, 400, "invalid_input", "unknown field"),
+        ("bad cursor", alice.clone(), Method::GET, "/v1/requests?cursor=nonsense".into(), None, 400, "invalid_input", "cursor"),
+        ("bad status", alice.clone(), Method::GET, "/v1/requests?status=done".into(), None, 400, "invalid_input", "unknown status"),
+        ("no such route", alice.clone(), Method::GET, "/v1/nowhere".into(), None, 404, "not_found", "route"),
+        ("wrong method", alice.clone(), Method::DELETE, "/v1/tenants".into(), None, 405, "method_not_allowed", "method"),
+        ("no token", server.anonymous(), Method::GET, "/v1/me".into(), None, 401, "unauthenticated", "Bearer"),
+        ("not a Lockbox token", server.client("abc"), Method::GET, "/v1/me".into(), None, 401, "unauthenticated", "not a Lockbox token"),
+        ("unknown token", server.client(&format!("lbx_{}", "0".repeat(64))), Method::GET, "/v1/me".into(), None, 401, "unauthenticated", "not recognised"),
+    ];
+    for (what, client, method, path, body, status, kind, detail) in cases {
+        let r = client.raw(method, &path, body, &[]).await.unwrap();
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        let p = problem(&r);
+        assert_eq!(p["type"], kind, "{what}: {}", r.body);
+        assert_eq!(p["status"], status, "{what}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(detail),
+            "{what}: {}",
+            r.body
+        );
+        assert!(!p["title"].as_str().unwrap().is_empty());
+    }
+    // A body that is not declared JSON.
+    let r = alice
+        .raw(
+            Method::PUT,
+            "/v1/tenants/contoso/lockbox",
+            Some("{}".into()),
+            &[("content-type", "text/plain")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 415, "{}", r.body);
+    assert_eq!(problem(&r)["type"], "unsupported_media_type");
+    assert_eq!(
+        snapshot(&server).await,
+        before,
+        "refused input changed nothing"
+    );
+}
+
+async fn revoked_and_expired_tokens_are_refused(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let t = world
+        .olivia
+        .client
+        .create_token(
+            "olivia",
+            &lockbox_api::NewToken {
+                expires_in_days: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    let c = server.client(&t.token);
+    c.me().await.unwrap();
+    server.advance(chrono::TimeDelta::days(1));
+    let e = c.me().await.unwrap_err();
+    assert!(e.to_string().contains("expired"), "{e}");
+    let t = world
+        .olivia
+        .client
+        .create_token("olivia", &lockbox_api::NewToken::default())
+        .await
+        .unwrap();
+    world.olivia.client.revoke_token(&t.id).await.unwrap();
+    let e = server.client(&t.token).me().await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    assert!(e.to_string().contains("revoked"), "{e}");
+    // The revocation is in the tenant's audit log, without the secret.
+    let mut tx = server.store().read().await.unwrap();
+    let log = tx
+        .events(
+            &Chain::Tenant("contoso".parse().unwrap()),
+            &lockbox_store::EventQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let revoked = log.iter().find(|e| e.kind == "token.revoked").unwrap();
+    assert_eq!(revoked.subject, t.id);
+    assert!(
+        !log.iter()
+            .any(|e| serde_json::to_string(&e.data).unwrap().contains(&t.token)),
+        "no secret in the log"
+    );
+}
+
+async fn repeated_failures_are_rate_limited(server: TestServer) {
+    let bad = server.client(&format!("lbx_{}", "1".repeat(64)));
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(
+            bad.raw(Method::GET, "/v1/me", None, &[])
+                .await
+                .unwrap()
+                .status,
+        );
+    }
+    assert_eq!(statuses[0], 401);
+    let limited = bad.raw(Method::GET, "/v1/me", None, &[]).await.unwrap();
+    assert_eq!(limited.status, 429, "{statuses:?}");
+    assert_eq!(problem(&limited)["type"], "rate_limited");
+    // Even a good token from that address waits out the window.
+    assert_eq!(
+        server
+            .admin
+            .raw(Method::GET, "/v1/me", None, &[])
+            .await
+            .unwrap()
+            .status,
+        429
+    );
+}
+
+async fn creating_calls_are_idempotent(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let body = json!({"case": world.case, "resource": Contoso::VM, "access_level": "Reader", "justification": "once"}).to_string();
+    let key = [("idempotency-key", "create-once-1")];
+    let first = world
+        .sam
+        .client
+        .raw(Method::POST, "/v1/requests", Some(body.clone()), &key)
+        .await
+        .unwrap();
+    assert_eq!(first.status, 201);
+    let again = world
+        .sam
+        .client
+        .raw(Method::POST, "/v1/requests", Some(body.clone()), &key)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (201, first.body.as_str()),
+        "the first response, replayed"
+    );
+    let mut tx = server.store().read().await.unwrap();
+    let all = tx
+        .requests(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1, "created once");
+    drop(tx);
+    let other = json!({"case": world.case, "resource": Contoso::VM, "access_level": "Reader", "justification": "different"}).to_string();
+    let reused = world
+        .sam
+        .client
+        .raw(Method::POST, "/v1/requests", Some(other), &key)
+        .await
+        .unwrap();
+    assert_eq!(reused.status, 422);
+    assert_eq!(problem(&reused)["type"], "idempotency_key_reused");
+    // Keys are per caller, and expire after 24 hours.
+    server.advance(chrono::TimeDelta::hours(25));
+    let later = world
+        .sam
+        .client
+        .raw(Method::POST, "/v1/requests", Some(body), &key)
+        .await
+        .unwrap();
+    assert_eq!(later.status, 201);
+    assert_ne!(later.body, first.body);
+    let bad_key = world
+        .sam
+        .client
+        .raw(
+            Method::POST,
+            "/v1/requests",
+            Some("{}".into()),
+            &[("idempotency-key", "")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status, 400);
+}
+
+async fn lists_paginate(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(world.request(Contoso::VM, "Reader", None).await.id);
+        server.advance(chrono::TimeDelta::milliseconds(5));
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = lockbox_client::RequestQuery {
+            limit: Some(2),
+            cursor: cursor.clone(),
+            ..Default::default()
+        };
+        let page = world.olivia.client.requests(&query).await.unwrap();
+        seen.extend(page.items.into_iter().map(|r| r.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "newest first, every item once");
+}
+
+on_both!(
+    bad_input_is_refused_clearly_and_changes_nothing,
+    revoked_and_expired_tokens_are_refused,
+    repeated_failures_are_rate_limited,
+    creating_calls_are_idempotent,
+    lists_paginate,
+);
