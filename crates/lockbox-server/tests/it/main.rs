@@ -37,4 +37,5 @@ macro_rules! on_both {
 mod duties;
 mod input;
 mod matrix;
+mod ops;
 mod story;

@@ -1,0 +1,172 @@
+//! Operations: readiness, metrics, the OpenAPI contract, graceful shutdown.
+
+use std::time::Duration;
+
+use lockbox_store::Requests as _;
+use lockbox_testkit::{Contoso, TestServer};
+use reqwest::Method;
+
+async fn readiness_follows_the_database(server: TestServer) {
+    let ready = server.anonymous().ready().await.unwrap();
+    assert_eq!(ready.status, "ready");
+    assert_eq!(server.anonymous().health().await.unwrap().status, "ok");
+    server.store().close().await;
+    let r = server
+        .anonymous()
+        .raw(Method::GET, "/readyz", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("unavailable"));
+    let api = server
+        .admin
+        .raw(Method::GET, "/v1/me", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(api.status, 503, "{}", api.body);
+    assert!(
+        !api.body.contains("pool"),
+        "no internals in the answer: {}",
+        api.body
+    );
+    assert_eq!(
+        server.anonymous().health().await.unwrap().status,
+        "ok",
+        "alive, just not ready"
+    );
+}
+
+async fn metrics_count_routes_states_and_sweeps(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let r = world.request(Contoso::VM, "Reader", None).await;
+    world.bob.client.approve(&r.id, "ok", None).await.unwrap();
+    world.request(Contoso::VM, "Reader", None).await;
+    server.advance(chrono::TimeDelta::hours(100));
+    server.sweep().await;
+    let text = server
+        .anonymous()
+        .raw(Method::GET, "/metrics", None, &[])
+        .await
+        .unwrap()
+        .body;
+    for line in [
+        r#"lockbox_http_requests_total{method="POST",route="/v1/requests/{id}/approve",status="200"} 1"#,
+        r#"lockbox_http_requests_total{method="POST",route="/v1/requests",status="201"} 2"#,
+        r#"lockbox_access_requests{state="expired"} 1"#,
+        r#"lockbox_access_requests{state="completed"} 1"#,
+        r#"lockbox_sweeper_transitions_total{state="expired"} 1"#,
+        r#"lockbox_sweeper_transitions_total{state="completed"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    // The background sweeper also ran once at start-up.
+    assert!(
+        text.contains(r#"lockbox_sweeper_runs_total{outcome="ok"} "#),
+        "{text}"
+    );
+    assert!(text.contains("lockbox_http_request_duration_seconds_bucket"));
+    assert!(!text.contains(&r.id), "raw paths never become labels");
+}
+
+async fn shutdown_lets_requests_in_flight_finish(mut server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let r = world.request(Contoso::VM, "Reader", None).await;
+    // Hold the request's row (on SQLite: the single writer) so that the
+    // approval waits inside the server.
+    let mut blocker = server.store().begin().await.unwrap();
+    let _locked = blocker.lock_request(&r.id.parse().unwrap()).await.unwrap();
+    let approver = world.bob.client.clone();
+    let id = r.id.clone();
+    let in_flight =
+        tokio::spawn(async move { approver.approve(&id, "during shutdown", None).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the approval is waiting on the lock"
+    );
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.rollback().await.unwrap();
+    let answered = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight was answered");
+    assert_eq!(answered.status, "approved");
+    // The server no longer accepts connections.
+    let mut refused = false;
+    for _ in 0..50 {
+        if world.olivia.client.me().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the server kept accepting after shutdown");
+}
+
+/// The contract: `/openapi.json` as committed in `tests/openapi.json`.
+/// A change to the API shows up in review as a change to that file; run
+/// with `UPDATE_SNAPSHOTS=1` to accept it.
+#[tokio::test]
+async fn the_openapi_document_matches_its_snapshot() {
+    let server = TestServer::sqlite().await;
+    let served = server
+        .anonymous()
+        .raw(Method::GET, "/openapi.json", None, &[])
+        .await
+        .unwrap()
+        .body;
+    let doc: serde_json::Value = serde_json::from_str(&served).unwrap();
+    let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == pretty,
+        "/openapi.json differs from {}; review the change and run with UPDATE_SNAPSHOTS=1",
+        path.display()
+    );
+    // Every route of API.md in scope is documented.
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/v1/tenants",
+        "/v1/tenants/{tenant}",
+        "/v1/tenants/{tenant}/subscriptions",
+        "/v1/operators",
+        "/v1/gateways",
+        "/v1/access-levels/{name}",
+        "/v1/principals/{id}/tokens",
+        "/v1/tokens/{id}",
+        "/v1/tenants/{tenant}/users",
+        "/v1/tenants/{tenant}/role-assignments",
+        "/v1/tenants/{tenant}/role-assignments/{id}",
+        "/v1/tenants/{tenant}/lockbox",
+        "/v1/tenants/{tenant}/policy",
+        "/v1/tenants/{tenant}/cases",
+        "/v1/cases/{case}/assign",
+        "/v1/cases/{case}/close",
+        "/v1/cases",
+        "/v1/cases/{case}",
+        "/v1/requests",
+        "/v1/requests/{id}",
+        "/v1/requests/{id}/approve",
+        "/v1/requests/{id}/deny",
+        "/v1/requests/{id}/cancel",
+        "/v1/requests/{id}/revoke",
+        "/v1/grants",
+        "/v1/grants/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(route), "{route} is not in /openapi.json");
+    }
+}
+
+on_both!(
+    readiness_follows_the_database,
+    metrics_count_routes_states_and_sweeps,
+    shutdown_lets_requests_in_flight_finish
+);
