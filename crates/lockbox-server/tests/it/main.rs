@@ -39,3 +39,4 @@ mod input;
 mod matrix;
 mod ops;
 mod story;
+mod tls;

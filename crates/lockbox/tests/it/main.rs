@@ -1,0 +1,227 @@
+//! The `lockbox` binary, run as a person would run it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lockbox");
+
+fn temp_db(name: &str) -> (PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("lockbox-bin-{}-{name}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let url = format!("sqlite://{}", path.display());
+    (path, url)
+}
+
+/// A running `lockbox serve`, killed when dropped.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("LOCKBOX_LOG__LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Lines printed until one contains `marker`.
+    fn read_until(&self, marker: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `{marker}` in the output: {out:#?}"));
+            let done = line.contains(marker);
+            out.push(line);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The README's first command, and what its output tells a newcomer to do,
+/// leads to an approved request.
+#[tokio::test]
+async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
+    let (_path, url) = temp_db("demo");
+    let server = Running::start(&[
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+    ]);
+    let output = server.read_until("openapi.json").join("\n");
+    let base = output
+        .lines()
+        .find_map(|l| l.strip_prefix("Lockbox is listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the listening line")
+        .to_owned();
+    // Follow the printed curl command for the approval, word for word.
+    let approve = output
+        .lines()
+        .skip_while(|l| !l.contains("-X POST"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let url = approve
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .expect("the approve URL")
+        .to_owned();
+    let token = approve
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .expect("the token")
+        .to_owned();
+    let body = approve
+        .split("-d '")
+        .nth(1)
+        .and_then(|t| t.rsplit_once('\''))
+        .map(|(b, _)| b.to_owned())
+        .expect("the body");
+    assert!(url.starts_with(&base), "{url} vs {base}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "approved", "{answer:#}");
+    assert_eq!(answer["grant"]["principal"], "sam");
+    assert_eq!(answer["case_title"], "web-01 does not boot after patching");
+}
+
+#[test]
+fn init_prints_an_admin_token_once_and_refuses_to_run_twice() {
+    let (_path, url) = temp_db("init");
+    let first = Command::new(BIN)
+        .args(["init", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    let token = stdout
+        .lines()
+        .find(|l| l.starts_with("lbx_"))
+        .expect("a token line");
+    assert_eq!(token.len(), 4 + 64);
+    let second = Command::new(BIN)
+        .args(["init", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8(second.stderr).unwrap();
+    assert!(stderr.contains("already initialised"), "{stderr}");
+    assert!(
+        !String::from_utf8(second.stdout).unwrap().contains("lbx_"),
+        "no second token"
+    );
+}
+
+#[test]
+fn configuration_mistakes_are_reported_and_stop_the_server() {
+    let dir = std::env::temp_dir().join(format!("lockbox-bin-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lockbox.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:0\"\nlisen = \"oops\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("unknown field `lisen`"), "{stderr}");
+    let out = Command::new(BIN)
+        .args(["serve"])
+        .env("LOCKBOX_DATABASE__URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("unsupported database URL scheme")
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--database-url",
+            "postgres://user:s3cret@127.0.0.1:1/nowhere",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains("s3cret"),
+        "the password never appears: {stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let (_path, url) = temp_db("sigterm");
+    let mut server = Running::start(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+    server.read_until("listening on");
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
