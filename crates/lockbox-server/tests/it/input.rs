@@ -38,6 +38,19 @@ fn problem(r: &RawResponse) -> serde_json::Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
+/// What is sent (by whom, how, where, with what body) and the status,
+/// problem type and a fragment of the detail expected back.
+type BadCase<'a> = (
+    &'a str,
+    lockbox_client::Client,
+    Method,
+    String,
+    Option<String>,
+    u16,
+    &'a str,
+    &'a str,
+);
+
 async fn bad_input_is_refused_clearly_and_changes_nothing(server: TestServer) {
     let world = Contoso::seed(&server).await;
     let pending = world.request(Contoso::VM, "Reader", None).await;
@@ -45,7 +58,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing(server: TestServer) {
     let alice = &world.alice.client;
     let sam = &world.sam.client;
     let big = "x".repeat(70 * 1024);
-    let cases: Vec<(&str, lockbox_client::Client, Method, String, Option<String>, u16, &str, &str)> = vec![
+    let cases: Vec<BadCase<'_>> = vec![
         ("malformed request id", world.olivia.client.clone(), Method::POST, "/v1/requests/req_123/approve".into(),
             Some(json!({"reason": "x"}).to_string()), 400, "invalid_input", "32 hex digits"),
         ("malformed tenant id", alice.clone(), Method::GET, "/v1/tenants/Contoso".into(), None, 400, "invalid_input", "lowercase"),
