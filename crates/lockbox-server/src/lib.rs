@@ -8,7 +8,7 @@
 //! work ([`jobs`]) runs beside the API under the same shutdown signal.
 //!
 //! [`AppState`] is the server in one value: [`AppState::router`] is the
-//! whole HTTP surface, and [`serve::serve`] runs it from a [`config::Config`].
+//! whole HTTP surface, and [`serve::Server`] runs it from a [`config::Config`].
 
 pub mod auth;
 pub mod authz;
