@@ -15,6 +15,7 @@
 //! key_file = "/etc/lockbox/key.pem"
 //!
 //! [sweeper]
+//! enabled = true                                # whether this node sweeps
 //! interval_seconds = 30
 //!
 //! [log]
@@ -179,6 +180,10 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweeperConfig {
+    /// Whether this node sweeps (with many nodes, any subset may; they
+    /// never sweep the same row twice).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Seconds between sweeps.
     #[serde(default = "default_sweep")]
     pub interval_seconds: u64,
@@ -188,9 +193,14 @@ fn default_sweep() -> u64 {
     30
 }
 
+fn default_true() -> bool {
+    true
+}
+
 impl Default for SweeperConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval_seconds: default_sweep(),
         }
     }

@@ -53,7 +53,8 @@ pub struct Server {
     app: AppState,
     listener: std::net::TcpListener,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    sweep_every: Duration,
+    /// `None` when this node does not sweep.
+    sweep_every: Option<Duration>,
     grace: Duration,
 }
 
@@ -85,7 +86,10 @@ impl Server {
             app: AppState::new(store, clock, public_url),
             listener,
             tls,
-            sweep_every: Duration::from_secs(config.sweeper.interval_seconds),
+            sweep_every: config
+                .sweeper
+                .enabled
+                .then(|| Duration::from_secs(config.sweeper.interval_seconds)),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
@@ -111,7 +115,9 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let sweeper = sweeper::spawn(self.app.clone(), self.sweep_every, stop_rx);
+        let sweeper = self
+            .sweep_every
+            .map(|every| sweeper::spawn(self.app.clone(), every, stop_rx));
         let handle = axum_server::Handle::<SocketAddr>::new();
         let grace = self.grace;
         let signal_handle = handle.clone();
@@ -147,7 +153,9 @@ impl Server {
             }
         };
         let _ = stop_tx.send(true);
-        let _ = sweeper.await;
+        if let Some(sweeper) = sweeper {
+            let _ = sweeper.await;
+        }
         self.app.store().close().await;
         served.map_err(|e| ServeError::Io(e.to_string()))
     }

@@ -69,7 +69,7 @@ impl TestServer {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         // Tests sweep by hand, with the manual clock.
-        config.sweeper.interval_seconds = 24 * 3600;
+        config.sweeper.enabled = false;
         config.server.shutdown_grace_seconds = 5;
         let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
             .await

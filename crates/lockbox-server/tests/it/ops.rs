@@ -59,9 +59,8 @@ async fn metrics_count_routes_states_and_sweeps(server: TestServer) {
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
-    // The background sweeper also ran once at start-up.
     assert!(
-        text.contains(r#"lockbox_sweeper_runs_total{outcome="ok"} "#),
+        text.contains(r#"lockbox_sweeper_runs_total{outcome="ok"} 1"#),
         "{text}"
     );
     assert!(text.contains("lockbox_http_request_duration_seconds_bucket"));
