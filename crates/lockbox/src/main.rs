@@ -105,6 +105,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 None
             };
+            // Listen for SIGINT/SIGTERM before announcing anything.
+            let shutdown = serve::shutdown_signal();
             let server = Server::bind(&config, store, clock).map_err(|e| e.to_string())?;
             let url = server.app().public_url().to_owned();
             println!(
@@ -119,10 +121,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ),
                 None => {}
             }
-            server
-                .run(serve::shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())
+            server.run(shutdown).await.map_err(|e| e.to_string())
         }
         Command::Init { config, admin } => {
             let config = load(&config, None)?;
