@@ -32,6 +32,19 @@ fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {
     })
 }
 
+/// A tenant read outside a transaction; 404 when there is none.
+async fn read_tenant(
+    app: &AppState,
+    id: &TenantId,
+) -> Result<lockbox_core::tenant::Tenant, ApiError> {
+    app.store()
+        .read()
+        .await?
+        .tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {id}")))
+}
+
 /// The `token.created` event (never the secret).
 pub(crate) fn token_event(
     chain: Chain,
@@ -165,13 +178,7 @@ pub(crate) async fn get_tenant(
 ) -> Result<Json<api::Tenant>, ApiError> {
     let id = TenantId::parse(&tenant)?;
     authz::see_tenant(&caller, &id)?;
-    let t = app
-        .store()
-        .read()
-        .await?
-        .tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id}")))?;
+    let t = read_tenant(&app, &id).await?;
     Ok(Json(present::tenant(&t)))
 }
 
@@ -416,13 +423,7 @@ pub(crate) async fn get_lockbox(
 ) -> Result<Json<api::LockboxState>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
-    let t = app
-        .store()
-        .read()
-        .await?
-        .tenant(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))?;
+    let t = read_tenant(&app, &tenant).await?;
     Ok(Json(present::lockbox(&t.lockbox)))
 }
 
@@ -470,13 +471,7 @@ pub(crate) async fn get_policy(
 ) -> Result<Json<api::Policy>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
-    let t = app
-        .store()
-        .read()
-        .await?
-        .tenant(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))?;
+    let t = read_tenant(&app, &tenant).await?;
     Ok(Json(present::policy(&t.policy)))
 }
 
