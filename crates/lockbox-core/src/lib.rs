@@ -17,6 +17,7 @@
 //!   support cases.
 //! - [`request`], [`grant`]: the access-request state machine, grants and
 //!   emergency access.
+//! - [`enforce`]: the in-memory grant index that `check` decides from.
 //! - [`audit`]: events, the canonical encoding, the per-tenant hash chain,
 //!   signed checkpoints and the offline verifier.
 
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod authz;
 pub mod case;
 pub mod clock;
+pub mod enforce;
 pub mod error;
 pub mod grant;
 pub mod id;
@@ -43,6 +45,7 @@ pub use audit::{
 pub use authz::{ProviderAdmin, TenantAdmin};
 pub use case::{CaseStatus, Severity, SupportCase};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use enforce::{CheckOutcome, CheckReason, GrantIndex};
 pub use error::DomainError;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
 pub use id::{CaseId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId, TenantId, TokenId};

@@ -90,6 +90,12 @@ impl SubscriptionId {
     }
 }
 
+impl std::borrow::Borrow<str> for SubscriptionId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for SubscriptionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -368,12 +374,17 @@ impl ResourceId {
     /// The subscription the resource lives in, which decides its tenant.
     #[must_use]
     pub fn subscription(&self) -> SubscriptionId {
-        let id = self
-            .text
+        SubscriptionId(self.subscription_str().into())
+    }
+
+    /// The subscription's id as it appears in this resource id (already
+    /// in its canonical lowercase), without allocating.
+    #[must_use]
+    pub fn subscription_str(&self) -> &str {
+        self.text
             .strip_prefix("/subscriptions/")
             .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default();
-        SubscriptionId(id.into())
+            .unwrap_or_default()
     }
 
     /// The lowercase form, for use as a key where ids must compare

@@ -12,6 +12,7 @@ mod admin;
 mod audit_format;
 mod cases;
 mod chain_props;
+mod enforce;
 mod grants;
 mod props;
 mod requests;

@@ -1,0 +1,364 @@
+//! The grant index: every decision `check` makes, and agreement with a
+//! brute-force decision over the same grants.
+
+use chrono::TimeDelta;
+use lockbox_core::access::ActionSet;
+use lockbox_core::grant::GrantRecord;
+use lockbox_core::text::Reason;
+use lockbox_core::*;
+use proptest::prelude::*;
+
+use crate::world::*;
+
+const SUB2_VM: &str =
+    "/subscriptions/sub-2/resourceGroups/rg-db/providers/Microsoft.Sql/servers/sql-01";
+
+fn pid(s: &str) -> PrincipalId {
+    PrincipalId::parse(s).unwrap()
+}
+
+fn tid(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+fn grant(n: u8, who: &str, scope: &str, patterns: &[&str], from: i64, to: i64) -> Grant {
+    Grant::restore(GrantRecord {
+        id: GrantId::from_parts(t0(), [n; 10]),
+        request: None,
+        tenant: tid("contoso"),
+        principal: pid(who),
+        scope: rid(scope),
+        access_level: AccessLevelName::parse("Level").unwrap(),
+        actions: ActionSet::parse(patterns).unwrap(),
+        not_before: t0() + hours(from),
+        not_after: t0() + hours(to),
+        state: GrantState::Active,
+        emergency: true,
+    })
+    .unwrap()
+}
+
+fn revoked(g: &Grant) -> Grant {
+    let mut record = g.record().clone();
+    record.state = GrantState::Revoked(Revocation {
+        by: pid("olivia"),
+        reason: Reason::parse("done").unwrap(),
+        at: t0(),
+    });
+    Grant::restore(record).unwrap()
+}
+
+fn index() -> GrantIndex {
+    let mut index = GrantIndex::new();
+    for who in ["sam", "oscar", "fred"] {
+        index.add_principal(pid(who));
+    }
+    index.add_subscription(SubscriptionId::parse("sub-1").unwrap(), tid("contoso"));
+    index.add_subscription(SubscriptionId::parse("sub-2").unwrap(), tid("contoso"));
+    index.add_subscription(SubscriptionId::parse("sub-9").unwrap(), tid("fabrikam"));
+    index
+}
+
+fn check(index: &GrantIndex, who: &str, resource: &str, act: &str, at: Timestamp) -> CheckOutcome {
+    index.check(&pid(who), &rid(resource), &action(act), at)
+}
+
+#[test]
+fn a_grant_allows_only_inside_its_window() {
+    let mut ix = index();
+    let g = grant(1, "sam", RG, &["*/read"], 0, 8);
+    ix.upsert(&g);
+    let at = |t| check(&ix, "sam", VM, READ, t);
+    assert_eq!(
+        at(t0() - TimeDelta::microseconds(1)).reason,
+        CheckReason::NotYetValid
+    );
+    let first = at(t0());
+    assert!(first.allowed(), "from not_before, inclusive");
+    assert_eq!(first.grant, Some(g.id));
+    assert_eq!(first.expires_at, Some(g.not_after));
+    assert_eq!(first.tenant, Some(tid("contoso")));
+    assert!(at(t0() + hours(8) - TimeDelta::microseconds(1)).allowed());
+    let end = at(t0() + hours(8));
+    assert_eq!(end.reason, CheckReason::Expired, "not_after is exclusive");
+    assert!(!end.allowed());
+    assert_eq!(end.expires_at, None);
+}
+
+#[test]
+fn actions_scopes_principals_and_tenants_are_each_checked() {
+    let mut ix = index();
+    ix.upsert(&grant(1, "sam", RG, &["*/read"], 0, 8));
+    let now = t0() + hours(1);
+    assert_eq!(
+        check(&ix, "sam", VM, WRITE, now).reason,
+        CheckReason::ActionNotInAccessLevel
+    );
+    assert_eq!(
+        check(&ix, "sam", RG, READ, now).reason,
+        CheckReason::Granted
+    );
+    assert_eq!(
+        check(&ix, "sam", SUB, READ, now).reason,
+        CheckReason::NoGrant,
+        "a grant on a resource group does not cover its subscription"
+    );
+    assert_eq!(
+        check(
+            &ix,
+            "sam",
+            "/subscriptions/sub-1/resourceGroups/rg-web2",
+            READ,
+            now
+        )
+        .reason,
+        CheckReason::NoGrant,
+        "containment is whole-segment"
+    );
+    assert_eq!(
+        check(
+            &ix,
+            "sam",
+            &VM.to_uppercase().replace("SUB-1", "sub-1"),
+            READ,
+            now
+        )
+        .reason,
+        CheckReason::Granted,
+        "and case-insensitive"
+    );
+    assert_eq!(
+        check(&ix, "oscar", VM, READ, now).reason,
+        CheckReason::NoGrant
+    );
+    assert_eq!(
+        check(&ix, "nobody", VM, READ, now).reason,
+        CheckReason::UnknownPrincipal
+    );
+    let foreign = check(&ix, "sam", FOREIGN_VM, READ, now);
+    assert_eq!(
+        foreign.reason,
+        CheckReason::NoGrant,
+        "another tenant's resource"
+    );
+    assert_eq!(foreign.tenant, Some(tid("fabrikam")), "logged to its owner");
+    let unowned = check(&ix, "sam", UNOWNED_VM, READ, now);
+    assert_eq!(unowned.reason, CheckReason::UnknownResource);
+    assert_eq!(unowned.tenant, None);
+    assert_eq!(
+        check(&ix, "sam", SUB2_VM, READ, now).reason,
+        CheckReason::NoGrant,
+        "the same tenant's other subscription"
+    );
+}
+
+#[test]
+fn revocation_is_final_whatever_order_changes_arrive_in() {
+    let mut ix = index();
+    let g = grant(1, "sam", VM, &["*"], 0, 8);
+    ix.upsert(&g);
+    let now = t0() + hours(1);
+    assert!(check(&ix, "sam", VM, WRITE, now).allowed());
+    ix.upsert(&revoked(&g));
+    assert_eq!(
+        check(&ix, "sam", VM, WRITE, now).reason,
+        CheckReason::Revoked
+    );
+    ix.upsert(&g);
+    assert_eq!(
+        check(&ix, "sam", VM, WRITE, now).reason,
+        CheckReason::Revoked,
+        "a stale copy of the active grant does not bring it back"
+    );
+    assert_eq!(ix.len(), 1);
+
+    let mut late = index();
+    late.upsert(&revoked(&g));
+    late.upsert(&g);
+    assert_eq!(late.grants(), ix.grants(), "the same end in either order");
+}
+
+#[test]
+fn the_longest_allowing_grant_is_named_and_denials_say_the_closest_reason() {
+    let mut ix = index();
+    let short = grant(1, "sam", VM, &["*/read"], 0, 2);
+    let long = grant(2, "sam", RG, &["*/read"], 0, 6);
+    let other = grant(3, "sam", OTHER_VM, &["*"], 0, 8);
+    for g in [&short, &long, &other] {
+        ix.upsert(g);
+    }
+    let now = t0() + hours(1);
+    let out = check(&ix, "sam", VM, READ, now);
+    assert_eq!(
+        (out.grant, out.expires_at),
+        (Some(long.id), Some(long.not_after))
+    );
+    ix.upsert(&revoked(&long));
+    let out = check(&ix, "sam", VM, WRITE, now);
+    assert_eq!(
+        (out.reason, out.grant),
+        (CheckReason::ActionNotInAccessLevel, Some(short.id)),
+        "the active grant's reason wins over the revoked one's"
+    );
+    let later = t0() + hours(3);
+    let out = check(&ix, "sam", VM, READ, later);
+    assert_eq!(out.reason, CheckReason::Revoked, "{out:?}");
+}
+
+#[test]
+fn pruning_forgets_only_grants_long_over() {
+    let mut ix = index();
+    ix.upsert(&grant(1, "sam", VM, &["*"], 0, 1));
+    ix.upsert(&grant(2, "sam", VM, &["*"], 0, 8));
+    assert_eq!(ix.prune(t0() + hours(2), hours(1)), 1);
+    assert_eq!(ix.len(), 1);
+    assert_eq!(ix.prune(t0() + hours(2), hours(1)), 0);
+    assert!(check(&ix, "sam", VM, READ, t0() + hours(2)).allowed());
+    assert_eq!(
+        check(&ix, "sam", VM, READ, t0() + hours(8)).reason,
+        CheckReason::Expired
+    );
+    assert_eq!(ix.prune(t0() + hours(10), hours(1)), 1);
+    assert!(ix.is_empty());
+    assert_eq!(
+        check(&ix, "sam", VM, READ, t0() + hours(10)).reason,
+        CheckReason::NoGrant
+    );
+}
+
+#[test]
+fn a_decision_is_recorded_in_the_resource_owners_chain() {
+    let mut ix = index();
+    ix.upsert(&grant(1, "sam", VM, &["*"], 0, 8));
+    let gate = pid("gate");
+    let now = t0() + hours(1);
+    let out = check(&ix, "sam", VM, READ, now);
+    let ev = out.event(&gate, &pid("sam"), &rid(VM), &action(READ), now);
+    assert_eq!(ev.kind, EventKind::AccessAllowed);
+    assert_eq!(ev.chain, Chain::Tenant(tid("contoso")));
+    assert_eq!(ev.subject, VM);
+    assert_eq!(ev.data["reason"], "granted");
+    assert_eq!(ev.data["principal"], "sam");
+    let out = check(&ix, "sam", UNOWNED_VM, READ, now);
+    let ev = out.event(&gate, &pid("sam"), &rid(UNOWNED_VM), &action(READ), now);
+    assert_eq!(
+        (ev.kind, ev.chain),
+        (EventKind::AccessDenied, Chain::Provider)
+    );
+    assert_eq!(ev.data["reason"], "unknown_resource");
+}
+
+// The index against brute force: every grant ever given, each decided on
+// its own by `Grant::check`.
+
+const PEOPLE: [&str; 3] = ["sam", "oscar", "fred"];
+const SCOPES: [&str; 5] = [SUB, RG, VM, OTHER_VM, SUB2_VM];
+const PROBES: [&str; 6] = [VM, OTHER_VM, RG, SUB2_VM, FOREIGN_VM, UNOWNED_VM];
+const ACTIONS: [&str; 2] = [READ, WRITE];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Give {
+        who: usize,
+        scope: usize,
+        read_only: bool,
+        from: i64,
+        len: i64,
+    },
+    Revoke(usize),
+    Replay(usize),
+    Prune(i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 0..5usize, any::<bool>(), -3i64..3, 1i64..6).prop_map(
+            |(who, scope, read_only, from, len)| Op::Give { who, scope, read_only, from, len }
+        ),
+        2 => (0..64usize).prop_map(Op::Revoke),
+        1 => (0..64usize).prop_map(Op::Replay),
+        1 => (0..12i64).prop_map(Op::Prune),
+    ]
+}
+
+fn brute_force(grants: &[Grant], who: &str, resource: &str, act: &str, now: Timestamp) -> bool {
+    let r = rid(resource);
+    let owned = r.subscription_str() != "sub-404";
+    owned
+        && grants
+            .iter()
+            .any(|g| g.principal.as_str() == who && g.covers(&r, &action(act), now))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_index_decides_as_brute_force_does(ops in prop::collection::vec(op(), 1..40), hour in -4i64..12) {
+        let mut ix = index();
+        let mut truth: Vec<Grant> = Vec::new();
+        let mut given: Vec<Grant> = Vec::new();
+        // What the index should hold: id → revoked?, with the end.
+        let mut held: std::collections::BTreeMap<GrantId, (bool, Timestamp)> = Default::default();
+        let mut latest_prune = None;
+        for op in ops {
+            match op {
+                Op::Give { who, scope, read_only, from, len } => {
+                    let patterns: &[&str] = if read_only { &["*/read"] } else { &["*"] };
+                    let g = grant(u8::try_from(given.len()).unwrap(), PEOPLE[who], SCOPES[scope], patterns, from, from + len);
+                    ix.upsert(&g);
+                    held.insert(g.id, (false, g.not_after));
+                    given.push(g.clone());
+                    truth.push(g);
+                }
+                Op::Revoke(n) if !truth.is_empty() => {
+                    let i = n % truth.len();
+                    if truth[i].state == GrantState::Active {
+                        truth[i] = revoked(&truth[i]);
+                        ix.upsert(&truth[i]);
+                        if let Some(h) = held.get_mut(&truth[i].id) {
+                            h.0 = true;
+                        } else {
+                            held.insert(truth[i].id, (true, truth[i].not_after));
+                        }
+                    }
+                }
+                Op::Replay(n) if !given.is_empty() => {
+                    // A stale or duplicate copy, as a late notification
+                    // brings: it changes nothing it knows, and a grant it
+                    // has forgotten comes back, over already.
+                    let g = &given[n % given.len()];
+                    ix.upsert(g);
+                    held.entry(g.id).or_insert((false, g.not_after));
+                }
+                Op::Prune(h) => {
+                    // Time only moves forward.
+                    let now = t0() + hours(h.max(latest_prune.unwrap_or(h)));
+                    latest_prune = Some(h.max(latest_prune.unwrap_or(h)));
+                    ix.prune(now, hours(1));
+                    held.retain(|_, (_, end)| *end > now - hours(1));
+                }
+                _ => {}
+            }
+        }
+        let hour = hour.max(latest_prune.unwrap_or(hour));
+        let now = t0() + hours(hour);
+        for who in PEOPLE {
+            for probe in PROBES {
+                for act in ACTIONS {
+                    let out = ix.check(&pid(who), &rid(probe), &action(act), now);
+                    let expected = brute_force(&truth, who, probe, act, now);
+                    prop_assert_eq!(out.allowed(), expected, "{} {} {} at {}: {:?}", who, probe, act, now, out);
+                    if out.allowed() {
+                        let g = truth.iter().find(|g| Some(g.id) == out.grant).unwrap();
+                        prop_assert!(g.covers(&rid(probe), &action(act), now));
+                        prop_assert_eq!(out.expires_at, Some(g.not_after));
+                    }
+                }
+            }
+        }
+        let expected: Vec<_> = held.into_iter().map(|(id, (rev, _))| (id, rev)).collect();
+        let actual: Vec<_> = ix.grants().into_iter().map(|g| (g.id, g.state == "revoked")).collect();
+        prop_assert_eq!(actual, expected);
+    }
+}
