@@ -12,6 +12,7 @@ use lockbox_core::{
 };
 use sqlx::any::AnyRow;
 
+use crate::changes::Change;
 use crate::codec::{RowExt as _, flag, json, micros, opt_micros};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
@@ -89,11 +90,20 @@ pub trait Directory {
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Vec<SubscriptionId>, StoreError>> + Send;
 
+    /// Every subscription with its tenant.
+    fn subscription_owners(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<(SubscriptionId, TenantId)>, StoreError>> + Send;
+
     /// Stores a new principal.
     fn insert_principal(
         &mut self,
         principal: &Principal,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every principal's id.
+    fn principal_ids(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<PrincipalId>, StoreError>> + Send;
     /// A principal.
     fn principal(
         &mut self,
@@ -391,6 +401,7 @@ impl Directory for Tx {
             .bind(micros(now)),
         )
         .await?;
+        self.feed(Change::Subscription(id.clone(), tenant.clone()));
         Ok(())
     }
 
@@ -422,6 +433,23 @@ impl Directory for Tx {
             .collect()
     }
 
+    async fn subscription_owners(&mut self) -> Result<Vec<(SubscriptionId, TenantId)>, StoreError> {
+        let rows = self
+            .all(sqlx::query("SELECT id, tenant_id FROM subscriptions"))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = SubscriptionId::parse(&r.text("id")?).map_err(StoreError::corrupt)?;
+                Ok((id, r.parsed("tenant_id")?))
+            })
+            .collect()
+    }
+
+    async fn principal_ids(&mut self) -> Result<Vec<PrincipalId>, StoreError> {
+        let rows = self.all(sqlx::query("SELECT id FROM principals")).await?;
+        rows.iter().map(|r| r.parsed("id")).collect()
+    }
+
     async fn insert_principal(&mut self, p: &Principal) -> Result<(), StoreError> {
         self.audited_write()?;
         let (kind, tenant, emergency) = match &p.kind {
@@ -445,6 +473,7 @@ impl Directory for Tx {
                 .bind(micros(p.created_at)),
         )
         .await?;
+        self.feed(Change::Principal(p.id.clone()));
         Ok(())
     }
 
@@ -548,6 +577,9 @@ impl Directory for Tx {
                     .bind(micros(now)),
             )
             .await?;
+        if n > 0 {
+            self.feed(Change::TokenRevoked(*id));
+        }
         Ok(n > 0)
     }
 

@@ -30,10 +30,12 @@
 
 mod audit;
 mod cases;
+mod changes;
 mod codec;
 mod directory;
 mod error;
 mod idempotency;
+mod keys;
 mod outbox;
 mod page;
 mod requests;
@@ -50,16 +52,21 @@ use sqlx::{AnyPool, Executor as _};
 
 pub use audit::{Audit, EventQuery};
 pub use cases::{CaseFilter, Cases};
+pub use changes::{CHANNEL, Change, ChangeListener, ChangeRef, CommitObserver, Notice, Settle};
 pub use directory::{ApiToken, Directory};
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
+pub use keys::{KeyPurpose, Keys, SigningKey};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use requests::{GrantFilter, RequestFilter, Requests};
 pub use tx::{Locked, Tx};
 
 /// Every capability, in one transaction.
-pub trait StoreTx: Directory + Cases + Requests + Audit + Outbox + Idempotency + Send {}
+pub trait StoreTx:
+    Directory + Cases + Requests + Audit + Outbox + Idempotency + Keys + Send
+{
+}
 
 impl StoreTx for Tx {}
 
@@ -115,6 +122,11 @@ struct Inner {
     writer: AnyPool,
     /// Read transactions. On PostgreSQL the same pool as `writer`.
     reader: AnyPool,
+    /// PostgreSQL's URL, for the listening connection. Never logged: it may
+    /// carry a password.
+    url: Option<String>,
+    /// Told about every commit (see [`CommitObserver`]).
+    observer: std::sync::RwLock<Option<Arc<dyn CommitObserver>>>,
 }
 
 impl fmt::Debug for Store {
@@ -187,6 +199,8 @@ impl Store {
                     backend,
                     writer,
                     reader,
+                    url: None,
+                    observer: std::sync::RwLock::new(None),
                 }
             }
             Backend::Postgres => {
@@ -204,6 +218,8 @@ impl Store {
                     backend,
                     writer: pool.clone(),
                     reader: pool,
+                    url: Some(url.to_owned()),
+                    observer: std::sync::RwLock::new(None),
                 }
             }
         };
@@ -241,7 +257,7 @@ impl Store {
             .begin_with(begin)
             .await
             .map_err(error::classify)?;
-        Ok(Tx::new(tx, self.inner.backend, true))
+        Ok(Tx::new(tx, self.inner.backend, true, self.observer()))
     }
 
     /// Starts a read-only transaction: a consistent snapshot for reads.
@@ -256,7 +272,7 @@ impl Store {
             .begin_with(begin)
             .await
             .map_err(error::classify)?;
-        Ok(Tx::new(tx, self.inner.backend, false))
+        Ok(Tx::new(tx, self.inner.backend, false, None))
     }
 
     /// The database settings that durability depends on, as the database
@@ -346,16 +362,30 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr as _;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     let files: &[(i64, &'static str, &'static str)] = match backend {
-        Backend::Sqlite => &[(
-            1,
-            "initial",
-            include_str!("../migrations/sqlite/0001_initial.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "initial",
-            include_str!("../migrations/postgres/0001_initial.sql"),
-        )],
+        Backend::Sqlite => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+            ),
+            (
+                2,
+                "signing keys",
+                include_str!("../migrations/sqlite/0002_signing_keys.sql"),
+            ),
+        ],
+        Backend::Postgres => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                2,
+                "signing keys",
+                include_str!("../migrations/postgres/0002_signing_keys.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         files

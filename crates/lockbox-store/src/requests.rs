@@ -13,6 +13,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
 use crate::Backend;
+use crate::changes::Change;
 use crate::codec::{RowExt as _, flag, json, micros, placeholders, time};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
@@ -123,6 +124,12 @@ pub trait Requests {
     fn active_grants(
         &mut self,
         now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
+    /// Every grant, in any state, whose end is after `since`: what the
+    /// enforcement index holds.
+    fn grants_ending_after(
+        &mut self,
+        since: Timestamp,
     ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
     /// Up to `limit` emergency grants whose time is over but whose end is
     /// not yet recorded. Locked, skipping rows another node holds.
@@ -426,6 +433,7 @@ impl Tx {
                 .bind(flag(g.emergency)),
         )
         .await?;
+        self.feed(Change::Grant(g.clone()));
         Ok(())
     }
 
@@ -444,6 +452,7 @@ impl Tx {
             .bind(ended_at),
         )
         .await?;
+        self.feed(Change::Grant(g.clone()));
         Ok(())
     }
 }
@@ -707,6 +716,14 @@ impl Requests for Tx {
         );
         let rows = self
             .all(sqlx::query(AssertSqlSafe(sql)).bind(micros(now)))
+            .await?;
+        rows.iter().map(|r| grant_of(r, "")).collect()
+    }
+
+    async fn grants_ending_after(&mut self, since: Timestamp) -> Result<Vec<Grant>, StoreError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE not_after_us > $1");
+        let rows = self
+            .all(sqlx::query(AssertSqlSafe(sql)).bind(micros(since)))
             .await?;
         rows.iter().map(|r| grant_of(r, "")).collect()
     }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lockbox_core::{AuditEvent, Chain, ChainHead, Digest, PendingEvent};
@@ -11,6 +12,7 @@ use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use crate::Backend;
 use crate::audit::{chain_key, insert_events};
+use crate::changes::{CHANNEL, Change, ChangeRef, CommitObserver, payloads};
 use crate::codec::RowExt as _;
 use crate::error::{StoreError, classify};
 
@@ -66,6 +68,10 @@ pub struct Tx {
     /// Whether a statement failed: the transaction can no longer commit
     /// (PostgreSQL has aborted it; on SQLite it may hold partial writes).
     failed: bool,
+    /// What this transaction changed that nodes keep in memory.
+    changes: Vec<Change>,
+    /// Told about the changes once committed.
+    observer: Option<Arc<dyn CommitObserver>>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -83,7 +89,12 @@ impl std::fmt::Debug for Tx {
 pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 
 impl Tx {
-    pub(crate) fn new(tx: Transaction<'static, Any>, backend: Backend, writable: bool) -> Self {
+    pub(crate) fn new(
+        tx: Transaction<'static, Any>,
+        backend: Backend,
+        writable: bool,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Self {
         Self {
             tx,
             id: NEXT_TX.fetch_add(1, Ordering::Relaxed),
@@ -91,7 +102,14 @@ impl Tx {
             writable,
             changed: false,
             failed: false,
+            changes: Vec::new(),
+            observer,
         }
+    }
+
+    /// Records a change for the feed (see [`crate::changes`]).
+    pub(crate) fn feed(&mut self, change: Change) {
+        self.changes.push(change);
     }
 
     /// Wraps a value just read with a lock. Refused in a read-only
@@ -202,11 +220,38 @@ impl Tx {
     /// Commits, telling a failed commit whose outcome is known (the database
     /// refused it) from one whose outcome is not (the connection broke while
     /// committing, and the commit may or may not have happened).
-    async fn finish(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(|e| match classify(e) {
+    ///
+    /// Changes for the feed are announced to other nodes (PostgreSQL
+    /// `NOTIFY`, delivered only if this commits) and, once committed, told
+    /// to this node's observer, whose settling is awaited.
+    async fn finish(mut self) -> Result<(), StoreError> {
+        let changes = std::mem::take(&mut self.changes);
+        if self.backend == Backend::Postgres && !changes.is_empty() {
+            let refs: Vec<ChangeRef> = changes.iter().map(Change::reference).collect();
+            for payload in payloads(&refs) {
+                self.run(
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(CHANNEL)
+                        .bind(payload),
+                )
+                .await?;
+            }
+        }
+        let observer = self.observer.take();
+        let committed = self.tx.commit().await.map_err(|e| match classify(e) {
             StoreError::Unavailable(why) => StoreError::CommitOutcomeUnknown(why),
             other => other,
-        })
+        });
+        match (&committed, observer) {
+            (Ok(()), Some(observer)) if !changes.is_empty() => {
+                observer.committed(changes).await;
+            }
+            (Err(StoreError::CommitOutcomeUnknown(_)), Some(observer)) if !changes.is_empty() => {
+                observer.unsure();
+            }
+            _ => {}
+        }
+        committed
     }
 
     /// Seals `events` into their chains and commits everything. Returns the

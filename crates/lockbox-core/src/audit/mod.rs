@@ -256,6 +256,11 @@ event_kinds! {
     GrantRevoked = "grant.revoked",
     /// A grant ran out.
     GrantEnded = "grant.ended",
+    /// The grant's holder was given a signed access token (its id and
+    /// expiry; never the token).
+    GrantTokenIssued = "grant.token_issued",
+    /// A signing key was created (and the keys it replaces retired).
+    SigningKeyCreated = "signing_key.created",
     /// A gateway's check was allowed.
     AccessAllowed = "access.allowed",
     /// A gateway's check was denied.

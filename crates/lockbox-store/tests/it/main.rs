@@ -15,6 +15,7 @@ mod harness;
 mod fixture;
 
 mod audit;
+mod changes;
 mod crash;
 mod directory;
 mod outbox;

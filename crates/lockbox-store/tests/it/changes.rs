@@ -1,0 +1,232 @@
+//! The change feed (the commit observer, and on PostgreSQL the
+//! notifications every node hears), signing keys, and the loaders of the
+//! enforcement index.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockbox_core::*;
+use lockbox_store::*;
+
+use crate::conformance;
+use crate::fixture::*;
+use crate::harness::TestStore;
+
+/// Collects what it is told.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Change>>,
+    unsure: Mutex<u32>,
+}
+
+impl CommitObserver for Recorder {
+    fn committed(&self, changes: Vec<Change>) -> Settle {
+        self.seen.lock().unwrap().extend(changes);
+        Box::pin(async {})
+    }
+    fn unsure(&self) {
+        *self.unsure.lock().unwrap() += 1;
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+async fn commits_tell_the_observer_what_they_changed(s: TestStore) {
+    let recorder = Arc::new(Recorder::default());
+    s.observe(recorder.clone());
+    let seeded = seed(&s, 1).await;
+    let seen = recorder.take();
+    assert!(seen.contains(&Change::Subscription(
+        SubscriptionId::parse("sub-1").unwrap(),
+        tid()
+    )));
+    assert!(seen.contains(&Change::Principal(pid("sam"))));
+
+    let req = create_request(&s, "sam", seeded.case, Some(2), t0())
+        .await
+        .unwrap();
+    assert_eq!(recorder.take(), vec![], "a request is not in the feed");
+    let approved = transition(&s, req.id, "olivia", Step::Approve, t0())
+        .await
+        .unwrap();
+    let grant = approved.grant.clone().unwrap();
+    assert_eq!(recorder.take(), vec![Change::Grant(grant.clone())]);
+    let revoked = transition(&s, req.id, "olivia", Step::Revoke, t0() + hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        recorder.take(),
+        vec![Change::Grant(revoked.grant.clone().unwrap())]
+    );
+
+    // Nothing is told of a transaction that does not commit.
+    let operator = Principal {
+        id: pid("nora"),
+        kind: PrincipalKind::Operator { emergency: false },
+        display_name: lockbox_core::text::DisplayName::parse("Nora").unwrap(),
+        email: None,
+        alternate_emails: vec![],
+        created_at: t0(),
+    };
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_principal(&operator).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_principal(&operator).await.unwrap();
+    assert!(matches!(
+        tx.commit(vec![]).await,
+        Err(StoreError::Unaudited)
+    ));
+    assert_eq!(recorder.take(), vec![]);
+    assert_eq!(*recorder.unsure.lock().unwrap(), 0);
+}
+
+async fn other_nodes_hear_changes_in_commit_order(s: TestStore) {
+    let Some(mut listener) = s.listen().await.unwrap() else {
+        assert_eq!(s.backend(), Backend::Sqlite, "only SQLite has no feed");
+        s.heartbeat("nobody hears this").await.unwrap();
+        return;
+    };
+    let other = s.reopen().await;
+    let seeded = seed(&other, 1).await;
+    let req = create_request(&other, "sam", seeded.case, Some(2), t0())
+        .await
+        .unwrap();
+    let grant = transition(&other, req.id, "olivia", Step::Approve, t0())
+        .await
+        .unwrap()
+        .grant
+        .clone()
+        .unwrap();
+    transition(&other, req.id, "olivia", Step::Revoke, t0() + hours(1))
+        .await
+        .unwrap();
+    other.heartbeat("node-b 1").await.unwrap();
+
+    let mut heard = Vec::new();
+    while !heard.contains(&ChangeRef::Heartbeat("node-b 1".into())) {
+        match tokio::time::timeout(Duration::from_secs(10), listener.next())
+            .await
+            .expect("notifications arrive")
+        {
+            Notice::Changes(refs) => heard.extend(refs),
+            Notice::Lost(why) => panic!("lost: {why}"),
+        }
+    }
+    let sub = ChangeRef::Subscription(SubscriptionId::parse("sub-1").unwrap());
+    let at = |r: &ChangeRef| heard.iter().position(|h| h == r).unwrap();
+    let grant_refs: Vec<usize> = heard
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| **r == ChangeRef::Grant(grant.id))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(grant_refs.len(), 2, "approve and revoke: {heard:?}");
+    assert!(at(&sub) < grant_refs[0]);
+    assert!(at(&ChangeRef::Principal(pid("sam"))) < grant_refs[0]);
+    assert_eq!(
+        heard.last(),
+        Some(&ChangeRef::Heartbeat("node-b 1".into())),
+        "the heartbeat comes after everything committed before it"
+    );
+}
+
+async fn the_index_loaders_see_every_grant_not_long_over(s: TestStore) {
+    let seeded = seed(&s, 1).await;
+    let req = create_request(&s, "sam", seeded.case, Some(2), t0())
+        .await
+        .unwrap();
+    let approved = transition(&s, req.id, "olivia", Step::Approve, t0())
+        .await
+        .unwrap();
+    transition(&s, req.id, "olivia", Step::Revoke, t0() + hours(1))
+        .await
+        .unwrap();
+    let mut tx = s.read().await.unwrap();
+    let grants = tx.grants_ending_after(t0()).await.unwrap();
+    assert_eq!(grants.len(), 1, "revoked grants too");
+    assert_eq!(grants[0].id, approved.grant.as_ref().unwrap().id);
+    assert!(
+        tx.grants_ending_after(t0() + hours(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut ids = tx.principal_ids().await.unwrap();
+    ids.sort();
+    assert!(ids.contains(&pid("sam")) && ids.contains(&pid("admin")));
+    assert_eq!(
+        tx.subscription_owners().await.unwrap(),
+        vec![(SubscriptionId::parse("sub-1").unwrap(), tid())]
+    );
+}
+
+async fn signing_keys_rotate_and_stay_listed(s: TestStore) {
+    let key = |id: &str, n: u8, at: Timestamp| SigningKey {
+        id: id.to_owned(),
+        purpose: KeyPurpose::AccessToken,
+        secret: [n; 32],
+        public_key: [n + 1; 32],
+        created_at: at,
+        retired_at: None,
+    };
+    let first = key("k1", 1, t0());
+    assert!(
+        !format!("{first:?}").contains("[1, 1"),
+        "no secret in Debug"
+    );
+
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_signing_key(&first).await.unwrap();
+    assert!(matches!(
+        tx.commit(vec![]).await,
+        Err(StoreError::Unaudited)
+    ));
+    let event = || {
+        PendingEvent::new(
+            Chain::Provider,
+            t0(),
+            Actor::System,
+            EventKind::SigningKeyCreated,
+            "k",
+            serde_json::json!({}),
+        )
+    };
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_signing_key(&first).await.unwrap();
+    tx.commit(vec![event()]).await.unwrap();
+    let second = key("k2", 5, t0() + hours(1));
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_signing_key(&second).await.unwrap();
+    assert_eq!(
+        tx.retire_signing_keys(KeyPurpose::AccessToken, "k2", t0() + hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+    tx.commit(vec![event()]).await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let keys = tx.signing_keys(KeyPurpose::AccessToken).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], second, "newest first");
+    assert_eq!(keys[1].retired_at, Some(t0() + hours(1)));
+    assert_eq!(keys[1].secret, [1; 32]);
+    assert!(
+        tx.signing_keys(KeyPurpose::Checkpoint)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+conformance!(
+    commits_tell_the_observer_what_they_changed,
+    other_nodes_hear_changes_in_commit_order,
+    the_index_loaders_see_every_grant_not_long_over,
+    signing_keys_rotate_and_stay_listed,
+);
