@@ -377,6 +377,85 @@ pub struct Grant {
     pub emergency: bool,
 }
 
+/// `POST /v1/check`: may `principal` perform `action` on `resource`?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The operator acting.
+    pub principal: String,
+    /// The resource acted on (an ARM resource id).
+    pub resource: String,
+    /// One action, e.g. `Microsoft.Compute/virtualMachines/read`.
+    pub action: String,
+}
+
+/// The answer to a check, recorded in the resource's tenant's audit log
+/// (`access.allowed` / `access.denied`) before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    pub allowed: bool,
+    /// The grant that allows it (or that a denial is about).
+    pub grant: Option<String>,
+    /// When the allowing grant ends.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `granted`, `no_grant`, `expired`, `revoked`, `not_yet_valid`,
+    /// `action_not_in_access_level`, `unknown_principal` or
+    /// `unknown_resource`.
+    pub reason: String,
+}
+
+/// `POST /v1/grants/{id}/token`: a signed access token (a JWT, EdDSA).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessToken {
+    /// The JWT. Claims: `iss`, `sub` (the operator), `tid`, `scope`,
+    /// `lvl`, `act` (the level's action patterns), `gid`, `iat`, `exp`,
+    /// `jti`.
+    pub token: String,
+    /// Its `exp`: at most 15 minutes from now, and never after the grant's
+    /// end.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One public signing key (RFC 8037 OKP, Ed25519).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Jwk {
+    /// `OKP`.
+    pub kty: String,
+    /// `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url without padding.
+    pub x: String,
+    /// The key id: its RFC 7638 thumbprint.
+    pub kid: String,
+    /// `EdDSA`.
+    pub alg: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub key_use: String,
+}
+
+/// `GET /.well-known/jwks.json`: the keys access tokens are signed with,
+/// the current one first; a retired key stays listed for a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// `POST /v1/emergency-access`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyAccess {
+    /// The resource (an ARM resource id).
+    pub resource: String,
+    /// Why break-glass access is needed, for the owners.
+    pub justification: String,
+    /// At most the tenant's `emergency_max_minutes`.
+    pub duration_minutes: u32,
+    /// The access level (default `Contributor`).
+    #[serde(default)]
+    pub access_level: Option<String>,
+}
+
 /// `GET /healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {

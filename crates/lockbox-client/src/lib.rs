@@ -536,4 +536,52 @@ impl Client {
     pub async fn grant(&self, id: &str) -> Result<api::Grant, ClientError> {
         self.get(&format!("/v1/grants/{id}")).await
     }
+
+    /// `POST /v1/grants/{id}/revoke` (emergency grants).
+    pub async fn revoke_grant(&self, id: &str, reason: &str) -> Result<api::Grant, ClientError> {
+        self.post(
+            &format!("/v1/grants/{id}/revoke"),
+            &api::WithReason {
+                reason: reason.into(),
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/grants/{id}/token`: a signed access token for the grant.
+    pub async fn grant_token(&self, id: &str) -> Result<api::AccessToken, ClientError> {
+        self.post(&format!("/v1/grants/{id}/token"), &serde_json::json!({}))
+            .await
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    pub async fn jwks(&self) -> Result<api::Jwks, ClientError> {
+        self.get("/.well-known/jwks.json").await
+    }
+
+    /// `POST /v1/check` (gateways).
+    pub async fn check(
+        &self,
+        principal: &str,
+        resource: &str,
+        action: &str,
+    ) -> Result<api::CheckResult, ClientError> {
+        self.post(
+            "/v1/check",
+            &api::CheckRequest {
+                principal: principal.into(),
+                resource: resource.into(),
+                action: action.into(),
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/emergency-access` (emergency operators).
+    pub async fn emergency_access(
+        &self,
+        body: &api::EmergencyAccess,
+    ) -> Result<api::Grant, ClientError> {
+        self.post("/v1/emergency-access", body).await
+    }
 }

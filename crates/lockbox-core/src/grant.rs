@@ -186,6 +186,17 @@ impl Grant {
         now >= self.not_after
     }
 
+    /// Whether the grant allows anything at `now`, and if not, why not.
+    pub fn check_active(&self, now: Timestamp) -> Result<(), CheckDenial> {
+        match self.state {
+            GrantState::Revoked(_) => Err(CheckDenial::Revoked),
+            GrantState::Ended { .. } => Err(CheckDenial::Expired),
+            GrantState::Active if now >= self.not_after => Err(CheckDenial::Expired),
+            GrantState::Active if now < self.not_before => Err(CheckDenial::NotYetValid),
+            GrantState::Active => Ok(()),
+        }
+    }
+
     /// Decides one action on one resource at `now`.
     pub fn check(
         &self,
@@ -193,17 +204,7 @@ impl Grant {
         action: &Action,
         now: Timestamp,
     ) -> Result<(), CheckDenial> {
-        match self.state {
-            GrantState::Revoked(_) => return Err(CheckDenial::Revoked),
-            GrantState::Ended { .. } => return Err(CheckDenial::Expired),
-            GrantState::Active => {}
-        }
-        if now >= self.not_after {
-            return Err(CheckDenial::Expired);
-        }
-        if now < self.not_before {
-            return Err(CheckDenial::NotYetValid);
-        }
+        self.check_active(now)?;
         if !self.scope.contains(resource) {
             return Err(CheckDenial::OutOfScope);
         }

@@ -42,6 +42,8 @@ pub struct Caller {
     pub roles: Vec<RoleAssignment>,
     /// The token presented.
     pub token: TokenId,
+    /// When that token expires.
+    pub token_expires_at: Option<Timestamp>,
 }
 
 /// A freshly minted token: the secret (shown once) and what is stored.
@@ -247,6 +249,7 @@ impl FromRequestParts<AppState> for Caller {
             principal,
             roles,
             token: stored.id,
+            token_expires_at: stored.expires_at,
         })
     }
 }

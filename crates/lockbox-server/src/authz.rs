@@ -195,3 +195,39 @@ pub fn token_authority(c: &Caller, target: &Principal) -> Result<(), ApiError> {
         _ => provider_admin(c).map(|_| ()),
     }
 }
+
+/// Permission to call `check`: gateways only.
+pub fn gateway(c: &Caller) -> Result<(), ApiError> {
+    if matches!(c.principal.kind, PrincipalKind::Gateway) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only gateways may call `check`; register one with POST /v1/gateways",
+        ))
+    }
+}
+
+/// Permission to mint an access token for a grant: its holder only. Others
+/// who may see the grant are refused; those who may not get `404`.
+pub fn grant_holder(c: &Caller, g: &Grant) -> Result<(), ApiError> {
+    if &g.principal == c.id() {
+        return Ok(());
+    }
+    see_grant(c, g)?;
+    Err(ApiError::forbidden(format!(
+        "only the grant's holder ({}) may mint access tokens for it",
+        g.principal
+    )))
+}
+
+/// Permission to use break-glass access: emergency operators only (the
+/// tenant's policy decides the rest).
+pub fn emergency_operator(c: &Caller) -> Result<(), ApiError> {
+    if c.principal.is_emergency_operator() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only emergency operators may use emergency access",
+        ))
+    }
+}

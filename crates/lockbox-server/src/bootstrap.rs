@@ -105,8 +105,9 @@ async fn add_admin(
     Ok((admin, token, events))
 }
 
-/// Creates the first provider admin, `admin_id`, and a token for it. Refused
-/// on a database that already has principals.
+/// Creates the first provider admin, `admin_id`, and a token for it, and
+/// the key that signs access tokens. Refused on a database that already has
+/// principals.
 pub async fn init(
     store: &Store,
     now: Timestamp,
@@ -118,6 +119,7 @@ pub async fn init(
     }
     let (admin, token, events) = add_admin(&mut tx, admin_id, now).await?;
     tx.commit(events).await?;
+    crate::access_token::ensure_key(store, now).await?;
     Ok(Initialized {
         admin: admin.id,
         token: token.secret,

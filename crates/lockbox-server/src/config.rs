@@ -18,6 +18,10 @@
 //! enabled = true                                # whether this node sweeps
 //! interval_seconds = 30
 //!
+//! [enforcement]                                 # PostgreSQL: how fresh each node's grant index must be
+//! heartbeat_interval_ms = 200
+//! max_staleness_ms = 1000                       # a node this far behind stops answering checks
+//!
 //! [log]
 //! level = "info"                                # or a tracing filter
 //! format = "text"                               # or "json"
@@ -65,6 +69,9 @@ pub struct Config {
     /// The background sweeper.
     #[serde(default)]
     pub sweeper: SweeperConfig,
+    /// Enforcement (the check path).
+    #[serde(default)]
+    pub enforcement: EnforcementConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -206,6 +213,49 @@ impl Default for SweeperConfig {
     }
 }
 
+/// `[enforcement]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcementConfig {
+    /// How often a node sends itself a heartbeat through PostgreSQL, in
+    /// milliseconds.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval_ms: u64,
+    /// How old a node's last heartbeat may be before it stops answering
+    /// checks, in milliseconds: the bound on how long another node can go
+    /// on allowing under a revoked grant.
+    #[serde(default = "default_staleness")]
+    pub max_staleness_ms: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    200
+}
+
+fn default_staleness() -> u64 {
+    1000
+}
+
+impl Default for EnforcementConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: default_heartbeat(),
+            max_staleness_ms: default_staleness(),
+        }
+    }
+}
+
+impl EnforcementConfig {
+    /// The options the server runs with.
+    #[must_use]
+    pub fn options(&self) -> crate::enforce::EnforcementOptions {
+        crate::enforce::EnforcementOptions {
+            heartbeat_interval: std::time::Duration::from_millis(self.heartbeat_interval_ms),
+            max_staleness: std::time::Duration::from_millis(self.max_staleness_ms),
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +352,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "sweeper.interval_seconds must be at least 1".into(),
             ));
+        }
+        let e = &self.enforcement;
+        if e.heartbeat_interval_ms < 10 || e.max_staleness_ms < 2 * e.heartbeat_interval_ms {
+            return Err(ConfigError::Invalid(format!(
+                "enforcement.heartbeat_interval_ms must be at least 10 and \
+                 enforcement.max_staleness_ms at least twice it (got {} and {})",
+                e.heartbeat_interval_ms, e.max_staleness_ms
+            )));
         }
         Ok(())
     }

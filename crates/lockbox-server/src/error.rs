@@ -118,6 +118,8 @@ fn title(kind: &str) -> &'static str {
         "method_not_allowed" => "Method not allowed",
         "rate_limited" => "Too many attempts",
         "unavailable" => "Service unavailable",
+        "enforcement_unavailable" => "Enforcement unavailable on this node",
+        "grant_not_active" => "Grant is not active",
         _ => "Internal error",
     }
 }

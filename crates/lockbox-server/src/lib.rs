@@ -10,10 +10,12 @@
 //! [`AppState`] is the server in one value: [`AppState::router`] is the
 //! whole HTTP surface, and [`serve::Server`] runs it from a [`config::Config`].
 
+pub mod access_token;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
 pub mod config;
+pub mod enforce;
 pub mod error;
 pub mod extract;
 pub mod jobs;
@@ -31,9 +33,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use lockbox_core::{Clock, Timestamp};
-use lockbox_store::Store;
+use lockbox_store::{Backend, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::auth::FailureLimiter;
+use crate::enforce::audit_writer::{self, AuditWriter};
+use crate::enforce::{EnforcementOptions, Enforcer};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -50,6 +56,10 @@ struct Inner {
     public_url: String,
     auth_failures: FailureLimiter,
     metrics: Metrics,
+    enforcer: Arc<Enforcer>,
+    audit: AuditWriter,
+    /// The audit writer's queue, until [`AppState::start`] runs it.
+    audit_queue: std::sync::Mutex<Option<audit_writer::Queue>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -66,10 +76,16 @@ const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
 impl AppState {
     /// A server over `store`, telling time by `clock`, reachable at
-    /// `public_url`.
-    #[must_use]
-    pub fn new(store: Store, clock: Arc<dyn Clock>, public_url: String) -> Self {
-        Self {
+    /// `public_url`. Nothing runs until [`AppState::start`].
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+        enforcement: EnforcementOptions,
+    ) -> Result<Self, ApiError> {
+        let enforcer = Enforcer::new(store.backend() == Backend::Postgres, enforcement)?;
+        let (audit, queue) = audit_writer::channel();
+        Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
@@ -79,8 +95,50 @@ impl AppState {
                     Duration::from_secs(60),
                 ),
                 metrics: Metrics::default(),
+                enforcer: Arc::new(enforcer),
+                audit,
+                audit_queue: std::sync::Mutex::new(Some(queue)),
             }),
+        })
+    }
+
+    /// Starts what runs beside the API until `stop`: makes sure a token
+    /// signing key exists, loads the grant index and keeps it exact, and
+    /// runs the audit writer of the check path. Returns the tasks, which
+    /// end after `stop`.
+    pub async fn start(
+        &self,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Vec<JoinHandle<()>>, ApiError> {
+        let store = self.store();
+        access_token::ensure_key(store, self.now()).await?;
+        let mut tasks = enforce::start(
+            &self.inner.enforcer,
+            store,
+            Arc::clone(&self.inner.clock),
+            stop.clone(),
+        )
+        .await?;
+        let queue = self
+            .inner
+            .audit_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(queue) = queue {
+            tasks.push(tokio::spawn(audit_writer::run(store.clone(), queue, stop)));
         }
+        Ok(tasks)
+    }
+
+    /// This node's enforcement state.
+    #[must_use]
+    pub fn enforcer(&self) -> &Arc<Enforcer> {
+        &self.inner.enforcer
+    }
+
+    pub(crate) fn audit_writer(&self) -> &AuditWriter {
+        &self.inner.audit
     }
 
     /// The store.

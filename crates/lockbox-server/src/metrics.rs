@@ -50,6 +50,12 @@ pub struct Metrics {
     requests_by_state: Family<StateLabels, Gauge>,
     sweeper_runs: Family<OutcomeLabels, Counter>,
     sweeper_transitions: Family<StateLabels, Counter>,
+    checks: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -65,6 +71,12 @@ impl Default for Metrics {
         let requests_by_state = Family::<StateLabels, Gauge>::default();
         let sweeper_runs = Family::<OutcomeLabels, Counter>::default();
         let sweeper_transitions = Family::<StateLabels, Counter>::default();
+        let checks = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "checks",
+            "Check decisions by reason (`granted` when allowed)",
+            checks.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -97,6 +109,7 @@ impl Default for Metrics {
             requests_by_state,
             sweeper_runs,
             sweeper_transitions,
+            checks,
         }
     }
 }
@@ -121,6 +134,15 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// Records one check decision.
+    pub(crate) fn check(&self, reason: &str) {
+        self.checks
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition, with request counts as given.

@@ -56,11 +56,20 @@ pub struct Server {
     /// `None` when this node does not sweep.
     sweep_every: Option<Duration>,
     grace: Duration,
+    /// Stops the background tasks.
+    stop: watch::Sender<bool>,
+    /// Enforcement's tasks, started by `bind`.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds the configured address (port 0 picks a free one) over `store`.
-    pub fn bind(config: &Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, ServeError> {
+    /// Binds the configured address (port 0 picks a free one) over `store`
+    /// and starts enforcement (the grant index is loaded when this returns).
+    pub async fn bind(
+        config: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServeError> {
         let listener = std::net::TcpListener::bind(config.server.listen).map_err(|e| {
             ServeError::Io(format!("cannot listen on {}: {e}", config.server.listen))
         })?;
@@ -82,10 +91,19 @@ impl Server {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             _ => None,
         };
+        let app = AppState::new(store, clock, public_url, config.enforcement.options())
+            .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = app.start(stop_rx).await.map_err(|e| ServeError::Database {
+            url: redact_url(&config.database.url),
+            reason: format!("cannot load the grant index: {e:?}"),
+        })?;
         Ok(Self {
-            app: AppState::new(store, clock, public_url),
+            app,
             listener,
             tls,
+            stop,
+            tasks,
             sweep_every: config
                 .sweeper
                 .enabled
@@ -114,7 +132,8 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = self.stop;
+        let stop_rx = stop_tx.subscribe();
         let sweeper = self
             .sweep_every
             .map(|every| sweeper::spawn(self.app.clone(), every, stop_rx));
@@ -155,6 +174,9 @@ impl Server {
         let _ = stop_tx.send(true);
         if let Some(sweeper) = sweeper {
             let _ = sweeper.await;
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
         self.app.store().close().await;
         served.map_err(|e| ServeError::Io(e.to_string()))

@@ -43,7 +43,9 @@ pub struct TestServer {
     app: AppState,
     store: Store,
     shutdown: Option<oneshot::Sender<()>>,
-    db: TestDatabase,
+    database_url: String,
+    /// The database, dropped (and removed) with the first node only.
+    db: Option<TestDatabase>,
 }
 
 impl TestServer {
@@ -66,32 +68,71 @@ impl TestServer {
     async fn on(db: TestDatabase) -> Self {
         let store = db.open().await.expect("open the test database");
         let clock = ManualClock::new(start_time());
+        let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
+            .await
+            .expect("create the first admin");
+        let database_url = db.url.clone();
+        let mut server = Self::serve(store, clock, initialized.token, database_url).await;
+        server.db = Some(db);
+        server
+    }
+
+    async fn serve(
+        store: Store,
+        clock: ManualClock,
+        admin_token: String,
+        database_url: String,
+    ) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         // Tests sweep by hand, with the manual clock.
         config.sweeper.enabled = false;
         config.server.shutdown_grace_seconds = 5;
-        let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
+        let server = Server::bind(&config, store.clone(), Arc::new(clock.clone()))
             .await
-            .expect("create the first admin");
-        let server = Server::bind(&config, store.clone(), Arc::new(clock.clone())).expect("bind");
+            .expect("bind");
+        assert!(
+            server
+                .app()
+                .enforcer()
+                .wait_serving(std::time::Duration::from_secs(10))
+                .await,
+            "the new server's grant index is ready"
+        );
         let url = format!("http://{}", server.local_addr().expect("local address"));
         let app = server.app().clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
-        let admin = Client::new(&url, Some(initialized.token.clone())).expect("client");
+        let admin = Client::new(&url, Some(admin_token.clone())).expect("client");
         Self {
             url,
             clock,
             admin,
-            admin_token: initialized.token,
+            admin_token,
             app,
             store,
             shutdown: Some(tx),
-            db,
+            database_url,
+            db: None,
         }
+    }
+
+    /// Another node on the same database (its own store, index and port),
+    /// telling time by the same clock. Meaningful on PostgreSQL, where
+    /// nodes share a database.
+    pub async fn another_node(&self) -> Self {
+        let store = Store::open(&self.database_url)
+            .await
+            .expect("open the database again");
+        Self::serve(
+            store,
+            self.clock.clone(),
+            self.admin_token.clone(),
+            self.database_url.clone(),
+        )
+        .await
     }
 
     /// A client sending `token`.
@@ -121,7 +162,7 @@ impl TestServer {
     /// The database's URL.
     #[must_use]
     pub fn database_url(&self) -> &str {
-        &self.db.url
+        &self.database_url
     }
 
     /// Moves the server's clock.
@@ -340,6 +381,46 @@ impl Contoso {
             oscar,
             gate: person("gate", gate_token),
             case: case.id,
+        }
+    }
+
+    /// Registers erin, an emergency operator, and lets contoso's policy
+    /// allow emergency access (up to 60 minutes).
+    pub async fn emergency_operator(&self, server: &TestServer) -> Person {
+        self.admin
+            .client
+            .create_operator(&api::NewOperator {
+                id: "erin".into(),
+                display_name: "Erin (on call)".into(),
+                email: "erin@provider.example".into(),
+                emergency: true,
+                password: None,
+            })
+            .await
+            .expect("emergency operator");
+        let token = self
+            .admin
+            .client
+            .create_token("erin", &api::NewToken::default())
+            .await
+            .expect("token")
+            .token;
+        let mut policy = self
+            .alice
+            .client
+            .policy(Self::TENANT)
+            .await
+            .expect("policy");
+        policy.emergency_access = true;
+        self.alice
+            .client
+            .set_policy(Self::TENANT, &policy)
+            .await
+            .expect("allow emergency access");
+        Person {
+            id: "erin".into(),
+            client: server.client(&token),
+            token,
         }
     }
 

@@ -59,6 +59,24 @@ enum Command {
         #[arg(long, default_value = "admin")]
         admin: String,
     },
+    /// Manage the keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Make a new signing key and retire the current one (it stays in the
+    /// JWKS for a day, so tokens it signed verify until they expire).
+    #[command(
+        after_help = "Example:\n  lockbox keys rotate --database-url postgres://lockbox@db/lockbox"
+    )]
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 fn load(args: &ConfigArgs, listen: Option<&String>) -> Result<Config, String> {
@@ -107,7 +125,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             };
             // Listen for SIGINT/SIGTERM before announcing anything.
             let shutdown = serve::shutdown_signal();
-            let server = Server::bind(&config, store, clock).map_err(|e| e.to_string())?;
+            let server = Server::bind(&config, store, clock)
+                .await
+                .map_err(|e| e.to_string())?;
             let url = server.app().public_url().to_owned();
             println!(
                 "Lockbox is listening on {url} (database {})",
@@ -140,6 +160,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                 done.admin
             );
             println!("{}", done.token);
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::Rotate { config },
+        } => {
+            let config = load(&config, None)?;
+            init_logging(&config);
+            let store = serve::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let kid = lockbox_server::access_token::rotate(
+                &store,
+                lockbox_core::audit::Actor::System,
+                clock.now(),
+            )
+            .await
+            .map_err(|e| format!("cannot rotate the signing key: {}", e.kind()))?;
+            store.close().await;
+            println!(
+                "New access-token signing key {kid}; the previous one stays published for a day."
+            );
             Ok(())
         }
     }

@@ -3,6 +3,7 @@
 //! OpenAPI document cannot drift from the code.
 
 pub(crate) mod cases;
+pub(crate) mod enforce;
 pub(crate) mod ops;
 pub(crate) mod provider;
 pub(crate) mod requests;
@@ -34,6 +35,7 @@ use crate::AppState;
         (name = "cases", description = "Support cases"),
         (name = "requests", description = "Access requests and decisions"),
         (name = "grants", description = "Time-bound grants"),
+        (name = "enforcement", description = "Checks, signed access tokens and their keys, emergency access"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -91,6 +93,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(requests::revoke))
         .routes(routes!(requests::list_grants))
         .routes(routes!(requests::get_grant))
+        .routes(routes!(enforce::check))
+        .routes(routes!(enforce::mint_token))
+        .routes(routes!(enforce::jwks))
+        .routes(routes!(enforce::emergency_access))
+        .routes(routes!(enforce::revoke_grant))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -220,7 +220,9 @@ enum Decide {
 }
 
 /// Locks the request, checks the caller may see it, and applies the
-/// decision with the caller's roles as they are now.
+/// decision with the caller's roles as they are now. A refusal rolls the
+/// transaction back at once, releasing the request's lock before the
+/// answer leaves (rather than when the connection is next used).
 async fn decide(
     app: &AppState,
     caller: &Caller,
@@ -230,6 +232,33 @@ async fn decide(
     let id = RequestId::parse(id)?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
+    match decide_in(&mut tx, caller, id, decision, now).await {
+        Ok((request, events, out)) => {
+            tx.save_request(request).await?;
+            tx.commit(events).await?;
+            Ok(Json(out))
+        }
+        Err(refused) => {
+            let _ = tx.rollback().await;
+            Err(refused)
+        }
+    }
+}
+
+async fn decide_in(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: RequestId,
+    decision: Decide,
+    now: Timestamp,
+) -> Result<
+    (
+        lockbox_store::Locked<AccessRequest>,
+        Vec<lockbox_core::PendingEvent>,
+        api::AccessRequest,
+    ),
+    ApiError,
+> {
     let mut request = tx.lock_request(&id).await?;
     authz::see_request(caller, &request)?;
     // Eligibility is decided on the roles held now, not when the caller's
@@ -250,10 +279,8 @@ async fn decide(
         Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,
         Decide::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
     };
-    let out = present_one(&mut tx, &request, now).await?;
-    tx.save_request(request).await?;
-    tx.commit(events).await?;
-    Ok(Json(out))
+    let out = present_one(tx, &request, now).await?;
+    Ok((request, events, out))
 }
 
 /// Approve, with a reason, optionally shortening the duration (an eligible

@@ -28,6 +28,8 @@ const CALLERS: [&str; 10] = [
 struct Ctx {
     server: TestServer,
     world: Contoso,
+    /// An emergency operator (not one of the callers).
+    erin: Client,
 }
 
 impl Ctx {
@@ -85,6 +87,24 @@ impl Ctx {
             .await
             .unwrap();
         (r, approved.grant.unwrap().id)
+    }
+
+    async fn fresh_emergency_grant(&self) -> String {
+        // Other rows replace the policy; allow emergency access again.
+        let alice = &self.world.alice.client;
+        let mut policy = alice.policy(Contoso::TENANT).await.unwrap();
+        policy.emergency_access = true;
+        alice.set_policy(Contoso::TENANT, &policy).await.unwrap();
+        self.erin
+            .emergency_access(&api::EmergencyAccess {
+                resource: Contoso::VM.into(),
+                justification: "outage".into(),
+                duration_minutes: 30,
+                access_level: None,
+            })
+            .await
+            .unwrap()
+            .id
     }
 }
 
@@ -571,6 +591,82 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            route: "POST /v1/grants/{id}/token",
+            expect: [401, 403, 200, 404, 403, 403, 403, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (_, g) = cx.fresh_grant().await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/grants/{g}/token"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/grants/{id}/revoke",
+            expect: [401, 403, 404, 404, 403, 200, 200, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let g = cx.fresh_emergency_grant().await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/grants/{g}/revoke"),
+                        Some(json!({"reason": "done"})),
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/check",
+            expect: [401, 403, 403, 403, 403, 403, 403, 403, 403, 200],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/check".into(),
+                    Some(json!({
+                        "principal": "sam",
+                        "resource": Contoso::VM,
+                        "action": "Microsoft.Compute/virtualMachines/read",
+                    })),
+                ))
+            },
+        },
+        Row {
+            route: "POST /v1/emergency-access",
+            expect: [401, 403, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/emergency-access".into(),
+                    Some(json!({
+                        "resource": Contoso::VM,
+                        "justification": "outage",
+                        "duration_minutes": 10,
+                    })),
+                ))
+            },
+        },
+        Row {
+            route: "GET /.well-known/jwks.json",
+            expect: OPEN,
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/.well-known/jwks.json".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
             route: "GET /healthz",
             expect: OPEN,
             call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/healthz".into(), None)),
@@ -602,7 +698,12 @@ fn rows() -> Vec<Row> {
 
 async fn every_route_answers_every_caller_as_expected(server: TestServer) {
     let world = Contoso::seed(&server).await;
-    let cx = Ctx { server, world };
+    let erin = world.emergency_operator(&server).await.client;
+    let cx = Ctx {
+        server,
+        world,
+        erin,
+    };
     let mut wrong = Vec::new();
     for row in rows() {
         for (i, caller) in CALLERS.iter().enumerate() {

@@ -27,6 +27,7 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
         store,
         Arc::new(ManualClock::new(lockbox_testkit::start_time())),
     )
+    .await
     .unwrap();
     let port = server.local_addr().unwrap().port();
     assert!(server.app().public_url().starts_with("https://"));

@@ -1,0 +1,313 @@
+//! Signed access tokens: short-lived JWTs (EdDSA, Ed25519) a grant's holder
+//! presents to a gateway that verifies them offline against the JWKS.
+//!
+//! The signing key lives in the database (so every node signs with the same
+//! key), is created by `lockbox init` (or on the first start of a database
+//! without one), never appears in a log or a `Debug` output, and is rotated
+//! with `lockbox keys rotate`: the new key signs from then on, and the old
+//! one stays published for [`PUBLISH_RETIRED_FOR`] so tokens it signed
+//! still verify until they expire (at most [`MAX_LIFETIME`] after minting).
+//!
+//! Tokens are encoded by `jsonwebtoken`, with a crypto provider of our own
+//! that does EdDSA only, on the same `ed25519-dalek` the audit checkpoints
+//! use, rather than its RustCrypto provider, which would pull in RSA and
+//! ECDSA implementations Lockbox never uses.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::TimeDelta;
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::signature;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header};
+use lockbox_api as api;
+use lockbox_core::audit::{Actor, Chain, EventKind, PendingEvent};
+use lockbox_core::{Grant, Timestamp};
+use lockbox_store::{KeyPurpose, Keys as _, SigningKey, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::ApiError;
+
+/// The longest an access token lives.
+pub const MAX_LIFETIME: TimeDelta = TimeDelta::minutes(15);
+
+/// How long a retired key stays in the JWKS.
+pub const PUBLISH_RETIRED_FOR: TimeDelta = TimeDelta::hours(24);
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The issuer: this Lockbox's public URL.
+    pub iss: String,
+    /// The operator holding the grant.
+    pub sub: String,
+    /// The tenant.
+    pub tid: String,
+    /// The scope the grant covers.
+    pub scope: String,
+    /// The access level's name.
+    pub lvl: String,
+    /// The access level's action patterns (`*` matches any run of
+    /// characters, case-insensitively), so a gateway can check an action
+    /// offline.
+    pub act: Vec<String>,
+    /// The grant.
+    pub gid: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Expires at (seconds since the epoch).
+    pub exp: i64,
+    /// This token's unique id.
+    pub jti: String,
+}
+
+struct Ed25519Signer(ed25519_dalek::SigningKey);
+
+impl signature::Signer<Vec<u8>> for Ed25519Signer {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        Ok(self.0.sign(msg).to_bytes().to_vec())
+    }
+}
+
+impl JwtSigner for Ed25519Signer {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::EdDSA
+    }
+}
+
+struct Ed25519Verifier(ed25519_dalek::VerifyingKey);
+
+impl signature::Verifier<Vec<u8>> for Ed25519Verifier {
+    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
+        let sig = ed25519_dalek::Signature::from_slice(sig)?;
+        self.0.verify(msg, &sig)
+    }
+}
+
+impl JwtVerifier for Ed25519Verifier {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::EdDSA
+    }
+}
+
+fn key32(bytes: &[u8]) -> jsonwebtoken::errors::Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| ErrorKind::InvalidEddsaKey.into())
+}
+
+/// Our encoding keys carry the raw 32-byte Ed25519 secret.
+fn signer_factory(
+    algorithm: &Algorithm,
+    key: &EncodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn JwtSigner>> {
+    if *algorithm != Algorithm::EdDSA || key.family() != AlgorithmFamily::Ed {
+        return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    let secret = key32(key.as_bytes())?;
+    Ok(Box::new(Ed25519Signer(
+        ed25519_dalek::SigningKey::from_bytes(&secret),
+    )))
+}
+
+/// Decoding keys carry the raw 32-byte public key (as
+/// `DecodingKey::from_ed_components` makes them from a JWK).
+fn verifier_factory(
+    algorithm: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
+    if *algorithm != Algorithm::EdDSA || key.family() != AlgorithmFamily::Ed {
+        return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    let public = key32(key.try_get_as_bytes()?)?;
+    let key =
+        ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| ErrorKind::InvalidEddsaKey)?;
+    Ok(Box::new(Ed25519Verifier(key)))
+}
+
+static PROVIDER: CryptoProvider = CryptoProvider {
+    signer_factory,
+    verifier_factory,
+    key_utils: KeyUtils::new_unimplemented(),
+};
+
+fn provider() {
+    // Installing twice (another server in the same process) is harmless.
+    let _ = PROVIDER.install_default();
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 public key: its key id.
+#[must_use]
+pub fn thumbprint(public_key: &[u8; 32]) -> String {
+    let x = URL_SAFE_NO_PAD.encode(public_key);
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// A new random signing key.
+pub fn generate(purpose: KeyPurpose, now: Timestamp) -> Result<SigningKey, ApiError> {
+    let secret = lockbox_core::id::random_bytes::<32>()?;
+    let public_key = ed25519_dalek::SigningKey::from_bytes(&secret)
+        .verifying_key()
+        .to_bytes();
+    Ok(SigningKey {
+        id: thumbprint(&public_key),
+        purpose,
+        secret,
+        public_key,
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+/// Creates a new access-token signing key and retires the others, audited
+/// as `signing_key.created` on the provider's chain. Returns the new key's
+/// id.
+pub async fn rotate(store: &Store, actor: Actor, now: Timestamp) -> Result<String, ApiError> {
+    let key = generate(KeyPurpose::AccessToken, now)?;
+    let mut tx = store.begin().await?;
+    tx.insert_signing_key(&key).await?;
+    let retired = tx
+        .retire_signing_keys(KeyPurpose::AccessToken, &key.id, now)
+        .await?;
+    let event = PendingEvent::new(
+        Chain::Provider,
+        now,
+        actor,
+        EventKind::SigningKeyCreated,
+        &key.id,
+        json!({
+            "purpose": KeyPurpose::AccessToken.as_str(),
+            "algorithm": "EdDSA",
+            "keys_retired": retired,
+        }),
+    );
+    tx.commit(vec![event]).await?;
+    Ok(key.id)
+}
+
+/// Creates the access-token signing key if there is none.
+pub async fn ensure_key(store: &Store, now: Timestamp) -> Result<(), ApiError> {
+    let mut tx = store.read().await?;
+    let keys = tx.signing_keys(KeyPurpose::AccessToken).await?;
+    tx.commit_unaudited().await?;
+    if keys.iter().all(|k| k.retired_at.is_some()) {
+        rotate(store, Actor::System, now).await?;
+    }
+    Ok(())
+}
+
+/// The key that signs now: the newest unretired one.
+async fn current_key(store: &Store) -> Result<SigningKey, ApiError> {
+    let mut tx = store.read().await?;
+    let keys = tx.signing_keys(KeyPurpose::AccessToken).await?;
+    tx.commit_unaudited().await?;
+    keys.into_iter()
+        .find(|k| k.retired_at.is_none())
+        .ok_or_else(|| ApiError::Internal("no access-token signing key".to_owned()))
+}
+
+/// Mints a token for `grant`'s holder, valid from `now` for at most
+/// [`MAX_LIFETIME`] and never past the grant's end. The caller has checked
+/// that the grant allows something now. Returns the token, its claims and
+/// the `grant.token_issued` event.
+pub async fn mint(
+    store: &Store,
+    issuer: &str,
+    grant: &Grant,
+    now: Timestamp,
+) -> Result<(String, AccessClaims, PendingEvent), ApiError> {
+    provider();
+    let key = current_key(store).await?;
+    let expires = (now + MAX_LIFETIME).min(grant.not_after);
+    let claims = AccessClaims {
+        iss: issuer.to_owned(),
+        sub: grant.principal.to_string(),
+        tid: grant.tenant.to_string(),
+        scope: grant.scope.to_string(),
+        lvl: grant.access_level.to_string(),
+        act: grant
+            .actions
+            .patterns()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        gid: grant.id.to_string(),
+        iat: now.timestamp(),
+        // JWT times are whole seconds; round the end down so the token
+        // never outlives the grant.
+        exp: expires.timestamp(),
+        jti: hex::encode(lockbox_core::id::random_bytes::<16>()?),
+    };
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.id.clone());
+    header.typ = Some("JWT".to_owned());
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key.secret))
+        .map_err(|e| ApiError::Internal(format!("cannot sign an access token: {e}")))?;
+    let event = PendingEvent::new(
+        grant.tenant.clone(),
+        now,
+        grant.principal.clone(),
+        EventKind::GrantTokenIssued,
+        grant.id,
+        json!({
+            "jti": claims.jti,
+            "kid": key.id,
+            "expires_at": Timestamp::from_timestamp(claims.exp, 0),
+        }),
+    );
+    Ok((token, claims, event))
+}
+
+/// The published keys: the current one first, then retired ones for a day.
+pub async fn jwks(store: &Store, now: Timestamp) -> Result<api::Jwks, ApiError> {
+    let mut tx = store.read().await?;
+    let keys = tx.signing_keys(KeyPurpose::AccessToken).await?;
+    tx.commit_unaudited().await?;
+    let mut keys: Vec<&SigningKey> = keys
+        .iter()
+        .filter(|k| k.retired_at.is_none_or(|at| now - at < PUBLISH_RETIRED_FOR))
+        .collect();
+    keys.sort_by_key(|k| (k.retired_at.is_some(), std::cmp::Reverse(k.created_at)));
+    Ok(api::Jwks {
+        keys: keys
+            .into_iter()
+            .map(|k| api::Jwk {
+                kty: "OKP".to_owned(),
+                crv: "Ed25519".to_owned(),
+                x: URL_SAFE_NO_PAD.encode(k.public_key),
+                kid: k.id.clone(),
+                alg: "EdDSA".to_owned(),
+                key_use: "sig".to_owned(),
+            })
+            .collect(),
+    })
+}
+
+/// Verifies a token against published keys with `jsonwebtoken` (for
+/// Lockbox's own tests and tools; gateways use any JWT library).
+pub fn verify(token: &str, jwks: &api::Jwks, now: Timestamp) -> Result<AccessClaims, String> {
+    provider();
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    let kid = header.kid.ok_or("the token names no key")?;
+    let jwk = jwks
+        .keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or("the token's key is not published")?;
+    let key = DecodingKey::from_ed_components(&jwk.x).map_err(|e| e.to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+    validation.validate_aud = false;
+    // Expiry is judged by Lockbox's clock, below, not the machine's.
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+    let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        .map_err(|e| e.to_string())?;
+    if data.claims.exp <= now.timestamp() {
+        return Err("the token has expired".to_owned());
+    }
+    Ok(data.claims)
+}

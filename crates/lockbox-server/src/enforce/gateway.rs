@@ -1,0 +1,139 @@
+//! Gateways' authentication on the check path.
+//!
+//! A gateway calls `check` for every operator action, so reading its token
+//! and principal from the database on every call would make the database
+//! the bottleneck. A gateway's token, once authenticated the ordinary way
+//! ([`Caller`]), is remembered by its hash for at most [`CACHE_FOR`]; a
+//! revoked token is forgotten at once on this node (the commit observer)
+//! and on every other node with the grant changes (the change feed, under
+//! the same freshness rule as grants), and an expired one is refused by
+//! the clock at each use. Gateways have no roles, so nothing else about
+//! them can change.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use lockbox_core::{PrincipalId, PrincipalKind, Timestamp, TokenId};
+
+use crate::AppState;
+use crate::auth::{Caller, token_hash};
+use crate::error::ApiError;
+
+/// How long an authenticated gateway token is trusted without reading the
+/// database again.
+pub const CACHE_FOR: Duration = Duration::from_secs(60);
+
+/// At most this many gateway tokens are remembered.
+const CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    token: TokenId,
+    principal: PrincipalId,
+    expires_at: Option<Timestamp>,
+    cached_at: Instant,
+}
+
+/// Authenticated gateway tokens, by the SHA-256 of the token.
+#[derive(Debug, Default)]
+pub struct GatewayTokens {
+    entries: RwLock<HashMap<[u8; 32], Entry>>,
+}
+
+impl GatewayTokens {
+    fn get(&self, hash: &[u8; 32], now: Timestamp) -> Option<Gateway> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get(hash)?;
+        let fresh = entry.cached_at.elapsed() < CACHE_FOR;
+        let unexpired = entry.expires_at.is_none_or(|end| now < end);
+        (fresh && unexpired).then(|| Gateway {
+            principal: entry.principal.clone(),
+            token: entry.token,
+        })
+    }
+
+    fn put(&self, hash: [u8; 32], entry: Entry) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, e| e.cached_at.elapsed() < CACHE_FOR);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, entry);
+    }
+
+    /// Forgets a revoked token.
+    pub(crate) fn forget(&self, token: &TokenId) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, e| e.token != *token);
+    }
+
+    /// Forgets every token (after the index was reloaded, when revocations
+    /// may have been missed).
+    pub(crate) fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// A caller authenticated as a gateway: the only principals that may call
+/// `check`.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// The gateway.
+    pub principal: PrincipalId,
+    /// The token it used.
+    pub token: TokenId,
+}
+
+fn bearer_hash(parts: &Parts) -> Option<[u8; 32]> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = header.strip_prefix("Bearer ")?.trim();
+    token
+        .starts_with(crate::auth::TOKEN_PREFIX)
+        .then(|| token_hash(token))
+}
+
+impl FromRequestParts<AppState> for Gateway {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let now = app.now();
+        let hash = bearer_hash(parts);
+        let cache = &app.enforcer().gateways;
+        if let Some(hit) = hash.as_ref().and_then(|h| cache.get(h, now)) {
+            return Ok(hit);
+        }
+        let caller = Caller::from_request_parts(parts, app).await?;
+        crate::authz::gateway(&caller)?;
+        if let Some(hash) = hash {
+            let expires_at = caller.token_expires_at;
+            cache.put(
+                hash,
+                Entry {
+                    token: caller.token,
+                    principal: caller.principal.id.clone(),
+                    expires_at,
+                    cached_at: Instant::now(),
+                },
+            );
+        }
+        debug_assert!(matches!(caller.principal.kind, PrincipalKind::Gateway));
+        Ok(Gateway {
+            principal: caller.principal.id,
+            token: caller.token,
+        })
+    }
+}
