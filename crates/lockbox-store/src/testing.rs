@@ -151,6 +151,24 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// Terminates every other connection to `store`'s PostgreSQL database
+/// that is listening for changes (to test how nodes recover); returns how
+/// many. Nothing on SQLite.
+pub async fn terminate_listeners(store: &Store) -> Result<u64, StoreError> {
+    if store.backend() != Backend::Postgres {
+        return Ok(0);
+    }
+    let rows = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query LIKE 'LISTEN %'",
+    )
+    .fetch_all(&store.inner.writer)
+    .await
+    .map_err(crate::error::classify)?;
+    Ok(rows.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

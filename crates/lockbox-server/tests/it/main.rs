@@ -35,6 +35,7 @@ macro_rules! on_both {
 }
 
 mod duties;
+mod enforce;
 mod input;
 mod matrix;
 mod ops;
