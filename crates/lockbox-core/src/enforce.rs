@@ -16,10 +16,11 @@
 //! and a notification about the same grant, a reload racing a revoke) and
 //! the index still ends where the database is.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry as MapEntry;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use hashbrown::{Equivalent, HashMap, HashSet};
 
 use chrono::TimeDelta;
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub struct CheckOutcome {
     /// When the allowing grant ends.
     pub expires_at: Option<Timestamp>,
     /// The tenant that owns the resource, when Lockbox knows it.
-    pub tenant: Option<TenantId>,
+    pub tenant: Option<Arc<TenantId>>,
 }
 
 impl CheckOutcome {
@@ -122,7 +123,10 @@ impl CheckOutcome {
         action: &Action,
         at: Timestamp,
     ) -> PendingEvent {
-        let chain = self.tenant.clone().map_or(Chain::Provider, Chain::Tenant);
+        let chain = self
+            .tenant
+            .as_deref()
+            .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()));
         let kind = if self.allowed() {
             EventKind::AccessAllowed
         } else {
@@ -167,6 +171,7 @@ struct Entry {
     id: GrantId,
     scope: ResourceId,
     actions: Arc<ActionSet>,
+    tenant: Arc<TenantId>,
     not_before_us: i64,
     not_after_us: i64,
     state: EntryState,
@@ -189,6 +194,110 @@ impl Entry {
     }
 }
 
+/// A holder's grants in one subscription: almost always one, kept inline
+/// so that a decision reads it from the table itself.
+#[derive(Debug, Clone)]
+enum Bucket {
+    One(Entry),
+    Many(Vec<Entry>),
+}
+
+impl Bucket {
+    fn entries(&self) -> &[Entry] {
+        match self {
+            Self::One(e) => std::slice::from_ref(e),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn entries_mut(&mut self) -> &mut [Entry] {
+        match self {
+            Self::One(e) => std::slice::from_mut(e),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        match self {
+            Self::One(first) => {
+                let first = first.clone();
+                *self = Self::Many(vec![first, entry]);
+            }
+            Self::Many(v) => v.push(entry),
+        }
+    }
+
+    /// Keeps the entries `keep` accepts; `false` when none is left.
+    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> bool {
+        match self {
+            Self::One(e) => keep(e),
+            Self::Many(v) => {
+                v.retain(|e| keep(e));
+                if let [only] = v.as_slice() {
+                    *self = Self::One(only.clone());
+                }
+                !self.entries().is_empty()
+            }
+        }
+    }
+}
+
+/// A bucket's key: the holder and the subscription, as one string
+/// `holder NUL subscription` (neither can contain NUL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BucketKey {
+    text: Box<str>,
+    split: usize,
+}
+
+impl BucketKey {
+    fn new(principal: &str, subscription: &str) -> Self {
+        Self {
+            text: format!("{principal}\0{subscription}").into(),
+            split: principal.len(),
+        }
+    }
+
+    fn principal(&self) -> &str {
+        self.text.get(..self.split).unwrap_or_default()
+    }
+
+    fn subscription(&self) -> &str {
+        self.text.get(self.split + 1..).unwrap_or_default()
+    }
+}
+
+/// A bucket's key as a lookup holds it, without allocating.
+#[derive(Debug, Clone, Copy)]
+struct KeyRef<'a> {
+    principal: &'a str,
+    subscription: &'a str,
+}
+
+fn hash_key<H: Hasher>(principal: &str, subscription: &str, state: &mut H) {
+    state.write(principal.as_bytes());
+    state.write_u8(0);
+    state.write(subscription.as_bytes());
+}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.principal(), self.subscription(), state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.principal, self.subscription, state);
+    }
+}
+
+impl Equivalent<BucketKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &BucketKey) -> bool {
+        key.principal() == self.principal && key.subscription() == self.subscription
+    }
+}
+
 /// A grant as the index holds it, for comparing an index with the
 /// database.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -196,7 +305,7 @@ pub struct IndexedGrant {
     /// The grant.
     pub id: GrantId,
     /// Its holder.
-    pub principal: PrincipalId,
+    pub principal: String,
     /// Its scope, as text.
     pub scope: String,
     /// Its action patterns, as text.
@@ -211,10 +320,15 @@ pub struct IndexedGrant {
 
 /// Every grant that can matter to a decision, by holder and subscription;
 /// every principal; every subscription's tenant.
+///
+/// A decision makes one table lookup (holder and subscription together,
+/// hashed without allocating) and finds the grants inline in the table; the
+/// sets of principals and subscriptions are read only to explain a denial.
 #[derive(Debug, Default, Clone)]
 pub struct GrantIndex {
-    holders: HashMap<PrincipalId, HashMap<SubscriptionId, Vec<Entry>>>,
-    subscriptions: HashMap<SubscriptionId, TenantId>,
+    buckets: HashMap<BucketKey, Bucket>,
+    principals: HashSet<PrincipalId>,
+    subscriptions: HashMap<SubscriptionId, Arc<TenantId>>,
     /// Action sets are shared: most grants use one of a few access levels.
     action_sets: HashMap<ActionSet, Arc<ActionSet>>,
     grants: usize,
@@ -245,13 +359,15 @@ impl GrantIndex {
 
     /// Records that `principal` exists.
     pub fn add_principal(&mut self, principal: PrincipalId) {
-        self.holders.entry(principal).or_default();
+        self.principals.insert(principal);
     }
 
     /// Records that `subscription` belongs to `tenant`. A subscription never
     /// changes tenant, so a second call changes nothing.
     pub fn add_subscription(&mut self, subscription: SubscriptionId, tenant: TenantId) {
-        self.subscriptions.entry(subscription).or_insert(tenant);
+        self.subscriptions
+            .entry(subscription)
+            .or_insert_with(|| Arc::new(tenant));
     }
 
     /// Adds a grant, or moves a known one forward (active → revoked or
@@ -259,32 +375,50 @@ impl GrantIndex {
     /// changes nothing.
     pub fn upsert(&mut self, grant: &Grant) {
         let state = EntryState::of(&grant.state);
-        let subscription = grant.scope.subscription();
-        self.subscriptions
-            .entry(subscription.clone())
-            .or_insert_with(|| grant.tenant.clone());
-        let bucket = self
-            .holders
-            .entry(grant.principal.clone())
-            .or_default()
-            .entry(subscription)
-            .or_default();
-        if let Some(entry) = bucket.iter_mut().find(|e| e.id == grant.id) {
+        let subscription = grant.scope.subscription_str();
+        let key = KeyRef {
+            principal: grant.principal.as_str(),
+            subscription,
+        };
+        if let Some(bucket) = self.buckets.get_mut(&key)
+            && let Some(entry) = bucket.entries_mut().iter_mut().find(|e| e.id == grant.id)
+        {
             entry.state = entry.state.max(state);
             return;
         }
-        let actions = match self.action_sets.entry(grant.actions.clone()) {
-            MapEntry::Occupied(shared) => Arc::clone(shared.get()),
-            MapEntry::Vacant(slot) => Arc::clone(slot.insert(Arc::new(grant.actions.clone()))),
+        self.principals.insert(grant.principal.clone());
+        let tenant = Arc::clone(
+            self.subscriptions
+                .entry(grant.scope.subscription())
+                .or_insert_with(|| Arc::new(grant.tenant.clone())),
+        );
+        let actions = match self.action_sets.get(&grant.actions) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(grant.actions.clone());
+                self.action_sets
+                    .insert(grant.actions.clone(), Arc::clone(&shared));
+                shared
+            }
         };
-        bucket.push(Entry {
+        let entry = Entry {
             id: grant.id,
             scope: grant.scope.clone(),
             actions,
+            tenant,
             not_before_us: micros(grant.not_before),
             not_after_us: micros(grant.not_after),
             state,
-        });
+        };
+        match self.buckets.get_mut(&key) {
+            Some(bucket) => bucket.push(entry),
+            None => {
+                self.buckets.insert(
+                    BucketKey::new(grant.principal.as_str(), subscription),
+                    Bucket::One(entry),
+                );
+            }
+        }
         self.grants += 1;
     }
 
@@ -300,27 +434,15 @@ impl GrantIndex {
         now: Timestamp,
     ) -> CheckOutcome {
         let subscription = resource.subscription_str();
-        let Some(tenant) = self.subscriptions.get(subscription) else {
-            return CheckOutcome {
-                reason: CheckReason::UnknownResource,
-                grant: None,
-                expires_at: None,
-                tenant: None,
-            };
-        };
-        let tenant = Some(tenant.clone());
-        let Some(holder) = self.holders.get(principal) else {
-            return CheckOutcome {
-                reason: CheckReason::UnknownPrincipal,
-                grant: None,
-                expires_at: None,
-                tenant,
-            };
+        let key = KeyRef {
+            principal: principal.as_str(),
+            subscription,
         };
         let now_us = micros(now);
         let mut allowed: Option<&Entry> = None;
-        let mut denied: Option<(CheckReason, GrantId)> = None;
-        for entry in holder.get(subscription).into_iter().flatten() {
+        let mut denied: Option<(CheckReason, &Entry)> = None;
+        let entries = self.buckets.get(&key).map_or(&[][..], Bucket::entries);
+        for entry in entries {
             if !entry.scope.contains(resource) {
                 continue;
             }
@@ -332,7 +454,7 @@ impl GrantIndex {
                 }
                 Some(reason) => {
                     if denied.is_none_or(|(best, _)| reason.rank() > best.rank()) {
-                        denied = Some((reason, entry.id));
+                        denied = Some((reason, entry));
                     }
                 }
             }
@@ -342,20 +464,30 @@ impl GrantIndex {
                 reason: CheckReason::Granted,
                 grant: Some(entry.id),
                 expires_at: Timestamp::from_timestamp_micros(entry.not_after_us),
-                tenant,
+                tenant: Some(Arc::clone(&entry.tenant)),
             },
-            (None, Some((reason, grant))) => CheckOutcome {
+            (None, Some((reason, entry))) => CheckOutcome {
                 reason,
-                grant: Some(grant),
+                grant: Some(entry.id),
                 expires_at: None,
-                tenant,
+                tenant: Some(Arc::clone(&entry.tenant)),
             },
-            (None, None) => CheckOutcome {
-                reason: CheckReason::NoGrant,
-                grant: None,
-                expires_at: None,
-                tenant,
-            },
+            (None, None) => {
+                let tenant = self.subscriptions.get(subscription).cloned();
+                let reason = if tenant.is_none() {
+                    CheckReason::UnknownResource
+                } else if !self.principals.contains(principal) {
+                    CheckReason::UnknownPrincipal
+                } else {
+                    CheckReason::NoGrant
+                };
+                CheckOutcome {
+                    reason,
+                    grant: None,
+                    expires_at: None,
+                    tenant,
+                }
+            }
         }
     }
 
@@ -366,13 +498,13 @@ impl GrantIndex {
         let horizon = micros(now - keep);
         let before = self.grants;
         let mut kept = 0;
-        for holder in self.holders.values_mut() {
-            holder.retain(|_, bucket| {
-                bucket.retain(|e| e.not_after_us > horizon);
-                kept += bucket.len();
-                !bucket.is_empty()
-            });
-        }
+        self.buckets.retain(|_, bucket| {
+            let alive = bucket.retain(|e| e.not_after_us > horizon);
+            if alive {
+                kept += bucket.entries().len();
+            }
+            alive
+        });
         self.grants = kept;
         self.action_sets
             .retain(|_, shared| Arc::strong_count(shared) > 1);
@@ -384,12 +516,12 @@ impl GrantIndex {
     #[must_use]
     pub fn grants(&self) -> Vec<IndexedGrant> {
         let mut out: Vec<IndexedGrant> = self
-            .holders
+            .buckets
             .iter()
-            .flat_map(|(principal, subs)| {
-                subs.values().flatten().map(move |e| IndexedGrant {
+            .flat_map(|(key, bucket)| {
+                bucket.entries().iter().map(move |e| IndexedGrant {
                     id: e.id,
-                    principal: principal.clone(),
+                    principal: key.principal().to_owned(),
                     scope: e.scope.to_string(),
                     actions: e
                         .actions

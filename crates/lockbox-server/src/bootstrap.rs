@@ -419,8 +419,20 @@ impl Demo {
         );
         let _ = writeln!(
             out,
-            "\nThe answer shows \"status\": \"approved\" and the grant: sam may read web-01 for 4 hours.\nThe API is described at {url}/openapi.json."
+            "\nThe answer shows \"status\": \"approved\" and the grant: sam may read web-01 for 4 hours."
         );
+        if let Some(gateway) = self.credentials.iter().find(|c| c.role.contains("gateway")) {
+            let _ = writeln!(
+                out,
+                "\nAsk, as web-01's gateway, whether sam may read it (allowed once approved; recorded in contoso's audit log):\n"
+            );
+            let _ = writeln!(
+                out,
+                "  curl -s -X POST {url}/v1/check -H 'Authorization: Bearer {}' \\\n       -H 'Content-Type: application/json' \\\n       -d '{{\"principal\": \"sam\", \"resource\": \"{}\", \"action\": \"Microsoft.Compute/virtualMachines/read\"}}'",
+                gateway.token, self.resource
+            );
+        }
+        let _ = writeln!(out, "\nThe API is described at {url}/openapi.json.");
         out
     }
 }

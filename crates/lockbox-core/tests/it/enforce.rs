@@ -77,7 +77,7 @@ fn a_grant_allows_only_inside_its_window() {
     assert!(first.allowed(), "from not_before, inclusive");
     assert_eq!(first.grant, Some(g.id));
     assert_eq!(first.expires_at, Some(g.not_after));
-    assert_eq!(first.tenant, Some(tid("contoso")));
+    assert_eq!(first.tenant.as_deref(), Some(&tid("contoso")));
     assert!(at(t0() + hours(8) - TimeDelta::microseconds(1)).allowed());
     let end = at(t0() + hours(8));
     assert_eq!(end.reason, CheckReason::Expired, "not_after is exclusive");
@@ -141,7 +141,11 @@ fn actions_scopes_principals_and_tenants_are_each_checked() {
         CheckReason::NoGrant,
         "another tenant's resource"
     );
-    assert_eq!(foreign.tenant, Some(tid("fabrikam")), "logged to its owner");
+    assert_eq!(
+        foreign.tenant.as_deref(),
+        Some(&tid("fabrikam")),
+        "logged to its owner"
+    );
     let unowned = check(&ix, "sam", UNOWNED_VM, READ, now);
     assert_eq!(unowned.reason, CheckReason::UnknownResource);
     assert_eq!(unowned.tenant, None);

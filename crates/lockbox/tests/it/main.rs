@@ -94,33 +94,55 @@ async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the listening line")
         .to_owned();
-    // Follow the printed curl command for the approval, word for word.
-    let approve = output
+    // Follow the printed curl commands, word for word: the approval, then
+    // the gateway's check.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let answer = follow(&output, "/approve", &base).await;
+    assert_eq!(answer["status"], "approved", "{answer:#}");
+    assert_eq!(answer["grant"]["principal"], "sam");
+    assert_eq!(answer["case_title"], "web-01 does not boot after patching");
+    let decision = follow(&output, "/v1/check", &base).await;
+    assert_eq!(decision["allowed"], true, "{decision:#}");
+    assert_eq!(decision["reason"], "granted");
+}
+
+/// Runs the printed `curl -s -X POST URL -H 'Authorization: Bearer …' …
+/// -d '…'` command whose URL contains `marker` (continued over lines
+/// ending in `\`), and returns the JSON answer.
+async fn follow(output: &str, marker: &str, base: &str) -> serde_json::Value {
+    let mut lines = output
         .lines()
-        .skip_while(|l| !l.contains("-X POST"))
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let url = approve
+        .skip_while(|l| !(l.contains("-X POST") && l.contains(marker)));
+    let mut command = String::new();
+    for line in lines.by_ref() {
+        let line = line.trim();
+        match line.strip_suffix('\\') {
+            Some(continued) => command.push_str(continued),
+            None => {
+                command.push_str(line);
+                break;
+            }
+        }
+    }
+    let url = command
         .split_whitespace()
         .find(|w| w.starts_with("http"))
-        .expect("the approve URL")
+        .unwrap_or_else(|| panic!("no command for {marker} in:\n{output}"))
         .to_owned();
-    let token = approve
+    let token = command
         .split("Bearer ")
         .nth(1)
         .and_then(|t| t.split('\'').next())
         .expect("the token")
         .to_owned();
-    let body = approve
+    let body = command
         .split("-d '")
         .nth(1)
         .and_then(|t| t.rsplit_once('\''))
         .map(|(b, _)| b.to_owned())
         .expect("the body");
-    assert!(url.starts_with(&base), "{url} vs {base}");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let answer: serde_json::Value = reqwest::Client::new()
+    assert!(url.starts_with(base), "{url} vs {base}");
+    reqwest::Client::new()
         .post(&url)
         .bearer_auth(&token)
         .header("content-type", "application/json")
@@ -130,10 +152,7 @@ async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    assert_eq!(answer["status"], "approved", "{answer:#}");
-    assert_eq!(answer["grant"]["principal"], "sam");
-    assert_eq!(answer["case_title"], "web-01 does not boot after patching");
+        .unwrap()
 }
 
 #[test]

@@ -1,0 +1,221 @@
+//! In-process decisions: Lockbox's grant index beside Cedar, in one run.
+//!
+//! - Lockbox: a `GrantIndex` holding 1 k to 10 M active grants (over up to
+//!   10 k tenants, 100 grants per operator), asked 200 k checks, half on a
+//!   VM the operator holds a grant on, half on one it does not. Each
+//!   decision is timed on its own; the median and 99th percentile are
+//!   reported in nanoseconds, with the resident memory the index added,
+//!   per grant.
+//! - Cedar (`cedar-policy`), the same kind of decision with one policy per
+//!   grant (principal, resource, validity window and action pattern in the
+//!   policy), at 1, 100 and 1 000 policies, timed the same way (20 k checks
+//!   at 100 and 1 000 policies). A general
+//!   engine's cost grows with its policies; its one-policy time is the best
+//!   it offers.
+//!
+//! The timer's own cost (two `Instant::now` calls) is reported too; it is
+//! included in every figure on both sides.
+//!
+//! Run: `cargo bench -p lockbox-bench --bench decide [-- MAX_GRANTS]`
+//! (default 10 000 000; the largest index needs about 3 GiB).
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::print_stdout
+)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
+};
+use chrono::{TimeZone as _, Utc};
+use lockbox_bench::{Population, Rng, Summary, machine, summarize};
+use lockbox_core::Timestamp;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+/// Counts every allocation, to tell the index's memory exactly.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+const QUERIES: usize = 200_000;
+
+fn now() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+}
+
+/// Times each call of `f` on its own, in nanoseconds.
+fn time_each(n: usize, mut f: impl FnMut(usize) -> bool) -> (Summary, usize) {
+    let mut samples = Vec::with_capacity(n);
+    let mut allowed = 0;
+    for i in 0..n {
+        let start = Instant::now();
+        let ok = black_box(f(i));
+        samples.push(start.elapsed().as_nanos() as f64);
+        allowed += usize::from(ok);
+    }
+    (summarize(&mut samples).expect("samples"), allowed)
+}
+
+fn timer_overhead() -> Summary {
+    time_each(QUERIES, |i| black_box(i) % 2 == 0).0
+}
+
+/// Heap bytes the index holds per grant (as requested of the allocator),
+/// and live allocations per grant (each costs the allocator another 8 to
+/// 16 bytes).
+struct Memory {
+    bytes: f64,
+    allocations: f64,
+}
+
+fn lockbox(grants: usize) -> (Summary, usize, Memory) {
+    let population = Population {
+        grants,
+        tenants: grants.min(10_000),
+        per_operator: 100,
+    };
+    let now = now();
+    let region = Region::new(GLOBAL);
+    let index = population.index(now);
+    let change = region.change();
+    let live_bytes = change.bytes_allocated as f64 - change.bytes_deallocated as f64
+        + change.bytes_reallocated as f64;
+    let live_allocations = change.allocations as f64 - change.deallocations as f64;
+    let memory = Memory {
+        bytes: live_bytes / grants as f64,
+        allocations: live_allocations / grants as f64,
+    };
+    let queries = population.queries(QUERIES, now, &mut Rng::new(7));
+    // Warm up, then measure.
+    for q in queries.iter().take(10_000) {
+        black_box(index.check(&q.principal, &q.resource, &q.action, now));
+    }
+    let (summary, allowed) = time_each(queries.len(), |i| {
+        let q = &queries[i];
+        index
+            .check(&q.principal, &q.resource, &q.action, now)
+            .allowed()
+    });
+    drop(index);
+    (summary, allowed, memory)
+}
+
+fn cedar(policies: usize) -> (Summary, usize) {
+    let population = Population {
+        grants: policies,
+        tenants: policies.min(10_000),
+        per_operator: 100,
+    };
+    let at = now().timestamp();
+    let mut text = String::new();
+    for i in 0..policies {
+        let g = population.grant(i, now());
+        let pattern = if g.actions.patterns().iter().any(|p| p.as_str() == "*") {
+            "*"
+        } else {
+            "*/read"
+        };
+        text.push_str(&format!(
+            "permit(principal == Operator::\"{}\", action == Action::\"check\", resource == Resource::\"{}\") \
+             when {{ context.now >= {} && context.now < {} && context.act like \"{pattern}\" }};\n",
+            g.principal,
+            g.scope,
+            g.not_before.timestamp(),
+            g.not_after.timestamp(),
+        ));
+    }
+    let set: PolicySet = text.parse().expect("policies parse");
+    let entities = Entities::empty();
+    let authorizer = Authorizer::new();
+    let action: EntityUid = r#"Action::"check""#.parse().unwrap();
+    let requests: Vec<Request> = population
+        // Fewer checks where each takes long: still enough for a p99.
+        .queries(
+            if policies > 1 { QUERIES / 10 } else { QUERIES },
+            now(),
+            &mut Rng::new(7),
+        )
+        .into_iter()
+        .map(|q| {
+            let principal: EntityUid = format!("Operator::\"{}\"", q.principal).parse().unwrap();
+            let resource: EntityUid = format!("Resource::\"{}\"", q.resource).parse().unwrap();
+            let context = Context::from_pairs([
+                ("now".to_owned(), RestrictedExpression::new_long(at)),
+                (
+                    "act".to_owned(),
+                    RestrictedExpression::new_string(q.action.as_str().to_owned()),
+                ),
+            ])
+            .unwrap();
+            Request::new(principal, action.clone(), resource, context, None).unwrap()
+        })
+        .collect();
+    for r in requests.iter().take(10_000) {
+        black_box(authorizer.is_authorized(r, &set, &entities));
+    }
+    time_each(requests.len(), |i| {
+        authorizer
+            .is_authorized(&requests[i], &set, &entities)
+            .decision()
+            == Decision::Allow
+    })
+}
+
+fn main() {
+    let max: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    println!(
+        "decide: {QUERIES} checks per row, each timed alone; {}",
+        machine()
+    );
+    let timer = timer_overhead();
+    println!(
+        "timer overhead alone: median {:.0} ns, p99 {:.0} ns (included below)\n",
+        timer.p50, timer.p99
+    );
+    println!(
+        "| engine | grants / policies | median ns | p99 ns | allowed | heap bytes per grant | allocations per grant |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut cedar_one = None;
+    for policies in [1, 100, 1_000] {
+        let (s, allowed) = cedar(policies);
+        if policies == 1 {
+            cedar_one = Some(s);
+        }
+        println!(
+            "| cedar-policy | {policies} | {:.0} | {:.0} | {allowed} | | |",
+            s.p50, s.p99
+        );
+    }
+    let mut ours = Vec::new();
+    let mut size = 1_000;
+    while size <= max {
+        let (s, allowed, memory) = lockbox(size);
+        println!(
+            "| lockbox index | {size} | {:.0} | {:.0} | {allowed} | {:.0} | {:.2} |",
+            s.p50, s.p99, memory.bytes, memory.allocations
+        );
+        ours.push((size, s));
+        size *= 10;
+    }
+    if let (Some(cedar), Some((_, at_1m))) = (cedar_one, ours.iter().find(|(n, _)| *n == 1_000_000))
+    {
+        println!(
+            "\nlockbox at 1 M grants / cedar at 1 policy (median): {:.3}",
+            at_1m.p50 / cedar.p50
+        );
+    }
+    if let (Some((_, first)), Some((n, last))) = (ours.first(), ours.last()) {
+        println!(
+            "lockbox at {n} grants / at 1 000 grants (median): {:.2}",
+            last.p50 / first.p50
+        );
+    }
+}
