@@ -45,12 +45,21 @@ pub struct Caller {
 }
 
 /// A freshly minted token: the secret (shown once) and what is stored.
-#[derive(Debug)]
 pub struct IssuedToken {
     /// `lbx_…`, to hand to its owner once.
     pub secret: String,
     /// The stored form (only the hash).
     pub record: ApiToken,
+}
+
+/// Never the secret: a token in a log line is a token anyone may use.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("secret", &"<redacted>")
+            .field("record", &self.record)
+            .finish()
+    }
 }
 
 /// SHA-256 of a token's text.
@@ -267,6 +276,9 @@ mod tests {
         assert_eq!(b.record.expires_at, None);
         assert!(issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(0)).is_err());
         assert!(!well_formed("lbx_ABC"));
+        let debug = format!("{a:?}");
+        assert!(!debug.contains(&a.secret), "no secret in Debug: {debug}");
+        assert!(debug.contains(&a.record.id.to_string()), "{debug}");
         assert!(!well_formed(&a.secret.to_uppercase()));
     }
 
