@@ -1,7 +1,7 @@
 //! The provider's side: operators, gateways, access levels, and API tokens.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::access::ActionSet;
@@ -17,7 +17,7 @@ use serde_json::json;
 use super::tenants::{password_event, token_event};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path};
 use crate::{AppState, authz, present};
 
 /// The chain where a principal's events belong: its tenant's, or the

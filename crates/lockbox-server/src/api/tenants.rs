@@ -2,7 +2,7 @@
 //! tenant's own users, roles, opt-in and policy (its TenantAdmins).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::principal::NewUser;
@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
 
 fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {

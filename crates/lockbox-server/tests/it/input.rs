@@ -93,6 +93,8 @@ async fn bad_input_is_refused_clearly_and_changes_nothing(server: TestServer) {
         ("unknown query", alice.clone(), Method::GET, "/v1/requests?stauts=pending".into(), None, 400, "invalid_input", "unknown field"),
         ("bad cursor", alice.clone(), Method::GET, "/v1/requests?cursor=nonsense".into(), None, 400, "invalid_input", "cursor"),
         ("bad status", alice.clone(), Method::GET, "/v1/requests?status=done".into(), None, 400, "invalid_input", "unknown status"),
+        ("undecodable path segment", alice.clone(), Method::GET, "/v1/requests/%FF".into(), None, 400, "invalid_input", "path"),
+        ("undecodable path segment in a change", alice.clone(), Method::DELETE, "/v1/tenants/contoso/role-assignments/%C3%28".into(), None, 400, "invalid_input", "path"),
         ("no such route", alice.clone(), Method::GET, "/v1/nowhere".into(), None, 404, "not_found", "route"),
         ("wrong method", alice.clone(), Method::DELETE, "/v1/tenants".into(), None, 405, "method_not_allowed", "method"),
         ("no token", server.anonymous(), Method::GET, "/v1/me".into(), None, 401, "unauthenticated", "Bearer"),
