@@ -61,6 +61,16 @@ pub trait Directory {
         &mut self,
         id: &TenantId,
     ) -> impl Future<Output = Result<Locked<Tenant>, StoreError>> + Send;
+    /// A tenant, read under a share lock (`FOR SHARE` on PostgreSQL; a
+    /// plain read on SQLite, which has one writer) for a decision that
+    /// depends on its opt-in, policy or roles: the decision waits for a
+    /// transaction holding [`Directory::lock_tenant`] to finish and then
+    /// sees its result, and such a change waits for the decision to commit.
+    /// In a read-only transaction, a plain read.
+    fn share_tenant(
+        &mut self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send;
     /// Saves a locked tenant.
     fn save_tenant(
         &mut self,
@@ -340,6 +350,16 @@ impl Directory for Tx {
             .await?
             .ok_or_else(|| StoreError::not_found("tenant", id))?;
         self.locked(tenant_of(&row)?)
+    }
+
+    async fn share_tenant(&mut self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let sql = self.sharing(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+        ));
+        let row = self
+            .optional(sqlx::query(sql).bind(id.as_str().to_owned()))
+            .await?;
+        row.as_ref().map(tenant_of).transpose()
     }
 
     async fn save_tenant(&mut self, tenant: Locked<Tenant>) -> Result<(), StoreError> {

@@ -83,8 +83,11 @@ pub(crate) async fn create_request(
     let mut tx = app.store().begin().await?;
     // Locked so that the case cannot close while the request is made.
     let case = tx.lock_case(&case_id).await?;
+    // Shared so that the opt-in and policy cannot change until this
+    // request commits: once `PUT /lockbox {enabled: true}` returns, no
+    // request is approved by the system any more.
     let tenant = tx
-        .tenant(&case.tenant)
+        .share_tenant(&case.tenant)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("case {case_id} has no tenant")))?;
     let level = tx.access_level(&draft.access_level).await?;
@@ -232,6 +235,14 @@ async fn decide(
     let mut tx = app.store().begin().await?;
     let mut request = tx.lock_request(&id).await?;
     authz::see_request(caller, &request)?;
+    // The tenant's row is shared until the decision commits: a change of
+    // its roles or policy (which holds the row) either commits before the
+    // roles and policy below are read, or waits for this decision. Once a
+    // role removal returns, the role decides nothing more.
+    let tenant = tx
+        .share_tenant(&request.tenant)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("request {id} has no tenant")))?;
     // Eligibility is decided on the roles held now, not when the caller's
     // token was checked.
     let (principal, roles) = tx
@@ -240,10 +251,6 @@ async fn decide(
         .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
     let events = match decision {
         Decide::Approve(reason, hours) => {
-            let tenant = tx
-                .tenant(&request.tenant)
-                .await?
-                .ok_or_else(|| ApiError::Internal(format!("request {id} has no tenant")))?;
             request.approve(&principal, &roles, reason, hours, &tenant.policy, now)?
         }
         Decide::Deny(reason) => request.deny(&principal, &roles, reason, now)?,

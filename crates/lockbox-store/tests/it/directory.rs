@@ -132,6 +132,72 @@ async fn lock_and_save_a_tenant(s: TestStore) {
     ));
 }
 
+/// A decision reads the tenant with a share lock: it waits for a change
+/// holding the tenant's row and then sees the change, and a change waits
+/// for a decision holding it. (PostgreSQL's `FOR SHARE` conflicts with the
+/// `FOR NO KEY UPDATE` of `lock_tenant`, where a plain read would not wait;
+/// on SQLite the single writer serializes the two transactions.)
+async fn a_shared_tenant_waits_for_its_change_and_holds_off_the_next(s: TestStore) {
+    use std::time::Duration;
+    seed(&s, 1).await;
+    let pause = Duration::from_millis(300);
+
+    let mut changer = s.begin().await.unwrap();
+    let mut locked = changer.lock_tenant(&tid()).await.unwrap();
+    assert!(locked.lockbox.enabled, "seeded enabled");
+    let store = s.store.clone();
+    let decider = tokio::spawn(async move {
+        let mut tx = store.begin().await.unwrap();
+        let seen = tx.share_tenant(&tid()).await.unwrap().unwrap();
+        tx.commit_unaudited().await.unwrap();
+        seen.lockbox.enabled
+    });
+    tokio::time::sleep(pause).await;
+    assert!(
+        !decider.is_finished(),
+        "the share lock waits while the tenant is being changed"
+    );
+    locked.lockbox.enabled = false;
+    changer.save_tenant(locked).await.unwrap();
+    changer.commit(vec![marker()]).await.unwrap();
+    assert!(
+        !decider.await.unwrap(),
+        "and then decides on the tenant as changed"
+    );
+
+    let mut decider = s.begin().await.unwrap();
+    let shared = decider.share_tenant(&tid()).await.unwrap().unwrap();
+    assert!(!shared.lockbox.enabled);
+    let store = s.store.clone();
+    let changer = tokio::spawn(async move {
+        let mut tx = store.begin().await.unwrap();
+        let mut t = tx.lock_tenant(&tid()).await.unwrap();
+        t.lockbox.enabled = true;
+        tx.save_tenant(t).await.unwrap();
+        tx.commit(vec![marker()]).await.unwrap();
+    });
+    tokio::time::sleep(pause).await;
+    assert!(
+        !changer.is_finished(),
+        "a change waits for the decision holding the share lock"
+    );
+    decider.commit_unaudited().await.unwrap();
+    changer.await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let read = tx.share_tenant(&tid()).await.unwrap().unwrap();
+    assert!(
+        read.lockbox.enabled,
+        "a read-only transaction reads plainly"
+    );
+    assert_eq!(
+        tx.share_tenant(&TenantId::parse("nobody").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 async fn subscriptions_belong_to_one_tenant(s: TestStore) {
     let mut tx = s.begin().await.unwrap();
     tx.insert_tenant(&tenant("contoso")).await.unwrap();
@@ -331,6 +397,7 @@ async fn access_levels(s: TestStore) {
 crate::conformance!(
     tenants_round_trip_and_page,
     lock_and_save_a_tenant,
+    a_shared_tenant_waits_for_its_change_and_holds_off_the_next,
     subscriptions_belong_to_one_tenant,
     principals_of_every_kind_round_trip,
     tokens_and_passwords,
