@@ -63,7 +63,7 @@ pub use idempotency::{Idempotency, StoredResponse};
 pub use keys::{KeyPurpose, Keys, SigningKey};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
-pub use requests::{GrantFilter, RequestFilter, Requests};
+pub use requests::{GrantFilter, RequestFilter, Requests, StatusAt};
 pub use tx::{Locked, Tx};
 
 /// Every capability, in one transaction.

@@ -12,7 +12,9 @@ use lockbox_core::{
     AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PrincipalId, RequestDraft,
     RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId, Timestamp,
 };
-use lockbox_store::{Cases as _, Directory as _, GrantFilter, RequestFilter, Requests as _, Tx};
+use lockbox_store::{
+    Cases as _, Directory as _, GrantFilter, RequestFilter, Requests as _, StatusAt, Tx,
+};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -123,7 +125,9 @@ pub(crate) async fn create_request(
 pub(crate) struct RequestQuery {
     /// Only this tenant's requests.
     tenant: Option<String>,
-    /// Only requests in this state.
+    /// Only requests in this state as of now, as `status` shows it (a
+    /// pending request past its TTL is `expired` before the sweeper records
+    /// it).
     status: Option<String>,
     /// Only this operator's requests.
     requester: Option<String>,
@@ -149,9 +153,17 @@ pub(crate) async fn list_requests(
         cursor: q.cursor.clone(),
     }
     .page(RequestId::parse)?;
+    let now = app.now();
     let mut filter = RequestFilter {
         tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
-        status: q.status.as_deref().map(RequestStatus::parse).transpose()?,
+        // The state as shown: a pending request past its TTL lists as
+        // `expired`, before the sweeper records it.
+        status: q
+            .status
+            .as_deref()
+            .map(RequestStatus::parse)
+            .transpose()?
+            .map(|status| StatusAt { status, at: now }),
         requester: q
             .requester
             .as_deref()
@@ -180,7 +192,6 @@ pub(crate) async fn list_requests(
             filter.tenant = Some(own);
         }
     }
-    let now = app.now();
     let mut tx = app.store().read().await?;
     let found = tx.requests(&filter, &page).await?;
     let visible: Vec<AccessRequest> = found

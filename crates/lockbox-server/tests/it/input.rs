@@ -297,7 +297,35 @@ async fn lists_paginate(server: TestServer) {
     assert_eq!(seen, ids, "newest first, every item once");
 }
 
+async fn lists_filter_on_the_state_they_show(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let lapsed = world.request(Contoso::VM, "Reader", None).await;
+    server.advance(chrono::TimeDelta::hours(96));
+    let waiting = world.request(Contoso::VM, "Reader", None).await;
+    let ids = |status: &'static str| {
+        let client = world.olivia.client.clone();
+        let query = lockbox_client::RequestQuery {
+            status: Some(status.to_owned()),
+            ..Default::default()
+        };
+        async move {
+            let page = client.requests(&query).await.unwrap();
+            page.items
+                .into_iter()
+                .map(|r| {
+                    assert_eq!(r.status, status, "each item shows the state asked for");
+                    r.id
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Not yet swept: stored as pending, shown (and listed) as expired.
+    assert_eq!(ids("pending").await, vec![waiting.id]);
+    assert_eq!(ids("expired").await, vec![lapsed.id]);
+}
+
 on_both!(
+    lists_filter_on_the_state_they_show,
     bad_input_is_refused_clearly_and_changes_nothing,
     revoked_and_expired_tokens_are_refused,
     repeated_failures_are_rate_limited,
