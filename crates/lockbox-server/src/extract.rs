@@ -178,6 +178,11 @@ const IDEMPOTENCY_HOURS: i64 = 24;
 /// An idempotent creation under way: replays the first response to a
 /// repeated request, and records the response to a new one in the creating
 /// transaction.
+///
+/// The key is looked up on the connection of a transaction the handler
+/// holds, or in a read transaction before the handler opens its own, never
+/// on a second connection while one is held: under load that could take
+/// the whole pool and wait on itself.
 #[derive(Debug)]
 pub struct Idempotent {
     key: Option<String>,
@@ -187,42 +192,60 @@ pub struct Idempotent {
 }
 
 impl Idempotent {
+    fn new(app: &AppState, caller: &Caller, key: IdempotencyKey, digest: [u8; 32]) -> Self {
+        Self {
+            key: key.0,
+            principal: caller.id().clone(),
+            digest,
+            now: app.now(),
+        }
+    }
+
     fn not_before(&self) -> Timestamp {
         self.now - chrono::TimeDelta::hours(IDEMPOTENCY_HOURS)
     }
 
-    /// Starts a creation. Returns the first response (as the `Replay`
-    /// error) if this key has been used for the same request within 24
-    /// hours; refuses a key used for another request.
+    /// Starts a creation, before the handler opens its transaction. Returns
+    /// the first response (as the `Replay` error) if this key has been used
+    /// for the same request within 24 hours; refuses a key used for another
+    /// request.
     pub async fn begin(
         app: &AppState,
         caller: &Caller,
         key: IdempotencyKey,
         digest: [u8; 32],
     ) -> Result<Self, ApiError> {
-        let this = Self {
-            key: key.0,
-            principal: caller.id().clone(),
-            digest,
-            now: app.now(),
-        };
-        this.replay_if_known(app).await?;
+        let this = Self::new(app, caller, key, digest);
+        if this.key.is_some() {
+            let mut tx = app.store().read().await?;
+            this.replay_if_known(&mut tx).await?;
+        }
         Ok(this)
     }
 
-    async fn replay_if_known(&self, app: &AppState) -> Result<(), ApiError> {
+    /// Starts a creation inside the handler's open transaction `tx` (as
+    /// [`Idempotent::begin`], on `tx`'s connection).
+    pub async fn begin_in(
+        app: &AppState,
+        tx: &mut Tx,
+        caller: &Caller,
+        key: IdempotencyKey,
+        digest: [u8; 32],
+    ) -> Result<Self, ApiError> {
+        let this = Self::new(app, caller, key, digest);
+        this.replay_if_known(tx).await?;
+        Ok(this)
+    }
+
+    async fn replay_if_known(&self, tx: &mut Tx) -> Result<(), ApiError> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let mut tx = app.store().read().await?;
         match tx
             .idempotent_response(&self.principal, key, self.not_before())
             .await?
         {
-            Some(stored) if stored.request_hash == self.digest => Err(ApiError::Replay {
-                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-                body: stored.body,
-            }),
+            Some(stored) if stored.request_hash == self.digest => Err(replay(stored)),
             Some(_) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -237,34 +260,53 @@ impl Idempotent {
     /// key committed first, its response is replayed instead.
     pub async fn finish(
         &self,
-        app: &AppState,
         tx: &mut Tx,
         status: StatusCode,
         body: &impl Serialize,
     ) -> Result<Created, ApiError> {
         let body = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Some(key) = &self.key {
-            let stored = StoredResponse {
-                request_hash: self.digest,
-                status: status.as_u16(),
-                body: body.clone(),
-                created_at: self.now,
-            };
-            match tx
-                .save_idempotent_response(&self.principal, key, &stored, self.not_before())
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::Conflict(Constraint::IdempotencyKey)) => {
-                    self.replay_if_known(app).await?;
-                    return Err(ApiError::conflict(
-                        "a request with this Idempotency-Key is in progress",
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.record(tx, status, body.clone()).await?;
         Ok(Created { status, body })
+    }
+
+    /// Records `body` under the key, if there is one.
+    async fn record(&self, tx: &mut Tx, status: StatusCode, body: String) -> Result<(), ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let stored = StoredResponse {
+            request_hash: self.digest,
+            status: status.as_u16(),
+            body,
+            created_at: self.now,
+        };
+        match tx
+            .save_idempotent_response(&self.principal, key, &stored, self.not_before())
+            .await
+        {
+            Ok(()) => Ok(()),
+            // The save wrote nothing (another request's live response holds
+            // the key) and the transaction is intact: read it there.
+            Err(StoreError::Conflict(Constraint::IdempotencyKey)) => {
+                match self.replay_if_known(tx).await {
+                    Err(answer @ (ApiError::Replay { .. } | ApiError::Problem { .. })) => {
+                        Err(answer)
+                    }
+                    _ => Err(ApiError::conflict(
+                        "a request with this Idempotency-Key is in progress",
+                    )),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The answer to a repeated request: its first response.
+fn replay(stored: StoredResponse) -> ApiError {
+    ApiError::Replay {
+        status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+        body: stored.body,
     }
 }
 

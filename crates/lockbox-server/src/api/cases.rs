@@ -52,7 +52,7 @@ pub(crate) async fn open_case(
     )?;
     tx.insert_case(&case).await?;
     let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &present::case(&case))
+        .finish(&mut tx, StatusCode::CREATED, &present::case(&case))
         .await?;
     tx.commit(vec![event]).await?;
     Ok(created)

@@ -64,12 +64,7 @@ pub(crate) async fn create_operator(
         ));
     }
     let created = idem
-        .finish(
-            &app,
-            &mut tx,
-            StatusCode::CREATED,
-            &present::principal(&operator),
-        )
+        .finish(&mut tx, StatusCode::CREATED, &present::principal(&operator))
         .await?;
     tx.commit(events).await?;
     Ok(created)
@@ -95,12 +90,7 @@ pub(crate) async fn create_gateway(
     let mut tx = app.store().begin().await?;
     tx.insert_principal(&gateway).await?;
     let created = idem
-        .finish(
-            &app,
-            &mut tx,
-            StatusCode::CREATED,
-            &present::principal(&gateway),
-        )
+        .finish(&mut tx, StatusCode::CREATED, &present::principal(&gateway))
         .await?;
     tx.commit(vec![event]).await?;
     Ok(created)
@@ -173,7 +163,9 @@ pub(crate) async fn create_token(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("principal {id}")))?;
     authz::token_authority(&caller, &target)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    // On this transaction's connection: a second one, taken while this
+    // one is held, could wait on a pool that this request has emptied.
+    let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
     let token = auth::issue_token(&target.id, now, body.value.expires_in_days)?;
     tx.insert_token(&token.record).await?;
     let out = api::TokenCreated {
@@ -182,9 +174,7 @@ pub(crate) async fn create_token(
         created_at: token.record.created_at,
         expires_at: token.record.expires_at,
     };
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(vec![token_event(chain_of(&target), &caller, &token.record)])
         .await?;
     Ok(created)

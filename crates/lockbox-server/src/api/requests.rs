@@ -111,9 +111,7 @@ pub(crate) async fn create_request(
     )?;
     tx.insert_request(&request).await?;
     let out = present::request(&request, &case, now);
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
 }

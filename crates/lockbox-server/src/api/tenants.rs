@@ -127,9 +127,7 @@ pub(crate) async fn create_tenant(
         admin: present::principal(&on.admin),
         admin_token: token.secret,
     };
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
 }
@@ -216,9 +214,7 @@ pub(crate) async fn add_subscription(
     if !events.is_empty() {
         tx.insert_subscription(&sub, &tenant, now).await?;
     }
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
 }
@@ -283,7 +279,6 @@ pub(crate) async fn create_user(
     }
     let created = idem
         .finish(
-            &app,
             &mut tx,
             StatusCode::CREATED,
             &present::principal(&principal),
@@ -356,7 +351,6 @@ pub(crate) async fn assign_role(
     tx.insert_role_assignment(&assignment).await?;
     let created = idem
         .finish(
-            &app,
             &mut tx,
             StatusCode::CREATED,
             &present::role_assignment(&assignment),

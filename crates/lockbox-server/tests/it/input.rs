@@ -324,6 +324,42 @@ async fn lists_filter_on_the_state_they_show(server: TestServer) {
     assert_eq!(ids("expired").await, vec![lapsed.id]);
 }
 
+/// An idempotent creation holds one pool connection at a time: with a
+/// pool of two, eight concurrent token mints with keys all succeed. (If a
+/// handler looked its key up on a second connection while holding its
+/// transaction's, two of them would hold both connections and wait for a
+/// third until the pool gave up.) PostgreSQL only: SQLite's writer and
+/// readers have pools of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_creations_hold_one_connection_at_a_time() {
+    let Some(server) = TestServer::with_pool(lockbox_store::Backend::Postgres, 2).await else {
+        eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: PostgreSQL-only test not run");
+        return;
+    };
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (admin, barrier) = (server.admin.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let key = format!("mint-{i}");
+            admin
+                .raw(
+                    Method::POST,
+                    "/v1/principals/admin/tokens",
+                    Some(json!({"expires_in_days": 1}).to_string()),
+                    &[("idempotency-key", key.as_str())],
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+}
+
 on_both!(
     lists_filter_on_the_state_they_show,
     bad_input_is_refused_clearly_and_changes_nothing,
