@@ -172,12 +172,19 @@ impl FromRequestParts<AppState> for IdempotencyKey {
     }
 }
 
-/// How long a key's first response is replayed.
-const IDEMPOTENCY_HOURS: i64 = 24;
+/// How long a key's first response is replayed (and kept: the sweeper
+/// purges older ones).
+pub(crate) const IDEMPOTENCY_HOURS: i64 = 24;
 
 /// An idempotent creation under way: replays the first response to a
 /// repeated request, and records the response to a new one in the creating
 /// transaction.
+///
+/// A response carrying a secret (a new API token) is recorded without it
+/// ([`Idempotent::finish_withholding`]): a repeat of that request is
+/// answered `409 replay_withheld`, saying what the first one created and how
+/// to get a new secret, since the secret itself was shown once and is kept
+/// nowhere.
 ///
 /// The key is looked up on the connection of a transaction the handler
 /// holds, or in a read transaction before the handler opens its own, never
@@ -189,6 +196,30 @@ pub struct Idempotent {
     principal: PrincipalId,
     digest: [u8; 32],
     now: Timestamp,
+}
+
+/// A secret in a creation's response: shown in that response, never
+/// stored, so never replayed.
+#[derive(Debug)]
+pub struct Withheld {
+    /// The response's top-level field holding the secret.
+    pub field: &'static str,
+    /// What the first request created, for the answer to a repeat.
+    pub created: String,
+    /// How to get a new secret, for the answer to a repeat.
+    pub renew: String,
+}
+
+/// How a response with a withheld secret is kept: the response without the
+/// secret, and what a repeat is told instead. No response of the API has
+/// this shape (`deny_unknown_fields`, and a field named `withheld`).
+#[derive(Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithheldResponse {
+    withheld: String,
+    created: String,
+    renew: String,
+    response: serde_json::Value,
 }
 
 impl Idempotent {
@@ -269,6 +300,42 @@ impl Idempotent {
         Ok(Created { status, body })
     }
 
+    /// Like [`Idempotent::finish`] for a response carrying a secret: the
+    /// response is sent whole, and recorded without the secret's field
+    /// (`withheld.field`), so that a repeat is answered `replay_withheld`.
+    pub async fn finish_withholding(
+        &self,
+        tx: &mut Tx,
+        status: StatusCode,
+        body: &impl Serialize,
+        withheld: Withheld,
+    ) -> Result<Created, ApiError> {
+        let sent = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if self.key.is_some() {
+            let mut value =
+                serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let removed = value
+                .as_object_mut()
+                .and_then(|fields| fields.remove(withheld.field));
+            if removed.is_none() {
+                return Err(ApiError::Internal(format!(
+                    "the response has no field `{}` to withhold",
+                    withheld.field
+                )));
+            }
+            let kept = WithheldResponse {
+                withheld: withheld.field.to_owned(),
+                created: withheld.created,
+                renew: withheld.renew,
+                response: value,
+            };
+            let kept =
+                serde_json::to_string(&kept).map_err(|e| ApiError::Internal(e.to_string()))?;
+            self.record(tx, status, kept).await?;
+        }
+        Ok(Created { status, body: sent })
+    }
+
     /// Records `body` under the key, if there is one.
     async fn record(&self, tx: &mut Tx, status: StatusCode, body: String) -> Result<(), ApiError> {
         let Some(key) = &self.key else {
@@ -302,19 +369,41 @@ impl Idempotent {
     }
 }
 
-/// The answer to a repeated request: its first response.
+/// The answer to a repeated request: its first response, or, if that
+/// carried a secret, a refusal saying what was created.
 fn replay(stored: StoredResponse) -> ApiError {
-    ApiError::Replay {
-        status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-        body: stored.body,
+    match serde_json::from_str::<WithheldResponse>(&stored.body) {
+        Ok(withheld) => ApiError::new(
+            StatusCode::CONFLICT,
+            "replay_withheld",
+            format!(
+                "the first request with this Idempotency-Key succeeded: it created {}. Its `{}` \
+                 was shown once, in that response, and is kept nowhere, so it cannot be sent \
+                 again. {}",
+                withheld.created, withheld.withheld, withheld.renew
+            ),
+        ),
+        Err(_) => ApiError::Replay {
+            status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+            body: stored.body,
+        },
     }
 }
 
 /// A creation's response, ready to send.
-#[derive(Debug)]
 pub struct Created {
     status: StatusCode,
     body: String,
+}
+
+/// Never the body: it may carry a secret shown once.
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("status", &self.status)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
 }
 
 impl IntoResponse for Created {

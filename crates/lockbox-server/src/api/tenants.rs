@@ -16,7 +16,9 @@ use serde_json::json;
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
+use crate::extract::{
+    Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Withheld,
+};
 use crate::{AppState, authz, present};
 
 fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {
@@ -73,7 +75,10 @@ pub(crate) fn password_event(chain: Chain, actor: Actor, principal: &Principal) 
     )
 }
 
-/// Onboard a tenant with its first TenantAdmin (provider admins).
+/// Onboard a tenant with its first TenantAdmin (provider admins). The
+/// admin's token is shown once: a repeat with the same `Idempotency-Key` is
+/// answered `409 replay_withheld`, naming what was created, never with the
+/// token again.
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
     request_body = api::NewTenant,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection for 24 hours")),
@@ -122,12 +127,28 @@ pub(crate) async fn create_tenant(
         ));
     }
     tx.insert_token(&token.record).await?;
+    let (tenant, admin, token_id) = (&on.tenant.id, &on.admin.id, token.record.id);
+    let withheld = Withheld {
+        field: "admin_token",
+        created: format!(
+            "tenant {tenant} with its first TenantAdmin {admin} and {admin}'s API token \
+             {token_id} ({})",
+            present::token_expiry(token.record.expires_at)
+        ),
+        renew: format!(
+            "If that token was lost, a TenantAdmin of {tenant} can revoke it (DELETE \
+             /v1/tokens/{token_id}) and mint {admin} a new one (POST \
+             /v1/principals/{admin}/tokens); the provider cannot."
+        ),
+    };
     let out = api::TenantCreated {
         tenant: present::tenant(&on.tenant),
         admin: present::principal(&on.admin),
         admin_token: token.secret,
     };
-    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
+    let created = idem
+        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
+        .await?;
     tx.commit(events).await?;
     Ok(created)
 }

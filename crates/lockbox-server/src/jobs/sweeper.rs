@@ -1,7 +1,9 @@
 //! The sweeper: records what time has decided. Pending requests past their
 //! TTL become `expired`; approved requests whose grant has run out become
 //! `completed`; emergency grants past their end are `ended`. Each in the
-//! same transaction as its audit event.
+//! same transaction as its audit event. It also forgets idempotency keys
+//! older than the 24 hours they are replayed for (bookkeeping, not
+//! audited).
 //!
 //! Safe with many nodes: the rows are taken with `SKIP LOCKED` on
 //! PostgreSQL, so two nodes never sweep the same request (and on SQLite
@@ -12,11 +14,12 @@
 use std::time::Duration;
 
 use lockbox_core::{Grant, RequestStatus};
-use lockbox_store::Requests as _;
+use lockbox_store::{Idempotency as _, Requests as _};
 use tokio::sync::watch;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::IDEMPOTENCY_HOURS;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub struct SweepReport {
     pub completed: u64,
     /// Emergency grants ended.
     pub ended: u64,
+    /// Idempotency keys forgotten.
+    pub purged_keys: u64,
 }
 
 /// Rows per transaction.
@@ -46,7 +51,10 @@ pub async fn sweep(app: &AppState) -> Result<SweepReport, ApiError> {
 }
 
 async fn sweep_inner(app: &AppState) -> Result<SweepReport, ApiError> {
-    let mut report = SweepReport::default();
+    let mut report = SweepReport {
+        purged_keys: purge_idempotency_keys(app).await?,
+        ..SweepReport::default()
+    };
     loop {
         let now = app.now();
         let mut tx = app.store().begin().await?;
@@ -81,6 +89,15 @@ async fn sweep_inner(app: &AppState) -> Result<SweepReport, ApiError> {
     }
 }
 
+/// Forgets the responses kept for idempotency keys past their 24 hours.
+async fn purge_idempotency_keys(app: &AppState) -> Result<u64, ApiError> {
+    let before = app.now() - chrono::TimeDelta::hours(IDEMPOTENCY_HOURS);
+    let mut tx = app.store().begin().await?;
+    let purged = tx.purge_idempotency_keys(before).await?;
+    tx.commit_unaudited().await?;
+    Ok(purged)
+}
+
 /// Runs the sweeper every `interval` until `shutdown` turns true.
 pub fn spawn(
     app: AppState,
@@ -95,7 +112,7 @@ pub fn spawn(
                 _ = ticker.tick() => {
                     match sweep(&app).await {
                         Ok(r) if r != SweepReport::default() => {
-                            tracing::info!(expired = r.expired, completed = r.completed, ended = r.ended, "swept");
+                            tracing::info!(expired = r.expired, completed = r.completed, ended = r.ended, purged_keys = r.purged_keys, "swept");
                         }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = e.kind(), "sweep failed; will retry"),

@@ -40,3 +40,4 @@ mod matrix;
 mod ops;
 mod story;
 mod tls;
+mod tokens;
