@@ -42,6 +42,8 @@ pub struct Caller {
     pub roles: Vec<RoleAssignment>,
     /// The token presented.
     pub token: TokenId,
+    /// When the token presented expires, if ever.
+    pub token_expires_at: Option<Timestamp>,
 }
 
 /// A freshly minted token: the secret (shown once) and what is stored.
@@ -68,17 +70,17 @@ pub fn token_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Mints a token for `principal`, valid from `now` for `days` (forever if
-/// `None`).
+/// Mints a token for `principal`, valid from `now` until `expires_at`.
+/// `None` (never) is for the first provider admin's token, made by
+/// `lockbox init`, and the demo's: every token minted through the API
+/// expires (see [`api_token_expiry`]).
 pub fn issue_token(
     principal: &PrincipalId,
     now: Timestamp,
-    days: Option<u32>,
+    expires_at: Option<Timestamp>,
 ) -> Result<IssuedToken, ApiError> {
-    if days == Some(0) || days.is_some_and(|d| d > 3650) {
-        return Err(ApiError::invalid(
-            "expires_in_days must be between 1 and 3650",
-        ));
+    if expires_at.is_some_and(|end| end <= now) {
+        return Err(ApiError::invalid("a token must expire after it is made"));
     }
     let secret = format!("{TOKEN_PREFIX}{}", hex::encode(random_bytes::<32>()?));
     let record = ApiToken {
@@ -86,10 +88,43 @@ pub fn issue_token(
         principal: principal.clone(),
         hash: token_hash(&secret),
         created_at: now,
-        expires_at: days.map(|d| now + TimeDelta::days(i64::from(d))),
+        expires_at,
         revoked_at: None,
     };
     Ok(IssuedToken { secret, record })
+}
+
+/// How long a token minted through the API lasts when the request does not
+/// say, in days.
+pub const DEFAULT_TOKEN_DAYS: u32 = 90;
+
+/// The longest lifetime of a token minted through the API, in days.
+pub const MAX_TOKEN_DAYS: u32 = 365;
+
+/// When a token that `caller` mints at `now` for `target` expires: after
+/// `days` (90 if `None`, 1 to 365), and, when the caller mints for itself,
+/// no later than the token it presented. A token can thus never buy itself
+/// a longer life: a leaked token cannot be turned into one that outlives
+/// it. (A provider admin's or TenantAdmin's token for someone else is not
+/// bound by the minter's own.)
+pub fn api_token_expiry(
+    caller: &Caller,
+    target: &PrincipalId,
+    now: Timestamp,
+    days: Option<u32>,
+) -> Result<Timestamp, ApiError> {
+    let days = days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::invalid(format!(
+            "expires_in_days must be between 1 and {MAX_TOKEN_DAYS} (default \
+             {DEFAULT_TOKEN_DAYS})"
+        )));
+    }
+    let asked = now + TimeDelta::days(i64::from(days));
+    Ok(match caller.token_expires_at {
+        Some(own_end) if &caller.principal.id == target => asked.min(own_end),
+        _ => asked,
+    })
 }
 
 /// Checks a token's shape: the prefix and 64 lowercase hex digits.
@@ -256,6 +291,7 @@ impl FromRequestParts<AppState> for Caller {
             principal,
             roles,
             token: stored.id,
+            token_expires_at: stored.expires_at,
         })
     }
 }
@@ -267,14 +303,15 @@ mod tests {
     #[test]
     fn tokens_are_256_random_bits_with_a_prefix_and_only_their_hash_is_kept() {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let a = issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(30)).unwrap();
+        let month = now + TimeDelta::days(30);
+        let a = issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(month)).unwrap();
         let b = issue_token(&PrincipalId::parse("sam").unwrap(), now, None).unwrap();
         assert!(well_formed(&a.secret) && a.secret.len() == 4 + 64);
         assert_ne!(a.secret, b.secret);
         assert_eq!(a.record.hash, token_hash(&a.secret));
-        assert_eq!(a.record.expires_at, Some(now + TimeDelta::days(30)));
+        assert_eq!(a.record.expires_at, Some(month));
         assert_eq!(b.record.expires_at, None);
-        assert!(issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(0)).is_err());
+        assert!(issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(now)).is_err());
         assert!(!well_formed("lbx_ABC"));
         let debug = format!("{a:?}");
         assert!(!debug.contains(&a.secret), "no secret in Debug: {debug}");

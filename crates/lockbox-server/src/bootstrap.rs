@@ -115,6 +115,13 @@ async fn add_admin(
 
 /// Creates the first provider admin, `admin_id`, and a token for it. Refused
 /// on a database that already has principals.
+///
+/// Unlike every token minted through the API, this one never expires: it is
+/// how an installation is administered at all, and no other path can mint
+/// a provider admin's token for a locked-out installation. Keep it like a
+/// root password; to rotate it, mint the admin a new token
+/// (`POST /v1/principals/{id}/tokens`, at most 365 days) and revoke this one
+/// (`DELETE /v1/tokens/{id}`), bearing in mind that the new one expires.
 pub async fn init(
     store: &Store,
     now: Timestamp,

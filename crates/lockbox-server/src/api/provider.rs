@@ -145,6 +145,10 @@ pub(crate) async fn list_access_levels(
 /// The token is shown once: a repeat with the same `Idempotency-Key` is
 /// answered `409 replay_withheld`, naming the token created, never with the
 /// token again.
+///
+/// It lasts `expires_in_days` (90 days if absent, at most 365). A token a
+/// principal mints for itself never outlives the token used to mint it:
+/// its `expires_at` is clamped to that token's.
 #[utoipa::path(post, path = "/v1/principals/{id}/tokens", tag = "tokens",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewToken,
@@ -169,7 +173,8 @@ pub(crate) async fn create_token(
     // On this transaction's connection: a second one, taken while this
     // one is held, could wait on a pool that this request has emptied.
     let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
-    let token = auth::issue_token(&target.id, now, body.value.expires_in_days)?;
+    let expires_at = auth::api_token_expiry(&caller, &target.id, now, body.value.expires_in_days)?;
+    let token = auth::issue_token(&target.id, now, Some(expires_at))?;
     tx.insert_token(&token.record).await?;
     let token_id = token.record.id;
     let withheld = Withheld {

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::TimeDelta;
 use lockbox_api as api;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{DisplayName, Email};
@@ -109,7 +110,7 @@ pub(crate) async fn create_tenant(
         RoleAssignmentId::generate(now)?,
         now,
     );
-    let token = auth::issue_token(&on.admin.id, now, Some(30))?;
+    let token = auth::issue_token(&on.admin.id, now, Some(now + TimeDelta::days(30)))?;
     let chain = Chain::Tenant(on.tenant.id.clone());
     let mut events = on.events.clone();
     events.push(token_event(chain.clone(), &caller, &token.record));

@@ -135,4 +135,67 @@ async fn secrets_are_never_kept_for_replay(server: TestServer) {
     assert_eq!(kept(&server, "alice", "mint-alice-1").await, None);
 }
 
-on_both!(secrets_are_never_kept_for_replay);
+async fn minted_tokens_expire_and_never_outlive_their_minter(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let now = lockbox_testkit::start_time();
+    let mint = |client: &lockbox_client::Client, id: &str, days: Option<u32>| {
+        let (client, id) = (client.clone(), id.to_owned());
+        async move {
+            client
+                .create_token(
+                    &id,
+                    &api::NewToken {
+                        expires_in_days: days,
+                    },
+                )
+                .await
+        }
+    };
+    // 90 days unless asked otherwise, and never forever.
+    let t = mint(&world.alice.client, "olivia", None).await.unwrap();
+    assert_eq!(t.expires_at, Some(now + TimeDelta::days(90)));
+    let t = mint(&server.admin, "sam", Some(365)).await.unwrap();
+    assert_eq!(t.expires_at, Some(now + TimeDelta::days(365)));
+    for days in [0, 366, 3650] {
+        let e = mint(&server.admin, "sam", Some(days)).await.unwrap_err();
+        assert_eq!((e.status(), e.kind()), (Some(400), Some("invalid_input")));
+        assert!(e.to_string().contains("between 1 and 365"), "{e}");
+    }
+    // The first admin's token never expires, but what it mints does.
+    let t = mint(&server.admin, "admin", None).await.unwrap();
+    assert_eq!(t.expires_at, Some(now + TimeDelta::days(90)));
+
+    // A token minted for oneself ends when the token that minted it does.
+    let short = mint(&world.olivia.client, "olivia", Some(2)).await.unwrap();
+    let short_end = now + TimeDelta::days(2);
+    assert_eq!(short.expires_at, Some(short_end));
+    let with_short = server.client(&short.token);
+    let longer = mint(&with_short, "olivia", Some(30)).await.unwrap();
+    assert_eq!(
+        longer.expires_at,
+        Some(short_end),
+        "clamped to its minter's"
+    );
+    let default = mint(&with_short, "olivia", None).await.unwrap();
+    assert_eq!(default.expires_at, Some(short_end));
+    let shorter = mint(&with_short, "olivia", Some(1)).await.unwrap();
+    assert_eq!(shorter.expires_at, Some(now + TimeDelta::days(1)));
+    server.advance(TimeDelta::days(2));
+    for token in [&short.token, &longer.token, &default.token] {
+        let e = server.client(token).me().await.unwrap_err();
+        assert_eq!(e.status(), Some(401), "{e}");
+    }
+    // Minting for someone else is not bound by the minter's own token.
+    let alice_until = now + TimeDelta::days(30);
+    let for_rita = mint(&world.alice.client, "rita", Some(60)).await.unwrap();
+    assert_eq!(
+        for_rita.expires_at,
+        Some(now + TimeDelta::days(2) + TimeDelta::days(60))
+    );
+    assert!(for_rita.expires_at > Some(alice_until));
+}
+
+on_both!(
+    secrets_are_never_kept_for_replay,
+    minted_tokens_expire_and_never_outlive_their_minter,
+);
