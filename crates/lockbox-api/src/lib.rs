@@ -353,6 +353,9 @@ pub struct AccessRequest {
     pub approvals: Vec<Approval>,
     pub denial: Option<Decision>,
     pub cancellation: Option<Decision>,
+    /// The grant an approval started; `null` before, and for callers who
+    /// may not see grants (the holder, the tenant's approvers and
+    /// TenantAdmins, and the provider's admins may).
     pub grant: Option<Grant>,
     /// Approved by the system because the tenant had not opted in.
     pub decided_by_system: bool,

@@ -21,9 +21,29 @@ use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
 
-/// Presents requests with their cases' titles and severities.
+/// A request as `caller` may see it: with its case's title and severity,
+/// and with its grant only if the caller may see the grant (as
+/// `GET /v1/grants/{id}` would show it), `null` otherwise.
+fn request_for(
+    caller: &Caller,
+    r: &AccessRequest,
+    case: &SupportCase,
+    now: Timestamp,
+) -> api::AccessRequest {
+    let mut out = present::request(r, case, now);
+    if r.grant
+        .as_ref()
+        .is_some_and(|g| authz::see_grant(caller, g).is_err())
+    {
+        out.grant = None;
+    }
+    out
+}
+
+/// Presents requests to `caller` (see [`request_for`]).
 pub(crate) async fn present_requests(
     tx: &mut Tx,
+    caller: &Caller,
     requests: &[AccessRequest],
     now: Timestamp,
 ) -> Result<Vec<api::AccessRequest>, ApiError> {
@@ -39,17 +59,18 @@ pub(crate) async fn present_requests(
                 slot.insert(case)
             }
         };
-        out.push(present::request(r, case, now));
+        out.push(request_for(caller, r, case, now));
     }
     Ok(out)
 }
 
 async fn present_one(
     tx: &mut Tx,
+    caller: &Caller,
     r: &AccessRequest,
     now: Timestamp,
 ) -> Result<api::AccessRequest, ApiError> {
-    present_requests(tx, std::slice::from_ref(r), now)
+    present_requests(tx, caller, std::slice::from_ref(r), now)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("a request vanished while being presented".into()))
@@ -110,7 +131,7 @@ pub(crate) async fn create_request(
         now,
     )?;
     tx.insert_request(&request).await?;
-    let out = present::request(&request, &case, now);
+    let out = request_for(&caller, &request, &case, now);
     let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
@@ -137,7 +158,8 @@ pub(crate) struct RequestQuery {
 
 /// Requests the caller may see, newest first: approvers and the tenant's
 /// users see their tenant's (within their roles' scopes), operators their
-/// own, provider admins all.
+/// own, provider admins all. Each shows its `grant` only to callers who may
+/// see that grant.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", params(RequestQuery),
     responses((status = 200, body = api::Page<api::AccessRequest>), (status = 400, body = api::Problem)),
     security(("bearer" = [])))]
@@ -198,12 +220,14 @@ pub(crate) async fn list_requests(
         .filter(|r| authz::see_request(&caller, r).is_ok())
         .collect();
     Ok(Json(api::Page {
-        items: present_requests(&mut tx, &visible, now).await?,
+        items: present_requests(&mut tx, &caller, &visible, now).await?,
         next_cursor: found.next_cursor,
     }))
 }
 
-/// One request.
+/// One request. Its `grant` is shown only to callers who may see that
+/// grant (as `GET /v1/grants/{id}`): `null` for the others, such as a
+/// Reader.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path)),
     responses((status = 200, body = api::AccessRequest), (status = 404, body = api::Problem)),
@@ -220,7 +244,7 @@ pub(crate) async fn get_request(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("request {id}")))?;
     authz::see_request(&caller, &r)?;
-    Ok(Json(present_one(&mut tx, &r, app.now()).await?))
+    Ok(Json(present_one(&mut tx, &caller, &r, app.now()).await?))
 }
 
 /// What a decision does to a request.
@@ -266,7 +290,7 @@ async fn decide(
         Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,
         Decide::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
     };
-    let out = present_one(&mut tx, &request, now).await?;
+    let out = present_one(&mut tx, caller, &request, now).await?;
     tx.save_request(request).await?;
     tx.commit(events).await?;
     Ok(Json(out))

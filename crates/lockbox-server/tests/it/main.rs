@@ -41,3 +41,4 @@ mod ops;
 mod story;
 mod tls;
 mod tokens;
+mod visibility;
