@@ -77,7 +77,8 @@ async fn present_one(
 }
 
 /// Ask for access (the operator assigned to the case). Approved by the
-/// system at once if the tenant has not opted in.
+/// system at once if the tenant has not opted in. A case not assigned to
+/// the caller answers 404, as it does to `GET /v1/cases/{id}`.
 #[utoipa::path(post, path = "/v1/requests", tag = "requests",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewRequest,
@@ -106,6 +107,12 @@ pub(crate) async fn create_request(
     let mut tx = app.store().begin().await?;
     // Locked so that the case cannot close while the request is made.
     let case = tx.lock_case(&case_id).await?;
+    // Before anything else: a case not assigned to this operator does not
+    // exist for them (as GET /v1/cases/{id} says), so no later refusal may
+    // tell them whom it is assigned to or whether it is open.
+    if case.assigned_to.as_ref() != Some(caller.id()) {
+        return Err(ApiError::not_found(format!("case {case_id}")));
+    }
     // Shared so that the opt-in and policy cannot change until this
     // request commits: once `PUT /lockbox {enabled: true}` returns, no
     // request is approved by the system any more.

@@ -1,6 +1,8 @@
 //! What each caller may learn about requests, grants and cases.
 
 use lockbox_testkit::{Contoso, TestServer};
+use reqwest::Method;
+use serde_json::json;
 
 async fn a_request_shows_its_grant_only_to_those_who_may_see_grants(server: TestServer) {
     let world = Contoso::seed(&server).await;
@@ -44,4 +46,73 @@ async fn a_request_shows_its_grant_only_to_those_who_may_see_grants(server: Test
     }
 }
 
-on_both!(a_request_shows_its_grant_only_to_those_who_may_see_grants);
+/// An operator learns nothing of a case not assigned to them by asking for
+/// access under it: the same 404 as reading it, whether the case is open,
+/// closed or missing.
+async fn an_unassigned_operator_learns_nothing_of_the_case(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let closed = world
+        .olivia
+        .client
+        .open_case(
+            Contoso::TENANT,
+            &lockbox_api::NewCase {
+                resource: Contoso::VM.into(),
+                title: "closed one".into(),
+                severity: "C".into(),
+            },
+        )
+        .await
+        .unwrap();
+    world
+        .admin
+        .client
+        .assign_case(&closed.id, "sam")
+        .await
+        .unwrap();
+    world.olivia.client.close_case(&closed.id).await.unwrap();
+    let missing = "case_00000000000000000000000000000000";
+    for case in [world.case.as_str(), closed.id.as_str(), missing] {
+        let body = json!({"case": case, "resource": Contoso::VM, "access_level": "Reader",
+            "justification": "let me in"})
+        .to_string();
+        let asked = world
+            .oscar
+            .client
+            .raw(Method::POST, "/v1/requests", Some(body), &[])
+            .await
+            .unwrap();
+        let read = world
+            .oscar
+            .client
+            .raw(Method::GET, &format!("/v1/cases/{case}"), None, &[])
+            .await
+            .unwrap();
+        assert_eq!(asked.status, 404, "{case}: {}", asked.body);
+        assert_eq!(
+            asked.body, read.body,
+            "{case}: the same answer as reading it"
+        );
+        assert!(!asked.body.contains("sam"), "{}", asked.body);
+        assert!(asked.body.contains(&format!("case {case} not found")));
+    }
+    // The operator it is assigned to is still told why.
+    let e = world
+        .sam
+        .client
+        .create_request(&lockbox_api::NewRequest {
+            case: closed.id.clone(),
+            resource: Contoso::VM.into(),
+            access_level: "Reader".into(),
+            duration_hours: None,
+            justification: "again".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.kind()), (Some(409), Some("case_not_open")));
+}
+
+on_both!(
+    a_request_shows_its_grant_only_to_those_who_may_see_grants,
+    an_unassigned_operator_learns_nothing_of_the_case,
+);
