@@ -9,8 +9,8 @@ use lockbox_api as api;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    Actor, Chain, EventKind, PendingEvent, PolicySettings, Principal, Role, RoleAssignment,
-    RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
+    Actor, Chain, EventKind, PendingEvent, PolicySettings, Principal, PrincipalId, Role,
+    RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
 };
 use lockbox_store::{Directory as _, Page};
 use serde_json::json;
@@ -241,28 +241,37 @@ pub(crate) async fn add_subscription(
     Ok(created)
 }
 
-/// A tenant's subscriptions (provider admins and the tenant's users).
+/// A tenant's subscriptions, in id order (provider admins and the tenant's
+/// users).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/subscriptions", tag = "tenants",
-    params(("tenant" = String, Path)),
-    responses((status = 200, body = Vec<api::Subscription>), (status = 404, body = api::Problem)),
+    params(("tenant" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::Subscription>), (status = 400, body = api::Problem), (status = 404, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list_subscriptions(
     State(app): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<api::Subscription>>, ApiError> {
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::Subscription>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::see_tenant(&caller, &tenant)?;
-    let subs = app.store().read().await?.subscriptions(&tenant).await?;
-    Ok(Json(
-        subs.iter()
+    let page = params.page(SubscriptionId::parse)?;
+    let mut tx = app.store().read().await?;
+    if tx.tenant(&tenant).await?.is_none() {
+        return Err(ApiError::not_found(format!("tenant {tenant}")));
+    }
+    let Page { items, next_cursor } = tx.subscriptions(&tenant, &page).await?;
+    Ok(Json(api::Page {
+        items: items
+            .iter()
             .map(|s| api::Subscription {
                 id: s.to_string(),
                 tenant: tenant.to_string(),
                 scope: s.to_resource_id().to_string(),
             })
             .collect(),
-    ))
+        next_cursor,
+    }))
 }
 
 /// Create a user in the tenant (its TenantAdmins).
@@ -310,20 +319,25 @@ pub(crate) async fn create_user(
     Ok(created)
 }
 
-/// The tenant's users (its TenantAdmins).
+/// The tenant's users, in id order (its TenantAdmins).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users", tag = "tenant administration",
-    params(("tenant" = String, Path)),
-    responses((status = 200, body = Vec<api::Principal>), (status = 403, body = api::Problem)),
+    params(("tenant" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::Principal>), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list_users(
     State(app): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<api::Principal>>, ApiError> {
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::Principal>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
-    let users = app.store().read().await?.users(&tenant).await?;
-    Ok(Json(users.iter().map(present::principal).collect()))
+    let page = params.page(PrincipalId::parse)?;
+    let Page { items, next_cursor } = app.store().read().await?.users(&tenant, &page).await?;
+    Ok(Json(api::Page {
+        items: items.iter().map(present::principal).collect(),
+        next_cursor,
+    }))
 }
 
 /// Give a user of the tenant a role at a scope (its TenantAdmins).
@@ -382,20 +396,30 @@ pub(crate) async fn assign_role(
     Ok(created)
 }
 
-/// The tenant's role assignments (its TenantAdmins).
+/// The tenant's role assignments, oldest first (its TenantAdmins).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/role-assignments", tag = "tenant administration",
-    params(("tenant" = String, Path)),
-    responses((status = 200, body = Vec<api::RoleAssignment>), (status = 403, body = api::Problem)),
+    params(("tenant" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::RoleAssignment>), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list_roles(
     State(app): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<api::RoleAssignment>>, ApiError> {
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::RoleAssignment>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
-    let roles = app.store().read().await?.role_assignments(&tenant).await?;
-    Ok(Json(roles.iter().map(present::role_assignment).collect()))
+    let page = params.page(RoleAssignmentId::parse)?;
+    let Page { items, next_cursor } = app
+        .store()
+        .read()
+        .await?
+        .role_assignments(&tenant, &page)
+        .await?;
+    Ok(Json(api::Page {
+        items: items.iter().map(present::role_assignment).collect(),
+        next_cursor,
+    }))
 }
 
 /// Remove a role assignment (its TenantAdmins). The last TenantAdmin

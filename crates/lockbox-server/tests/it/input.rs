@@ -368,7 +368,83 @@ async fn idempotent_creations_hold_one_connection_at_a_time() {
     }
 }
 
+async fn tenant_lists_paginate(server: TestServer) {
+    use lockbox_client::PageQuery;
+    let world = Contoso::seed(&server).await;
+    for sub in ["sub-3", "sub-2"] {
+        server.admin.add_subscription("contoso", sub).await.unwrap();
+    }
+    let alice = &world.alice.client;
+    let page = |limit: u32, cursor: Option<String>| PageQuery {
+        limit: Some(limit),
+        cursor,
+    };
+
+    let mut users = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = alice.users("contoso", &page(3, cursor)).await.unwrap();
+        assert!(p.items.len() <= 3);
+        users.extend(p.items.into_iter().map(|u| u.id));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(users, ["alice", "bob", "olivia", "rita"]);
+
+    let all = alice
+        .role_assignments("contoso", &PageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!((all.items.len(), all.next_cursor.as_ref()), (4, None));
+    let first = alice
+        .role_assignments("contoso", &page(3, None))
+        .await
+        .unwrap();
+    let rest = alice
+        .role_assignments("contoso", &page(3, first.next_cursor.clone()))
+        .await
+        .unwrap();
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!([first.items, rest.items].concat(), all.items);
+
+    for client in [&server.admin, &world.rita.client] {
+        let first = client
+            .subscriptions("contoso", &page(2, None))
+            .await
+            .unwrap();
+        let ids: Vec<_> = first.items.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["sub-1", "sub-2"]);
+        let rest = client
+            .subscriptions("contoso", &page(2, first.next_cursor.clone()))
+            .await
+            .unwrap();
+        assert_eq!(rest.items[0].scope, "/subscriptions/sub-3");
+        assert_eq!(rest.next_cursor, None);
+    }
+
+    let e = server
+        .admin
+        .subscriptions("nowhere", &PageQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.kind()), (Some(404), Some("not_found")));
+    assert!(e.to_string().contains("tenant nowhere"), "{e}");
+    for path in [
+        "/v1/tenants/contoso/users?limit=0",
+        "/v1/tenants/contoso/role-assignments?limit=501",
+        "/v1/tenants/contoso/role-assignments?cursor=nonsense",
+        "/v1/tenants/contoso/subscriptions?page=2",
+    ] {
+        let r = alice.raw(Method::GET, path, None, &[]).await.unwrap();
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(problem(&r)["type"], "invalid_input", "{path}");
+    }
+}
+
 on_both!(
+    tenant_lists_paginate,
     lists_filter_on_the_state_they_show,
     bad_input_is_refused_clearly_and_changes_nothing,
     revoked_and_expired_tokens_are_refused,

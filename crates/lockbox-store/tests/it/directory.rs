@@ -223,7 +223,11 @@ async fn subscriptions_belong_to_one_tenant(s: TestStore) {
             .unwrap(),
         None
     );
-    assert_eq!(tx.subscriptions(&tid()).await.unwrap(), vec![sub]);
+    let page = tx
+        .subscriptions(&tid(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((page.items, page.next_cursor), (vec![sub], None));
 }
 
 async fn principals_of_every_kind_round_trip(s: TestStore) {
@@ -248,7 +252,9 @@ async fn principals_of_every_kind_round_trip(s: TestStore) {
     for p in &all {
         assert_eq!(tx.principal(&p.id).await.unwrap().as_ref(), Some(p));
     }
-    assert_eq!(tx.users(&tid()).await.unwrap(), vec![all[0].clone()]);
+    let users = tx.users(&tid(), &PageRequest::default()).await.unwrap();
+    assert_eq!(users.items, vec![all[0].clone()]);
+    assert_eq!(users.next_cursor, None);
     assert!(tx.has_principals().await.unwrap());
     drop(tx);
     // Ids are unique whatever the kind.
@@ -320,7 +326,28 @@ async fn role_assignments(s: TestStore) {
         (olivia[0].role, olivia[0].scope.to_string()),
         (Role::Owner, "/subscriptions/sub-1".to_owned())
     );
-    assert_eq!(tx.role_assignments(&tid()).await.unwrap().len(), 4);
+    let all = tx
+        .role_assignments(&tid(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((all.items.len(), all.next_cursor.as_ref()), (4, None));
+    let first = tx
+        .role_assignments(&tid(), &PageRequest::first(3))
+        .await
+        .unwrap();
+    let rest = tx
+        .role_assignments(
+            &tid(),
+            &PageRequest::after(3, first.next_cursor.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(
+        [first.items, rest.items].concat(),
+        all.items,
+        "pages in id order, nothing twice or missed"
+    );
     assert_eq!(tx.count_tenant_admins(&tid()).await.unwrap(), 1);
     assert_eq!(
         tx.role_assignment(&olivia[0].id).await.unwrap().as_ref(),
