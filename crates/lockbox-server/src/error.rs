@@ -93,6 +93,19 @@ impl ApiError {
     }
 }
 
+/// For logs: the type and the detail or cause (a 5xx's cause is logged,
+/// never sent).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Problem { kind, detail, .. } => write!(f, "{kind}: {detail}"),
+            Self::Internal(cause) => write!(f, "internal: {cause}"),
+            Self::Unavailable(cause) => write!(f, "unavailable: {cause}"),
+            Self::Replay { status, .. } => write!(f, "replay of a {status} response"),
+        }
+    }
+}
+
 /// A short title for each type.
 fn title(kind: &str) -> &'static str {
     match kind {

@@ -1,6 +1,6 @@
 //! Prometheus metrics: HTTP requests by route and status with their
 //! latencies, requests by state (read from the database at scrape time), and
-//! sweeper runs.
+//! sweeper runs (and the rows they had to leave).
 
 use std::time::Instant;
 
@@ -35,6 +35,11 @@ struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -50,6 +55,7 @@ pub struct Metrics {
     requests_by_state: Family<StateLabels, Gauge>,
     sweeper_runs: Family<OutcomeLabels, Counter>,
     sweeper_transitions: Family<StateLabels, Counter>,
+    sweeper_skipped: Family<KindLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -65,6 +71,7 @@ impl Default for Metrics {
         let requests_by_state = Family::<StateLabels, Gauge>::default();
         let sweeper_runs = Family::<OutcomeLabels, Counter>::default();
         let sweeper_transitions = Family::<StateLabels, Counter>::default();
+        let sweeper_skipped = Family::<KindLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -90,6 +97,12 @@ impl Default for Metrics {
             "Requests and grants the sweeper moved, by the state it moved them to",
             sweeper_transitions.clone(),
         );
+        registry.register(
+            "sweeper_skipped",
+            "Rows the sweeper could not sweep and left as they were, by kind (request, grant); \
+             each is logged with its cause",
+            sweeper_skipped.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -97,6 +110,7 @@ impl Default for Metrics {
             requests_by_state,
             sweeper_runs,
             sweeper_transitions,
+            sweeper_skipped,
         }
     }
 }
@@ -121,6 +135,13 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// Records a row the sweeper left (`kind` is `request` or `grant`).
+    pub(crate) fn sweep_skipped(&self, kind: &str) {
+        self.sweeper_skipped
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
     }
 
     /// The text exposition, with request counts as given.
