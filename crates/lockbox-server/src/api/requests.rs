@@ -9,11 +9,12 @@ use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
-    AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PrincipalId, RequestDraft,
-    RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId, Timestamp,
+    AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PendingEvent, PrincipalId,
+    RequestDraft, RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId,
+    Timestamp,
 };
 use lockbox_store::{
-    Cases as _, Directory as _, GrantFilter, RequestFilter, Requests as _, StatusAt, Tx,
+    Cases as _, Directory as _, GrantFilter, Locked, RequestFilter, Requests as _, StatusAt, Tx,
 };
 
 use crate::auth::Caller;
@@ -273,7 +274,35 @@ async fn decide(
     let id = RequestId::parse(id)?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let mut request = tx.lock_request(&id).await?;
+    match decide_in(&mut tx, caller, &id, decision, now).await {
+        Ok((request, events, out)) => {
+            tx.save_request(request).await?;
+            tx.commit(events).await?;
+            Ok(Json(out))
+        }
+        Err(refused) => {
+            // Release the request's row before answering: a dropped
+            // transaction rolls back only when its connection is next
+            // used, and until then whoever acts on the request next (a
+            // retry, or the sweeper, which passes locked rows by) would
+            // find it still locked. A failed rollback changes nothing
+            // for the caller, whose answer is the refusal.
+            let _ = tx.rollback().await;
+            Err(refused)
+        }
+    }
+}
+
+/// The decision, in `tx`: the request changed (still to be saved), its
+/// events, and the answer.
+async fn decide_in(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &RequestId,
+    decision: Decide,
+    now: Timestamp,
+) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>, api::AccessRequest), ApiError> {
+    let mut request = tx.lock_request(id).await?;
     authz::see_request(caller, &request)?;
     // The tenant's row is shared until the decision commits: a change of
     // its roles or policy (which holds the row) either commits before the
@@ -297,10 +326,8 @@ async fn decide(
         Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,
         Decide::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
     };
-    let out = present_one(&mut tx, caller, &request, now).await?;
-    tx.save_request(request).await?;
-    tx.commit(events).await?;
-    Ok(Json(out))
+    let out = present_one(tx, caller, &request, now).await?;
+    Ok((request, events, out))
 }
 
 /// Approve, with a reason, optionally shortening the duration (an eligible
