@@ -155,7 +155,9 @@ pub struct AccessLevel {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// Days until it stops working; never, if absent.
+    /// Days until it stops working: 90 if absent, 1 to 365. A token a
+    /// principal mints for itself expires no later than the token it was
+    /// minted with.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
 }
@@ -168,6 +170,8 @@ pub struct TokenCreated {
     /// The secret, `lbx_…`. Lockbox keeps only its hash.
     pub token: String,
     pub created_at: DateTime<Utc>,
+    /// When it stops working (`null` only for tokens made outside the API,
+    /// such as `lockbox init`'s).
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -349,6 +353,9 @@ pub struct AccessRequest {
     pub approvals: Vec<Approval>,
     pub denial: Option<Decision>,
     pub cancellation: Option<Decision>,
+    /// The grant an approval started; `null` before, and for callers who
+    /// may not see grants (the holder, the tenant's approvers and
+    /// TenantAdmins, and the provider's admins may).
     pub grant: Option<Grant>,
     /// Approved by the system because the tenant had not opted in.
     pub decided_by_system: bool,

@@ -16,7 +16,7 @@
 //! The timer's own cost (two `Instant::now` calls) is reported too; it is
 //! included in every figure on both sides.
 //!
-//! Run: `cargo bench -p lockbox-bench --bench decide [-- MAX_GRANTS]`
+//! Run: `cargo bench -p lockbox-bench --features cedar --bench decide [-- MAX_GRANTS]`
 //! (default 10 000 000; the largest index needs about 3 GiB).
 
 #![allow(

@@ -90,6 +90,17 @@ pub struct RequestQuery {
     pub cursor: Option<String>,
 }
 
+/// `?limit=&cursor=` of the lists without other filters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PageQuery {
+    /// Page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Where the previous page ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 impl Client {
     /// A client for the server at `base_url` (`http://host:port`), sending
     /// `token` as a bearer token if given.
@@ -297,6 +308,16 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/tenants/{tenant}/subscriptions`: one page.
+    pub async fn subscriptions(
+        &self,
+        tenant: &str,
+        page: &PageQuery,
+    ) -> Result<api::Page<api::Subscription>, ClientError> {
+        self.get_with(&format!("/v1/tenants/{tenant}/subscriptions"), page)
+            .await
+    }
+
     /// `POST /v1/operators`.
     pub async fn create_operator(
         &self,
@@ -352,9 +373,14 @@ impl Client {
             .await
     }
 
-    /// `GET /v1/tenants/{tenant}/users`.
-    pub async fn users(&self, tenant: &str) -> Result<Vec<api::Principal>, ClientError> {
-        self.get(&format!("/v1/tenants/{tenant}/users")).await
+    /// `GET /v1/tenants/{tenant}/users`: one page.
+    pub async fn users(
+        &self,
+        tenant: &str,
+        page: &PageQuery,
+    ) -> Result<api::Page<api::Principal>, ClientError> {
+        self.get_with(&format!("/v1/tenants/{tenant}/users"), page)
+            .await
     }
 
     /// `POST /v1/tenants/{tenant}/role-assignments`.
@@ -374,12 +400,13 @@ impl Client {
             .await
     }
 
-    /// `GET /v1/tenants/{tenant}/role-assignments`.
+    /// `GET /v1/tenants/{tenant}/role-assignments`: one page.
     pub async fn role_assignments(
         &self,
         tenant: &str,
-    ) -> Result<Vec<api::RoleAssignment>, ClientError> {
-        self.get(&format!("/v1/tenants/{tenant}/role-assignments"))
+        page: &PageQuery,
+    ) -> Result<api::Page<api::RoleAssignment>, ClientError> {
+        self.get_with(&format!("/v1/tenants/{tenant}/role-assignments"), page)
             .await
     }
 

@@ -4,11 +4,13 @@
 //! stores only their SHA-256, looks a token up by that hash, and compares
 //! hashes in constant time; tokens expire and can be revoked. Passwords
 //! (for the portal) are stored as Argon2id hashes. Failed attempts are
-//! counted per client address, and an address with too many is refused for
-//! a while (`rate_limited`) before its token is even looked up.
+//! counted per client (an IPv4 address or an IPv6 /64), and a client with
+//! too many has its further failures answered `rate_limited` for a while.
+//! A valid token always passes: many callers may share one address (a NAT,
+//! a proxy), and one of them failing must not lock out the others.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,8 +18,8 @@ use argon2::{
     Argon2, PasswordHasher as _, PasswordVerifier as _, password_hash::phc::PasswordHash,
 };
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use chrono::TimeDelta;
 use lockbox_core::id::random_bytes;
 use lockbox_core::{Principal, PrincipalId, RoleAssignment, Timestamp, TokenId};
@@ -42,17 +44,26 @@ pub struct Caller {
     pub roles: Vec<RoleAssignment>,
     /// The token presented.
     pub token: TokenId,
-    /// When that token expires.
+    /// When the token presented expires, if ever.
     pub token_expires_at: Option<Timestamp>,
 }
 
 /// A freshly minted token: the secret (shown once) and what is stored.
-#[derive(Debug)]
 pub struct IssuedToken {
     /// `lbx_…`, to hand to its owner once.
     pub secret: String,
     /// The stored form (only the hash).
     pub record: ApiToken,
+}
+
+/// Never the secret: a token in a log line is a token anyone may use.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("secret", &"<redacted>")
+            .field("record", &self.record)
+            .finish()
+    }
 }
 
 /// SHA-256 of a token's text.
@@ -61,17 +72,17 @@ pub fn token_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Mints a token for `principal`, valid from `now` for `days` (forever if
-/// `None`).
+/// Mints a token for `principal`, valid from `now` until `expires_at`.
+/// `None` (never) is for the first provider admin's token, made by
+/// `lockbox init`, and the demo's: every token minted through the API
+/// expires (see [`api_token_expiry`]).
 pub fn issue_token(
     principal: &PrincipalId,
     now: Timestamp,
-    days: Option<u32>,
+    expires_at: Option<Timestamp>,
 ) -> Result<IssuedToken, ApiError> {
-    if days == Some(0) || days.is_some_and(|d| d > 3650) {
-        return Err(ApiError::invalid(
-            "expires_in_days must be between 1 and 3650",
-        ));
+    if expires_at.is_some_and(|end| end <= now) {
+        return Err(ApiError::invalid("a token must expire after it is made"));
     }
     let secret = format!("{TOKEN_PREFIX}{}", hex::encode(random_bytes::<32>()?));
     let record = ApiToken {
@@ -79,10 +90,43 @@ pub fn issue_token(
         principal: principal.clone(),
         hash: token_hash(&secret),
         created_at: now,
-        expires_at: days.map(|d| now + TimeDelta::days(i64::from(d))),
+        expires_at,
         revoked_at: None,
     };
     Ok(IssuedToken { secret, record })
+}
+
+/// How long a token minted through the API lasts when the request does not
+/// say, in days.
+pub const DEFAULT_TOKEN_DAYS: u32 = 90;
+
+/// The longest lifetime of a token minted through the API, in days.
+pub const MAX_TOKEN_DAYS: u32 = 365;
+
+/// When a token that `caller` mints at `now` for `target` expires: after
+/// `days` (90 if `None`, 1 to 365), and, when the caller mints for itself,
+/// no later than the token it presented. A token can thus never buy itself
+/// a longer life: a leaked token cannot be turned into one that outlives
+/// it. (A provider admin's or TenantAdmin's token for someone else is not
+/// bound by the minter's own.)
+pub fn api_token_expiry(
+    caller: &Caller,
+    target: &PrincipalId,
+    now: Timestamp,
+    days: Option<u32>,
+) -> Result<Timestamp, ApiError> {
+    let days = days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::invalid(format!(
+            "expires_in_days must be between 1 and {MAX_TOKEN_DAYS} (default \
+             {DEFAULT_TOKEN_DAYS})"
+        )));
+    }
+    let asked = now + TimeDelta::days(i64::from(days));
+    Ok(match caller.token_expires_at {
+        Some(own_end) if &caller.principal.id == target => asked.min(own_end),
+        _ => asked,
+    })
 }
 
 /// Checks a token's shape: the prefix and 64 lowercase hex digits.
@@ -132,60 +176,136 @@ pub async fn verify_password(password: String, hash: String) -> bool {
     .unwrap_or(false)
 }
 
-/// Counts failed authentication attempts per client address and refuses an
-/// address that has failed too often recently.
+/// Counts failed authentication attempts per client and tells when a
+/// client has failed too often recently.
+///
+/// A client is an IPv4 address, or an IPv6 /64 (what one host or site is
+/// usually given, so that an attacker cannot step around the count through
+/// the addresses of their own network). At most a fixed number of clients
+/// are remembered: when full, the one whose count started earliest is
+/// forgotten, so the memory used is bounded whatever the traffic.
 #[derive(Debug)]
 pub struct FailureLimiter {
     max_failures: u32,
     window: Duration,
-    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    capacity: usize,
+    clients: Mutex<Clients>,
 }
 
-/// How many addresses the limiter remembers before it forgets stale ones.
+/// The limiter's memory: the failures of each client, and the clients in
+/// the order their counts started (to forget the oldest first).
+#[derive(Debug, Default)]
+struct Clients {
+    failures: HashMap<IpAddr, Failures>,
+    by_start: BTreeMap<(Instant, u64), IpAddr>,
+    next: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+    /// Tells apart counts that started at the same instant.
+    seq: u64,
+}
+
+/// How many clients the limiter remembers.
 const LIMITER_CAPACITY: usize = 10_000;
 
+/// The client an address counts for: IPv4 addresses (also when written as
+/// IPv4-mapped IPv6) one by one, IPv6 addresses by their /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
 impl FailureLimiter {
-    /// At most `max_failures` per address in any `window`.
+    /// At most `max_failures` per client in any `window`.
     #[must_use]
     pub fn new(max_failures: u32, window: Duration) -> Self {
+        Self::with_capacity(max_failures, window, LIMITER_CAPACITY)
+    }
+
+    /// As [`FailureLimiter::new`], remembering at most `capacity` clients.
+    #[must_use]
+    pub fn with_capacity(max_failures: u32, window: Duration, capacity: usize) -> Self {
         Self {
             max_failures,
             window,
-            seen: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            clients: Mutex::new(Clients::default()),
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<IpAddr, (u32, Instant)>) -> T) -> T {
-        let mut seen = self
-            .seen
+    fn with<T>(&self, f: impl FnOnce(&mut Clients) -> T) -> T {
+        let mut clients = self
+            .clients
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut seen)
+        f(&mut clients)
     }
 
-    /// Whether `ip` is refused right now.
+    /// Whether `ip`'s client has failed too often recently.
     pub fn blocked(&self, ip: IpAddr) -> bool {
-        let window = self.window;
-        self.with(|seen| {
-            seen.get(&ip).is_some_and(|(count, since)| {
-                *count >= self.max_failures && since.elapsed() < window
-            })
+        let client = client_of(ip);
+        self.with(|clients| {
+            clients
+                .failures
+                .get(&client)
+                .is_some_and(|f| f.count >= self.max_failures && f.since.elapsed() < self.window)
         })
     }
 
-    /// Records a failed attempt from `ip`.
-    pub fn fail(&self, ip: IpAddr) {
-        let window = self.window;
-        self.with(|seen| {
-            if seen.len() >= LIMITER_CAPACITY {
-                seen.retain(|_, (_, since)| since.elapsed() < window);
-            }
-            let entry = seen.entry(ip).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= window {
-                *entry = (0, Instant::now());
-            }
-            entry.0 = entry.0.saturating_add(1);
-        });
+    /// Records a failed attempt from `ip`. Returns whether its client is
+    /// over the limit (the failure is to be answered `rate_limited`).
+    pub fn fail(&self, ip: IpAddr) -> bool {
+        let client = client_of(ip);
+        let now = Instant::now();
+        self.with(|clients| {
+            let current = clients
+                .failures
+                .get(&client)
+                .copied()
+                .filter(|f| now.duration_since(f.since) < self.window);
+            let failures = match current {
+                Some(f) if f.count >= self.max_failures => return true,
+                Some(f) => Failures {
+                    count: f.count.saturating_add(1),
+                    ..f
+                },
+                None => {
+                    // A new count (or a new window): re-file the client
+                    // under its new start, making room if needed.
+                    if let Some(old) = clients.failures.remove(&client) {
+                        clients.by_start.remove(&(old.since, old.seq));
+                    }
+                    while clients.failures.len() >= self.capacity {
+                        let Some((_, oldest)) = clients.by_start.pop_first() else {
+                            break;
+                        };
+                        clients.failures.remove(&oldest);
+                    }
+                    let seq = clients.next;
+                    clients.next = clients.next.wrapping_add(1);
+                    clients.by_start.insert((now, seq), client);
+                    Failures {
+                        count: 1,
+                        since: now,
+                        seq,
+                    }
+                }
+            };
+            clients.failures.insert(client, failures);
+            false
+        })
+    }
+
+    /// How many clients are remembered.
+    #[must_use]
+    pub fn remembered(&self) -> usize {
+        self.with(|clients| clients.failures.len())
     }
 }
 
@@ -200,58 +320,70 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let ip = client_ip(parts);
-        let limiter = app.auth_failures();
-        if limiter.blocked(ip) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed authentication attempts from this address; wait a minute",
-            ));
-        }
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(ApiError::unauthenticated(
                 "send `Authorization: Bearer lbx_…`",
             ));
         };
-        let fail = |detail: &str| {
-            limiter.fail(ip);
-            ApiError::unauthenticated(detail)
-        };
-        let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
-            return Err(fail("the Authorization header must be `Bearer lbx_…`"));
-        };
-        let token = token.trim();
-        if !well_formed(token) {
-            return Err(fail(
-                "the bearer token is not a Lockbox token (`lbx_` and 64 hex digits)",
-            ));
+        match authenticate(header, app).await? {
+            Ok(caller) => Ok(caller),
+            // Only failures count, and only failures are refused: a valid
+            // token passes whatever its address's record.
+            Err(detail) => {
+                if app.auth_failures().fail(client_ip(parts)) {
+                    Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "too many failed authentication attempts from this address; wait a \
+                         minute (valid tokens are still accepted)",
+                    ))
+                } else {
+                    Err(ApiError::unauthenticated(detail))
+                }
+            }
         }
-        let hash = token_hash(token);
-        let mut tx = app.store().read().await?;
-        let Some(stored) = tx.token_by_hash(&hash).await? else {
-            return Err(fail("the token is not recognised"));
-        };
-        if !bool::from(stored.hash.ct_eq(&hash)) {
-            return Err(fail("the token is not recognised"));
-        }
-        let now = app.now();
-        if stored.revoked_at.is_some() {
-            return Err(fail("the token has been revoked"));
-        }
-        if stored.expires_at.is_some_and(|end| now >= end) {
-            return Err(fail("the token has expired"));
-        }
-        let Some((principal, roles)) = tx.principal_with_roles(&stored.principal).await? else {
-            return Err(fail("the token's principal no longer exists"));
-        };
-        Ok(Caller {
-            principal,
-            roles,
-            token: stored.id,
-            token_expires_at: stored.expires_at,
-        })
     }
+}
+
+/// The caller a bearer token stands for, or why it stands for no one (the
+/// outer error is a failure of the store, which is no failed attempt).
+async fn authenticate(
+    header: &HeaderValue,
+    app: &AppState,
+) -> Result<Result<Caller, &'static str>, ApiError> {
+    let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
+        return Ok(Err("the Authorization header must be `Bearer lbx_…`"));
+    };
+    let token = token.trim();
+    if !well_formed(token) {
+        return Ok(Err(
+            "the bearer token is not a Lockbox token (`lbx_` and 64 hex digits)",
+        ));
+    }
+    let hash = token_hash(token);
+    let mut tx = app.store().read().await?;
+    let Some(stored) = tx.token_by_hash(&hash).await? else {
+        return Ok(Err("the token is not recognised"));
+    };
+    if !bool::from(stored.hash.ct_eq(&hash)) {
+        return Ok(Err("the token is not recognised"));
+    }
+    let now = app.now();
+    if stored.revoked_at.is_some() {
+        return Ok(Err("the token has been revoked"));
+    }
+    if stored.expires_at.is_some_and(|end| now >= end) {
+        return Ok(Err("the token has expired"));
+    }
+    let Some((principal, roles)) = tx.principal_with_roles(&stored.principal).await? else {
+        return Ok(Err("the token's principal no longer exists"));
+    };
+    Ok(Ok(Caller {
+        principal,
+        roles,
+        token: stored.id,
+        token_expires_at: stored.expires_at,
+    }))
 }
 
 #[cfg(test)]
@@ -261,15 +393,19 @@ mod tests {
     #[test]
     fn tokens_are_256_random_bits_with_a_prefix_and_only_their_hash_is_kept() {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let a = issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(30)).unwrap();
+        let month = now + TimeDelta::days(30);
+        let a = issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(month)).unwrap();
         let b = issue_token(&PrincipalId::parse("sam").unwrap(), now, None).unwrap();
         assert!(well_formed(&a.secret) && a.secret.len() == 4 + 64);
         assert_ne!(a.secret, b.secret);
         assert_eq!(a.record.hash, token_hash(&a.secret));
-        assert_eq!(a.record.expires_at, Some(now + TimeDelta::days(30)));
+        assert_eq!(a.record.expires_at, Some(month));
         assert_eq!(b.record.expires_at, None);
-        assert!(issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(0)).is_err());
+        assert!(issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(now)).is_err());
         assert!(!well_formed("lbx_ABC"));
+        let debug = format!("{a:?}");
+        assert!(!debug.contains(&a.secret), "no secret in Debug: {debug}");
+        assert!(debug.contains(&a.record.id.to_string()), "{debug}");
         assert!(!well_formed(&a.secret.to_uppercase()));
     }
 
@@ -279,14 +415,70 @@ mod tests {
         let ip = IpAddr::from([10, 0, 0, 1]);
         for _ in 0..3 {
             assert!(!limiter.blocked(ip));
-            limiter.fail(ip);
+            assert!(!limiter.fail(ip), "within the limit");
         }
         assert!(limiter.blocked(ip));
+        assert!(limiter.fail(ip), "over the limit");
         assert!(!limiter.blocked(IpAddr::from([10, 0, 0, 2])), "per address");
         let quick = FailureLimiter::new(1, Duration::from_millis(1));
         quick.fail(ip);
         std::thread::sleep(Duration::from_millis(5));
         assert!(!quick.blocked(ip), "the window passes");
+        assert!(!quick.fail(ip), "and counting starts again");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let limiter = FailureLimiter::new(2, Duration::from_secs(60));
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:fffe".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        limiter.fail(a);
+        limiter.fail(b);
+        assert!(
+            limiter.blocked(a) && limiter.blocked(b),
+            "one /64, one count"
+        );
+        assert!(!limiter.blocked(elsewhere), "another /64");
+        let v4 = IpAddr::from([192, 0, 2, 7]);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        limiter.fail(v4);
+        limiter.fail(mapped);
+        assert!(limiter.blocked(v4), "IPv4-mapped IPv6 is the IPv4 address");
+        assert!(!limiter.blocked(IpAddr::from([192, 0, 2, 8])));
+    }
+
+    #[test]
+    fn the_limiter_remembers_a_bounded_number_of_clients() {
+        let limiter = FailureLimiter::with_capacity(1, Duration::from_secs(60), 3);
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        limiter.fail(ip(1));
+        assert!(limiter.fail(ip(1)), "blocked");
+        for n in 2..=200 {
+            limiter.fail(ip(n));
+            assert!(limiter.remembered() <= 3);
+        }
+        assert_eq!(limiter.remembered(), 3);
+        assert!(!limiter.blocked(ip(1)), "the oldest was forgotten");
+        assert!(limiter.blocked(ip(200)), "the newest is remembered");
+        assert!(limiter.blocked(ip(198)));
+        assert!(!limiter.blocked(ip(197)));
+        // Re-counting a client whose window passed files it anew.
+        let quick = FailureLimiter::with_capacity(1, Duration::from_millis(1), 2);
+        quick.fail(ip(1));
+        quick.fail(ip(2));
+        std::thread::sleep(Duration::from_millis(5));
+        quick.fail(ip(1));
+        quick.fail(ip(3));
+        assert_eq!(quick.remembered(), 2);
+        assert!(quick.blocked(ip(3)));
+        let clients = quick.clients.lock().unwrap();
+        assert_eq!(
+            clients.by_start.len(),
+            clients.failures.len(),
+            "no stale index entries"
+        );
+        assert!(!clients.failures.contains_key(&ip(2)), "{clients:?}");
     }
 
     #[tokio::test]

@@ -59,12 +59,20 @@ fn fixed<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, BootstrapError> 
 }
 
 /// The first admin and its token (shown once).
-#[derive(Debug)]
 pub struct Initialized {
     /// The admin's id.
     pub admin: PrincipalId,
     /// Its API token.
     pub token: String,
+}
+
+impl std::fmt::Debug for Initialized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Initialized")
+            .field("admin", &self.admin)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Inserts a provider admin and a token for it; returns the token's secret.
@@ -108,6 +116,13 @@ async fn add_admin(
 /// Creates the first provider admin, `admin_id`, and a token for it, and
 /// the key that signs access tokens. Refused on a database that already has
 /// principals.
+///
+/// Unlike every token minted through the API, this one never expires: it is
+/// how an installation is administered at all, and no other path can mint
+/// a provider admin's token for a locked-out installation. Keep it like a
+/// root password; to rotate it, mint the admin a new token
+/// (`POST /v1/principals/{id}/tokens`, at most 365 days) and revoke this one
+/// (`DELETE /v1/tokens/{id}`), bearing in mind that the new one expires.
 pub async fn init(
     store: &Store,
     now: Timestamp,
@@ -127,7 +142,7 @@ pub async fn init(
 }
 
 /// One demo principal and how to sign in as it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoCredential {
     /// What the principal is in the story.
     pub role: String,
@@ -137,6 +152,19 @@ pub struct DemoCredential {
     pub token: String,
     /// Its password for the portal, if it has one.
     pub password: Option<String>,
+}
+
+/// Never the token or the password (the demo prints them on purpose, once,
+/// through [`Demo::instructions`]).
+impl std::fmt::Debug for DemoCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoCredential")
+            .field("role", &self.role)
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The seeded demo, to print.
@@ -434,5 +462,34 @@ impl Demo {
         }
         let _ = writeln!(out, "\nThe API is described at {url}/openapi.json.");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let secret = format!("lbx_{}", "ab".repeat(32));
+        let init = Initialized {
+            admin: "admin".parse().unwrap(),
+            token: secret.clone(),
+        };
+        let demo = Demo {
+            credentials: vec![DemoCredential {
+                role: "provider admin".into(),
+                id: "admin".into(),
+                token: secret.clone(),
+                password: Some("demo-password-admin".into()),
+            }],
+            request: "req_1".into(),
+            resource: DEMO_VM.into(),
+        };
+        for debug in [format!("{init:?}"), format!("{demo:?}")] {
+            assert!(!debug.contains(&secret), "{debug}");
+            assert!(!debug.contains("demo-password"), "{debug}");
+            assert!(debug.contains("admin"), "{debug}");
+        }
     }
 }

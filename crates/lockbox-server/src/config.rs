@@ -149,25 +149,82 @@ impl fmt::Debug for DatabaseConfig {
     }
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with its secrets replaced by `***`: the password of its userinfo
+/// (`postgres://user:***@host/db`) and the value of any query parameter
+/// naming a password (`?password=***`, `sslpassword=***`). A URL that does
+/// not parse, or whose parts cannot be told apart with certainty, is shown
+/// as its scheme alone: better nothing than half a password.
 #[must_use]
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    match path {
-        Some(p) => format!("{scheme}://{authority}/{p}"),
-        None => format!("{scheme}://{authority}"),
+pub fn redact_url(raw: &str) -> String {
+    redact_parsed(raw).unwrap_or_else(|| {
+        let scheme = raw.split_once("://").map(|(scheme, _)| scheme).filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        match scheme {
+            Some(scheme) => format!("{scheme}://<redacted: not a valid URL>"),
+            None => "<redacted: not a valid URL>".to_owned(),
+        }
+    })
+}
+
+fn redact_parsed(raw: &str) -> Option<String> {
+    let mut url = url::Url::parse(raw).ok()?;
+    // An `@` outside the userinfo means the URL was not read as its author
+    // meant (`user:pa/ss@host`: an unencoded `/` in a password): the
+    // password may sit in the host, port or path.
+    if url.username().is_empty() && url.password().is_none() && raw.contains('@') {
+        return None;
+    }
+    if url.password().is_some() {
+        url.set_password(Some("***")).ok()?;
+    }
+    if let Some(query) = url.query() {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                let name = url::form_urlencoded::parse(key.as_bytes())
+                    .next()
+                    .map(|(name, _)| name.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if name.contains("password") {
+                    format!("{key}=***")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect();
+        url.set_query(Some(&pairs.join("&")));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some("***"));
+    }
+    Some(url.to_string())
+}
+
+/// A TOML syntax error as its position and message. `toml`'s own message
+/// quotes the offending line, which may be the database URL with its
+/// password, and the `lockbox` binary prints configuration errors.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let bytes = text.as_bytes();
+            let before = bytes.get(..span.start.min(bytes.len())).unwrap_or_default();
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+                .chars()
+                .count()
+                + 1;
+            format!("TOML syntax error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML syntax error: {message}"),
     }
 }
 
@@ -302,8 +359,9 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+                toml::from_str::<toml::Table>(&text).map_err(|e| {
+                    ConfigError::Invalid(format!("{}: {}", path.display(), syntax_error(&text, &e)))
+                })?
             }
             None => toml::Table::new(),
         };
@@ -499,5 +557,69 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://lockbox.db"), "sqlite://lockbox.db");
+        assert_eq!(
+            redact_url("sqlite:///var/lib/lockbox/lockbox.db?mode=rwc"),
+            "sqlite:///var/lib/lockbox/lockbox.db?mode=rwc"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn passwords_in_query_parameters_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=s3cret&application_name=lb"),
+            "postgres://u@h/db?sslmode=require&password=***&application_name=lb"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?PASSWORD=s3cret&sslpassword=k3y"),
+            "postgres://h/db?PASSWORD=***&sslpassword=***"
+        );
+        // Encoded names are still names.
+        assert_eq!(
+            redact_url("postgres://h/db?pass%77ord=s3cret"),
+            "postgres://h/db?pass%77ord=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h/db?password=x"),
+            "postgres://u:***@h/db?password=***"
+        );
+    }
+
+    #[test]
+    fn urls_that_cannot_be_read_safely_are_hidden() {
+        for raw in [
+            // An unencoded `/` or `#` in the password: no parser reads these
+            // as their author meant.
+            "postgres://u:pa/ss@h/db",
+            "postgres://u:12/34@h/db",
+            "postgres://u:p#ss@h/db",
+            "postgres://u:s3cret@[::1/db",
+        ] {
+            let shown = redact_url(raw);
+            assert_eq!(shown, "postgres://<redacted: not a valid URL>", "{raw}");
+        }
+        assert_eq!(redact_url("s3cret"), "<redacted: not a valid URL>");
+    }
+
+    #[test]
+    fn toml_syntax_errors_give_the_position_but_never_the_line() {
+        let dir =
+            std::env::temp_dir().join(format!("lockbox-config-syntax-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        // An unterminated string: toml's own message would quote this line.
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:8080\"\n[database]\nurl = \"postgres://lockbox:s3cret@db/lockbox\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&file), vec![], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(!e.contains("postgres://"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("TOML syntax error"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,12 +5,13 @@
 //! - **The caller's errors** (4xx): malformed input (`invalid_input`, 400),
 //!   no or bad credentials (`unauthenticated`, 401), refusals of the domain
 //!   (`forbidden`, `self_approval`, `not_an_approver`, … 403; state
-//!   conflicts such as `request_not_pending`, 409; rules about the input
-//!   such as `out_of_scope`, `duration_too_long`, 422), things the caller may
-//!   not see or that do not exist (`not_found`, 404: the same answer for
-//!   both, so existence never leaks across tenants), oversized bodies
-//!   (`payload_too_large`, 413) and too many failed sign-ins
-//!   (`rate_limited`, 429). Their `detail` says what to fix.
+//!   conflicts such as `request_not_pending`, and `replay_withheld` for a
+//!   repeated creation whose first response carried a secret, 409; rules
+//!   about the input such as `out_of_scope`, `duration_too_long`, 422),
+//!   things the caller may not see or that do not exist (`not_found`, 404:
+//!   the same answer for both, so existence never leaks across tenants),
+//!   oversized bodies (`payload_too_large`, 413) and too many failed
+//!   sign-ins (`rate_limited`, 429). Their `detail` says what to fix.
 //! - **Ours** (5xx): storage faults and broken invariants (`internal`, 500)
 //!   and an unreachable database (`unavailable`, 503). They are logged with
 //!   their cause; the response carries none of it.
@@ -92,6 +93,19 @@ impl ApiError {
     }
 }
 
+/// For logs: the type and the detail or cause (a 5xx's cause is logged,
+/// never sent).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Problem { kind, detail, .. } => write!(f, "{kind}: {detail}"),
+            Self::Internal(cause) => write!(f, "internal: {cause}"),
+            Self::Unavailable(cause) => write!(f, "unavailable: {cause}"),
+            Self::Replay { status, .. } => write!(f, "replay of a {status} response"),
+        }
+    }
+}
+
 /// A short title for each type.
 fn title(kind: &str) -> &'static str {
     match kind {
@@ -113,6 +127,7 @@ fn title(kind: &str) -> &'static str {
         "emergency_access_disabled" => "Emergency access is disabled",
         "not_due" => "Not due yet",
         "idempotency_key_reused" => "Idempotency key reused",
+        "replay_withheld" => "Already done; its secret is not shown again",
         "payload_too_large" => "Payload too large",
         "unsupported_media_type" => "Unsupported media type",
         "method_not_allowed" => "Method not allowed",

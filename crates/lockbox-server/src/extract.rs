@@ -1,5 +1,5 @@
 //! Request extractors that speak the API's conventions: JSON bodies of at
-//! most 64 KiB with unknown fields refused, list parameters, and
+//! most 64 KiB with unknown fields refused, path and list parameters, and
 //! `Idempotency-Key`. Every rejection is a problem document.
 
 use axum::body::Bytes;
@@ -98,6 +98,23 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
     }
 }
 
+/// Path parameters. Axum's own `Path` answers a bad segment (`%FF`, say)
+/// with `400 text/plain`; this one answers `invalid_input` as a problem
+/// document, like every other refusal.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(t)| Self(t))
+            .map_err(|e| ApiError::invalid(format!("path: {}", e.body_text())))
+    }
+}
+
 /// `?limit=&cursor=`: at most 500 items, 50 by default.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -155,12 +172,24 @@ impl FromRequestParts<AppState> for IdempotencyKey {
     }
 }
 
-/// How long a key's first response is replayed.
-const IDEMPOTENCY_HOURS: i64 = 24;
+/// How long a key's first response is replayed (and kept: the sweeper
+/// purges older ones).
+pub(crate) const IDEMPOTENCY_HOURS: i64 = 24;
 
 /// An idempotent creation under way: replays the first response to a
 /// repeated request, and records the response to a new one in the creating
 /// transaction.
+///
+/// A response carrying a secret (a new API token) is recorded without it
+/// ([`Idempotent::finish_withholding`]): a repeat of that request is
+/// answered `409 replay_withheld`, saying what the first one created and how
+/// to get a new secret, since the secret itself was shown once and is kept
+/// nowhere.
+///
+/// The key is looked up on the connection of a transaction the handler
+/// holds, or in a read transaction before the handler opens its own, never
+/// on a second connection while one is held: under load that could take
+/// the whole pool and wait on itself.
 #[derive(Debug)]
 pub struct Idempotent {
     key: Option<String>,
@@ -169,43 +198,85 @@ pub struct Idempotent {
     now: Timestamp,
 }
 
+/// A secret in a creation's response: shown in that response, never
+/// stored, so never replayed.
+#[derive(Debug)]
+pub struct Withheld {
+    /// The response's top-level field holding the secret.
+    pub field: &'static str,
+    /// What the first request created, for the answer to a repeat.
+    pub created: String,
+    /// How to get a new secret, for the answer to a repeat.
+    pub renew: String,
+}
+
+/// How a response with a withheld secret is kept: the response without the
+/// secret, and what a repeat is told instead. No response of the API has
+/// this shape (`deny_unknown_fields`, and a field named `withheld`).
+#[derive(Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithheldResponse {
+    withheld: String,
+    created: String,
+    renew: String,
+    response: serde_json::Value,
+}
+
 impl Idempotent {
+    fn new(app: &AppState, caller: &Caller, key: IdempotencyKey, digest: [u8; 32]) -> Self {
+        Self {
+            key: key.0,
+            principal: caller.id().clone(),
+            digest,
+            now: app.now(),
+        }
+    }
+
     fn not_before(&self) -> Timestamp {
         self.now - chrono::TimeDelta::hours(IDEMPOTENCY_HOURS)
     }
 
-    /// Starts a creation. Returns the first response (as the `Replay`
-    /// error) if this key has been used for the same request within 24
-    /// hours; refuses a key used for another request.
+    /// Starts a creation, before the handler opens its transaction. Returns
+    /// the first response (as the `Replay` error) if this key has been used
+    /// for the same request within 24 hours; refuses a key used for another
+    /// request.
     pub async fn begin(
         app: &AppState,
         caller: &Caller,
         key: IdempotencyKey,
         digest: [u8; 32],
     ) -> Result<Self, ApiError> {
-        let this = Self {
-            key: key.0,
-            principal: caller.id().clone(),
-            digest,
-            now: app.now(),
-        };
-        this.replay_if_known(app).await?;
+        let this = Self::new(app, caller, key, digest);
+        if this.key.is_some() {
+            let mut tx = app.store().read().await?;
+            this.replay_if_known(&mut tx).await?;
+        }
         Ok(this)
     }
 
-    async fn replay_if_known(&self, app: &AppState) -> Result<(), ApiError> {
+    /// Starts a creation inside the handler's open transaction `tx` (as
+    /// [`Idempotent::begin`], on `tx`'s connection).
+    pub async fn begin_in(
+        app: &AppState,
+        tx: &mut Tx,
+        caller: &Caller,
+        key: IdempotencyKey,
+        digest: [u8; 32],
+    ) -> Result<Self, ApiError> {
+        let this = Self::new(app, caller, key, digest);
+        this.replay_if_known(tx).await?;
+        Ok(this)
+    }
+
+    async fn replay_if_known(&self, tx: &mut Tx) -> Result<(), ApiError> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let mut tx = app.store().read().await?;
         match tx
             .idempotent_response(&self.principal, key, self.not_before())
             .await?
         {
-            Some(stored) if stored.request_hash == self.digest => Err(ApiError::Replay {
-                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-                body: stored.body,
-            }),
+            Some(stored) if stored.request_hash == self.digest => Err(replay(stored)),
             Some(_) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -220,42 +291,119 @@ impl Idempotent {
     /// key committed first, its response is replayed instead.
     pub async fn finish(
         &self,
-        app: &AppState,
         tx: &mut Tx,
         status: StatusCode,
         body: &impl Serialize,
     ) -> Result<Created, ApiError> {
         let body = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Some(key) = &self.key {
-            let stored = StoredResponse {
-                request_hash: self.digest,
-                status: status.as_u16(),
-                body: body.clone(),
-                created_at: self.now,
-            };
-            match tx
-                .save_idempotent_response(&self.principal, key, &stored, self.not_before())
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::Conflict(Constraint::IdempotencyKey)) => {
-                    self.replay_if_known(app).await?;
-                    return Err(ApiError::conflict(
-                        "a request with this Idempotency-Key is in progress",
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.record(tx, status, body.clone()).await?;
         Ok(Created { status, body })
+    }
+
+    /// Like [`Idempotent::finish`] for a response carrying a secret: the
+    /// response is sent whole, and recorded without the secret's field
+    /// (`withheld.field`), so that a repeat is answered `replay_withheld`.
+    pub async fn finish_withholding(
+        &self,
+        tx: &mut Tx,
+        status: StatusCode,
+        body: &impl Serialize,
+        withheld: Withheld,
+    ) -> Result<Created, ApiError> {
+        let sent = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if self.key.is_some() {
+            let mut value =
+                serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let removed = value
+                .as_object_mut()
+                .and_then(|fields| fields.remove(withheld.field));
+            if removed.is_none() {
+                return Err(ApiError::Internal(format!(
+                    "the response has no field `{}` to withhold",
+                    withheld.field
+                )));
+            }
+            let kept = WithheldResponse {
+                withheld: withheld.field.to_owned(),
+                created: withheld.created,
+                renew: withheld.renew,
+                response: value,
+            };
+            let kept =
+                serde_json::to_string(&kept).map_err(|e| ApiError::Internal(e.to_string()))?;
+            self.record(tx, status, kept).await?;
+        }
+        Ok(Created { status, body: sent })
+    }
+
+    /// Records `body` under the key, if there is one.
+    async fn record(&self, tx: &mut Tx, status: StatusCode, body: String) -> Result<(), ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let stored = StoredResponse {
+            request_hash: self.digest,
+            status: status.as_u16(),
+            body,
+            created_at: self.now,
+        };
+        match tx
+            .save_idempotent_response(&self.principal, key, &stored, self.not_before())
+            .await
+        {
+            Ok(()) => Ok(()),
+            // The save wrote nothing (another request's live response holds
+            // the key) and the transaction is intact: read it there.
+            Err(StoreError::Conflict(Constraint::IdempotencyKey)) => {
+                match self.replay_if_known(tx).await {
+                    Err(answer @ (ApiError::Replay { .. } | ApiError::Problem { .. })) => {
+                        Err(answer)
+                    }
+                    _ => Err(ApiError::conflict(
+                        "a request with this Idempotency-Key is in progress",
+                    )),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The answer to a repeated request: its first response, or, if that
+/// carried a secret, a refusal saying what was created.
+fn replay(stored: StoredResponse) -> ApiError {
+    match serde_json::from_str::<WithheldResponse>(&stored.body) {
+        Ok(withheld) => ApiError::new(
+            StatusCode::CONFLICT,
+            "replay_withheld",
+            format!(
+                "the first request with this Idempotency-Key succeeded: it created {}. Its `{}` \
+                 was shown once, in that response, and is kept nowhere, so it cannot be sent \
+                 again. {}",
+                withheld.created, withheld.withheld, withheld.renew
+            ),
+        ),
+        Err(_) => ApiError::Replay {
+            status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+            body: stored.body,
+        },
     }
 }
 
 /// A creation's response, ready to send.
-#[derive(Debug)]
 pub struct Created {
     status: StatusCode,
     body: String,
+}
+
+/// Never the body: it may carry a secret shown once.
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("status", &self.status)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
 }
 
 impl IntoResponse for Created {

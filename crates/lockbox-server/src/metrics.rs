@@ -1,6 +1,6 @@
 //! Prometheus metrics: HTTP requests by route and status with their
 //! latencies, requests by state (read from the database at scrape time), and
-//! sweeper runs.
+//! sweeper runs (and the rows they had to leave).
 
 use std::time::Instant;
 
@@ -35,6 +35,11 @@ struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -51,6 +56,7 @@ pub struct Metrics {
     sweeper_runs: Family<OutcomeLabels, Counter>,
     sweeper_transitions: Family<StateLabels, Counter>,
     checks: Family<ReasonLabels, Counter>,
+    sweeper_skipped: Family<KindLabels, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,6 +83,7 @@ impl Default for Metrics {
             "Check decisions by reason (`granted` when allowed)",
             checks.clone(),
         );
+        let sweeper_skipped = Family::<KindLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -102,6 +109,12 @@ impl Default for Metrics {
             "Requests and grants the sweeper moved, by the state it moved them to",
             sweeper_transitions.clone(),
         );
+        registry.register(
+            "sweeper_skipped",
+            "Rows the sweeper could not sweep and left as they were, by kind (request, grant); \
+             each is logged with its cause",
+            sweeper_skipped.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -110,6 +123,7 @@ impl Default for Metrics {
             sweeper_runs,
             sweeper_transitions,
             checks,
+            sweeper_skipped,
         }
     }
 }
@@ -142,6 +156,13 @@ impl Metrics {
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
             })
+            .inc();
+    }
+
+    /// Records a row the sweeper left (`kind` is `request` or `grant`).
+    pub(crate) fn sweep_skipped(&self, kind: &str) {
+        self.sweeper_skipped
+            .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }
 

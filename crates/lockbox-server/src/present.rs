@@ -75,6 +75,17 @@ pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
     }
 }
 
+/// When a token stops working, in words.
+pub(crate) fn token_expiry(expires_at: Option<Timestamp>) -> String {
+    match expires_at {
+        Some(at) => format!(
+            "expires {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => "never expires".to_owned(),
+    }
+}
+
 pub(crate) fn severity(s: Severity) -> &'static str {
     match s {
         Severity::A => "A",

@@ -61,6 +61,16 @@ pub trait Directory {
         &mut self,
         id: &TenantId,
     ) -> impl Future<Output = Result<Locked<Tenant>, StoreError>> + Send;
+    /// A tenant, read under a share lock (`FOR SHARE` on PostgreSQL; a
+    /// plain read on SQLite, which has one writer) for a decision that
+    /// depends on its opt-in, policy or roles: the decision waits for a
+    /// transaction holding [`Directory::lock_tenant`] to finish and then
+    /// sees its result, and such a change waits for the decision to commit.
+    /// In a read-only transaction, a plain read.
+    fn share_tenant(
+        &mut self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send;
     /// Saves a locked tenant.
     fn save_tenant(
         &mut self,
@@ -84,11 +94,12 @@ pub trait Directory {
         &mut self,
         id: &SubscriptionId,
     ) -> impl Future<Output = Result<Option<TenantId>, StoreError>> + Send;
-    /// A tenant's subscriptions.
+    /// A tenant's subscriptions, in id order.
     fn subscriptions(
         &mut self,
         tenant: &TenantId,
-    ) -> impl Future<Output = Result<Vec<SubscriptionId>, StoreError>> + Send;
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<SubscriptionId>, StoreError>> + Send;
 
     /// Every subscription with its tenant.
     fn subscription_owners(
@@ -119,7 +130,8 @@ pub trait Directory {
     fn users(
         &mut self,
         tenant: &TenantId,
-    ) -> impl Future<Output = Result<Vec<Principal>, StoreError>> + Send;
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Principal>, StoreError>> + Send;
     /// Whether any principal exists (an installation is initialised).
     fn has_principals(&mut self) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -172,11 +184,12 @@ pub trait Directory {
         &mut self,
         id: &RoleAssignmentId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A tenant's role assignments.
+    /// A tenant's role assignments, in id order (the order they were made).
     fn role_assignments(
         &mut self,
         tenant: &TenantId,
-    ) -> impl Future<Output = Result<Vec<RoleAssignment>, StoreError>> + Send;
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<RoleAssignment>, StoreError>> + Send;
     /// A principal's role assignments (in every tenant).
     fn assignments_of(
         &mut self,
@@ -342,6 +355,16 @@ impl Directory for Tx {
         self.locked(tenant_of(&row)?)
     }
 
+    async fn share_tenant(&mut self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let sql = self.sharing(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+        ));
+        let row = self
+            .optional(sqlx::query(sql).bind(id.as_str().to_owned()))
+            .await?;
+        row.as_ref().map(tenant_of).transpose()
+    }
+
     async fn save_tenant(&mut self, tenant: Locked<Tenant>) -> Result<(), StoreError> {
         let (before, t) = self.unlock(tenant)?;
         if before.id != t.id {
@@ -421,16 +444,24 @@ impl Directory for Tx {
     async fn subscriptions(
         &mut self,
         tenant: &TenantId,
-    ) -> Result<Vec<SubscriptionId>, StoreError> {
+        page: &PageRequest,
+    ) -> Result<Page<SubscriptionId>, StoreError> {
         let rows = self
             .all(
-                sqlx::query("SELECT id FROM subscriptions WHERE tenant_id = $1 ORDER BY id")
-                    .bind(tenant.as_str().to_owned()),
+                sqlx::query(
+                    "SELECT id FROM subscriptions WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) \
+                     ORDER BY id LIMIT $3",
+                )
+                .bind(tenant.as_str().to_owned())
+                .bind(page.cursor.clone())
+                .bind(page.fetch_limit()),
             )
             .await?;
-        rows.iter()
+        let items = rows
+            .iter()
             .map(|r| SubscriptionId::parse(&r.text("id")?).map_err(StoreError::corrupt))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, page, |s| s.as_str().to_owned()))
     }
 
     async fn subscription_owners(&mut self) -> Result<Vec<(SubscriptionId, TenantId)>, StoreError> {
@@ -519,13 +550,28 @@ impl Directory for Tx {
         Ok(Some((principal, assignments)))
     }
 
-    async fn users(&mut self, tenant: &TenantId) -> Result<Vec<Principal>, StoreError> {
-        let sql =
-            format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE tenant_id = $1 ORDER BY id");
+    async fn users(
+        &mut self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Principal>, StoreError> {
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
         let rows = self
-            .all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str().to_owned()))
+            .all(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str().to_owned())
+                    .bind(page.cursor.clone())
+                    .bind(page.fetch_limit()),
+            )
             .await?;
-        rows.iter().map(principal_of).collect()
+        let items = rows
+            .iter()
+            .map(principal_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, page, |p| p.id.to_string()))
     }
 
     async fn has_principals(&mut self) -> Result<bool, StoreError> {
@@ -661,14 +707,25 @@ impl Directory for Tx {
     async fn role_assignments(
         &mut self,
         tenant: &TenantId,
-    ) -> Result<Vec<RoleAssignment>, StoreError> {
+        page: &PageRequest,
+    ) -> Result<Page<RoleAssignment>, StoreError> {
         let sql = format!(
-            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE tenant_id = $1 ORDER BY id"
+            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
         );
         let rows = self
-            .all(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str().to_owned()))
+            .all(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str().to_owned())
+                    .bind(page.cursor.clone())
+                    .bind(page.fetch_limit()),
+            )
             .await?;
-        rows.iter().map(assignment_of).collect()
+        let items = rows
+            .iter()
+            .map(assignment_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, page, |a| a.id.to_string()))
     }
 
     async fn assignments_of(

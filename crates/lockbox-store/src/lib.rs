@@ -21,7 +21,11 @@
 //! PostgreSQL (READ COMMITTED), `lock_*` reads take row locks (`FOR NO KEY
 //! UPDATE`, which does not conflict with the key-share locks that inserting
 //! referencing rows takes), so concurrent transitions of one request
-//! serialize and the later one sees the earlier one's result. Chain heads
+//! serialize and the later one sees the earlier one's result. A decision
+//! that depends on a row it does not change (a request made or decided
+//! under the tenant's opt-in, policy and roles) reads it with a share lock
+//! (`FOR SHARE`, [`Directory::share_tenant`]), which waits for the change
+//! that holds the row and then sees its result. Chain heads
 //! are locked last, at commit, in a fixed order; callers lock entity rows
 //! parent first (a case before its requests) so that transactions do not
 //! deadlock. A [`Locked`] value can only be saved by the transaction that
@@ -59,7 +63,7 @@ pub use idempotency::{Idempotency, StoredResponse};
 pub use keys::{KeyPurpose, Keys, SigningKey};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
-pub use requests::{GrantFilter, RequestFilter, Requests};
+pub use requests::{GrantFilter, RequestFilter, Requests, StatusAt};
 pub use tx::{Locked, Tx};
 
 /// Every capability, in one transaction.

@@ -24,12 +24,36 @@ use crate::tx::{AnyQuery, Locked, Tx};
 pub struct RequestFilter {
     /// Requests of this tenant.
     pub tenant: Option<TenantId>,
-    /// Requests in this state (as stored).
-    pub status: Option<RequestStatus>,
+    /// Requests in this state as of an instant.
+    pub status: Option<StatusAt>,
     /// Requests made by this operator.
     pub requester: Option<PrincipalId>,
     /// Requests made under this case.
     pub case: Option<CaseId>,
+}
+
+/// A request's state as of an instant, as [`AccessRequest::status_at`]
+/// gives it (and as the API shows it): a pending request past its TTL is
+/// `expired`, an approved one whose grant has run out `completed`, before
+/// the sweeper records either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusAt {
+    /// The state.
+    pub status: RequestStatus,
+    /// As of when.
+    pub at: Timestamp,
+}
+
+impl StatusAt {
+    /// The stored states a request in this state as of an instant may
+    /// have (to use the index on the stored state).
+    fn stored(self) -> [RequestStatus; 2] {
+        match self.status {
+            RequestStatus::Expired => [RequestStatus::Expired, RequestStatus::Pending],
+            RequestStatus::Completed => [RequestStatus::Completed, RequestStatus::Approved],
+            other => [other, other],
+        }
+    }
 }
 
 /// Which grants to list; every field narrows the list.
@@ -576,18 +600,29 @@ impl Requests for Tx {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> Result<Page<AccessRequest>, StoreError> {
+        // The state as of $5, computed as `AccessRequest::status_at` does
+        // (the grant's end is `not_after`, whatever its state), and the
+        // stored states it may come from ($2, $3), which the index serves.
         let sql = format!(
-            "{} WHERE ($1 IS NULL OR r.tenant_id = $1) AND ($2 IS NULL OR r.status = $2) \
-               AND ($3 IS NULL OR r.requester = $3) AND ($4 IS NULL OR r.case_id = $4) \
-               AND ($5 IS NULL OR r.id < $5) \
-             ORDER BY r.id DESC LIMIT $6",
+            "{} WHERE ($1 IS NULL OR r.tenant_id = $1) \
+               AND ($2 IS NULL OR (r.status IN ($2, $3) AND \
+                 (CASE WHEN r.status = 'pending' AND r.expires_at_us <= $5 THEN 'expired' \
+                       WHEN r.status = 'approved' AND g.not_after_us <= $5 THEN 'completed' \
+                       ELSE r.status END) = $4)) \
+               AND ($6 IS NULL OR r.requester = $6) AND ($7 IS NULL OR r.case_id = $7) \
+               AND ($8 IS NULL OR r.id < $8) \
+             ORDER BY r.id DESC LIMIT $9",
             request_select(self.backend())
         );
+        let stored = filter.status.map(StatusAt::stored);
         let items = self
             .fetch_requests(
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(filter.tenant.as_ref().map(|t| t.as_str().to_owned()))
-                    .bind(filter.status.map(RequestStatus::as_str))
+                    .bind(stored.map(|[a, _]| a.as_str()))
+                    .bind(stored.map(|[_, b]| b.as_str()))
+                    .bind(filter.status.map(|s| s.status.as_str()))
+                    .bind(filter.status.map(|s| micros(s.at)))
                     .bind(filter.requester.as_ref().map(|p| p.as_str().to_owned()))
                     .bind(filter.case.map(|c| c.to_string()))
                     .bind(page.cursor.clone())

@@ -177,6 +177,16 @@ impl Tx {
         self.with_lock(sql, "FOR NO KEY UPDATE")
     }
 
+    /// `sql` with a share lock on PostgreSQL (`FOR SHARE`), for a row that
+    /// a decision reads but does not change: it waits for, and then blocks,
+    /// the `FOR NO KEY UPDATE` of a transaction changing that row, so the
+    /// decision and the change cannot interleave; share locks do not block
+    /// each other. (SQLite's write transaction already excludes every
+    /// other writer.)
+    pub(crate) fn sharing(&self, sql: &str) -> AssertSqlSafe<String> {
+        self.with_lock(sql, "FOR SHARE")
+    }
+
     /// `sql` locking only the rows of the table aliased `alias` (needed
     /// when the query outer-joins another table).
     pub(crate) fn locking_of(&self, sql: &str, alias: &str) -> AssertSqlSafe<String> {

@@ -20,7 +20,7 @@ use lockbox_server::config::Config;
 use lockbox_server::jobs::sweeper::{self, SweepReport};
 use lockbox_server::serve::Server;
 use lockbox_store::testing::TestDatabase;
-use lockbox_store::{Backend, Store};
+use lockbox_store::{Backend, Store, StoreOptions};
 use tokio::sync::oneshot;
 
 /// The instant every test server's clock starts at.
@@ -65,8 +65,30 @@ impl TestServer {
         Some(Self::on(TestDatabase::new(backend).await?).await)
     }
 
+    /// A server whose store has a pool of at most `max_connections`
+    /// connections, each waited for at most two seconds (to show what
+    /// happens when a request needs more than one at a time), or `None` as
+    /// for [`TestServer::postgres`].
+    pub async fn with_pool(backend: Backend, max_connections: u32) -> Option<Self> {
+        let db = TestDatabase::new(backend).await?;
+        let options = StoreOptions {
+            max_connections,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..StoreOptions::default()
+        };
+        let store = Store::connect(&db.url, options)
+            .await
+            .expect("open the test database");
+        store.migrate().await.expect("migrate the test database");
+        Some(Self::on_store(db, store).await)
+    }
+
     async fn on(db: TestDatabase) -> Self {
         let store = db.open().await.expect("open the test database");
+        Self::on_store(db, store).await
+    }
+
+    async fn on_store(db: TestDatabase, store: Store) -> Self {
         let clock = ManualClock::new(start_time());
         let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
             .await

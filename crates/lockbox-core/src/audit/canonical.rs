@@ -89,6 +89,48 @@ pub fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), N
     Ok(())
 }
 
+/// Serializes an object with its members in byte order of their names, at
+/// every depth, whatever order the map keeps (serde_json keeps insertion
+/// order when any crate in the build enables its `preserve_order`), so an
+/// exported event is always spelled the same way.
+pub(crate) fn serialize_sorted<S: serde::Serializer>(
+    map: &Map<String, Value>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&Sorted::Object(map), serializer)
+}
+
+enum Sorted<'a> {
+    Object(&'a Map<String, Value>),
+    Value(&'a Value),
+}
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap as _, SerializeSeq as _};
+        match self {
+            Self::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Sorted::Value(value))?;
+                }
+                out.end()
+            }
+            Self::Value(Value::Object(map)) => Sorted::Object(map).serialize(serializer),
+            Self::Value(Value::Array(items)) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Sorted::Value(item))?;
+                }
+                out.end()
+            }
+            Self::Value(other) => other.serialize(serializer),
+        }
+    }
+}
+
 /// Orders strings by UTF-16 code units, as RFC 8785 requires. For ASCII this
 /// is byte order.
 fn utf16_cmp(a: &str, b: &str) -> Ordering {

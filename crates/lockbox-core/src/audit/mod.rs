@@ -514,7 +514,10 @@ pub struct AuditEvent {
     /// Details. Read strictly: a member name repeated at any depth is an
     /// error, since a reader that kept the other copy would show a value
     /// that was not hashed.
-    #[serde(deserialize_with = "strict_json::object")]
+    #[serde(
+        deserialize_with = "strict_json::object",
+        serialize_with = "canonical::serialize_sorted"
+    )]
     pub data: Map<String, Value>,
     /// The previous event's hash (zeros for the first event).
     pub prev_hash: Digest,

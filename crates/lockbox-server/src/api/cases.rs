@@ -2,7 +2,7 @@
 //! closed by either (closing ends the access the case justified).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::AccessRequest;
@@ -14,7 +14,7 @@ use lockbox_store::{CaseFilter, Cases as _, Directory as _, Locked, Requests as 
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
 
 /// Open a support case about a resource of the tenant (the tenant's users).
@@ -52,7 +52,7 @@ pub(crate) async fn open_case(
     )?;
     tx.insert_case(&case).await?;
     let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &present::case(&case))
+        .finish(&mut tx, StatusCode::CREATED, &present::case(&case))
         .await?;
     tx.commit(vec![event]).await?;
     Ok(created)

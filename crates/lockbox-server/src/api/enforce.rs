@@ -2,7 +2,7 @@
 //! access, and revoking an emergency grant.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use lockbox_api as api;
@@ -14,7 +14,7 @@ use crate::access_token;
 use crate::auth::Caller;
 use crate::enforce::gateway::Gateway;
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path};
 use crate::{AppState, authz, present};
 
 /// The access level emergency access uses when the body names none.
@@ -127,9 +127,9 @@ pub(crate) async fn emergency_access(
     let justification = Justification::parse(&b.justification)?;
     let level_name =
         AccessLevelName::parse(b.access_level.as_deref().unwrap_or(EMERGENCY_DEFAULT_LEVEL))?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
+    let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
     let owner = tx.subscription_tenant(&resource.subscription()).await?;
     let Some(tenant_id) = owner.clone() else {
         return Err(ApiError::new(
@@ -138,8 +138,10 @@ pub(crate) async fn emergency_access(
             format!("{resource} is in no tenant's subscription"),
         ));
     };
+    // Shared until the grant commits: a policy change (which holds the
+    // tenant's row) either lands before the policy is read here, or waits.
     let tenant = tx
-        .tenant(&tenant_id)
+        .share_tenant(&tenant_id)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("subscription of missing tenant {tenant_id}")))?;
     let level = tx.access_level(&level_name).await?.ok_or_else(|| {
@@ -162,9 +164,7 @@ pub(crate) async fn emergency_access(
     )?;
     tx.insert_grant(&grant).await?;
     let out = present::grant(&grant, now);
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
 }

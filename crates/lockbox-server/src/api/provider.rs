@@ -1,7 +1,7 @@
 //! The provider's side: operators, gateways, access levels, and API tokens.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::access::ActionSet;
@@ -17,7 +17,7 @@ use serde_json::json;
 use super::tenants::{password_event, token_event};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path, Withheld};
 use crate::{AppState, authz, present};
 
 /// The chain where a principal's events belong: its tenant's, or the
@@ -64,12 +64,7 @@ pub(crate) async fn create_operator(
         ));
     }
     let created = idem
-        .finish(
-            &app,
-            &mut tx,
-            StatusCode::CREATED,
-            &present::principal(&operator),
-        )
+        .finish(&mut tx, StatusCode::CREATED, &present::principal(&operator))
         .await?;
     tx.commit(events).await?;
     Ok(created)
@@ -95,12 +90,7 @@ pub(crate) async fn create_gateway(
     let mut tx = app.store().begin().await?;
     tx.insert_principal(&gateway).await?;
     let created = idem
-        .finish(
-            &app,
-            &mut tx,
-            StatusCode::CREATED,
-            &present::principal(&gateway),
-        )
+        .finish(&mut tx, StatusCode::CREATED, &present::principal(&gateway))
         .await?;
     tx.commit(vec![event]).await?;
     Ok(created)
@@ -152,11 +142,18 @@ pub(crate) async fn list_access_levels(
 
 /// Mint an API token for a principal: for oneself; provider admins for
 /// operators, gateways and admins; a tenant's TenantAdmins for its users.
-/// The token is shown once.
+/// The token is shown once: a repeat with the same `Idempotency-Key` is
+/// answered `409 replay_withheld`, naming the token created, never with the
+/// token again.
+///
+/// It lasts `expires_in_days` (90 days if absent, at most 365). A token a
+/// principal mints for itself never outlives the token used to mint it:
+/// its `expires_at` is clamped to that token's.
 #[utoipa::path(post, path = "/v1/principals/{id}/tokens", tag = "tokens",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewToken,
-    responses((status = 201, body = api::TokenCreated), (status = 403, body = api::Problem), (status = 404, body = api::Problem)),
+    responses((status = 201, body = api::TokenCreated), (status = 403, body = api::Problem), (status = 404, body = api::Problem),
+        (status = 409, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn create_token(
     State(app): State<AppState>,
@@ -173,17 +170,34 @@ pub(crate) async fn create_token(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("principal {id}")))?;
     authz::token_authority(&caller, &target)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let token = auth::issue_token(&target.id, now, body.value.expires_in_days)?;
+    // On this transaction's connection: a second one, taken while this
+    // one is held, could wait on a pool that this request has emptied.
+    let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
+    let expires_at = auth::api_token_expiry(&caller, &target.id, now, body.value.expires_in_days)?;
+    let token = auth::issue_token(&target.id, now, Some(expires_at))?;
     tx.insert_token(&token.record).await?;
+    let token_id = token.record.id;
+    let withheld = Withheld {
+        field: "token",
+        created: format!(
+            "API token {token_id} for {} ({})",
+            target.id,
+            present::token_expiry(token.record.expires_at)
+        ),
+        renew: format!(
+            "If it was lost, revoke it (DELETE /v1/tokens/{token_id}) and mint a new one \
+             (POST /v1/principals/{}/tokens).",
+            target.id
+        ),
+    };
     let out = api::TokenCreated {
-        id: token.record.id.to_string(),
+        id: token_id.to_string(),
         token: token.secret,
         created_at: token.record.created_at,
         expires_at: token.record.expires_at,
     };
     let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
+        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
         .await?;
     tx.commit(vec![token_event(chain_of(&target), &caller, &token.record)])
         .await?;

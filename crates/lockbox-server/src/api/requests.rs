@@ -4,24 +4,47 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
-    AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PrincipalId, RequestDraft,
-    RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId, Timestamp,
+    AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PendingEvent, PrincipalId,
+    RequestDraft, RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId,
+    Timestamp,
 };
-use lockbox_store::{Cases as _, Directory as _, GrantFilter, RequestFilter, Requests as _, Tx};
+use lockbox_store::{
+    Cases as _, Directory as _, GrantFilter, Locked, RequestFilter, Requests as _, StatusAt, Tx,
+};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
 
-/// Presents requests with their cases' titles and severities.
+/// A request as `caller` may see it: with its case's title and severity,
+/// and with its grant only if the caller may see the grant (as
+/// `GET /v1/grants/{id}` would show it), `null` otherwise.
+fn request_for(
+    caller: &Caller,
+    r: &AccessRequest,
+    case: &SupportCase,
+    now: Timestamp,
+) -> api::AccessRequest {
+    let mut out = present::request(r, case, now);
+    if r.grant
+        .as_ref()
+        .is_some_and(|g| authz::see_grant(caller, g).is_err())
+    {
+        out.grant = None;
+    }
+    out
+}
+
+/// Presents requests to `caller` (see [`request_for`]).
 pub(crate) async fn present_requests(
     tx: &mut Tx,
+    caller: &Caller,
     requests: &[AccessRequest],
     now: Timestamp,
 ) -> Result<Vec<api::AccessRequest>, ApiError> {
@@ -37,24 +60,26 @@ pub(crate) async fn present_requests(
                 slot.insert(case)
             }
         };
-        out.push(present::request(r, case, now));
+        out.push(request_for(caller, r, case, now));
     }
     Ok(out)
 }
 
 async fn present_one(
     tx: &mut Tx,
+    caller: &Caller,
     r: &AccessRequest,
     now: Timestamp,
 ) -> Result<api::AccessRequest, ApiError> {
-    present_requests(tx, std::slice::from_ref(r), now)
+    present_requests(tx, caller, std::slice::from_ref(r), now)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("a request vanished while being presented".into()))
 }
 
 /// Ask for access (the operator assigned to the case). Approved by the
-/// system at once if the tenant has not opted in.
+/// system at once if the tenant has not opted in. A case not assigned to
+/// the caller answers 404, as it does to `GET /v1/cases/{id}`.
 #[utoipa::path(post, path = "/v1/requests", tag = "requests",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewRequest,
@@ -83,8 +108,17 @@ pub(crate) async fn create_request(
     let mut tx = app.store().begin().await?;
     // Locked so that the case cannot close while the request is made.
     let case = tx.lock_case(&case_id).await?;
+    // Before anything else: a case not assigned to this operator does not
+    // exist for them (as GET /v1/cases/{id} says), so no later refusal may
+    // tell them whom it is assigned to or whether it is open.
+    if case.assigned_to.as_ref() != Some(caller.id()) {
+        return Err(ApiError::not_found(format!("case {case_id}")));
+    }
+    // Shared so that the opt-in and policy cannot change until this
+    // request commits: once `PUT /lockbox {enabled: true}` returns, no
+    // request is approved by the system any more.
     let tenant = tx
-        .tenant(&case.tenant)
+        .share_tenant(&case.tenant)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("case {case_id} has no tenant")))?;
     let level = tx.access_level(&draft.access_level).await?;
@@ -105,10 +139,8 @@ pub(crate) async fn create_request(
         now,
     )?;
     tx.insert_request(&request).await?;
-    let out = present::request(&request, &case, now);
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let out = request_for(&caller, &request, &case, now);
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
 }
@@ -120,7 +152,9 @@ pub(crate) async fn create_request(
 pub(crate) struct RequestQuery {
     /// Only this tenant's requests.
     tenant: Option<String>,
-    /// Only requests in this state.
+    /// Only requests in this state as of now, as `status` shows it (a
+    /// pending request past its TTL is `expired` before the sweeper records
+    /// it).
     status: Option<String>,
     /// Only this operator's requests.
     requester: Option<String>,
@@ -132,7 +166,8 @@ pub(crate) struct RequestQuery {
 
 /// Requests the caller may see, newest first: approvers and the tenant's
 /// users see their tenant's (within their roles' scopes), operators their
-/// own, provider admins all.
+/// own, provider admins all. Each shows its `grant` only to callers who may
+/// see that grant.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", params(RequestQuery),
     responses((status = 200, body = api::Page<api::AccessRequest>), (status = 400, body = api::Problem)),
     security(("bearer" = [])))]
@@ -146,9 +181,17 @@ pub(crate) async fn list_requests(
         cursor: q.cursor.clone(),
     }
     .page(RequestId::parse)?;
+    let now = app.now();
     let mut filter = RequestFilter {
         tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
-        status: q.status.as_deref().map(RequestStatus::parse).transpose()?,
+        // The state as shown: a pending request past its TTL lists as
+        // `expired`, before the sweeper records it.
+        status: q
+            .status
+            .as_deref()
+            .map(RequestStatus::parse)
+            .transpose()?
+            .map(|status| StatusAt { status, at: now }),
         requester: q
             .requester
             .as_deref()
@@ -177,7 +220,6 @@ pub(crate) async fn list_requests(
             filter.tenant = Some(own);
         }
     }
-    let now = app.now();
     let mut tx = app.store().read().await?;
     let found = tx.requests(&filter, &page).await?;
     let visible: Vec<AccessRequest> = found
@@ -186,12 +228,14 @@ pub(crate) async fn list_requests(
         .filter(|r| authz::see_request(&caller, r).is_ok())
         .collect();
     Ok(Json(api::Page {
-        items: present_requests(&mut tx, &visible, now).await?,
+        items: present_requests(&mut tx, &caller, &visible, now).await?,
         next_cursor: found.next_cursor,
     }))
 }
 
-/// One request.
+/// One request. Its `grant` is shown only to callers who may see that
+/// grant (as `GET /v1/grants/{id}`): `null` for the others, such as a
+/// Reader.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path)),
     responses((status = 200, body = api::AccessRequest), (status = 404, body = api::Problem)),
@@ -208,7 +252,7 @@ pub(crate) async fn get_request(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("request {id}")))?;
     authz::see_request(&caller, &r)?;
-    Ok(Json(present_one(&mut tx, &r, app.now()).await?))
+    Ok(Json(present_one(&mut tx, &caller, &r, app.now()).await?))
 }
 
 /// What a decision does to a request.
@@ -232,35 +276,44 @@ async fn decide(
     let id = RequestId::parse(id)?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    match decide_in(&mut tx, caller, id, decision, now).await {
+    match decide_in(&mut tx, caller, &id, decision, now).await {
         Ok((request, events, out)) => {
             tx.save_request(request).await?;
             tx.commit(events).await?;
             Ok(Json(out))
         }
         Err(refused) => {
+            // Release the request's row before answering: a dropped
+            // transaction rolls back only when its connection is next
+            // used, and until then whoever acts on the request next (a
+            // retry, or the sweeper, which passes locked rows by) would
+            // find it still locked. A failed rollback changes nothing
+            // for the caller, whose answer is the refusal.
             let _ = tx.rollback().await;
             Err(refused)
         }
     }
 }
 
+/// The decision, in `tx`: the request changed (still to be saved), its
+/// events, and the answer.
 async fn decide_in(
     tx: &mut Tx,
     caller: &Caller,
-    id: RequestId,
+    id: &RequestId,
     decision: Decide,
     now: Timestamp,
-) -> Result<
-    (
-        lockbox_store::Locked<AccessRequest>,
-        Vec<lockbox_core::PendingEvent>,
-        api::AccessRequest,
-    ),
-    ApiError,
-> {
-    let mut request = tx.lock_request(&id).await?;
+) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>, api::AccessRequest), ApiError> {
+    let mut request = tx.lock_request(id).await?;
     authz::see_request(caller, &request)?;
+    // The tenant's row is shared until the decision commits: a change of
+    // its roles or policy (which holds the row) either commits before the
+    // roles and policy below are read, or waits for this decision. Once a
+    // role removal returns, the role decides nothing more.
+    let tenant = tx
+        .share_tenant(&request.tenant)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("request {id} has no tenant")))?;
     // Eligibility is decided on the roles held now, not when the caller's
     // token was checked.
     let (principal, roles) = tx
@@ -269,17 +322,13 @@ async fn decide_in(
         .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
     let events = match decision {
         Decide::Approve(reason, hours) => {
-            let tenant = tx
-                .tenant(&request.tenant)
-                .await?
-                .ok_or_else(|| ApiError::Internal(format!("request {id} has no tenant")))?;
             request.approve(&principal, &roles, reason, hours, &tenant.policy, now)?
         }
         Decide::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
         Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,
         Decide::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
     };
-    let out = present_one(tx, &request, now).await?;
+    let out = present_one(tx, caller, &request, now).await?;
     Ok((request, events, out))
 }
 

@@ -2,21 +2,24 @@
 //! tenant's own users, roles, opt-in and policy (its TenantAdmins).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::TimeDelta;
 use lockbox_api as api;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    Actor, Chain, EventKind, PendingEvent, PolicySettings, Principal, Role, RoleAssignment,
-    RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
+    Actor, Chain, EventKind, PendingEvent, PolicySettings, Principal, PrincipalId, Role,
+    RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
 };
 use lockbox_store::{Directory as _, Page};
 use serde_json::json;
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params};
+use crate::extract::{
+    Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Withheld,
+};
 use crate::{AppState, authz, present};
 
 fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {
@@ -73,7 +76,10 @@ pub(crate) fn password_event(chain: Chain, actor: Actor, principal: &Principal) 
     )
 }
 
-/// Onboard a tenant with its first TenantAdmin (provider admins).
+/// Onboard a tenant with its first TenantAdmin (provider admins). The
+/// admin's token is shown once: a repeat with the same `Idempotency-Key` is
+/// answered `409 replay_withheld`, naming what was created, never with the
+/// token again.
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
     request_body = api::NewTenant,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection for 24 hours")),
@@ -104,7 +110,7 @@ pub(crate) async fn create_tenant(
         RoleAssignmentId::generate(now)?,
         now,
     );
-    let token = auth::issue_token(&on.admin.id, now, Some(30))?;
+    let token = auth::issue_token(&on.admin.id, now, Some(now + TimeDelta::days(30)))?;
     let chain = Chain::Tenant(on.tenant.id.clone());
     let mut events = on.events.clone();
     events.push(token_event(chain.clone(), &caller, &token.record));
@@ -122,13 +128,27 @@ pub(crate) async fn create_tenant(
         ));
     }
     tx.insert_token(&token.record).await?;
+    let (tenant, admin, token_id) = (&on.tenant.id, &on.admin.id, token.record.id);
+    let withheld = Withheld {
+        field: "admin_token",
+        created: format!(
+            "tenant {tenant} with its first TenantAdmin {admin} and {admin}'s API token \
+             {token_id} ({})",
+            present::token_expiry(token.record.expires_at)
+        ),
+        renew: format!(
+            "If that token was lost, a TenantAdmin of {tenant} can revoke it (DELETE \
+             /v1/tokens/{token_id}) and mint {admin} a new one (POST \
+             /v1/principals/{admin}/tokens); the provider cannot."
+        ),
+    };
     let out = api::TenantCreated {
         tenant: present::tenant(&on.tenant),
         admin: present::principal(&on.admin),
         admin_token: token.secret,
     };
     let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
+        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
         .await?;
     tx.commit(events).await?;
     Ok(created)
@@ -216,35 +236,42 @@ pub(crate) async fn add_subscription(
     if !events.is_empty() {
         tx.insert_subscription(&sub, &tenant, now).await?;
     }
-    let created = idem
-        .finish(&app, &mut tx, StatusCode::CREATED, &out)
-        .await?;
+    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
     tx.commit(events).await?;
     Ok(created)
 }
 
-/// A tenant's subscriptions (provider admins and the tenant's users).
+/// A tenant's subscriptions, in id order (provider admins and the tenant's
+/// users).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/subscriptions", tag = "tenants",
-    params(("tenant" = String, Path)),
-    responses((status = 200, body = Vec<api::Subscription>), (status = 404, body = api::Problem)),
+    params(("tenant" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::Subscription>), (status = 400, body = api::Problem), (status = 404, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list_subscriptions(
     State(app): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<api::Subscription>>, ApiError> {
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::Subscription>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::see_tenant(&caller, &tenant)?;
-    let subs = app.store().read().await?.subscriptions(&tenant).await?;
-    Ok(Json(
-        subs.iter()
+    let page = params.page(SubscriptionId::parse)?;
+    let mut tx = app.store().read().await?;
+    if tx.tenant(&tenant).await?.is_none() {
+        return Err(ApiError::not_found(format!("tenant {tenant}")));
+    }
+    let Page { items, next_cursor } = tx.subscriptions(&tenant, &page).await?;
+    Ok(Json(api::Page {
+        items: items
+            .iter()
             .map(|s| api::Subscription {
                 id: s.to_string(),
                 tenant: tenant.to_string(),
                 scope: s.to_resource_id().to_string(),
             })
             .collect(),
-    ))
+        next_cursor,
+    }))
 }
 
 /// Create a user in the tenant (its TenantAdmins).
@@ -283,7 +310,6 @@ pub(crate) async fn create_user(
     }
     let created = idem
         .finish(
-            &app,
             &mut tx,
             StatusCode::CREATED,
             &present::principal(&principal),
@@ -293,20 +319,25 @@ pub(crate) async fn create_user(
     Ok(created)
 }
 
-/// The tenant's users (its TenantAdmins).
+/// The tenant's users, in id order (its TenantAdmins).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users", tag = "tenant administration",
-    params(("tenant" = String, Path)),
-    responses((status = 200, body = Vec<api::Principal>), (status = 403, body = api::Problem)),
+    params(("tenant" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::Principal>), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list_users(
     State(app): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<api::Principal>>, ApiError> {
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::Principal>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
-    let users = app.store().read().await?.users(&tenant).await?;
-    Ok(Json(users.iter().map(present::principal).collect()))
+    let page = params.page(PrincipalId::parse)?;
+    let Page { items, next_cursor } = app.store().read().await?.users(&tenant, &page).await?;
+    Ok(Json(api::Page {
+        items: items.iter().map(present::principal).collect(),
+        next_cursor,
+    }))
 }
 
 /// Give a user of the tenant a role at a scope (its TenantAdmins).
@@ -356,7 +387,6 @@ pub(crate) async fn assign_role(
     tx.insert_role_assignment(&assignment).await?;
     let created = idem
         .finish(
-            &app,
             &mut tx,
             StatusCode::CREATED,
             &present::role_assignment(&assignment),
@@ -366,20 +396,30 @@ pub(crate) async fn assign_role(
     Ok(created)
 }
 
-/// The tenant's role assignments (its TenantAdmins).
+/// The tenant's role assignments, oldest first (its TenantAdmins).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/role-assignments", tag = "tenant administration",
-    params(("tenant" = String, Path)),
-    responses((status = 200, body = Vec<api::RoleAssignment>), (status = 403, body = api::Problem)),
+    params(("tenant" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::RoleAssignment>), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list_roles(
     State(app): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<api::RoleAssignment>>, ApiError> {
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::RoleAssignment>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
-    let roles = app.store().read().await?.role_assignments(&tenant).await?;
-    Ok(Json(roles.iter().map(present::role_assignment).collect()))
+    let page = params.page(RoleAssignmentId::parse)?;
+    let Page { items, next_cursor } = app
+        .store()
+        .read()
+        .await?
+        .role_assignments(&tenant, &page)
+        .await?;
+    Ok(Json(api::Page {
+        items: items.iter().map(present::role_assignment).collect(),
+        next_cursor,
+    }))
 }
 
 /// Remove a role assignment (its TenantAdmins). The last TenantAdmin

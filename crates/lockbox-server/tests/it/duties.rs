@@ -62,9 +62,10 @@ async fn a_removed_role_no_longer_counts(server: TestServer) {
     let roles = world
         .alice
         .client
-        .role_assignments(Contoso::TENANT)
+        .role_assignments(Contoso::TENANT, &Default::default())
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let olivia = roles.iter().find(|a| a.principal == "olivia").unwrap();
     world
         .alice

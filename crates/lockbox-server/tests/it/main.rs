@@ -40,4 +40,7 @@ mod input;
 mod matrix;
 mod ops;
 mod story;
+mod sweeper;
 mod tls;
+mod tokens;
+mod visibility;

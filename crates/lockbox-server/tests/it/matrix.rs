@@ -484,7 +484,7 @@ fn rows() -> Vec<Row> {
         },
         Row {
             route: "POST /v1/requests",
-            expect: [401, 403, 201, 403, 403, 403, 403, 403, 403, 403],
+            expect: [401, 403, 201, 404, 403, 403, 403, 403, 403, 403],
             call: |cx, i| {
                 Box::pin(send(
                     cx.caller(i),

@@ -132,6 +132,72 @@ async fn lock_and_save_a_tenant(s: TestStore) {
     ));
 }
 
+/// A decision reads the tenant with a share lock: it waits for a change
+/// holding the tenant's row and then sees the change, and a change waits
+/// for a decision holding it. (PostgreSQL's `FOR SHARE` conflicts with the
+/// `FOR NO KEY UPDATE` of `lock_tenant`, where a plain read would not wait;
+/// on SQLite the single writer serializes the two transactions.)
+async fn a_shared_tenant_waits_for_its_change_and_holds_off_the_next(s: TestStore) {
+    use std::time::Duration;
+    seed(&s, 1).await;
+    let pause = Duration::from_millis(300);
+
+    let mut changer = s.begin().await.unwrap();
+    let mut locked = changer.lock_tenant(&tid()).await.unwrap();
+    assert!(locked.lockbox.enabled, "seeded enabled");
+    let store = s.store.clone();
+    let decider = tokio::spawn(async move {
+        let mut tx = store.begin().await.unwrap();
+        let seen = tx.share_tenant(&tid()).await.unwrap().unwrap();
+        tx.commit_unaudited().await.unwrap();
+        seen.lockbox.enabled
+    });
+    tokio::time::sleep(pause).await;
+    assert!(
+        !decider.is_finished(),
+        "the share lock waits while the tenant is being changed"
+    );
+    locked.lockbox.enabled = false;
+    changer.save_tenant(locked).await.unwrap();
+    changer.commit(vec![marker()]).await.unwrap();
+    assert!(
+        !decider.await.unwrap(),
+        "and then decides on the tenant as changed"
+    );
+
+    let mut decider = s.begin().await.unwrap();
+    let shared = decider.share_tenant(&tid()).await.unwrap().unwrap();
+    assert!(!shared.lockbox.enabled);
+    let store = s.store.clone();
+    let changer = tokio::spawn(async move {
+        let mut tx = store.begin().await.unwrap();
+        let mut t = tx.lock_tenant(&tid()).await.unwrap();
+        t.lockbox.enabled = true;
+        tx.save_tenant(t).await.unwrap();
+        tx.commit(vec![marker()]).await.unwrap();
+    });
+    tokio::time::sleep(pause).await;
+    assert!(
+        !changer.is_finished(),
+        "a change waits for the decision holding the share lock"
+    );
+    decider.commit_unaudited().await.unwrap();
+    changer.await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let read = tx.share_tenant(&tid()).await.unwrap().unwrap();
+    assert!(
+        read.lockbox.enabled,
+        "a read-only transaction reads plainly"
+    );
+    assert_eq!(
+        tx.share_tenant(&TenantId::parse("nobody").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 async fn subscriptions_belong_to_one_tenant(s: TestStore) {
     let mut tx = s.begin().await.unwrap();
     tx.insert_tenant(&tenant("contoso")).await.unwrap();
@@ -157,7 +223,11 @@ async fn subscriptions_belong_to_one_tenant(s: TestStore) {
             .unwrap(),
         None
     );
-    assert_eq!(tx.subscriptions(&tid()).await.unwrap(), vec![sub]);
+    let page = tx
+        .subscriptions(&tid(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((page.items, page.next_cursor), (vec![sub], None));
 }
 
 async fn principals_of_every_kind_round_trip(s: TestStore) {
@@ -182,7 +252,9 @@ async fn principals_of_every_kind_round_trip(s: TestStore) {
     for p in &all {
         assert_eq!(tx.principal(&p.id).await.unwrap().as_ref(), Some(p));
     }
-    assert_eq!(tx.users(&tid()).await.unwrap(), vec![all[0].clone()]);
+    let users = tx.users(&tid(), &PageRequest::default()).await.unwrap();
+    assert_eq!(users.items, vec![all[0].clone()]);
+    assert_eq!(users.next_cursor, None);
     assert!(tx.has_principals().await.unwrap());
     drop(tx);
     // Ids are unique whatever the kind.
@@ -254,7 +326,28 @@ async fn role_assignments(s: TestStore) {
         (olivia[0].role, olivia[0].scope.to_string()),
         (Role::Owner, "/subscriptions/sub-1".to_owned())
     );
-    assert_eq!(tx.role_assignments(&tid()).await.unwrap().len(), 4);
+    let all = tx
+        .role_assignments(&tid(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((all.items.len(), all.next_cursor.as_ref()), (4, None));
+    let first = tx
+        .role_assignments(&tid(), &PageRequest::first(3))
+        .await
+        .unwrap();
+    let rest = tx
+        .role_assignments(
+            &tid(),
+            &PageRequest::after(3, first.next_cursor.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(
+        [first.items, rest.items].concat(),
+        all.items,
+        "pages in id order, nothing twice or missed"
+    );
     assert_eq!(tx.count_tenant_admins(&tid()).await.unwrap(), 1);
     assert_eq!(
         tx.role_assignment(&olivia[0].id).await.unwrap().as_ref(),
@@ -331,6 +424,7 @@ async fn access_levels(s: TestStore) {
 crate::conformance!(
     tenants_round_trip_and_page,
     lock_and_save_a_tenant,
+    a_shared_tenant_waits_for_its_change_and_holds_off_the_next,
     subscriptions_belong_to_one_tenant,
     principals_of_every_kind_round_trip,
     tokens_and_passwords,

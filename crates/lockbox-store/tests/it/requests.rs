@@ -4,7 +4,7 @@ use lockbox_core::text::{CaseTitle, Justification};
 use lockbox_core::*;
 use lockbox_store::{
     CaseFilter, Cases as _, Directory as _, GrantFilter, PageRequest, RequestFilter, Requests as _,
-    StoreError,
+    StatusAt, StoreError,
 };
 
 use crate::fixture::*;
@@ -146,7 +146,10 @@ async fn requests_are_listed_by_tenant_status_and_requester(s: TestStore) {
     let mut tx = s.read().await.unwrap();
     let pending = RequestFilter {
         tenant: Some(tid()),
-        status: Some(RequestStatus::Pending),
+        status: Some(StatusAt {
+            status: RequestStatus::Pending,
+            at: t0(),
+        }),
         ..RequestFilter::default()
     };
     let page1 = tx.requests(&pending, &PageRequest::first(4)).await.unwrap();
@@ -182,7 +185,10 @@ async fn requests_are_listed_by_tenant_status_and_requester(s: TestStore) {
             .is_empty()
     );
     let denied = RequestFilter {
-        status: Some(RequestStatus::Denied),
+        status: Some(StatusAt {
+            status: RequestStatus::Denied,
+            at: t0(),
+        }),
         case: Some(seeded.case),
         ..RequestFilter::default()
     };
@@ -205,6 +211,120 @@ async fn requests_are_listed_by_tenant_status_and_requester(s: TestStore) {
             .items
             .is_empty()
     );
+}
+
+/// Listing by state means the state as of the instant given, as the API
+/// shows each request: a pending request past its TTL lists as `expired`,
+/// an approved one whose grant has run out as `completed`, before the
+/// sweeper has recorded either.
+async fn listing_by_state_means_the_state_as_of_now(s: TestStore) {
+    let seeded = seed(&s, 1).await;
+    let request = |hours_: Option<u32>, at: Timestamp| {
+        let store = s.store.clone();
+        async move {
+            create_request(&store, "sam", seeded.case, hours_, at)
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    // The policy's TTL is 96 hours; the list is read at 100.
+    let now = t0() + hours(100);
+    let waiting = request(None, t0() + hours(50)).await;
+    let lapsed = request(None, t0()).await;
+    let running = request(Some(8), t0() + hours(95)).await;
+    transition(&s, running, "olivia", Step::Approve, t0() + hours(95))
+        .await
+        .unwrap();
+    let ran_out = request(Some(2), t0()).await;
+    transition(&s, ran_out, "olivia", Step::Approve, t0())
+        .await
+        .unwrap();
+    let expired = request(None, t0()).await;
+    transition(&s, expired, "olivia", Step::Expire, t0() + hours(96))
+        .await
+        .unwrap();
+    let completed = request(Some(1), t0()).await;
+    transition(&s, completed, "olivia", Step::Approve, t0())
+        .await
+        .unwrap();
+    transition(&s, completed, "olivia", Step::Complete, t0() + hours(1))
+        .await
+        .unwrap();
+    let denied = request(None, t0()).await;
+    transition(&s, denied, "olivia", Step::Deny, t0())
+        .await
+        .unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let sorted = |mut ids: Vec<RequestId>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        listed(&mut tx, RequestStatus::Pending, now).await,
+        vec![waiting]
+    );
+    assert_eq!(
+        listed(&mut tx, RequestStatus::Expired, now).await,
+        sorted(vec![lapsed, expired])
+    );
+    assert_eq!(
+        listed(&mut tx, RequestStatus::Approved, now).await,
+        vec![running]
+    );
+    assert_eq!(
+        listed(&mut tx, RequestStatus::Completed, now).await,
+        sorted(vec![ran_out, completed])
+    );
+    assert_eq!(
+        listed(&mut tx, RequestStatus::Denied, now).await,
+        vec![denied]
+    );
+    // Every state lists exactly the requests that show it, then and now.
+    let all = tx
+        .requests(&RequestFilter::default(), &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 7);
+    for at in [t0() + hours(1), t0() + hours(96), now] {
+        for status in RequestStatus::ALL {
+            let expected = sorted(
+                all.iter()
+                    .filter(|r| r.status_at(at) == status)
+                    .map(|r| r.id)
+                    .collect(),
+            );
+            assert_eq!(
+                listed(&mut tx, status, at).await,
+                expected,
+                "{status:?} at {at}"
+            );
+        }
+    }
+}
+
+/// The ids of the requests listed in `status` as of `at`, sorted.
+async fn listed(
+    tx: &mut lockbox_store::Tx,
+    status: RequestStatus,
+    at: Timestamp,
+) -> Vec<RequestId> {
+    let filter = RequestFilter {
+        status: Some(StatusAt { status, at }),
+        ..RequestFilter::default()
+    };
+    let mut ids: Vec<_> = tx
+        .requests(&filter, &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort();
+    ids
 }
 
 async fn closing_a_case_ends_its_requests_in_one_transaction(s: TestStore) {
@@ -478,6 +598,7 @@ crate::conformance!(
     a_request_and_its_approvals_round_trip,
     every_transition_is_stored,
     requests_are_listed_by_tenant_status_and_requester,
+    listing_by_state_means_the_state_as_of_now,
     closing_a_case_ends_its_requests_in_one_transaction,
     cases_are_stored_and_listed,
     the_sweeper_finds_what_is_due,

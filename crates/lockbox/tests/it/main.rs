@@ -228,6 +228,37 @@ fn configuration_mistakes_are_reported_and_stop_the_server() {
         !stderr.contains("s3cret"),
         "the password never appears: {stderr}"
     );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--database-url",
+            "postgres://user@127.0.0.1:1/nowhere?password=s3cret",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains("s3cret"),
+        "nor as a query parameter: {stderr}"
+    );
+    // A syntax error on the URL's line: its position, never the line.
+    std::fs::write(
+        &file,
+        "[database]\nurl = \"postgres://user:s3cret@db/lockbox\nmax_connections = 4\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret"),
+        "nor from a TOML error: {stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
