@@ -2,10 +2,14 @@
 //!
 //! - Lockbox: a `GrantIndex` holding 1 k to 10 M active grants (over up to
 //!   10 k tenants, 100 grants per operator), asked 200 k checks, half on a
-//!   VM the operator holds a grant on, half on one it does not. Each
+//!   VM the operator holds a grant on, half on one it does not, about
+//!   grants drawn uniformly from the whole index (the worst case: nearly
+//!   every decision reads memory no cache holds) and, separately, from a
+//!   hot set of 10 k grants (a working set that stays in cache). Each
 //!   decision is timed on its own; the median and 99th percentile are
-//!   reported in nanoseconds, with the resident memory the index added,
-//!   per grant.
+//!   reported in nanoseconds, with the heap the index holds per grant
+//!   (counted by the allocator). For scale, the latency of one random
+//!   memory access on the machine is measured too.
 //! - Cedar (`cedar-policy`), the same kind of decision with one policy per
 //!   grant (principal, resource, validity window and action pattern in the
 //!   policy), at 1, 100 and 1 000 policies, timed the same way (20 k checks
@@ -33,7 +37,7 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
 };
 use chrono::{TimeZone as _, Utc};
-use lockbox_bench::{Population, Rng, Summary, machine, summarize};
+use lockbox_bench::{Population, Rng, Summary, machine, random_access_ns, summarize};
 use lockbox_core::Timestamp;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -72,7 +76,18 @@ struct Memory {
     allocations: f64,
 }
 
-fn lockbox(grants: usize) -> (Summary, usize, Memory) {
+/// Checks about the first `HOT` grants only: a working set that stays in
+/// cache, as when a few operators are at work.
+const HOT: usize = 10_000;
+
+struct Lockbox {
+    uniform: Summary,
+    hot: Summary,
+    allowed: usize,
+    memory: Memory,
+}
+
+fn lockbox(grants: usize) -> Lockbox {
     let population = Population {
         grants,
         tenants: grants.min(10_000),
@@ -89,19 +104,27 @@ fn lockbox(grants: usize) -> (Summary, usize, Memory) {
         bytes: live_bytes / grants as f64,
         allocations: live_allocations / grants as f64,
     };
-    let queries = population.queries(QUERIES, now, &mut Rng::new(7));
-    // Warm up, then measure.
-    for q in queries.iter().take(10_000) {
-        black_box(index.check(&q.principal, &q.resource, &q.action, now));
-    }
-    let (summary, allowed) = time_each(queries.len(), |i| {
-        let q = &queries[i];
-        index
-            .check(&q.principal, &q.resource, &q.action, now)
-            .allowed()
-    });
+    let measure = |queries: &[lockbox_bench::Query]| {
+        // Warm up, then measure.
+        for q in queries.iter().take(10_000) {
+            black_box(index.check(&q.principal, &q.resource, &q.action, now));
+        }
+        time_each(queries.len(), |i| {
+            let q = &queries[i];
+            index
+                .check(&q.principal, &q.resource, &q.action, now)
+                .allowed()
+        })
+    };
+    let (uniform, allowed) = measure(&population.queries(QUERIES, now, &mut Rng::new(7)));
+    let (hot, _) = measure(&population.queries_among(QUERIES, HOT, now, &mut Rng::new(9)));
     drop(index);
-    (summary, allowed, memory)
+    Lockbox {
+        uniform,
+        hot,
+        allowed,
+        memory,
+    }
 }
 
 fn cedar(policies: usize) -> (Summary, usize) {
@@ -180,9 +203,13 @@ fn main() {
         timer.p50, timer.p99
     );
     println!(
-        "| engine | grants / policies | median ns | p99 ns | allowed | heap bytes per grant | allocations per grant |"
+        "one random memory access (dependent loads over 1 GiB): {:.0} ns\n",
+        random_access_ns(1 << 30, 2_000_000)
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| engine | grants / policies | median ns | p99 ns | allowed | hot 10 k: median ns | hot p99 ns | heap bytes per grant | allocations per grant |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut cedar_one = None;
     for policies in [1, 100, 1_000] {
         let (s, allowed) = cedar(policies);
@@ -190,32 +217,42 @@ fn main() {
             cedar_one = Some(s);
         }
         println!(
-            "| cedar-policy | {policies} | {:.0} | {:.0} | {allowed} | | |",
+            "| cedar-policy | {policies} | {:.0} | {:.0} | {allowed} | | | | |",
             s.p50, s.p99
         );
     }
     let mut ours = Vec::new();
     let mut size = 1_000;
     while size <= max {
-        let (s, allowed, memory) = lockbox(size);
+        let run = lockbox(size);
+        let s = run.uniform;
         println!(
-            "| lockbox index | {size} | {:.0} | {:.0} | {allowed} | {:.0} | {:.2} |",
-            s.p50, s.p99, memory.bytes, memory.allocations
+            "| lockbox index | {size} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            s.p50,
+            s.p99,
+            run.allowed,
+            run.hot.p50,
+            run.hot.p99,
+            run.memory.bytes,
+            run.memory.allocations
         );
-        ours.push((size, s));
+        ours.push((size, s, run.hot));
         size *= 10;
     }
-    if let (Some(cedar), Some((_, at_1m))) = (cedar_one, ours.iter().find(|(n, _)| *n == 1_000_000))
+    if let (Some(cedar), Some((_, at_1m, hot_1m))) =
+        (cedar_one, ours.iter().find(|(n, _, _)| *n == 1_000_000))
     {
         println!(
-            "\nlockbox at 1 M grants / cedar at 1 policy (median): {:.3}",
-            at_1m.p50 / cedar.p50
+            "\nlockbox at 1 M grants / cedar at 1 policy (median): {:.3} uniform, {:.3} hot",
+            at_1m.p50 / cedar.p50,
+            hot_1m.p50 / cedar.p50
         );
     }
-    if let (Some((_, first)), Some((n, last))) = (ours.first(), ours.last()) {
+    if let (Some((_, first, first_hot)), Some((n, last, last_hot))) = (ours.first(), ours.last()) {
         println!(
-            "lockbox at {n} grants / at 1 000 grants (median): {:.2}",
-            last.p50 / first.p50
+            "lockbox at {n} grants / at 1 000 grants (median): {:.2} uniform, {:.2} hot",
+            last.p50 / first.p50,
+            last_hot.p50 / first_hot.p50
         );
     }
 }

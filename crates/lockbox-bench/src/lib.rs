@@ -165,13 +165,28 @@ pub struct Query {
 }
 
 impl Population {
-    /// `n` checks, half of them on a VM the operator holds a grant on (a
-    /// read, allowed), half on a VM of the same tenant it holds none on.
+    /// `n` checks about grants drawn uniformly from the whole population
+    /// (see [`Population::queries_among`]).
     #[must_use]
     pub fn queries(&self, n: usize, now: Timestamp, rng: &mut Rng) -> Vec<Query> {
+        self.queries_among(n, self.grants, now, rng)
+    }
+
+    /// `n` checks, half of them on a VM the operator holds a grant on (a
+    /// read, allowed), half on a VM of the same tenant it holds none on;
+    /// about grants drawn uniformly from the first `among` (all when
+    /// `among` is the population's size).
+    #[must_use]
+    pub fn queries_among(
+        &self,
+        n: usize,
+        among: usize,
+        now: Timestamp,
+        rng: &mut Rng,
+    ) -> Vec<Query> {
         (0..n)
             .map(|k| {
-                let i = rng.below(self.grants as u64) as usize;
+                let i = rng.below(among.min(self.grants) as u64) as usize;
                 let g = self.grant(i, now);
                 let resource = if k.is_multiple_of(2) {
                     g.scope.clone()
@@ -222,4 +237,27 @@ pub fn vm(t: usize, i: usize) -> ResourceId {
         i % 16
     ))
     .expect("resource id")
+}
+
+/// The latency of one random memory access on this machine: dependent
+/// loads chasing a random cycle through `bytes` of memory, in nanoseconds
+/// per load. This is the floor for any lookup whose data is not in cache.
+#[must_use]
+pub fn random_access_ns(bytes: usize, loads: usize) -> f64 {
+    let n = (bytes / 4).max(2);
+    // Sattolo's algorithm: a single cycle through every slot.
+    let mut next: Vec<u32> = (0..n as u32).collect();
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    for i in (1..n).rev() {
+        let j = rng.below(i as u64) as usize;
+        next.swap(i, j);
+    }
+    let mut at = 0usize;
+    let start = std::time::Instant::now();
+    for _ in 0..loads {
+        at = next[at] as usize;
+    }
+    let elapsed = start.elapsed();
+    std::hint::black_box(at);
+    elapsed.as_nanos() as f64 / loads as f64
 }

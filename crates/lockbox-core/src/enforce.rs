@@ -17,10 +17,9 @@
 //! the index still ends where the database is.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use hashbrown::{Equivalent, HashMap, HashSet};
+use hashbrown::HashMap;
 
 use chrono::TimeDelta;
 use serde::Serialize;
@@ -165,30 +164,81 @@ impl EntryState {
     }
 }
 
-/// One grant as the index keeps it: what a decision needs, no more.
+/// The last segment of a scope: inline when short, as most resource names
+/// are, so that deciding reads no memory beyond the grant's own entry.
+#[derive(Debug, Clone)]
+enum Name {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
+}
+
+impl Name {
+    fn new(text: &str) -> Self {
+        let mut bytes = [0u8; 22];
+        match (bytes.get_mut(..text.len()), u8::try_from(text.len())) {
+            (Some(slot), Ok(len)) => {
+                slot.copy_from_slice(text.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(text.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(text) => text.as_bytes(),
+        }
+    }
+}
+
+/// One grant as the index keeps it: what a decision needs, no more. The
+/// scope is kept as what follows `/subscriptions/{id}` (the bucket knows
+/// the subscription), split into its head (shared by many grants, kept
+/// once in the index) and its last segment; the action set as a number in
+/// the index's table.
 #[derive(Debug, Clone)]
 struct Entry {
     id: GrantId,
-    scope: ResourceId,
-    actions: Arc<ActionSet>,
-    tenant: Arc<TenantId>,
+    head: u32,
+    name: Name,
     not_before_us: i64,
     not_after_us: i64,
+    actions: u16,
     state: EntryState,
 }
 
 impl Entry {
+    /// Whether the scope (`head/name` after `/subscriptions/{id}`, or the
+    /// whole subscription when both are empty) contains the resource whose
+    /// id, after `/subscriptions/{id}`, is `rest`: a whole-segment prefix,
+    /// ignoring case.
+    fn covers(&self, head: &[u8], rest: &str) -> bool {
+        let name = self.name.as_bytes();
+        if head.is_empty() && name.is_empty() {
+            return true;
+        }
+        let inner = rest.as_bytes();
+        let end = head.len() + 1 + name.len();
+        inner
+            .get(..head.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(head))
+            && inner.get(head.len()) == Some(&b'/')
+            && inner
+                .get(head.len() + 1..end)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && matches!(inner.get(end), None | Some(b'/'))
+    }
+
     /// `None` when the entry allows; otherwise why not. The caller has
     /// checked that the scope covers the resource.
-    fn deny_reason(&self, action: &Action, now_us: i64) -> Option<CheckReason> {
+    fn deny_reason(&self, allows: impl Fn() -> bool, now_us: i64) -> Option<CheckReason> {
         match self.state {
             EntryState::Revoked => Some(CheckReason::Revoked),
             EntryState::Ended => Some(CheckReason::Expired),
             EntryState::Active if now_us >= self.not_after_us => Some(CheckReason::Expired),
             EntryState::Active if now_us < self.not_before_us => Some(CheckReason::NotYetValid),
-            EntryState::Active if !self.actions.allows(action) => {
-                Some(CheckReason::ActionNotInAccessLevel)
-            }
+            EntryState::Active if !allows() => Some(CheckReason::ActionNotInAccessLevel),
             EntryState::Active => None,
         }
     }
@@ -242,60 +292,16 @@ impl Bucket {
     }
 }
 
-/// A bucket's key: the holder and the subscription, as one string
-/// `holder NUL subscription` (neither can contain NUL).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BucketKey {
-    text: Box<str>,
-    split: usize,
+/// A bucket's key: the holder's number and the subscription's.
+fn bucket_key(principal: u32, subscription: u32) -> u64 {
+    (u64::from(principal) << 32) | u64::from(subscription)
 }
 
-impl BucketKey {
-    fn new(principal: &str, subscription: &str) -> Self {
-        Self {
-            text: format!("{principal}\0{subscription}").into(),
-            split: principal.len(),
-        }
-    }
-
-    fn principal(&self) -> &str {
-        self.text.get(..self.split).unwrap_or_default()
-    }
-
-    fn subscription(&self) -> &str {
-        self.text.get(self.split + 1..).unwrap_or_default()
-    }
-}
-
-/// A bucket's key as a lookup holds it, without allocating.
-#[derive(Debug, Clone, Copy)]
-struct KeyRef<'a> {
-    principal: &'a str,
-    subscription: &'a str,
-}
-
-fn hash_key<H: Hasher>(principal: &str, subscription: &str, state: &mut H) {
-    state.write(principal.as_bytes());
-    state.write_u8(0);
-    state.write(subscription.as_bytes());
-}
-
-impl Hash for BucketKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_key(self.principal(), self.subscription(), state);
-    }
-}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_key(self.principal, self.subscription, state);
-    }
-}
-
-impl Equivalent<BucketKey> for KeyRef<'_> {
-    fn equivalent(&self, key: &BucketKey) -> bool {
-        key.principal() == self.principal && key.subscription() == self.subscription
-    }
+/// What follows `/subscriptions/{id}` in a resource id.
+fn rest_of(resource: &ResourceId) -> &str {
+    let text = resource.as_str();
+    let prefix = "/subscriptions/".len() + resource.subscription_str().len();
+    text.get(prefix..).unwrap_or_default()
 }
 
 /// A grant as the index holds it, for comparing an index with the
@@ -321,16 +327,24 @@ pub struct IndexedGrant {
 /// Every grant that can matter to a decision, by holder and subscription;
 /// every principal; every subscription's tenant.
 ///
-/// A decision makes one table lookup (holder and subscription together,
-/// hashed without allocating) and finds the grants inline in the table; the
-/// sets of principals and subscriptions are read only to explain a denial.
+/// Principals and subscriptions are numbered (both tables are small next to
+/// the grants: thousands to hundreds of thousands of entries, which stay in
+/// the processor's cache), and the grants are found by one lookup of the
+/// pair of numbers in a table that holds them inline. A decision therefore
+/// reads little besides the grant itself, however many grants there are.
 #[derive(Debug, Default, Clone)]
 pub struct GrantIndex {
-    buckets: HashMap<BucketKey, Bucket>,
-    principals: HashSet<PrincipalId>,
-    subscriptions: HashMap<SubscriptionId, Arc<TenantId>>,
+    principals: HashMap<PrincipalId, u32>,
+    principal_names: Vec<PrincipalId>,
+    subscriptions: HashMap<SubscriptionId, (u32, Arc<TenantId>)>,
+    subscription_names: Vec<SubscriptionId>,
+    buckets: HashMap<u64, Bucket>,
+    /// Scope heads (a scope without its subscription and last segment),
+    /// each kept once.
+    heads: HashMap<Box<str>, u32>,
+    head_names: Vec<Box<str>>,
     /// Action sets are shared: most grants use one of a few access levels.
-    action_sets: HashMap<ActionSet, Arc<ActionSet>>,
+    action_sets: Vec<ActionSet>,
     grants: usize,
 }
 
@@ -359,15 +373,59 @@ impl GrantIndex {
 
     /// Records that `principal` exists.
     pub fn add_principal(&mut self, principal: PrincipalId) {
-        self.principals.insert(principal);
+        self.principal_no(principal);
     }
 
     /// Records that `subscription` belongs to `tenant`. A subscription never
     /// changes tenant, so a second call changes nothing.
     pub fn add_subscription(&mut self, subscription: SubscriptionId, tenant: TenantId) {
+        self.subscription_no(subscription, tenant);
+    }
+
+    fn principal_no(&mut self, principal: PrincipalId) -> u32 {
+        if let Some(&n) = self.principals.get(&principal) {
+            return n;
+        }
+        let n = u32::try_from(self.principal_names.len()).unwrap_or(u32::MAX);
+        self.principal_names.push(principal.clone());
+        self.principals.insert(principal, n);
+        n
+    }
+
+    fn subscription_no(&mut self, subscription: SubscriptionId, tenant: TenantId) -> u32 {
+        if let Some((n, _)) = self.subscriptions.get(&subscription) {
+            return *n;
+        }
+        let n = u32::try_from(self.subscription_names.len()).unwrap_or(u32::MAX);
+        self.subscription_names.push(subscription.clone());
         self.subscriptions
-            .entry(subscription)
-            .or_insert_with(|| Arc::new(tenant));
+            .insert(subscription, (n, Arc::new(tenant)));
+        n
+    }
+
+    fn head_no(&mut self, head: &str) -> u32 {
+        if let Some(&n) = self.heads.get(head) {
+            return n;
+        }
+        let n = u32::try_from(self.head_names.len()).unwrap_or(u32::MAX);
+        self.head_names.push(head.into());
+        self.heads.insert(head.into(), n);
+        n
+    }
+
+    fn head(&self, n: u32) -> &[u8] {
+        usize::try_from(n)
+            .ok()
+            .and_then(|n| self.head_names.get(n))
+            .map_or(&[][..], |h| h.as_bytes())
+    }
+
+    fn action_set(&mut self, actions: &ActionSet) -> u16 {
+        if let Some(i) = self.action_sets.iter().position(|a| a == actions) {
+            return u16::try_from(i).unwrap_or(u16::MAX);
+        }
+        self.action_sets.push(actions.clone());
+        u16::try_from(self.action_sets.len() - 1).unwrap_or(u16::MAX)
     }
 
     /// Adds a grant, or moves a known one forward (active → revoked or
@@ -375,48 +433,29 @@ impl GrantIndex {
     /// changes nothing.
     pub fn upsert(&mut self, grant: &Grant) {
         let state = EntryState::of(&grant.state);
-        let subscription = grant.scope.subscription_str();
-        let key = KeyRef {
-            principal: grant.principal.as_str(),
-            subscription,
-        };
+        let principal = self.principal_no(grant.principal.clone());
+        let subscription = self.subscription_no(grant.scope.subscription(), grant.tenant.clone());
+        let key = bucket_key(principal, subscription);
         if let Some(bucket) = self.buckets.get_mut(&key)
             && let Some(entry) = bucket.entries_mut().iter_mut().find(|e| e.id == grant.id)
         {
             entry.state = entry.state.max(state);
             return;
         }
-        self.principals.insert(grant.principal.clone());
-        let tenant = Arc::clone(
-            self.subscriptions
-                .entry(grant.scope.subscription())
-                .or_insert_with(|| Arc::new(grant.tenant.clone())),
-        );
-        let actions = match self.action_sets.get(&grant.actions) {
-            Some(shared) => Arc::clone(shared),
-            None => {
-                let shared = Arc::new(grant.actions.clone());
-                self.action_sets
-                    .insert(grant.actions.clone(), Arc::clone(&shared));
-                shared
-            }
-        };
+        let (head, name) = rest_of(&grant.scope).rsplit_once('/').unwrap_or(("", ""));
         let entry = Entry {
             id: grant.id,
-            scope: grant.scope.clone(),
-            actions,
-            tenant,
+            head: self.head_no(head),
+            name: Name::new(name),
             not_before_us: micros(grant.not_before),
             not_after_us: micros(grant.not_after),
+            actions: self.action_set(&grant.actions),
             state,
         };
         match self.buckets.get_mut(&key) {
             Some(bucket) => bucket.push(entry),
             None => {
-                self.buckets.insert(
-                    BucketKey::new(grant.principal.as_str(), subscription),
-                    Bucket::One(entry),
-                );
+                self.buckets.insert(key, Bucket::One(entry));
             }
         }
         self.grants += 1;
@@ -433,20 +472,37 @@ impl GrantIndex {
         action: &Action,
         now: Timestamp,
     ) -> CheckOutcome {
-        let subscription = resource.subscription_str();
-        let key = KeyRef {
-            principal: principal.as_str(),
-            subscription,
+        let deny = |reason, tenant| CheckOutcome {
+            reason,
+            grant: None,
+            expires_at: None,
+            tenant,
         };
+        let Some((subscription, tenant)) = self.subscriptions.get(resource.subscription_str())
+        else {
+            return deny(CheckReason::UnknownResource, None);
+        };
+        let tenant = Some(Arc::clone(tenant));
+        let Some(&holder) = self.principals.get(principal) else {
+            return deny(CheckReason::UnknownPrincipal, tenant);
+        };
+        let Some(bucket) = self.buckets.get(&bucket_key(holder, *subscription)) else {
+            return deny(CheckReason::NoGrant, tenant);
+        };
+        let rest = rest_of(resource);
         let now_us = micros(now);
         let mut allowed: Option<&Entry> = None;
         let mut denied: Option<(CheckReason, &Entry)> = None;
-        let entries = self.buckets.get(&key).map_or(&[][..], Bucket::entries);
-        for entry in entries {
-            if !entry.scope.contains(resource) {
+        for entry in bucket.entries() {
+            if !entry.covers(self.head(entry.head), rest) {
                 continue;
             }
-            match entry.deny_reason(action, now_us) {
+            let allows = || {
+                self.action_sets
+                    .get(usize::from(entry.actions))
+                    .is_some_and(|set| set.allows(action))
+            };
+            match entry.deny_reason(allows, now_us) {
                 None => {
                     if allowed.is_none_or(|best| entry.not_after_us > best.not_after_us) {
                         allowed = Some(entry);
@@ -464,30 +520,15 @@ impl GrantIndex {
                 reason: CheckReason::Granted,
                 grant: Some(entry.id),
                 expires_at: Timestamp::from_timestamp_micros(entry.not_after_us),
-                tenant: Some(Arc::clone(&entry.tenant)),
+                tenant,
             },
             (None, Some((reason, entry))) => CheckOutcome {
                 reason,
                 grant: Some(entry.id),
                 expires_at: None,
-                tenant: Some(Arc::clone(&entry.tenant)),
+                tenant,
             },
-            (None, None) => {
-                let tenant = self.subscriptions.get(subscription).cloned();
-                let reason = if tenant.is_none() {
-                    CheckReason::UnknownResource
-                } else if !self.principals.contains(principal) {
-                    CheckReason::UnknownPrincipal
-                } else {
-                    CheckReason::NoGrant
-                };
-                CheckOutcome {
-                    reason,
-                    grant: None,
-                    expires_at: None,
-                    tenant,
-                }
-            }
+            (None, None) => deny(CheckReason::NoGrant, tenant),
         }
     }
 
@@ -506,8 +547,6 @@ impl GrantIndex {
             alive
         });
         self.grants = kept;
-        self.action_sets
-            .retain(|_, shared| Arc::strong_count(shared) > 1);
         before - kept
     }
 
@@ -515,20 +554,41 @@ impl GrantIndex {
     /// database.
     #[must_use]
     pub fn grants(&self) -> Vec<IndexedGrant> {
-        let mut out: Vec<IndexedGrant> = self
-            .buckets
-            .iter()
-            .flat_map(|(key, bucket)| {
-                bucket.entries().iter().map(move |e| IndexedGrant {
+        let mut out: Vec<IndexedGrant> = Vec::with_capacity(self.grants);
+        for (key, bucket) in &self.buckets {
+            let principal = usize::try_from(key >> 32).unwrap_or(usize::MAX);
+            let subscription = usize::try_from(key & u64::from(u32::MAX)).unwrap_or(usize::MAX);
+            let principal = self
+                .principal_names
+                .get(principal)
+                .map_or_else(String::new, ToString::to_string);
+            let subscription = self
+                .subscription_names
+                .get(subscription)
+                .map_or_else(String::new, ToString::to_string);
+            for e in bucket.entries() {
+                out.push(IndexedGrant {
                     id: e.id,
-                    principal: key.principal().to_owned(),
-                    scope: e.scope.to_string(),
-                    actions: e
-                        .actions
-                        .patterns()
-                        .iter()
-                        .map(|p| p.as_str().to_owned())
-                        .collect(),
+                    principal: principal.clone(),
+                    scope: {
+                        let head = String::from_utf8_lossy(self.head(e.head));
+                        let name = String::from_utf8_lossy(e.name.as_bytes());
+                        if head.is_empty() && name.is_empty() {
+                            format!("/subscriptions/{subscription}")
+                        } else {
+                            format!("/subscriptions/{subscription}{head}/{name}")
+                        }
+                    },
+                    actions: self
+                        .action_sets
+                        .get(usize::from(e.actions))
+                        .map(|set| {
+                            set.patterns()
+                                .iter()
+                                .map(|p| p.as_str().to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     not_before_us: e.not_before_us,
                     not_after_us: e.not_after_us,
                     state: match e.state {
@@ -536,9 +596,9 @@ impl GrantIndex {
                         EntryState::Revoked => "revoked",
                         EntryState::Ended => "ended",
                     },
-                })
-            })
-            .collect();
+                });
+            }
+        }
         out.sort();
         out
     }

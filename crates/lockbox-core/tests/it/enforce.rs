@@ -256,8 +256,23 @@ fn a_decision_is_recorded_in_the_resource_owners_chain() {
 // its own by `Grant::check`.
 
 const PEOPLE: [&str; 3] = ["sam", "oscar", "fred"];
-const SCOPES: [&str; 5] = [SUB, RG, VM, OTHER_VM, SUB2_VM];
-const PROBES: [&str; 6] = [VM, OTHER_VM, RG, SUB2_VM, FOREIGN_VM, UNOWNED_VM];
+const LONG_VM: &str = "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/a-rather-long-virtual-machine-name";
+const SCOPES: [&str; 6] = [SUB, RG, VM, OTHER_VM, SUB2_VM, LONG_VM];
+const PROBES: [&str; 12] = [
+    LONG_VM,
+    "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/a-rather-long-virtual-machine-nam",
+    VM,
+    OTHER_VM,
+    RG,
+    SUB2_VM,
+    FOREIGN_VM,
+    UNOWNED_VM,
+    // Case, a longer name with the same start, a child, another group.
+    "/subscriptions/SUB-1/resourcegroups/RG-WEB/providers/microsoft.compute/VirtualMachines/VM-01",
+    "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-010",
+    "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-01/extensions/agent",
+    "/subscriptions/sub-1/resourceGroups/rg-webx/providers/Microsoft.Compute/virtualMachines/vm-01",
+];
 const ACTIONS: [&str; 2] = [READ, WRITE];
 
 #[derive(Debug, Clone)]
@@ -276,7 +291,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3usize, 0..5usize, any::<bool>(), -3i64..3, 1i64..6).prop_map(
+        4 => (0..3usize, 0..6usize, any::<bool>(), -3i64..3, 1i64..6).prop_map(
             |(who, scope, read_only, from, len)| Op::Give { who, scope, read_only, from, len }
         ),
         2 => (0..64usize).prop_map(Op::Revoke),
