@@ -3,8 +3,10 @@
 //! one run on the same machine.
 //!
 //! Both servers listen on loopback and are driven by the same in-process
-//! load generator (keep-alive HTTP/1.1 connections, each sending its next
-//! request when the last answer arrives) for the same time. Lockbox runs
+//! load generator (a plain hyper client: keep-alive HTTP/1.1 connections,
+//! each sending its next request when the last answer arrives) for the same
+//! time, sharing the machine's cores with the server as a real client on
+//! the same host would. Lockbox runs
 //! the real server over SQLite (`synchronous = FULL`), and over PostgreSQL
 //! too when `LOCKBOX_TEST_POSTGRES_URL` is set; the checks alternate
 //! between an allowed read and a denied write. After each run the audit
@@ -20,12 +22,15 @@
     clippy::print_stdout
 )]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
 use lockbox_bench::{Summary, machine, millis, summarize};
 use lockbox_core::Chain;
 use lockbox_store::Audit as _;
@@ -42,43 +47,51 @@ struct Run {
     failed: usize,
 }
 
-/// Drives `url` with `connections` clients for `seconds` (after a second
-/// of warm-up), each posting one of `bodies` in turn with `token`.
+/// Drives `addr` (path `/v1/check`) over `connections` keep-alive HTTP/1.1
+/// connections for `seconds` (after a second of warm-up), each posting one
+/// of `bodies` in turn with `token`, the next as soon as the last answer
+/// is read. A plain hyper client, one task per connection: as light a load
+/// generator as the process can have.
 async fn drive(
-    url: String,
+    addr: SocketAddr,
     token: Option<String>,
     bodies: Vec<String>,
     connections: usize,
     seconds: u64,
 ) -> Run {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (client, url, token, bodies) =
-            (client.clone(), url.clone(), token.clone(), bodies.clone());
+        let (token, bodies) = (token.clone(), bodies.clone());
         let (measuring, stop) = (measuring.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
             let mut latencies = Vec::new();
             let mut failed = 0usize;
             let mut i = c;
             while !stop.load(Ordering::Relaxed) {
                 let body = bodies[i % bodies.len()].clone();
                 i += 1;
-                let mut req = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body);
+                let mut req = hyper::Request::post("/v1/check")
+                    .header("host", "127.0.0.1")
+                    .header("content-type", "application/json");
                 if let Some(t) = &token {
-                    req = req.bearer_auth(t);
+                    req = req.header("authorization", format!("Bearer {t}"));
                 }
+                let req = req.body(Full::new(Bytes::from(body))).unwrap();
                 let started = Instant::now();
-                let ok = match req.send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                let ok = match sender.send_request(req).await {
+                    Ok(r) => {
+                        let success = r.status().is_success();
+                        success && r.into_body().collect().await.is_ok()
+                    }
                     Err(_) => false,
                 };
                 if measuring.load(Ordering::Relaxed) {
@@ -87,6 +100,9 @@ async fn drive(
                     } else {
                         failed += 1;
                     }
+                }
+                if !ok {
+                    break;
                 }
             }
             (latencies, failed)
@@ -136,14 +152,7 @@ async fn bare(bodies: Vec<String>, connections: usize, seconds: u64) -> Run {
         }),
     );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let run = drive(
-        format!("http://{addr}/v1/check"),
-        None,
-        bodies,
-        connections,
-        seconds,
-    )
-    .await;
+    let run = drive(addr, None, bodies, connections, seconds).await;
     server.abort();
     run
 }
@@ -192,8 +201,9 @@ async fn lockbox(
         .await
         .unwrap();
     let before = access_events(&server).await;
+    let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
     let run = drive(
-        format!("{}/v1/check", server.url),
+        addr,
         Some(world.gate.token.clone()),
         bodies,
         connections,

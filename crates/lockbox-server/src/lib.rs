@@ -126,7 +126,11 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(queue) = queue {
-            tasks.push(tokio::spawn(audit_writer::run(store.clone(), queue, stop)));
+            tasks.push(enforce::dedicated(audit_writer::run(
+                store.clone(),
+                queue,
+                stop,
+            )));
         }
         Ok(tasks)
     }

@@ -56,6 +56,8 @@ pub struct Metrics {
     sweeper_runs: Family<OutcomeLabels, Counter>,
     sweeper_transitions: Family<StateLabels, Counter>,
     checks: Family<ReasonLabels, Counter>,
+    index_grants: Gauge,
+    enforcement_serving: Gauge,
     sweeper_skipped: Family<KindLabels, Counter>,
 }
 
@@ -78,6 +80,18 @@ impl Default for Metrics {
         let sweeper_runs = Family::<OutcomeLabels, Counter>::default();
         let sweeper_transitions = Family::<StateLabels, Counter>::default();
         let checks = Family::<ReasonLabels, Counter>::default();
+        let index_grants = Gauge::default();
+        let enforcement_serving = Gauge::default();
+        registry.register(
+            "grant_index_grants",
+            "Grants in this node's enforcement index",
+            index_grants.clone(),
+        );
+        registry.register(
+            "enforcement_serving",
+            "Whether this node answers checks (1) or refuses them while it reloads or is behind (0)",
+            enforcement_serving.clone(),
+        );
         registry.register(
             "checks",
             "Check decisions by reason (`granted` when allowed)",
@@ -123,6 +137,8 @@ impl Default for Metrics {
             sweeper_runs,
             sweeper_transitions,
             checks,
+            index_grants,
+            enforcement_serving,
             sweeper_skipped,
         }
     }
@@ -166,8 +182,17 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with request counts as given.
-    pub(crate) fn render(&self, requests_by_state: &[(String, i64)]) -> String {
+    /// The text exposition, with request counts and the state of
+    /// enforcement as given.
+    pub(crate) fn render(
+        &self,
+        requests_by_state: &[(String, i64)],
+        index_grants: usize,
+        serving: bool,
+    ) -> String {
+        self.index_grants
+            .set(i64::try_from(index_grants).unwrap_or(i64::MAX));
+        self.enforcement_serving.set(i64::from(serving));
         self.requests_by_state.clear();
         for (state, n) in requests_by_state {
             self.requests_by_state

@@ -68,6 +68,7 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics().render(&counts),
+        app.metrics()
+            .render(&counts, app.enforcer().len(), app.enforcer().is_serving()),
     )
 }

@@ -17,6 +17,9 @@ use crate::error::ApiError;
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
+/// Scheduler rounds without a new arrival after which a batch is committed.
+const GATHER_ROUNDS: u32 = 2;
+
 /// Checks that may wait for the writer before new ones are held back.
 const QUEUE: usize = 16 * 1024;
 
@@ -96,11 +99,23 @@ pub async fn run(store: Store, Queue(mut queue): Queue, mut stop: watch::Receive
         };
         let Some(first) = first else { break };
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        // Gather: let checks that are already on their way join this batch
+        // (yielding lets their tasks run), as long as more keep arriving.
+        let mut idle_rounds = 0;
+        while batch.len() < MAX_BATCH && idle_rounds < GATHER_ROUNDS {
+            let before = batch.len();
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
+            idle_rounds = if batch.len() == before {
+                idle_rounds + 1
+            } else {
+                0
+            };
+            tokio::task::yield_now().await;
         }
         commit(&store, &mut batch).await;
     }

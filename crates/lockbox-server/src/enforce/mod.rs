@@ -356,13 +356,13 @@ pub(crate) async fn start(
     enforcer.resync(store, clock.now()).await?;
     let mut tasks = Vec::new();
     if listener.is_some() {
-        tasks.push(tokio::spawn(heartbeat(
+        tasks.push(dedicated(heartbeat(
             Arc::clone(enforcer),
             store.clone(),
             stop.clone(),
         )));
     }
-    tasks.push(tokio::spawn(sync_task(
+    tasks.push(dedicated(sync_task(
         Arc::clone(enforcer),
         store.clone(),
         clock,
@@ -370,6 +370,19 @@ pub(crate) async fn start(
         stop,
     )));
     Ok(tasks)
+}
+
+/// Runs `work` on a thread of its own (from the runtime's blocking pool,
+/// polled there by `block_on`) rather than as one task among the many
+/// serving requests: under load its wake-ups would otherwise wait behind
+/// them, and the heartbeat, the change feed and the audit writer are what
+/// every check waits on.
+pub(crate) fn dedicated<F>(work: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(work))
 }
 
 async fn heartbeat(enforcer: Arc<Enforcer>, store: Store, mut stop: watch::Receiver<bool>) {

@@ -41,6 +41,19 @@ async fn metrics_count_routes_states_and_sweeps(server: TestServer) {
     let r = world.request(Contoso::VM, "Reader", None).await;
     world.bob.client.approve(&r.id, "ok", None).await.unwrap();
     world.request(Contoso::VM, "Reader", None).await;
+    let read = "Microsoft.Compute/virtualMachines/read";
+    world
+        .gate
+        .client
+        .check("sam", Contoso::VM, read)
+        .await
+        .unwrap();
+    world
+        .gate
+        .client
+        .check("oscar", Contoso::VM, read)
+        .await
+        .unwrap();
     server.advance(chrono::TimeDelta::hours(100));
     server.sweep().await;
     let text = server
@@ -56,6 +69,10 @@ async fn metrics_count_routes_states_and_sweeps(server: TestServer) {
         r#"lockbox_access_requests{state="completed"} 1"#,
         r#"lockbox_sweeper_transitions_total{state="expired"} 1"#,
         r#"lockbox_sweeper_transitions_total{state="completed"} 1"#,
+        r#"lockbox_checks_total{reason="granted"} 1"#,
+        r#"lockbox_checks_total{reason="no_grant"} 1"#,
+        "lockbox_grant_index_grants 1",
+        "lockbox_enforcement_serving 1",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
