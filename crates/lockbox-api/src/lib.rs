@@ -463,6 +463,88 @@ pub struct EmergencyAccess {
     pub access_level: Option<String>,
 }
 
+/// An event of a tenant's audit chain, exactly as the export file spells
+/// it (`docs/AUDIT_FORMAT.md` §3): anyone can recompute its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    /// The position in the chain, from 1 without gaps.
+    pub seq: u64,
+    /// The chain: the tenant id (`null` for the provider chain).
+    pub tenant: Option<String>,
+    /// When it happened (UTC, six fractional digits).
+    pub at: String,
+    /// Who caused it: a principal id, or `system`.
+    pub actor: String,
+    /// What happened (`request.created`, `access.allowed`, …).
+    pub kind: String,
+    /// The id of the thing it happened to.
+    pub subject: String,
+    /// Details, by kind.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// The previous event's hash (64 hex digits).
+    pub prev_hash: String,
+    /// SHA-256 of `prev_hash` and the event's canonical encoding.
+    pub hash: String,
+}
+
+/// A signed statement of a chain's head (`docs/AUDIT_FORMAT.md` §6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The chain: the tenant id (`null` for the provider chain).
+    pub tenant: Option<String>,
+    /// The head event's sequence number (0 for an empty chain).
+    pub seq: u64,
+    /// The head event's hash.
+    pub head_hash: String,
+    /// When it was signed.
+    pub at: String,
+    /// Which key signed it: the first 8 bytes of SHA-256 of the public key, hex.
+    pub key_id: String,
+    /// Ed25519 signature, 128 hex digits.
+    pub signature: String,
+}
+
+/// `GET /v1/tenants/{tenant}/audit/head`: the chain's last event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChainHead {
+    /// The tenant.
+    pub tenant: String,
+    /// The last event's sequence number (0 while the chain is empty).
+    pub seq: u64,
+    /// Its hash (64 zeros while the chain is empty).
+    pub hash: String,
+}
+
+/// `GET /v1/audit/public-key`: the key that signs checkpoints now, and
+/// every key that signed earlier checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditPublicKey {
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// The current key's id.
+    pub key_id: String,
+    /// The current key: the raw 32-byte Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// Every checkpoint key, the current one first.
+    pub keys: Vec<AuditKey>,
+}
+
+/// One checkpoint-signing public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditKey {
+    /// The key id.
+    pub key_id: String,
+    /// 64 hex digits.
+    pub public_key: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When a newer key replaced it.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
 /// `GET /healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {

@@ -26,6 +26,9 @@ pub enum ClientError {
     /// The server could not be reached.
     #[error("cannot reach the server: {0}")]
     Transport(String),
+    /// Writing what the server sent failed.
+    #[error("cannot write: {0}")]
+    Io(String),
     /// The server's answer was not what the API promises.
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
@@ -216,16 +219,7 @@ impl Client {
             let text = if text.is_empty() { "null" } else { &text };
             serde_json::from_str(text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))
         } else {
-            let problem = serde_json::from_str(&text).unwrap_or_else(|_| Problem {
-                kind: "http_error".into(),
-                title: status.canonical_reason().unwrap_or("error").into(),
-                status: status.as_u16(),
-                detail: text.chars().take(500).collect(),
-            });
-            Err(ClientError::Api {
-                status: status.as_u16(),
-                problem,
-            })
+            Err(problem_of(status, &text))
         }
     }
 
@@ -610,5 +604,118 @@ impl Client {
         body: &api::EmergencyAccess,
     ) -> Result<api::Grant, ClientError> {
         self.post("/v1/emergency-access", body).await
+    }
+    /// `GET /v1/tenants/{tenant}/audit`.
+    pub async fn audit_events(
+        &self,
+        tenant: &str,
+        query: &AuditQuery,
+    ) -> Result<api::Page<api::AuditEvent>, ClientError> {
+        self.get_with(&format!("/v1/tenants/{tenant}/audit"), query)
+            .await
+    }
+
+    /// `GET /v1/tenants/{tenant}/audit/head`.
+    pub async fn audit_head(&self, tenant: &str) -> Result<api::ChainHead, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/audit/head")).await
+    }
+
+    /// `POST /v1/tenants/{tenant}/audit/checkpoints`.
+    pub async fn audit_checkpoint(&self, tenant: &str) -> Result<api::Checkpoint, ClientError> {
+        self.post(
+            &format!("/v1/tenants/{tenant}/audit/checkpoints"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `GET /v1/audit/public-key`.
+    pub async fn audit_public_key(&self) -> Result<api::AuditPublicKey, ClientError> {
+        self.get("/v1/audit/public-key").await
+    }
+
+    /// `GET /v1/tenants/{tenant}/audit/export`, written to `out` as it
+    /// arrives (never held whole in memory). `progress` is told the lines
+    /// written so far and the lines to expect. Returns the bytes written.
+    pub async fn export_audit(
+        &self,
+        tenant: &str,
+        out: &mut impl std::io::Write,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<u64, ClientError> {
+        let mut request = self
+            .http
+            .get(format!("{}/v1/tenants/{tenant}/audit/export", self.base))
+            // A large log takes a while: no overall deadline.
+            .timeout(Duration::from_secs(7 * 24 * 3600));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response
+                .text()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            return Err(problem_of(status, &text));
+        }
+        // Events, plus the checkpoint line.
+        let expected = response
+            .headers()
+            .get("lockbox-audit-events")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|n| n + 1);
+        let (mut bytes, mut lines) = (0u64, 0u64);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Transport(format!("the export was cut off: {e}")))?
+        {
+            out.write_all(&chunk)
+                .map_err(|e| ClientError::Io(e.to_string()))?;
+            bytes += chunk.len() as u64;
+            lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            progress(lines, expected);
+        }
+        out.flush().map_err(|e| ClientError::Io(e.to_string()))?;
+        Ok(bytes)
+    }
+}
+
+/// `GET /v1/tenants/{tenant}/audit` filters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditQuery {
+    /// Only events after this sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+    /// Only events of this kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only events before this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Page size (1 to 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+fn problem_of(status: reqwest::StatusCode, text: &str) -> ClientError {
+    let problem = serde_json::from_str(text).unwrap_or_else(|_| Problem {
+        kind: "http_error".into(),
+        title: status.canonical_reason().unwrap_or("error").into(),
+        status: status.as_u16(),
+        detail: text.chars().take(500).collect(),
+    });
+    ClientError::Api {
+        status: status.as_u16(),
+        problem,
     }
 }

@@ -21,7 +21,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::signature;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header};
 use lockbox_api as api;
-use lockbox_core::audit::{Actor, Chain, EventKind, PendingEvent};
+use lockbox_core::audit::{EventKind, PendingEvent};
 use lockbox_core::{Grant, Timestamp};
 use lockbox_store::{KeyPurpose, Keys as _, SigningKey, Store};
 use serde::{Deserialize, Serialize};
@@ -146,69 +146,6 @@ pub fn thumbprint(public_key: &[u8; 32]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// A new random signing key.
-pub fn generate(purpose: KeyPurpose, now: Timestamp) -> Result<SigningKey, ApiError> {
-    let secret = lockbox_core::id::random_bytes::<32>()?;
-    let public_key = ed25519_dalek::SigningKey::from_bytes(&secret)
-        .verifying_key()
-        .to_bytes();
-    Ok(SigningKey {
-        id: thumbprint(&public_key),
-        purpose,
-        secret,
-        public_key,
-        created_at: now,
-        retired_at: None,
-    })
-}
-
-/// Creates a new access-token signing key and retires the others, audited
-/// as `signing_key.created` on the provider's chain. Returns the new key's
-/// id.
-pub async fn rotate(store: &Store, actor: Actor, now: Timestamp) -> Result<String, ApiError> {
-    let key = generate(KeyPurpose::AccessToken, now)?;
-    let mut tx = store.begin().await?;
-    tx.insert_signing_key(&key).await?;
-    let retired = tx
-        .retire_signing_keys(KeyPurpose::AccessToken, &key.id, now)
-        .await?;
-    let event = PendingEvent::new(
-        Chain::Provider,
-        now,
-        actor,
-        EventKind::SigningKeyCreated,
-        &key.id,
-        json!({
-            "purpose": KeyPurpose::AccessToken.as_str(),
-            "algorithm": "EdDSA",
-            "keys_retired": retired,
-        }),
-    );
-    tx.commit(vec![event]).await?;
-    Ok(key.id)
-}
-
-/// Creates the access-token signing key if there is none.
-pub async fn ensure_key(store: &Store, now: Timestamp) -> Result<(), ApiError> {
-    let mut tx = store.read().await?;
-    let keys = tx.signing_keys(KeyPurpose::AccessToken).await?;
-    tx.commit_unaudited().await?;
-    if keys.iter().all(|k| k.retired_at.is_some()) {
-        rotate(store, Actor::System, now).await?;
-    }
-    Ok(())
-}
-
-/// The key that signs now: the newest unretired one.
-async fn current_key(store: &Store) -> Result<SigningKey, ApiError> {
-    let mut tx = store.read().await?;
-    let keys = tx.signing_keys(KeyPurpose::AccessToken).await?;
-    tx.commit_unaudited().await?;
-    keys.into_iter()
-        .find(|k| k.retired_at.is_none())
-        .ok_or_else(|| ApiError::Internal("no access-token signing key".to_owned()))
-}
-
 /// Mints a token for `grant`'s holder, valid from `now` for at most
 /// [`MAX_LIFETIME`] and never past the grant's end. The caller has checked
 /// that the grant allows something now. Returns the token, its claims and
@@ -220,7 +157,7 @@ pub async fn mint(
     now: Timestamp,
 ) -> Result<(String, AccessClaims, PendingEvent), ApiError> {
     provider();
-    let key = current_key(store).await?;
+    let key = crate::signing_keys::current(store, KeyPurpose::AccessToken).await?;
     let expires = (now + MAX_LIFETIME).min(grant.not_after);
     let claims = AccessClaims {
         iss: issuer.to_owned(),

@@ -231,3 +231,50 @@ pub fn emergency_operator(c: &Caller) -> Result<(), ApiError> {
         ))
     }
 }
+
+/// The capability to read a tenant's audit log: its chain, export and
+/// checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReader {
+    tenant: TenantId,
+}
+
+impl AuditReader {
+    /// The tenant whose log may be read.
+    #[must_use]
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+}
+
+/// Permission to read a tenant's audit log: the tenant's users holding
+/// `TenantAdmin`, `Owner` or `LockboxApprover` (at any scope: the log is
+/// the tenant's, one chain). Users of other tenants get `404`; everyone
+/// else, the provider's admins included, `403`: the log is the customer's.
+pub fn audit_reader(c: &Caller, tenant: &TenantId) -> Result<AuditReader, ApiError> {
+    match &c.principal.kind {
+        PrincipalKind::User { tenant: own } if own == tenant => {
+            let may = c.roles.iter().any(|a| {
+                &a.tenant == tenant
+                    && matches!(
+                        a.role,
+                        Role::TenantAdmin | Role::Owner | Role::LockboxApprover
+                    )
+            });
+            if may {
+                Ok(AuditReader {
+                    tenant: tenant.clone(),
+                })
+            } else {
+                Err(ApiError::forbidden(format!(
+                    "{} may not read tenant {tenant}'s audit log: that takes TenantAdmin, Owner or LockboxApprover",
+                    c.id()
+                )))
+            }
+        }
+        PrincipalKind::User { .. } => Err(ApiError::not_found(format!("tenant {tenant}"))),
+        _ => Err(ApiError::forbidden(
+            "only the tenant's TenantAdmins, Owners and LockboxApprovers may read its audit log",
+        )),
+    }
+}

@@ -134,7 +134,7 @@ pub async fn init(
     }
     let (admin, token, events) = add_admin(&mut tx, admin_id, now).await?;
     tx.commit(events).await?;
-    crate::access_token::ensure_key(store, now).await?;
+    crate::signing_keys::ensure(store, now).await?;
     Ok(Initialized {
         admin: admin.id,
         token: token.secret,

@@ -18,6 +18,9 @@
 //! enabled = true                                # whether this node sweeps
 //! interval_seconds = 30
 //!
+//! [audit]
+//! checkpoint_interval_seconds = 60              # sign every chain with new events this often
+//!
 //! [enforcement]                                 # PostgreSQL: how fresh each node's grant index must be
 //! heartbeat_interval_ms = 200
 //! max_staleness_ms = 1000                       # a node this far behind stops answering checks
@@ -69,6 +72,9 @@ pub struct Config {
     /// The background sweeper.
     #[serde(default)]
     pub sweeper: SweeperConfig,
+    /// The audit log's checkpoints.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Enforcement (the check path).
     #[serde(default)]
     pub enforcement: EnforcementConfig,
@@ -270,6 +276,32 @@ impl Default for SweeperConfig {
     }
 }
 
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Whether this node signs periodic checkpoints (with many nodes, any
+    /// subset may; they take turns under a lock).
+    #[serde(default = "default_true")]
+    pub checkpoints: bool,
+    /// Seconds between rounds of signing every chain with new events.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_seconds: u64,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    60
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoints: true,
+            checkpoint_interval_seconds: default_checkpoint_interval(),
+        }
+    }
+}
+
 /// `[enforcement]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -409,6 +441,11 @@ impl Config {
         if self.sweeper.interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "sweeper.interval_seconds must be at least 1".into(),
+            ));
+        }
+        if self.audit.checkpoint_interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_interval_seconds must be at least 1".into(),
             ));
         }
         let e = &self.enforcement;

@@ -11,6 +11,7 @@
 //! whole HTTP surface, and [`serve::Server`] runs it from a [`config::Config`].
 
 pub mod access_token;
+pub mod audit_log;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
@@ -21,6 +22,7 @@ pub mod extract;
 pub mod jobs;
 pub mod metrics;
 pub mod serve;
+pub mod signing_keys;
 
 mod api;
 mod present;
@@ -111,7 +113,7 @@ impl AppState {
         stop: watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, ApiError> {
         let store = self.store();
-        access_token::ensure_key(store, self.now()).await?;
+        signing_keys::ensure(store, self.now()).await?;
         let mut tasks = enforce::start(
             &self.inner.enforcer,
             store,

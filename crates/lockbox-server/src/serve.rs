@@ -11,6 +11,7 @@ use lockbox_store::{Store, StoreOptions};
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::audit_log;
 use crate::config::{Config, redact_url};
 use crate::jobs::sweeper;
 
@@ -55,6 +56,8 @@ pub struct Server {
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// `None` when this node does not sweep.
     sweep_every: Option<Duration>,
+    /// `None` when this node signs no periodic checkpoints.
+    checkpoint_every: Option<Duration>,
     grace: Duration,
     /// Stops the background tasks.
     stop: watch::Sender<bool>,
@@ -108,6 +111,10 @@ impl Server {
                 .sweeper
                 .enabled
                 .then(|| Duration::from_secs(config.sweeper.interval_seconds)),
+            checkpoint_every: config
+                .audit
+                .checkpoints
+                .then(|| Duration::from_secs(config.audit.checkpoint_interval_seconds)),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
@@ -136,7 +143,10 @@ impl Server {
         let stop_rx = stop_tx.subscribe();
         let sweeper = self
             .sweep_every
-            .map(|every| sweeper::spawn(self.app.clone(), every, stop_rx));
+            .map(|every| sweeper::spawn(self.app.clone(), every, stop_rx.clone()));
+        let checkpointer = self
+            .checkpoint_every
+            .map(|every| audit_log::spawn_checkpointer(self.app.clone(), every, stop_rx));
         let handle = axum_server::Handle::<SocketAddr>::new();
         let grace = self.grace;
         let signal_handle = handle.clone();
@@ -172,8 +182,8 @@ impl Server {
             }
         };
         let _ = stop_tx.send(true);
-        if let Some(sweeper) = sweeper {
-            let _ = sweeper.await;
+        for job in [sweeper, checkpointer].into_iter().flatten() {
+            let _ = job.await;
         }
         for task in self.tasks {
             let _ = task.await;

@@ -102,6 +102,21 @@ pub trait Audit {
         &mut self,
         chain: &Chain,
     ) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
+
+    /// Heads of chains with events no checkpoint covers yet, at most
+    /// `limit`, in chain order after `after` (a chain key from the previous
+    /// call's last head, to go through them all).
+    fn chains_behind_checkpoint(
+        &mut self,
+        after: Option<&Chain>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ChainHead>, StoreError>> + Send;
+
+    /// Takes the job lock named `job` for this transaction if no other
+    /// transaction holds it (PostgreSQL: an advisory transaction lock; on
+    /// SQLite the write transaction already excludes every other writer).
+    /// `false` when another node holds it.
+    fn try_job_lock(&mut self, job: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 const EVENT_COLUMNS: &str = "chain, seq, at_us, actor, kind, subject, data, prev_hash, hash";
@@ -264,5 +279,53 @@ impl Audit for Tx {
             )
             .await?;
         row.as_ref().map(checkpoint_of).transpose()
+    }
+
+    async fn chains_behind_checkpoint(
+        &mut self,
+        after: Option<&Chain>,
+        limit: u32,
+    ) -> Result<Vec<ChainHead>, StoreError> {
+        let rows = self
+            .all(
+                sqlx::query(
+                    "SELECT h.chain, h.seq, h.hash FROM audit_heads h \
+                     WHERE ($1 IS NULL OR h.chain > $1) \
+                       AND h.seq > COALESCE( \
+                         (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.chain = h.chain), 0) \
+                     ORDER BY h.chain LIMIT $2",
+                )
+                .bind(after.map(chain_key))
+                .bind(i64::from(limit.max(1))),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChainHead {
+                    chain: chain_of(&row.text("chain")?)?,
+                    seq: row.u64("seq")?,
+                    hash: digest(&row.bytes("hash")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn try_job_lock(&mut self, job: &str) -> Result<bool, StoreError> {
+        self.bookkeeping_write()?;
+        match self.backend() {
+            crate::Backend::Sqlite => Ok(true),
+            crate::Backend::Postgres => {
+                let row = self
+                    .one(
+                        sqlx::query(
+                            "SELECT CASE WHEN pg_try_advisory_xact_lock(hashtext($1)) \
+                             THEN 1 ELSE 0 END::bigint AS got",
+                        )
+                        .bind(job.to_owned()),
+                    )
+                    .await?;
+                Ok(row.int("got")? == 1)
+            }
+        }
     }
 }

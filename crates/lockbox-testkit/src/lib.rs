@@ -109,6 +109,7 @@ impl TestServer {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         // Tests sweep by hand, with the manual clock.
         config.sweeper.enabled = false;
+        config.audit.checkpoints = false;
         config.server.shutdown_grace_seconds = 5;
         let server = Server::bind(&config, store.clone(), Arc::new(clock.clone()))
             .await
@@ -190,6 +191,14 @@ impl TestServer {
     /// Moves the server's clock.
     pub fn advance(&self, by: TimeDelta) {
         self.clock.advance(by);
+    }
+
+    /// Signs a checkpoint for every chain with new events, once, now (what
+    /// the periodic job does); how many it signed.
+    pub async fn checkpoint_due(&self) -> u64 {
+        lockbox_server::audit_log::checkpoint_due(&self.app)
+            .await
+            .expect("checkpoints")
     }
 
     /// Runs the sweeper once, now.

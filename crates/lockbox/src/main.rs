@@ -1,4 +1,7 @@
-//! `lockbox`: the server and (later) the command line.
+//! `lockbox`: the server and the command line.
+
+mod audit;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,7 +62,12 @@ enum Command {
         #[arg(long, default_value = "admin")]
         admin: String,
     },
-    /// Manage the keys that sign access tokens.
+    /// Read, export and verify a tenant's tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// Manage the keys that sign access tokens and audit checkpoints.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
@@ -68,15 +76,88 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysAction {
-    /// Make a new signing key and retire the current one (it stays in the
-    /// JWKS for a day, so tokens it signed verify until they expire).
+    /// Make a new signing key and retire the current one. A retired
+    /// access-token key stays in the JWKS for a day, so tokens it signed
+    /// verify until they expire; a retired checkpoint key stays published
+    /// for good, since the checkpoints it signed stay valid.
     #[command(
-        after_help = "Example:\n  lockbox keys rotate --database-url postgres://lockbox@db/lockbox"
+        after_help = "Examples:\n  lockbox keys rotate --database-url postgres://lockbox@db/lockbox\n  lockbox keys rotate --purpose checkpoint"
     )]
     Rotate {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Which key.
+        #[arg(long, value_enum, default_value_t = Purpose::AccessToken)]
+        purpose: Purpose,
     },
+}
+
+/// What a signing key signs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Purpose {
+    /// Access tokens (JWTs for gateways).
+    AccessToken,
+    /// Audit checkpoints.
+    Checkpoint,
+}
+
+/// How client commands print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    /// For people.
+    Table,
+    /// For programs.
+    Json,
+}
+
+/// Why a command failed; each kind has its own exit code.
+#[derive(Debug)]
+enum CliError {
+    /// Bad arguments, or a request the server found malformed (exit 2).
+    Usage(String),
+    /// A local file could not be read or written (exit 2).
+    Io(String),
+    /// The audit log did not verify; the report was printed (exit 1).
+    NotVerified,
+    /// Not signed in, or not allowed (exit 3).
+    Auth(String),
+    /// No such thing (exit 4).
+    NotFound(String),
+    /// Refused by the current state (exit 5).
+    Conflict(String),
+    /// The server failed or could not be reached (exit 6).
+    Server(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::NotVerified => 1,
+            Self::Usage(_) | Self::Io(_) => 2,
+            Self::Auth(_) => 3,
+            Self::NotFound(_) => 4,
+            Self::Conflict(_) => 5,
+            Self::Server(_) => 6,
+        }
+    }
+
+    fn message(&self) -> Option<&str> {
+        match self {
+            Self::NotVerified => None,
+            Self::Usage(m)
+            | Self::Io(m)
+            | Self::Auth(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::Server(m) => Some(m),
+        }
+    }
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        Self::Server(message)
+    }
 }
 
 fn load(args: &ConfigArgs, listen: Option<&String>) -> Result<Config, String> {
@@ -103,7 +184,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
         Command::Serve {
@@ -141,7 +222,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ),
                 None => {}
             }
-            server.run(shutdown).await.map_err(|e| e.to_string())
+            Ok(server.run(shutdown).await.map_err(|e| e.to_string())?)
         }
         Command::Init { config, admin } => {
             let config = load(&config, None)?;
@@ -162,25 +243,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", done.token);
             Ok(())
         }
+        Command::Audit { command } => audit::run(command).await,
         Command::Keys {
-            action: KeysAction::Rotate { config },
+            action: KeysAction::Rotate { config, purpose },
         } => {
             let config = load(&config, None)?;
             init_logging(&config);
             let store = serve::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            let kid = lockbox_server::access_token::rotate(
+            let which = match purpose {
+                Purpose::AccessToken => lockbox_store::KeyPurpose::AccessToken,
+                Purpose::Checkpoint => lockbox_store::KeyPurpose::Checkpoint,
+            };
+            let kid = lockbox_server::signing_keys::rotate(
                 &store,
+                which,
                 lockbox_core::audit::Actor::System,
                 clock.now(),
             )
             .await
             .map_err(|e| format!("cannot rotate the signing key: {}", e.kind()))?;
             store.close().await;
-            println!(
-                "New access-token signing key {kid}; the previous one stays published for a day."
-            );
+            match purpose {
+                Purpose::AccessToken => println!(
+                    "New access-token signing key {kid}; the previous one stays published for a day."
+                ),
+                Purpose::Checkpoint => println!(
+                    "New checkpoint signing key {kid}; earlier keys stay published, so their checkpoints still verify."
+                ),
+            }
             Ok(())
         }
     }
@@ -192,8 +284,10 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            if let Some(message) = e.message() {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod canonical;
 mod checkpoint;
+pub mod export;
 mod verify;
 
 use std::fmt;
@@ -33,6 +34,7 @@ use crate::clock::{Timestamp, to_stored_precision};
 use crate::id::{IdError, PrincipalId, TenantId};
 
 pub use checkpoint::{CHECKPOINT_TYPE, Checkpoint, CheckpointSigner, KeyId, PublicKey, Signature};
+pub use export::{ExportError, ExportLine, ExportVerifier};
 pub use verify::{ChainFault, ChainVerifier, FaultKind, VerifiedChain, verify_chain};
 
 use canonical::{NotCanonical, write_object, write_str, write_uint};

@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lockbox_core::audit::{CHECKPOINT_TYPE, verify_chain};
+use lockbox_core::audit::{CHECKPOINT_TYPE, ExportError, ExportVerifier, export, verify_chain};
 use lockbox_core::{
-    AuditEvent, Chain, ChainFault, ChainHead, ChainVerifier, Checkpoint, CheckpointSigner, Digest,
-    EventKind, FaultKind, PendingEvent, PrincipalId, PublicKey, TenantId, Timestamp, VerifiedChain,
+    AuditEvent, Chain, ChainHead, Checkpoint, CheckpointSigner, Digest, EventKind, FaultKind,
+    PendingEvent, PrincipalId, PublicKey, TenantId, Timestamp, VerifiedChain,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -347,53 +347,21 @@ fn the_empty_chain_checkpoint_is_as_documented() {
     });
 }
 
-/// Why an export was refused.
-#[derive(Debug)]
-enum Rejection {
-    Fault(ChainFault),
-    NoCheckpoint,
-}
-
-/// Reads and verifies an export file by the rules of the document's
-/// sections 7 and 8: event lines, then one checkpoint line (the line whose
-/// object has a `checkpoint` member); the chain to verify is the
-/// checkpoint's.
-fn verify_export(file: &str, keys: &[PublicKey]) -> Result<VerifiedChain, Rejection> {
-    let lines: Vec<&str> = file
-        .strip_suffix('\n')
-        .unwrap_or(file)
-        .split('\n')
-        .collect();
-    let checkpoint_line = lines.iter().position(|line| {
-        serde_json::from_str::<Value>(line).is_ok_and(|v| v.get("checkpoint").is_some())
-    });
-    let Some(at) = checkpoint_line else {
-        return Err(Rejection::NoCheckpoint);
-    };
-    let parsed: Result<Checkpoint, String> = match serde_json::from_str::<Value>(lines[at]) {
-        Ok(Value::Object(mut line)) if line.len() == 1 => {
-            serde_json::from_value(line.remove("checkpoint").unwrap()).map_err(|e| e.to_string())
-        }
-        _ => Err("not an object with the single member `checkpoint`".to_owned()),
-    };
-    let chain = parsed
-        .as_ref()
-        .map_or_else(|_| contoso(), |cp| cp.chain.clone());
-    let mut verifier = ChainVerifier::new(chain);
-    for line in &lines[..at] {
-        match serde_json::from_str::<AuditEvent>(line) {
-            Ok(event) => verifier.push(&event),
-            Err(e) => verifier.malformed(e.to_string()),
-        }
+/// Reads and verifies an export file with the library's reader, by the
+/// rules of the document's sections 7 and 8: the chain to verify is the
+/// checkpoint line's (the last line), or `contoso` if that does not parse.
+fn verify_export(file: &str, keys: &[PublicKey]) -> Result<VerifiedChain, ExportError> {
+    let body = file.strip_suffix('\n').unwrap_or(file);
+    let chain = body
+        .rsplit('\n')
+        .next()
+        .and_then(export::chain_of_last_line)
+        .unwrap_or_else(contoso);
+    let mut verifier = ExportVerifier::new(chain);
+    for line in body.split('\n') {
+        verifier.line(line.as_bytes());
     }
-    match &parsed {
-        Err(e) => verifier.malformed(format!("the checkpoint line: {e}")),
-        Ok(_) if at + 1 != lines.len() => verifier.malformed("a line after the checkpoint line"),
-        Ok(_) => {}
-    }
-    verifier
-        .finish(parsed.as_ref().ok(), keys)
-        .map_err(Rejection::Fault)
+    verifier.finish(keys)
 }
 
 #[test]
@@ -737,11 +705,11 @@ fn negative_vectors_give_the_documented_faults() {
                 "negative vector `{case}` verifies (head {}), but the document says {kind_name} at {seq}",
                 v.head.seq
             ),
-            Err(Rejection::Fault(fault)) => assert!(
+            Err(ExportError::Fault(fault)) => assert!(
                 fault.kind == kind && fault.seq == seq,
                 "negative vector `{case}`: the document says {kind_name} at {seq}, the verifier reports {fault}"
             ),
-            Err(Rejection::NoCheckpoint) => {
+            Err(ExportError::NoCheckpoint) => {
                 panic!("negative vector `{case}`: the export lost its checkpoint line")
             }
         }

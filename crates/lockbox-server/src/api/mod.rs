@@ -2,6 +2,7 @@
 //! registered with `utoipa_axum::routes!` from its annotated handler, so the
 //! OpenAPI document cannot drift from the code.
 
+pub(crate) mod audit;
 pub(crate) mod cases;
 pub(crate) mod enforce;
 pub(crate) mod ops;
@@ -36,6 +37,7 @@ use crate::AppState;
         (name = "requests", description = "Access requests and decisions"),
         (name = "grants", description = "Time-bound grants"),
         (name = "enforcement", description = "Checks, signed access tokens and their keys, emergency access"),
+        (name = "audit", description = "The tenant's tamper-evident audit log: events, export, checkpoints, public key"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -98,6 +100,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enforce::jwks))
         .routes(routes!(enforce::emergency_access))
         .routes(routes!(enforce::revoke_grant))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::head))
+        .routes(routes!(audit::create_checkpoint))
+        .routes(routes!(audit::public_key))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -387,7 +387,7 @@ async fn access_tokens_verify_offline_with_an_independent_library(server: TestSe
 
     // With any other key, no.
     let mut wrong = jwks.clone();
-    let other = lockbox_server::access_token::generate(lockbox_store::KeyPurpose::AccessToken, now)
+    let other = lockbox_server::signing_keys::generate(lockbox_store::KeyPurpose::AccessToken, now)
         .unwrap();
     wrong.keys[0].x = {
         use base64::Engine as _;
@@ -490,8 +490,9 @@ async fn rotated_keys_stay_published_for_tokens_in_flight(server: TestServer) {
     let before = server.anonymous().jwks().await.unwrap();
     assert_eq!(before.keys.len(), 1);
     let now = server.clock.now();
-    let kid = lockbox_server::access_token::rotate(
+    let kid = lockbox_server::signing_keys::rotate(
         server.store(),
+        lockbox_store::KeyPurpose::AccessToken,
         lockbox_core::audit::Actor::System,
         now,
     )

@@ -1,0 +1,235 @@
+//! The audit log's server side: signing checkpoints (on demand, for an
+//! export, and periodically for every chain with new events) and streaming
+//! a chain as the export file of `docs/AUDIT_FORMAT.md`.
+//!
+//! A checkpoint is a statement about the chain, not a change to it: making
+//! one appends no event (an event about a checkpoint would move the head it
+//! just signed). Checkpoints are stored, and the export always ends with
+//! one that covers its last event.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use futures_util::Stream;
+use lockbox_core::{Chain, Checkpoint, CheckpointSigner, PublicKey, Timestamp};
+use lockbox_store::{Audit as _, EventQuery, KeyPurpose, Store};
+use tokio::sync::watch;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::signing_keys;
+
+/// The job lock that keeps two nodes from signing the same heads at once.
+const CHECKPOINT_JOB: &str = "lockbox.checkpoints";
+
+/// Chains signed per transaction by the periodic job.
+const CHAINS_PER_BATCH: u32 = 500;
+
+/// Events read from the database per chunk of an export.
+const EXPORT_PAGE: u32 = 1000;
+
+async fn signer(store: &Store) -> Result<CheckpointSigner, ApiError> {
+    let key = signing_keys::current(store, KeyPurpose::Checkpoint).await?;
+    Ok(CheckpointSigner::from_secret_bytes(&key.secret))
+}
+
+fn sign_head(
+    signer: &CheckpointSigner,
+    head: &lockbox_core::ChainHead,
+    now: Timestamp,
+) -> Result<Checkpoint, ApiError> {
+    signer
+        .sign(head, now)
+        .map_err(|e| ApiError::Internal(format!("cannot sign a checkpoint: {e}")))
+}
+
+/// Signs the chain's current head now and stores the checkpoint. Returns
+/// the chain's latest checkpoint afterwards: this one, or an equal or newer
+/// one another caller stored first.
+pub async fn checkpoint(
+    store: &Store,
+    chain: &Chain,
+    now: Timestamp,
+) -> Result<Checkpoint, ApiError> {
+    let signer = signer(store).await?;
+    let mut tx = store.begin().await?;
+    let head = tx.chain_head(chain).await?;
+    let cp = sign_head(&signer, &head, now)?;
+    tx.insert_checkpoint(&cp).await?;
+    let latest = tx.latest_checkpoint(chain).await?;
+    tx.commit_unaudited().await?;
+    Ok(latest.unwrap_or(cp))
+}
+
+/// The chain's latest checkpoint if it covers the chain's head, else a new
+/// one that does.
+pub async fn current_checkpoint(
+    store: &Store,
+    chain: &Chain,
+    now: Timestamp,
+) -> Result<Checkpoint, ApiError> {
+    let mut tx = store.read().await?;
+    let head = tx.chain_head(chain).await?;
+    let latest = tx.latest_checkpoint(chain).await?;
+    tx.commit_unaudited().await?;
+    match latest {
+        Some(cp) if cp.seq >= head.seq => Ok(cp),
+        _ => checkpoint(store, chain, now).await,
+    }
+}
+
+/// Signs a checkpoint for every chain with events that no checkpoint
+/// covers. Safe with many nodes: each batch runs under a job lock, and a
+/// node that finds it taken leaves the work to the holder. Returns how many
+/// checkpoints it made.
+pub async fn checkpoint_due(app: &AppState) -> Result<u64, ApiError> {
+    let store = app.store();
+    let signer = signer(store).await?;
+    let mut made = 0;
+    let mut after: Option<Chain> = None;
+    loop {
+        let now = app.now();
+        let mut tx = store.begin().await?;
+        if !tx.try_job_lock(CHECKPOINT_JOB).await? {
+            tx.commit_unaudited().await?;
+            return Ok(made);
+        }
+        let heads = tx
+            .chains_behind_checkpoint(after.as_ref(), CHAINS_PER_BATCH)
+            .await?;
+        for head in &heads {
+            tx.insert_checkpoint(&sign_head(&signer, head, now)?)
+                .await?;
+        }
+        tx.commit_unaudited().await?;
+        made += heads.len() as u64;
+        if heads.len() < CHAINS_PER_BATCH as usize {
+            return Ok(made);
+        }
+        after = heads.last().map(|h| h.chain.clone());
+    }
+}
+
+/// Runs [`checkpoint_due`] every `interval` until `shutdown`.
+pub fn spawn_checkpointer(
+    app: AppState,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => match checkpoint_due(&app).await {
+                    Ok(0) => {}
+                    Ok(made) => tracing::debug!(checkpoints = made, "signed audit checkpoints"),
+                    Err(e) => tracing::warn!(error = e.kind(), cause = %e, "audit checkpoints failed; will retry"),
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+/// Every checkpoint public key, newest first, as the audit format knows
+/// them, with their stored records.
+pub async fn public_keys(
+    store: &Store,
+) -> Result<Vec<(PublicKey, lockbox_store::SigningKey)>, ApiError> {
+    signing_keys::all(store, KeyPurpose::Checkpoint)
+        .await?
+        .into_iter()
+        .map(|k| Ok((signing_keys::checkpoint_public_key(&k.public_key)?, k)))
+        .collect()
+}
+
+/// Where an export stream is.
+enum ExportState {
+    /// Events after `after` up to the checkpoint's `seq` are still to come.
+    Events {
+        after: u64,
+    },
+    /// Only the checkpoint line is left.
+    Checkpoint,
+    Done,
+}
+
+/// The export file of `chain`: every event up to `checkpoint.seq`, in
+/// chunks of [`EXPORT_PAGE`] lines read one page at a time (never the
+/// whole log in memory), then the checkpoint line. A database error ends
+/// the stream with an error, so the client sees a cut-off body (which no
+/// verifier accepts), never a silently short file.
+pub fn export_stream(
+    store: Store,
+    chain: Chain,
+    checkpoint: Checkpoint,
+) -> impl Stream<Item = Result<Bytes, ApiError>> + Send + 'static {
+    futures_util::stream::unfold(ExportState::Events { after: 0 }, move |state| {
+        let store = store.clone();
+        let chain = chain.clone();
+        let checkpoint = checkpoint.clone();
+        async move {
+            match state {
+                ExportState::Done => None,
+                ExportState::Checkpoint => {
+                    let line = lockbox_core::audit::export::checkpoint_line(&checkpoint)
+                        .map(|mut l| {
+                            l.push('\n');
+                            Bytes::from(l)
+                        })
+                        .map_err(|e| ApiError::Internal(e.to_string()));
+                    Some((line, ExportState::Done))
+                }
+                ExportState::Events { after } if after >= checkpoint.seq => {
+                    Some((Ok(Bytes::new()), ExportState::Checkpoint))
+                }
+                ExportState::Events { after } => {
+                    match page(&store, &chain, after, checkpoint.seq).await {
+                        Ok((bytes, last)) if last > after => {
+                            Some((Ok(bytes), ExportState::Events { after: last }))
+                        }
+                        Ok(_) => Some((
+                            Err(ApiError::Internal(format!(
+                                "the chain ends at event {after}, below its checkpoint at {}",
+                                checkpoint.seq
+                            ))),
+                            ExportState::Done,
+                        )),
+                        Err(e) => Some((Err(e), ExportState::Done)),
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The lines of the events after `after`, up to `last`; and the last
+/// sequence number written.
+async fn page(
+    store: &Store,
+    chain: &Chain,
+    after: u64,
+    last: u64,
+) -> Result<(Bytes, u64), ApiError> {
+    let mut tx = store.read().await?;
+    let events = tx
+        .events(
+            chain,
+            &EventQuery {
+                after_seq: after,
+                limit: EXPORT_PAGE,
+                ..EventQuery::default()
+            },
+        )
+        .await?;
+    tx.commit_unaudited().await?;
+    let mut out = Vec::with_capacity(events.len() * 512);
+    let mut written = after;
+    for event in events.iter().take_while(|e| e.seq <= last) {
+        serde_json::to_writer(&mut out, event).map_err(|e| ApiError::Internal(e.to_string()))?;
+        out.push(b'\n');
+        written = event.seq;
+    }
+    Ok((Bytes::from(out), written))
+}
