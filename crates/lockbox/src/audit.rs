@@ -14,7 +14,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use lockbox_client::{AuditQuery, Client};
 use lockbox_core::audit::export::{self, ExportError, ExportVerifier};
-use lockbox_core::{Chain, PublicKey, TenantId, VerifiedChain};
+use lockbox_core::{Chain, Checkpoint, PublicKey, TenantId, VerifiedChain};
 use serde_json::json;
 
 use crate::remote::{Remote, tenant_of};
@@ -54,6 +54,12 @@ pub(crate) enum AuditCommand {
         /// (or the JSON of `GET /v1/audit/public-key`). Repeat for several.
         #[arg(long = "public-key", value_name = "KEY")]
         public_keys: Vec<String>,
+        /// A checkpoint kept from before that the log must still agree
+        /// with: an earlier export (its last line is used), a checkpoint
+        /// line, or the JSON `POST …/audit/checkpoints` answered. Catches a
+        /// log cut back or rewritten below it and signed again. Repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
         /// The tenant the log must belong to (default: the one its
         /// checkpoint names).
         #[arg(long)]
@@ -102,9 +108,10 @@ pub(crate) async fn run(command: AuditCommand) -> Result<(), CliError> {
         AuditCommand::Verify {
             file,
             public_keys,
+            checkpoints,
             tenant,
             output,
-        } => verify(&file, &public_keys, tenant.as_deref(), output),
+        } => verify(&file, &public_keys, &checkpoints, tenant.as_deref(), output),
         AuditCommand::Tail {
             remote,
             tenant,
@@ -280,13 +287,32 @@ fn chain_to_verify(file: &mut File, tenant: Option<&str>) -> Result<Chain, CliEr
     })
 }
 
+/// Reads kept checkpoints: each file's last non-blank line.
+fn kept_checkpoints(paths: &[PathBuf]) -> Result<Vec<Checkpoint>, CliError> {
+    paths
+        .iter()
+        .map(|path| {
+            let mut file = File::open(path).map_err(|e| {
+                CliError::Usage(format!("--checkpoint {}: {e}", path.display()))
+            })?;
+            let last = last_line(&mut file)
+                .map_err(|e| CliError::Usage(format!("--checkpoint {}: {e}", path.display())))?;
+            let text = String::from_utf8_lossy(&last);
+            export::parse_kept_checkpoint(&text)
+                .map_err(|e| CliError::Usage(format!("--checkpoint {}: {e}", path.display())))
+        })
+        .collect()
+}
+
 fn verify(
     path: &Path,
     key_args: &[String],
+    checkpoint_args: &[PathBuf],
     tenant: Option<&str>,
     output: Output,
 ) -> Result<(), CliError> {
     let keys = public_keys(key_args)?;
+    let kept = kept_checkpoints(checkpoint_args)?;
     let mut file = File::open(path)
         .map_err(|e| CliError::Io(format!("cannot open {}: {e}", path.display())))?;
     let chain = chain_to_verify(&mut file, tenant)?;
@@ -299,6 +325,9 @@ fn verify(
     let progress = bar(Some(size), "bytes");
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut verifier = ExportVerifier::new(chain.clone());
+    for cp in kept {
+        verifier.expect_checkpoint(cp);
+    }
     let mut line = Vec::with_capacity(4096);
     let mut read = 0u64;
     loop {

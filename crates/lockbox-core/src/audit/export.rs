@@ -7,7 +7,9 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::IgnoredAny;
 
-use super::{AuditEvent, Chain, ChainFault, ChainVerifier, Checkpoint, PublicKey, VerifiedChain};
+use super::{
+    AuditEvent, Chain, ChainFault, ChainVerifier, Checkpoint, FaultKind, PublicKey, VerifiedChain,
+};
 
 /// The member that marks the checkpoint line.
 const CHECKPOINT_MEMBER: &str = "checkpoint";
@@ -65,6 +67,18 @@ fn parse_checkpoint_line(line: &str) -> Result<Checkpoint, String> {
         .map_err(|e| format!("the checkpoint line: {e}"))
 }
 
+/// A checkpoint kept from before, for [`ExportVerifier::expect_checkpoint`]:
+/// a checkpoint line, or a bare checkpoint object (as `POST
+/// …/audit/checkpoints` answers).
+pub fn parse_kept_checkpoint(text: &str) -> Result<Checkpoint, String> {
+    let text = text.trim();
+    if is_checkpoint_line(text) {
+        parse_checkpoint_line(text)
+    } else {
+        serde_json::from_str::<Checkpoint>(text).map_err(|e| format!("not a checkpoint: {e}"))
+    }
+}
+
 /// The chain an export claims to be, from its last non-blank line (the
 /// checkpoint line), if that parses.
 #[must_use]
@@ -94,6 +108,13 @@ pub struct ExportVerifier {
     checkpoint: Option<Result<Checkpoint, String>>,
     after_checkpoint: bool,
     lines: u64,
+    /// Checkpoints the verifier's user kept from before (by ascending
+    /// `seq`), still to be reached.
+    earlier: Vec<Checkpoint>,
+    /// Every kept checkpoint, for their signatures.
+    kept: Vec<Checkpoint>,
+    /// The first disagreement with one of them.
+    earlier_fault: Option<ChainFault>,
 }
 
 impl fmt::Debug for ExportVerifier {
@@ -115,6 +136,50 @@ impl ExportVerifier {
             checkpoint: None,
             after_checkpoint: false,
             lines: 0,
+            earlier: Vec::new(),
+            kept: Vec::new(),
+            earlier_fault: None,
+        }
+    }
+
+    /// Also holds the export to a checkpoint kept from before (the last
+    /// line of an earlier export, or one made on demand): the chain must
+    /// pass through that checkpoint's head. This is what catches a log
+    /// that was cut back or rewritten below a checkpoint the user holds and
+    /// then signed again. Its signature is checked at the end.
+    pub fn expect_checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.kept.push(checkpoint.clone());
+        self.earlier.push(checkpoint);
+        self.earlier.sort_by_key(|cp| std::cmp::Reverse(cp.seq));
+    }
+
+    fn fail_earlier(&mut self, seq: u64, kind: FaultKind, detail: String) {
+        if self.earlier_fault.is_none() && self.chain.fault().is_none() {
+            self.earlier_fault = Some(ChainFault { seq, kind, detail });
+        }
+    }
+
+    /// Compares the head with the kept checkpoints it has reached.
+    fn reach_earlier(&mut self) {
+        let head = self.chain.head().clone();
+        while self.earlier.last().is_some_and(|cp| cp.seq <= head.seq) {
+            let Some(cp) = self.earlier.pop() else { return };
+            if cp.chain != head.chain {
+                self.fail_earlier(
+                    cp.seq,
+                    FaultKind::WrongChain,
+                    format!("the kept checkpoint is for {}, not {}", cp.chain, head.chain),
+                );
+            } else if cp.seq == head.seq && cp.head_hash != head.hash {
+                self.fail_earlier(
+                    cp.seq,
+                    FaultKind::CheckpointMismatch,
+                    format!(
+                        "a kept checkpoint vouches for event {} with hash {}, but this log's event {} hashes to {}: the log was rewritten",
+                        cp.seq, cp.head_hash, cp.seq, head.hash
+                    ),
+                );
+            }
         }
     }
 
@@ -152,13 +217,53 @@ impl ExportVerifier {
             return;
         }
         match serde_json::from_str::<AuditEvent>(text) {
-            Ok(event) => self.chain.push(&event),
+            Ok(event) => {
+                self.chain.push(&event);
+                if !self.earlier.is_empty() && self.chain.fault().is_none() {
+                    self.reach_earlier();
+                }
+            }
             Err(e) => self.chain.malformed(e.to_string()),
         }
     }
 
     /// Ends verification with the trusted public keys.
-    pub fn finish(self, keys: &[PublicKey]) -> Result<VerifiedChain, ExportError> {
+    pub fn finish(mut self, keys: &[PublicKey]) -> Result<VerifiedChain, ExportError> {
+        // The empty chain's head reaches a kept checkpoint at 0.
+        if self.chain.fault().is_none() {
+            self.reach_earlier();
+        }
+        if let Some(fault) = self.earlier_fault {
+            return Err(ExportError::Fault(fault));
+        }
+        if self.chain.fault().is_none() {
+            let head = self.chain.head().seq;
+            if let Some(cp) = self.earlier.iter().min_by_key(|cp| cp.seq) {
+                return Err(ExportError::Fault(ChainFault {
+                    seq: head + 1,
+                    kind: FaultKind::Truncated,
+                    detail: format!(
+                        "the log ends at event {head} but a kept checkpoint vouches for events up to {}",
+                        cp.seq
+                    ),
+                }));
+            }
+        }
+        if self.chain.fault().is_none() {
+            for cp in &self.kept {
+                if let Err(why) = cp.verify_signature(keys) {
+                    return Err(ExportError::Fault(ChainFault {
+                        seq: cp.seq,
+                        kind: FaultKind::BadCheckpointSignature,
+                        detail: format!("the kept checkpoint at event {}: {why}", cp.seq),
+                    }));
+                }
+            }
+        }
+        self.finish_export(keys)
+    }
+
+    fn finish_export(self, keys: &[PublicKey]) -> Result<VerifiedChain, ExportError> {
         match self.checkpoint {
             None => match self.chain.fault() {
                 Some(fault) => Err(ExportError::Fault(fault.clone())),

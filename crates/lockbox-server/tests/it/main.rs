@@ -34,6 +34,7 @@ macro_rules! on_both {
     };
 }
 
+mod audit;
 mod duties;
 mod enforce;
 mod input;

@@ -667,6 +667,66 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            route: "GET /v1/tenants/{tenant}/audit",
+            expect: [401, 403, 403, 403, 200, 200, 200, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/audit".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/audit/export",
+            expect: [401, 403, 403, 403, 200, 200, 200, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/audit/export".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/audit/head",
+            expect: [401, 403, 403, 403, 200, 200, 200, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/audit/head".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "POST /v1/tenants/{tenant}/audit/checkpoints",
+            expect: [401, 403, 403, 403, 201, 201, 201, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/audit/checkpoints".into(),
+                    Some(json!({})),
+                ))
+            },
+        },
+        Row {
+            route: "GET /v1/audit/public-key",
+            expect: OPEN,
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/audit/public-key".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
             route: "GET /healthz",
             expect: OPEN,
             call: |cx, i| Box::pin(send(cx.caller(i), Method::GET, "/healthz".into(), None)),
