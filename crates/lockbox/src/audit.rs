@@ -292,9 +292,8 @@ fn kept_checkpoints(paths: &[PathBuf]) -> Result<Vec<Checkpoint>, CliError> {
     paths
         .iter()
         .map(|path| {
-            let mut file = File::open(path).map_err(|e| {
-                CliError::Usage(format!("--checkpoint {}: {e}", path.display()))
-            })?;
+            let mut file = File::open(path)
+                .map_err(|e| CliError::Usage(format!("--checkpoint {}: {e}", path.display())))?;
             let last = last_line(&mut file)
                 .map_err(|e| CliError::Usage(format!("--checkpoint {}: {e}", path.display())))?;
             let text = String::from_utf8_lossy(&last);

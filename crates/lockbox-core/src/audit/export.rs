@@ -168,7 +168,10 @@ impl ExportVerifier {
                 self.fail_earlier(
                     cp.seq,
                     FaultKind::WrongChain,
-                    format!("the kept checkpoint is for {}, not {}", cp.chain, head.chain),
+                    format!(
+                        "the kept checkpoint is for {}, not {}",
+                        cp.chain, head.chain
+                    ),
                 );
             } else if cp.seq == head.seq && cp.head_hash != head.hash {
                 self.fail_earlier(

@@ -74,12 +74,7 @@ async fn the_story_exports_and_verifies_offline(server: TestServer) {
             .unwrap()
             .allowed
     );
-    world
-        .bob
-        .client
-        .revoke(&request.id, "done")
-        .await
-        .unwrap();
+    world.bob.client.revoke(&request.id, "done").await.unwrap();
     let denied = world
         .gate
         .client
@@ -94,7 +89,10 @@ async fn the_story_exports_and_verifies_offline(server: TestServer) {
     assert_eq!(verified.events, events.len() as u64);
     assert_eq!(verified.head.seq, events.last().unwrap().seq);
     let cp = verified.checkpoint.unwrap();
-    assert_eq!(cp.seq, verified.head.seq, "the export ends with a covering checkpoint");
+    assert_eq!(
+        cp.seq, verified.head.seq,
+        "the export ends with a covering checkpoint"
+    );
 
     let actor_of = |kind: &str| -> Vec<String> {
         events
@@ -111,7 +109,9 @@ async fn the_story_exports_and_verifies_offline(server: TestServer) {
     assert_eq!(actor_of("grant.revoked"), ["bob"]);
     assert_eq!(actor_of("lockbox.enabled"), ["alice"]);
     assert!(
-        events.iter().all(|e| e.chain.tenant().map(TenantId::as_str) == Some("contoso")),
+        events
+            .iter()
+            .all(|e| e.chain.tenant().map(TenantId::as_str) == Some("contoso")),
         "only contoso's events are in contoso's export"
     );
 
@@ -148,7 +148,11 @@ async fn the_story_exports_and_verifies_offline(server: TestServer) {
     // The other tenant's export holds none of it, and verifies on its own.
     let theirs = export_of(&world.fred.client, "fabrikam").await;
     verify(&theirs, "fabrikam", &keys(&server).await).unwrap();
-    assert!(events_of(&theirs).iter().all(|e| e.kind != "request.created"));
+    assert!(
+        events_of(&theirs)
+            .iter()
+            .all(|e| e.kind != "request.created")
+    );
     // Verified as contoso's, fabrikam's export is the wrong chain.
     let fault = match verify(&theirs, Contoso::TENANT, &keys(&server).await) {
         Err(ExportError::Fault(f)) => f,
@@ -193,7 +197,10 @@ async fn the_list_filters_and_refuses_bad_input(server: TestServer) {
         )
         .await
         .unwrap();
-    assert_eq!(later.items, denied.items, "only the checks came after the seed");
+    assert_eq!(
+        later.items, denied.items,
+        "only the checks came after the seed"
+    );
     let earlier = bob
         .audit_events(
             Contoso::TENANT,
@@ -253,7 +260,12 @@ async fn the_list_filters_and_refuses_bad_input(server: TestServer) {
 async fn checkpoints_cover_the_head(server: TestServer) {
     let world = Contoso::seed(&server).await;
     let keys = keys(&server).await;
-    let head = world.alice.client.audit_head(Contoso::TENANT).await.unwrap();
+    let head = world
+        .alice
+        .client
+        .audit_head(Contoso::TENANT)
+        .await
+        .unwrap();
     let made = world
         .olivia
         .client
@@ -272,7 +284,10 @@ async fn checkpoints_cover_the_head(server: TestServer) {
 
     // The export ends with that same checkpoint while the head stands.
     let file = export_of(&world.alice.client, Contoso::TENANT).await;
-    assert_eq!(verify(&file, Contoso::TENANT, &keys).unwrap().checkpoint, Some(cp.clone()));
+    assert_eq!(
+        verify(&file, Contoso::TENANT, &keys).unwrap().checkpoint,
+        Some(cp.clone())
+    );
 
     // The job signs every other chain with events (fabrikam, the
     // provider's), then has nothing to do until something happens.
@@ -395,8 +410,16 @@ async fn concurrent_writers_leave_every_chain_whole(server: TestServer) {
     const WORKERS: usize = 32;
     let world = Contoso::seed(&server).await;
     let mut tenants: Vec<(String, String, Client)> = vec![
-        ("contoso".into(), Contoso::VM.into(), world.alice.client.clone()),
-        ("fabrikam".into(), Contoso::FOREIGN_VM.into(), world.fred.client.clone()),
+        (
+            "contoso".into(),
+            Contoso::VM.into(),
+            world.alice.client.clone(),
+        ),
+        (
+            "fabrikam".into(),
+            Contoso::FOREIGN_VM.into(),
+            world.fred.client.clone(),
+        ),
     ];
     for n in 1..=3 {
         let id = format!("tenant-{n}");
@@ -454,7 +477,11 @@ async fn concurrent_writers_leave_every_chain_whole(server: TestServer) {
         admins.push(tokio::spawn(async move {
             for _ in 0..10 {
                 let mut policy = c.policy(&t).await.unwrap();
-                policy.request_ttl_hours = if policy.request_ttl_hours == 24 { 48 } else { 24 };
+                policy.request_ttl_hours = if policy.request_ttl_hours == 24 {
+                    48
+                } else {
+                    24
+                };
                 c.set_policy(&t, &policy).await.unwrap();
             }
         }));
@@ -497,7 +524,10 @@ async fn two_nodes_share_the_checkpoint_job(server: TestServer) {
             .await
             .unwrap();
         let (a, b) = tokio::join!(server.checkpoint_due(), other.checkpoint_due());
-        assert!(a + b >= 2 && a + b <= 3, "contoso, fabrikam (and the provider once): {a} + {b}");
+        assert!(
+            a + b >= 2 && a + b <= 3,
+            "contoso, fabrikam (and the provider once): {a} + {b}"
+        );
     }
     let mut tx = server.store().read().await.unwrap();
     assert!(

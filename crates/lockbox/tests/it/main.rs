@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod audit;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lockbox");
 
 fn temp_db(name: &str) -> (PathBuf, String) {
