@@ -332,7 +332,9 @@ async fn verify_catches_every_fault_class_and_names_the_first_bad_event() {
         head.hash = ev.hash;
         forged_log.push(serde_json::to_string(&ev).unwrap());
     }
-    let forged_cp = mine.sign(&head, chrono::Utc::now()).unwrap();
+    let forged_cp = mine
+        .sign(&head, lockbox_core::Clock::now(&server.clock))
+        .unwrap();
     forged_log.push(export::checkpoint_line(&forged_cp).unwrap());
     write_lines(&bad, &forged_log);
     v.fails(
