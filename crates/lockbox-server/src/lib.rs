@@ -143,7 +143,9 @@ impl AppState {
         &self.inner.enforcer
     }
 
-    pub(crate) fn audit_writer(&self) -> &AuditWriter {
+    /// The group-commit writer of the check path's audit events.
+    #[must_use]
+    pub fn audit_writer(&self) -> &AuditWriter {
         &self.inner.audit
     }
 

@@ -539,7 +539,142 @@ async fn two_nodes_share_the_checkpoint_job(server: TestServer) {
     tx.commit_unaudited().await.unwrap();
 }
 
+/// Every event kind API.md lists (but `notification.failed`, which comes
+/// with notifications) lands in the tenant's chain, naming the person who
+/// acted, or `system` where time decided.
+async fn every_documented_kind_lands_with_its_actor(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let erin = world.emergency_operator(&server).await;
+    let alice = &world.alice.client;
+    alice.set_lockbox(Contoso::TENANT, false).await.unwrap();
+    alice.set_lockbox(Contoso::TENANT, true).await.unwrap();
+    let mut policy = alice.policy(Contoso::TENANT).await.unwrap();
+    policy.emergency_access = true;
+    alice.set_policy(Contoso::TENANT, &policy).await.unwrap();
+    let role = alice
+        .assign_role(Contoso::TENANT, "rita", "LockboxApprover", Contoso::RG)
+        .await
+        .unwrap();
+    alice.remove_role(Contoso::TENANT, &role.id).await.unwrap();
+    let case = world
+        .olivia
+        .client
+        .open_case(
+            Contoso::TENANT,
+            &api::NewCase {
+                resource: Contoso::VM.into(),
+                title: "disk full".into(),
+                severity: "B".into(),
+            },
+        )
+        .await
+        .unwrap();
+    world
+        .admin
+        .client
+        .assign_case(&case.id, "sam")
+        .await
+        .unwrap();
+
+    let denied = world.request(Contoso::VM, "Reader", None).await;
+    world.bob.client.deny(&denied.id, "not now").await.unwrap();
+    let canceled = world.request(Contoso::VM, "Reader", None).await;
+    world
+        .sam
+        .client
+        .cancel(&canceled.id, Some("fixed it"))
+        .await
+        .unwrap();
+    let revoked = world.request(Contoso::VM, "Reader", None).await;
+    world
+        .olivia
+        .client
+        .approve(&revoked.id, "ok", None)
+        .await
+        .unwrap();
+    world
+        .gate
+        .client
+        .check("sam", Contoso::VM, READ)
+        .await
+        .unwrap();
+    world.bob.client.revoke(&revoked.id, "done").await.unwrap();
+    world
+        .gate
+        .client
+        .check("sam", Contoso::VM, READ)
+        .await
+        .unwrap();
+    let expiring = world.request(Contoso::VM, "Reader", None).await;
+    let ending = world.request(Contoso::VM, "Reader", Some(1)).await;
+    world
+        .olivia
+        .client
+        .approve(&ending.id, "ok", None)
+        .await
+        .unwrap();
+    erin.client
+        .emergency_access(&api::EmergencyAccess {
+            resource: Contoso::VM.into(),
+            justification: "outage".into(),
+            duration_minutes: 30,
+            access_level: None,
+        })
+        .await
+        .unwrap();
+    server.advance(TimeDelta::days(5));
+    let swept = server.sweep().await;
+    assert!(swept.expired >= 1 && swept.completed >= 1, "{swept:?}");
+    world.admin.client.close_case(&case.id).await.unwrap();
+
+    let file = export_of(alice, Contoso::TENANT).await;
+    verify(&file, Contoso::TENANT, &keys(&server).await).unwrap();
+    let events = events_of(&file);
+    let actors = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.actor.to_string())
+            .collect()
+    };
+    let expect = [
+        ("lockbox.enabled", "alice"),
+        ("lockbox.disabled", "alice"),
+        ("policy.changed", "alice"),
+        ("role.assigned", "alice"),
+        ("role.removed", "alice"),
+        ("case.opened", "olivia"),
+        ("case.assigned", "admin"),
+        ("case.closed", "admin"),
+        ("request.created", "sam"),
+        ("request.approved", "olivia"),
+        ("request.denied", "bob"),
+        ("request.canceled", "sam"),
+        ("request.expired", "system"),
+        ("grant.created", "olivia"),
+        ("grant.revoked", "bob"),
+        ("grant.ended", "system"),
+        ("access.allowed", "gate"),
+        ("access.denied", "gate"),
+        ("emergency.access", "erin"),
+    ];
+    for (kind, actor) in expect {
+        let got = actors(kind);
+        assert!(
+            got.iter().any(|a| a == actor),
+            "{kind}: expected an event by {actor}, found {got:?}"
+        );
+    }
+    let expired: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "request.expired")
+        .map(|e| e.subject.clone())
+        .collect();
+    assert!(expired.contains(&expiring.id), "{expired:?}");
+}
+
 on_both!(
+    every_documented_kind_lands_with_its_actor,
     the_story_exports_and_verifies_offline,
     the_list_filters_and_refuses_bad_input,
     checkpoints_cover_the_head,
