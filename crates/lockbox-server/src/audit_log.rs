@@ -114,22 +114,21 @@ pub async fn checkpoint_due(app: &AppState) -> Result<u64, ApiError> {
 pub fn spawn_checkpointer(
     app: AppState,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => match checkpoint_due(&app).await {
-                    Ok(0) => {}
-                    Ok(made) => tracing::debug!(checkpoints = made, "signed audit checkpoints"),
-                    Err(e) => tracing::warn!(error = e.kind(), cause = %e, "audit checkpoints failed; will retry"),
-                },
-                _ = shutdown.changed() => return,
+    crate::jobs::every(
+        app,
+        interval,
+        shutdown,
+        |app| async move { checkpoint_due(&app).await },
+        |result| match result {
+            Ok(0) => {}
+            Ok(made) => tracing::debug!(checkpoints = made, "signed audit checkpoints"),
+            Err(e) => {
+                tracing::warn!(error = e.kind(), cause = %e, "audit checkpoints failed; will retry")
             }
-        }
-    })
+        },
+    )
 }
 
 /// Every checkpoint public key, newest first, as the audit format knows

@@ -136,6 +136,14 @@ fn event_of(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
+fn head_of(row: &AnyRow) -> Result<ChainHead, StoreError> {
+    Ok(ChainHead {
+        chain: chain_of(&row.text("chain")?)?,
+        seq: row.u64("seq")?,
+        hash: digest(&row.bytes("hash")?)?,
+    })
+}
+
 fn checkpoint_of(row: &AnyRow) -> Result<Checkpoint, StoreError> {
     let signature: [u8; 64] = row
         .bytes("signature")?
@@ -211,15 +219,7 @@ impl Audit for Tx {
                 "SELECT chain, seq, hash FROM audit_heads ORDER BY chain",
             ))
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChainHead {
-                    chain: chain_of(&row.text("chain")?)?,
-                    seq: row.u64("seq")?,
-                    hash: digest(&row.bytes("hash")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(head_of).collect()
     }
 
     async fn events(
@@ -299,15 +299,7 @@ impl Audit for Tx {
                 .bind(i64::from(limit.max(1))),
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChainHead {
-                    chain: chain_of(&row.text("chain")?)?,
-                    seq: row.u64("seq")?,
-                    hash: digest(&row.bytes("hash")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(head_of).collect()
     }
 
     async fn try_job_lock(&mut self, job: &str) -> Result<bool, StoreError> {

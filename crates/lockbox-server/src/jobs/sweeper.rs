@@ -239,24 +239,26 @@ async fn purge_idempotency_keys(app: &AppState) -> Result<u64, ApiError> {
 pub fn spawn(
     app: AppState,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    match sweep(&app).await {
-                        Ok(r) if r != SweepReport::default() => {
-                            tracing::info!(expired = r.expired, completed = r.completed, ended = r.ended, purged_keys = r.purged_keys, skipped = r.skipped, "swept");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = e.kind(), cause = %e, "sweep failed; will retry"),
-                    }
-                }
-                _ = shutdown.changed() => return,
+    super::every(
+        app,
+        interval,
+        shutdown,
+        |app| async move { sweep(&app).await },
+        |result| match result {
+            Ok(r) if r != SweepReport::default() => {
+                tracing::info!(
+                    expired = r.expired,
+                    completed = r.completed,
+                    ended = r.ended,
+                    purged_keys = r.purged_keys,
+                    skipped = r.skipped,
+                    "swept"
+                );
             }
-        }
-    })
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = e.kind(), cause = %e, "sweep failed; will retry"),
+        },
+    )
 }
