@@ -155,7 +155,7 @@ enum ExportState {
 }
 
 /// The export file of `chain`: every event up to `checkpoint.seq`, in
-/// chunks of [`EXPORT_PAGE`] lines read one page at a time (never the
+/// chunks of 1 000 lines read one page at a time (never the
 /// whole log in memory), then the checkpoint line. A database error ends
 /// the stream with an error, so the client sees a cut-off body (which no
 /// verifier accepts), never a silently short file.

@@ -460,6 +460,23 @@ impl Demo {
                 gateway.token, self.resource
             );
         }
+        let _ = writeln!(
+            out,
+            "\nExport contoso's audit log as alice, then verify it offline (from a checkout, `cargo run --release --` in place of `lockbox`):\n"
+        );
+        let _ = writeln!(
+            out,
+            "  LOCKBOX_SERVER={url} LOCKBOX_TOKEN={} lockbox audit export -o contoso-audit.ndjson",
+            token_of("alice")
+        );
+        let _ = writeln!(
+            out,
+            "  curl -s {url}/v1/audit/public-key > lockbox-audit-key.json"
+        );
+        let _ = writeln!(
+            out,
+            "  lockbox audit verify contoso-audit.ndjson --public-key lockbox-audit-key.json"
+        );
         let _ = writeln!(out, "\nThe API is described at {url}/openapi.json.");
         out
     }

@@ -106,6 +106,50 @@ async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
     let decision = follow(&output, "/v1/check", &base).await;
     assert_eq!(decision["allowed"], true, "{decision:#}");
     assert_eq!(decision["reason"], "granted");
+
+    // Then the audit log: export, fetch the key, verify, as printed.
+    let dir = std::env::temp_dir().join(format!("lockbox-demo-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let printed = |needle: &str| -> Vec<String> {
+        output
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` command in:\n{output}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let export = printed("lockbox audit export");
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(&dir).env_remove("LOCKBOX_TOKEN");
+    let mut words = export.iter();
+    for word in words.by_ref() {
+        match word.split_once('=') {
+            Some((name, value)) if name.starts_with("LOCKBOX_") => {
+                cmd.env(name, value);
+            }
+            _ => break,
+        }
+    }
+    let status = cmd.args(words).status().unwrap();
+    assert!(status.success(), "{export:?}");
+    let key_url = printed("/v1/audit/public-key")
+        .into_iter()
+        .find(|w| w.starts_with("http"))
+        .unwrap();
+    let key = reqwest::get(&key_url).await.unwrap().text().await.unwrap();
+    std::fs::write(dir.join("lockbox-audit-key.json"), key).unwrap();
+    let verify = printed("lockbox audit verify");
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args(&verify[1..])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.starts_with("Verified: "), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs the printed `curl -s -X POST URL -H 'Authorization: Bearer …' …
