@@ -198,6 +198,47 @@ pub struct RoleAssignment {
     pub created_by: String,
 }
 
+/// `POST /v1/tenants/{tenant}/channels`: a webhook (`url`, `secret`,
+/// `format`) or an e-mail address (`address`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    /// `webhook` or `email`.
+    pub kind: String,
+    /// Webhook: an `http(s)` URL that does not resolve to a loopback,
+    /// private, link-local or unspecified address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Webhook: the HMAC-SHA256 key of `Lockbox-Signature`, 16 to 256
+    /// visible ASCII characters. Write-only: never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Webhook: `json` (default) or `slack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// E-mail: the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// A notification channel, as its tenant's admins see it: never the
+/// webhook's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Channel {
+    pub id: String,
+    pub tenant: String,
+    /// `webhook` or `email`.
+    pub kind: String,
+    /// Webhook: where it posts.
+    pub url: Option<String>,
+    /// Webhook: `json` or `slack`.
+    pub format: Option<String>,
+    /// E-mail: the address.
+    pub address: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
 /// Whether the tenant has opted in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LockboxState {

@@ -33,8 +33,7 @@ use lockbox_core::audit::export::{ExportVerifier, checkpoint_line};
 use lockbox_core::{
     Chain, ChainHead, CheckpointSigner, EventKind, ManualClock, PendingEvent, PrincipalId, TenantId,
 };
-use lockbox_server::AppState;
-use lockbox_server::enforce::EnforcementOptions;
+use lockbox_server::{AppState, ServerOptions};
 use lockbox_store::testing::TestDatabase;
 use lockbox_store::{Backend, Store};
 use serde_json::json;
@@ -238,7 +237,7 @@ async fn append_rate(store: &Store, callers: usize, seconds: f64) -> f64 {
         store.clone(),
         Arc::new(clock.clone()),
         "http://127.0.0.1".into(),
-        EnforcementOptions::default(),
+        ServerOptions::default(),
     )
     .unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

@@ -615,6 +615,27 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/tenants/{tenant}/channels`.
+    pub async fn create_channel(
+        &self,
+        tenant: &str,
+        body: &api::NewChannel,
+    ) -> Result<api::Channel, ClientError> {
+        self.post(&format!("/v1/tenants/{tenant}/channels"), body)
+            .await
+    }
+
+    /// `GET /v1/tenants/{tenant}/channels`.
+    pub async fn channels(&self, tenant: &str) -> Result<api::Page<api::Channel>, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/channels")).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant}/channels/{id}`.
+    pub async fn delete_channel(&self, tenant: &str, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/tenants/{tenant}/channels/{id}"))
+            .await
+    }
+
     /// `GET /v1/tenants/{tenant}/audit/head`.
     pub async fn audit_head(&self, tenant: &str) -> Result<api::ChainHead, ClientError> {
         self.get(&format!("/v1/tenants/{tenant}/audit/head")).await

@@ -334,6 +334,10 @@ generated_id!(
     TokenId, "tok", "token id"
 );
 generated_id!(
+    /// A tenant's notification channel.
+    ChannelId, "chn", "channel id"
+);
+generated_id!(
     /// A job in the outbox (a notification to deliver, say).
     JobId, "job", "job id"
 );

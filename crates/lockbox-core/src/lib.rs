@@ -25,6 +25,7 @@ pub mod access;
 pub mod audit;
 pub mod authz;
 pub mod case;
+pub mod channel;
 pub mod clock;
 pub mod enforce;
 pub mod error;
@@ -48,7 +49,9 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use enforce::{CheckOutcome, CheckReason, GrantIndex};
 pub use error::DomainError;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
-pub use id::{CaseId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId, TenantId, TokenId};
+pub use id::{
+    CaseId, ChannelId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId, TenantId, TokenId,
+};
 pub use policy::{LockboxSetting, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
 pub use request::{AccessRequest, Approval, Decision, RequestDraft, RequestFacts, RequestStatus};

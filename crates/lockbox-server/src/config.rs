@@ -18,6 +18,9 @@
 //! enabled = true                                # whether this node sweeps
 //! interval_seconds = 30
 //!
+//! [notifications]
+//! allow_private_targets = false                 # true lets webhooks reach loopback/private addresses (tests, on-premises)
+//!
 //! [audit]
 //! checkpoint_interval_seconds = 60              # sign every chain with new events this often
 //!
@@ -75,6 +78,9 @@ pub struct Config {
     /// The audit log's checkpoints.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Notifications.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
     /// Enforcement (the check path).
     #[serde(default)]
     pub enforcement: EnforcementConfig,
@@ -274,6 +280,17 @@ impl Default for SweeperConfig {
             interval_seconds: default_sweep(),
         }
     }
+}
+
+/// `[notifications]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Whether webhooks may target loopback, private, link-local or
+    /// unspecified addresses (off: tenant admins choose the URLs, and the
+    /// server sits inside the provider's network).
+    #[serde(default)]
+    pub allow_private_targets: bool,
 }
 
 /// `[audit]`

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod serve;
 pub mod signing_keys;
+pub mod targets;
 
 mod api;
 mod present;
@@ -60,6 +61,8 @@ struct Inner {
     metrics: Metrics,
     enforcer: Arc<Enforcer>,
     audit: AuditWriter,
+    /// Whether webhooks may reach private addresses.
+    allow_private_targets: bool,
     /// The audit writer's queue, until [`AppState::start`] runs it.
     audit_queue: std::sync::Mutex<Option<audit_writer::Queue>>,
 }
@@ -73,6 +76,16 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// How a server behaves, beyond its store, clock and URL.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// The check path's freshness.
+    pub enforcement: EnforcementOptions,
+    /// Whether webhooks may reach loopback, private and link-local
+    /// addresses (`notifications.allow_private_targets`).
+    pub allow_private_targets: bool,
+}
+
 /// Failed authentications allowed per client address per minute.
 const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
@@ -83,9 +96,9 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
         public_url: String,
-        enforcement: EnforcementOptions,
+        options: ServerOptions,
     ) -> Result<Self, ApiError> {
-        let enforcer = Enforcer::new(store.backend() == Backend::Postgres, enforcement)?;
+        let enforcer = Enforcer::new(store.backend() == Backend::Postgres, options.enforcement)?;
         let (audit, queue) = audit_writer::channel();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -99,6 +112,7 @@ impl AppState {
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
                 audit,
+                allow_private_targets: options.allow_private_targets,
                 audit_queue: std::sync::Mutex::new(Some(queue)),
             }),
         })
@@ -135,6 +149,12 @@ impl AppState {
             )));
         }
         Ok(tasks)
+    }
+
+    /// Whether webhooks may reach private addresses.
+    #[must_use]
+    pub fn allow_private_targets(&self) -> bool {
+        self.inner.allow_private_targets
     }
 
     /// This node's enforcement state.

@@ -196,3 +196,25 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
         decided_by_system: r.decided_by_system,
     }
 }
+
+pub(crate) fn channel(c: &lockbox_core::channel::Channel) -> api::Channel {
+    use lockbox_core::channel::ChannelTarget;
+    let (url, format, address) = match &c.target {
+        ChannelTarget::Webhook { url, format, .. } => (
+            Some(url.as_str().to_owned()),
+            Some(format.as_str().to_owned()),
+            None,
+        ),
+        ChannelTarget::Email { address } => (None, None, Some(address.as_str().to_owned())),
+    };
+    api::Channel {
+        id: c.id.to_string(),
+        tenant: c.tenant.to_string(),
+        kind: c.target.kind().to_owned(),
+        url,
+        format,
+        address,
+        created_at: c.created_at,
+        created_by: c.created_by.to_string(),
+    }
+}

@@ -94,7 +94,11 @@ impl Server {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             _ => None,
         };
-        let app = AppState::new(store, clock, public_url, config.enforcement.options())
+        let options = crate::ServerOptions {
+            enforcement: config.enforcement.options(),
+            allow_private_targets: config.notifications.allow_private_targets,
+        };
+        let app = AppState::new(store, clock, public_url, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;
         let (stop, stop_rx) = watch::channel(false);
         let tasks = app.start(stop_rx).await.map_err(|e| ServeError::Database {

@@ -35,6 +35,7 @@
 mod audit;
 mod cases;
 mod changes;
+mod channels;
 mod codec;
 mod directory;
 mod error;
@@ -57,6 +58,7 @@ use sqlx::{AnyPool, Executor as _};
 pub use audit::{Audit, EventQuery};
 pub use cases::{CaseFilter, Cases};
 pub use changes::{CHANNEL, Change, ChangeListener, ChangeRef, CommitObserver, Notice, Settle};
+pub use channels::Channels;
 pub use directory::{ApiToken, Directory};
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
@@ -377,6 +379,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "signing keys",
                 include_str!("../migrations/sqlite/0002_signing_keys.sql"),
             ),
+            (
+                3,
+                "channels",
+                include_str!("../migrations/sqlite/0003_channels.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -388,6 +395,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 2,
                 "signing keys",
                 include_str!("../migrations/postgres/0002_signing_keys.sql"),
+            ),
+            (
+                3,
+                "channels",
+                include_str!("../migrations/postgres/0003_channels.sql"),
             ),
         ],
     };

@@ -44,6 +44,8 @@ pub struct TestServer {
     store: Store,
     shutdown: Option<oneshot::Sender<()>>,
     database_url: String,
+    /// What the test changed in the configuration.
+    configure: fn(&mut Config),
     /// The database, dropped (and removed) with the first node only.
     db: Option<TestDatabase>,
 }
@@ -83,18 +85,32 @@ impl TestServer {
         Some(Self::on_store(db, store).await)
     }
 
+    /// A server on the given backend whose configuration `configure`
+    /// changes first (see [`TestServer::postgres`] for `None`). Other
+    /// nodes of it ([`TestServer::another_node`]) are configured alike.
+    pub async fn configured(backend: Backend, configure: fn(&mut Config)) -> Option<Self> {
+        let db = TestDatabase::new(backend).await?;
+        let store = db.open().await.expect("open the test database");
+        Some(Self::on_store_with(db, store, configure).await)
+    }
+
     async fn on(db: TestDatabase) -> Self {
         let store = db.open().await.expect("open the test database");
         Self::on_store(db, store).await
     }
 
     async fn on_store(db: TestDatabase, store: Store) -> Self {
+        Self::on_store_with(db, store, |_| {}).await
+    }
+
+    async fn on_store_with(db: TestDatabase, store: Store, configure: fn(&mut Config)) -> Self {
         let clock = ManualClock::new(start_time());
         let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
             .await
             .expect("create the first admin");
         let database_url = db.url.clone();
-        let mut server = Self::serve(store, clock, initialized.token, database_url).await;
+        let mut server =
+            Self::serve(store, clock, initialized.token, database_url, configure).await;
         server.db = Some(db);
         server
     }
@@ -104,6 +120,7 @@ impl TestServer {
         clock: ManualClock,
         admin_token: String,
         database_url: String,
+        configure: fn(&mut Config),
     ) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -111,6 +128,7 @@ impl TestServer {
         config.sweeper.enabled = false;
         config.audit.checkpoints = false;
         config.server.shutdown_grace_seconds = 5;
+        configure(&mut config);
         let server = Server::bind(&config, store.clone(), Arc::new(clock.clone()))
             .await
             .expect("bind");
@@ -138,6 +156,7 @@ impl TestServer {
             store,
             shutdown: Some(tx),
             database_url,
+            configure,
             db: None,
         }
     }
@@ -154,6 +173,7 @@ impl TestServer {
             self.clock.clone(),
             self.admin_token.clone(),
             self.database_url.clone(),
+            self.configure,
         )
         .await
     }

@@ -269,6 +269,10 @@ event_kinds! {
     AccessDenied = "access.denied",
     /// An emergency operator used break-glass access.
     EmergencyAccess = "emergency.access",
+    /// A tenant admin added a notification channel.
+    ChannelCreated = "channel.created",
+    /// A tenant admin removed a notification channel.
+    ChannelRemoved = "channel.removed",
     /// A notification could not be delivered.
     NotificationFailed = "notification.failed",
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod cases;
+pub(crate) mod channels;
 pub(crate) mod enforce;
 pub(crate) mod ops;
 pub(crate) mod provider;
@@ -73,6 +74,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::create_user, tenants::list_users))
         .routes(routes!(tenants::assign_role, tenants::list_roles))
         .routes(routes!(tenants::remove_role))
+        .routes(routes!(channels::create_channel, channels::list_channels))
+        .routes(routes!(channels::delete_channel))
         .routes(routes!(tenants::get_lockbox, tenants::set_lockbox))
         .routes(routes!(tenants::get_policy, tenants::set_policy))
         .routes(routes!(provider::create_operator))

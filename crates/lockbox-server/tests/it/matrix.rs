@@ -265,6 +265,61 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            route: "POST /v1/tenants/{tenant}/channels",
+            expect: [401, 403, 403, 403, 201, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/channels".into(),
+                    Some(json!({"kind": "email", "address": format!("ops-{i}@contoso.example")})),
+                ))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/channels",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/channels".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "DELETE /v1/tenants/{tenant}/channels/{id}",
+            expect: [401, 403, 403, 403, 204, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let made = cx
+                        .world
+                        .alice
+                        .client
+                        .create_channel(
+                            Contoso::TENANT,
+                            &api::NewChannel {
+                                kind: "email".into(),
+                                url: None,
+                                secret: None,
+                                format: None,
+                                address: Some(format!("del-{i}@contoso.example")),
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    send(
+                        cx.caller(i),
+                        Method::DELETE,
+                        format!("/v1/tenants/contoso/channels/{}", made.id),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
             route: "GET /v1/tenants/{tenant}/lockbox",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
             call: |cx, i| {
