@@ -239,6 +239,28 @@ pub struct Channel {
     pub created_by: String,
 }
 
+/// A notification to a channel: waiting (`pending`), delivered (`done`)
+/// or given up on (`dead`, a dead letter that can be retried).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// Its id: the `Lockbox-Delivery` header, the same on every attempt.
+    pub id: String,
+    pub channel: String,
+    /// The event kind it tells of.
+    pub event: String,
+    /// `pending`, `done` or `dead`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    /// When it is next tried (pending ones).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was delivered or given up on.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 /// Whether the tenant has opted in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LockboxState {

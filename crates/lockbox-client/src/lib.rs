@@ -636,6 +636,32 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/tenants/{tenant}/channels/{id}/deliveries`.
+    pub async fn deliveries(
+        &self,
+        tenant: &str,
+        channel: &str,
+    ) -> Result<api::Page<api::Delivery>, ClientError> {
+        self.get(&format!(
+            "/v1/tenants/{tenant}/channels/{channel}/deliveries"
+        ))
+        .await
+    }
+
+    /// `POST /v1/tenants/{tenant}/channels/{id}/deliveries/{delivery}/retry`.
+    pub async fn retry_delivery(
+        &self,
+        tenant: &str,
+        channel: &str,
+        delivery: &str,
+    ) -> Result<api::Delivery, ClientError> {
+        self.post(
+            &format!("/v1/tenants/{tenant}/channels/{channel}/deliveries/{delivery}/retry"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     /// `GET /v1/tenants/{tenant}/audit/head`.
     pub async fn audit_head(&self, tenant: &str) -> Result<api::ChainHead, ClientError> {
         self.get(&format!("/v1/tenants/{tenant}/audit/head")).await

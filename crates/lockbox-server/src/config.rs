@@ -20,6 +20,8 @@
 //!
 //! [notifications]
 //! allow_private_targets = false                 # true lets webhooks reach loopback/private addresses (tests, on-premises)
+//! deliver = true                                # whether this node delivers notifications
+//! poll_interval_ms = 1000
 //!
 //! [audit]
 //! checkpoint_interval_seconds = 60              # sign every chain with new events this often
@@ -283,7 +285,7 @@ impl Default for SweeperConfig {
 }
 
 /// `[notifications]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsConfig {
     /// Whether webhooks may target loopback, private, link-local or
@@ -291,6 +293,27 @@ pub struct NotificationsConfig {
     /// server sits inside the provider's network).
     #[serde(default)]
     pub allow_private_targets: bool,
+    /// Whether this node delivers notifications (with many nodes, any
+    /// subset may; a notification is claimed by one node at a time).
+    #[serde(default = "default_true")]
+    pub deliver: bool,
+    /// Milliseconds between looks for notifications that are due.
+    #[serde(default = "default_poll")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll() -> u64 {
+    1000
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            deliver: true,
+            poll_interval_ms: default_poll(),
+        }
+    }
 }
 
 /// `[audit]`
@@ -458,6 +481,11 @@ impl Config {
         if self.sweeper.interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "sweeper.interval_seconds must be at least 1".into(),
+            ));
+        }
+        if !(10..=60_000).contains(&self.notifications.poll_interval_ms) {
+            return Err(ConfigError::Invalid(
+                "notifications.poll_interval_ms must be between 10 and 60000".into(),
             ));
         }
         if self.audit.checkpoint_interval_seconds == 0 {

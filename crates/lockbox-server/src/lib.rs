@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod serve;
 pub mod signing_keys;
 pub mod targets;
@@ -100,7 +101,7 @@ impl AppState {
     ) -> Result<Self, ApiError> {
         let enforcer = Enforcer::new(store.backend() == Backend::Postgres, options.enforcement)?;
         let (audit, queue) = audit_writer::channel();
-        Ok(Self {
+        let state = Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
@@ -115,7 +116,9 @@ impl AppState {
                 allow_private_targets: options.allow_private_targets,
                 audit_queue: std::sync::Mutex::new(Some(queue)),
             }),
-        })
+        };
+        notify::install(&state);
+        Ok(state)
     }
 
     /// Starts what runs beside the API until `stop`: makes sure a token

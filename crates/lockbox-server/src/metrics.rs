@@ -59,6 +59,24 @@ pub struct Metrics {
     index_grants: Gauge,
     enforcement_serving: Gauge,
     sweeper_skipped: Family<KindLabels, Counter>,
+    deliveries: Family<OutcomeLabels, Counter>,
+    outbox_pending: Gauge,
+    outbox_oldest_seconds: Gauge,
+}
+
+/// What `/metrics` reads fresh for each scrape.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Readings {
+    /// Access requests by state.
+    pub(crate) requests_by_state: Vec<(String, i64)>,
+    /// Grants in this node's index.
+    pub(crate) index_grants: usize,
+    /// Whether this node answers checks.
+    pub(crate) serving: bool,
+    /// Webhook deliveries waiting.
+    pub(crate) outbox_pending: u64,
+    /// Age of the oldest waiting delivery, in seconds.
+    pub(crate) outbox_oldest_seconds: i64,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -98,6 +116,24 @@ impl Default for Metrics {
             checks.clone(),
         );
         let sweeper_skipped = Family::<KindLabels, Counter>::default();
+        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        let outbox_pending = Gauge::default();
+        let outbox_oldest_seconds = Gauge::default();
+        registry.register(
+            "notification_deliveries",
+            "Webhook delivery attempts by outcome (delivered, retried, dead)",
+            deliveries.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Notifications waiting to be delivered (the outbox backlog)",
+            outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest notification still waiting, in seconds (0 when none)",
+            outbox_oldest_seconds.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -140,6 +176,9 @@ impl Default for Metrics {
             index_grants,
             enforcement_serving,
             sweeper_skipped,
+            deliveries,
+            outbox_pending,
+            outbox_oldest_seconds,
         }
     }
 }
@@ -175,6 +214,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Records a delivery attempt's outcome.
+    pub(crate) fn delivery(&self, outcome: &str) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// Records a row the sweeper left (`kind` is `request` or `grant`).
     pub(crate) fn sweep_skipped(&self, kind: &str) {
         self.sweeper_skipped
@@ -184,17 +232,16 @@ impl Metrics {
 
     /// The text exposition, with request counts and the state of
     /// enforcement as given.
-    pub(crate) fn render(
-        &self,
-        requests_by_state: &[(String, i64)],
-        index_grants: usize,
-        serving: bool,
-    ) -> String {
+    pub(crate) fn render(&self, readings: &Readings) -> String {
         self.index_grants
-            .set(i64::try_from(index_grants).unwrap_or(i64::MAX));
-        self.enforcement_serving.set(i64::from(serving));
+            .set(i64::try_from(readings.index_grants).unwrap_or(i64::MAX));
+        self.enforcement_serving.set(i64::from(readings.serving));
+        self.outbox_pending
+            .set(i64::try_from(readings.outbox_pending).unwrap_or(i64::MAX));
+        self.outbox_oldest_seconds
+            .set(readings.outbox_oldest_seconds);
         self.requests_by_state.clear();
-        for (state, n) in requests_by_state {
+        for (state, n) in &readings.requests_by_state {
             self.requests_by_state
                 .get_or_create(&StateLabels {
                     state: state.clone(),

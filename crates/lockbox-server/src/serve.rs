@@ -58,6 +58,8 @@ pub struct Server {
     sweep_every: Option<Duration>,
     /// `None` when this node signs no periodic checkpoints.
     checkpoint_every: Option<Duration>,
+    /// `None` when this node delivers no notifications.
+    deliver_every: Option<Duration>,
     grace: Duration,
     /// Stops the background tasks.
     stop: watch::Sender<bool>,
@@ -119,6 +121,10 @@ impl Server {
                 .audit
                 .checkpoints
                 .then(|| Duration::from_secs(config.audit.checkpoint_interval_seconds)),
+            deliver_every: config
+                .notifications
+                .deliver
+                .then(|| Duration::from_millis(config.notifications.poll_interval_ms)),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
@@ -150,7 +156,10 @@ impl Server {
             .map(|every| sweeper::spawn(self.app.clone(), every, stop_rx.clone()));
         let checkpointer = self
             .checkpoint_every
-            .map(|every| audit_log::spawn_checkpointer(self.app.clone(), every, stop_rx));
+            .map(|every| audit_log::spawn_checkpointer(self.app.clone(), every, stop_rx.clone()));
+        let deliveries = self
+            .deliver_every
+            .map(|every| crate::notify::spawn_deliveries(self.app.clone(), every, stop_rx));
         let handle = axum_server::Handle::<SocketAddr>::new();
         let grace = self.grace;
         let signal_handle = handle.clone();
@@ -186,7 +195,7 @@ impl Server {
             }
         };
         let _ = stop_tx.send(true);
-        for job in [sweeper, checkpointer].into_iter().flatten() {
+        for job in [sweeper, checkpointer, deliveries].into_iter().flatten() {
             let _ = job.await;
         }
         for task in self.tasks {

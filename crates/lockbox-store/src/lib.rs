@@ -43,6 +43,7 @@ mod idempotency;
 mod keys;
 mod outbox;
 mod page;
+mod plan;
 mod requests;
 pub mod testing;
 mod tx;
@@ -65,6 +66,7 @@ pub use idempotency::{Idempotency, StoredResponse};
 pub use keys::{KeyPurpose, Keys, SigningKey};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
+pub use plan::{CommitPlanner, Planned};
 pub use requests::{GrantFilter, RequestFilter, Requests, StatusAt};
 pub use tx::{Locked, Tx};
 
@@ -133,6 +135,8 @@ struct Inner {
     url: Option<String>,
     /// Told about every commit (see [`CommitObserver`]).
     observer: std::sync::RwLock<Option<Arc<dyn CommitObserver>>>,
+    /// Plans what commits cause (see [`CommitPlanner`]).
+    planner: std::sync::RwLock<Option<Arc<dyn CommitPlanner>>>,
 }
 
 impl fmt::Debug for Store {
@@ -207,6 +211,7 @@ impl Store {
                     reader,
                     url: None,
                     observer: std::sync::RwLock::new(None),
+                    planner: std::sync::RwLock::new(None),
                 }
             }
             Backend::Postgres => {
@@ -226,6 +231,7 @@ impl Store {
                     reader: pool,
                     url: Some(url.to_owned()),
                     observer: std::sync::RwLock::new(None),
+                    planner: std::sync::RwLock::new(None),
                 }
             }
         };
@@ -263,7 +269,7 @@ impl Store {
             .begin_with(begin)
             .await
             .map_err(error::classify)?;
-        Ok(Tx::new(tx, self.inner.backend, true, self.observer()))
+        Ok(Tx::new(tx, self.inner.backend, true, self.observer()).planned_by(self.planner()))
     }
 
     /// Starts a read-only transaction: a consistent snapshot for reads.

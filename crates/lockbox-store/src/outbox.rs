@@ -131,6 +131,12 @@ pub trait Outbox {
         id: &JobId,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// How many jobs of `topic` are pending, and when the oldest of them
+    /// was made.
+    fn backlog(
+        &mut self,
+        topic: &str,
+    ) -> impl Future<Output = Result<(u64, Option<Timestamp>), StoreError>> + Send;
     /// A job.
     fn job(&mut self, id: &JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// Jobs of a topic (and tenant, and state, if given), newest first.
@@ -244,6 +250,22 @@ impl Outbox for Tx {
 
     async fn bury(&mut self, job: &Job, error: &str, now: Timestamp) -> Result<bool, StoreError> {
         self.end_job(job, "dead", Some(error), now).await
+    }
+
+    async fn backlog(&mut self, topic: &str) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let row = self
+            .one(
+                sqlx::query(
+                    "SELECT COUNT(*) AS n, MIN(created_at_us) AS oldest FROM outbox \
+                     WHERE topic = $1 AND state = 'pending'",
+                )
+                .bind(topic.to_owned()),
+            )
+            .await?;
+        let n =
+            u64::try_from(row.int("n")?).map_err(|_| StoreError::corrupt("a negative count"))?;
+        let oldest = row.opt_int("oldest")?.map(crate::codec::time).transpose()?;
+        Ok((n, oldest))
     }
 
     async fn revive(&mut self, id: &JobId, now: Timestamp) -> Result<bool, StoreError> {

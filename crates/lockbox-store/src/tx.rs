@@ -72,6 +72,8 @@ pub struct Tx {
     changes: Vec<Change>,
     /// Told about the changes once committed.
     observer: Option<Arc<dyn CommitObserver>>,
+    /// Plans what the sealed events cause, before the commit.
+    planner: Option<Arc<dyn crate::CommitPlanner>>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -104,7 +106,13 @@ impl Tx {
             failed: false,
             changes: Vec::new(),
             observer,
+            planner: None,
         }
+    }
+
+    pub(crate) fn planned_by(mut self, planner: Option<Arc<dyn crate::CommitPlanner>>) -> Self {
+        self.planner = planner;
+        self
     }
 
     /// Records a change for the feed (see [`crate::changes`]).
@@ -289,6 +297,11 @@ impl Tx {
             return Err(StoreError::ReadOnly);
         }
         let sealed = self.seal(events).await?;
+        if let Some(planner) = self.planner.take()
+            && !sealed.is_empty()
+        {
+            planner.plan(&mut self, &sealed).await?;
+        }
         self.finish().await?;
         Ok(sealed)
     }

@@ -127,6 +127,8 @@ impl TestServer {
         // Tests sweep by hand, with the manual clock.
         config.sweeper.enabled = false;
         config.audit.checkpoints = false;
+        // Tests deliver notifications by hand, with the manual clock.
+        config.notifications.deliver = false;
         config.server.shutdown_grace_seconds = 5;
         configure(&mut config);
         let server = Server::bind(&config, store.clone(), Arc::new(clock.clone()))
@@ -219,6 +221,14 @@ impl TestServer {
         lockbox_server::audit_log::checkpoint_due(&self.app)
             .await
             .expect("checkpoints")
+    }
+
+    /// Delivers the notifications due now, once (what the delivery loop
+    /// does).
+    pub async fn deliver(&self) -> lockbox_server::notify::DeliveryReport {
+        lockbox_server::notify::deliver_due(&self.app)
+            .await
+            .expect("deliveries")
     }
 
     /// Runs the sweeper once, now.

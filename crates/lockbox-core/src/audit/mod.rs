@@ -275,6 +275,8 @@ event_kinds! {
     ChannelRemoved = "channel.removed",
     /// A notification could not be delivered.
     NotificationFailed = "notification.failed",
+    /// A tenant admin sent a failed notification again.
+    NotificationRetried = "notification.retried",
 }
 
 impl fmt::Display for EventKind {

@@ -6,10 +6,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
+use lockbox_core::JobId;
 use lockbox_core::channel::{Channel, ChannelTarget, WebhookFormat, WebhookSecret, WebhookUrl};
 use lockbox_core::text::Email;
 use lockbox_core::{ChannelId, TenantId};
-use lockbox_store::{Channels as _, Page};
+use lockbox_store::{Channels as _, Job, JobState, Outbox as _, Page};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -152,4 +153,157 @@ pub(crate) async fn delete_channel(
     tx.delete_channel(&id).await?;
     tx.commit(vec![event]).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn delivery(job: &Job) -> api::Delivery {
+    let text = |key: &str| {
+        job.payload
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let state = match job.state {
+        JobState::Pending => "pending",
+        JobState::Done => "done",
+        JobState::Dead => "dead",
+    };
+    api::Delivery {
+        id: job.id.to_string(),
+        channel: text("channel"),
+        event: text("event"),
+        state: state.to_owned(),
+        attempts: job.attempts,
+        created_at: job.created_at,
+        next_attempt_at: (job.state == JobState::Pending).then_some(job.available_at),
+        last_error: job.last_error.clone(),
+        finished_at: job.finished_at,
+    }
+}
+
+/// `GET …/deliveries` filters.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeliveryQuery {
+    /// Only `pending`, `done` or `dead` ones.
+    state: Option<String>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A channel and its tenant's admin capability, or 404.
+async fn own_channel(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    id: &str,
+) -> Result<(lockbox_core::TenantAdmin, Channel), ApiError> {
+    let tenant = TenantId::parse(tenant)?;
+    let cap = authz::tenant_admin(caller, &tenant)?;
+    let id = ChannelId::parse(id)?;
+    let mut tx = app.store().read().await?;
+    let channel = tx.channel(&id).await?;
+    tx.commit_unaudited().await?;
+    let channel = channel
+        .filter(|c| c.tenant == tenant)
+        .ok_or_else(|| ApiError::not_found(format!("channel {id}")))?;
+    Ok((cap, channel))
+}
+
+/// A channel's notifications, newest first (its tenant's admins): what
+/// was delivered, what waits and why, and dead letters. A page holds the
+/// tenant's deliveries of this channel among the page's jobs, so it may be
+/// shorter than `limit` before the last.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/channels/{id}/deliveries", tag = "tenant administration",
+    params(("tenant" = String, Path), ("id" = String, Path), DeliveryQuery),
+    responses((status = 200, body = api::Page<api::Delivery>), (status = 400, body = api::Problem),
+        (status = 403, body = api::Problem), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_deliveries(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((tenant, id)): Path<(String, String)>,
+    Params(q): Params<DeliveryQuery>,
+) -> Result<Json<api::Page<api::Delivery>>, ApiError> {
+    let (_, channel) = own_channel(&app, &caller, &tenant, &id).await?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some("pending") => Some(JobState::Pending),
+        Some("done") => Some(JobState::Done),
+        Some("dead") => Some(JobState::Dead),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "state must be `pending`, `done` or `dead`",
+            ));
+        }
+    };
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    }
+    .page(JobId::parse)?;
+    let mut tx = app.store().read().await?;
+    let Page { items, next_cursor } = tx
+        .jobs(crate::notify::WEBHOOK, Some(&channel.tenant), state, &page)
+        .await?;
+    tx.commit_unaudited().await?;
+    let mine = channel.id.to_string();
+    Ok(Json(api::Page {
+        items: items
+            .iter()
+            .map(delivery)
+            .filter(|d| d.channel == mine)
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// Send a dead letter again (its tenant's admins): it is due at once, with
+/// the same delivery id. Audited as `notification.retried`.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/channels/{id}/deliveries/{delivery}/retry", tag = "tenant administration",
+    params(("tenant" = String, Path), ("id" = String, Path), ("delivery" = String, Path)),
+    responses((status = 200, body = api::Delivery), (status = 404, body = api::Problem),
+        (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn retry_delivery(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((tenant, id, delivery_id)): Path<(String, String, String)>,
+) -> Result<Json<api::Delivery>, ApiError> {
+    let (cap, channel) = own_channel(&app, &caller, &tenant, &id).await?;
+    let job_id = JobId::parse(&delivery_id)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let job = tx
+        .job(&job_id)
+        .await?
+        .filter(|j| {
+            j.topic == crate::notify::WEBHOOK
+                && j.tenant.as_ref() == Some(&channel.tenant)
+                && j.payload.get("channel").and_then(serde_json::Value::as_str)
+                    == Some(channel.id.to_string().as_str())
+        })
+        .ok_or_else(|| ApiError::not_found(format!("delivery {job_id}")))?;
+    if !tx.revive(&job.id, now).await? {
+        return Err(ApiError::conflict(format!(
+            "delivery {job_id} is not a dead letter: only those can be retried"
+        )));
+    }
+    let event = lockbox_core::PendingEvent::new(
+        channel.tenant.clone(),
+        now,
+        cap.principal().clone(),
+        lockbox_core::EventKind::NotificationRetried,
+        job.id,
+        serde_json::json!({ "channel": channel.id, "event": job.payload.get("event") }),
+    );
+    let revived = tx
+        .job(&job.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("a revived job vanished".to_owned()))?;
+    tx.commit(vec![event]).await?;
+    Ok(Json(delivery(&revived)))
 }

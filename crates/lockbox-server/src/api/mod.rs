@@ -76,6 +76,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::remove_role))
         .routes(routes!(channels::create_channel, channels::list_channels))
         .routes(routes!(channels::delete_channel))
+        .routes(routes!(channels::list_deliveries))
+        .routes(routes!(channels::retry_delivery))
         .routes(routes!(tenants::get_lockbox, tenants::set_lockbox))
         .routes(routes!(tenants::get_policy, tenants::set_policy))
         .routes(routes!(provider::create_operator))

@@ -53,22 +53,32 @@ fn unavailable(detail: String) -> (StatusCode, Json<api::Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let counts = match app.store().read().await {
-        Ok(mut tx) => lockbox_store::Requests::count_requests_by_status(&mut tx)
-            .await
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let now = app.now();
+    let mut readings = crate::metrics::Readings {
+        index_grants: app.enforcer().len(),
+        serving: app.enforcer().is_serving(),
+        ..Default::default()
     };
-    let counts: Vec<(String, i64)> = counts
-        .into_iter()
-        .map(|(s, n)| (s.as_str().to_owned(), n))
-        .collect();
+    if let Ok(mut tx) = app.store().read().await {
+        readings.requests_by_state = lockbox_store::Requests::count_requests_by_status(&mut tx)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_owned(), n))
+            .collect();
+        if let Ok((pending, oldest)) =
+            lockbox_store::Outbox::backlog(&mut tx, crate::notify::WEBHOOK).await
+        {
+            readings.outbox_pending = pending;
+            readings.outbox_oldest_seconds = oldest.map_or(0, |t| (now - t).num_seconds().max(0));
+        }
+        let _ = tx.commit_unaudited().await;
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics()
-            .render(&counts, app.enforcer().len(), app.enforcer().is_serving()),
+        app.metrics().render(&readings),
     )
 }

@@ -40,6 +40,7 @@ mod duties;
 mod enforce;
 mod input;
 mod matrix;
+mod notify;
 mod ops;
 mod story;
 mod sweeper;

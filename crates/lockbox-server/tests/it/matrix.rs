@@ -73,6 +73,25 @@ impl Ctx {
         case.id
     }
 
+    async fn channel(&self) -> String {
+        self.world
+            .alice
+            .client
+            .create_channel(
+                Contoso::TENANT,
+                &api::NewChannel {
+                    kind: "email".into(),
+                    url: None,
+                    secret: None,
+                    format: None,
+                    address: Some("matrix@contoso.example".into()),
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
     async fn fresh_request(&self) -> String {
         self.world.request(Contoso::VM, "Reader", None).await.id
     }
@@ -314,6 +333,42 @@ fn rows() -> Vec<Row> {
                         Method::DELETE,
                         format!("/v1/tenants/contoso/channels/{}", made.id),
                         None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/channels/{id}/deliveries",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let id = cx.channel().await;
+                    send(
+                        cx.caller(i),
+                        Method::GET,
+                        format!("/v1/tenants/contoso/channels/{id}/deliveries"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            // No dead letter here: the one who may gets 404 for an unknown
+            // delivery; nobody else learns that much.
+            route: "POST /v1/tenants/{tenant}/channels/{id}/deliveries/{delivery}/retry",
+            expect: [401, 403, 403, 403, 404, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let id = cx.channel().await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!(
+                            "/v1/tenants/contoso/channels/{id}/deliveries/job_0000000000000000000000000000000a/retry"
+                        ),
+                        Some(json!({})),
                     )
                     .await
                 })

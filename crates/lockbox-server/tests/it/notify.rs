@@ -1,0 +1,484 @@
+//! Webhook notifications against a real HTTP receiver on loopback that
+//! checks every signature: delivery, an outage driven by the manual clock,
+//! dead letters and their retry, a crash between commit and delivery, the
+//! address check at delivery, and two nodes sharing a burst.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::TimeDelta;
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use lockbox_api as api;
+use lockbox_core::Clock as _;
+use lockbox_store::{Backend, Channels as _, NewJob, Outbox as _};
+use lockbox_testkit::{Contoso, TestServer};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "whsec-receiver-0123456789";
+
+#[derive(Debug, Clone)]
+struct Received {
+    event: String,
+    delivery: String,
+    body: Value,
+}
+
+/// An HTTP receiver on loopback that answers with `status` and keeps every
+/// request whose signature is valid; a bad signature fails the test.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+    bad: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/lockbox", listener.local_addr().unwrap());
+        let rx = Self {
+            url,
+            got: Arc::default(),
+            status: Arc::new(AtomicU16::new(200)),
+            bad: Arc::default(),
+        };
+        let state = rx.clone();
+        let app = axum::Router::new().route(
+            "/hooks/lockbox",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move { state.receive(&headers, &body) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        rx
+    }
+
+    fn receive(&self, headers: &HeaderMap, body: &[u8]) -> StatusCode {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let signature = header("lockbox-signature");
+        let (t, v1) = signature
+            .split_once(',')
+            .and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?)))
+            .unwrap_or_default();
+        let mut mac = <Hmac<Sha256>>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(t.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        if mac
+            .verify_slice(&hex::decode(v1).unwrap_or_default())
+            .is_err()
+        {
+            self.bad.lock().unwrap().push(signature);
+            return StatusCode::UNAUTHORIZED;
+        }
+        let status = StatusCode::from_u16(self.status.load(Ordering::SeqCst)).unwrap();
+        if status.is_success() {
+            self.got.lock().unwrap().push(Received {
+                event: header("lockbox-event"),
+                delivery: header("lockbox-delivery"),
+                body: serde_json::from_slice(body).unwrap(),
+            });
+        }
+        status
+    }
+
+    fn got(&self) -> Vec<Received> {
+        assert!(
+            self.bad.lock().unwrap().is_empty(),
+            "bad signatures arrived"
+        );
+        self.got.lock().unwrap().clone()
+    }
+
+    fn fail_with(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+}
+
+async fn allowing_private(backend: Backend) -> Option<TestServer> {
+    TestServer::configured(backend, |c| c.notifications.allow_private_targets = true).await
+}
+
+async fn webhook(world: &Contoso, url: &str, format: &str) -> api::Channel {
+    world
+        .alice
+        .client
+        .create_channel(
+            Contoso::TENANT,
+            &api::NewChannel {
+                kind: "webhook".into(),
+                url: Some(url.into()),
+                secret: Some(SECRET.into()),
+                format: Some(format.into()),
+                address: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn events_of_kind(world: &Contoso, kind: &str) -> Vec<Value> {
+    let page = world
+        .alice
+        .client
+        .audit_events(
+            Contoso::TENANT,
+            &lockbox_client::AuditQuery {
+                kind: Some(kind.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    page.items
+        .into_iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
+}
+
+async fn requests_reach_webhooks_signed(backend: Backend) {
+    let Some(server) = allowing_private(backend).await else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let world = Contoso::seed(&server).await;
+    let rx = Receiver::start().await;
+    let json_channel = webhook(&world, &rx.url, "json").await;
+    webhook(&world, &rx.url, "slack").await;
+    let request = world.request(Contoso::VM, "Reader", None).await;
+    assert!(
+        rx.got().is_empty(),
+        "nothing is sent before the worker runs"
+    );
+    let report = server.deliver().await;
+    assert_eq!(report.delivered, 2, "{report:?}");
+    let got = rx.got();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.event == "request.created"));
+    let json_body = got
+        .iter()
+        .find(|r| r.body.get("event").is_some())
+        .unwrap()
+        .body
+        .clone();
+    assert_eq!(json_body["event"]["kind"], "request.created");
+    assert_eq!(json_body["event"]["actor"], "sam");
+    assert_eq!(json_body["request"]["id"], request.id);
+    assert_eq!(json_body["request"]["requester"], "sam");
+    assert_eq!(json_body["request"]["resource"], Contoso::VM);
+    assert_eq!(json_body["request"]["access_level"], "Reader");
+    assert_eq!(
+        json_body["request"]["justification"],
+        "investigating the boot failure"
+    );
+    assert!(
+        json_body["request"]["link"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/requests/{}", request.id))
+    );
+    let slack = got.iter().find(|r| r.body.get("text").is_some()).unwrap();
+    let text = slack.body["text"].as_str().unwrap();
+    assert!(
+        text.contains(&request.id) && text.contains("asks for access"),
+        "{text}"
+    );
+
+    // The delivery id is the one the API lists for the channel.
+    let listed = world
+        .alice
+        .client
+        .deliveries(Contoso::TENANT, &json_channel.id)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].state, "done");
+    assert!(got.iter().any(|r| r.delivery == listed.items[0].id));
+
+    // The decision follows.
+    world
+        .olivia
+        .client
+        .approve(&request.id, "ok", None)
+        .await
+        .unwrap();
+    assert_eq!(server.deliver().await.delivered, 2);
+    assert_eq!(
+        rx.got()
+            .iter()
+            .filter(|r| r.event == "request.approved")
+            .count(),
+        2
+    );
+    // A check is no one's notification.
+    world
+        .gate
+        .client
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert_eq!(server.deliver().await.delivered, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_webhooks_signed_on_sqlite() {
+    requests_reach_webhooks_signed(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_webhooks_signed_on_postgres() {
+    requests_reach_webhooks_signed(Backend::Postgres).await;
+}
+
+/// The receiver refuses for hours, then accepts: the notification arrives,
+/// every attempt with the same delivery id. One that fails for a day is a
+/// dead letter, in the audit log, and can be sent again.
+async fn an_outage_loses_nothing(backend: Backend) {
+    let Some(server) = allowing_private(backend).await else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let world = Contoso::seed(&server).await;
+    let rx = Receiver::start().await;
+    let channel = webhook(&world, &rx.url, "json").await;
+    rx.fail_with(503);
+    world.request(Contoso::VM, "Reader", None).await;
+    let mut retried = 0;
+    for _ in 0..6 {
+        let report = server.deliver().await;
+        assert_eq!(report.delivered, 0);
+        retried += report.retried;
+        // Nothing is due again before its backoff.
+        assert_eq!(server.deliver().await.retried, 0);
+        server.advance(TimeDelta::hours(1));
+    }
+    assert_eq!(retried, 6);
+    let metrics = server
+        .anonymous()
+        .raw(reqwest::Method::GET, "/metrics", None, &[])
+        .await
+        .unwrap()
+        .body;
+    assert!(metrics.contains("lockbox_outbox_pending 1"), "{metrics}");
+    assert!(
+        metrics.contains("lockbox_notification_deliveries_total{outcome=\"retried\"} 6"),
+        "{metrics}"
+    );
+    let waiting = world
+        .alice
+        .client
+        .deliveries(Contoso::TENANT, &channel.id)
+        .await
+        .unwrap();
+    assert_eq!(waiting.items[0].state, "pending");
+    assert!(
+        waiting.items[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("HTTP 503")
+    );
+    rx.fail_with(200);
+    assert_eq!(server.deliver().await.delivered, 1);
+    let got = rx.got();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert_eq!(
+        got[0].delivery, waiting.items[0].id,
+        "the same id throughout"
+    );
+
+    // A day of refusals: a dead letter.
+    rx.fail_with(500);
+    world.request(Contoso::VM, "Reader", None).await;
+    let mut dead = 0;
+    for _ in 0..30 {
+        dead += server.deliver().await.dead;
+        server.advance(TimeDelta::hours(1));
+    }
+    assert_eq!(dead, 1);
+    let failed = events_of_kind(&world, "notification.failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["actor"], "system");
+    let letters = world
+        .alice
+        .client
+        .deliveries(Contoso::TENANT, &channel.id)
+        .await
+        .unwrap();
+    let letter = letters.items.iter().find(|d| d.state == "dead").unwrap();
+    // Retried by the tenant's admin: due at once, then delivered.
+    rx.fail_with(200);
+    let again = world
+        .alice
+        .client
+        .retry_delivery(Contoso::TENANT, &channel.id, &letter.id)
+        .await
+        .unwrap();
+    assert_eq!(again.state, "pending");
+    let twice = world
+        .alice
+        .client
+        .retry_delivery(Contoso::TENANT, &channel.id, &letter.id)
+        .await
+        .unwrap_err();
+    assert_eq!(twice.status(), Some(409));
+    assert_eq!(server.deliver().await.delivered, 1);
+    assert!(rx.got().iter().any(|r| r.delivery == letter.id));
+    let retried = events_of_kind(&world, "notification.retried").await;
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0]["actor"], "alice");
+    // Someone else's admin cannot see or retry them.
+    let theirs = world
+        .fred
+        .client
+        .deliveries(Contoso::TENANT, &channel.id)
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.status(), Some(404));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_loses_nothing_on_sqlite() {
+    an_outage_loses_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_loses_nothing_on_postgres() {
+    an_outage_loses_nothing(Backend::Postgres).await;
+}
+
+/// The request commits, the node dies before delivering: another node (or
+/// the restarted one) delivers it.
+async fn a_crash_between_commit_and_delivery_loses_nothing(backend: Backend) {
+    let Some(mut first) = allowing_private(backend).await else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let world = Contoso::seed(&first).await;
+    let rx = Receiver::start().await;
+    webhook(&world, &rx.url, "json").await;
+    let request = world.request(Contoso::VM, "Reader", None).await;
+    let second = first.another_node().await;
+    first.stop();
+    assert_eq!(second.deliver().await.delivered, 1);
+    let got = rx.got();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body["request"]["id"], request.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_delivery_loses_nothing_on_sqlite() {
+    a_crash_between_commit_and_delivery_loses_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_delivery_loses_nothing_on_postgres() {
+    a_crash_between_commit_and_delivery_loses_nothing(Backend::Postgres).await;
+}
+
+/// A channel that points inside the network (stored behind the API's
+/// back, or whose name now resolves inside) is refused at delivery too.
+async fn internal_targets_are_refused_at_delivery(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let rx = Receiver::start().await;
+    let now = server.clock.now();
+    let mut tx = server.store().begin().await.unwrap();
+    let channel = lockbox_core::channel::Channel {
+        id: lockbox_core::ChannelId::generate(now).unwrap(),
+        tenant: Contoso::TENANT.parse().unwrap(),
+        target: lockbox_core::channel::ChannelTarget::Webhook {
+            url: lockbox_core::channel::WebhookUrl::parse(&rx.url).unwrap(),
+            secret: lockbox_core::channel::WebhookSecret::parse(SECRET).unwrap(),
+            format: lockbox_core::channel::WebhookFormat::Json,
+        },
+        created_at: now,
+        created_by: "alice".parse().unwrap(),
+    };
+    tx.insert_channel(&channel).await.unwrap();
+    tx.commit(vec![lockbox_core::PendingEvent::new(
+        channel.tenant.clone(),
+        now,
+        lockbox_core::Actor::System,
+        lockbox_core::EventKind::ChannelCreated,
+        channel.id,
+        json!({}),
+    )])
+    .await
+    .unwrap();
+    world.request(Contoso::VM, "Reader", None).await;
+    let report = server.deliver().await;
+    assert_eq!((report.delivered, report.retried), (0, 1), "{report:?}");
+    assert!(rx.got().is_empty());
+    let listed = world
+        .alice
+        .client
+        .deliveries(Contoso::TENANT, &channel.id.to_string())
+        .await
+        .unwrap();
+    let error = listed.items[0].last_error.clone().unwrap();
+    assert!(error.contains("loopback"), "{error}");
+}
+
+on_both!(internal_targets_are_refused_at_delivery);
+
+/// Two PostgreSQL nodes deliver a burst of 1 000 notifications: each
+/// arrives, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deliver_a_burst_once_each() {
+    let Some(a) = allowing_private(Backend::Postgres).await else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let b = a.another_node().await;
+    let world = Contoso::seed(&a).await;
+    let rx = Receiver::start().await;
+    let channel = webhook(&world, &rx.url, "json").await;
+    let now = a.clock.now();
+    let mut tx = a.store().begin().await.unwrap();
+    for n in 0..1000 {
+        tx.enqueue(
+            &NewJob {
+                id: lockbox_core::JobId::generate(now).unwrap(),
+                topic: lockbox_server::notify::WEBHOOK.into(),
+                tenant: Some(Contoso::TENANT.parse().unwrap()),
+                payload: json!({
+                    "channel": channel.id,
+                    "event": "request.created",
+                    "body": json!({ "n": n }).to_string(),
+                }),
+                available_at: now,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit_unaudited().await.unwrap();
+    let mut delivered = 0;
+    for _ in 0..200 {
+        let (x, y) = tokio::join!(a.deliver(), b.deliver());
+        delivered += x.delivered + y.delivered;
+        if delivered >= 1000 {
+            break;
+        }
+    }
+    assert_eq!(delivered, 1000);
+    let got = rx.got();
+    assert_eq!(got.len(), 1000, "no notification arrives twice");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &got {
+        *seen.entry(r.delivery.clone()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 1000);
+    let mut ns: Vec<i64> = got.iter().map(|r| r.body["n"].as_i64().unwrap()).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..1000).collect::<Vec<_>>());
+}
