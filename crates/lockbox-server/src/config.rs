@@ -22,6 +22,15 @@
 //! allow_private_targets = false                 # true lets webhooks reach loopback/private addresses (tests, on-premises)
 //! deliver = true                                # whether this node delivers notifications
 //! poll_interval_ms = 1000
+//! reminder_before_hours = 24                    # remind approvers this long before a request expires
+//!
+//! [smtp]                                        # e-mail notifications (no host: none)
+//! host = "smtp.example.com"
+//! port = 587                                    # default: 587 starttls, 465 implicit, 25 none
+//! tls = "starttls"                              # or "implicit", or "none" (loopback relays only)
+//! username = "lockbox"                          # optional, with password
+//! password = "…"                                # never shown
+//! from = "Lockbox <lockbox@example.com>"
 //!
 //! [audit]
 //! checkpoint_interval_seconds = 60              # sign every chain with new events this often
@@ -83,6 +92,9 @@ pub struct Config {
     /// Notifications.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// E-mail delivery.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
     /// Enforcement (the check path).
     #[serde(default)]
     pub enforcement: EnforcementConfig,
@@ -300,6 +312,14 @@ pub struct NotificationsConfig {
     /// Milliseconds between looks for notifications that are due.
     #[serde(default = "default_poll")]
     pub poll_interval_ms: u64,
+    /// Hours before a pending request expires that its approvers are
+    /// reminded.
+    #[serde(default = "default_reminder")]
+    pub reminder_before_hours: u32,
+}
+
+fn default_reminder() -> u32 {
+    24
 }
 
 fn default_poll() -> u64 {
@@ -312,7 +332,51 @@ impl Default for NotificationsConfig {
             allow_private_targets: false,
             deliver: true,
             poll_interval_ms: default_poll(),
+            reminder_before_hours: default_reminder(),
         }
+    }
+}
+
+/// `[smtp]`: where e-mail notifications go out. Without a `host`, Lockbox
+/// sends no e-mail (webhooks still go).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The relay's host name.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Its port (default 587 with STARTTLS, 465 with implicit TLS, 25
+    /// without TLS).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `implicit`, or `none`.
+    #[serde(default = "default_smtp_tls")]
+    pub tls: String,
+    /// The login, if the relay wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Its password (never shown).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, `Name <address>` or an address.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+fn default_smtp_tls() -> String {
+    "starttls".to_owned()
+}
+
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .finish()
     }
 }
 
@@ -487,6 +551,29 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "notifications.poll_interval_ms must be between 10 and 60000".into(),
             ));
+        }
+        if let Some(host) = &self.smtp.host {
+            if host.trim().is_empty() {
+                return Err(ConfigError::Invalid("smtp.host is empty".into()));
+            }
+            if !matches!(self.smtp.tls.as_str(), "starttls" | "implicit" | "none") {
+                return Err(ConfigError::Invalid(format!(
+                    "smtp.tls must be `starttls`, `implicit` or `none`, not `{}`",
+                    self.smtp.tls
+                )));
+            }
+            let from = self.smtp.from.as_deref().unwrap_or_default();
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(ConfigError::Invalid(
+                    "smtp.from must be an address (or `Name <address>`) when smtp.host is set"
+                        .into(),
+                ));
+            }
+            if self.smtp.password.is_some() && self.smtp.username.is_none() {
+                return Err(ConfigError::Invalid(
+                    "smtp.password needs smtp.username".into(),
+                ));
+            }
         }
         if self.audit.checkpoint_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
@@ -703,5 +790,40 @@ mod tests {
         assert!(e.contains("line 4"), "{e}");
         assert!(e.contains("TOML syntax error"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn notification_and_smtp_settings_come_from_the_environment() {
+        let env = [
+            (
+                "LOCKBOX_NOTIFICATIONS__ALLOW_PRIVATE_TARGETS".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "LOCKBOX_SMTP__HOST".to_owned(),
+                "smtp.example.com".to_owned(),
+            ),
+            ("LOCKBOX_SMTP__PASSWORD".to_owned(), "hunter22".to_owned()),
+            ("LOCKBOX_SMTP__USERNAME".to_owned(), "lockbox".to_owned()),
+            (
+                "LOCKBOX_SMTP__FROM".to_owned(),
+                "Lockbox <lockbox@example.com>".to_owned(),
+            ),
+        ];
+        let c = Config::load(None, env, &[]).unwrap();
+        assert!(c.notifications.allow_private_targets);
+        assert_eq!(c.smtp.host.as_deref(), Some("smtp.example.com"));
+        assert!(
+            !format!("{c:?}").contains("hunter22"),
+            "the password is never shown"
+        );
+        let bad = [
+            (
+                "LOCKBOX_SMTP__HOST".to_owned(),
+                "smtp.example.com".to_owned(),
+            ),
+            ("LOCKBOX_SMTP__FROM".to_owned(), "not an address".to_owned()),
+        ];
+        assert!(Config::load(None, bad, &[]).is_err());
     }
 }

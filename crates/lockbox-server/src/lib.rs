@@ -64,6 +64,10 @@ struct Inner {
     audit: AuditWriter,
     /// Whether webhooks may reach private addresses.
     allow_private_targets: bool,
+    /// Where e-mail goes out.
+    mailer: Option<notify::Mailer>,
+    /// Reminders go out this long before a request expires.
+    reminder_before: chrono::TimeDelta,
     /// The audit writer's queue, until [`AppState::start`] runs it.
     audit_queue: std::sync::Mutex<Option<audit_writer::Queue>>,
 }
@@ -78,13 +82,29 @@ impl std::fmt::Debug for AppState {
 }
 
 /// How a server behaves, beyond its store, clock and URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The check path's freshness.
     pub enforcement: EnforcementOptions,
     /// Whether webhooks may reach loopback, private and link-local
     /// addresses (`notifications.allow_private_targets`).
     pub allow_private_targets: bool,
+    /// Where e-mail goes out (`None`: no e-mail).
+    pub mailer: Option<notify::Mailer>,
+    /// How long before a pending request expires its approvers are
+    /// reminded.
+    pub reminder_before: chrono::TimeDelta,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            enforcement: EnforcementOptions::default(),
+            allow_private_targets: false,
+            mailer: None,
+            reminder_before: chrono::TimeDelta::hours(24),
+        }
+    }
 }
 
 /// Failed authentications allowed per client address per minute.
@@ -114,6 +134,8 @@ impl AppState {
                 enforcer: Arc::new(enforcer),
                 audit,
                 allow_private_targets: options.allow_private_targets,
+                mailer: options.mailer,
+                reminder_before: options.reminder_before,
                 audit_queue: std::sync::Mutex::new(Some(queue)),
             }),
         };
@@ -158,6 +180,22 @@ impl AppState {
     #[must_use]
     pub fn allow_private_targets(&self) -> bool {
         self.inner.allow_private_targets
+    }
+
+    /// Where e-mail goes out, if anywhere.
+    #[must_use]
+    pub fn mailer(&self) -> Option<&notify::Mailer> {
+        self.inner.mailer.as_ref()
+    }
+
+    /// The notification planner of this server's commits.
+    #[must_use]
+    pub fn planner(&self) -> notify::Planner {
+        notify::Planner::new(
+            &self.inner.public_url,
+            self.inner.mailer.is_some(),
+            self.inner.reminder_before,
+        )
     }
 
     /// This node's enforcement state.

@@ -40,6 +40,12 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    via: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -59,7 +65,7 @@ pub struct Metrics {
     index_grants: Gauge,
     enforcement_serving: Gauge,
     sweeper_skipped: Family<KindLabels, Counter>,
-    deliveries: Family<OutcomeLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
     outbox_pending: Gauge,
     outbox_oldest_seconds: Gauge,
 }
@@ -73,7 +79,7 @@ pub(crate) struct Readings {
     pub(crate) index_grants: usize,
     /// Whether this node answers checks.
     pub(crate) serving: bool,
-    /// Webhook deliveries waiting.
+    /// Notifications waiting (webhooks and e-mails).
     pub(crate) outbox_pending: u64,
     /// Age of the oldest waiting delivery, in seconds.
     pub(crate) outbox_oldest_seconds: i64,
@@ -116,17 +122,17 @@ impl Default for Metrics {
             checks.clone(),
         );
         let sweeper_skipped = Family::<KindLabels, Counter>::default();
-        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
         let outbox_pending = Gauge::default();
         let outbox_oldest_seconds = Gauge::default();
         registry.register(
             "notification_deliveries",
-            "Webhook delivery attempts by outcome (delivered, retried, dead)",
+            "Notification delivery attempts by channel kind (webhook, email) and outcome (delivered, retried, dead)",
             deliveries.clone(),
         );
         registry.register(
             "outbox_pending",
-            "Notifications waiting to be delivered (the outbox backlog)",
+            "Notifications (webhooks and e-mails) waiting to be delivered: the outbox backlog",
             outbox_pending.clone(),
         );
         registry.register(
@@ -215,9 +221,10 @@ impl Metrics {
     }
 
     /// Records a delivery attempt's outcome.
-    pub(crate) fn delivery(&self, outcome: &str) {
+    pub(crate) fn delivery(&self, via: &str, outcome: &str) {
         self.deliveries
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&DeliveryLabels {
+                via: via.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();

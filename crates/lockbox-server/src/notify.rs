@@ -1,50 +1,76 @@
 //! Notifications through a transactional outbox.
 //!
 //! **Planning.** Every commit that seals events runs [`Planner`] before it
-//! commits: for each event a tenant's channels should hear about, one
-//! outbox job per webhook channel is written in that same transaction, its
-//! body rendered then (so every retry sends the same bytes). A change is
-//! never committed without its notifications, nor notifications without
-//! the change.
+//! commits: for each event someone should hear about, one outbox job per
+//! recipient — a webhook channel, or an e-mail address (an e-mail channel,
+//! an approver's own address and alternates, the requester) — is written
+//! in that same transaction, its message rendered then (so every retry
+//! sends the same bytes). A change is never committed without its
+//! notifications, nor notifications without the change. A new request
+//! also gets a reminder job, due `reminder_before` ahead of its expiry,
+//! which notifies again if the request is still waiting then.
+//!
+//! Who hears what: a new request, and its reminder → the eligible
+//! approvers and the tenant's channels; a decision (approved, denied,
+//! expired, canceled) → the requester, the approvers and the channels; a
+//! grant revoked or ended → the requester and the channels; emergency
+//! access → every Owner of the tenant and the channels, at once.
 //!
 //! **Delivery.** [`deliver_due`] claims due jobs (leased; on PostgreSQL
-//! with `SKIP LOCKED`, so two nodes never hold the same job), posts each to
-//! its channel, and records the outcome: done; due again after an
-//! exponential backoff with jitter; or, once 24 hours have passed since
-//! the job was made, a dead letter with a `notification.failed` event in
-//! the tenant's log. Delivery is at least once: a worker that dies after
-//! posting and before recording loses its lease, and the job is posted
-//! again, with the same `Lockbox-Delivery` id for the receiver to drop.
+//! with `SKIP LOCKED`, so two nodes never hold the same job), delivers
+//! each, and records the outcome: done; due again after an exponential
+//! backoff with jitter; or, once 24 hours have passed since the job was
+//! made, a dead letter with a `notification.failed` event in the tenant's
+//! log. Delivery is at least once: a worker that dies after sending and
+//! before recording loses its lease, and the job is sent again, with the
+//! same delivery id (`Lockbox-Delivery`, or the e-mail's `Message-ID`) for
+//! the receiver to drop.
 //!
 //! **Webhooks.** `POST` with `Lockbox-Event`, `Lockbox-Delivery` and
 //! `Lockbox-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`; the
 //! host is resolved and checked again before every delivery (see
 //! [`crate::targets`]) and the connection goes to exactly the checked
 //! addresses; redirects are not followed; 10 seconds at most.
+//!
+//! **E-mail.** Over SMTP (`[smtp]`: STARTTLS, implicit TLS, or none for a
+//! loopback relay; optional login), text and HTML parts.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use hmac::{Hmac, KeyInit as _, Mac as _};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use lockbox_core::channel::{Channel, ChannelTarget, WebhookFormat};
+use lockbox_core::principal::eligible_approvers;
 use lockbox_core::{
-    AccessRequest, AuditEvent, Chain, ChannelId, EventKind, JobId, PendingEvent, RequestId,
-    TenantId, Timestamp,
+    AccessRequest, AuditEvent, Chain, ChannelId, EventKind, JobId, PendingEvent, Principal,
+    RequestId, RequestStatus, Role, RoleAssignment, TenantId, Timestamp,
 };
 use lockbox_store::{
-    Channels as _, CommitPlanner, Job, NewJob, Outbox as _, PageRequest, Planned, Requests as _,
-    StoreError, Tx,
+    Channels as _, CommitPlanner, Directory as _, Job, NewJob, Outbox as _, PageRequest, Planned,
+    Requests as _, StoreError, Tx,
 };
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::AppState;
+use crate::config::SmtpConfig;
 use crate::error::ApiError;
 use crate::targets;
 
 /// The outbox topic of webhook deliveries.
 pub const WEBHOOK: &str = "webhook";
+/// The outbox topic of e-mails.
+pub const EMAIL: &str = "email";
+/// The outbox topic of reminders (each one plans the reminder's messages
+/// when it is due, if the request is still pending).
+pub const REMINDER: &str = "reminder";
+/// The kind a reminder is sent as.
+pub const REMINDER_KIND: &str = "request.reminder";
 
 /// How long a claimed job is leased to its worker.
 const LEASE: TimeDelta = TimeDelta::minutes(2);
@@ -59,31 +85,103 @@ pub const GIVE_UP_AFTER: TimeDelta = TimeDelta::hours(24);
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The event kinds a tenant's channels hear about.
-const CHANNEL_KINDS: [EventKind; 8] = [
-    EventKind::RequestCreated,
-    EventKind::RequestApproved,
-    EventKind::RequestDenied,
-    EventKind::RequestExpired,
-    EventKind::RequestCanceled,
-    EventKind::GrantRevoked,
-    EventKind::GrantEnded,
-    EventKind::EmergencyAccess,
-];
+/// Who hears about a kind of event.
+struct Audience {
+    channels: bool,
+    approvers: bool,
+    requester: bool,
+    owners: bool,
+}
+
+fn audience(kind: &str) -> Option<Audience> {
+    let (channels, approvers, requester, owners) = match kind {
+        "request.created" | REMINDER_KIND => (true, true, false, false),
+        "request.approved" | "request.denied" | "request.expired" | "request.canceled" => {
+            (true, true, true, false)
+        }
+        "grant.revoked" | "grant.ended" => (true, false, true, false),
+        "emergency.access" => (true, false, false, true),
+        _ => return None,
+    };
+    Some(Audience {
+        channels,
+        approvers,
+        requester,
+        owners,
+    })
+}
+
+/// Sends e-mail through the configured relay.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// A mailer for `[smtp]`, or `None` when no host is configured.
+    pub fn from_config(smtp: &SmtpConfig) -> Result<Option<Self>, String> {
+        let Some(host) = &smtp.host else {
+            return Ok(None);
+        };
+        let from: Mailbox = smtp
+            .from
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("smtp.from: {e}"))?;
+        let builder = match smtp.tls.as_str() {
+            "implicit" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+                .map_err(|e| format!("smtp: {e}"))?
+                .port(smtp.port.unwrap_or(465)),
+            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(smtp.port.unwrap_or(25)),
+            _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+                .map_err(|e| format!("smtp: {e}"))?
+                .port(smtp.port.unwrap_or(587)),
+        };
+        let builder = builder.timeout(Some(TIMEOUT));
+        let builder = match (&smtp.username, &smtp.password) {
+            (Some(user), password) => builder.credentials(Credentials::new(
+                user.clone(),
+                password.clone().unwrap_or_default(),
+            )),
+            (None, _) => builder,
+        };
+        Ok(Some(Self {
+            transport: builder.build(),
+            from,
+        }))
+    }
+}
 
 /// Plans notifications inside commits (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Planner {
     /// The portal's base URL, for links.
     public_url: String,
+    /// Whether e-mail goes out.
+    email: bool,
+    /// How long before a pending request expires its reminder goes out.
+    reminder_before: TimeDelta,
 }
 
 impl Planner {
     /// A planner linking to `public_url`.
     #[must_use]
-    pub fn new(public_url: &str) -> Self {
+    pub fn new(public_url: &str, email: bool, reminder_before: TimeDelta) -> Self {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
+            email,
+            reminder_before,
         }
     }
 }
@@ -95,10 +193,20 @@ impl CommitPlanner for Planner {
                 let Chain::Tenant(tenant) = &event.chain else {
                     continue;
                 };
-                if !CHANNEL_KINDS.iter().any(|k| k.as_str() == event.kind) {
+                if audience(&event.kind).is_none() {
                     continue;
                 }
-                self.plan_event(tx, tenant, event).await?;
+                let request = match request_of(event) {
+                    Some(id) => tx.request(&id).await?,
+                    None => None,
+                };
+                let notice = Notice::of(event, tenant.clone(), request);
+                self.plan_notice(tx, &notice).await?;
+                if event.kind == EventKind::RequestCreated.as_str()
+                    && let Some(r) = &notice.request
+                {
+                    self.plan_reminder(tx, r, event.at).await?;
+                }
             }
             Ok(())
         })
@@ -117,63 +225,244 @@ fn request_of(event: &AuditEvent) -> Option<RequestId> {
         .and_then(|r| RequestId::parse(r).ok())
 }
 
+/// What a notification tells of: an event, or a reminder.
+struct Notice {
+    kind: String,
+    tenant: TenantId,
+    at: Timestamp,
+    actor: String,
+    /// The event as webhooks show it.
+    event: Value,
+    request: Option<AccessRequest>,
+    resource: Option<String>,
+}
+
+impl Notice {
+    fn of(event: &AuditEvent, tenant: TenantId, request: Option<AccessRequest>) -> Self {
+        Self {
+            kind: event.kind.clone(),
+            at: event.at,
+            actor: event.actor.to_string(),
+            event: json!({
+                "kind": event.kind,
+                "tenant": tenant,
+                "seq": event.seq,
+                "at": time(&event.at),
+                "actor": event.actor,
+                "subject": event.subject,
+                "data": event.data,
+            }),
+            resource: event
+                .data
+                .get("resource")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            tenant,
+            request,
+        }
+    }
+
+    fn reminder(request: AccessRequest, at: Timestamp) -> Self {
+        Self {
+            kind: REMINDER_KIND.to_owned(),
+            tenant: request.tenant.clone(),
+            at,
+            actor: "system".to_owned(),
+            event: json!({
+                "kind": REMINDER_KIND,
+                "tenant": request.tenant,
+                "seq": null,
+                "at": time(&at),
+                "actor": "system",
+                "subject": request.id,
+                "data": { "expires_at": time(&request.expires_at) },
+            }),
+            resource: Some(request.resource.to_string()),
+            request: Some(request),
+        }
+    }
+}
+
+fn job_id(at: Timestamp) -> Result<JobId, StoreError> {
+    JobId::generate(at).map_err(|e| StoreError::Backend(format!("cannot make a job id: {e}")))
+}
+
 impl Planner {
-    async fn plan_event(
-        &self,
-        tx: &mut Tx,
-        tenant: &TenantId,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let mut channels: Vec<Channel> = Vec::new();
-        let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
-        loop {
-            let got = tx.channels(tenant, &page).await?;
-            channels.extend(got.items);
-            match got.next_cursor {
-                Some(cursor) => page = PageRequest::after(lockbox_store::MAX_PAGE, cursor),
-                None => break,
+    async fn plan_notice(&self, tx: &mut Tx, notice: &Notice) -> Result<(), StoreError> {
+        let Some(who) = audience(&notice.kind) else {
+            return Ok(());
+        };
+        let tenant = notice.tenant.clone();
+        let channels: Vec<Channel> = if who.channels {
+            let mut all = Vec::new();
+            let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
+            loop {
+                let got = tx.channels(&tenant, &page).await?;
+                all.extend(got.items);
+                match got.next_cursor {
+                    Some(c) => page = PageRequest::after(lockbox_store::MAX_PAGE, c),
+                    None => break,
+                }
+            }
+            all
+        } else {
+            Vec::new()
+        };
+        for channel in &channels {
+            if let ChannelTarget::Webhook { format, .. } = &channel.target {
+                let body = match format {
+                    WebhookFormat::Json => json_body(notice, &self.public_url),
+                    WebhookFormat::Slack => slack_body(notice, &self.public_url),
+                };
+                let job = NewJob {
+                    id: job_id(notice.at)?,
+                    topic: WEBHOOK.to_owned(),
+                    tenant: Some(tenant.clone()),
+                    payload: json!({
+                        "channel": channel.id,
+                        "event": notice.kind,
+                        "body": body.to_string(),
+                    }),
+                    available_at: notice.at,
+                };
+                tx.enqueue(&job, notice.at).await?;
             }
         }
-        let webhooks: Vec<(&Channel, WebhookFormat)> = channels
-            .iter()
-            .filter_map(|c| match &c.target {
-                ChannelTarget::Webhook { format, .. } => Some((c, *format)),
-                ChannelTarget::Email { .. } => None,
-            })
-            .collect();
-        if webhooks.is_empty() {
+        if !self.email {
             return Ok(());
         }
-        let request = match request_of(event) {
-            Some(id) => tx.request(&id).await?,
-            None => None,
-        };
-        for (channel, format) in webhooks {
-            let body = match format {
-                WebhookFormat::Json => json_body(event, request.as_ref(), &self.public_url),
-                WebhookFormat::Slack => slack_body(event, request.as_ref(), &self.public_url),
-            };
+        // E-mail: channels, then people, each address once.
+        let mut sent: BTreeSet<String> = BTreeSet::new();
+        let mut recipients: Vec<(String, Option<ChannelId>)> = Vec::new();
+        for channel in &channels {
+            if let ChannelTarget::Email { address } = &channel.target
+                && sent.insert(address.as_str().to_ascii_lowercase())
+            {
+                recipients.push((address.as_str().to_owned(), Some(channel.id)));
+            }
+        }
+        let people = self.people(tx, notice, &who).await?;
+        for person in people {
+            for address in person.email.iter().chain(&person.alternate_emails) {
+                if sent.insert(address.as_str().to_ascii_lowercase()) {
+                    recipients.push((address.as_str().to_owned(), None));
+                }
+            }
+        }
+        let (subject, text, html) = email_parts(notice, &self.public_url);
+        for (to, channel) in recipients {
             let job = NewJob {
-                id: JobId::generate(event.at)
-                    .map_err(|e| StoreError::Backend(format!("cannot make a job id: {e}")))?,
-                topic: WEBHOOK.to_owned(),
+                id: job_id(notice.at)?,
+                topic: EMAIL.to_owned(),
                 tenant: Some(tenant.clone()),
                 payload: json!({
-                    "channel": channel.id,
-                    "event": event.kind,
-                    "seq": event.seq,
-                    "body": body.to_string(),
+                    "to": to,
+                    "channel": channel,
+                    "event": notice.kind,
+                    "subject": subject,
+                    "text": text,
+                    "html": html,
                 }),
-                available_at: event.at,
+                available_at: notice.at,
             };
-            tx.enqueue(&job, event.at).await?;
+            tx.enqueue(&job, notice.at).await?;
         }
         Ok(())
+    }
+
+    /// The people `who` names for `notice`.
+    async fn people(
+        &self,
+        tx: &mut Tx,
+        notice: &Notice,
+        who: &Audience,
+    ) -> Result<Vec<Principal>, StoreError> {
+        if !(who.approvers || who.owners || who.requester) {
+            return Ok(Vec::new());
+        }
+        let tenant = &notice.tenant;
+        let mut out: Vec<Principal> = Vec::new();
+        if who.approvers || who.owners {
+            let mut users: Vec<Principal> = Vec::new();
+            let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
+            loop {
+                let got = tx.users(tenant, &page).await?;
+                users.extend(got.items);
+                match got.next_cursor {
+                    Some(c) => page = PageRequest::after(lockbox_store::MAX_PAGE, c),
+                    None => break,
+                }
+            }
+            let mut assignments: Vec<RoleAssignment> = Vec::new();
+            let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
+            loop {
+                let got = tx.role_assignments(tenant, &page).await?;
+                assignments.extend(got.items);
+                match got.next_cursor {
+                    Some(c) => page = PageRequest::after(lockbox_store::MAX_PAGE, c),
+                    None => break,
+                }
+            }
+            if who.approvers
+                && let Some(r) = &notice.request
+            {
+                out.extend(
+                    eligible_approvers(&users, &assignments, tenant, &r.resource, &r.requester)
+                        .into_iter()
+                        .cloned(),
+                );
+            }
+            if who.owners {
+                out.extend(
+                    users
+                        .iter()
+                        .filter(|u| {
+                            assignments
+                                .iter()
+                                .any(|a| a.principal == u.id && a.role == Role::Owner)
+                        })
+                        .cloned(),
+                );
+            }
+        }
+        if who.requester
+            && let Some(r) = &notice.request
+            && let Some(p) = tx.principal(&r.requester).await?
+        {
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// A reminder, due `reminder_before` ahead of the request's expiry (none
+    /// if that is already past).
+    async fn plan_reminder(
+        &self,
+        tx: &mut Tx,
+        request: &AccessRequest,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let due = request.expires_at - self.reminder_before;
+        if due <= now {
+            return Ok(());
+        }
+        let job = NewJob {
+            id: job_id(now)?,
+            topic: REMINDER.to_owned(),
+            tenant: Some(request.tenant.clone()),
+            payload: json!({ "request": request.id, "event": REMINDER_KIND }),
+            available_at: due,
+        };
+        tx.enqueue(&job, now).await
     }
 }
 
 fn time(t: &Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn link(portal: &str, r: &AccessRequest) -> String {
+    format!("{portal}/requests/{}", r.id)
 }
 
 fn request_json(r: &AccessRequest, portal: &str) -> Value {
@@ -186,50 +475,140 @@ fn request_json(r: &AccessRequest, portal: &str) -> Value {
         "duration_hours": r.duration_hours,
         "justification": r.justification,
         "status": r.status.as_str(),
+        "approvals": r.approvals.iter().map(|a| a.approver.to_string()).collect::<Vec<_>>(),
         "expires_at": time(&r.expires_at),
-        "link": format!("{portal}/requests/{}", r.id),
+        "link": link(portal, r),
     })
 }
 
 /// The `json` format: the event and the request.
-fn json_body(event: &AuditEvent, request: Option<&AccessRequest>, portal: &str) -> Value {
+fn json_body(notice: &Notice, portal: &str) -> Value {
     json!({
-        "event": {
-            "kind": event.kind,
-            "tenant": event.chain.tenant(),
-            "seq": event.seq,
-            "at": time(&event.at),
-            "actor": event.actor,
-            "subject": event.subject,
-            "data": event.data,
-        },
-        "request": request.map(|r| request_json(r, portal)),
+        "event": notice.event,
+        "request": notice.request.as_ref().map(|r| request_json(r, portal)),
     })
 }
 
+/// A sentence for the notice: who did what.
+fn headline(notice: &Notice) -> String {
+    let actor = &notice.actor;
+    match notice.kind.as_str() {
+        "request.created" => format!("{actor} asks for access"),
+        "request.approved" => format!("{actor} approved the request"),
+        "request.denied" => format!("{actor} denied the request"),
+        "request.expired" => "The request expired unanswered".to_owned(),
+        "request.canceled" => format!("{actor} canceled the request"),
+        "grant.revoked" => format!("{actor} revoked the access"),
+        "grant.ended" => "The access ended".to_owned(),
+        "emergency.access" => format!("EMERGENCY access by {actor}"),
+        REMINDER_KIND => "A request is waiting for a decision and expires soon".to_owned(),
+        other => format!("{actor}: {other}"),
+    }
+}
+
 /// The `slack` format: an incoming-webhook message.
-fn slack_body(event: &AuditEvent, request: Option<&AccessRequest>, portal: &str) -> Value {
-    let what = match event.kind.as_str() {
-        "request.created" => "asks for access",
-        "request.approved" => "approved the request",
-        "request.denied" => "denied the request",
-        "request.expired" => "— the request expired unanswered",
-        "request.canceled" => "canceled the request",
-        "grant.revoked" => "revoked the grant",
-        "grant.ended" => "— the grant ended",
-        "emergency.access" => "used EMERGENCY access",
-        _ => "did something",
-    };
-    let mut text = format!("*Lockbox* · {}: {} {what}", event.kind, event.actor);
-    if let Some(r) = request {
+fn slack_body(notice: &Notice, portal: &str) -> Value {
+    let mut text = format!("*Lockbox* · {}", headline(notice));
+    if let Some(r) = &notice.request {
         text.push_str(&format!(
-            "\n{} access to `{}` for {} h (case {}): “{}”\n<{portal}/requests/{}|Open request {}>",
-            r.access_level, r.resource, r.duration_hours, r.case, r.justification, r.id, r.id
+            "\n{} access to `{}` for {} h (case {}): “{}”\n<{}|Open request {}>",
+            r.access_level,
+            r.resource,
+            r.duration_hours,
+            r.case,
+            r.justification,
+            link(portal, r),
+            r.id
         ));
-    } else if let Some(resource) = event.data.get("resource").and_then(Value::as_str) {
+    } else if let Some(resource) = &notice.resource {
         text.push_str(&format!("\nResource: `{resource}`"));
     }
     json!({ "text": text })
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Subject, text and HTML of the e-mail for `notice`.
+fn email_parts(notice: &Notice, portal: &str) -> (String, String, String) {
+    let headline = headline(notice);
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    let subject = match &notice.request {
+        Some(r) => {
+            rows.extend([
+                ("Request", r.id.to_string()),
+                ("Operator", r.requester.to_string()),
+                ("Case", r.case.to_string()),
+                ("Resource", r.resource.to_string()),
+                ("Access level", r.access_level.to_string()),
+                ("Duration", format!("{} hours", r.duration_hours)),
+                ("Justification", r.justification.to_string()),
+                ("Status", r.status.as_str().to_owned()),
+            ]);
+            if r.status == RequestStatus::Pending {
+                rows.push(("Expires", time(&r.expires_at)));
+            }
+            if !r.approvals.is_empty() {
+                rows.push((
+                    "Approved by",
+                    r.approvals
+                        .iter()
+                        .map(|a| a.approver.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ));
+            }
+            rows.push(("Open", link(portal, r)));
+            format!("[Lockbox] {headline}: {} on {}", r.id, r.resource)
+        }
+        None => {
+            if let Some(resource) = &notice.resource {
+                rows.push(("Resource", resource.clone()));
+            }
+            match &notice.resource {
+                Some(resource) => format!("[Lockbox] {headline} on {resource}"),
+                None => format!("[Lockbox] {headline}"),
+            }
+        }
+    };
+    rows.push(("Tenant", notice.tenant.to_string()));
+    rows.push(("When", time(&notice.at)));
+    let mut text = format!("{headline}.\n\n");
+    for (name, value) in &rows {
+        text.push_str(&format!("{name}: {value}\n"));
+    }
+    text.push_str("\nYou receive this because of your role in Lockbox for this tenant.\n");
+    let mut html = format!(
+        "<!doctype html><html><body><p><strong>{}</strong></p><table>",
+        escape_html(&headline)
+    );
+    for (name, value) in &rows {
+        let shown = if *name == "Open" {
+            format!("<a href=\"{0}\">{0}</a>", escape_html(value))
+        } else {
+            escape_html(value)
+        };
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{}</th><td>{shown}</td></tr>",
+            escape_html(name)
+        ));
+    }
+    html.push_str(
+        "</table><p>You receive this because of your role in Lockbox for this tenant.</p></body></html>",
+    );
+    (subject, text, html)
 }
 
 /// `Lockbox-Signature` for `body` sent at `t` (Unix seconds):
@@ -254,6 +633,8 @@ pub struct DeliveryReport {
     pub retried: u64,
     /// Given up on (dead letters).
     pub dead: u64,
+    /// Reminders that came due (and were planned, if still relevant).
+    pub reminders: u64,
 }
 
 /// How an attempt went.
@@ -264,30 +645,79 @@ enum Outcome {
     Gone(String),
 }
 
-/// Delivers every webhook job that is due, in rounds of [`BATCH`].
+/// Plans the reminders that are due, then delivers every webhook and
+/// e-mail that is due, in rounds of [`BATCH`].
 pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ApiError> {
     let mut report = DeliveryReport::default();
+    remind_due(app, &mut report).await?;
+    for topic in [WEBHOOK, EMAIL] {
+        loop {
+            let now = app.now();
+            let mut tx = app.store().begin().await?;
+            let jobs = tx.claim(topic, now, LEASE, BATCH).await?;
+            tx.commit_unaudited().await?;
+            if jobs.is_empty() {
+                break;
+            }
+            let full = jobs.len() == BATCH as usize;
+            let attempts =
+                futures_util::future::join_all(jobs.iter().map(|job| attempt(app, job))).await;
+            for (job, outcome) in jobs.iter().zip(attempts) {
+                record(app, job, outcome, &mut report).await?;
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Turns due reminder jobs into the reminder's messages, for requests
+/// still waiting for a decision.
+async fn remind_due(app: &AppState, report: &mut DeliveryReport) -> Result<(), ApiError> {
     loop {
         let now = app.now();
         let mut tx = app.store().begin().await?;
-        let jobs = tx.claim(WEBHOOK, now, LEASE, BATCH).await?;
-        tx.commit_unaudited().await?;
+        let jobs = tx.claim(REMINDER, now, LEASE, BATCH).await?;
         if jobs.is_empty() {
-            return Ok(report);
+            tx.commit_unaudited().await?;
+            return Ok(());
         }
         let full = jobs.len() == BATCH as usize;
-        let attempts =
-            futures_util::future::join_all(jobs.iter().map(|job| attempt(app, job))).await;
-        for (job, outcome) in jobs.iter().zip(attempts) {
-            record(app, job, outcome, &mut report).await?;
+        let planner = app.planner();
+        for job in &jobs {
+            let request = match job
+                .payload
+                .get("request")
+                .and_then(Value::as_str)
+                .map(RequestId::parse)
+            {
+                Some(Ok(id)) => tx.request(&id).await?,
+                _ => None,
+            };
+            if let Some(r) = request
+                && r.status == RequestStatus::Pending
+                && r.expires_at > now
+            {
+                planner
+                    .plan_notice(&mut tx, &Notice::reminder(r, now))
+                    .await?;
+            }
+            tx.complete(job, now).await?;
+            report.reminders += 1;
         }
+        tx.commit_unaudited().await?;
         if !full {
-            return Ok(report);
+            return Ok(());
         }
     }
 }
 
 async fn attempt(app: &AppState, job: &Job) -> Outcome {
+    if job.topic == EMAIL {
+        return send_email(app, job).await;
+    }
     let channel = match job
         .payload
         .get("channel")
@@ -305,18 +735,14 @@ async fn attempt(app: &AppState, job: &Job) -> Outcome {
     let ChannelTarget::Webhook { url, secret, .. } = &channel.target else {
         return Outcome::Gone("the channel is not a webhook".to_owned());
     };
-    let body = job
-        .payload
-        .get("body")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let event = job
-        .payload
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let text = |key: &str| {
+        job.payload
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (body, event) = (text("body"), text("event"));
     let addrs = match targets::resolve(url.url(), app.allow_private_targets()).await {
         Ok(addrs) => addrs,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -361,6 +787,43 @@ async fn attempt(app: &AppState, job: &Job) -> Outcome {
     }
 }
 
+async fn send_email(app: &AppState, job: &Job) -> Outcome {
+    let Some(mailer) = app.mailer() else {
+        return Outcome::Failed("no SMTP relay is configured".to_owned());
+    };
+    let text = |key: &str| {
+        job.payload
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let to: Mailbox = match text("to").parse() {
+        Ok(to) => to,
+        Err(e) => return Outcome::Gone(format!("not an address: {e}")),
+    };
+    let domain = mailer.from.email.domain().to_owned();
+    let message = Message::builder()
+        .from(mailer.from.clone())
+        .to(to)
+        .subject(text("subject"))
+        // The same id on every attempt, so a receiver can drop repeats.
+        .message_id(Some(format!("<{}@{domain}>", job.id)))
+        .multipart(MultiPart::alternative_plain_html(
+            text("text"),
+            text("html"),
+        ));
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => return Outcome::Gone(format!("cannot build the message: {e}")),
+    };
+    match mailer.transport.send(message).await {
+        Ok(_) => Outcome::Delivered,
+        Err(e) if e.is_permanent() => Outcome::Failed(format!("the relay refused: {e}")),
+        Err(e) => Outcome::Failed(format!("cannot send: {e}")),
+    }
+}
+
 async fn read_channel(app: &AppState, id: &ChannelId) -> Result<Option<Channel>, ApiError> {
     let mut tx = app.store().read().await?;
     let channel = tx.channel(id).await?;
@@ -393,15 +856,14 @@ async fn record(
         Outcome::Delivered => {
             if tx.complete(job, now).await? {
                 report.delivered += 1;
-                app.metrics().delivery("delivered");
+                app.metrics().delivery(&job.topic, "delivered");
             }
             tx.commit_unaudited().await?;
             return Ok(());
         }
         Outcome::Failed(why) => {
             let next = now + backoff(job.attempts);
-            let give_up = next > job.created_at + GIVE_UP_AFTER;
-            (why, give_up)
+            (why, next > job.created_at + GIVE_UP_AFTER)
         }
         Outcome::Gone(why) => (why, true),
     };
@@ -411,7 +873,7 @@ async fn record(
             .await?
         {
             report.retried += 1;
-            app.metrics().delivery("retried");
+            app.metrics().delivery(&job.topic, "retried");
         }
         tx.commit_unaudited().await?;
         return Ok(());
@@ -421,8 +883,8 @@ async fn record(
         return Ok(());
     }
     report.dead += 1;
-    app.metrics().delivery("dead");
-    tracing::warn!(job = %job.id, attempts = job.attempts, error = %failure, "a notification is a dead letter");
+    app.metrics().delivery(&job.topic, "dead");
+    tracing::warn!(job = %job.id, topic = %job.topic, attempts = job.attempts, error = %failure, "a notification is a dead letter");
     match &job.tenant {
         Some(tenant) => {
             let event = PendingEvent::new(
@@ -432,6 +894,7 @@ async fn record(
                 EventKind::NotificationFailed,
                 job.id,
                 json!({
+                    "via": job.topic,
                     "channel": job.payload.get("channel"),
                     "event": job.payload.get("event"),
                     "attempts": job.attempts,
@@ -459,17 +922,16 @@ pub fn spawn_deliveries(
         |result| match result {
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = e.kind(), cause = %e, "notification delivery failed; will retry")
+                tracing::warn!(error = e.kind(), cause = %e, "notification delivery failed; will retry");
             }
         },
     )
 }
 
-/// Makes sure a planner is set on `app`'s store.
+/// Sets `app`'s planner on its store.
 pub(crate) fn install(app: &AppState) {
-    // HTTPS webhooks: one crypto provider for the process (a second install
-    // is a harmless no-op).
+    // HTTPS webhooks and SMTP over TLS: one crypto provider for the
+    // process (a second install is a harmless no-op).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    app.store()
-        .plan_with(Arc::new(Planner::new(app.public_url())));
+    app.store().plan_with(Arc::new(app.planner()));
 }

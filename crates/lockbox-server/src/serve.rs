@@ -96,9 +96,14 @@ impl Server {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             _ => None,
         };
+        let mailer = crate::notify::Mailer::from_config(&config.smtp).map_err(ServeError::Io)?;
         let options = crate::ServerOptions {
             enforcement: config.enforcement.options(),
             allow_private_targets: config.notifications.allow_private_targets,
+            mailer,
+            reminder_before: chrono::TimeDelta::hours(i64::from(
+                config.notifications.reminder_before_hours,
+            )),
         };
         let app = AppState::new(store, clock, public_url, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;

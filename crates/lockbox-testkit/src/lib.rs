@@ -29,6 +29,16 @@ pub fn start_time() -> Timestamp {
     Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
 }
 
+/// A test's change to the configuration.
+#[derive(Clone)]
+struct Configure(Arc<dyn Fn(&mut Config) + Send + Sync>);
+
+impl std::fmt::Debug for Configure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Configure")
+    }
+}
+
 /// A running server and what a test needs to drive it.
 #[derive(Debug)]
 pub struct TestServer {
@@ -45,7 +55,7 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     database_url: String,
     /// What the test changed in the configuration.
-    configure: fn(&mut Config),
+    configure: Configure,
     /// The database, dropped (and removed) with the first node only.
     db: Option<TestDatabase>,
 }
@@ -88,10 +98,13 @@ impl TestServer {
     /// A server on the given backend whose configuration `configure`
     /// changes first (see [`TestServer::postgres`] for `None`). Other
     /// nodes of it ([`TestServer::another_node`]) are configured alike.
-    pub async fn configured(backend: Backend, configure: fn(&mut Config)) -> Option<Self> {
+    pub async fn configured(
+        backend: Backend,
+        configure: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Option<Self> {
         let db = TestDatabase::new(backend).await?;
         let store = db.open().await.expect("open the test database");
-        Some(Self::on_store_with(db, store, configure).await)
+        Some(Self::on_store_with(db, store, Configure(Arc::new(configure))).await)
     }
 
     async fn on(db: TestDatabase) -> Self {
@@ -100,10 +113,10 @@ impl TestServer {
     }
 
     async fn on_store(db: TestDatabase, store: Store) -> Self {
-        Self::on_store_with(db, store, |_| {}).await
+        Self::on_store_with(db, store, Configure(Arc::new(|_| {}))).await
     }
 
-    async fn on_store_with(db: TestDatabase, store: Store, configure: fn(&mut Config)) -> Self {
+    async fn on_store_with(db: TestDatabase, store: Store, configure: Configure) -> Self {
         let clock = ManualClock::new(start_time());
         let initialized = bootstrap::init(&store, clock.now(), "admin".parse().unwrap())
             .await
@@ -120,7 +133,7 @@ impl TestServer {
         clock: ManualClock,
         admin_token: String,
         database_url: String,
-        configure: fn(&mut Config),
+        configure: Configure,
     ) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -130,7 +143,7 @@ impl TestServer {
         // Tests deliver notifications by hand, with the manual clock.
         config.notifications.deliver = false;
         config.server.shutdown_grace_seconds = 5;
-        configure(&mut config);
+        (configure.0)(&mut config);
         let server = Server::bind(&config, store.clone(), Arc::new(clock.clone()))
             .await
             .expect("bind");
@@ -175,7 +188,7 @@ impl TestServer {
             self.clock.clone(),
             self.admin_token.clone(),
             self.database_url.clone(),
-            self.configure,
+            self.configure.clone(),
         )
         .await
     }

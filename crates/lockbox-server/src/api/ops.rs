@@ -66,12 +66,18 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             .into_iter()
             .map(|(s, n)| (s.as_str().to_owned(), n))
             .collect();
-        if let Ok((pending, oldest)) =
-            lockbox_store::Outbox::backlog(&mut tx, crate::notify::WEBHOOK).await
-        {
-            readings.outbox_pending = pending;
-            readings.outbox_oldest_seconds = oldest.map_or(0, |t| (now - t).num_seconds().max(0));
+        let mut oldest_of_all: Option<lockbox_core::Timestamp> = None;
+        for topic in [crate::notify::WEBHOOK, crate::notify::EMAIL] {
+            if let Ok((pending, oldest)) = lockbox_store::Outbox::backlog(&mut tx, topic).await {
+                readings.outbox_pending += pending;
+                oldest_of_all = match (oldest_of_all, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
         }
+        readings.outbox_oldest_seconds =
+            oldest_of_all.map_or(0, |t| (now - t).num_seconds().max(0));
         let _ = tx.commit_unaudited().await;
     }
     (

@@ -108,7 +108,10 @@ impl Receiver {
 }
 
 async fn allowing_private(backend: Backend) -> Option<TestServer> {
-    TestServer::configured(backend, |c| c.notifications.allow_private_targets = true).await
+    TestServer::configured(backend, |c| {
+        c.notifications.allow_private_targets = true;
+    })
+    .await
 }
 
 async fn webhook(world: &Contoso, url: &str, format: &str) -> api::Channel {
@@ -271,7 +274,9 @@ async fn an_outage_loses_nothing(backend: Backend) {
         .body;
     assert!(metrics.contains("lockbox_outbox_pending 1"), "{metrics}");
     assert!(
-        metrics.contains("lockbox_notification_deliveries_total{outcome=\"retried\"} 6"),
+        metrics.contains(
+            "lockbox_notification_deliveries_total{via=\"webhook\",outcome=\"retried\"} 6"
+        ),
         "{metrics}"
     );
     let waiting = world
@@ -481,4 +486,246 @@ async fn two_nodes_deliver_a_burst_once_each() {
     let mut ns: Vec<i64> = got.iter().map(|r| r.body["n"].as_i64().unwrap()).collect();
     ns.sort_unstable();
     assert_eq!(ns, (0..1000).collect::<Vec<_>>());
+}
+
+/// A real SMTP server (Python's aiosmtpd) on loopback, printing each
+/// message it receives as a JSON line.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Mail {
+    to: Vec<String>,
+    data: String,
+}
+
+impl SmtpSink {
+    /// `None` outside CI when Python or aiosmtpd is missing; in CI, a
+    /// failure.
+    fn start() -> Option<Self> {
+        use std::io::BufRead as _;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+        let spawned = std::process::Command::new("python3")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn();
+        let missing = |why: String| {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs the SMTP sink (python3 -m pip install aiosmtpd): {why}"
+            );
+            eprintln!("no SMTP sink ({why}): e-mail test not run");
+        };
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                missing(e.to_string());
+                return None;
+            }
+        };
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = lines.recv_timeout(std::time::Duration::from_secs(20));
+        let Some(port) = ready
+            .ok()
+            .and_then(|l| l.strip_prefix("READY ").and_then(|p| p.parse().ok()))
+        else {
+            let _ = child.kill();
+            missing("it did not start".to_owned());
+            return None;
+        };
+        Some(Self { child, port, lines })
+    }
+
+    /// The messages received within a few seconds, `n` at most.
+    fn take(&self, n: usize) -> Vec<Mail> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) else {
+                break;
+            };
+            let v: Value = serde_json::from_str(&line).unwrap();
+            out.push(Mail {
+                to: v["to"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_owned())
+                    .collect(),
+                data: v["data"].as_str().unwrap().to_owned(),
+            });
+        }
+        out
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn recipients(mails: &[Mail]) -> Vec<String> {
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    to
+}
+
+/// A new request e-mails its eligible approvers and the e-mail channel (not
+/// the tenant admin or the reader); the decision e-mails the requester too;
+/// a request still waiting a day before it expires reminds the approvers.
+async fn emails_reach_the_people_who_decide(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let port = sink.port;
+    let Some(server) = TestServer::configured(backend, move |c| {
+        c.smtp.host = Some("127.0.0.1".into());
+        c.smtp.port = Some(port);
+        c.smtp.tls = "none".into();
+        c.smtp.from = Some("Lockbox <lockbox@provider.example>".into());
+    })
+    .await
+    else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let world = Contoso::seed(&server).await;
+    world
+        .alice
+        .client
+        .create_channel(
+            Contoso::TENANT,
+            &api::NewChannel {
+                kind: "email".into(),
+                url: None,
+                secret: None,
+                format: None,
+                address: Some("secops@contoso.example".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let request = world.request(Contoso::VM, "Reader", None).await;
+    let report = server.deliver().await;
+    assert_eq!(report.delivered, 3, "{report:?}");
+    let mails = sink.take(3);
+    assert_eq!(
+        recipients(&mails),
+        [
+            "bob@example.com",
+            "olivia@example.com",
+            "secops@contoso.example"
+        ]
+    );
+    let mail = &mails[0].data;
+    assert!(
+        mail.contains(&format!(
+            "Subject: [Lockbox] sam asks for access: {}",
+            request.id
+        )),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("multipart/alternative") && mail.contains("text/html"),
+        "{mail}"
+    );
+    assert!(mail.contains("investigating the boot failure"), "{mail}");
+    assert!(
+        mail.contains(&format!("/requests/{}", request.id)),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("From: Lockbox <lockbox@provider.example>"),
+        "{mail}"
+    );
+
+    // Three days on, a day before it expires, the approvers are reminded.
+    server.advance(TimeDelta::hours(73));
+    let report = server.deliver().await;
+    assert_eq!((report.reminders, report.delivered), (1, 3), "{report:?}");
+    let reminded = sink.take(3);
+    assert_eq!(
+        recipients(&reminded),
+        [
+            "bob@example.com",
+            "olivia@example.com",
+            "secops@contoso.example"
+        ]
+    );
+    assert!(reminded[0].data.contains("waiting for a decision"));
+
+    // The decision: the requester hears too.
+    world
+        .olivia
+        .client
+        .approve(&request.id, "go ahead", None)
+        .await
+        .unwrap();
+    assert_eq!(server.deliver().await.delivered, 4);
+    let decided = sink.take(4);
+    assert_eq!(
+        recipients(&decided),
+        [
+            "bob@example.com",
+            "olivia@example.com",
+            "sam@provider.example",
+            "secops@contoso.example"
+        ]
+    );
+    assert!(decided[0].data.contains("olivia approved the request"));
+
+    // Break-glass access: every Owner and the channel hear at once.
+    let erin = world.emergency_operator(&server).await;
+    let alice = &world.alice.client;
+    let mut policy = alice.policy(Contoso::TENANT).await.unwrap();
+    policy.emergency_access = true;
+    alice.set_policy(Contoso::TENANT, &policy).await.unwrap();
+    erin.client
+        .emergency_access(&api::EmergencyAccess {
+            resource: Contoso::VM.into(),
+            justification: "the site is down".into(),
+            duration_minutes: 30,
+            access_level: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(server.deliver().await.delivered, 2);
+    let loud = sink.take(2);
+    assert_eq!(
+        recipients(&loud),
+        ["olivia@example.com", "secops@contoso.example"]
+    );
+    assert!(
+        loud[0].data.contains("EMERGENCY access by erin"),
+        "{}",
+        loud[0].data
+    );
+    // Nothing more is waiting.
+    assert_eq!(server.deliver().await, Default::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_reach_the_people_who_decide_on_sqlite() {
+    emails_reach_the_people_who_decide(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_reach_the_people_who_decide_on_postgres() {
+    emails_reach_the_people_who_decide(Backend::Postgres).await;
 }
