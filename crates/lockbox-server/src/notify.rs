@@ -646,7 +646,7 @@ enum Outcome {
 }
 
 /// Plans the reminders that are due, then delivers every webhook and
-/// e-mail that is due, in rounds of [`BATCH`].
+/// e-mail that is due, in rounds of 32.
 pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ApiError> {
     let mut report = DeliveryReport::default();
     remind_due(app, &mut report).await?;
