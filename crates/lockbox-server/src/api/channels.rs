@@ -181,6 +181,14 @@ fn delivery(job: &Job) -> api::Delivery {
     }
 }
 
+/// The outbox topic of a channel's deliveries.
+fn topic_of(channel: &Channel) -> &'static str {
+    match channel.target {
+        ChannelTarget::Webhook { .. } => crate::notify::WEBHOOK,
+        ChannelTarget::Email { .. } => crate::notify::EMAIL,
+    }
+}
+
 /// `GET …/deliveries` filters.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -247,7 +255,7 @@ pub(crate) async fn list_deliveries(
     .page(JobId::parse)?;
     let mut tx = app.store().read().await?;
     let Page { items, next_cursor } = tx
-        .jobs(crate::notify::WEBHOOK, Some(&channel.tenant), state, &page)
+        .jobs(topic_of(&channel), Some(&channel.tenant), state, &page)
         .await?;
     tx.commit_unaudited().await?;
     let mine = channel.id.to_string();
@@ -281,7 +289,7 @@ pub(crate) async fn retry_delivery(
         .job(&job_id)
         .await?
         .filter(|j| {
-            j.topic == crate::notify::WEBHOOK
+            j.topic == topic_of(&channel)
                 && j.tenant.as_ref() == Some(&channel.tenant)
                 && j.payload.get("channel").and_then(serde_json::Value::as_str)
                     == Some(channel.id.to_string().as_str())

@@ -606,7 +606,7 @@ async fn emails_reach_the_people_who_decide(backend: Backend) {
         return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
     };
     let world = Contoso::seed(&server).await;
-    world
+    let secops = world
         .alice
         .client
         .create_channel(
@@ -716,8 +716,20 @@ async fn emails_reach_the_people_who_decide(backend: Backend) {
         "{}",
         loud[0].data
     );
-    // Nothing more is waiting.
+    // Nothing more is waiting; the channel's deliveries are listed.
     assert_eq!(server.deliver().await, Default::default());
+    let listed = world
+        .alice
+        .client
+        .deliveries(Contoso::TENANT, &secops.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.items.len(),
+        4,
+        "created, reminder, approved, emergency"
+    );
+    assert!(listed.items.iter().all(|d| d.state == "done"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
