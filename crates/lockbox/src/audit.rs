@@ -17,8 +17,9 @@ use lockbox_core::audit::export::{self, ExportError, ExportVerifier};
 use lockbox_core::{Chain, Checkpoint, PublicKey, TenantId, VerifiedChain};
 use serde_json::json;
 
+use crate::CliError;
+use crate::output::Output;
 use crate::remote::{Remote, tenant_of};
-use crate::{CliError, Output};
 
 /// The audit commands.
 #[derive(Debug, clap::Subcommand)]

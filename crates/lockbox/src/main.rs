@@ -1,6 +1,9 @@
 //! `lockbox`: the server and the command line.
 
 mod audit;
+mod commands;
+mod demo;
+mod output;
 mod remote;
 
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use lockbox_core::{Clock, SystemClock};
 use lockbox_server::bootstrap;
 use lockbox_server::config::{Config, redact_url};
 use lockbox_server::serve::{self, Server};
+use output::Output;
 
 /// Customer-approved, just-in-time operator access.
 #[derive(Debug, Parser)]
@@ -62,6 +66,91 @@ enum Command {
         #[arg(long, default_value = "admin")]
         admin: String,
     },
+    /// Play the whole story against a private server on a temporary
+    /// database, one line per step; exits 0 only if every step did what it
+    /// should.
+    #[command(after_help = "Example:\n  lockbox demo")]
+    Demo,
+    /// Check a token against a server and save it as a profile (in
+    /// $XDG_CONFIG_HOME/lockbox/profiles.toml, readable by you only).
+    #[command(
+        after_help = "Examples:\n  lockbox login --server https://lockbox.example.com --token lbx_…\n  lockbox login --profile staging --server https://lockbox.staging.example.com --token lbx_…"
+    )]
+    Login {
+        /// The server's URL.
+        #[arg(long)]
+        server: String,
+        /// The API token.
+        #[arg(long, env = "LOCKBOX_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The profile's name.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// `table` or `json` (the API's `GET /v1/me`).
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Tenants: onboard, list, show, enable or disable Lockbox, policy.
+    Tenant {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::TenantCommand,
+    },
+    /// A tenant's users and their roles.
+    User {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::UserCommand,
+    },
+    /// Support cases.
+    Case {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::CaseCommand,
+    },
+    /// Access requests: create, decide, follow.
+    Request {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::RequestCommand,
+    },
+    /// Grants and their signed access tokens.
+    Grant {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::GrantCommand,
+    },
+    /// Ask, as a gateway, whether a principal may do an action on a
+    /// resource now (exit 0 allowed, 1 denied).
+    #[command(
+        after_help = "Example:\n  lockbox check --principal sam --resource /subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/web-01 --action Microsoft.Compute/virtualMachines/read"
+    )]
+    Check {
+        #[command(flatten)]
+        common: commands::Common,
+        /// Who.
+        #[arg(long)]
+        principal: String,
+        /// On what.
+        #[arg(long)]
+        resource: String,
+        /// Doing what.
+        #[arg(long)]
+        action: String,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  lockbox completions bash > /etc/bash_completion.d/lockbox\n  lockbox completions zsh > \"${fpath[1]}/_lockbox\"\n  lockbox completions fish > ~/.config/fish/completions/lockbox.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Read, export and verify a tenant's tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -101,15 +190,6 @@ enum Purpose {
     Checkpoint,
 }
 
-/// How client commands print results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    /// For people.
-    Table,
-    /// For programs.
-    Json,
-}
-
 /// Why a command failed; each kind has its own exit code.
 #[derive(Debug)]
 enum CliError {
@@ -119,6 +199,8 @@ enum CliError {
     Io(String),
     /// The audit log did not verify; the report was printed (exit 1).
     NotVerified,
+    /// A check was denied; the answer was printed (exit 1).
+    Denied,
     /// Not signed in, or not allowed (exit 3).
     Auth(String),
     /// No such thing (exit 4).
@@ -132,7 +214,7 @@ enum CliError {
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::NotVerified => 1,
+            Self::NotVerified | Self::Denied => 1,
             Self::Usage(_) | Self::Io(_) => 2,
             Self::Auth(_) => 3,
             Self::NotFound(_) => 4,
@@ -143,7 +225,7 @@ impl CliError {
 
     fn message(&self) -> Option<&str> {
         match self {
-            Self::NotVerified => None,
+            Self::NotVerified | Self::Denied => None,
             Self::Usage(m)
             | Self::Io(m)
             | Self::Auth(m)
@@ -244,6 +326,29 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit { command } => audit::run(command).await,
+        Command::Demo => demo::run().await,
+        Command::Login {
+            server,
+            token,
+            profile,
+            output,
+        } => commands::login(&server, &token, &profile, output).await,
+        Command::Tenant { common, command } => commands::tenant(&common, command).await,
+        Command::User { common, command } => commands::user(&common, command).await,
+        Command::Case { common, command } => commands::case(&common, command).await,
+        Command::Request { common, command } => commands::request(&common, command).await,
+        Command::Grant { common, command } => commands::grant(&common, command).await,
+        Command::Check {
+            common,
+            principal,
+            resource,
+            action,
+        } => commands::check(&common, &principal, &resource, &action).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "lockbox", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Keys {
             action: KeysAction::Rotate { config, purpose },
         } => {

@@ -1,35 +1,152 @@
 //! Reaching a Lockbox server from the command line: `--server` and
-//! `--token`, or `LOCKBOX_SERVER` and `LOCKBOX_TOKEN`.
+//! `--token` (or `LOCKBOX_SERVER` and `LOCKBOX_TOKEN`), else the profile
+//! `lockbox login` saved (`--profile`, `LOCKBOX_PROFILE`, default
+//! `default`) in `$XDG_CONFIG_HOME/lockbox/profiles.toml` (by default
+//! `~/.config/lockbox/profiles.toml`), a file only its owner may read.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use lockbox_client::{Client, ClientError};
+use serde::{Deserialize, Serialize};
 
 use crate::CliError;
+
+/// Where a server is when nothing says otherwise.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// Which server, as whom.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Remote {
-    /// The server's URL.
-    #[arg(long, env = "LOCKBOX_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// An API token (`lbx_…`). Prefer the environment variable: a flag
-    /// shows in the process list.
-    #[arg(long, env = "LOCKBOX_TOKEN", hide_env_values = true)]
+    /// The server's URL (default: the profile's, else http://127.0.0.1:8080).
+    #[arg(long, env = "LOCKBOX_SERVER", global = true)]
+    server: Option<String>,
+    /// An API token (`lbx_…`; default: the profile's). Prefer the
+    /// environment variable or a profile: a flag shows in the process list.
+    #[arg(long, env = "LOCKBOX_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// The saved profile to use.
+    #[arg(
+        long,
+        env = "LOCKBOX_PROFILE",
+        default_value = "default",
+        global = true
+    )]
+    profile: String,
+}
+
+/// A saved server and token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Profile {
+    pub(crate) server: String,
+    pub(crate) token: String,
+}
+
+/// The profiles file's path.
+pub(crate) fn profiles_path() -> Result<PathBuf, CliError> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".config"))
+            .ok_or_else(|| CliError::Usage("neither XDG_CONFIG_HOME nor HOME is set".into()))?,
+    };
+    Ok(base.join("lockbox").join("profiles.toml"))
+}
+
+fn read_profiles() -> Result<BTreeMap<String, Profile>, CliError> {
+    let path = profiles_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| CliError::Usage(format!("{}: {}", path.display(), e.message()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(CliError::Io(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Saves `profile` under `name`, in a file only its owner can read.
+pub(crate) fn save_profile(name: &str, profile: Profile) -> Result<PathBuf, CliError> {
+    let path = profiles_path()?;
+    let mut all = read_profiles()?;
+    all.insert(name.to_owned(), profile);
+    let text = toml::to_string(&all).map_err(|e| CliError::Io(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    write_private(&path, text.as_bytes())
+        .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    // Written beside it and renamed, so the file is never half-written
+    // and never readable by others, even for a moment.
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
 }
 
 impl Remote {
-    pub(crate) fn client(&self) -> Result<Client, CliError> {
-        let token = self.token.clone().ok_or_else(|| {
-            CliError::Usage("no API token: pass --token or set LOCKBOX_TOKEN".into())
-        })?;
-        if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
+    /// The server and token to use: flags and environment first, then the
+    /// profile.
+    fn resolve(&self) -> Result<(String, Option<String>), CliError> {
+        let saved = if self.server.is_none() || self.token.is_none() {
+            read_profiles()?.remove(&self.profile)
+        } else {
+            None
+        };
+        if saved.is_none() && self.profile != "default" {
             return Err(CliError::Usage(format!(
-                "--server {}: an http:// or https:// URL",
-                self.server
+                "no profile `{}`: save one with `lockbox login --profile {}`",
+                self.profile, self.profile
             )));
         }
-        Client::new(&self.server, Some(token)).map_err(CliError::from)
+        let server = self
+            .server
+            .clone()
+            .or_else(|| saved.as_ref().map(|p| p.server.clone()))
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let token = self.token.clone().or(saved.map(|p| p.token));
+        Ok((server, token))
     }
+
+    /// A client with a token.
+    pub(crate) fn client(&self) -> Result<Client, CliError> {
+        let (server, token) = self.resolve()?;
+        let token = token.ok_or_else(|| {
+            CliError::Usage(
+                "no API token: run `lockbox login`, or pass --token or set LOCKBOX_TOKEN".into(),
+            )
+        })?;
+        client_for(&server, Some(token))
+    }
+}
+
+/// A client for `server`.
+pub(crate) fn client_for(server: &str, token: Option<String>) -> Result<Client, CliError> {
+    if !(server.starts_with("http://") || server.starts_with("https://")) {
+        return Err(CliError::Usage(format!(
+            "--server {server}: an http:// or https:// URL"
+        )));
+    }
+    Client::new(server, token).map_err(CliError::from)
 }
 
 /// The tenant given, or the signed-in user's own.

@@ -27,6 +27,10 @@ async fn lockbox(server: &TestServer, token: Option<&str>, args: &[&str]) -> Out
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("LOCKBOX_SERVER", &server.url)
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("lockbox-audit-no-profiles"),
+        )
         .env_remove("LOCKBOX_TOKEN")
         .stdin(Stdio::null());
     if let Some(token) = token {
@@ -473,6 +477,10 @@ async fn tail_shows_the_latest_events_then_follows() {
         ])
         .env("LOCKBOX_SERVER", &server.url)
         .env("LOCKBOX_TOKEN", &world.alice.token)
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("lockbox-audit-no-profiles"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 mod audit;
+mod cli;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockbox");
 

@@ -1,0 +1,461 @@
+//! The client commands, run as the real binary against a real server:
+//! the story through the CLI only, JSON parsed and checked, every error
+//! class with its exit code, profiles saved and used, completions, and
+//! `lockbox demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use lockbox_testkit::{Contoso, TestServer};
+use serde_json::Value;
+
+use super::BIN;
+
+const READ: &str = "Microsoft.Compute/virtualMachines/read";
+
+/// A private config directory (for profiles) for one test.
+fn home(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lockbox-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the binary with the profiles of `config`, as `token` (if any) on
+/// `server` (if any); off the async runtime's threads.
+async fn run(config: &Path, server: Option<&str>, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("LOCKBOX_SERVER")
+        .env_remove("LOCKBOX_TOKEN")
+        .env_remove("LOCKBOX_PROFILE")
+        .stdin(Stdio::null());
+    if let Some(server) = server {
+        cmd.env("LOCKBOX_SERVER", server);
+    }
+    if let Some(token) = token {
+        cmd.env("LOCKBOX_TOKEN", token);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn said(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", said(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", said(out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_story_through_the_cli_only() {
+    let server = TestServer::sqlite().await;
+    let world = Contoso::seed(&server).await;
+    let config = home("story");
+    let url = server.url.as_str();
+
+    // alice logs in: the profile is saved, readable by her only, and used.
+    let out = run(
+        &config,
+        None,
+        None,
+        &["login", "--server", url, "--token", &world.alice.token],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let profiles = config.join("lockbox").join("profiles.toml");
+    let text = std::fs::read_to_string(&profiles).unwrap();
+    assert!(
+        text.contains(&world.alice.token) && text.contains(url),
+        "{text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&profiles).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is the owner's only");
+    }
+    let tenant = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &["tenant", "show", "contoso", "-o", "json"],
+        )
+        .await,
+    );
+    assert_eq!(tenant["id"], "contoso");
+    assert_eq!(tenant["lockbox_enabled"], true);
+    let policy = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &[
+                "tenant",
+                "policy",
+                "contoso",
+                "--max-access-hours",
+                "12",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(policy["max_access_hours"], 12);
+
+    // sam asks (his token in the environment beats the profile).
+    let sam = Some(world.sam.token.as_str());
+    let created = json_of(
+        &run(
+            &config,
+            Some(url),
+            sam,
+            &[
+                "request",
+                "create",
+                "--case",
+                &world.case,
+                "--resource",
+                Contoso::VM,
+                "--level",
+                "Reader",
+                "--hours",
+                "2",
+                "--justification",
+                "read the boot logs",
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["requester"], "sam");
+
+    // bob sees it waiting; olivia approves it.
+    let bob = Some(world.bob.token.as_str());
+    let pending = json_of(
+        &run(
+            &config,
+            Some(url),
+            bob,
+            &["request", "list", "--status", "pending", "-o", "json"],
+        )
+        .await,
+    );
+    assert!(
+        pending["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str())
+    );
+    let table = run(&config, Some(url), bob, &["request", "list"]).await;
+    assert!(table.status.success(), "{}", said(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("ID") && text.contains(&id), "{text}");
+    let olivia = Some(world.olivia.token.as_str());
+    let approved = json_of(
+        &run(
+            &config,
+            Some(url),
+            olivia,
+            &["request", "approve", &id, "--reason", "ok", "-o", "json"],
+        )
+        .await,
+    );
+    assert_eq!(approved["status"], "approved");
+    let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
+
+    // The gateway's check is allowed (exit 0); sam mints a token.
+    let gate = Some(world.gate.token.as_str());
+    let check = [
+        "check",
+        "--principal",
+        "sam",
+        "--resource",
+        Contoso::VM,
+        "--action",
+        READ,
+        "-o",
+        "json",
+    ];
+    let allowed = json_of(&run(&config, Some(url), gate, &check).await);
+    assert_eq!(allowed["allowed"], true);
+    assert_eq!(allowed["grant"], grant.as_str());
+    let token = json_of(
+        &run(
+            &config,
+            Some(url),
+            sam,
+            &["grant", "token", &grant, "-o", "json"],
+        )
+        .await,
+    );
+    assert!(token["token"].as_str().unwrap().split('.').count() == 3);
+    let shown = run(&config, Some(url), sam, &["grant", "show", &grant]).await;
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("Reader"),
+        "{}",
+        said(&shown)
+    );
+
+    // olivia revokes: the check is denied, exit 1, still answered.
+    let revoked = run(
+        &config,
+        Some(url),
+        olivia,
+        &["request", "revoke", &id, "--reason", "done"],
+    )
+    .await;
+    assert!(revoked.status.success(), "{}", said(&revoked));
+    assert!(String::from_utf8_lossy(&revoked.stdout).contains("revoked"));
+    let denied = run(&config, Some(url), gate, &check).await;
+    assert_eq!(denied.status.code(), Some(1), "{}", said(&denied));
+    let denied: Value = serde_json::from_slice(&denied.stdout).unwrap();
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["reason"], "revoked");
+
+    // A second, named profile.
+    let out = run(
+        &config,
+        None,
+        None,
+        &[
+            "login",
+            "--profile",
+            "gate",
+            "--server",
+            url,
+            "--token",
+            &world.gate.token,
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let again = run(
+        &config,
+        None,
+        None,
+        &[&check[..], &["--profile", "gate"]].concat(),
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(1), "{}", said(&again));
+    let _ = std::fs::remove_dir_all(&config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_class_has_its_exit_code() {
+    let server = TestServer::sqlite().await;
+    let world = Contoso::seed(&server).await;
+    let config = home("errors");
+    let url = Some(server.url.as_str());
+    let request = world.request(Contoso::VM, "Reader", None).await;
+    let olivia = Some(world.olivia.token.as_str());
+    let expect = |out: &Output, code: i32, stderr: &str| {
+        assert_eq!(out.status.code(), Some(code), "{}", said(out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(stderr),
+            "expected `{stderr}` on stderr: {}",
+            said(out)
+        );
+    };
+    // Usage: a missing argument; a malformed id; no token; no such profile.
+    expect(
+        &run(&config, url, olivia, &["request", "show"]).await,
+        2,
+        "required",
+    );
+    expect(
+        &run(&config, url, olivia, &["request", "show", "../etc"]).await,
+        2,
+        "is not an id",
+    );
+    expect(
+        &run(&config, url, None, &["case", "list"]).await,
+        2,
+        "no API token",
+    );
+    expect(
+        &run(&config, url, olivia, &["case", "list", "--profile", "nope"]).await,
+        2,
+        "no profile `nope`",
+    );
+    // Auth: a bad token; a reader deciding.
+    expect(
+        &run(&config, url, Some("lbx_nonsense"), &["case", "list"]).await,
+        3,
+        "error:",
+    );
+    expect(
+        &run(
+            &config,
+            url,
+            Some(world.rita.token.as_str()),
+            &["request", "approve", &request.id, "--reason", "x"],
+        )
+        .await,
+        3,
+        "error:",
+    );
+    // Not found.
+    expect(
+        &run(
+            &config,
+            url,
+            olivia,
+            &["request", "show", "req_0000000000000000000000000000000a"],
+        )
+        .await,
+        4,
+        "not found",
+    );
+    // Conflict: decided twice.
+    let first = run(
+        &config,
+        url,
+        olivia,
+        &["request", "deny", &request.id, "--reason", "no"],
+    )
+    .await;
+    assert!(first.status.success(), "{}", said(&first));
+    expect(
+        &run(
+            &config,
+            url,
+            olivia,
+            &["request", "approve", &request.id, "--reason", "yes"],
+        )
+        .await,
+        5,
+        "error:",
+    );
+    // Server: nobody listens there.
+    expect(
+        &run(
+            &config,
+            Some("http://127.0.0.1:9"),
+            olivia,
+            &["case", "list"],
+        )
+        .await,
+        6,
+        "cannot reach the server",
+    );
+    let _ = std::fs::remove_dir_all(&config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_and_help() {
+    let config = home("completions");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&config, None, None, &["completions", shell]).await;
+        assert!(out.status.success(), "{shell}: {}", said(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("lockbox") && script.contains("request"),
+            "{shell}"
+        );
+    }
+    for cmd in [
+        &["request", "approve", "--help"][..],
+        &["tenant", "policy", "--help"],
+        &["check", "--help"],
+        &["audit", "verify", "--help"],
+    ] {
+        let out = run(&config, None, None, cmd).await;
+        assert!(out.status.success(), "{cmd:?}: {}", said(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Example"),
+            "{cmd:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plays_the_whole_story() {
+    let config = home("demo");
+    let out = run(&config, None, None, &["demo"]).await;
+    assert!(out.status.success(), "{}", said(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for step in [
+        "enable",
+        "open a case",
+        "request",
+        "notify",
+        "approve",
+        "check allowed",
+        "token verified",
+        "revoke",
+        "check denied",
+        "export and verify",
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(step) && l.contains(" ok ")),
+            "step `{step}` did not pass:\n{text}"
+        );
+    }
+    assert!(text.contains("Every step did what it should."));
+    let _ = std::fs::remove_dir_all(&config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_request_until_it_is_decided() {
+    let server = TestServer::sqlite().await;
+    let world = Contoso::seed(&server).await;
+    let config = home("watch");
+    let request = world.request(Contoso::VM, "Reader", None).await;
+    let child = Command::new(BIN)
+        .args([
+            "request",
+            "watch",
+            &request.id,
+            "--interval",
+            "0.1",
+            "-o",
+            "json",
+        ])
+        .env("XDG_CONFIG_HOME", &config)
+        .env("LOCKBOX_SERVER", &server.url)
+        .env("LOCKBOX_TOKEN", &world.bob.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    world
+        .olivia
+        .client
+        .approve(&request.id, "ok", None)
+        .await
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let states: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(states, ["pending", "approved"]);
+    let _ = std::fs::remove_dir_all(&config);
+}
