@@ -569,6 +569,14 @@ impl Config {
                         .into(),
                 ));
             }
+            let loopback = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]");
+            if self.smtp.tls == "none" && (!loopback || self.smtp.username.is_some()) {
+                return Err(ConfigError::Invalid(
+                    "smtp.tls = \"none\" is for a relay on this machine (localhost) without a login; \
+                     use starttls or implicit for any other"
+                        .into(),
+                ));
+            }
             if self.smtp.password.is_some() && self.smtp.username.is_none() {
                 return Err(ConfigError::Invalid(
                     "smtp.password needs smtp.username".into(),
@@ -825,5 +833,18 @@ mod tests {
             ("LOCKBOX_SMTP__FROM".to_owned(), "not an address".to_owned()),
         ];
         assert!(Config::load(None, bad, &[]).is_err());
+        // Without TLS only to a relay on this machine, and without a login.
+        let plain = |host: &str| {
+            [
+                ("LOCKBOX_SMTP__HOST".to_owned(), host.to_owned()),
+                ("LOCKBOX_SMTP__TLS".to_owned(), "none".to_owned()),
+                (
+                    "LOCKBOX_SMTP__FROM".to_owned(),
+                    "lockbox@example.com".to_owned(),
+                ),
+            ]
+        };
+        assert!(Config::load(None, plain("127.0.0.1"), &[]).is_ok());
+        assert!(Config::load(None, plain("smtp.example.com"), &[]).is_err());
     }
 }

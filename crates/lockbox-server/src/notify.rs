@@ -84,6 +84,9 @@ const MAX_DELAY: TimeDelta = TimeDelta::hours(1);
 pub const GIVE_UP_AFTER: TimeDelta = TimeDelta::hours(24);
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole attempt (name resolution included) may take: well
+/// under [`LEASE`].
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Who hears about a kind of event.
 struct Audience {
@@ -283,6 +286,22 @@ impl Notice {
     }
 }
 
+/// Every item of a paged store list: `every_page!(page => tx.list(&page))`.
+macro_rules! every_page {
+    ($page:ident => $fetch:expr) => {{
+        let mut all = Vec::new();
+        let mut $page = PageRequest::first(lockbox_store::MAX_PAGE);
+        loop {
+            let got = $fetch.await?;
+            all.extend(got.items);
+            match got.next_cursor {
+                Some(cursor) => $page = PageRequest::after(lockbox_store::MAX_PAGE, cursor),
+                None => break all,
+            }
+        }
+    }};
+}
+
 fn job_id(at: Timestamp) -> Result<JobId, StoreError> {
     JobId::generate(at).map_err(|e| StoreError::Backend(format!("cannot make a job id: {e}")))
 }
@@ -294,17 +313,7 @@ impl Planner {
         };
         let tenant = notice.tenant.clone();
         let channels: Vec<Channel> = if who.channels {
-            let mut all = Vec::new();
-            let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
-            loop {
-                let got = tx.channels(&tenant, &page).await?;
-                all.extend(got.items);
-                match got.next_cursor {
-                    Some(c) => page = PageRequest::after(lockbox_store::MAX_PAGE, c),
-                    None => break,
-                }
-            }
-            all
+            every_page!(page => tx.channels(&tenant, &page))
         } else {
             Vec::new()
         };
@@ -383,26 +392,9 @@ impl Planner {
         let tenant = &notice.tenant;
         let mut out: Vec<Principal> = Vec::new();
         if who.approvers || who.owners {
-            let mut users: Vec<Principal> = Vec::new();
-            let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
-            loop {
-                let got = tx.users(tenant, &page).await?;
-                users.extend(got.items);
-                match got.next_cursor {
-                    Some(c) => page = PageRequest::after(lockbox_store::MAX_PAGE, c),
-                    None => break,
-                }
-            }
-            let mut assignments: Vec<RoleAssignment> = Vec::new();
-            let mut page = PageRequest::first(lockbox_store::MAX_PAGE);
-            loop {
-                let got = tx.role_assignments(tenant, &page).await?;
-                assignments.extend(got.items);
-                match got.next_cursor {
-                    Some(c) => page = PageRequest::after(lockbox_store::MAX_PAGE, c),
-                    None => break,
-                }
-            }
+            let users: Vec<Principal> = every_page!(page => tx.users(tenant, &page));
+            let assignments: Vec<RoleAssignment> =
+                every_page!(page => tx.role_assignments(tenant, &page));
             if who.approvers
                 && let Some(r) = &notice.request
             {
@@ -506,22 +498,30 @@ fn headline(notice: &Notice) -> String {
     }
 }
 
+/// Text for a Slack message: `&`, `<` and `>` escaped, so that what an
+/// operator wrote can make no link, mention or formatting of its own.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// The `slack` format: an incoming-webhook message.
 fn slack_body(notice: &Notice, portal: &str) -> Value {
-    let mut text = format!("*Lockbox* · {}", headline(notice));
+    let mut text = format!("*Lockbox* · {}", slack_escape(&headline(notice)));
     if let Some(r) = &notice.request {
         text.push_str(&format!(
             "\n{} access to `{}` for {} h (case {}): “{}”\n<{}|Open request {}>",
-            r.access_level,
-            r.resource,
+            slack_escape(r.access_level.as_str()),
+            slack_escape(&r.resource.to_string()),
             r.duration_hours,
             r.case,
-            r.justification,
+            slack_escape(r.justification.as_str()),
             link(portal, r),
             r.id
         ));
     } else if let Some(resource) = &notice.resource {
-        text.push_str(&format!("\nResource: `{resource}`"));
+        text.push_str(&format!("\nResource: `{}`", slack_escape(resource)));
     }
     json!({ "text": text })
 }
@@ -660,8 +660,14 @@ pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ApiError> {
                 break;
             }
             let full = jobs.len() == BATCH as usize;
-            let attempts =
-                futures_util::future::join_all(jobs.iter().map(|job| attempt(app, job))).await;
+            let attempts = futures_util::future::join_all(jobs.iter().map(|job| async {
+                // Well inside the lease, so no other node takes the job
+                // while this attempt may still send it.
+                tokio::time::timeout(ATTEMPT_LIMIT, attempt(app, job))
+                    .await
+                    .unwrap_or_else(|_| Outcome::Failed("the attempt took too long".to_owned()))
+            }))
+            .await;
             for (job, outcome) in jobs.iter().zip(attempts) {
                 record(app, job, outcome, &mut report).await?;
             }
@@ -751,6 +757,8 @@ async fn attempt(app: &AppState, job: &Job) -> Outcome {
     let client = match reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the host itself, around the pinning below.
+        .no_proxy()
         .resolve_to_addrs(&host, &addrs)
         .build()
     {
@@ -791,6 +799,17 @@ async fn send_email(app: &AppState, job: &Job) -> Outcome {
     let Some(mailer) = app.mailer() else {
         return Outcome::Failed("no SMTP relay is configured".to_owned());
     };
+    // Mail for a channel stops when the channel is removed.
+    if let Some(channel) = job.payload.get("channel").and_then(Value::as_str) {
+        let Ok(channel) = ChannelId::parse(channel) else {
+            return Outcome::Gone("the job names no channel".to_owned());
+        };
+        match read_channel(app, &channel).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Outcome::Gone("the channel was removed".to_owned()),
+            Err(e) => return Outcome::Failed(format!("cannot read the channel: {}", e.kind())),
+        }
+    }
     let text = |key: &str| {
         job.payload
             .get(key)
@@ -819,7 +838,8 @@ async fn send_email(app: &AppState, job: &Job) -> Outcome {
     };
     match mailer.transport.send(message).await {
         Ok(_) => Outcome::Delivered,
-        Err(e) if e.is_permanent() => Outcome::Failed(format!("the relay refused: {e}")),
+        // A permanent refusal (5xx) will not change with retries.
+        Err(e) if e.is_permanent() => Outcome::Gone(format!("the relay refused: {e}")),
         Err(e) => Outcome::Failed(format!("cannot send: {e}")),
     }
 }
@@ -934,4 +954,26 @@ pub(crate) fn install(app: &AppState) {
     // process (a second install is a harmless no-op).
     let _ = rustls::crypto::ring::default_provider().install_default();
     app.store().plan_with(Arc::new(app.planner()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_text_cannot_make_links_or_mentions() {
+        assert_eq!(
+            slack_escape("<!channel> <https://evil.example|Approve> & more"),
+            "&lt;!channel&gt; &lt;https://evil.example|Approve&gt; &amp; more"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour_less_some_jitter() {
+        for (attempts, base) in [(1, 10), (2, 20), (4, 80), (30, 3600)] {
+            let d = backoff(attempts).num_milliseconds();
+            let base = base * 1000;
+            assert!(d <= base && d >= base - base / 5, "{attempts}: {d}");
+        }
+    }
 }

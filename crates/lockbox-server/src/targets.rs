@@ -91,10 +91,19 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("link-local")
     } else if ip.is_multicast() {
         Some("multicast")
+    } else if seg[0] & 0xe000 != 0x2000 {
+        // Outside global unicast (2000::/3): the IPv4-compatible and SIIT
+        // forms, the discard prefix, local-use NAT64, and the unassigned.
+        Some("reserved")
+    } else if seg[0] == 0x2002 {
+        // 6to4 carries an IPv4 address in bits 16 to 47.
+        let v4 = Ipv4Addr::from((u32::from(seg[1]) << 16) | u32::from(seg[2]));
+        non_public_v4(v4).or(Some("6to4"))
+    } else if seg[0] == 0x2001 && seg[1] < 0x0200 {
+        // IETF protocol assignments, Teredo (2001::/32) among them.
+        Some("special-purpose")
     } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
         Some("documentation")
-    } else if seg[..5] == [0, 0, 0, 0, 0] {
-        Some("reserved")
     } else {
         None
     }
@@ -165,6 +174,11 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2001:db8::1",
             "::127.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "2001::1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:a00:1",
+            "100::1",
         ] {
             let addr: IpAddr = ip.parse().unwrap();
             assert!(non_public(addr).is_some(), "{ip} counted as public");

@@ -104,6 +104,13 @@ enum Command {
         #[command(subcommand)]
         command: commands::UserCommand,
     },
+    /// A tenant's notification channels and their deliveries.
+    Channel {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::ChannelCommand,
+    },
     /// Support cases.
     Case {
         #[command(flatten)]
@@ -336,6 +343,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tenant { common, command } => commands::tenant(&common, command).await,
         Command::User { common, command } => commands::user(&common, command).await,
         Command::Case { common, command } => commands::case(&common, command).await,
+        Command::Channel { common, command } => commands::channel(&common, command).await,
         Command::Request { common, command } => commands::request(&common, command).await,
         Command::Grant { common, command } => commands::grant(&common, command).await,
         Command::Check {

@@ -84,12 +84,13 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     // Written beside it and renamed, so the file is never half-written
-    // and never readable by others, even for a moment.
-    let tmp = path.with_extension("toml.tmp");
+    // and never readable by others, even for a moment; created anew (never
+    // through an existing file or link), under a name of this process.
+    let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -105,13 +106,13 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Remote {
     /// The server and token to use: flags and environment first, then the
-    /// profile.
+    /// profile. A profile's token goes only to that profile's server: given
+    /// another server, the token must be given too.
     fn resolve(&self) -> Result<(String, Option<String>), CliError> {
-        let saved = if self.server.is_none() || self.token.is_none() {
-            read_profiles()?.remove(&self.profile)
-        } else {
-            None
-        };
+        if let (Some(server), Some(token)) = (&self.server, &self.token) {
+            return Ok((server.clone(), Some(token.clone())));
+        }
+        let saved = read_profiles()?.remove(&self.profile);
         if saved.is_none() && self.profile != "default" {
             return Err(CliError::Usage(format!(
                 "no profile `{}`: save one with `lockbox login --profile {}`",
@@ -123,7 +124,19 @@ impl Remote {
             .clone()
             .or_else(|| saved.as_ref().map(|p| p.server.clone()))
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        let token = self.token.clone().or(saved.map(|p| p.token));
+        let token = match (&self.token, saved) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(p)) if p.server.trim_end_matches('/') == server.trim_end_matches('/') => {
+                Some(p.token)
+            }
+            (None, Some(p)) => {
+                return Err(CliError::Usage(format!(
+                    "profile `{}` holds a token for {}, not for {server}: pass --token for that server",
+                    self.profile, p.server
+                )));
+            }
+            (None, None) => None,
+        };
         Ok((server, token))
     }
 

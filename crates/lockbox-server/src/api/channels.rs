@@ -10,12 +10,15 @@ use lockbox_core::JobId;
 use lockbox_core::channel::{Channel, ChannelTarget, WebhookFormat, WebhookSecret, WebhookUrl};
 use lockbox_core::text::Email;
 use lockbox_core::{ChannelId, TenantId};
-use lockbox_store::{Channels as _, Job, JobState, Outbox as _, Page};
+use lockbox_store::{Channels as _, Directory as _, Job, JobState, Outbox as _, Page};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present, targets};
+
+/// The most channels a tenant may have: every notification goes to each.
+const MAX_CHANNELS: u32 = 20;
 
 /// The target a request describes, checked (a webhook's host resolved).
 async fn target(app: &AppState, b: &api::NewChannel) -> Result<ChannelTarget, ApiError> {
@@ -96,6 +99,19 @@ pub(crate) async fn create_channel(
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
+    // Serializes channel changes of the tenant, for the cap below.
+    let _tenant = tx.lock_tenant(&tenant).await?;
+    let existing = tx
+        .channels(
+            &tenant,
+            &lockbox_store::PageRequest::first(MAX_CHANNELS + 1),
+        )
+        .await?;
+    if existing.items.len() >= MAX_CHANNELS as usize {
+        return Err(ApiError::conflict(format!(
+            "tenant {tenant} has {MAX_CHANNELS} channels, the most it may have: remove one first"
+        )));
+    }
     let (channel, event) = Channel::create(&cap, ChannelId::generate(now)?, target, now);
     tx.insert_channel(&channel).await?;
     let created = idem

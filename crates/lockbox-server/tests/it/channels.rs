@@ -230,6 +230,36 @@ async fn bad_and_internal_targets_are_refused(server: TestServer) {
             .is_empty()
     );
     assert_eq!(alice.audit_head(Contoso::TENANT).await.unwrap(), before);
+    // At most 20 channels.
+    for n in 0..20 {
+        alice
+            .create_channel(
+                Contoso::TENANT,
+                &api::NewChannel {
+                    kind: "email".into(),
+                    url: None,
+                    secret: None,
+                    format: None,
+                    address: Some(format!("ops-{n}@contoso.example")),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let full = alice
+        .raw(
+            Method::POST,
+            "/v1/tenants/contoso/channels",
+            Some(json!({"kind": "email", "address": "one-more@contoso.example"}).to_string()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(full.status, 409, "{}", full.body);
+    assert_eq!(
+        alice.channels(Contoso::TENANT).await.unwrap().items.len(),
+        20
+    );
     // A malformed id, an unknown one.
     let got = alice
         .raw(

@@ -113,6 +113,50 @@ async fn the_story_through_the_cli_only() {
         .await,
     );
     assert_eq!(policy["max_access_hours"], 12);
+    let users = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &["user", "list", "contoso", "-o", "json"],
+        )
+        .await,
+    );
+    assert!(
+        users["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == "olivia")
+    );
+    let channel = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &[
+                "channel",
+                "add",
+                "contoso",
+                "--email",
+                "secops@contoso.example",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(channel["kind"], "email");
+    let channels = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &["channel", "list", "contoso", "-o", "json"],
+        )
+        .await,
+    );
+    assert_eq!(channels["items"][0]["address"], "secops@contoso.example");
 
     // sam asks (his token in the environment beats the profile).
     let sam = Some(world.sam.token.as_str());
@@ -290,9 +334,29 @@ async fn every_error_class_has_its_exit_code() {
         "no API token",
     );
     expect(
-        &run(&config, url, olivia, &["case", "list", "--profile", "nope"]).await,
+        &run(&config, url, None, &["case", "list", "--profile", "nope"]).await,
         2,
         "no profile `nope`",
+    );
+    // A profile's token goes to its own server only.
+    let saved = run(
+        &config,
+        None,
+        None,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--token",
+            &world.olivia.token,
+        ],
+    )
+    .await;
+    assert!(saved.status.success(), "{}", said(&saved));
+    expect(
+        &run(&config, Some("http://127.0.0.1:9"), None, &["case", "list"]).await,
+        2,
+        "holds a token for",
     );
     // Auth: a bad token; a reader deciding.
     expect(
