@@ -192,6 +192,7 @@ impl Planner {
 impl CommitPlanner for Planner {
     fn plan<'a>(&'a self, tx: &'a mut Tx, events: &'a [AuditEvent]) -> Planned<'a> {
         Box::pin(async move {
+            let mut known = Known::default();
             for event in events {
                 let Chain::Tenant(tenant) = &event.chain else {
                     continue;
@@ -204,7 +205,7 @@ impl CommitPlanner for Planner {
                     None => None,
                 };
                 let notice = Notice::of(event, tenant.clone(), request);
-                self.plan_notice(tx, &notice).await?;
+                self.plan_notice(tx, &mut known, &notice).await?;
                 if event.kind == EventKind::RequestCreated.as_str()
                     && let Some(r) = &notice.request
                 {
@@ -302,22 +303,63 @@ macro_rules! every_page {
     }};
 }
 
+/// What planning reads of a tenant, read once per commit (or reminder
+/// round) however many of its events need it.
+#[derive(Default)]
+struct Known {
+    tenants: std::collections::HashMap<TenantId, Directory>,
+}
+
+/// A tenant's channels, users and role assignments.
+struct Directory {
+    channels: Vec<Channel>,
+    users: Vec<Principal>,
+    assignments: Vec<RoleAssignment>,
+}
+
+impl Known {
+    async fn of(&mut self, tx: &mut Tx, tenant: &TenantId) -> Result<&Directory, StoreError> {
+        if !self.tenants.contains_key(tenant) {
+            let directory = Directory {
+                channels: every_page!(page => tx.channels(tenant, &page)),
+                users: every_page!(page => tx.users(tenant, &page)),
+                assignments: every_page!(page => tx.role_assignments(tenant, &page)),
+            };
+            self.tenants.insert(tenant.clone(), directory);
+        }
+        self.tenants
+            .get(tenant)
+            .ok_or_else(|| StoreError::Backend("a tenant just read is missing".to_owned()))
+    }
+}
+
 fn job_id(at: Timestamp) -> Result<JobId, StoreError> {
     JobId::generate(at).map_err(|e| StoreError::Backend(format!("cannot make a job id: {e}")))
 }
 
 impl Planner {
-    async fn plan_notice(&self, tx: &mut Tx, notice: &Notice) -> Result<(), StoreError> {
+    async fn plan_notice(
+        &self,
+        tx: &mut Tx,
+        known: &mut Known,
+        notice: &Notice,
+    ) -> Result<(), StoreError> {
         let Some(who) = audience(&notice.kind) else {
             return Ok(());
         };
         let tenant = notice.tenant.clone();
-        let channels: Vec<Channel> = if who.channels {
-            every_page!(page => tx.channels(&tenant, &page))
+        let directory = known.of(tx, &tenant).await?;
+        let channels: &[Channel] = if who.channels {
+            &directory.channels
         } else {
-            Vec::new()
+            &[]
         };
-        for channel in &channels {
+        let people = Self::people(directory, notice, &who);
+        let requester = match (&notice.request, who.requester) {
+            (Some(r), true) => tx.principal(&r.requester).await?,
+            _ => None,
+        };
+        for channel in channels {
             if let ChannelTarget::Webhook { format, .. } = &channel.target {
                 let body = match format {
                     WebhookFormat::Json => json_body(notice, &self.public_url),
@@ -343,15 +385,14 @@ impl Planner {
         // E-mail: channels, then people, each address once.
         let mut sent: BTreeSet<String> = BTreeSet::new();
         let mut recipients: Vec<(String, Option<ChannelId>)> = Vec::new();
-        for channel in &channels {
+        for channel in channels {
             if let ChannelTarget::Email { address } = &channel.target
                 && sent.insert(address.as_str().to_ascii_lowercase())
             {
                 recipients.push((address.as_str().to_owned(), Some(channel.id)));
             }
         }
-        let people = self.people(tx, notice, &who).await?;
-        for person in people {
+        for person in people.iter().copied().chain(requester.iter()) {
             for address in person.email.iter().chain(&person.alternate_emails) {
                 if sent.insert(address.as_str().to_ascii_lowercase()) {
                     recipients.push((address.as_str().to_owned(), None));
@@ -379,51 +420,31 @@ impl Planner {
         Ok(())
     }
 
-    /// The people `who` names for `notice`.
-    async fn people(
-        &self,
-        tx: &mut Tx,
-        notice: &Notice,
-        who: &Audience,
-    ) -> Result<Vec<Principal>, StoreError> {
-        if !(who.approvers || who.owners || who.requester) {
-            return Ok(Vec::new());
-        }
+    /// The tenant's people `who` names for `notice` (the requester, a
+    /// provider operator, is read apart).
+    fn people<'d>(directory: &'d Directory, notice: &Notice, who: &Audience) -> Vec<&'d Principal> {
         let tenant = &notice.tenant;
-        let mut out: Vec<Principal> = Vec::new();
-        if who.approvers || who.owners {
-            let users: Vec<Principal> = every_page!(page => tx.users(tenant, &page));
-            let assignments: Vec<RoleAssignment> =
-                every_page!(page => tx.role_assignments(tenant, &page));
-            if who.approvers
-                && let Some(r) = &notice.request
-            {
-                out.extend(
-                    eligible_approvers(&users, &assignments, tenant, &r.resource, &r.requester)
-                        .into_iter()
-                        .cloned(),
-                );
-            }
-            if who.owners {
-                out.extend(
-                    users
-                        .iter()
-                        .filter(|u| {
-                            assignments
-                                .iter()
-                                .any(|a| a.principal == u.id && a.role == Role::Owner)
-                        })
-                        .cloned(),
-                );
-            }
-        }
-        if who.requester
+        let mut out: Vec<&Principal> = Vec::new();
+        if who.approvers
             && let Some(r) = &notice.request
-            && let Some(p) = tx.principal(&r.requester).await?
         {
-            out.push(p);
+            out.extend(eligible_approvers(
+                &directory.users,
+                &directory.assignments,
+                tenant,
+                &r.resource,
+                &r.requester,
+            ));
         }
-        Ok(out)
+        if who.owners {
+            out.extend(directory.users.iter().filter(|u| {
+                directory
+                    .assignments
+                    .iter()
+                    .any(|a| a.principal == u.id && a.role == Role::Owner)
+            }));
+        }
+        out
     }
 
     /// A reminder, due `reminder_before` ahead of the request's expiry (none
@@ -692,6 +713,7 @@ async fn remind_due(app: &AppState, report: &mut DeliveryReport) -> Result<(), A
         }
         let full = jobs.len() == BATCH as usize;
         let planner = app.planner();
+        let mut known = Known::default();
         for job in &jobs {
             let request = match job
                 .payload
@@ -707,7 +729,7 @@ async fn remind_due(app: &AppState, report: &mut DeliveryReport) -> Result<(), A
                 && r.expires_at > now
             {
                 planner
-                    .plan_notice(&mut tx, &Notice::reminder(r, now))
+                    .plan_notice(&mut tx, &mut known, &Notice::reminder(r, now))
                     .await?;
             }
             tx.complete(job, now).await?;
