@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{AuditEvent, Chain, ChainHead, Checkpoint, PublicKey};
+use super::canonical::NotCanonical;
+use super::{AuditEvent, Chain, ChainHead, Checkpoint, Digest, PublicKey};
 
 /// What is wrong at the first bad event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -157,6 +158,14 @@ impl ChainVerifier {
 
     /// Checks the next event.
     pub fn push(&mut self, event: &AuditEvent) {
+        let computed = event.compute_hash_with(&mut self.scratch);
+        self.push_hashed(event, computed);
+    }
+
+    /// Checks the next event, whose hash (`event.compute_hash()`, which
+    /// depends on the event alone) was computed beforehand, perhaps on
+    /// another thread.
+    pub fn push_hashed(&mut self, event: &AuditEvent, computed: Result<Digest, NotCanonical>) {
         if self.fault.is_some() {
             if self.gap == Some(event.seq) {
                 if let Some(fault) = &mut self.fault {
@@ -181,7 +190,6 @@ impl ChainVerifier {
                 ),
             );
         }
-        let computed = event.compute_hash_with(&mut self.scratch);
         let links = event.prev_hash == self.head.hash;
         if event.seq == expected {
             match computed {
