@@ -23,14 +23,14 @@
     clippy::print_stdout
 )]
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufReader, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, TimeZone as _, Utc};
 use lockbox_bench::machine;
-use lockbox_core::audit::export::{ExportVerifier, checkpoint_line, parse_lines};
+use lockbox_core::audit::export::{ExportVerifier, checkpoint_line};
 use lockbox_core::{
     Chain, ChainHead, CheckpointSigner, EventKind, ManualClock, PendingEvent, PrincipalId, TenantId,
 };
@@ -125,33 +125,13 @@ fn verify_memory(bytes: &[u8], key: &lockbox_core::PublicKey) -> u64 {
     v.finish(std::slice::from_ref(key)).unwrap().events
 }
 
-/// As the CLI reads it: a buffered reader over the file, batches of lines
-/// taken apart and hashed on every core, then checked in order.
+/// As the CLI reads it: `ExportVerifier::read_all` over a buffered reader,
+/// on every core.
 fn verify_file(path: &std::path::Path, key: &lockbox_core::PublicKey) -> u64 {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(path).unwrap());
     let mut v = ExportVerifier::new(Chain::Tenant(TenantId::parse("contoso").unwrap()));
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(4096);
-    loop {
-        batch.clear();
-        while batch.len() < 4096 {
-            let mut line = Vec::with_capacity(512);
-            if reader.read_until(b'\n', &mut line).unwrap() == 0 {
-                break;
-            }
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            batch.push(line);
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-        for parsed in parse_lines(&lines, threads) {
-            v.accept(parsed);
-        }
-    }
+    v.read_all(&mut reader, threads, |_| {}).unwrap();
     v.finish(std::slice::from_ref(key)).unwrap().events
 }
 

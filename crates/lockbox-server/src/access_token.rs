@@ -23,7 +23,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header}
 use lockbox_api as api;
 use lockbox_core::audit::{EventKind, PendingEvent};
 use lockbox_core::{Grant, Timestamp};
-use lockbox_store::{KeyPurpose, Keys as _, SigningKey, Store};
+use lockbox_store::{KeyPurpose, SigningKey, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -200,9 +200,7 @@ pub async fn mint(
 
 /// The published keys: the current one first, then retired ones for a day.
 pub async fn jwks(store: &Store, now: Timestamp) -> Result<api::Jwks, ApiError> {
-    let mut tx = store.read().await?;
-    let keys = tx.signing_keys(KeyPurpose::AccessToken).await?;
-    tx.commit_unaudited().await?;
+    let keys = crate::signing_keys::all(store, KeyPurpose::AccessToken).await?;
     let mut keys: Vec<&SigningKey> = keys
         .iter()
         .filter(|k| k.retired_at.is_none_or(|at| now - at < PUBLISH_RETIRED_FOR))

@@ -746,31 +746,15 @@ async fn attempt(app: &AppState, job: &Job) -> Outcome {
     if job.topic == EMAIL {
         return send_email(app, job).await;
     }
-    let channel = match job
-        .payload
-        .get("channel")
-        .and_then(Value::as_str)
-        .map(ChannelId::parse)
-    {
-        Some(Ok(id)) => id,
-        _ => return Outcome::Gone("the job names no channel".to_owned()),
-    };
-    let channel = match read_channel(app, &channel).await {
+    let channel = match job_channel(app, job).await {
         Ok(Some(c)) => c,
-        Ok(None) => return Outcome::Gone("the channel was removed".to_owned()),
-        Err(e) => return Outcome::Failed(format!("cannot read the channel: {}", e.kind())),
+        Ok(None) => return Outcome::Gone("the job names no channel".to_owned()),
+        Err(outcome) => return outcome,
     };
     let ChannelTarget::Webhook { url, secret, .. } = &channel.target else {
         return Outcome::Gone("the channel is not a webhook".to_owned());
     };
-    let text = |key: &str| {
-        job.payload
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (body, event) = (text("body"), text("event"));
+    let (body, event) = (payload_text(job, "body"), payload_text(job, "event"));
     let addrs = match targets::resolve(url.url(), app.allow_private_targets()).await {
         Ok(addrs) => addrs,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -822,23 +806,10 @@ async fn send_email(app: &AppState, job: &Job) -> Outcome {
         return Outcome::Failed("no SMTP relay is configured".to_owned());
     };
     // Mail for a channel stops when the channel is removed.
-    if let Some(channel) = job.payload.get("channel").and_then(Value::as_str) {
-        let Ok(channel) = ChannelId::parse(channel) else {
-            return Outcome::Gone("the job names no channel".to_owned());
-        };
-        match read_channel(app, &channel).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Outcome::Gone("the channel was removed".to_owned()),
-            Err(e) => return Outcome::Failed(format!("cannot read the channel: {}", e.kind())),
-        }
+    if let Err(outcome) = job_channel(app, job).await {
+        return outcome;
     }
-    let text = |key: &str| {
-        job.payload
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |key: &str| payload_text(job, key);
     let to: Mailbox = match text("to").parse() {
         Ok(to) => to,
         Err(e) => return Outcome::Gone(format!("not an address: {e}")),
@@ -866,11 +837,37 @@ async fn send_email(app: &AppState, job: &Job) -> Outcome {
     }
 }
 
-async fn read_channel(app: &AppState, id: &ChannelId) -> Result<Option<Channel>, ApiError> {
-    let mut tx = app.store().read().await?;
-    let channel = tx.channel(id).await?;
-    tx.commit_unaudited().await?;
-    Ok(channel)
+/// A text member of a job's payload (empty if absent).
+pub(crate) fn payload_text(job: &Job, key: &str) -> String {
+    job.payload
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The channel a job is for (`None`: an e-mail to a person), or the
+/// outcome of trying to deliver for a channel that is gone.
+async fn job_channel(app: &AppState, job: &Job) -> Result<Option<Channel>, Outcome> {
+    let Some(id) = job.payload.get("channel").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let id =
+        ChannelId::parse(id).map_err(|_| Outcome::Gone("the job names no channel".to_owned()))?;
+    let read = async {
+        let mut tx = app.store().read().await?;
+        let channel = tx.channel(&id).await?;
+        tx.commit_unaudited().await?;
+        Ok::<_, ApiError>(channel)
+    };
+    match read.await {
+        Ok(Some(channel)) => Ok(Some(channel)),
+        Ok(None) => Err(Outcome::Gone("the channel was removed".to_owned())),
+        Err(e) => Err(Outcome::Failed(format!(
+            "cannot read the channel: {}",
+            e.kind()
+        ))),
+    }
 }
 
 /// The delay before attempt `attempts + 1`: doubling from [`FIRST_DELAY`]

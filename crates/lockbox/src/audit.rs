@@ -133,9 +133,6 @@ pub(crate) async fn run(command: AuditCommand) -> Result<(), CliError> {
     }
 }
 
-/// Lines verified per batch (about 2 MB of a typical log).
-const BATCH_LINES: usize = 4096;
-
 fn bar(len: Option<u64>, unit: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -334,33 +331,9 @@ fn verify(
     // Lines are taken apart and hashed in batches on every core, then
     // checked in order.
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH_LINES);
-    let mut read = 0u64;
-    loop {
-        batch.clear();
-        while batch.len() < BATCH_LINES {
-            let mut line = Vec::with_capacity(512);
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            read += n as u64;
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            batch.push(line);
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-        for parsed in export::parse_lines(&lines, threads) {
-            verifier.accept(parsed);
-        }
-        progress.set_position(read);
-    }
+    verifier
+        .read_all(&mut reader, threads, |read| progress.set_position(read))
+        .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
     progress.finish_and_clear();
     report(
         path,

@@ -13,6 +13,10 @@ use super::{
     VerifiedChain,
 };
 
+/// Lines [`ExportVerifier::read_all`] prepares at once (about 2 MB of a
+/// typical log).
+pub const BATCH_LINES: usize = 4096;
+
 /// The member that marks the checkpoint line.
 const CHECKPOINT_MEMBER: &str = "checkpoint";
 
@@ -48,13 +52,10 @@ fn is_checkpoint_line(line: &str) -> bool {
 
 /// Parses one line of an export (surrounding whitespace is ignored).
 pub fn parse_line(line: &str) -> Result<ExportLine, String> {
-    let line = line.trim();
-    if is_checkpoint_line(line) {
-        parse_checkpoint_line(line).map(ExportLine::Checkpoint)
-    } else {
-        serde_json::from_str::<AuditEvent>(line)
-            .map(ExportLine::Event)
-            .map_err(|e| e.to_string())
+    match ParsedLine::parse(line.as_bytes()).0 {
+        Parsed::Event(event, _) => Ok(ExportLine::Event(*event)),
+        Parsed::Checkpoint(checkpoint) => checkpoint.map(ExportLine::Checkpoint),
+        Parsed::Malformed(why) => Err(why),
     }
 }
 
@@ -301,6 +302,42 @@ impl ExportVerifier {
                     self.reach_earlier();
                 }
             }
+        }
+    }
+
+    /// Checks every line `reader` holds, in batches of [`BATCH_LINES`]
+    /// taken apart and hashed on up to `threads` threads, then checked in
+    /// order; `progress` is told the bytes read so far after each batch.
+    pub fn read_all(
+        &mut self,
+        reader: &mut impl std::io::BufRead,
+        threads: usize,
+        mut progress: impl FnMut(u64),
+    ) -> std::io::Result<()> {
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH_LINES);
+        let mut read = 0u64;
+        loop {
+            batch.clear();
+            while batch.len() < BATCH_LINES {
+                let mut line = Vec::with_capacity(512);
+                let n = reader.read_until(b'\n', &mut line)?;
+                if n == 0 {
+                    break;
+                }
+                read += n as u64;
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                batch.push(line);
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            for parsed in parse_lines(&lines, threads) {
+                self.accept(parsed);
+            }
+            progress(read);
         }
     }
 

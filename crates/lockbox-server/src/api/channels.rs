@@ -172,13 +172,7 @@ pub(crate) async fn delete_channel(
 }
 
 fn delivery(job: &Job) -> api::Delivery {
-    let text = |key: &str| {
-        job.payload
-            .get(key)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |key: &str| crate::notify::payload_text(job, key);
     let state = match job.state {
         JobState::Pending => "pending",
         JobState::Done => "done",

@@ -71,15 +71,8 @@ pub(crate) async fn mint_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<api::AccessToken>, ApiError> {
-    let id = GrantId::parse(&id)?;
     let now = app.now();
-    let grant: Grant = app
-        .store()
-        .read()
-        .await?
-        .grant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("grant {id}")))?;
+    let grant = super::requests::read_grant(&app, &id).await?;
     authz::grant_holder(&caller, &grant)?;
     if let Err(why) = grant.check_active(now) {
         return Err(ApiError::new(

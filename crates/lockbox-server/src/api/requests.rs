@@ -487,6 +487,18 @@ pub(crate) async fn list_grants(
     }))
 }
 
+/// A grant by the id in a path, read outside a transaction; 404 when there
+/// is none.
+pub(crate) async fn read_grant(app: &AppState, id: &str) -> Result<Grant, ApiError> {
+    let id = GrantId::parse(id)?;
+    app.store()
+        .read()
+        .await?
+        .grant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("grant {id}")))
+}
+
 /// One grant.
 #[utoipa::path(get, path = "/v1/grants/{id}", tag = "grants",
     params(("id" = String, Path)),
@@ -497,14 +509,7 @@ pub(crate) async fn get_grant(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Grant>, ApiError> {
-    let id = GrantId::parse(&id)?;
-    let grant: Grant = app
-        .store()
-        .read()
-        .await?
-        .grant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("grant {id}")))?;
+    let grant = read_grant(&app, &id).await?;
     authz::see_grant(&caller, &grant)?;
     Ok(Json(present::grant(&grant, app.now())))
 }
