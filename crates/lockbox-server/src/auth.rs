@@ -310,8 +310,12 @@ impl FailureLimiter {
 }
 
 fn client_ip(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
+    client_ip_of(&parts.extensions)
+}
+
+/// The client address of a request, by its extensions.
+pub(crate) fn client_ip_of(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip())
 }
@@ -354,7 +358,16 @@ async fn authenticate(
     let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
         return Ok(Err("the Authorization header must be `Bearer lbx_…`"));
     };
-    let token = token.trim();
+    caller_for_token(token.trim(), app).await
+}
+
+/// The caller a token stands for (from a bearer header, or the portal's
+/// session cookie), or why it stands for no one; the outer error is a
+/// failure of the store.
+pub(crate) async fn caller_for_token(
+    token: &str,
+    app: &AppState,
+) -> Result<Result<Caller, &'static str>, ApiError> {
     if !well_formed(token) {
         return Ok(Err(
             "the bearer token is not a Lockbox token (`lbx_` and 64 hex digits)",

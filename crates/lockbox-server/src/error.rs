@@ -175,20 +175,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// What may be shown of this error: status, stable type, title and
+    /// detail. A failure of ours is logged here and described without its
+    /// cause. A replay (no error) shows as its status.
+    pub(crate) fn shown(self) -> (StatusCode, &'static str, &'static str, String) {
         let (status, kind, detail) = match self {
-            Self::Replay { status, body } => {
-                let mut response = (status, body).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return response;
-            }
+            Self::Replay { status, .. } => (status, "replay", String::new()),
             Self::Problem {
                 status,
                 kind,
@@ -211,9 +204,27 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        (status, kind, title(kind), detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Replay { status, body } = self {
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return response;
+        }
+        let (status, kind, title, detail) = self.shown();
         let problem = Problem {
             kind: kind.to_owned(),
-            title: title(kind).to_owned(),
+            title: title.to_owned(),
             status: status.as_u16(),
             detail,
         };

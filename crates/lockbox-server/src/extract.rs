@@ -396,6 +396,13 @@ pub struct Created {
     body: String,
 }
 
+impl Created {
+    /// The JSON body.
+    pub(crate) fn body(&self) -> &str {
+        &self.body
+    }
+}
+
 /// Never the body: it may carry a secret shown once.
 impl std::fmt::Debug for Created {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -27,6 +27,7 @@ pub mod signing_keys;
 pub mod targets;
 
 mod api;
+mod portal;
 mod present;
 
 use std::sync::Arc;
@@ -236,8 +237,8 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The whole HTTP surface: the API, the operations endpoints and
-    /// `/openapi.json`, with the body limit and metrics.
+    /// The whole HTTP surface: the API, the operations endpoints,
+    /// `/openapi.json` and the web portal, with the body limit and metrics.
     pub fn router(&self) -> Router {
         let (routes, openapi) = api::router().split_for_parts();
         let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
@@ -251,6 +252,7 @@ impl AppState {
                     )
                 }),
             )
+            .merge(portal::router())
             .fallback(|| async { ApiError::not_found("route") })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(

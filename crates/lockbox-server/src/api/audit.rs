@@ -28,17 +28,17 @@ const MAX_LIMIT: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
     /// Only events after this sequence number (default 0: from the first).
-    after_seq: Option<u64>,
+    pub(crate) after_seq: Option<u64>,
     /// The `next_cursor` of the previous page (the same as `after_seq`).
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Only events of this kind, e.g. `request.approved`.
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
     /// Only events at or after this time (RFC 3339).
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Only events before this time (RFC 3339).
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// 1 to 1000 (default 100).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 fn time(name: &str, value: Option<&String>) -> Result<Option<Timestamp>, ApiError> {

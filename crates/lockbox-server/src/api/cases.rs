@@ -152,13 +152,13 @@ pub(crate) async fn close_case(
 #[into_params(parameter_in = Query)]
 pub(crate) struct CaseQuery {
     /// Only this tenant's cases.
-    tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// `open` or `closed`.
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// 1 to 500 (default 50).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Cases the caller may see, newest first: all for provider admins, the

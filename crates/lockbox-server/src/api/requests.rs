@@ -151,17 +151,17 @@ pub(crate) async fn create_request(
 #[into_params(parameter_in = Query)]
 pub(crate) struct RequestQuery {
     /// Only this tenant's requests.
-    tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Only requests in this state as of now, as `status` shows it (a
     /// pending request past its TTL is `expired` before the sweeper records
     /// it).
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only this operator's requests.
-    requester: Option<String>,
+    pub(crate) requester: Option<String>,
     /// 1 to 500 (default 50).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Requests the caller may see, newest first: approvers and the tenant's
@@ -417,15 +417,15 @@ pub(crate) async fn revoke(
 #[into_params(parameter_in = Query)]
 pub(crate) struct GrantQuery {
     /// Only this tenant's grants.
-    tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Only this principal's grants.
-    principal: Option<String>,
+    pub(crate) principal: Option<String>,
     /// Only grants that allow something now.
-    active: Option<bool>,
+    pub(crate) active: Option<bool>,
     /// 1 to 500 (default 50).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Grants the caller may see, newest first: the holder's own, the tenant's

@@ -1,0 +1,160 @@
+//! The audit page: the tenant's events, filterable, and the chain verified
+//! against its latest checkpoint.
+
+use axum::extract::{Query, State};
+use futures_util::StreamExt as _;
+use lockbox_core::audit::export::{ExportError, ExportVerifier};
+use lockbox_core::{Chain, EventKind, TenantId};
+
+use super::view::{self, EventView, Verification};
+use super::{PageResult, PortalError, Session, bad_form, filled, page};
+use crate::api::audit::AuditQuery;
+use crate::error::ApiError;
+use crate::extract::{Params, Path};
+use crate::{AppState, audit_log, authz};
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventsQuery {
+    #[serde(default)]
+    kind: String,
+    cursor: Option<String>,
+}
+
+fn tenant_of(s: &Session) -> Result<TenantId, PortalError> {
+    s.caller.tenant().cloned().ok_or_else(|| {
+        PortalError::from(ApiError::forbidden(
+            "only the tenant's TenantAdmins, Owners and LockboxApprovers read its audit log",
+        ))
+    })
+}
+
+/// The page of events, with a verification's outcome if there is one.
+async fn render_events(
+    app: &AppState,
+    session: &Session,
+    q: EventsQuery,
+    verification: Option<Verification>,
+) -> PageResult {
+    let tenant = tenant_of(session)?;
+    let kind = filled(&q.kind).map(str::to_owned);
+    if let Some(k) = &kind
+        && EventKind::from_name(k).is_none()
+    {
+        return Err(bad_form(format!("There is no event kind `{k}`.")));
+    }
+    let axum::Json(page_of) = crate::api::audit::list_events(
+        State(app.clone()),
+        session.caller.clone(),
+        Path(tenant.to_string()),
+        Params(AuditQuery {
+            kind,
+            cursor: q.cursor.clone(),
+            limit: Some(100),
+            ..AuditQuery::default()
+        }),
+    )
+    .await?;
+    let next = page_of.next_cursor.map(|c| {
+        let query =
+            serde_urlencoded::to_string([("kind", q.kind.as_str()), ("cursor", c.as_str())])
+                .unwrap_or_default();
+        format!("/audit?{query}")
+    });
+    Ok(page(&view::Audit {
+        chrome: session.chrome("/audit"),
+        tenant: tenant.to_string(),
+        kind: q.kind.trim().to_owned(),
+        kinds: EventKind::ALL.iter().map(|k| k.as_str()).collect(),
+        events: page_of
+            .items
+            .into_iter()
+            .map(|e| EventView {
+                seq: e.seq,
+                at: e.at,
+                actor: e.actor,
+                kind: e.kind,
+                subject: e.subject,
+                data: serde_json::Value::Object(e.data).to_string(),
+            })
+            .collect(),
+        next,
+        verification,
+    }))
+}
+
+pub(crate) async fn events(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<EventsQuery>,
+) -> PageResult {
+    render_events(&app, &session, q, None).await
+}
+
+/// Verifies the tenant's whole chain as an offline verifier would: the
+/// export (events up to a checkpoint covering the head, signed now if the
+/// latest is behind) read line by line, every hash recomputed, and the
+/// checkpoint's signature checked with the published checkpoint keys.
+pub(crate) async fn verify(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<EventsQuery>,
+) -> PageResult {
+    let tenant = tenant_of(&session)?;
+    let reader = authz::audit_reader(&session.caller, &tenant)?;
+    let chain = Chain::Tenant(reader.tenant().clone());
+    let store = app.store();
+    let checkpoint = audit_log::current_checkpoint(store, &chain, app.now()).await?;
+    let keys: Vec<_> = audit_log::public_keys(store)
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let mut verifier = ExportVerifier::new(chain.clone());
+    let mut stream = std::pin::pin!(audit_log::export_stream(store.clone(), chain, checkpoint));
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk?);
+        let mut start = 0;
+        for (i, b) in rest.iter().enumerate() {
+            if *b == b'\n' {
+                verifier.line(rest.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+        }
+        rest.drain(..start);
+    }
+    if !rest.is_empty() {
+        verifier.line(&rest);
+    }
+    let lines = verifier.lines();
+    let verification = match verifier.finish(&keys) {
+        Ok(v) => Verification {
+            ok: true,
+            summary: format!(
+                "Verified: {} events, unbroken, up to event {}.",
+                v.events, v.head.seq
+            ),
+            detail: match v.checkpoint {
+                Some(cp) => format!(
+                    "The head's hash {} is vouched for by checkpoint {} signed at {} with key {}.",
+                    cp.head_hash,
+                    cp.seq,
+                    view::when(cp.at),
+                    cp.key_id
+                ),
+                None => "No checkpoint vouches for the head.".to_owned(),
+            },
+        },
+        Err(ExportError::Fault(f)) => Verification {
+            ok: false,
+            summary: format!("Not verified: the chain breaks at event {}.", f.seq),
+            detail: f.detail,
+        },
+        Err(e @ ExportError::NoCheckpoint) => Verification {
+            ok: false,
+            summary: "Not verified.".to_owned(),
+            detail: format!("{e} ({lines} lines read)"),
+        },
+    };
+    render_events(&app, &session, q, Some(verification)).await
+}

@@ -1,0 +1,497 @@
+//! The web portal, served under `/` beside the API under `/v1`.
+//!
+//! Server-rendered HTML (askama templates, compiled into the binary with the
+//! stylesheet and a small script) that works with JavaScript off; the
+//! script only adds live countdowns and refreshes the inbox.
+//!
+//! The portal is a face of the API, not a second implementation: every
+//! page reads, and every form changes, through the same handler functions
+//! that serve `/v1`, called with the signed-in person as the caller. What a
+//! person may see and do is therefore exactly what their API token would
+//! let them see and do, decided in [`crate::authz`] and the domain.
+//!
+//! Sessions ([`session`]): a sign-in with a password (Argon2id, failures
+//! rate-limited per client) mints a short-lived API token for the person,
+//! kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the
+//! server's public URL is `https`), stored only as its hash, audited as
+//! `token.created`, revoked (and audited) by signing out. The API under
+//! `/v1` never reads the cookie. Every form carries a CSRF token derived
+//! from the session's secret, checked before the form is read.
+
+mod admin;
+mod audit;
+mod operator;
+mod requests;
+mod session;
+mod view;
+
+use std::fmt::Write as _;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use lockbox_core::{PrincipalKind, Role};
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+
+/// The session cookie: the person's session token.
+const SESSION_COOKIE: &str = "lockbox_session";
+
+/// The portal's routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route(
+            "/sign-in",
+            get(session::sign_in_page).post(session::sign_in),
+        )
+        .route("/sign-out", post(session::sign_out))
+        .route("/inbox", get(requests::inbox))
+        .route("/history", get(requests::history))
+        .route("/requests/{id}", get(requests::detail))
+        .route("/requests/{id}/approve", post(requests::approve))
+        .route("/requests/{id}/deny", post(requests::deny))
+        .route("/requests/{id}/cancel", post(requests::cancel))
+        .route("/requests/{id}/revoke", post(requests::revoke))
+        .route("/grants", get(requests::grants))
+        .route("/grants/{id}/revoke", post(requests::revoke_grant))
+        .route("/grants/{id}/token", post(operator::mint_token))
+        .route("/cases", get(operator::cases))
+        .route("/cases/{id}", get(operator::case))
+        .route("/cases/{id}/request", post(operator::request_access))
+        .route("/settings", get(admin::settings))
+        .route("/settings/lockbox", post(admin::set_lockbox))
+        .route("/settings/policy", post(admin::set_policy))
+        .route("/settings/roles", post(admin::assign_role))
+        .route("/settings/roles/{id}/remove", post(admin::remove_role))
+        .route("/settings/channels", post(admin::add_channel))
+        .route(
+            "/settings/channels/{id}/remove",
+            post(admin::remove_channel),
+        )
+        .route("/audit", get(audit::events))
+        .route("/audit/verify", get(audit::verify))
+        .route("/assets/portal.css", get(stylesheet))
+        .route("/assets/portal.js", get(script))
+        .layer(axum::middleware::map_response(protect))
+}
+
+/// Headers on every portal response: never cached, never framed, scripts
+/// and styles only from the portal itself, forms only to it.
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../assets/portal.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/portal.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+}
+
+/// `/`: the page a person starts from.
+async fn home(session: Option<Session>) -> Redirect {
+    match session {
+        Some(s) => Redirect::to(s.start_page()),
+        None => Redirect::to("/sign-in"),
+    }
+}
+
+/// A signed-in person: the caller their session token stands for, and the
+/// CSRF token of their forms.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    caller: Caller,
+    csrf: String,
+}
+
+impl Session {
+    /// The CSRF token of a session: derived from the session's secret,
+    /// which only the cookie holds (the server keeps only its hash), so a
+    /// page of another site can neither read nor compute it.
+    fn csrf_of(secret: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"lockbox portal csrf\0");
+        hasher.update(secret.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+
+    fn is_user(&self) -> bool {
+        matches!(self.caller.principal.kind, PrincipalKind::User { .. })
+    }
+
+    fn has_role(&self, which: impl Fn(Role) -> bool) -> bool {
+        self.is_user() && self.caller.roles.iter().any(|a| which(a.role))
+    }
+
+    fn administers(&self) -> bool {
+        self.has_role(|r| r == Role::TenantAdmin)
+    }
+
+    fn reads_audit(&self) -> bool {
+        self.has_role(|r| matches!(r, Role::TenantAdmin | Role::Owner | Role::LockboxApprover))
+    }
+
+    fn is_operator(&self) -> bool {
+        self.caller.principal.is_operator()
+    }
+
+    fn start_page(&self) -> &'static str {
+        if self.is_user() { "/inbox" } else { "/cases" }
+    }
+
+    /// The header and navigation of a page, `current` marked.
+    fn chrome(&self, current: &'static str) -> view::Chrome {
+        let mut nav = Vec::new();
+        if self.is_user() {
+            nav.push(("/inbox", "Inbox"));
+        }
+        if self.is_operator() || matches!(self.caller.principal.kind, PrincipalKind::Admin) {
+            nav.push(("/cases", "Cases"));
+        }
+        nav.push(("/history", "Requests"));
+        nav.push(("/grants", "Grants"));
+        if self.reads_audit() {
+            nav.push(("/audit", "Audit log"));
+        }
+        if self.administers() {
+            nav.push(("/settings", "Settings"));
+        }
+        view::Chrome {
+            me: Some(view::Me {
+                id: self.caller.id().to_string(),
+                name: self.caller.principal.display_name.to_string(),
+                kind: self.caller.principal.kind.name(),
+                tenant: self.caller.tenant().map(ToString::to_string),
+            }),
+            nav: nav
+                .into_iter()
+                .map(|(href, label)| view::NavItem {
+                    href,
+                    label,
+                    current: href == current,
+                })
+                .collect(),
+            csrf: self.csrf.clone(),
+        }
+    }
+}
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let secret = cookie(parts, SESSION_COOKIE).unwrap_or_default();
+        match auth::caller_for_token(secret, app).await {
+            Ok(Ok(caller)) => Ok(Self {
+                caller,
+                csrf: Self::csrf_of(secret),
+            }),
+            Ok(Err(_)) => Err(sign_in_first(parts)),
+            Err(e) => Err(PortalError::from(e).into_response()),
+        }
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Option<Self>, Response> {
+        if cookie(parts, SESSION_COOKIE).is_none() {
+            return Ok(None);
+        }
+        match <Self as FromRequestParts<AppState>>::from_request_parts(parts, app).await {
+            Ok(s) => Ok(Some(s)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether `next` is a path of this site to return to after signing in
+/// (and not `//elsewhere` or `/\elsewhere`, which browsers take for
+/// another host).
+fn local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && next.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The answer to a page asked for without a session: a page that moves on
+/// to the sign-in form, coming back here afterwards.
+///
+/// Not a redirect: a link followed from an e-mail or a chat is a
+/// cross-site navigation, on which the browser withholds the
+/// `SameSite=Strict` cookie, and a redirect would stay cross-site. This
+/// page's refresh starts a same-site navigation, which carries the cookie:
+/// a person already signed in lands on the page they were sent to.
+fn sign_in_first(parts: &Parts) -> Response {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return PortalError::new(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your session has ended or you are not signed in, so this form was not sent. \
+             Sign in and try again.",
+        )
+        .into_response();
+    }
+    let mut target = String::from("/sign-in");
+    if local_path(&next) && next != "/" {
+        let _ = write!(
+            target,
+            "?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+    }
+    render(
+        StatusCode::UNAUTHORIZED,
+        &view::Continue {
+            chrome: view::Chrome::anonymous(),
+            target,
+        },
+    )
+}
+
+/// Renders a page with its status.
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => PortalError::from(ApiError::Internal(format!("template: {e}"))).into_response(),
+    }
+}
+
+/// An HTML page, 200.
+fn page(page: &impl Template) -> Response {
+    render(StatusCode::OK, page)
+}
+
+/// A refusal or failure, shown as a page: the problem's title and detail
+/// (a failure of ours without its cause), and a way back.
+#[derive(Debug)]
+pub(crate) struct PortalError {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+}
+
+impl PortalError {
+    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<ApiError> for PortalError {
+    fn from(e: ApiError) -> Self {
+        let (status, _, title, detail) = e.shown();
+        Self {
+            status,
+            title,
+            detail,
+        }
+    }
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        render(
+            status,
+            &view::ErrorPage {
+                chrome: view::Chrome::anonymous(),
+                status: status.as_u16(),
+                title: self.title,
+                detail: self.detail,
+            },
+        )
+    }
+}
+
+type PageResult = Result<Response, PortalError>;
+
+/// A form post from a signed-in person, its CSRF token checked before
+/// anything else, and its fields.
+#[derive(Debug)]
+pub(crate) struct Form<T> {
+    session: Session,
+    fields: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session =
+            <Session as FromRequestParts<AppState>>::from_request_parts(&mut parts, app).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(|_| {
+                PortalError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Form too large",
+                    "The form could not be read (forms are limited to 64 KiB).",
+                )
+                .into_response()
+            })?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| bad_form("The form could not be read.").into_response())?;
+        let sent = pairs
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map_or("", |(_, v)| v.as_str());
+        if !bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes())) {
+            return Err(PortalError::new(
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form did not carry this session's CSRF token, so nothing was changed. \
+                 Reload the page and send the form from there.",
+            )
+            .into_response());
+        }
+        let fields = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| bad_form(format!("The form could not be read: {e}.")).into_response())?;
+        Ok(Self { session, fields })
+    }
+}
+
+/// A form with no fields but its CSRF token.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct NoFields {}
+
+fn bad_form(detail: impl Into<String>) -> PortalError {
+    PortalError::new(StatusCode::BAD_REQUEST, "Invalid input", detail)
+}
+
+/// A JSON body for calling an API handler from the portal (no
+/// `Idempotency-Key` is sent, so the digest is never read).
+fn body<T>(value: T) -> JsonBody<T> {
+    JsonBody {
+        value,
+        digest: [0; 32],
+    }
+}
+
+/// An optional form field: empty means absent.
+fn filled(value: &str) -> Option<&str> {
+    let v = value.trim();
+    (!v.is_empty()).then_some(v)
+}
+
+/// A number from an optional form field.
+fn number(name: &str, value: &str) -> Result<Option<u32>, PortalError> {
+    filled(value)
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| bad_form(format!("{name} must be a whole number.")))
+        })
+        .transpose()
+}
+
+/// After a change: back to `to` (a path of the portal) with a notice.
+fn done(to: &str, notice: view::Notice) -> Response {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{sep}notice={}", notice.code())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_of_this_site_are_returned_to() {
+        for good in ["/requests/req_1", "/inbox?status=pending", "/"] {
+            assert!(local_path(good), "{good}");
+        }
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil",
+            "/a b",
+            "",
+        ] {
+            assert!(!local_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_csrf_token_depends_on_the_session() {
+        let a = Session::csrf_of("lbx_a");
+        assert_eq!(a, Session::csrf_of("lbx_a"));
+        assert_ne!(a, Session::csrf_of("lbx_b"));
+        assert_eq!(a.len(), 64);
+    }
+}

@@ -1,0 +1,326 @@
+//! The approver's pages: the inbox, a request with its decisions, the
+//! history, and grants with revoke. Operators see their own requests and
+//! grants on the same pages.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse as _, Redirect};
+use lockbox_api as api;
+
+use super::view::{self, Notice, NoticeQuery, RequestView, Viewer};
+use super::{Form, PageResult, Session, bad_form, body, done, filled, number, page};
+use crate::AppState;
+use crate::api::requests::{GrantQuery, RequestQuery};
+use crate::extract::{Params, Path};
+
+/// The most pending requests the inbox lists.
+const INBOX_MAX: usize = 500;
+
+fn viewer(s: &Session) -> Viewer<'_> {
+    Viewer {
+        principal: &s.caller.principal,
+        roles: &s.caller.roles,
+    }
+}
+
+/// Requests as the API lists them to the session's person.
+async fn list(
+    app: &AppState,
+    s: &Session,
+    q: RequestQuery,
+) -> Result<api::Page<api::AccessRequest>, super::PortalError> {
+    let axum::Json(page) =
+        crate::api::requests::list_requests(State(app.clone()), s.caller.clone(), Params(q))
+            .await?;
+    Ok(page)
+}
+
+/// The inbox: the tenant's pending requests the person may decide on and
+/// has not approved yet, with their count; then those waiting on others.
+pub(crate) async fn inbox(
+    State(app): State<AppState>,
+    session: Session,
+    Query(notice): Query<NoticeQuery>,
+) -> PageResult {
+    let Some(tenant) = session.caller.tenant().cloned() else {
+        return Ok(Redirect::to(session.start_page()).into_response());
+    };
+    let axum::Json(state) = crate::api::tenants::get_tenant(
+        State(app.clone()),
+        session.caller.clone(),
+        Path(tenant.to_string()),
+    )
+    .await?;
+    let now = app.now();
+    let me = viewer(&session);
+    let (mut awaiting, mut others) = (Vec::new(), Vec::new());
+    let mut cursor = None;
+    loop {
+        let page = list(
+            &app,
+            &session,
+            RequestQuery {
+                tenant: Some(tenant.to_string()),
+                status: Some("pending".into()),
+                limit: Some(100),
+                cursor,
+                ..RequestQuery::default()
+            },
+        )
+        .await?;
+        for r in &page.items {
+            let v = RequestView::new(r, now, &me);
+            if v.awaits_me {
+                awaiting.push(v);
+            } else {
+                others.push(v);
+            }
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() || awaiting.len() + others.len() >= INBOX_MAX {
+            break;
+        }
+    }
+    // The most urgent first: the soonest to expire.
+    awaiting.sort_by(|a, b| a.expires.machine.cmp(&b.expires.machine));
+    Ok(page(&view::Inbox {
+        chrome: session.chrome("/inbox"),
+        notice: notice.text(),
+        tenant: tenant.to_string(),
+        lockbox_enabled: state.lockbox_enabled,
+        awaiting,
+        others,
+    }))
+}
+
+/// One request, with the forms the person may use.
+pub(crate) async fn detail(
+    State(app): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(notice): Query<NoticeQuery>,
+) -> PageResult {
+    let axum::Json(r) =
+        crate::api::requests::get_request(State(app.clone()), session.caller.clone(), Path(id))
+            .await?;
+    let view = RequestView::new(&r, app.now(), &viewer(&session));
+    Ok(page(&view::RequestPage {
+        chrome: session.chrome(""),
+        notice: notice.text(),
+        r: view,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ReasonFields {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    duration_hours: String,
+}
+
+/// The request's page, after a change.
+fn back_to(id: &str, notice: Notice) -> axum::response::Response {
+    done(&format!("/requests/{id}"), notice)
+}
+
+pub(crate) async fn approve(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<ReasonFields>,
+) -> PageResult {
+    let f = form.fields;
+    let approval = api::Approve {
+        reason: f.reason,
+        duration_hours: number("The duration", &f.duration_hours)?,
+    };
+    let _ = crate::api::requests::approve(
+        State(app),
+        form.session.caller,
+        Path(id.clone()),
+        body(approval),
+    )
+    .await?;
+    Ok(back_to(&id, Notice::Approved))
+}
+
+pub(crate) async fn deny(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<ReasonFields>,
+) -> PageResult {
+    let reason = api::WithReason {
+        reason: form.fields.reason,
+    };
+    let _ = crate::api::requests::deny(
+        State(app),
+        form.session.caller,
+        Path(id.clone()),
+        body(reason),
+    )
+    .await?;
+    Ok(back_to(&id, Notice::Denied))
+}
+
+pub(crate) async fn cancel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<ReasonFields>,
+) -> PageResult {
+    let reason = api::Cancel {
+        reason: filled(&form.fields.reason).map(str::to_owned),
+    };
+    let _ = crate::api::requests::cancel(
+        State(app),
+        form.session.caller,
+        Path(id.clone()),
+        body(reason),
+    )
+    .await?;
+    Ok(back_to(&id, Notice::Canceled))
+}
+
+pub(crate) async fn revoke(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<ReasonFields>,
+) -> PageResult {
+    let reason = api::WithReason {
+        reason: form.fields.reason,
+    };
+    let _ = crate::api::requests::revoke(
+        State(app),
+        form.session.caller,
+        Path(id.clone()),
+        body(reason),
+    )
+    .await?;
+    Ok(back_to(&id, Notice::Revoked))
+}
+
+/// The request statuses, for the history's filter.
+const STATUSES: &[&str] = &[
+    "pending", "approved", "denied", "expired", "canceled", "revoked", "ended",
+];
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct HistoryQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    requester: String,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+/// Every request the person may see, newest first, filtered.
+pub(crate) async fn history(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<HistoryQuery>,
+) -> PageResult {
+    if let Some(s) = filled(&q.status)
+        && !STATUSES.contains(&s)
+    {
+        return Err(bad_form(format!("There is no request status `{s}`.")));
+    }
+    let page_of = list(
+        &app,
+        &session,
+        RequestQuery {
+            tenant: session.caller.tenant().map(ToString::to_string),
+            status: filled(&q.status).map(str::to_owned),
+            requester: filled(&q.requester).map(str::to_owned),
+            limit: Some(50),
+            cursor: q.cursor.clone(),
+        },
+    )
+    .await?;
+    let now = app.now();
+    let me = viewer(&session);
+    let next = page_of.next_cursor.map(|c| {
+        let query = serde_urlencoded::to_string([
+            ("status", q.status.as_str()),
+            ("requester", q.requester.as_str()),
+            ("cursor", c.as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/history?{query}")
+    });
+    Ok(page(&view::History {
+        chrome: session.chrome("/history"),
+        notice: Notice::parse(q.notice.as_deref()).map(Notice::text),
+        status: q.status.trim().to_owned(),
+        requester: q.requester.trim().to_owned(),
+        statuses: STATUSES,
+        requests: page_of
+            .items
+            .iter()
+            .map(|r| RequestView::new(r, now, &me))
+            .collect(),
+        next,
+    }))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct GrantsQuery {
+    all: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+/// Grants the person may see: active ones unless `?all=1`; approvers may
+/// revoke, holders may get a signed token.
+pub(crate) async fn grants(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<GrantsQuery>,
+) -> PageResult {
+    let all = q.all.as_deref().is_some_and(|a| a == "1");
+    let axum::Json(page_of) = crate::api::requests::list_grants(
+        State(app.clone()),
+        session.caller.clone(),
+        Params(GrantQuery {
+            tenant: session.caller.tenant().map(ToString::to_string),
+            active: (!all).then_some(true),
+            limit: Some(50),
+            cursor: q.cursor.clone(),
+            ..GrantQuery::default()
+        }),
+    )
+    .await?;
+    let now = app.now();
+    let me = viewer(&session);
+    let next = page_of.next_cursor.map(|c| {
+        let query = serde_urlencoded::to_string([
+            ("all", if all { "1" } else { "" }),
+            ("cursor", c.as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/grants?{query}")
+    });
+    Ok(page(&view::Grants {
+        chrome: session.chrome("/grants"),
+        notice: Notice::parse(q.notice.as_deref()).map(Notice::text),
+        all,
+        grants: page_of
+            .items
+            .iter()
+            .map(|g| view::GrantView::new(g, now, &me))
+            .collect(),
+        next,
+    }))
+}
+
+pub(crate) async fn revoke_grant(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<ReasonFields>,
+) -> PageResult {
+    let reason = api::WithReason {
+        reason: form.fields.reason,
+    };
+    let _ =
+        crate::api::enforce::revoke_grant(State(app), form.session.caller, Path(id), body(reason))
+            .await?;
+    Ok(done("/grants", Notice::Revoked))
+}

@@ -1,0 +1,569 @@
+//! What the templates show: the pages, and the API's shapes made ready to
+//! read (times in UTC with the time left, decisions spelled out).
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+use lockbox_api as api;
+use lockbox_core::{Principal, ResourceId, RoleAssignment, TenantId, Timestamp};
+
+/// The header of every page: who is signed in, the navigation, and the
+/// sign-out form's CSRF token.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Chrome {
+    pub(crate) me: Option<Me>,
+    pub(crate) nav: Vec<NavItem>,
+    pub(crate) csrf: String,
+}
+
+impl Chrome {
+    /// The header of a page seen without a session.
+    pub(crate) fn anonymous() -> Self {
+        Self::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) tenant: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NavItem {
+    pub(crate) href: &'static str,
+    pub(crate) label: &'static str,
+    pub(crate) current: bool,
+}
+
+/// What a change did, shown once on the page it returns to. Only these
+/// fixed messages: a link cannot make the portal say anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    Approved,
+    Denied,
+    Canceled,
+    Revoked,
+    Requested,
+    LockboxOn,
+    LockboxOff,
+    PolicySaved,
+    RoleAssigned,
+    RoleRemoved,
+    ChannelAdded,
+    ChannelRemoved,
+    SignedOut,
+}
+
+impl Notice {
+    const ALL: [Self; 13] = [
+        Self::Approved,
+        Self::Denied,
+        Self::Canceled,
+        Self::Revoked,
+        Self::Requested,
+        Self::LockboxOn,
+        Self::LockboxOff,
+        Self::PolicySaved,
+        Self::RoleAssigned,
+        Self::RoleRemoved,
+        Self::ChannelAdded,
+        Self::ChannelRemoved,
+        Self::SignedOut,
+    ];
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Canceled => "canceled",
+            Self::Revoked => "revoked",
+            Self::Requested => "requested",
+            Self::LockboxOn => "lockbox-on",
+            Self::LockboxOff => "lockbox-off",
+            Self::PolicySaved => "policy-saved",
+            Self::RoleAssigned => "role-assigned",
+            Self::RoleRemoved => "role-removed",
+            Self::ChannelAdded => "channel-added",
+            Self::ChannelRemoved => "channel-removed",
+            Self::SignedOut => "signed-out",
+        }
+    }
+
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Self::Approved => "Your approval is recorded.",
+            Self::Denied => "The request is denied.",
+            Self::Canceled => "The request is canceled.",
+            Self::Revoked => "Access is revoked: the grant has ended.",
+            Self::Requested => "Your request is sent to the customer's approvers.",
+            Self::LockboxOn => {
+                "Customer Lockbox is on: from now on every operator access needs your approval."
+            }
+            Self::LockboxOff => "Customer Lockbox is off: requests are approved by the system.",
+            Self::PolicySaved => "The policy is saved.",
+            Self::RoleAssigned => "The role is assigned.",
+            Self::RoleRemoved => "The role assignment is removed.",
+            Self::ChannelAdded => "The channel is added.",
+            Self::ChannelRemoved => "The channel is removed.",
+            Self::SignedOut => "You are signed out.",
+        }
+    }
+
+    /// The notice a `?notice=` names, if any.
+    pub(crate) fn parse(code: Option<&str>) -> Option<Self> {
+        let code = code?;
+        Self::ALL.into_iter().find(|n| n.code() == code)
+    }
+}
+
+/// `?notice=` on any page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct NoticeQuery {
+    pub(crate) notice: Option<String>,
+}
+
+impl NoticeQuery {
+    pub(crate) fn text(&self) -> Option<&'static str> {
+        Notice::parse(self.notice.as_deref()).map(Notice::text)
+    }
+}
+
+/// A time as people read it.
+pub(crate) fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A time as machines read it (for `<time datetime>` and the countdown).
+pub(crate) fn machine(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// How long until `t`, in days, hours and minutes; "none" once passed.
+pub(crate) fn left(now: Timestamp, t: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    if secs <= 0 {
+        return "none".to_owned();
+    }
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, (secs % 3600 + 59) / 60);
+    match (d, h) {
+        (0, 0) => format!("{m} min"),
+        (0, _) => format!("{h} h {m:02} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// A time, with how long until it.
+#[derive(Debug, Clone)]
+pub(crate) struct Deadline {
+    pub(crate) at: String,
+    pub(crate) machine: String,
+    pub(crate) left: String,
+}
+
+impl Deadline {
+    pub(crate) fn new(now: Timestamp, t: DateTime<Utc>) -> Self {
+        Self {
+            at: when(t),
+            machine: machine(t),
+            left: left(now, t),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ApprovalView {
+    pub(crate) approver: String,
+    pub(crate) reason: String,
+    pub(crate) at: String,
+    pub(crate) duration_hours: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DecisionView {
+    pub(crate) by: String,
+    pub(crate) reason: String,
+    pub(crate) at: String,
+}
+
+impl DecisionView {
+    fn of(d: &api::Decision) -> Self {
+        Self {
+            by: d.by.clone(),
+            reason: d.reason.clone().unwrap_or_default(),
+            at: when(d.at),
+        }
+    }
+}
+
+/// A grant, ready to show.
+#[derive(Debug, Clone)]
+pub(crate) struct GrantView {
+    pub(crate) id: String,
+    pub(crate) request: Option<String>,
+    pub(crate) tenant: String,
+    pub(crate) principal: String,
+    pub(crate) scope: String,
+    pub(crate) access_level: String,
+    pub(crate) actions: String,
+    pub(crate) from: String,
+    pub(crate) until: Deadline,
+    pub(crate) state: String,
+    pub(crate) active: bool,
+    pub(crate) revoked: Option<DecisionView>,
+    pub(crate) emergency: bool,
+    /// Whether the viewer may revoke it (the domain decides on the post).
+    pub(crate) may_revoke: bool,
+    /// Whether the viewer holds it (and may get a signed token for it).
+    pub(crate) mine: bool,
+}
+
+impl GrantView {
+    pub(crate) fn new(g: &api::Grant, now: Timestamp, viewer: &Viewer<'_>) -> Self {
+        let active = g.state == "active";
+        let mine = g.principal == viewer.principal.id.as_str();
+        Self {
+            id: g.id.clone(),
+            request: g.request.clone(),
+            tenant: g.tenant.clone(),
+            principal: g.principal.clone(),
+            scope: g.scope.clone(),
+            access_level: g.access_level.clone(),
+            actions: g.actions.join(", "),
+            from: when(g.not_before),
+            until: Deadline::new(now, g.not_after),
+            state: g.state.clone(),
+            active,
+            revoked: g.revoked_at.map(|at| DecisionView {
+                by: g.revoked_by.clone().unwrap_or_default(),
+                reason: g.revoke_reason.clone().unwrap_or_default(),
+                at: when(at),
+            }),
+            emergency: g.emergency,
+            may_revoke: active && (mine || viewer.may_decide(&g.tenant, &g.scope, &g.principal)),
+            mine,
+        }
+    }
+}
+
+/// Who is looking: what decides which buttons a page offers. The buttons
+/// are a convenience; the handler behind each decides again.
+#[derive(Debug)]
+pub(crate) struct Viewer<'a> {
+    pub(crate) principal: &'a Principal,
+    pub(crate) roles: &'a [RoleAssignment],
+}
+
+impl Viewer<'_> {
+    /// Whether the viewer may approve, deny or revoke for `resource` in
+    /// `tenant` when `requester` asked (the domain's rule).
+    pub(crate) fn may_decide(&self, tenant: &str, resource: &str, requester: &str) -> bool {
+        let (Ok(tenant), Ok(resource), Ok(requester)) = (
+            TenantId::parse(tenant),
+            ResourceId::parse(resource),
+            requester.parse(),
+        ) else {
+            return false;
+        };
+        lockbox_core::principal::check_approver(
+            self.principal,
+            self.roles,
+            &tenant,
+            &resource,
+            &requester,
+        )
+        .is_ok()
+    }
+}
+
+/// A request, ready to show.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestView {
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) case: String,
+    pub(crate) case_title: String,
+    pub(crate) case_severity: String,
+    pub(crate) requester: String,
+    pub(crate) resource: String,
+    pub(crate) access_level: String,
+    pub(crate) actions: String,
+    pub(crate) duration_hours: u32,
+    pub(crate) justification: String,
+    pub(crate) status: String,
+    pub(crate) created: String,
+    pub(crate) expires: Deadline,
+    pub(crate) required_approvals: u32,
+    pub(crate) approvals: Vec<ApprovalView>,
+    pub(crate) denial: Option<DecisionView>,
+    pub(crate) cancellation: Option<DecisionView>,
+    pub(crate) grant: Option<GrantView>,
+    pub(crate) decided_by_system: bool,
+    /// Pending, and the viewer may decide and has not approved yet.
+    pub(crate) awaits_me: bool,
+    /// The viewer asked for it.
+    pub(crate) mine: bool,
+}
+
+impl RequestView {
+    pub(crate) fn new(r: &api::AccessRequest, now: Timestamp, viewer: &Viewer<'_>) -> Self {
+        let me = viewer.principal.id.as_str();
+        let pending = r.status == "pending";
+        let approved_by_me = r.approvals.iter().any(|a| a.approver == me);
+        Self {
+            id: r.id.clone(),
+            tenant: r.tenant.clone(),
+            case: r.case.clone(),
+            case_title: r.case_title.clone(),
+            case_severity: r.case_severity.clone(),
+            requester: r.requester.clone(),
+            resource: r.resource.clone(),
+            access_level: r.access_level.clone(),
+            actions: r.actions.join(", "),
+            duration_hours: r.duration_hours,
+            justification: r.justification.clone(),
+            status: r.status.clone(),
+            created: when(r.created_at),
+            expires: Deadline::new(now, r.expires_at),
+            required_approvals: r.required_approvals,
+            approvals: r
+                .approvals
+                .iter()
+                .map(|a| ApprovalView {
+                    approver: a.approver.clone(),
+                    reason: a.reason.clone(),
+                    at: when(a.at),
+                    duration_hours: a.duration_hours,
+                })
+                .collect(),
+            denial: r.denial.as_ref().map(DecisionView::of),
+            cancellation: r.cancellation.as_ref().map(DecisionView::of),
+            grant: r.grant.as_ref().map(|g| GrantView::new(g, now, viewer)),
+            decided_by_system: r.decided_by_system,
+            awaits_me: pending
+                && !approved_by_me
+                && viewer.may_decide(&r.tenant, &r.resource, &r.requester),
+            mine: r.requester == me,
+        }
+    }
+
+    /// "1 of 2".
+    pub(crate) fn approval_count(&self) -> String {
+        format!("{} of {}", self.approvals.len(), self.required_approvals)
+    }
+}
+
+// ---------------------------------------------------------------- pages
+
+#[derive(Template)]
+#[template(path = "portal/continue.html")]
+pub(crate) struct Continue {
+    pub(crate) chrome: Chrome,
+    pub(crate) target: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+pub(crate) struct ErrorPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) status: u16,
+    pub(crate) title: &'static str,
+    pub(crate) detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/sign_in.html")]
+pub(crate) struct SignIn {
+    pub(crate) chrome: Chrome,
+    pub(crate) csrf: String,
+    pub(crate) next: String,
+    pub(crate) id: String,
+    pub(crate) error: Option<String>,
+    pub(crate) notice: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/inbox.html")]
+pub(crate) struct Inbox {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) tenant: String,
+    pub(crate) lockbox_enabled: bool,
+    pub(crate) awaiting: Vec<RequestView>,
+    pub(crate) others: Vec<RequestView>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/request.html")]
+pub(crate) struct RequestPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) r: RequestView,
+}
+
+#[derive(Template)]
+#[template(path = "portal/history.html")]
+pub(crate) struct History {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) status: String,
+    pub(crate) requester: String,
+    pub(crate) statuses: &'static [&'static str],
+    pub(crate) requests: Vec<RequestView>,
+    pub(crate) next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/grants.html")]
+pub(crate) struct Grants {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) all: bool,
+    pub(crate) grants: Vec<GrantView>,
+    pub(crate) next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/token.html")]
+pub(crate) struct TokenPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) grant: String,
+    pub(crate) token: String,
+    pub(crate) expires: Deadline,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CaseView {
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) resource: String,
+    pub(crate) title: String,
+    pub(crate) severity: String,
+    pub(crate) status: String,
+    pub(crate) assigned_to: String,
+    pub(crate) created: String,
+}
+
+impl CaseView {
+    pub(crate) fn new(c: &api::Case) -> Self {
+        Self {
+            id: c.id.clone(),
+            tenant: c.tenant.clone(),
+            resource: c.resource.clone(),
+            title: c.title.clone(),
+            severity: c.severity.clone(),
+            status: c.status.clone(),
+            assigned_to: c.assigned_to.clone().unwrap_or_default(),
+            created: when(c.created_at),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/cases.html")]
+pub(crate) struct Cases {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) status: String,
+    pub(crate) cases: Vec<CaseView>,
+    pub(crate) next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/case.html")]
+pub(crate) struct CasePage {
+    pub(crate) chrome: Chrome,
+    pub(crate) case: CaseView,
+    /// The request form, for the operator the open case is assigned to.
+    pub(crate) may_request: bool,
+    pub(crate) levels: Vec<api::AccessLevel>,
+    pub(crate) requests: Vec<RequestView>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RoleView {
+    pub(crate) id: String,
+    pub(crate) principal: String,
+    pub(crate) role: String,
+    pub(crate) scope: String,
+    pub(crate) created: String,
+    pub(crate) created_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ChannelView {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) target: String,
+    pub(crate) format: String,
+    pub(crate) created: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/settings.html")]
+pub(crate) struct Settings {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) tenant: String,
+    pub(crate) enabled: bool,
+    pub(crate) changed: String,
+    pub(crate) policy: api::Policy,
+    pub(crate) roles: Vec<RoleView>,
+    pub(crate) users: Vec<api::Principal>,
+    pub(crate) channels: Vec<ChannelView>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EventView {
+    pub(crate) seq: u64,
+    pub(crate) at: String,
+    pub(crate) actor: String,
+    pub(crate) kind: String,
+    pub(crate) subject: String,
+    pub(crate) data: String,
+}
+
+/// The outcome of verifying the chain.
+#[derive(Debug, Clone)]
+pub(crate) struct Verification {
+    pub(crate) ok: bool,
+    pub(crate) summary: String,
+    pub(crate) detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/audit.html")]
+pub(crate) struct Audit {
+    pub(crate) chrome: Chrome,
+    pub(crate) tenant: String,
+    pub(crate) kind: String,
+    pub(crate) kinds: Vec<&'static str>,
+    pub(crate) events: Vec<EventView>,
+    pub(crate) next: Option<String>,
+    pub(crate) verification: Option<Verification>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_reads_in_days_hours_and_minutes() {
+        let now = chrono::DateTime::from_timestamp(1_000_000, 0).unwrap_or_default();
+        let at = |s: i64| now + chrono::TimeDelta::seconds(s);
+        assert_eq!(left(now, at(-5)), "none");
+        assert_eq!(left(now, at(30)), "1 min");
+        assert_eq!(left(now, at(3600 + 5 * 60)), "1 h 05 min");
+        assert_eq!(left(now, at(2 * 86_400 + 3 * 3600)), "2 d 3 h");
+    }
+
+    #[test]
+    fn notices_are_only_the_fixed_ones() {
+        for n in Notice::ALL {
+            assert_eq!(Notice::parse(Some(n.code())), Some(n));
+        }
+        assert_eq!(Notice::parse(Some("<script>")), None);
+        assert_eq!(Notice::parse(None), None);
+    }
+}
