@@ -8,6 +8,9 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+/// End-to-end browser tests: a small WebDriver client driving headless Chromium.
+pub mod browser;
+
 use std::sync::Arc;
 
 use chrono::{TimeDelta, TimeZone as _, Utc};
@@ -247,6 +250,36 @@ impl TestServer {
     /// Runs the sweeper once, now.
     pub async fn sweep(&self) -> SweepReport {
         sweeper::sweep(&self.app).await.expect("sweep")
+    }
+
+    /// Gives `id` a portal password, straight in the store with its
+    /// `password.set` event (a fixture shortcut: people made through the
+    /// API get theirs at creation).
+    pub async fn set_password(&self, id: &str, password: &str) {
+        use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId};
+        use lockbox_store::Directory as _;
+        let hash = lockbox_server::auth::hash_password(password.to_owned())
+            .await
+            .expect("hash the password");
+        let id: PrincipalId = id.parse().expect("principal id");
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await.expect("begin");
+        let principal = tx.principal(&id).await.expect("read").expect("principal");
+        tx.set_password(&id, &hash, now)
+            .await
+            .expect("set the password");
+        let chain = principal
+            .tenant()
+            .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()));
+        let event = PendingEvent::new(
+            chain,
+            now,
+            lockbox_core::Actor::System,
+            EventKind::PasswordSet,
+            &id,
+            serde_json::json!({}),
+        );
+        tx.commit(vec![event]).await.expect("commit");
     }
 
     /// Stops the server gracefully.

@@ -42,6 +42,7 @@ mod input;
 mod matrix;
 mod notify;
 mod ops;
+mod portal;
 mod story;
 mod sweeper;
 mod tls;

@@ -1,0 +1,437 @@
+//! The web portal over plain HTTP: sessions, CSRF, who sees what, and that
+//! every change goes through the API's own rules. (`browser.rs` drives the
+//! same pages in a real browser.)
+
+use lockbox_testkit::{Contoso, TestServer};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+
+on_both!(
+    a_session_approves_through_the_portal_and_signing_out_ends_it,
+    forms_without_the_sessions_csrf_token_change_nothing,
+    another_tenant_cannot_see_or_decide_by_url,
+    sign_in_refuses_wrong_passwords_then_rate_limits,
+);
+
+pub(crate) const PASSWORD: &str = "correct horse battery";
+
+/// A browser-like client: no redirects followed, cookies sent by hand.
+pub(crate) struct Visitor {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+impl Visitor {
+    pub(crate) fn new(server: &TestServer) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .unwrap(),
+            base: server.url.clone(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, response: &reqwest::Response) {
+        for set in response.headers().get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, _) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !set.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookies(&response);
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Posts a form; returns the status, the `Location` and the body.
+    pub(crate) async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>, String) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookies(&response);
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        (response.status(), location, response.text().await.unwrap())
+    }
+
+    pub(crate) fn session(&self) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == "lockbox_session")
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Signs in as `id`, landing on `next`.
+    pub(crate) async fn sign_in(&mut self, id: &str, next: &str) -> (StatusCode, Option<String>) {
+        let (status, page) = self.get("/sign-in").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let csrf = hidden(&page, "csrf");
+        let (status, location, _) = self
+            .post(
+                "/sign-in",
+                &[
+                    ("csrf", &csrf),
+                    ("id", id),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        (status, location)
+    }
+}
+
+/// The value of the first hidden input `name` of a page.
+pub(crate) fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn a_session_approves_through_the_portal_and_signing_out_ends_it(server: TestServer) {
+    let c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    let r = c.request(Contoso::VM, "Reader", None).await;
+    let mut olivia = Visitor::new(&server);
+
+    // Without a session, the request's page (the notification's link)
+    // sends the person to sign in, and back here afterwards.
+    let (status, page) = olivia.get(&format!("/requests/{}", r.id)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let next = format!("/sign-in?next=%2Frequests%2F{}", r.id);
+    assert!(page.contains(&format!("url={next}")), "{page}");
+
+    let (status, location) = olivia
+        .sign_in("olivia", &format!("/requests/{}", r.id))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/requests/{}", r.id).as_str())
+    );
+    let session = olivia.session().expect("a session cookie").to_owned();
+
+    // The cookie is HttpOnly and SameSite=Strict; the API does not take it.
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/me", server.url))
+        .header(COOKIE, format!("lockbox_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+
+    // The inbox counts what awaits her.
+    let (status, inbox) = olivia.get("/inbox").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        inbox.contains(r#"id="inbox-count" aria-label="1 awaiting your decision">1<"#),
+        "{inbox}"
+    );
+    assert!(inbox.contains("VM does not boot"), "the case's title shows");
+    assert!(
+        inbox.contains("investigating the boot failure"),
+        "the justification shows"
+    );
+
+    let (_, page) = olivia.get(&format!("/requests/{}", r.id)).await;
+    let csrf = hidden(&page, "csrf");
+    let (status, location, _) = olivia
+        .post(
+            &format!("/requests/{}/approve", r.id),
+            &[
+                ("csrf", &csrf),
+                ("reason", "ok for the case"),
+                ("duration_hours", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/requests/{}?notice=approved", r.id).as_str())
+    );
+    let approved = c.olivia.client.request(&r.id).await.unwrap();
+    assert_eq!(approved.status, "approved");
+    assert_eq!(
+        approved.approvals[0].approver, "olivia",
+        "the person, not a service account"
+    );
+    assert_eq!(approved.approvals[0].duration_hours, Some(2));
+    let check = c
+        .gate
+        .client
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert!(check.allowed, "{check:?}");
+
+    // Signing out revokes the session: the old cookie opens nothing.
+    let (_, page) = olivia.get("/inbox").await;
+    let csrf = hidden(&page, "csrf");
+    let (status, location, _) = olivia.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/sign-in?notice=signed-out"));
+    assert_eq!(olivia.session(), None, "the cookie is removed");
+    olivia.cookies.push(("lockbox_session".into(), session));
+    let (status, _) = olivia.get("/inbox").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked session is no session"
+    );
+
+    // Both ends of the session are in the tenant's audit log.
+    let events = c
+        .alice
+        .client
+        .audit_events(
+            Contoso::TENANT,
+            &lockbox_client::AuditQuery {
+                kind: Some("token.created".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        events.items.iter().any(|e| e.actor == "olivia"
+            && e.data.get("session") == Some(&serde_json::json!(true))),
+        "{events:?}"
+    );
+    let revoked = c
+        .alice
+        .client
+        .audit_events(
+            Contoso::TENANT,
+            &lockbox_client::AuditQuery {
+                kind: Some("token.revoked".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        revoked.items.iter().any(|e| e.actor == "olivia"),
+        "{revoked:?}"
+    );
+}
+
+async fn forms_without_the_sessions_csrf_token_change_nothing(server: TestServer) {
+    let c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    server.set_password("bob", PASSWORD).await;
+    let r = c.request(Contoso::VM, "Reader", None).await;
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/inbox").await;
+    let mut bob = Visitor::new(&server);
+    bob.sign_in("bob", "/inbox").await;
+    let (_, page) = bob.get(&format!("/requests/{}", r.id)).await;
+    let bobs_csrf = hidden(&page, "csrf");
+
+    let path = format!("/requests/{}/approve", r.id);
+    for form in [
+        vec![("reason", "no token")],
+        vec![("csrf", ""), ("reason", "empty token")],
+        vec![
+            ("csrf", bobs_csrf.as_str()),
+            ("reason", "another session's token"),
+        ],
+    ] {
+        let (status, _, page) = olivia.post(&path, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{form:?}");
+        assert!(page.contains("CSRF"), "{page}");
+    }
+    // Nor can a form be posted without a session at all.
+    let (status, _, _) = Visitor::new(&server)
+        .post(&path, &[("csrf", &bobs_csrf), ("reason", "no session")])
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The sign-in form too carries a token, tied to its own cookie.
+    let (status, _, _) = Visitor::new(&server)
+        .post(
+            "/sign-in",
+            &[("csrf", "x"), ("id", "olivia"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.olivia.client.request(&r.id).await.unwrap().status,
+        "pending"
+    );
+}
+
+async fn another_tenant_cannot_see_or_decide_by_url(server: TestServer) {
+    let c = Contoso::seed(&server).await;
+    server.set_password("fred", PASSWORD).await;
+    server.set_password("rita", PASSWORD).await;
+    server.set_password("sam", PASSWORD).await;
+    let r = c.request(Contoso::VM, "Reader", None).await;
+    let mut fred = Visitor::new(&server);
+    fred.sign_in("fred", "/inbox").await;
+    let (status, page) = fred.get(&format!("/requests/{}", r.id)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    assert!(
+        !page.contains("VM does not boot"),
+        "nothing of the request leaks"
+    );
+    let (_, inbox) = fred.get("/inbox").await;
+    assert!(!inbox.contains(&r.id));
+    let (_, history) = fred.get("/history").await;
+    assert!(!history.contains(&r.id));
+    let csrf = hidden(&inbox, "csrf");
+    let (status, _, _) = fred
+        .post(
+            &format!("/requests/{}/approve", r.id),
+            &[("csrf", &csrf), ("reason", "not mine to approve")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // fred administers fabrikam, not contoso: the settings page is his own.
+    let (status, settings) = fred.get("/settings").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(settings.contains("Settings for fabrikam"));
+
+    // A Reader of contoso sees the request but is offered no decision, and
+    // a decision posted anyway is refused by the domain.
+    let mut rita = Visitor::new(&server);
+    rita.sign_in("rita", "/inbox").await;
+    let (status, page) = rita.get(&format!("/requests/{}", r.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !page.contains(r#"id="approve""#),
+        "no approve button for a Reader"
+    );
+    let csrf = hidden(&page, "csrf");
+    let (status, _, _) = rita
+        .post(
+            &format!("/requests/{}/approve", r.id),
+            &[("csrf", &csrf), ("reason", "I only read")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = rita.get("/settings").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a Reader administers nothing"
+    );
+    let (status, _) = rita.get("/audit").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a Reader does not read the audit log"
+    );
+
+    // The operator cannot approve his own request.
+    let mut sam = Visitor::new(&server);
+    sam.sign_in("sam", "/cases").await;
+    let (status, page) = sam.get(&format!("/requests/{}", r.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = hidden(&page, "csrf");
+    let (status, _, _) = sam
+        .post(
+            &format!("/requests/{}/approve", r.id),
+            &[("csrf", &csrf), ("reason", "self")],
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(
+        c.olivia.client.request(&r.id).await.unwrap().status,
+        "pending"
+    );
+}
+
+async fn sign_in_refuses_wrong_passwords_then_rate_limits(server: TestServer) {
+    let _c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    let mut v = Visitor::new(&server);
+    let (_, page) = v.get("/sign-in").await;
+    let csrf = hidden(&page, "csrf");
+    let (status, _, page) = v
+        .post(
+            "/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("id", "olivia"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("The user name or the password is wrong."));
+    assert_eq!(v.session(), None);
+    // An open redirect is not offered: `next` stays on this site.
+    let (status, location) = v.sign_in("olivia", "//evil.example/x").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/"));
+    // Too many failures from one address are refused for a while.
+    let mut limited = false;
+    for _ in 0..25 {
+        let mut v = Visitor::new(&server);
+        let (_, page) = v.get("/sign-in").await;
+        let csrf = hidden(&page, "csrf");
+        let (status, _, _) = v
+            .post(
+                "/sign-in",
+                &[
+                    ("csrf", &csrf),
+                    ("id", "nobody"),
+                    ("password", "guess guess guess"),
+                ],
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(limited, "failed sign-ins are rate-limited");
+    // A fixed set of notices only: a link cannot make the portal say things.
+    let (_, page) = Visitor::new(&server)
+        .get("/sign-in?notice=%3Cscript%3E")
+        .await;
+    assert!(
+        !page.contains("<script>") && !page.contains("&lt;script"),
+        "{page}"
+    );
+}
