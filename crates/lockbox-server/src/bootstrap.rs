@@ -428,10 +428,21 @@ impl Demo {
             "\nsam asked for Reader access to {} ({}), under case \"web-01 does not boot after patching\".",
             self.resource, self.request
         );
+        let password_of = |id: &str| {
+            self.credentials
+                .iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.password.clone())
+                .unwrap_or_default()
+        };
         let _ = writeln!(
             out,
-            "See it as alice (the tenant admin, who owns the subscription):\n"
+            "In a browser: open {url}/requests/{} and sign in as alice (password {}), the tenant \
+             admin who owns the subscription; approve, deny or later revoke it there.\n",
+            self.request,
+            password_of("alice")
         );
+        let _ = writeln!(out, "Or with the API, see it as alice:\n");
         let _ = writeln!(
             out,
             "  curl -s {url}/v1/requests/{} -H 'Authorization: Bearer {}'\n",

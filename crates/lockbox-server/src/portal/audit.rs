@@ -17,8 +17,13 @@ use crate::{AppState, audit_log, authz};
 pub(crate) struct EventsQuery {
     #[serde(default)]
     kind: String,
-    cursor: Option<String>,
+    /// Events after this sequence number; without it (and without a
+    /// kind), the latest page.
+    after: Option<u64>,
 }
+
+/// Events per page.
+const PAGE: u64 = 100;
 
 fn tenant_of(s: &Session) -> Result<TenantId, PortalError> {
     s.caller.tenant().cloned().ok_or_else(|| {
@@ -42,24 +47,44 @@ async fn render_events(
     {
         return Err(bad_form(format!("There is no event kind `{k}`.")));
     }
+    let after = match (q.after, &kind) {
+        (Some(after), _) => after,
+        (None, Some(_)) => 0,
+        (None, None) => {
+            let axum::Json(head) = crate::api::audit::head(
+                State(app.clone()),
+                session.caller.clone(),
+                Path(tenant.to_string()),
+            )
+            .await?;
+            head.seq.saturating_sub(PAGE)
+        }
+    };
     let axum::Json(page_of) = crate::api::audit::list_events(
         State(app.clone()),
         session.caller.clone(),
         Path(tenant.to_string()),
         Params(AuditQuery {
             kind,
-            cursor: q.cursor.clone(),
-            limit: Some(100),
+            after_seq: Some(after),
+            limit: Some(u32::try_from(PAGE).unwrap_or(100)),
             ..AuditQuery::default()
         }),
     )
     .await?;
-    let next = page_of.next_cursor.map(|c| {
+    let link = |after: u64| {
         let query =
-            serde_urlencoded::to_string([("kind", q.kind.as_str()), ("cursor", c.as_str())])
+            serde_urlencoded::to_string([("kind", q.kind.as_str()), ("after", &after.to_string())])
                 .unwrap_or_default();
         format!("/audit?{query}")
-    });
+    };
+    let next = page_of
+        .next_cursor
+        .as_deref()
+        .and_then(|c| c.parse::<u64>().ok())
+        .map(link);
+    // Earlier events, by sequence number (unfiltered pages only).
+    let earlier = (q.kind.trim().is_empty() && after > 0).then(|| link(after.saturating_sub(PAGE)));
     Ok(page(&view::Audit {
         chrome: session.chrome("/audit"),
         tenant: tenant.to_string(),
@@ -70,7 +95,9 @@ async fn render_events(
             .into_iter()
             .map(|e| EventView {
                 seq: e.seq,
-                at: e.at,
+                at: chrono::DateTime::parse_from_rfc3339(&e.at)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or(e.at),
                 actor: e.actor,
                 kind: e.kind,
                 subject: e.subject,
@@ -78,6 +105,7 @@ async fn render_events(
             })
             .collect(),
         next,
+        earlier,
         verification,
     }))
 }

@@ -541,6 +541,7 @@ pub(crate) struct Audit {
     pub(crate) kinds: Vec<&'static str>,
     pub(crate) events: Vec<EventView>,
     pub(crate) next: Option<String>,
+    pub(crate) earlier: Option<String>,
     pub(crate) verification: Option<Verification>,
 }
 

@@ -35,6 +35,7 @@ macro_rules! on_both {
 }
 
 mod audit;
+mod browser;
 mod channels;
 mod duties;
 mod enforce;
