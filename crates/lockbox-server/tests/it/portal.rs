@@ -11,6 +11,7 @@ on_both!(
     forms_without_the_sessions_csrf_token_change_nothing,
     another_tenant_cannot_see_or_decide_by_url,
     sign_in_refuses_wrong_passwords_then_rate_limits,
+    every_page_needs_a_session_and_every_form_its_csrf_token,
 );
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -434,4 +435,83 @@ async fn sign_in_refuses_wrong_passwords_then_rate_limits(server: TestServer) {
         !page.contains("<script>") && !page.contains("&lt;script"),
         "{page}"
     );
+}
+
+async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestServer) {
+    let c = Contoso::seed(&server).await;
+    server.set_password("alice", PASSWORD).await;
+    let r = c.request(Contoso::VM, "Reader", None).await;
+    let role = c
+        .alice
+        .client
+        .role_assignments(Contoso::TENANT, &lockbox_client::PageQuery::default())
+        .await
+        .unwrap()
+        .items[0]
+        .id
+        .clone();
+    let pages = [
+        "/inbox".to_owned(),
+        "/history".to_owned(),
+        "/grants".to_owned(),
+        format!("/requests/{}", r.id),
+        "/cases".to_owned(),
+        format!("/cases/{}", c.case),
+        "/settings".to_owned(),
+        "/audit".to_owned(),
+        "/audit/verify".to_owned(),
+    ];
+    let forms = [
+        "/sign-out".to_owned(),
+        format!("/requests/{}/approve", r.id),
+        format!("/requests/{}/deny", r.id),
+        format!("/requests/{}/cancel", r.id),
+        format!("/requests/{}/revoke", r.id),
+        "/grants/grant_x/revoke".to_owned(),
+        "/grants/grant_x/token".to_owned(),
+        format!("/cases/{}/request", c.case),
+        "/settings/lockbox".to_owned(),
+        "/settings/policy".to_owned(),
+        "/settings/roles".to_owned(),
+        format!("/settings/roles/{role}/remove"),
+        "/settings/channels".to_owned(),
+        "/settings/channels/chan_x/remove".to_owned(),
+    ];
+    let mut anonymous = Visitor::new(&server);
+    for page in &pages {
+        let (status, body) = anonymous.get(page).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+        assert!(body.contains("Sign in to continue"), "{page}: {body}");
+    }
+    let fields = [
+        ("reason", "r"),
+        ("enabled", "false"),
+        ("principal", "rita"),
+        ("role", "Owner"),
+        ("scope", "/"),
+    ];
+    for form in &forms {
+        let (status, _, _) = anonymous.post(form, &fields).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{form}");
+    }
+    let mut alice = Visitor::new(&server);
+    alice.sign_in("alice", "/settings").await;
+    for page in &pages {
+        let (status, body) = alice.get(page).await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{page}: {body}");
+        assert!(!status.is_server_error(), "{page}: {body}");
+    }
+    for form in &forms {
+        let (status, _, body) = alice.post(form, &fields).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{form}");
+        assert!(body.contains("CSRF"), "{form}: {body}");
+    }
+    // Nothing changed.
+    assert!(c.alice.client.lockbox(Contoso::TENANT).await.unwrap().enabled);
+    assert_eq!(c.olivia.client.request(&r.id).await.unwrap().status, "pending");
+    let roles = c.alice.client.role_assignments(Contoso::TENANT, &lockbox_client::PageQuery::default()).await.unwrap();
+    assert!(roles.items.iter().any(|a| a.id == role));
+    assert!(!roles.items.iter().any(|a| a.principal == "rita" && a.role == "Owner"));
+    let (status, _) = alice.get("/inbox").await;
+    assert_eq!(status, StatusCode::OK, "still signed in: sign-out without its token did nothing");
 }
