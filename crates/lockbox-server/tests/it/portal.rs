@@ -507,11 +507,35 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         assert!(body.contains("CSRF"), "{form}: {body}");
     }
     // Nothing changed.
-    assert!(c.alice.client.lockbox(Contoso::TENANT).await.unwrap().enabled);
-    assert_eq!(c.olivia.client.request(&r.id).await.unwrap().status, "pending");
-    let roles = c.alice.client.role_assignments(Contoso::TENANT, &lockbox_client::PageQuery::default()).await.unwrap();
+    assert!(
+        c.alice
+            .client
+            .lockbox(Contoso::TENANT)
+            .await
+            .unwrap()
+            .enabled
+    );
+    assert_eq!(
+        c.olivia.client.request(&r.id).await.unwrap().status,
+        "pending"
+    );
+    let roles = c
+        .alice
+        .client
+        .role_assignments(Contoso::TENANT, &lockbox_client::PageQuery::default())
+        .await
+        .unwrap();
     assert!(roles.items.iter().any(|a| a.id == role));
-    assert!(!roles.items.iter().any(|a| a.principal == "rita" && a.role == "Owner"));
+    assert!(
+        !roles
+            .items
+            .iter()
+            .any(|a| a.principal == "rita" && a.role == "Owner")
+    );
     let (status, _) = alice.get("/inbox").await;
-    assert_eq!(status, StatusCode::OK, "still signed in: sign-out without its token did nothing");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "still signed in: sign-out without its token did nothing"
+    );
 }

@@ -50,6 +50,22 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
         .await
         .unwrap();
     assert!(body.contains("\"ok\""), "{body}");
+    // Under TLS the portal's cookies are `Secure`.
+    let sign_in = trusting
+        .get(format!("https://localhost:{port}/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = sign_in.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("; Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     // Plain HTTP to the TLS port gets nowhere.
     let plain = reqwest::Client::new()
         .get(format!("http://localhost:{port}/healthz"))
