@@ -256,7 +256,7 @@ pub(crate) async fn get_request(
 }
 
 /// What a decision does to a request.
-enum Decide {
+pub(crate) enum Decide {
     Approve(Reason, Option<u32>),
     Deny(Reason),
     Cancel(Option<Reason>),
@@ -267,7 +267,7 @@ enum Decide {
 /// decision with the caller's roles as they are now. A refusal rolls the
 /// transaction back at once, releasing the request's lock before the
 /// answer leaves (rather than when the connection is next used).
-async fn decide(
+pub(crate) async fn decide(
     app: &AppState,
     caller: &Caller,
     id: &str,

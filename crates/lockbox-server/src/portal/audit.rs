@@ -7,7 +7,7 @@ use lockbox_core::audit::export::{ExportError, ExportVerifier};
 use lockbox_core::{Chain, EventKind, TenantId};
 
 use super::view::{self, EventView, Verification};
-use super::{PageResult, PortalError, Session, bad_form, filled, page};
+use super::{PageResult, PortalError, Session, bad_form, filled, link, page};
 use crate::api::audit::AuditQuery;
 use crate::error::ApiError;
 use crate::extract::{Params, Path};
@@ -73,10 +73,10 @@ async fn render_events(
     )
     .await?;
     let link = |after: u64| {
-        let query =
-            serde_urlencoded::to_string([("kind", q.kind.as_str()), ("after", &after.to_string())])
-                .unwrap_or_default();
-        format!("/audit?{query}")
+        link(
+            "/audit",
+            &[("kind", &q.kind), ("after", &after.to_string())],
+        )
     };
     let next = page_of
         .next_cursor

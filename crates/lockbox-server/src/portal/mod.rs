@@ -60,10 +60,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/inbox", get(requests::inbox))
         .route("/history", get(requests::history))
         .route("/requests/{id}", get(requests::detail))
-        .route("/requests/{id}/approve", post(requests::approve))
-        .route("/requests/{id}/deny", post(requests::deny))
-        .route("/requests/{id}/cancel", post(requests::cancel))
-        .route("/requests/{id}/revoke", post(requests::revoke))
+        .route("/requests/{id}/{decision}", post(requests::decide))
         .route("/grants", get(requests::grants))
         .route("/grants/{id}/revoke", post(requests::revoke_grant))
         .route("/grants/{id}/token", post(operator::mint_token))
@@ -458,6 +455,14 @@ fn number(name: &str, value: &str) -> Result<Option<u32>, PortalError> {
                 .map_err(|_| bad_form(format!("{name} must be a whole number.")))
         })
         .transpose()
+}
+
+/// A link to `path` with the query `pairs` (the next page of a list).
+fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    )
 }
 
 /// After a change: back to `to` (a path of the portal) with a notice.

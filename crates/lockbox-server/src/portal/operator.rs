@@ -7,7 +7,7 @@ use lockbox_api as api;
 
 use super::view::{self, CaseView, Notice, NoticeQuery, RequestView, Viewer};
 use super::{
-    Form, NoFields, PageResult, PortalError, Session, bad_form, body, filled, number, page,
+    Form, NoFields, PageResult, PortalError, Session, bad_form, body, filled, link, number, page,
 };
 use crate::AppState;
 use crate::api::cases::CaseQuery;
@@ -47,12 +47,9 @@ pub(crate) async fn cases(
         }),
     )
     .await?;
-    let next = page_of.next_cursor.map(|c| {
-        let query =
-            serde_urlencoded::to_string([("status", q.status.as_str()), ("cursor", c.as_str())])
-                .unwrap_or_default();
-        format!("/cases?{query}")
-    });
+    let next = page_of
+        .next_cursor
+        .map(|c| link("/cases", &[("status", &q.status), ("cursor", &c)]));
     Ok(page(&view::Cases {
         chrome: session.chrome("/cases"),
         notice: Notice::parse(q.notice.as_deref()).map(Notice::text),

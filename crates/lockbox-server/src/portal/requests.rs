@@ -7,10 +7,12 @@ use axum::response::{IntoResponse as _, Redirect};
 use lockbox_api as api;
 
 use super::view::{self, Notice, NoticeQuery, RequestView, Viewer};
-use super::{Form, PageResult, Session, bad_form, body, done, filled, number, page};
+use super::{Form, PageResult, Session, bad_form, body, done, filled, link, number, page};
 use crate::AppState;
-use crate::api::requests::{GrantQuery, RequestQuery};
+use crate::api::requests::{Decide, GrantQuery, RequestQuery};
+use crate::error::ApiError;
 use crate::extract::{Params, Path};
+use lockbox_core::text::Reason;
 
 /// The most pending requests the inbox lists.
 const INBOX_MAX: usize = 500;
@@ -118,83 +120,36 @@ pub(crate) struct ReasonFields {
     duration_hours: String,
 }
 
-/// The request's page, after a change.
-fn back_to(id: &str, notice: Notice) -> axum::response::Response {
-    done(&format!("/requests/{id}"), notice)
-}
-
-pub(crate) async fn approve(
+/// A decision on a request from its page: `approve` (optionally for
+/// fewer hours), `deny`, `cancel` or `revoke`, each with a reason (optional
+/// to cancel), decided as the API decides it.
+pub(crate) async fn decide(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     form: Form<ReasonFields>,
 ) -> PageResult {
     let f = form.fields;
-    let approval = api::Approve {
-        reason: f.reason,
-        duration_hours: number("The duration", &f.duration_hours)?,
+    let reason = || Reason::parse(&f.reason).map_err(ApiError::from);
+    let (decision, notice) = match action.as_str() {
+        "approve" => (
+            Decide::Approve(reason()?, number("The duration", &f.duration_hours)?),
+            Notice::Approved,
+        ),
+        "deny" => (Decide::Deny(reason()?), Notice::Denied),
+        "cancel" => (
+            Decide::Cancel(
+                filled(&f.reason)
+                    .map(Reason::parse)
+                    .transpose()
+                    .map_err(ApiError::from)?,
+            ),
+            Notice::Canceled,
+        ),
+        "revoke" => (Decide::Revoke(reason()?), Notice::Revoked),
+        _ => return Err(ApiError::not_found("route").into()),
     };
-    let _ = crate::api::requests::approve(
-        State(app),
-        form.session.caller,
-        Path(id.clone()),
-        body(approval),
-    )
-    .await?;
-    Ok(back_to(&id, Notice::Approved))
-}
-
-pub(crate) async fn deny(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<ReasonFields>,
-) -> PageResult {
-    let reason = api::WithReason {
-        reason: form.fields.reason,
-    };
-    let _ = crate::api::requests::deny(
-        State(app),
-        form.session.caller,
-        Path(id.clone()),
-        body(reason),
-    )
-    .await?;
-    Ok(back_to(&id, Notice::Denied))
-}
-
-pub(crate) async fn cancel(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<ReasonFields>,
-) -> PageResult {
-    let reason = api::Cancel {
-        reason: filled(&form.fields.reason).map(str::to_owned),
-    };
-    let _ = crate::api::requests::cancel(
-        State(app),
-        form.session.caller,
-        Path(id.clone()),
-        body(reason),
-    )
-    .await?;
-    Ok(back_to(&id, Notice::Canceled))
-}
-
-pub(crate) async fn revoke(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<ReasonFields>,
-) -> PageResult {
-    let reason = api::WithReason {
-        reason: form.fields.reason,
-    };
-    let _ = crate::api::requests::revoke(
-        State(app),
-        form.session.caller,
-        Path(id.clone()),
-        body(reason),
-    )
-    .await?;
-    Ok(back_to(&id, Notice::Revoked))
+    let _ = crate::api::requests::decide(&app, &form.session.caller, &id, decision).await?;
+    Ok(done(&format!("/requests/{id}"), notice))
 }
 
 /// The request statuses, for the history's filter.
@@ -238,13 +193,14 @@ pub(crate) async fn history(
     let now = app.now();
     let me = viewer(&session);
     let next = page_of.next_cursor.map(|c| {
-        let query = serde_urlencoded::to_string([
-            ("status", q.status.as_str()),
-            ("requester", q.requester.as_str()),
-            ("cursor", c.as_str()),
-        ])
-        .unwrap_or_default();
-        format!("/history?{query}")
+        link(
+            "/history",
+            &[
+                ("status", &q.status),
+                ("requester", &q.requester),
+                ("cursor", &c),
+            ],
+        )
     });
     Ok(page(&view::History {
         chrome: session.chrome("/history"),
@@ -291,12 +247,10 @@ pub(crate) async fn grants(
     let now = app.now();
     let me = viewer(&session);
     let next = page_of.next_cursor.map(|c| {
-        let query = serde_urlencoded::to_string([
-            ("all", if all { "1" } else { "" }),
-            ("cursor", c.as_str()),
-        ])
-        .unwrap_or_default();
-        format!("/grants?{query}")
+        link(
+            "/grants",
+            &[("all", if all { "1" } else { "" }), ("cursor", &c)],
+        )
     });
     Ok(page(&view::Grants {
         chrome: session.chrome("/grants"),
