@@ -1,7 +1,9 @@
 //! The tenant admin's page: the opt-in, the policy, role assignments and
 //! notification channels.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::Query;
 use lockbox_api as api;
 use lockbox_core::TenantId;
 

@@ -1,7 +1,9 @@
 //! The audit page: the tenant's events, filterable, and the chain verified
 //! against its latest checkpoint.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::Query;
 use futures_util::StreamExt as _;
 use lockbox_core::audit::export::{ExportError, ExportVerifier};
 use lockbox_core::{Chain, EventKind, TenantId};

@@ -378,6 +378,27 @@ impl IntoResponse for PortalError {
 
 type PageResult = Result<Response, PortalError>;
 
+/// Query parameters; a malformed query is refused with a page, like any
+/// other bad input.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(t)| Self(t))
+            .map_err(|e| {
+                bad_form(format!(
+                    "The address's query could not be read: {}",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
 /// A form post from a signed-in person, its CSRF token checked before
 /// anything else, and its fields.
 #[derive(Debug)]

@@ -1,7 +1,9 @@
 //! The operator's pages: cases, asking for access under a case, and a
 //! signed token for an active grant.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::Query;
 use axum::response::{IntoResponse as _, Redirect};
 use lockbox_api as api;
 

@@ -2,7 +2,9 @@
 //! history, and grants with revoke. Operators see their own requests and
 //! grants on the same pages.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::Query;
 use axum::response::{IntoResponse as _, Redirect};
 use lockbox_api as api;
 

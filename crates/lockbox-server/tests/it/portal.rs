@@ -501,6 +501,11 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         assert_ne!(status, StatusCode::UNAUTHORIZED, "{page}: {body}");
         assert!(!status.is_server_error(), "{page}: {body}");
     }
+    for bad in ["/audit?after=minus-one", "/history?status=lost", "/cases?status=x"] {
+        let (status, body) = alice.get(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body.contains("<h1>Invalid input</h1>"), "{bad}: {body}");
+    }
     for form in &forms {
         let (status, _, body) = alice.post(form, &fields).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{form}");
