@@ -85,6 +85,9 @@ pub struct RequestQuery {
     /// Only this operator's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requester: Option<String>,
+    /// Only under this support case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
     /// Page size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,

@@ -34,6 +34,30 @@ use crate::error::ApiError;
 /// scanners).
 pub const TOKEN_PREFIX: &str = "lbx_";
 
+/// The prefix of the portal's session tokens. A session is a token of its
+/// own kind: the API takes only `lbx_` tokens and the portal's cookie only
+/// `lbs_` ones, so a session's secret opens no API and an API token in a
+/// cookie opens no page.
+pub const SESSION_PREFIX: &str = "lbs_";
+
+/// What a secret is presented as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// An API token, in `Authorization: Bearer`.
+    ApiToken,
+    /// A portal session, in its cookie.
+    Session,
+}
+
+impl Credential {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::ApiToken => TOKEN_PREFIX,
+            Self::Session => SESSION_PREFIX,
+        }
+    }
+}
+
 /// An authenticated caller: the principal, every role it holds, and the
 /// token it used.
 #[derive(Debug, Clone)]
@@ -81,10 +105,28 @@ pub fn issue_token(
     now: Timestamp,
     expires_at: Option<Timestamp>,
 ) -> Result<IssuedToken, ApiError> {
+    issue(Credential::ApiToken, principal, now, expires_at)
+}
+
+/// Mints a portal session for `principal`, until `expires_at`.
+pub(crate) fn issue_session(
+    principal: &PrincipalId,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> Result<IssuedToken, ApiError> {
+    issue(Credential::Session, principal, now, Some(expires_at))
+}
+
+fn issue(
+    kind: Credential,
+    principal: &PrincipalId,
+    now: Timestamp,
+    expires_at: Option<Timestamp>,
+) -> Result<IssuedToken, ApiError> {
     if expires_at.is_some_and(|end| end <= now) {
         return Err(ApiError::invalid("a token must expire after it is made"));
     }
-    let secret = format!("{TOKEN_PREFIX}{}", hex::encode(random_bytes::<32>()?));
+    let secret = format!("{}{}", kind.prefix(), hex::encode(random_bytes::<32>()?));
     let record = ApiToken {
         id: TokenId::generate(now)?,
         principal: principal.clone(),
@@ -129,9 +171,10 @@ pub fn api_token_expiry(
     })
 }
 
-/// Checks a token's shape: the prefix and 64 lowercase hex digits.
-fn well_formed(token: &str) -> bool {
-    token.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+/// Checks a token's shape: the prefix of its kind and 64 lowercase hex
+/// digits.
+fn well_formed(kind: Credential, token: &str) -> bool {
+    token.strip_prefix(kind.prefix()).is_some_and(|hex| {
         hex.len() == 64
             && hex
                 .bytes()
@@ -176,29 +219,39 @@ pub async fn verify_password(password: String, hash: String) -> bool {
     .unwrap_or(false)
 }
 
-/// Counts failed authentication attempts per client and tells when a
-/// client has failed too often recently.
+/// Counts failed authentication attempts per client (or per any key: an
+/// account name, say) and tells when one has failed too often recently.
 ///
 /// A client is an IPv4 address, or an IPv6 /64 (what one host or site is
 /// usually given, so that an attacker cannot step around the count through
-/// the addresses of their own network). At most a fixed number of clients
-/// are remembered: when full, the one whose count started earliest is
+/// the addresses of their own network). At most a fixed number of keys are
+/// remembered: when full, the one whose count started earliest is
 /// forgotten, so the memory used is bounded whatever the traffic.
 #[derive(Debug)]
-pub struct FailureLimiter {
+pub struct FailureLimiter<K = IpAddr> {
     max_failures: u32,
     window: Duration,
     capacity: usize,
-    clients: Mutex<Clients>,
+    clients: Mutex<Clients<K>>,
 }
 
-/// The limiter's memory: the failures of each client, and the clients in
-/// the order their counts started (to forget the oldest first).
-#[derive(Debug, Default)]
-struct Clients {
-    failures: HashMap<IpAddr, Failures>,
-    by_start: BTreeMap<(Instant, u64), IpAddr>,
+/// The limiter's memory: the failures of each key, and the keys in the
+/// order their counts started (to forget the oldest first).
+#[derive(Debug)]
+struct Clients<K> {
+    failures: HashMap<K, Failures>,
+    by_start: BTreeMap<(Instant, u64), K>,
     next: u64,
+}
+
+impl<K> Default for Clients<K> {
+    fn default() -> Self {
+        Self {
+            failures: HashMap::new(),
+            by_start: BTreeMap::new(),
+            next: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -221,14 +274,33 @@ fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl FailureLimiter {
-    /// At most `max_failures` per client in any `window`.
+impl FailureLimiter<IpAddr> {
+    /// Whether `ip`'s client has failed too often recently.
+    pub fn blocked(&self, ip: IpAddr) -> bool {
+        self.blocked_key(&client_of(ip))
+    }
+
+    /// Records a failed attempt from `ip`. Returns whether its client is
+    /// over the limit (the failure is to be answered `rate_limited`).
+    pub fn fail(&self, ip: IpAddr) -> bool {
+        self.fail_key(client_of(ip))
+    }
+
+    /// Takes back one failure of `ip`'s client (see
+    /// [`FailureLimiter::forgive_key`]).
+    pub fn forgive(&self, ip: IpAddr) {
+        self.forgive_key(&client_of(ip));
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash> FailureLimiter<K> {
+    /// At most `max_failures` per key in any `window`.
     #[must_use]
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self::with_capacity(max_failures, window, LIMITER_CAPACITY)
     }
 
-    /// As [`FailureLimiter::new`], remembering at most `capacity` clients.
+    /// As [`FailureLimiter::new`], remembering at most `capacity` keys.
     #[must_use]
     pub fn with_capacity(max_failures: u32, window: Duration, capacity: usize) -> Self {
         Self {
@@ -239,7 +311,7 @@ impl FailureLimiter {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Clients) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Clients<K>) -> T) -> T {
         let mut clients = self
             .clients
             .lock()
@@ -247,26 +319,27 @@ impl FailureLimiter {
         f(&mut clients)
     }
 
-    /// Whether `ip`'s client has failed too often recently.
-    pub fn blocked(&self, ip: IpAddr) -> bool {
-        let client = client_of(ip);
+    /// Whether `key` has failed too often recently.
+    pub fn blocked_key(&self, key: &K) -> bool {
         self.with(|clients| {
             clients
                 .failures
-                .get(&client)
+                .get(key)
                 .is_some_and(|f| f.count >= self.max_failures && f.since.elapsed() < self.window)
         })
     }
 
-    /// Records a failed attempt from `ip`. Returns whether its client is
-    /// over the limit (the failure is to be answered `rate_limited`).
-    pub fn fail(&self, ip: IpAddr) -> bool {
-        let client = client_of(ip);
+    /// Records a failed attempt of `key`. Returns whether it is over the
+    /// limit (the attempt is to be refused). To count an attempt before
+    /// knowing how it ends (so that attempts made at the same time are all
+    /// counted), call this first and [`FailureLimiter::forgive_key`] once
+    /// it succeeds.
+    pub fn fail_key(&self, key: K) -> bool {
         let now = Instant::now();
         self.with(|clients| {
             let current = clients
                 .failures
-                .get(&client)
+                .get(&key)
                 .copied()
                 .filter(|f| now.duration_since(f.since) < self.window);
             let failures = match current {
@@ -276,9 +349,9 @@ impl FailureLimiter {
                     ..f
                 },
                 None => {
-                    // A new count (or a new window): re-file the client
-                    // under its new start, making room if needed.
-                    if let Some(old) = clients.failures.remove(&client) {
+                    // A new count (or a new window): re-file the key under
+                    // its new start, making room if needed.
+                    if let Some(old) = clients.failures.remove(&key) {
                         clients.by_start.remove(&(old.since, old.seq));
                     }
                     while clients.failures.len() >= self.capacity {
@@ -289,7 +362,7 @@ impl FailureLimiter {
                     }
                     let seq = clients.next;
                     clients.next = clients.next.wrapping_add(1);
-                    clients.by_start.insert((now, seq), client);
+                    clients.by_start.insert((now, seq), key.clone());
                     Failures {
                         count: 1,
                         since: now,
@@ -297,15 +370,51 @@ impl FailureLimiter {
                     }
                 }
             };
-            clients.failures.insert(client, failures);
+            clients.failures.insert(key, failures);
             false
         })
     }
 
-    /// How many clients are remembered.
+    /// Takes back one failure of `key`: an attempt counted beforehand that
+    /// succeeded.
+    pub fn forgive_key(&self, key: &K) {
+        self.with(|clients| {
+            if let Some(f) = clients.failures.get_mut(key) {
+                f.count = f.count.saturating_sub(1);
+            }
+        });
+    }
+
+    /// How many keys are remembered.
     #[must_use]
     pub fn remembered(&self) -> usize {
         self.with(|clients| clients.failures.len())
+    }
+}
+
+/// What stands between the sign-in form and a password guesser: failures
+/// counted per client and per account, each attempt counted before its
+/// password is checked (so that attempts made at once are all counted), and
+/// a bound on password checks running at once (each takes tens of
+/// milliseconds and 19 MiB).
+#[derive(Debug)]
+pub struct SignInLimits {
+    /// Failed sign-ins per client address.
+    pub clients: FailureLimiter<IpAddr>,
+    /// Failed sign-ins per account.
+    pub accounts: FailureLimiter<String>,
+    /// Password checks in progress.
+    pub checks: tokio::sync::Semaphore,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            clients: FailureLimiter::new(20, Duration::from_secs(60)),
+            accounts: FailureLimiter::new(20, Duration::from_secs(15 * 60)),
+            checks: tokio::sync::Semaphore::new(2 * cores),
+        }
     }
 }
 
@@ -358,20 +467,24 @@ async fn authenticate(
     let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
         return Ok(Err("the Authorization header must be `Bearer lbx_…`"));
     };
-    caller_for_token(token.trim(), app).await
+    caller_for_token(Credential::ApiToken, token.trim(), app).await
 }
 
 /// The caller a token stands for (from a bearer header, or the portal's
 /// session cookie), or why it stands for no one; the outer error is a
 /// failure of the store.
 pub(crate) async fn caller_for_token(
+    kind: Credential,
     token: &str,
     app: &AppState,
 ) -> Result<Result<Caller, &'static str>, ApiError> {
-    if !well_formed(token) {
-        return Ok(Err(
-            "the bearer token is not a Lockbox token (`lbx_` and 64 hex digits)",
-        ));
+    if !well_formed(kind, token) {
+        return Ok(Err(match kind {
+            Credential::ApiToken => {
+                "the bearer token is not a Lockbox API token (`lbx_` and 64 hex digits)"
+            }
+            Credential::Session => "not a portal session",
+        }));
     }
     let hash = token_hash(token);
     let mut tx = app.store().read().await?;
@@ -409,17 +522,23 @@ mod tests {
         let month = now + TimeDelta::days(30);
         let a = issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(month)).unwrap();
         let b = issue_token(&PrincipalId::parse("sam").unwrap(), now, None).unwrap();
-        assert!(well_formed(&a.secret) && a.secret.len() == 4 + 64);
+        assert!(well_formed(Credential::ApiToken, &a.secret) && a.secret.len() == 4 + 64);
         assert_ne!(a.secret, b.secret);
         assert_eq!(a.record.hash, token_hash(&a.secret));
         assert_eq!(a.record.expires_at, Some(month));
         assert_eq!(b.record.expires_at, None);
         assert!(issue_token(&PrincipalId::parse("sam").unwrap(), now, Some(now)).is_err());
-        assert!(!well_formed("lbx_ABC"));
+        assert!(!well_formed(Credential::ApiToken, "lbx_ABC"));
         let debug = format!("{a:?}");
         assert!(!debug.contains(&a.secret), "no secret in Debug: {debug}");
         assert!(debug.contains(&a.record.id.to_string()), "{debug}");
-        assert!(!well_formed(&a.secret.to_uppercase()));
+        assert!(!well_formed(Credential::ApiToken, &a.secret.to_uppercase()));
+        // A session is not an API token, nor the other way round.
+        let session = issue_session(&PrincipalId::parse("sam").unwrap(), now, month).unwrap();
+        assert!(session.secret.starts_with(SESSION_PREFIX));
+        assert!(well_formed(Credential::Session, &session.secret));
+        assert!(!well_formed(Credential::ApiToken, &session.secret));
+        assert!(!well_formed(Credential::Session, &a.secret));
     }
 
     #[test]

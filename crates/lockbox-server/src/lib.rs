@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::get;
 use lockbox_core::{Clock, Timestamp};
 use lockbox_store::{Backend, Store};
@@ -60,6 +59,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     public_url: String,
     auth_failures: FailureLimiter,
+    sign_in: auth::SignInLimits,
+    /// Chain verifications for the portal: one at a time.
+    verifying: tokio::sync::Semaphore,
     metrics: Metrics,
     enforcer: Arc<Enforcer>,
     audit: AuditWriter,
@@ -131,6 +133,8 @@ impl AppState {
                     MAX_AUTH_FAILURES_PER_MINUTE,
                     Duration::from_secs(60),
                 ),
+                sign_in: auth::SignInLimits::default(),
+                verifying: tokio::sync::Semaphore::new(1),
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
                 audit,
@@ -233,6 +237,14 @@ impl AppState {
         &self.inner.auth_failures
     }
 
+    pub(crate) fn sign_in_limits(&self) -> &auth::SignInLimits {
+        &self.inner.sign_in
+    }
+
+    pub(crate) fn verifying(&self) -> &tokio::sync::Semaphore {
+        &self.inner.verifying
+    }
+
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -252,15 +264,9 @@ impl AppState {
                     )
                 }),
             )
-            .merge(portal::router())
-            .fallback(|| async { ApiError::not_found("route") })
-            .method_not_allowed_fallback(|| async {
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "this route does not take that method",
-                )
-            })
+            .merge(portal::router(self))
+            .fallback(portal::fallback)
+            .method_not_allowed_fallback(portal::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 metrics::track,

@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 /// How long [`Browser::find`] (and what uses it) waits for an element.
-pub const FIND_TIMEOUT: Duration = Duration::from_secs(5);
+pub const FIND_TIMEOUT: Duration = Duration::from_secs(15);
 /// The bound on every HTTP call to chromedriver.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long chromedriver has to get ready.

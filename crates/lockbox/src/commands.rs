@@ -305,6 +305,9 @@ pub(crate) enum RequestCommand {
         /// Only this operator's.
         #[arg(long)]
         requester: Option<String>,
+        /// Only under this support case.
+        #[arg(long)]
+        case: Option<String>,
     },
     /// One request.
     Show {
@@ -861,12 +864,14 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
             tenant,
             status,
             requester,
+            case,
         } => {
             let page = c
                 .requests(&RequestQuery {
                     tenant,
                     status,
                     requester,
+                    case,
                     ..RequestQuery::default()
                 })
                 .await?;

@@ -158,6 +158,8 @@ pub(crate) struct RequestQuery {
     pub(crate) status: Option<String>,
     /// Only this operator's requests.
     pub(crate) requester: Option<String>,
+    /// Only requests under this support case.
+    pub(crate) case: Option<String>,
     /// 1 to 500 (default 50).
     pub(crate) limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -197,7 +199,7 @@ pub(crate) async fn list_requests(
             .as_deref()
             .map(str::parse::<PrincipalId>)
             .transpose()?,
-        case: None,
+        case: q.case.as_deref().map(CaseId::parse).transpose()?,
     };
     match authz::list_scope(&caller)? {
         authz::ListScope::All => {}

@@ -8,10 +8,12 @@ use lockbox_api as api;
 use lockbox_core::TenantId;
 
 use super::view::{self, ChannelView, Notice, NoticeQuery, RoleView};
-use super::{Form, NoFields, PageResult, PortalError, Session, bad_form, body, done, filled, page};
+use super::{
+    Form, NoFields, PageResult, PortalError, Session, bad_form, body, done, filled, once, page,
+};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{IdempotencyKey, PageParams, Params, Path};
+use crate::extract::{PageParams, Params, Path};
 
 /// The person's tenant (only a tenant's users administer one; the API
 /// decides whether they may).
@@ -56,8 +58,6 @@ pub(crate) async fn settings(
     let axum::Json(lockbox) =
         crate::api::tenants::get_lockbox(State(app.clone()), caller.clone(), Path(tenant.clone()))
             .await?;
-    // The policy is the TenantAdmins' to read and change: asking for it
-    // first refuses anyone else before anything more is read.
     let axum::Json(policy) =
         crate::api::tenants::get_policy(State(app.clone()), caller.clone(), Path(tenant.clone()))
             .await?;
@@ -208,23 +208,26 @@ pub(crate) struct RoleFields {
     role: String,
     #[serde(default)]
     scope: String,
+    #[serde(default)]
+    nonce: String,
 }
 
 pub(crate) async fn assign_role(State(app): State<AppState>, form: Form<RoleFields>) -> PageResult {
     let tenant = tenant_of(&form.session)?.to_string();
     let f = form.fields;
-    crate::api::tenants::assign_role(
-        State(app),
-        form.session.caller,
-        Path(tenant),
-        IdempotencyKey(None),
-        body(api::NewRoleAssignment {
+    let (key, new) = once(
+        &f.nonce,
+        &format!("/v1/tenants/{tenant}/role-assignments"),
+        api::NewRoleAssignment {
             principal: f.principal.trim().to_owned(),
             role: f.role.trim().to_owned(),
             scope: f.scope.trim().to_owned(),
-        }),
-    )
-    .await?;
+        },
+    );
+    super::created(
+        crate::api::tenants::assign_role(State(app), form.session.caller, Path(tenant), key, new)
+            .await,
+    )?;
     Ok(done("/settings", Notice::RoleAssigned))
 }
 
@@ -238,7 +241,7 @@ pub(crate) async fn remove_role(
     Ok(done("/settings", Notice::RoleRemoved))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 pub(crate) struct ChannelFields {
     #[serde(default)]
     kind: String,
@@ -250,6 +253,18 @@ pub(crate) struct ChannelFields {
     format: String,
     #[serde(default)]
     address: String,
+    #[serde(default)]
+    nonce: String,
+}
+
+/// Never the webhook's secret.
+impl std::fmt::Debug for ChannelFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelFields")
+            .field("kind", &self.kind)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) async fn add_channel(
@@ -259,20 +274,27 @@ pub(crate) async fn add_channel(
     let tenant = tenant_of(&form.session)?.to_string();
     let f = form.fields;
     let some = |v: &str| filled(v).map(str::to_owned);
-    crate::api::channels::create_channel(
-        State(app),
-        form.session.caller,
-        Path(tenant),
-        IdempotencyKey(None),
-        body(api::NewChannel {
+    let (key, new) = once(
+        &f.nonce,
+        &format!("/v1/tenants/{tenant}/channels"),
+        api::NewChannel {
             kind: f.kind.trim().to_owned(),
             url: some(&f.url),
             secret: (!f.secret.is_empty()).then_some(f.secret),
             format: some(&f.format),
             address: some(&f.address),
-        }),
-    )
-    .await?;
+        },
+    );
+    super::created(
+        crate::api::channels::create_channel(
+            State(app),
+            form.session.caller,
+            Path(tenant),
+            key,
+            new,
+        )
+        .await,
+    )?;
     Ok(done("/settings", Notice::ChannelAdded))
 }
 

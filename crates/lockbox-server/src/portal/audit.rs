@@ -2,6 +2,7 @@
 //! against its latest checkpoint.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 
 use super::Query;
 use futures_util::StreamExt as _;
@@ -9,7 +10,7 @@ use lockbox_core::audit::export::{ExportError, ExportVerifier};
 use lockbox_core::{Chain, EventKind, TenantId};
 
 use super::view::{self, EventView, Verification};
-use super::{PageResult, PortalError, Session, bad_form, filled, link, page};
+use super::{Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, page};
 use crate::api::audit::AuditQuery;
 use crate::error::ApiError;
 use crate::extract::{Params, Path};
@@ -22,6 +23,8 @@ pub(crate) struct EventsQuery {
     /// Events after this sequence number; without it (and without a
     /// kind), the latest page.
     after: Option<u64>,
+    /// Events up to this sequence number only (a page of earlier events).
+    upto: Option<u64>,
 }
 
 /// Events per page.
@@ -49,19 +52,23 @@ async fn render_events(
     {
         return Err(bad_form(format!("There is no event kind `{k}`.")));
     }
-    let after = match (q.after, &kind) {
-        (Some(after), _) => after,
-        (None, Some(_)) => 0,
-        (None, None) => {
-            let axum::Json(head) = crate::api::audit::head(
-                State(app.clone()),
-                session.caller.clone(),
-                Path(tenant.to_string()),
-            )
-            .await?;
-            head.seq.saturating_sub(PAGE)
-        }
+    // Unfiltered, the log is paged by sequence number from the head down;
+    // filtered by kind, from the first event up.
+    let head = if kind.is_none() {
+        let axum::Json(head) = crate::api::audit::head(
+            State(app.clone()),
+            session.caller.clone(),
+            Path(tenant.to_string()),
+        )
+        .await?;
+        Some(head.seq)
+    } else {
+        None
     };
+    let after = q
+        .after
+        .unwrap_or_else(|| head.map_or(0, |h| h.saturating_sub(PAGE)));
+    let upto = q.upto.unwrap_or(u64::MAX);
     let axum::Json(page_of) = crate::api::audit::list_events(
         State(app.clone()),
         session.caller.clone(),
@@ -74,26 +81,36 @@ async fn render_events(
         }),
     )
     .await?;
-    let link = |after: u64| {
-        link(
-            "/audit",
-            &[("kind", &q.kind), ("after", &after.to_string())],
-        )
+    let events: Vec<_> = page_of
+        .items
+        .into_iter()
+        .filter(|e| e.seq <= upto)
+        .collect();
+    let last = events.last().map_or(after, |e| e.seq);
+    let link = |pairs: &[(&str, &str)]| link("/audit", pairs);
+    let (next, earlier) = match head {
+        Some(head) => (
+            (last < head).then(|| link(&[("after", &last.to_string())])),
+            (after > 0).then(|| {
+                link(&[
+                    ("after", &after.saturating_sub(PAGE).to_string()),
+                    ("upto", &after.to_string()),
+                ])
+            }),
+        ),
+        None => (
+            page_of
+                .next_cursor
+                .map(|c| link(&[("kind", &q.kind), ("after", &c)])),
+            None,
+        ),
     };
-    let next = page_of
-        .next_cursor
-        .as_deref()
-        .and_then(|c| c.parse::<u64>().ok())
-        .map(link);
-    // Earlier events, by sequence number (unfiltered pages only).
-    let earlier = (q.kind.trim().is_empty() && after > 0).then(|| link(after.saturating_sub(PAGE)));
     Ok(page(&view::Audit {
         chrome: session.chrome("/audit"),
         tenant: tenant.to_string(),
         kind: q.kind.trim().to_owned(),
         kinds: EventKind::ALL.iter().map(|k| k.as_str()).collect(),
-        events: page_of
-            .items
+        events: events
             .into_iter()
             .map(|e| EventView {
                 seq: e.seq,
@@ -123,14 +140,20 @@ pub(crate) async fn events(
 /// Verifies the tenant's whole chain as an offline verifier would: the
 /// export (events up to a checkpoint covering the head, signed now if the
 /// latest is behind) read line by line, every hash recomputed, and the
-/// checkpoint's signature checked with the published checkpoint keys.
-pub(crate) async fn verify(
-    State(app): State<AppState>,
-    session: Session,
-    Query(q): Query<EventsQuery>,
-) -> PageResult {
+/// checkpoint's signature checked with the published checkpoint keys. A
+/// form (it may sign a checkpoint, and it reads the whole log): one at a
+/// time per server, the hashing off the request threads.
+pub(crate) async fn verify(State(app): State<AppState>, form: Form<NoFields>) -> PageResult {
+    let session = form.session;
     let tenant = tenant_of(&session)?;
     let reader = authz::audit_reader(&session.caller, &tenant)?;
+    let Ok(_one) = app.verifying().try_acquire() else {
+        return Err(PortalError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Another verification is running. Try again in a moment.",
+        ));
+    };
     let chain = Chain::Tenant(reader.tenant().clone());
     let store = app.store();
     let checkpoint = audit_log::current_checkpoint(store, &chain, app.now()).await?;
@@ -144,14 +167,20 @@ pub(crate) async fn verify(
     let mut rest = Vec::new();
     while let Some(chunk) = stream.next().await {
         rest.extend_from_slice(&chunk?);
-        let mut start = 0;
-        for (i, b) in rest.iter().enumerate() {
-            if *b == b'\n' {
-                verifier.line(rest.get(start..i).unwrap_or_default());
-                start = i + 1;
+        (verifier, rest) = tokio::task::spawn_blocking(move || {
+            let mut lines = rest.split(|b| *b == b'\n').peekable();
+            let mut tail = Vec::new();
+            while let Some(line) = lines.next() {
+                if lines.peek().is_some() {
+                    verifier.line(line);
+                } else {
+                    tail = line.to_vec();
+                }
             }
-        }
-        rest.drain(..start);
+            (verifier, tail)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     }
     if !rest.is_empty() {
         verifier.line(&rest);
@@ -186,5 +215,5 @@ pub(crate) async fn verify(
             detail: format!("{e} ({lines} lines read)"),
         },
     };
-    render_events(&app, &session, q, Some(verification)).await
+    render_events(&app, &session, EventsQuery::default(), Some(verification)).await
 }

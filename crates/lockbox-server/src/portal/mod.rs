@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -41,15 +41,47 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::AppState;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, Credential};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 
-/// The session cookie: the person's session token.
-const SESSION_COOKIE: &str = "lockbox_session";
+/// Whether the portal is reached over TLS (its cookies are then `Secure`).
+fn secure(app: &AppState) -> bool {
+    app.public_url().starts_with("https://")
+}
+
+/// The session cookie, holding the person's session token. Under TLS it
+/// carries the `__Host-` prefix: the browser then takes it only from this
+/// host over TLS, so no sibling domain or plain-HTTP page can plant one.
+fn session_cookie(app: &AppState) -> &'static str {
+    if secure(app) {
+        "__Host-lockbox_session"
+    } else {
+        "lockbox_session"
+    }
+}
+
+/// The sign-in form's own CSRF cookie (there is no session yet to derive a
+/// token from): a random value the form must repeat.
+fn sign_in_cookie(app: &AppState) -> &'static str {
+    if secure(app) {
+        "__Host-lockbox_sign_in"
+    } else {
+        "lockbox_sign_in"
+    }
+}
+
+/// A `Set-Cookie` value for the whole site: `HttpOnly`,
+/// `SameSite=Strict`, `Secure` under TLS; `max_age` 0 removes the cookie.
+fn set_cookie(app: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if secure(app) { "; Secure" } else { "" };
+    let text =
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
 
 /// The portal's routes.
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(app: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route(
@@ -78,16 +110,27 @@ pub(crate) fn router() -> Router<AppState> {
             post(admin::remove_channel),
         )
         .route("/audit", get(audit::events))
-        .route("/audit/verify", get(audit::verify))
+        .route("/audit/verify", post(audit::verify))
         .route("/assets/portal.css", get(stylesheet))
         .route("/assets/portal.js", get(script))
-        .layer(axum::middleware::map_response(protect))
+        .layer(axum::middleware::map_response_with_state(
+            app.clone(),
+            protect,
+        ))
 }
 
-/// Headers on every portal response: never cached, never framed, scripts
-/// and styles only from the portal itself, forms only to it.
-async fn protect(mut response: Response) -> Response {
+/// Every portal response: a problem (a refusal of an extractor, a wrong
+/// method) shown as a page; never cached, never framed, scripts and styles
+/// only from the portal itself, forms only to it; HSTS under TLS.
+async fn protect(State(app): State<AppState>, response: Response) -> Response {
+    let mut response = problem_as_page(response).await;
     let headers = response.headers_mut();
+    if secure(&app) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     for (name, value) in [
         (
             header::CONTENT_SECURITY_POLICY,
@@ -103,6 +146,83 @@ async fn protect(mut response: Response) -> Response {
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    response
+}
+
+/// A problem document (`application/problem+json`), as a page.
+async fn problem_as_page(response: Response) -> Response {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/problem+json"));
+    if !is_problem {
+        return response;
+    }
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let problem: lockbox_api::Problem =
+        serde_json::from_slice(&bytes).unwrap_or(lockbox_api::Problem {
+            kind: "internal".into(),
+            title: "Error".into(),
+            status: status.as_u16(),
+            detail: String::new(),
+        });
+    render(
+        status,
+        &view::ErrorPage {
+            chrome: view::Chrome::anonymous(),
+            status: status.as_u16(),
+            title: problem.title,
+            detail: problem.detail,
+        },
+    )
+}
+
+/// What answers a path nothing serves: a page for a browser, a problem
+/// document for the API and everyone else.
+pub(crate) async fn fallback(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    refusal(&uri, &headers, ApiError::not_found("route"))
+}
+
+/// What answers a method a path does not take, as [`fallback`] does.
+pub(crate) async fn method_not_allowed(
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    refusal(
+        &uri,
+        &headers,
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        ),
+    )
+}
+
+fn refusal(uri: &axum::http::Uri, headers: &axum::http::HeaderMap, problem: ApiError) -> Response {
+    let wants_page = !uri.path().starts_with("/v1")
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if wants_page {
+        protect_page(PortalError::from(problem).into_response())
+    } else {
+        problem.into_response()
+    }
+}
+
+/// The portal's headers on a page made outside its router.
+fn protect_page(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -140,10 +260,19 @@ async fn home(session: Option<Session>) -> Redirect {
 
 /// A signed-in person: the caller their session token stands for, and the
 /// CSRF token of their forms.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Session {
     caller: Caller,
     csrf: String,
+}
+
+/// Never the CSRF token.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller.principal.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -214,13 +343,38 @@ impl Session {
                 })
                 .collect(),
             csrf: self.csrf.clone(),
+            nonce: hex::encode(lockbox_core::id::random_bytes::<16>().unwrap_or_default()),
+        }
+    }
+
+    /// Refuses a form that does not carry this session's CSRF token.
+    fn check_csrf(&self, form: &[u8]) -> Result<(), PortalError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(form)
+            .map_err(|_| bad_form("The form could not be read."))?;
+        let sent = pairs
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map_or("", |(_, v)| v.as_str());
+        if bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {
+            Ok(())
+        } else {
+            Err(PortalError::new(
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form did not carry this session's CSRF token, so nothing was changed. \
+                 Reload the page and send the form from there.",
+            ))
         }
     }
 }
 
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+    cookie_in(&parts.headers, name)
+}
+
+/// A cookie's value among `headers`.
+fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -233,8 +387,8 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        let secret = cookie(parts, SESSION_COOKIE).unwrap_or_default();
-        match auth::caller_for_token(secret, app).await {
+        let secret = cookie(parts, session_cookie(app)).unwrap_or_default();
+        match auth::caller_for_token(Credential::Session, secret, app).await {
             Ok(Ok(caller)) => Ok(Self {
                 caller,
                 csrf: Self::csrf_of(secret),
@@ -252,7 +406,7 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Session {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Option<Self>, Response> {
-        if cookie(parts, SESSION_COOKIE).is_none() {
+        if cookie(parts, session_cookie(app)).is_none() {
             return Ok(None);
         }
         match <Self as FromRequestParts<AppState>>::from_request_parts(parts, app).await {
@@ -369,7 +523,7 @@ impl IntoResponse for PortalError {
             &view::ErrorPage {
                 chrome: view::Chrome::anonymous(),
                 status: status.as_u16(),
-                title: self.title,
+                title: self.title.to_owned(),
                 detail: self.detail,
             },
         )
@@ -424,21 +578,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Form<T> {
                 )
                 .into_response()
             })?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|_| bad_form("The form could not be read.").into_response())?;
-        let sent = pairs
-            .iter()
-            .find(|(k, _)| k == "csrf")
-            .map_or("", |(_, v)| v.as_str());
-        if !bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes())) {
-            return Err(PortalError::new(
-                StatusCode::FORBIDDEN,
-                "Form refused",
-                "This form did not carry this session's CSRF token, so nothing was changed. \
-                 Reload the page and send the form from there.",
-            )
-            .into_response());
-        }
+        session
+            .check_csrf(&bytes)
+            .map_err(IntoResponse::into_response)?;
         let fields = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| bad_form(format!("The form could not be read: {e}.")).into_response())?;
         Ok(Self { session, fields })
@@ -459,6 +601,41 @@ fn body<T>(value: T) -> JsonBody<T> {
     JsonBody {
         value,
         digest: [0; 32],
+    }
+}
+
+/// A creation sent from a form, with the form's nonce as its
+/// `Idempotency-Key`: the same form sent twice creates once. The digest
+/// covers the API path and the body, as the API's own does.
+fn once<T: serde::Serialize>(
+    nonce: &str,
+    path: &str,
+    value: T,
+) -> (crate::extract::IdempotencyKey, JsonBody<T>) {
+    let nonce = nonce.trim();
+    let key =
+        (!nonce.is_empty() && nonce.len() <= 64 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| format!("portal-{nonce}"));
+    let mut hasher = Sha256::new();
+    hasher.update(b"POST ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(&value).unwrap_or_default());
+    (
+        crate::extract::IdempotencyKey(key),
+        JsonBody {
+            value,
+            digest: hasher.finalize().into(),
+        },
+    )
+}
+
+/// The body of a creation's answer, first or replayed (a form sent again).
+fn created(answer: Result<crate::extract::Created, ApiError>) -> Result<String, PortalError> {
+    match answer {
+        Ok(created) => Ok(created.body().to_owned()),
+        Err(ApiError::Replay { body, .. }) => Ok(body),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -9,13 +9,13 @@ use lockbox_api as api;
 
 use super::view::{self, CaseView, Notice, NoticeQuery, RequestView, Viewer};
 use super::{
-    Form, NoFields, PageResult, PortalError, Session, bad_form, body, filled, link, number, page,
+    Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, number, once, page,
 };
 use crate::AppState;
 use crate::api::cases::CaseQuery;
 use crate::api::requests::RequestQuery;
 use crate::error::ApiError;
-use crate::extract::{IdempotencyKey, Params, Path};
+use crate::extract::{Params, Path};
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct CasesQuery {
@@ -86,7 +86,8 @@ pub(crate) async fn case(
             session.caller.clone(),
             Params(RequestQuery {
                 requester: Some(session.caller.id().to_string()),
-                limit: Some(200),
+                case: Some(case.id.clone()),
+                limit: Some(100),
                 ..RequestQuery::default()
             }),
         )
@@ -99,7 +100,6 @@ pub(crate) async fn case(
         requests = mine
             .items
             .iter()
-            .filter(|r| r.case == case.id)
             .map(|r| RequestView::new(r, now, &me))
             .collect();
     }
@@ -122,6 +122,8 @@ pub(crate) struct RequestFields {
     duration_hours: String,
     #[serde(default)]
     justification: String,
+    #[serde(default)]
+    nonce: String,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -143,14 +145,11 @@ pub(crate) async fn request_access(
         duration_hours: number("The duration", &f.duration_hours)?,
         justification: f.justification,
     };
-    let created = crate::api::requests::create_request(
-        State(app),
-        form.session.caller,
-        IdempotencyKey(None),
-        body(new),
-    )
-    .await?;
-    let CreatedId { id } = serde_json::from_str(created.body())
+    let (key, new) = once(&f.nonce, "/v1/requests", new);
+    let created = super::created(
+        crate::api::requests::create_request(State(app), form.session.caller, key, new).await,
+    )?;
+    let CreatedId { id } = serde_json::from_str(&created)
         .map_err(|e| PortalError::from(ApiError::Internal(e.to_string())))?;
     Ok(Redirect::to(&format!(
         "/requests/{id}?notice={}",

@@ -187,6 +187,7 @@ pub(crate) async fn history(
             tenant: session.caller.tenant().map(ToString::to_string),
             status: filled(&q.status).map(str::to_owned),
             requester: filled(&q.requester).map(str::to_owned),
+            case: None,
             limit: Some(50),
             cursor: q.cursor.clone(),
         },

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 
 use super::Query;
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::TimeDelta;
 use lockbox_core::id::random_bytes;
@@ -15,7 +15,10 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::OnceCell;
 
 use super::view::{self, Notice};
-use super::{Form, NoFields, PageResult, PortalError, SESSION_COOKIE, Session, local_path, render};
+use super::{
+    PageResult, PortalError, Session, cookie_in, local_path, render, session_cookie, set_cookie,
+    sign_in_cookie,
+};
 use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
@@ -23,24 +26,6 @@ use crate::extract::Path;
 
 /// How long a session lasts.
 pub(crate) const SESSION_HOURS: i64 = 12;
-
-/// The sign-in form's own CSRF cookie (there is no session yet to derive a
-/// token from): a random value the form must repeat.
-const SIGN_IN_COOKIE: &str = "lockbox_sign_in";
-
-/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, `Secure` when the
-/// portal is reached over TLS; `max_age` 0 removes the cookie.
-fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
-    let secure = if app.public_url().starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let text = format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
-    );
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct SignInQuery {
@@ -58,6 +43,7 @@ fn next_or(next: Option<&str>, fallback: &'static str) -> String {
 pub(crate) async fn sign_in_page(
     State(app): State<AppState>,
     session: Option<Session>,
+    headers: HeaderMap,
     Query(q): Query<SignInQuery>,
 ) -> Response {
     if let Some(s) = session {
@@ -65,6 +51,7 @@ pub(crate) async fn sign_in_page(
     }
     sign_in_form(
         &app,
+        &headers,
         StatusCode::OK,
         next_or(q.next.as_deref(), "/"),
         String::new(),
@@ -73,18 +60,26 @@ pub(crate) async fn sign_in_page(
     )
 }
 
+/// The sign-in form, with its CSRF cookie: the one the browser holds if it
+/// is well formed (so that two sign-in tabs both work), else a new one.
 fn sign_in_form(
     app: &AppState,
+    headers: &HeaderMap,
     status: StatusCode,
     next: String,
     id: String,
     error: Option<String>,
     notice: Option<&'static str>,
 ) -> Response {
-    let Ok(bytes) = random_bytes::<32>() else {
-        return PortalError::from(ApiError::Internal("no randomness".into())).into_response();
+    let held = cookie_in(headers, sign_in_cookie(app))
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+    let csrf = match held {
+        Some(v) => v.to_owned(),
+        None => match random_bytes::<32>() {
+            Ok(bytes) => hex::encode(bytes),
+            Err(e) => return PortalError::from(ApiError::from(e)).into_response(),
+        },
     };
-    let csrf = hex::encode(bytes);
     let mut response = render(
         status,
         &view::SignIn {
@@ -98,12 +93,12 @@ fn sign_in_form(
     );
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(app, SIGN_IN_COOKIE, &csrf, "/sign-in", 3600),
+        set_cookie(app, sign_in_cookie(app), &csrf, 3600),
     );
     response
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct SignInFields {
     #[serde(default)]
     csrf: String,
@@ -113,6 +108,16 @@ struct SignInFields {
     password: String,
     #[serde(default)]
     next: String,
+}
+
+/// Never the password.
+impl std::fmt::Debug for SignInFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInFields")
+            .field("id", &self.id)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Compared with when the user does not exist, so that a wrong name costs
@@ -155,11 +160,14 @@ async fn check_password(
     Ok(principal.filter(|_| known && matches))
 }
 
-/// Signs in: checks the form's CSRF cookie, the client's failure count and
-/// the password; then mints the session (an API token lasting
-/// [`SESSION_HOURS`], audited) and sets its cookie.
+/// Signs in: checks the form's CSRF cookie, counts the attempt against
+/// the client and the account before checking the password (at most so
+/// many checks at once), then mints the session (a session token lasting
+/// [`SESSION_HOURS`], audited), sets its cookie, and ends the session the
+/// browser held before, if any.
 pub(crate) async fn sign_in(
     State(app): State<AppState>,
+    previous: Option<Session>,
     headers: HeaderMap,
     extensions: Extensions,
     body: Bytes,
@@ -168,14 +176,7 @@ pub(crate) async fn sign_in(
         Ok(f) => f,
         Err(_) => return super::bad_form("The form could not be read.").into_response(),
     };
-    let expected = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(k, v)| (k == SIGN_IN_COOKIE).then_some(v))
-        .unwrap_or_default();
+    let expected = cookie_in(&headers, sign_in_cookie(&app)).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(fields.csrf.as_bytes())) {
         return PortalError::new(
             StatusCode::FORBIDDEN,
@@ -186,21 +187,30 @@ pub(crate) async fn sign_in(
         .into_response();
     }
     let next = next_or(Some(&fields.next), "/");
+    let id = fields.id.trim().to_owned();
     let ip = auth::client_ip_of(&extensions);
-    let limiter = app.auth_failures();
-    if limiter.blocked(ip) {
+    let limits = app.sign_in_limits();
+    // Counted before the check, and taken back on success: attempts made
+    // at the same time are all counted.
+    if limits.clients.fail(ip) || limits.accounts.fail_key(id.clone()) {
         return too_many();
     }
-    let principal = match check_password(&app, fields.id.trim(), fields.password).await {
+    let Ok(_permit) = limits.checks.try_acquire() else {
+        return PortalError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Too many sign-ins are being checked right now. Try again in a moment.",
+        )
+        .into_response();
+    };
+    let principal = match check_password(&app, &id, fields.password).await {
         Ok(p) => p,
         Err(e) => return PortalError::from(e).into_response(),
     };
     let Some(principal) = principal else {
-        if limiter.fail(ip) {
-            return too_many();
-        }
         return sign_in_form(
             &app,
+            &headers,
             StatusCode::UNAUTHORIZED,
             next,
             fields.id,
@@ -208,17 +218,24 @@ pub(crate) async fn sign_in(
             None,
         );
     };
+    limits.clients.forgive(ip);
+    limits.accounts.forgive_key(&id);
+    if let Some(old) = previous
+        && let Err(e) = end_session(&app, old).await
+    {
+        return e.into_response();
+    }
     match start_session(&app, &principal).await {
         Ok(secret) => {
             let mut response = Redirect::to(&next).into_response();
             let headers = response.headers_mut();
             headers.append(
                 header::SET_COOKIE,
-                set_cookie(&app, SESSION_COOKIE, &secret, "/", SESSION_HOURS * 3600),
+                set_cookie(&app, session_cookie(&app), &secret, SESSION_HOURS * 3600),
             );
             headers.append(
                 header::SET_COOKIE,
-                set_cookie(&app, SIGN_IN_COOKIE, "", "/sign-in", 0),
+                set_cookie(&app, sign_in_cookie(&app), "", 0),
             );
             response
         }
@@ -244,7 +261,7 @@ async fn start_session(app: &AppState, principal: &PrincipalId) -> Result<String
         .principal(principal)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the user no longer exists"))?;
-    let token = auth::issue_token(principal, now, Some(now + TimeDelta::hours(SESSION_HOURS)))?;
+    let token = auth::issue_session(principal, now, now + TimeDelta::hours(SESSION_HOURS))?;
     tx.insert_token(&token.record).await?;
     let chain = owner
         .tenant()
@@ -265,17 +282,30 @@ async fn start_session(app: &AppState, principal: &PrincipalId) -> Result<String
     Ok(token.secret)
 }
 
-/// Signs out: revokes the session's token (audited `token.revoked`) and
-/// removes the cookie.
-pub(crate) async fn sign_out(State(app): State<AppState>, form: Form<NoFields>) -> PageResult {
-    let token = form.session.caller.token.to_string();
-    crate::api::provider::revoke_token(State(app.clone()), form.session.caller, Path(token))
-        .await?;
+/// Revokes a session's token (audited `token.revoked`).
+async fn end_session(app: &AppState, session: Session) -> Result<(), PortalError> {
+    let token = session.caller.token.to_string();
+    crate::api::provider::revoke_token(State(app.clone()), session.caller, Path(token)).await?;
+    Ok(())
+}
+
+/// Signs out: revokes the session (the form must carry its CSRF token)
+/// and removes the cookie. Without a live session there is nothing to
+/// revoke: the cookie is removed all the same.
+pub(crate) async fn sign_out(
+    State(app): State<AppState>,
+    session: Option<Session>,
+    body: Bytes,
+) -> PageResult {
+    if let Some(session) = session {
+        session.check_csrf(&body)?;
+        end_session(&app, session).await?;
+    }
     let mut response =
         Redirect::to(&format!("/sign-in?notice={}", Notice::SignedOut.code())).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&app, SESSION_COOKIE, "", "/", 0),
+        set_cookie(&app, session_cookie(&app), "", 0),
     );
     Ok(response)
 }

@@ -13,6 +13,9 @@ pub(crate) struct Chrome {
     pub(crate) me: Option<Me>,
     pub(crate) nav: Vec<NavItem>,
     pub(crate) csrf: String,
+    /// A fresh random value for the forms that create something: sent as
+    /// their `Idempotency-Key`, so that a form sent twice creates once.
+    pub(crate) nonce: String,
 }
 
 impl Chrome {
@@ -146,7 +149,9 @@ pub(crate) fn left(now: Timestamp, t: DateTime<Utc>) -> String {
     if secs <= 0 {
         return "none".to_owned();
     }
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, (secs % 3600 + 59) / 60);
+    // Whole minutes, rounded up, then split: 3599 s is "1 h 00 min".
+    let minutes = (secs + 59) / 60;
+    let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
     match (d, h) {
         (0, 0) => format!("{m} min"),
         (0, _) => format!("{h} h {m:02} min"),
@@ -368,7 +373,7 @@ pub(crate) struct Continue {
 pub(crate) struct ErrorPage {
     pub(crate) chrome: Chrome,
     pub(crate) status: u16,
-    pub(crate) title: &'static str,
+    pub(crate) title: String,
     pub(crate) detail: String,
 }
 
@@ -557,6 +562,8 @@ mod tests {
         assert_eq!(left(now, at(30)), "1 min");
         assert_eq!(left(now, at(3600 + 5 * 60)), "1 h 05 min");
         assert_eq!(left(now, at(2 * 86_400 + 3 * 3600)), "2 d 3 h");
+        assert_eq!(left(now, at(3599)), "1 h 00 min");
+        assert_eq!(left(now, at(7199)), "2 h 00 min");
     }
 
     #[test]

@@ -82,6 +82,22 @@ async fn the_portal_in_a_real_browser() {
     assert_eq!(session["httpOnly"], true, "{session}");
     assert_eq!(session["sameSite"], "Strict", "{session}");
 
+    // Arriving signed in from another site (the link in an e-mail or a
+    // chat), the browser withholds the SameSite=Strict cookie; the page's
+    // same-site refresh brings it back: on to the request, with no second
+    // sign-in.
+    browser
+        .goto(&format!(
+            "data:text/html,<a id=out href='{}/requests/{}'>open</a>",
+            server.url, r.id
+        ))
+        .await
+        .unwrap();
+    browser.click("#out").await.unwrap();
+    browser.find("#approve-reason").await.unwrap();
+    let url = browser.url().await.unwrap();
+    assert!(url.ends_with(&format!("/requests/{}", r.id)), "{url}");
+
     // The inbox shows the pending request with its count.
     browser
         .goto(&format!("{}/inbox", server.url))

@@ -12,6 +12,8 @@ on_both!(
     another_tenant_cannot_see_or_decide_by_url,
     sign_in_refuses_wrong_passwords_then_rate_limits,
     every_page_needs_a_session_and_every_form_its_csrf_token,
+    a_burst_of_sign_ins_is_counted_before_passwords_are_checked,
+    the_grants_page_revokes_and_a_form_sent_twice_creates_once,
 );
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -36,7 +38,7 @@ impl Visitor {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -151,14 +153,21 @@ async fn a_session_approves_through_the_portal_and_signing_out_ends_it(server: T
     );
     let session = olivia.session().expect("a session cookie").to_owned();
 
-    // The cookie is HttpOnly and SameSite=Strict; the API does not take it.
-    let me = reqwest::Client::new()
-        .get(format!("{}/v1/me", server.url))
-        .header(COOKIE, format!("lockbox_session={session}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    // The API takes neither the cookie nor the session's secret as a
+    // bearer token: a session opens the portal only.
+    assert!(session.starts_with("lbs_"), "{session}");
+    for (name, value) in [
+        (COOKIE, format!("lockbox_session={session}")),
+        (reqwest::header::AUTHORIZATION, format!("Bearer {session}")),
+    ] {
+        let me = reqwest::Client::new()
+            .get(format!("{}/v1/me", server.url))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    }
 
     // The inbox counts what awaits her.
     let (status, inbox) = olivia.get("/inbox").await;
@@ -459,10 +468,9 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         format!("/cases/{}", c.case),
         "/settings".to_owned(),
         "/audit".to_owned(),
-        "/audit/verify".to_owned(),
     ];
     let forms = [
-        "/sign-out".to_owned(),
+        "/audit/verify".to_owned(),
         format!("/requests/{}/approve", r.id),
         format!("/requests/{}/deny", r.id),
         format!("/requests/{}/cancel", r.id),
@@ -494,6 +502,11 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         let (status, _, _) = anonymous.post(form, &fields).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{form}");
     }
+    // Signing out needs no session (it only removes the cookie), but with
+    // one it needs the session's token.
+    let (status, location, _) = anonymous.post("/sign-out", &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/sign-in?notice=signed-out"));
     let mut alice = Visitor::new(&server);
     alice.sign_in("alice", "/settings").await;
     for page in &pages {
@@ -501,7 +514,11 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         assert_ne!(status, StatusCode::UNAUTHORIZED, "{page}: {body}");
         assert!(!status.is_server_error(), "{page}: {body}");
     }
-    for bad in ["/audit?after=minus-one", "/history?status=lost", "/cases?status=x"] {
+    for bad in [
+        "/audit?after=minus-one",
+        "/history?status=lost",
+        "/cases?status=x",
+    ] {
         let (status, body) = alice.get(bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(body.contains("<h1>Invalid input</h1>"), "{bad}: {body}");
@@ -537,10 +554,151 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
             .iter()
             .any(|a| a.principal == "rita" && a.role == "Owner")
     );
+    let (status, _, _) = alice.post("/sign-out", &fields).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "sign-out without the session's token"
+    );
     let (status, _) = alice.get("/inbox").await;
     assert_eq!(
         status,
         StatusCode::OK,
         "still signed in: sign-out without its token did nothing"
     );
+    // Refusals of the portal's paths are pages, not problem documents.
+    for (path, want) in [
+        ("/requests/%FF", StatusCode::BAD_REQUEST),
+        ("/sign-out", StatusCode::METHOD_NOT_ALLOWED),
+        ("/no/such/page", StatusCode::NOT_FOUND),
+    ] {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", server.url))
+            .header(COOKIE, alice.cookie_header())
+            .header(reqwest::header::ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), want, "{path}");
+        let ct = response.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+    }
+    // The API's own unknown paths still answer as the API does.
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/no-such-route", server.url))
+        .header(reqwest::header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+}
+
+/// Sign-in attempts made at the same time are all counted before any
+/// password is checked: a burst from one address cannot slip a correct
+/// guess past the limit.
+async fn a_burst_of_sign_ins_is_counted_before_passwords_are_checked(server: TestServer) {
+    let _c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    let mut forms = Vec::new();
+    for _ in 0..40 {
+        let mut v = Visitor::new(&server);
+        let (_, page) = v.get("/sign-in").await;
+        let csrf = hidden(&page, "csrf");
+        forms.push((v, csrf));
+    }
+    let attempts = forms
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut v, csrf))| async move {
+            let password = if i == 30 {
+                PASSWORD
+            } else {
+                "not the password"
+            };
+            let (status, _, _) = v
+                .post(
+                    "/sign-in",
+                    &[("csrf", &csrf), ("id", "olivia"), ("password", password)],
+                )
+                .await;
+            status
+        });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED || **s == StatusCode::SEE_OTHER)
+        .count();
+    assert!(checked <= 20, "at most 20 attempts checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [
+            StatusCode::SEE_OTHER,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
+
+/// The revoke button of the grants page ends a request's grant; a form
+/// sent twice (a double click) creates one request.
+async fn the_grants_page_revokes_and_a_form_sent_twice_creates_once(server: TestServer) {
+    let c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    server.set_password("sam", PASSWORD).await;
+    let mut sam = Visitor::new(&server);
+    sam.sign_in("sam", "/cases").await;
+    let (_, page) = sam.get(&format!("/cases/{}", c.case)).await;
+    let csrf = hidden(&page, "csrf");
+    let nonce = hidden(&page, "nonce");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("nonce", nonce.as_str()),
+        ("resource", Contoso::VM),
+        ("access_level", "Reader"),
+        ("duration_hours", ""),
+        ("justification", "read the boot log"),
+    ];
+    let path = format!("/cases/{}/request", c.case);
+    let (status, first, _) = sam.post(&path, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, second, _) = sam.post(&path, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(first, second, "the same request, not a second one");
+    let mine = c.sam.client.requests(&Default::default()).await.unwrap();
+    assert_eq!(mine.items.len(), 1, "{mine:?}");
+    let id = mine.items[0].id.clone();
+    c.olivia.client.approve(&id, "ok", None).await.unwrap();
+
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/grants").await;
+    let (status, grants) = olivia.get("/grants").await;
+    assert_eq!(status, StatusCode::OK);
+    let action = format!("action=\"/requests/{id}/revoke\"");
+    assert!(grants.contains(&action), "{grants}");
+    let csrf = hidden(&grants, "csrf");
+    let (status, location, _) = olivia
+        .post(
+            &format!("/requests/{id}/revoke"),
+            &[("csrf", &csrf), ("reason", "done")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location:?}");
+    let check = c
+        .gate
+        .client
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert!(!check.allowed);
+    assert_eq!(check.reason, "revoked");
 }

@@ -61,12 +61,19 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
         .unwrap()
         .to_owned();
     assert!(
-        cookie.contains("; Secure")
+        cookie.starts_with("__Host-")
+            && cookie.contains("; Secure")
             && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite=Strict"),
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/;"),
         "{cookie}"
     );
-    // Plain HTTP to the TLS port gets nowhere.
+    assert!(
+        sign_in
+            .headers()
+            .contains_key(reqwest::header::STRICT_TRANSPORT_SECURITY),
+        "HSTS under TLS"
+    ); // Plain HTTP to the TLS port gets nowhere.
     let plain = reqwest::Client::new()
         .get(format!("http://localhost:{port}/healthz"))
         .send()
