@@ -18,11 +18,7 @@ use crate::extract::{PageParams, Params, Path};
 /// The person's tenant (only a tenant's users administer one; the API
 /// decides whether they may).
 fn tenant_of(s: &Session) -> Result<TenantId, PortalError> {
-    s.caller.tenant().cloned().ok_or_else(|| {
-        PortalError::from(ApiError::forbidden(
-            "only a tenant's own TenantAdmins administer it",
-        ))
-    })
+    s.tenant("only a tenant's own TenantAdmins administer it")
 }
 
 /// Every item of a paginated list, following cursors (bounded).

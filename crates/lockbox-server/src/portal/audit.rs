@@ -31,11 +31,7 @@ pub(crate) struct EventsQuery {
 const PAGE: u64 = 100;
 
 fn tenant_of(s: &Session) -> Result<TenantId, PortalError> {
-    s.caller.tenant().cloned().ok_or_else(|| {
-        PortalError::from(ApiError::forbidden(
-            "only the tenant's TenantAdmins, Owners and LockboxApprovers read its audit log",
-        ))
-    })
+    s.tenant("only the tenant's TenantAdmins, Owners and LockboxApprovers read its audit log")
 }
 
 /// The page of events, with a verification's outcome if there is one.

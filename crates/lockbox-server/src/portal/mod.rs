@@ -302,6 +302,15 @@ impl Session {
         self.has_role(|r| matches!(r, Role::TenantAdmin | Role::Owner | Role::LockboxApprover))
     }
 
+    /// The person's tenant; refused (`who` says who may) for people of
+    /// no tenant.
+    fn tenant(&self, who: &'static str) -> Result<lockbox_core::TenantId, PortalError> {
+        self.caller
+            .tenant()
+            .cloned()
+            .ok_or_else(|| PortalError::from(ApiError::forbidden(who)))
+    }
+
     fn is_operator(&self) -> bool {
         self.caller.principal.is_operator()
     }

@@ -230,39 +230,30 @@ async fn a_session_approves_through_the_portal_and_signing_out_ends_it(server: T
     );
 
     // Both ends of the session are in the tenant's audit log.
-    let events = c
-        .alice
-        .client
-        .audit_events(
-            Contoso::TENANT,
-            &lockbox_client::AuditQuery {
-                kind: Some("token.created".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let events = |kind: &'static str| {
+        let client = c.alice.client.clone();
+        async move {
+            client
+                .audit_events(
+                    Contoso::TENANT,
+                    &lockbox_client::AuditQuery {
+                        kind: Some(kind.into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    let created = events("token.created").await;
     assert!(
-        events.items.iter().any(|e| e.actor == "olivia"
+        created.iter().any(|e| e.actor == "olivia"
             && e.data.get("session") == Some(&serde_json::json!(true))),
-        "{events:?}"
+        "{created:?}"
     );
-    let revoked = c
-        .alice
-        .client
-        .audit_events(
-            Contoso::TENANT,
-            &lockbox_client::AuditQuery {
-                kind: Some("token.revoked".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert!(
-        revoked.items.iter().any(|e| e.actor == "olivia"),
-        "{revoked:?}"
-    );
+    let revoked = events("token.revoked").await;
+    assert!(revoked.iter().any(|e| e.actor == "olivia"), "{revoked:?}");
 }
 
 async fn forms_without_the_sessions_csrf_token_change_nothing(server: TestServer) {
