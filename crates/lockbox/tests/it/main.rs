@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod audit;
 mod cli;
+mod crash;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockbox");
 
