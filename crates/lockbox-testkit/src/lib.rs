@@ -98,6 +98,23 @@ impl TestServer {
         Some(Self::on_store(db, store).await)
     }
 
+    /// A server on a new PostgreSQL database that it reaches through
+    /// `route` (the database's URL in, the URL the server connects to out:
+    /// through a proxy a test can cut, say), waiting at most two seconds
+    /// for a connection; `None` as for [`TestServer::postgres`].
+    pub async fn postgres_via(route: impl Fn(&str) -> String) -> Option<Self> {
+        let db = TestDatabase::postgres().await?;
+        let options = StoreOptions {
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..StoreOptions::default()
+        };
+        let store = Store::connect(&route(&db.url), options)
+            .await
+            .expect("open the test database");
+        store.migrate().await.expect("migrate the test database");
+        Some(Self::on_store(db, store).await)
+    }
+
     /// A server on the given backend whose configuration `configure`
     /// changes first (see [`TestServer::postgres`] for `None`). Other
     /// nodes of it ([`TestServer::another_node`]) are configured alike.

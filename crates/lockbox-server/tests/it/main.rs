@@ -39,6 +39,7 @@ mod browser;
 mod channels;
 mod duties;
 mod enforce;
+mod faults;
 mod input;
 mod matrix;
 mod notify;
