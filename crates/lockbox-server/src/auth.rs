@@ -481,7 +481,7 @@ pub(crate) async fn caller_for_token(
     if !well_formed(kind, token) {
         return Ok(Err(match kind {
             Credential::ApiToken => {
-                "the bearer token is not a Lockbox API token (`lbx_` and 64 hex digits)"
+                "the bearer token is not a Lockbox token (`lbx_` and 64 hex digits)"
             }
             Credential::Session => "not a portal session",
         }));

@@ -117,6 +117,14 @@ pub struct ServerConfig {
     /// How long a shutdown waits for requests in flight, in seconds.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    /// Failed API authentications answered before a client address is
+    /// refused `rate_limited` for the rest of the minute.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: u32,
+}
+
+fn default_auth_failures() -> u32 {
+    20
 }
 
 fn default_listen() -> SocketAddr {
@@ -133,6 +141,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             public_url: None,
             shutdown_grace_seconds: default_grace(),
+            auth_failures_per_minute: default_auth_failures(),
         }
     }
 }
@@ -541,6 +550,11 @@ impl Config {
                 "log.format must be `text` or `json`, not `{}`",
                 self.log.format
             )));
+        }
+        if self.server.auth_failures_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "server.auth_failures_per_minute must be at least 1".into(),
+            ));
         }
         if self.sweeper.interval_seconds == 0 {
             return Err(ConfigError::Invalid(

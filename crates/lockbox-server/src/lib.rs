@@ -92,6 +92,9 @@ pub struct ServerOptions {
     /// Whether webhooks may reach loopback, private and link-local
     /// addresses (`notifications.allow_private_targets`).
     pub allow_private_targets: bool,
+    /// Failed API authentications per client address per minute before
+    /// the rest are refused `rate_limited`.
+    pub auth_failures_per_minute: u32,
     /// Where e-mail goes out (`None`: no e-mail).
     pub mailer: Option<notify::Mailer>,
     /// How long before a pending request expires its approvers are
@@ -104,13 +107,15 @@ impl Default for ServerOptions {
         Self {
             enforcement: EnforcementOptions::default(),
             allow_private_targets: false,
+            auth_failures_per_minute: MAX_AUTH_FAILURES_PER_MINUTE,
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
         }
     }
 }
 
-/// Failed authentications allowed per client address per minute.
+/// Failed authentications allowed per client address per minute, unless
+/// configured otherwise.
 const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
 impl AppState {
@@ -130,7 +135,7 @@ impl AppState {
                 clock,
                 public_url,
                 auth_failures: FailureLimiter::new(
-                    MAX_AUTH_FAILURES_PER_MINUTE,
+                    options.auth_failures_per_minute,
                     Duration::from_secs(60),
                 ),
                 sign_in: auth::SignInLimits::default(),
@@ -252,7 +257,7 @@ impl AppState {
     /// The whole HTTP surface: the API, the operations endpoints,
     /// `/openapi.json` and the web portal, with the body limit and metrics.
     pub fn router(&self) -> Router {
-        let (routes, openapi) = api::router().split_for_parts();
+        let (routes, openapi) = api::routes();
         let openapi_json = serde_json::to_string_pretty(&openapi).unwrap_or_default();
         routes
             .route(
@@ -278,6 +283,6 @@ impl AppState {
     /// The OpenAPI document of the API.
     #[must_use]
     pub fn openapi() -> utoipa::openapi::OpenApi {
-        api::router().split_for_parts().1
+        api::routes().1
     }
 }

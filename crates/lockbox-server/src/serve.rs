@@ -100,6 +100,7 @@ impl Server {
         let options = crate::ServerOptions {
             enforcement: config.enforcement.options(),
             allow_private_targets: config.notifications.allow_private_targets,
+            auth_failures_per_minute: config.server.auth_failures_per_minute,
             mailer,
             reminder_before: chrono::TimeDelta::hours(i64::from(
                 config.notifications.reminder_before_hours,

@@ -62,8 +62,97 @@ impl Modify for Bearer {
     }
 }
 
+/// The refusals every operation can give, documented on each as problem
+/// documents (`application/problem+json`): bad input in the path, query or
+/// body (400, 422), a conflict (409) on changes, an unknown id (404), the
+/// database unavailable (503) or a failure of ours (500); for operations
+/// that need a token, 401, 403 and `rate_limited` (429); for those with a
+/// body, 413 and 415. Every documented problem response, the handlers' own
+/// included, is given the problem media type.
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        const PROBLEM: &str = "application/problem+json";
+        let problem = |what: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(what)
+                    .content(
+                        PROBLEM,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.post, true),
+                (&mut item.delete, true),
+            ];
+            for (op, changes) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = op.request_body.is_some();
+                let responses = &mut op.responses.responses;
+                // A handler's own problem responses: the problem type.
+                for response in responses.values_mut() {
+                    if let RefOr::T(r) = response
+                        && let Some(content) = r.content.shift_remove("application/json")
+                    {
+                        let is_problem = matches!(
+                            &content,
+                            RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+                        );
+                        if is_problem {
+                            r.content.insert(PROBLEM.to_owned(), content);
+                        } else {
+                            r.content.insert("application/json".to_owned(), content);
+                        }
+                    }
+                }
+                let mut add = |code: &str, what: &str| {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(what));
+                };
+                add("400", "Invalid input");
+                add("404", "Not found");
+                add("500", "A failure of the server's own (the cause is logged, never sent)");
+                add("503", "The database is unavailable");
+                if changes {
+                    add("409", "Conflict");
+                    add("422", "Refused by the rules");
+                }
+                if secured {
+                    add("401", "No valid token");
+                    add("403", "Forbidden");
+                    add("429", "Too many failed authentication attempts from this address");
+                }
+                if has_body {
+                    add("413", "The body is larger than 64 KiB");
+                    add("415", "The body is not JSON");
+                }
+            }
+        }
+    }
+}
+
+/// The API's routes and their whole OpenAPI document (with what the
+/// routes' own annotations cannot say: see [`Problems`]).
+pub(crate) fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut openapi) = router().split_for_parts();
+    Problems.modify(&mut openapi);
+    (routes, openapi)
+}
+
 /// Every route, with its OpenAPI description.
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(tenants::get_tenant))

@@ -51,7 +51,7 @@ fn unavailable(detail: String) -> (StatusCode, Json<api::Health>) {
 
 /// Prometheus metrics (text format).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus metrics in the OpenMetrics text format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let now = app.now();
     let mut readings = crate::metrics::Readings {
