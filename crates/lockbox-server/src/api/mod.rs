@@ -123,7 +123,10 @@ impl Modify for Problems {
                 };
                 add("400", "Invalid input");
                 add("404", "Not found");
-                add("500", "A failure of the server's own (the cause is logged, never sent)");
+                add(
+                    "500",
+                    "A failure of the server's own (the cause is logged, never sent)",
+                );
                 add("503", "The database is unavailable");
                 if changes {
                     add("409", "Conflict");
@@ -132,7 +135,10 @@ impl Modify for Problems {
                 if secured {
                     add("401", "No valid token");
                     add("403", "Forbidden");
-                    add("429", "Too many failed authentication attempts from this address");
+                    add(
+                        "429",
+                        "Too many failed authentication attempts from this address",
+                    );
                 }
                 if has_body {
                     add("413", "The body is larger than 64 KiB");
