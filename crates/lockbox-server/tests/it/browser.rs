@@ -24,6 +24,23 @@ fn screenshots() -> PathBuf {
         .join("portal-screenshots")
 }
 
+/// Waits (bounded) until `css` shows `needle`: after a click that sends a
+/// form, the page it leads to may not have replaced the old one yet, and
+/// the old one may hold an element of the same id.
+async fn shows(browser: &Browser, css: &str, needle: &str) {
+    let mut last = String::new();
+    for _ in 0..150 {
+        if let Ok(text) = browser.text(css).await {
+            if text.contains(needle) {
+                return;
+            }
+            last = text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{css} never showed {needle:?}; last: {last:?}");
+}
+
 /// Signs in as `id` from a fresh start, asking for `next`.
 async fn sign_in(browser: &Browser, server: &TestServer, id: &str, next: &str) {
     browser
@@ -129,13 +146,7 @@ async fn the_portal_in_a_real_browser() {
         .await
         .unwrap();
     browser.click("#approve").await.unwrap();
-    assert!(
-        browser
-            .text("#notice")
-            .await
-            .unwrap()
-            .contains("approval is recorded")
-    );
+    shows(&browser, "#notice", "approval is recorded").await;
     assert_eq!(browser.text("#request-status").await.unwrap(), "approved");
     assert_eq!(browser.text("#grant-state").await.unwrap(), "active");
     browser.screenshot(&shot("request-approved")).await.unwrap();
@@ -148,7 +159,7 @@ async fn the_portal_in_a_real_browser() {
         .await
         .unwrap();
     browser.click("#revoke").await.unwrap();
-    assert!(browser.text("#notice").await.unwrap().contains("revoked"));
+    shows(&browser, "#notice", "revoked").await;
     assert_eq!(browser.text("#grant-state").await.unwrap(), "revoked");
     let check = gate.check("sam", Contoso::VM, READ).await.unwrap();
     assert!(!check.allowed);
@@ -165,7 +176,7 @@ async fn the_portal_in_a_real_browser() {
         .await
         .unwrap();
     browser.click("#deny").await.unwrap();
-    assert!(browser.text("#notice").await.unwrap().contains("denied"));
+    shows(&browser, "#notice", "denied").await;
     assert_eq!(browser.text("#request-status").await.unwrap(), "denied");
     assert_eq!(
         c.olivia.client.request(&r2.id).await.unwrap().status,
@@ -211,7 +222,7 @@ async fn the_portal_in_a_real_browser() {
     assert_eq!(browser.text("#lockbox-state").await.unwrap(), "on");
     browser.screenshot(&shot("settings")).await.unwrap();
     browser.click("#toggle-lockbox").await.unwrap();
-    assert!(browser.text("#notice").await.unwrap().contains("is off"));
+    shows(&browser, "#notice", "is off").await;
     assert_eq!(browser.text("#lockbox-state").await.unwrap(), "off");
     assert!(
         !c.alice
@@ -222,7 +233,7 @@ async fn the_portal_in_a_real_browser() {
             .enabled
     );
     browser.click("#toggle-lockbox").await.unwrap();
-    assert!(browser.text("#notice").await.unwrap().contains("is on"));
+    shows(&browser, "#notice", "is on").await;
     assert_eq!(browser.text("#lockbox-state").await.unwrap(), "on");
     assert!(
         c.alice
@@ -258,7 +269,7 @@ async fn the_portal_in_a_real_browser() {
     browser.fill("#duration_hours", "2").await.unwrap();
     browser.screenshot(&shot("case")).await.unwrap();
     browser.click("#request-access").await.unwrap();
-    assert!(browser.text("#notice").await.unwrap().contains("sent"));
+    shows(&browser, "#notice", "sent").await;
     assert_eq!(browser.text("#request-status").await.unwrap(), "pending");
     let url = browser.url().await.unwrap();
     let id = url
