@@ -93,6 +93,16 @@ impl Visitor {
         (response.status(), location, response.text().await.unwrap())
     }
 
+    /// Posts an approval of request `id` with `csrf` and `reason`.
+    async fn approve(&mut self, id: &str, csrf: &str, reason: &str) -> StatusCode {
+        self.post(
+            &format!("/requests/{id}/approve"),
+            &[("csrf", csrf), ("reason", reason)],
+        )
+        .await
+        .0
+    }
+
     pub(crate) fn session(&self) -> Option<&str> {
         self.cookies
             .iter()
@@ -319,12 +329,7 @@ async fn another_tenant_cannot_see_or_decide_by_url(server: TestServer) {
     let (_, history) = fred.get("/history").await;
     assert!(!history.contains(&r.id));
     let csrf = hidden(&inbox, "csrf");
-    let (status, _, _) = fred
-        .post(
-            &format!("/requests/{}/approve", r.id),
-            &[("csrf", &csrf), ("reason", "not mine to approve")],
-        )
-        .await;
+    let status = fred.approve(&r.id, &csrf, "not mine to approve").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // fred administers fabrikam, not contoso: the settings page is his own.
     let (status, settings) = fred.get("/settings").await;
@@ -342,12 +347,7 @@ async fn another_tenant_cannot_see_or_decide_by_url(server: TestServer) {
         "no approve button for a Reader"
     );
     let csrf = hidden(&page, "csrf");
-    let (status, _, _) = rita
-        .post(
-            &format!("/requests/{}/approve", r.id),
-            &[("csrf", &csrf), ("reason", "I only read")],
-        )
-        .await;
+    let status = rita.approve(&r.id, &csrf, "I only read").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = rita.get("/settings").await;
     assert_eq!(
@@ -368,12 +368,7 @@ async fn another_tenant_cannot_see_or_decide_by_url(server: TestServer) {
     let (status, page) = sam.get(&format!("/requests/{}", r.id)).await;
     assert_eq!(status, StatusCode::OK);
     let csrf = hidden(&page, "csrf");
-    let (status, _, _) = sam
-        .post(
-            &format!("/requests/{}/approve", r.id),
-            &[("csrf", &csrf), ("reason", "self")],
-        )
-        .await;
+    let status = sam.approve(&r.id, &csrf, "self").await;
     assert!(status.is_client_error(), "{status}");
     assert_eq!(
         c.olivia.client.request(&r.id).await.unwrap().status,
