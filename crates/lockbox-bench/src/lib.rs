@@ -1,6 +1,7 @@
-//! What Lockbox's enforcement benchmarks share: latency summaries, the
-//! resident memory of the process, a description of the machine, and the
-//! synthetic population of grants the decision benchmarks search.
+//! What Lockbox's benchmarks share: latency summaries, the resident memory
+//! of the process, a description of the machine, and the synthetic
+//! population of grants the decision benchmarks search; and the load
+//! harness ([`load`], binary `lockbox-load`), which acts in a [`World`].
 //!
 //! The benchmarks themselves are in `benches/` (run them with
 //! `cargo bench -p lockbox-bench --bench NAME`); see `BENCHMARKS.md`.
@@ -8,6 +9,11 @@
 // Benchmark support, not product code: the synthetic names are valid by
 // construction, and a failure should stop the run loudly.
 #![allow(clippy::expect_used, clippy::indexing_slicing)]
+
+pub mod load;
+mod world;
+
+pub use world::{Actor, World};
 
 use std::time::Duration;
 

@@ -1,0 +1,4 @@
+//! The load harness and the fixture generator, run small against real
+//! servers on both backends.
+
+mod load;
