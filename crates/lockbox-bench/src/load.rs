@@ -210,7 +210,8 @@ impl Report {
     }
 }
 
-/// What a connection has recorded.
+/// What all connections have recorded (one set of histograms, shared: a
+/// set per connection would take megabytes each).
 struct Recorder {
     iterations: u64,
     requests: u64,
@@ -229,22 +230,29 @@ impl Recorder {
             ops: OPS.iter().map(|_| histogram()).collect(),
         }
     }
+}
 
-    fn merge(&mut self, other: &Self) {
-        self.iterations += other.iterations;
-        self.requests += other.requests;
-        for (k, v) in &other.errors {
-            *self.errors.entry(k.clone()).or_default() += v;
-        }
-        // Same bounds on both sides: adding cannot fail.
-        let _ = self.latency.add(&other.latency);
-        for (mine, theirs) in self.ops.iter_mut().zip(&other.ops) {
-            let _ = mine.add(theirs);
-        }
+/// The whole run's record and the current report interval's.
+struct Recorded {
+    total: Mutex<Recorder>,
+    interval: Mutex<Interval>,
+}
+
+impl Recorded {
+    fn total(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.total
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn interval(&self) -> std::sync::MutexGuard<'_, Interval> {
+        self.interval
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// What a connection has recorded since the last report line.
+/// What all connections have recorded since the last report line.
 struct Interval {
     iterations: u64,
     errors: u64,
@@ -400,7 +408,7 @@ struct Worker {
     conn: Conn,
     calls: Arc<Calls>,
     verify: bool,
-    recorder: Recorder,
+    recorded: Arc<Recorded>,
     measuring: bool,
     turn: u64,
     /// Where each list is in its paging: the next cursor and how deep.
@@ -428,15 +436,15 @@ impl Worker {
         let started = Instant::now();
         let result = self.conn.call(method, path, &token, body).await;
         if self.measuring {
+            let us = started.elapsed().as_micros() as u64;
+            let mut total = self.recorded.total();
             match &result {
                 Ok(_) => {
-                    self.recorder.requests += 1;
-                    let us = started.elapsed().as_micros() as u64;
-                    self.recorder.ops[op.index()].saturating_record(us.max(1));
+                    total.requests += 1;
+                    total.ops[op.index()].saturating_record(us.max(1));
                 }
                 Err(f) => {
-                    *self
-                        .recorder
+                    *total
                         .errors
                         .entry(format!("{} {}", op.name(), f.label()))
                         .or_default() += 1;
@@ -449,7 +457,8 @@ impl Worker {
     fn wrong(&mut self, what: &str) -> String {
         if self.measuring {
             *self
-                .recorder
+                .recorded
+                .total()
                 .errors
                 .entry(format!("wrong answer: {what}"))
                 .or_default() += 1;
@@ -621,12 +630,13 @@ pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
     let interval = plan
         .rate
         .map(|r| Duration::from_secs_f64(connections as f64 / r.max(1e-3)));
+    let recorded = Arc::new(Recorded {
+        total: Mutex::new(Recorder::new()),
+        interval: Mutex::new(Interval::new()),
+    });
     let mut tasks = Vec::new();
-    let mut intervals = Vec::new();
     let begun = Instant::now();
     for c in 0..connections {
-        let shared = Arc::new(Mutex::new(Interval::new()));
-        intervals.push(shared.clone());
         let mut worker = Worker {
             conn: Conn {
                 target: target.clone(),
@@ -634,7 +644,7 @@ pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
             },
             calls: calls.clone(),
             verify: plan.verify,
-            recorder: Recorder::new(),
+            recorded: recorded.clone(),
             measuring: false,
             turn: c as u64,
             cursors: [(None, 0), (None, 0), (None, 0)],
@@ -668,14 +678,17 @@ pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
                 let unreachable = outcome.is_err() && worker.conn.sender.is_none();
                 if worker.measuring {
                     let us = (from.elapsed().as_micros() as u64).max(1);
-                    let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
                     if outcome.is_ok() {
-                        worker.recorder.iterations += 1;
-                        worker.recorder.latency.saturating_record(us);
-                        shared.iterations += 1;
-                        shared.latency.saturating_record(us);
+                        let mut total = worker.recorded.total();
+                        total.iterations += 1;
+                        total.latency.saturating_record(us);
+                    }
+                    let mut interval = worker.recorded.interval();
+                    if outcome.is_ok() {
+                        interval.iterations += 1;
+                        interval.latency.saturating_record(us);
                     } else {
-                        shared.errors += 1;
+                        interval.errors += 1;
                     }
                 }
                 if let Some(every) = interval {
@@ -684,7 +697,6 @@ pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-            worker.recorder
         }));
     }
     tokio::time::sleep(plan.warmup).await;
@@ -710,14 +722,7 @@ pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
         {
             let seconds = last_report.elapsed().as_secs_f64();
             last_report = Instant::now();
-            let mut merged = Interval::new();
-            for shared in &intervals {
-                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                merged.iterations += s.iterations;
-                merged.errors += s.errors;
-                let _ = merged.latency.add(&s.latency);
-                *s = Interval::new();
-            }
+            let merged = std::mem::replace(&mut *recorded.interval(), Interval::new());
             let rss = resident_bytes(plan.watch_pid).unwrap_or(0);
             let at = begun.elapsed().as_secs_f64();
             memory.push((at, rss));
@@ -735,12 +740,10 @@ pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
     control.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     control.stop.store(true, Ordering::Relaxed);
-    let mut total = Recorder::new();
     for task in tasks {
-        if let Ok(recorder) = task.await {
-            total.merge(&recorder);
-        }
+        let _ = task.await;
     }
+    let total = std::mem::replace(&mut *recorded.total(), Recorder::new());
     Report {
         elapsed,
         iterations: total.iterations,
