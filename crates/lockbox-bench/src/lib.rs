@@ -1,7 +1,9 @@
 //! What Lockbox's benchmarks share: latency summaries, the resident memory
 //! of the process, a description of the machine, and the synthetic
-//! population of grants the decision benchmarks search; and the load
-//! harness ([`load`], binary `lockbox-load`), which acts in a [`World`].
+//! population of grants the decision benchmarks search; and two tools, the
+//! load harness ([`load`], binary `lockbox-load`) and the scale fixture
+//! generator ([`fixture`], binary `lockbox-fixture`), which meet in a
+//! [`World`].
 //!
 //! The benchmarks themselves are in `benches/` (run them with
 //! `cargo bench -p lockbox-bench --bench NAME`); see `BENCHMARKS.md`.
@@ -10,6 +12,7 @@
 // construction, and a failure should stop the run loudly.
 #![allow(clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod fixture;
 pub mod load;
 mod world;
 

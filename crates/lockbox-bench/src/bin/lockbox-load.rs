@@ -128,12 +128,8 @@ async fn main_async(args: Args) -> Result<bool, String> {
     };
     // The server under test: one started here, or the one given.
     let mut server = None;
-    let (target, world, name) = match (&args.target, &args.world) {
-        (Some(url), Some(path)) => (
-            Target::parse(url).await?,
-            World::read(path)?,
-            format!("lockbox at {url}"),
-        ),
+    let (url, world, name) = match (&args.target, &args.world) {
+        (Some(url), Some(path)) => (url.clone(), World::read(path)?, format!("lockbox at {url}")),
         _ => {
             let backend = match args.backend {
                 BackendArg::Sqlite => Backend::Sqlite,
@@ -143,11 +139,24 @@ async fn main_async(args: Args) -> Result<bool, String> {
                 "PostgreSQL needs LOCKBOX_TEST_POSTGRES_URL (for example postgres://postgres@127.0.0.1:5432/test)",
             )?;
             let world = World::contoso(&started).await?;
-            let target = Target::parse(&started.url).await?;
+            let url = started.url.clone();
             server = Some(started);
-            (target, world, format!("lockbox, {backend}, in-process"))
+            (url, world, format!("lockbox, {backend}, in-process"))
         }
     };
+    let target = Target::parse(&url).await?;
+    // The tenant's audit chain must grow by at least one event per
+    // answered check: read its head before and after.
+    let approver = lockbox_client::Client::new(&url, Some(world.approver.token.clone()))
+        .map_err(|e| format!("client: {e}"))?;
+    let head = async || {
+        approver
+            .audit_head(&world.tenant)
+            .await
+            .map(|h| h.seq)
+            .map_err(|e| format!("read the audit head of {}: {e}", world.tenant))
+    };
+    let before = head().await?;
     println!(
         "lockbox-load: scenario {}, {} connections, {} s after {} s warm-up{}; {}",
         plan.scenario,
@@ -183,6 +192,12 @@ async fn main_async(args: Args) -> Result<bool, String> {
         Some(report)
     };
     let report = load::run(&target, &world, &plan).await;
+    let appended = head().await?.saturating_sub(before);
+    let checks = report
+        .ops
+        .iter()
+        .find(|(op, _)| *op == load::Op::Check)
+        .map_or(0, |(_, h)| h.len());
     println!(
         "\n| server | iterations/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors | of bare |"
     );
@@ -220,6 +235,14 @@ async fn main_async(args: Args) -> Result<bool, String> {
             report.memory.len(),
         );
     }
+    println!(
+        "\naudit: the chain of {} grew by {appended} events while {checks} checks were answered",
+        world.tenant
+    );
+    let unlogged = appended < checks;
+    if unlogged {
+        println!("ERROR: fewer events than answered checks");
+    }
     if !report.errors.is_empty() {
         println!("\nerrors:");
         for (what, n) in &report.errors {
@@ -227,7 +250,7 @@ async fn main_async(args: Args) -> Result<bool, String> {
         }
     }
     drop(server);
-    Ok(report.errors.is_empty())
+    Ok(report.errors.is_empty() && !unlogged)
 }
 
 fn main() -> ExitCode {

@@ -2,6 +2,8 @@
 //! iterations without an error and leaves its effects, and a server that
 //! answers wrongly is caught.
 
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use lockbox_bench::World;
@@ -94,7 +96,12 @@ async fn a_wrong_answer_is_an_error() {
         // Nobody holds a grant on this VM: the harness expects its reads to
         // be allowed, and must report each denial.
         world.held = world.held.replace("vm-01", "vm-99");
-        let report = load::run(&target, &world, &plan(Scenario::Check, 20)).await;
+        // One connection: reads and writes strictly alternate.
+        let one = Plan {
+            connections: 1,
+            ..plan(Scenario::Check, 20)
+        };
+        let report = load::run(&target, &world, &one).await;
         assert_eq!(report.iterations, 10, "the denied writes are right");
         assert_eq!(
             report.errors.get("wrong answer: a granted read was denied"),

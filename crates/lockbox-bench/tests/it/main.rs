@@ -1,4 +1,5 @@
 //! The load harness and the fixture generator, run small against real
 //! servers on both backends.
 
+mod fixture;
 mod load;
