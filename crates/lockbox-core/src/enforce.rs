@@ -433,8 +433,16 @@ impl GrantIndex {
     /// changes nothing.
     pub fn upsert(&mut self, grant: &Grant) {
         let state = EntryState::of(&grant.state);
-        let principal = self.principal_no(grant.principal.clone());
-        let subscription = self.subscription_no(grant.scope.subscription(), grant.tenant.clone());
+        // Known holders and subscriptions (nearly always, when loading)
+        // are looked up without copying their names.
+        let principal = match self.principals.get(&grant.principal) {
+            Some(&n) => n,
+            None => self.principal_no(grant.principal.clone()),
+        };
+        let subscription = match self.subscriptions.get(grant.scope.subscription_str()) {
+            Some(&(n, _)) => n,
+            None => self.subscription_no(grant.scope.subscription(), grant.tenant.clone()),
+        };
         let key = bucket_key(principal, subscription);
         if let Some(bucket) = self.buckets.get_mut(&key)
             && let Some(entry) = bucket.entries_mut().iter_mut().find(|e| e.id == grant.id)

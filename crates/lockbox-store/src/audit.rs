@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 
 use crate::codec::{RowExt as _, json, micros, placeholders};
 use crate::error::StoreError;
+use crate::query::{Arg, Conditions, bind_all};
 use crate::tx::Tx;
 
 /// The `chain` column of the provider chain (tenant ids never contain
@@ -170,6 +171,29 @@ fn seq_param(seq: u64) -> Result<i64, StoreError> {
 const EVENTS_PER_INSERT: usize = 32;
 
 /// Inserts sealed events (called by the commit, under the head's lock).
+/// The SQL text and parameters reading a chain's events: only the
+/// conditions of the filters present, so that SQLite can use an index.
+pub(crate) fn events_list(
+    chain: &Chain,
+    query: &EventQuery,
+) -> Result<(String, Vec<Arg>), StoreError> {
+    let mut c = Conditions::new();
+    c.and(
+        "chain = $1 AND seq > $2",
+        [chain_key(chain).into(), seq_param(query.after_seq)?.into()],
+    );
+    c.and_some(query.kind.as_deref(), "kind = $1", |k| [k.into()]);
+    c.and_some(query.from, "at_us >= $1", |at| [micros(at).into()]);
+    c.and_some(query.until, "at_us < $1", |at| [micros(at).into()]);
+    c.then(
+        "ORDER BY seq LIMIT $1",
+        [i64::from(query.limit.clamp(1, 10_000)).into()],
+    );
+    Ok(c.build(
+        "SELECT chain, seq, at_us, actor, kind, subject, data, prev_hash, hash FROM audit_events",
+    ))
+}
+
 pub(crate) async fn insert_events(tx: &mut Tx, events: &[AuditEvent]) -> Result<(), StoreError> {
     for chunk in events.chunks(EVENTS_PER_INSERT) {
         let values = (0..chunk.len())
@@ -227,25 +251,9 @@ impl Audit for Tx {
         chain: &Chain,
         query: &EventQuery,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let limit = i64::from(query.limit.clamp(1, 10_000));
+        let (sql, args) = events_list(chain, query)?;
         let rows = self
-            .all(
-                sqlx::query(
-                    "SELECT chain, seq, at_us, actor, kind, subject, data, prev_hash, hash \
-                     FROM audit_events \
-                     WHERE chain = $1 AND seq > $2 \
-                       AND ($3 IS NULL OR kind = $3) \
-                       AND ($4 IS NULL OR at_us >= $4) \
-                       AND ($5 IS NULL OR at_us < $5) \
-                     ORDER BY seq LIMIT $6",
-                )
-                .bind(chain_key(chain))
-                .bind(seq_param(query.after_seq)?)
-                .bind(query.kind.clone())
-                .bind(query.from.map(micros))
-                .bind(query.until.map(micros))
-                .bind(limit),
-            )
+            .all(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
             .await?;
         rows.iter().map(event_of).collect()
     }
@@ -286,18 +294,19 @@ impl Audit for Tx {
         after: Option<&Chain>,
         limit: u32,
     ) -> Result<Vec<ChainHead>, StoreError> {
+        let mut c = Conditions::new();
+        c.and_some(after, "h.chain > $1", |chain| [chain_key(chain).into()]);
+        c.and(
+            "h.seq > COALESCE( \
+               (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.chain = h.chain), 0)",
+            [],
+        );
+        c.then(
+            "ORDER BY h.chain LIMIT $1",
+            [i64::from(limit.max(1)).into()],
+        );
         let rows = self
-            .all(
-                sqlx::query(
-                    "SELECT h.chain, h.seq, h.hash FROM audit_heads h \
-                     WHERE ($1 IS NULL OR h.chain > $1) \
-                       AND h.seq > COALESCE( \
-                         (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.chain = h.chain), 0) \
-                     ORDER BY h.chain LIMIT $2",
-                )
-                .bind(after.map(chain_key))
-                .bind(i64::from(limit.max(1))),
-            )
+            .all(c.query("SELECT h.chain, h.seq, h.hash FROM audit_heads h"))
             .await?;
         rows.iter().map(head_of).collect()
     }

@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use crate::codec::{RowExt as _, micros, opt_micros};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
+use crate::query::{Arg, Conditions, bind_all};
 use crate::tx::{Locked, Tx};
 
 /// Which cases to list; every field narrows the list.
@@ -70,6 +71,22 @@ fn status_text(s: CaseStatus) -> &'static str {
         CaseStatus::Open => "open",
         CaseStatus::Closed => "closed",
     }
+}
+
+/// The SQL text and parameters listing cases: only the conditions of the
+/// filters present, so that SQLite can use an index.
+pub(crate) fn cases_list(filter: &CaseFilter, page: &PageRequest) -> (String, Vec<Arg>) {
+    let mut c = Conditions::new();
+    c.and_some(filter.tenant.as_ref(), "tenant_id = $1", |t| {
+        [t.as_str().into()]
+    });
+    c.and_some(filter.assigned_to.as_ref(), "assigned_to = $1", |p| {
+        [p.as_str().into()]
+    });
+    c.and_some(filter.status, "status = $1", |s| [status_text(s).into()]);
+    c.and_some(page.cursor.as_deref(), "id < $1", |id| [id.into()]);
+    c.then("ORDER BY id DESC LIMIT $1", [page.fetch_limit().into()]);
+    c.build(&format!("SELECT {CASE_COLUMNS} FROM cases"))
 }
 
 fn case_of(row: &AnyRow) -> Result<SupportCase, StoreError> {
@@ -166,21 +183,9 @@ impl Cases for Tx {
         filter: &CaseFilter,
         page: &PageRequest,
     ) -> Result<Page<SupportCase>, StoreError> {
-        let sql = format!(
-            "SELECT {CASE_COLUMNS} FROM cases \
-             WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR assigned_to = $2) \
-               AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) \
-             ORDER BY id DESC LIMIT $5"
-        );
+        let (sql, args) = cases_list(filter, page);
         let rows = self
-            .all(
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(filter.tenant.as_ref().map(|t| t.as_str().to_owned()))
-                    .bind(filter.assigned_to.as_ref().map(|p| p.as_str().to_owned()))
-                    .bind(filter.status.map(status_text))
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .all(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
             .await?;
         let items = rows.iter().map(case_of).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, page, |c| c.id.to_string()))

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use crate::codec::{RowExt as _, micros};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
+use crate::query::tenant_page;
 use crate::tx::Tx;
 
 /// Storing channels.
@@ -125,17 +126,8 @@ impl Channels for Tx {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Channel>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        );
         let rows = self
-            .all(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str().to_owned())
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .all(tenant_page(tenant, page).query(&format!("SELECT {COLUMNS} FROM channels")))
             .await?;
         let items = rows.iter().map(channel_of).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, page, |c| c.id.to_string()))

@@ -34,6 +34,16 @@ pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, St
         .map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
 }
 
+/// Parses the text of column `col` with `FromStr`.
+pub(crate) fn parse_text<T>(col: &str, text: &str) -> Result<T, StoreError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| StoreError::corrupt(format!("{col} `{text}`: {e}")))
+}
+
 /// Typed getters for a row, turning every decoding problem into a
 /// [`StoreError`].
 pub(crate) trait RowExt {
@@ -71,9 +81,7 @@ pub(crate) trait RowExt {
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        let text = self.text(col)?;
-        text.parse()
-            .map_err(|e| StoreError::corrupt(format!("{col} `{text}`: {e}")))
+        parse_text(col, &self.text(col)?)
     }
 
     fn opt_parsed<T>(&self, col: &str) -> Result<Option<T>, StoreError>
@@ -82,10 +90,7 @@ pub(crate) trait RowExt {
         T::Err: std::fmt::Display,
     {
         self.opt_text(col)?
-            .map(|text| {
-                text.parse()
-                    .map_err(|e| StoreError::corrupt(format!("{col} `{text}`: {e}")))
-            })
+            .map(|text| parse_text(col, &text))
             .transpose()
     }
 

@@ -16,6 +16,7 @@ use crate::changes::Change;
 use crate::codec::{RowExt as _, flag, json, micros, opt_micros};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
+use crate::query::{Conditions, tenant_page};
 use crate::tx::{Locked, Tx};
 
 /// An API token as stored: never the secret, only its SHA-256.
@@ -394,15 +395,11 @@ impl Directory for Tx {
     }
 
     async fn tenants(&mut self, page: &PageRequest) -> Result<Page<Tenant>, StoreError> {
-        let sql = format!(
-            "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        );
+        let mut c = Conditions::new();
+        c.and_some(page.cursor.as_deref(), "id > $1", |id| [id.into()]);
+        c.then("ORDER BY id LIMIT $1", [page.fetch_limit().into()]);
         let rows = self
-            .all(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .all(c.query(&format!("SELECT {TENANT_COLUMNS} FROM tenants")))
             .await?;
         let items = rows.iter().map(tenant_of).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, page, |t| t.id.to_string()))
@@ -447,15 +444,7 @@ impl Directory for Tx {
         page: &PageRequest,
     ) -> Result<Page<SubscriptionId>, StoreError> {
         let rows = self
-            .all(
-                sqlx::query(
-                    "SELECT id FROM subscriptions WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) \
-                     ORDER BY id LIMIT $3",
-                )
-                .bind(tenant.as_str().to_owned())
-                .bind(page.cursor.clone())
-                .bind(page.fetch_limit()),
-            )
+            .all(tenant_page(tenant, page).query("SELECT id FROM subscriptions"))
             .await?;
         let items = rows
             .iter()
@@ -555,16 +544,10 @@ impl Directory for Tx {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Principal>, StoreError> {
-        let sql = format!(
-            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        );
         let rows = self
             .all(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str().to_owned())
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
+                tenant_page(tenant, page)
+                    .query(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals")),
             )
             .await?;
         let items = rows
@@ -709,17 +692,10 @@ impl Directory for Tx {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<RoleAssignment>, StoreError> {
-        let sql = format!(
-            "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        );
         let rows = self
-            .all(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str().to_owned())
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .all(tenant_page(tenant, page).query(&format!(
+                "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments"
+            )))
             .await?;
         let items = rows
             .iter()

@@ -44,6 +44,7 @@ mod keys;
 mod outbox;
 mod page;
 mod plan;
+mod query;
 mod requests;
 pub mod testing;
 mod tx;

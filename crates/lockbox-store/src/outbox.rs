@@ -20,6 +20,7 @@ use sqlx::any::AnyRow;
 use crate::codec::{RowExt as _, json, micros};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
+use crate::query::Conditions;
 use crate::tx::Tx;
 
 /// Work to do later.
@@ -298,19 +299,14 @@ impl Outbox for Tx {
         state: Option<JobState>,
         page: &PageRequest,
     ) -> Result<Page<Job>, StoreError> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM outbox WHERE topic = $1 AND ($2 IS NULL OR tenant_id = $2) \
-             AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-        );
+        let mut c = Conditions::new();
+        c.and("topic = $1", [topic.into()]);
+        c.and_some(tenant, "tenant_id = $1", |t| [t.as_str().into()]);
+        c.and_some(state, "state = $1", |s| [s.as_str().into()]);
+        c.and_some(page.cursor.as_deref(), "id < $1", |id| [id.into()]);
+        c.then("ORDER BY id DESC LIMIT $1", [page.fetch_limit().into()]);
         let rows = self
-            .all(
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(topic.to_owned())
-                    .bind(tenant.map(|t| t.as_str().to_owned()))
-                    .bind(state.map(JobState::as_str))
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .all(c.query(&format!("SELECT {JOB_COLUMNS} FROM outbox")))
             .await?;
         let items = rows.iter().map(job_of).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, page, |j| j.id.to_string()))

@@ -1,7 +1,9 @@
 //! Access requests, their approvals, and grants.
 
+use std::collections::HashMap;
 use std::future::Future;
 
+use lockbox_core::access::ActionSet;
 use lockbox_core::grant::GrantRecord;
 use lockbox_core::request::{Cancellation, RequestRecord};
 use lockbox_core::text::{Justification, Reason};
@@ -14,9 +16,10 @@ use sqlx::any::AnyRow;
 
 use crate::Backend;
 use crate::changes::Change;
-use crate::codec::{RowExt as _, flag, json, micros, placeholders, time};
+use crate::codec::{RowExt as _, flag, json, micros, parse_text, placeholders, time};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
+use crate::query::{Arg, Conditions, bind_all};
 use crate::tx::{AnyQuery, Locked, Tx};
 
 /// Which requests to list; every field narrows the list.
@@ -149,12 +152,19 @@ pub trait Requests {
         &mut self,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
-    /// Every grant, in any state, whose end is after `since`: what the
-    /// enforcement index holds.
+    /// Grants in any state whose end is after `since` (what the
+    /// enforcement index holds), a page at a time from the cursor `after`
+    /// (`None` for the first), in the order the table stores them: the
+    /// index loads them page by page. A page holds up to `limit` grants on
+    /// SQLite, and the grants of a range of blocks meant to hold about that
+    /// many on PostgreSQL (possibly none, while `next_cursor` says more
+    /// follow).
     fn grants_ending_after(
         &mut self,
         since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Grant>, StoreError>> + Send;
     /// Up to `limit` emergency grants whose time is over but whose end is
     /// not yet recorded. Locked, skipping rows another node holds.
     fn lock_due_grants(
@@ -202,38 +212,175 @@ fn request_select(backend: Backend) -> String {
     )
 }
 
+/// The SQL text and parameters listing requests: only the conditions
+/// of the filters present, so that SQLite can use an index.
+pub(crate) fn requests_list(
+    backend: Backend,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> (String, Vec<Arg>) {
+    let mut c = Conditions::new();
+    c.and_some(filter.tenant.as_ref(), "r.tenant_id = $1", |t| {
+        [t.as_str().into()]
+    });
+    // The state as of $4, computed as `AccessRequest::status_at` does
+    // (the grant's end is `not_after`, whatever its state), and the
+    // stored states it may come from ($1, $2), which the index serves.
+    c.and_some(
+        filter.status,
+        "r.status IN ($1, $2) AND \
+         (CASE WHEN r.status = 'pending' AND r.expires_at_us <= $4 THEN 'expired' \
+               WHEN r.status = 'approved' AND g.not_after_us <= $4 THEN 'completed' \
+               ELSE r.status END) = $3",
+        |s| {
+            let [a, b] = s.stored();
+            [
+                a.as_str().into(),
+                b.as_str().into(),
+                s.status.as_str().into(),
+                micros(s.at).into(),
+            ]
+        },
+    );
+    c.and_some(filter.requester.as_ref(), "r.requester = $1", |p| {
+        [p.as_str().into()]
+    });
+    c.and_some(filter.case, "r.case_id = $1", |c| [c.to_string().into()]);
+    c.and_some(page.cursor.as_deref(), "r.id < $1", |id| [id.into()]);
+    c.then("ORDER BY r.id DESC LIMIT $1", [page.fetch_limit().into()]);
+    c.build(&request_select(backend))
+}
+
+/// The SQL text and parameters listing grants (as [`requests_list`]).
+pub(crate) fn grants_list(filter: &GrantFilter, page: &PageRequest) -> (String, Vec<Arg>) {
+    let mut c = Conditions::new();
+    c.and_some(filter.tenant.as_ref(), "tenant_id = $1", |t| {
+        [t.as_str().into()]
+    });
+    c.and_some(filter.principal.as_ref(), "principal_id = $1", |p| {
+        [p.as_str().into()]
+    });
+    c.and_some(
+        filter.active_at,
+        "state = 'active' AND not_after_us > $1",
+        |at| [micros(at).into()],
+    );
+    c.and_some(page.cursor.as_deref(), "id < $1", |id| [id.into()]);
+    c.then("ORDER BY id DESC LIMIT $1", [page.fetch_limit().into()]);
+    c.build(&format!("SELECT {GRANT_COLUMNS} FROM grants"))
+}
+
 fn reason(text: String) -> Result<Reason, StoreError> {
     Reason::parse(&text).map_err(StoreError::corrupt)
 }
 
 /// Decodes a grant from columns named with `prefix` (`""` or `"g_"`).
 fn grant_of(row: &AnyRow, prefix: &str) -> Result<Grant, StoreError> {
-    let col = |name: &str| format!("{prefix}{name}");
-    let state = match row.text(&col("state"))?.as_str() {
-        "active" => GrantState::Active,
-        "revoked" => GrantState::Revoked(Revocation {
-            by: row.parsed(&col("revoked_by"))?,
-            reason: reason(row.text(&col("revoke_reason"))?)?,
-            at: row.time(&col("revoked_at_us"))?,
-        }),
-        "ended" => GrantState::Ended {
-            at: row.time(&col("ended_at_us"))?,
-        },
-        other => return Err(StoreError::corrupt(format!("grant state `{other}`"))),
-    };
-    Ok(Grant::restore(GrantRecord {
-        id: row.parsed(&col("id"))?,
-        request: row.opt_parsed(&col("request_id"))?,
-        tenant: row.parsed(&col("tenant_id"))?,
-        principal: row.parsed(&col("principal_id"))?,
-        scope: row.parsed(&col("scope"))?,
-        access_level: row.parsed(&col("access_level"))?,
-        actions: row.json(&col("actions"))?,
-        not_before: row.time(&col("not_before_us"))?,
-        not_after: row.time(&col("not_after_us"))?,
-        state,
-        emergency: row.flag(&col("emergency"))?,
-    })?)
+    GrantColumns::of_row(row, prefix)?.into_grant(&mut ActionSets::default())
+}
+
+/// A grant's columns as stored, in [`GRANT_COLUMNS`] order, before they
+/// are parsed: read from a row, or from one element of the JSON array into
+/// which a bulk read aggregates a page of grants.
+#[derive(serde::Deserialize)]
+struct GrantColumns {
+    id: String,
+    request_id: Option<String>,
+    tenant_id: String,
+    principal_id: String,
+    scope: String,
+    access_level: String,
+    actions: String,
+    not_before_us: i64,
+    not_after_us: i64,
+    state: String,
+    revoked_by: Option<String>,
+    revoke_reason: Option<String>,
+    revoked_at_us: Option<i64>,
+    ended_at_us: Option<i64>,
+    emergency: i64,
+}
+
+/// Action lists already decoded, by their stored text: a bulk read meets
+/// the same few lists over and over.
+#[derive(Default)]
+struct ActionSets(HashMap<String, ActionSet>);
+
+impl ActionSets {
+    fn decode(&mut self, text: String) -> Result<ActionSet, StoreError> {
+        if let Some(set) = self.0.get(&text) {
+            return Ok(set.clone());
+        }
+        let set: ActionSet = serde_json::from_str(&text)
+            .map_err(|e| StoreError::corrupt(format!("actions: {e}")))?;
+        self.0.insert(text, set.clone());
+        Ok(set)
+    }
+}
+
+impl GrantColumns {
+    fn of_row(row: &AnyRow, prefix: &str) -> Result<Self, StoreError> {
+        // No copy of each name for the common case, a grant read alone.
+        let col = |name: &'static str| -> std::borrow::Cow<'static, str> {
+            if prefix.is_empty() {
+                name.into()
+            } else {
+                format!("{prefix}{name}").into()
+            }
+        };
+        Ok(Self {
+            id: row.text(&col("id"))?,
+            request_id: row.opt_text(&col("request_id"))?,
+            tenant_id: row.text(&col("tenant_id"))?,
+            principal_id: row.text(&col("principal_id"))?,
+            scope: row.text(&col("scope"))?,
+            access_level: row.text(&col("access_level"))?,
+            actions: row.text(&col("actions"))?,
+            not_before_us: row.int(&col("not_before_us"))?,
+            not_after_us: row.int(&col("not_after_us"))?,
+            state: row.text(&col("state"))?,
+            revoked_by: row.opt_text(&col("revoked_by"))?,
+            revoke_reason: row.opt_text(&col("revoke_reason"))?,
+            revoked_at_us: row.opt_int(&col("revoked_at_us"))?,
+            ended_at_us: row.opt_int(&col("ended_at_us"))?,
+            emergency: row.int(&col("emergency"))?,
+        })
+    }
+
+    fn into_grant(self, actions: &mut ActionSets) -> Result<Grant, StoreError> {
+        let missing = |col: &str| StoreError::corrupt(format!("{col} is missing"));
+        let state = match self.state.as_str() {
+            "active" => GrantState::Active,
+            "revoked" => GrantState::Revoked(Revocation {
+                by: parse_text(
+                    "revoked_by",
+                    &self.revoked_by.ok_or_else(|| missing("revoked_by"))?,
+                )?,
+                reason: reason(self.revoke_reason.ok_or_else(|| missing("revoke_reason"))?)?,
+                at: time(self.revoked_at_us.ok_or_else(|| missing("revoked_at_us"))?)?,
+            }),
+            "ended" => GrantState::Ended {
+                at: time(self.ended_at_us.ok_or_else(|| missing("ended_at_us"))?)?,
+            },
+            other => return Err(StoreError::corrupt(format!("grant state `{other}`"))),
+        };
+        Ok(Grant::restore(GrantRecord {
+            id: parse_text("id", &self.id)?,
+            request: self
+                .request_id
+                .map(|r| parse_text("request_id", &r))
+                .transpose()?,
+            tenant: parse_text("tenant_id", &self.tenant_id)?,
+            principal: parse_text("principal_id", &self.principal_id)?,
+            scope: parse_text("scope", &self.scope)?,
+            access_level: parse_text("access_level", &self.access_level)?,
+            actions: actions.decode(self.actions)?,
+            not_before: time(self.not_before_us)?,
+            not_after: time(self.not_after_us)?,
+            state,
+            emergency: self.emergency != 0,
+        })?)
+    }
 }
 
 /// An approval as the JSON aggregate spells it.
@@ -335,21 +482,6 @@ fn grant_state_columns(g: &Grant) -> GrantStateColumns {
 }
 
 /// A value to bind to a placeholder.
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-fn bind_all(mut q: AnyQuery<'_>, args: Vec<Arg>) -> AnyQuery<'_> {
-    for arg in args {
-        q = match arg {
-            Arg::Text(t) => q.bind(t),
-            Arg::Int(i) => q.bind(i),
-        };
-    }
-    q
-}
-
 impl Tx {
     /// Locks the requests matching `condition` (over `requests r` alone)
     /// and reads them whole.
@@ -600,34 +732,9 @@ impl Requests for Tx {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> Result<Page<AccessRequest>, StoreError> {
-        // The state as of $5, computed as `AccessRequest::status_at` does
-        // (the grant's end is `not_after`, whatever its state), and the
-        // stored states it may come from ($2, $3), which the index serves.
-        let sql = format!(
-            "{} WHERE ($1 IS NULL OR r.tenant_id = $1) \
-               AND ($2 IS NULL OR (r.status IN ($2, $3) AND \
-                 (CASE WHEN r.status = 'pending' AND r.expires_at_us <= $5 THEN 'expired' \
-                       WHEN r.status = 'approved' AND g.not_after_us <= $5 THEN 'completed' \
-                       ELSE r.status END) = $4)) \
-               AND ($6 IS NULL OR r.requester = $6) AND ($7 IS NULL OR r.case_id = $7) \
-               AND ($8 IS NULL OR r.id < $8) \
-             ORDER BY r.id DESC LIMIT $9",
-            request_select(self.backend())
-        );
-        let stored = filter.status.map(StatusAt::stored);
+        let (sql, args) = requests_list(self.backend(), filter, page);
         let items = self
-            .fetch_requests(
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(filter.tenant.as_ref().map(|t| t.as_str().to_owned()))
-                    .bind(stored.map(|[a, _]| a.as_str()))
-                    .bind(stored.map(|[_, b]| b.as_str()))
-                    .bind(filter.status.map(|s| s.status.as_str()))
-                    .bind(filter.status.map(|s| micros(s.at)))
-                    .bind(filter.requester.as_ref().map(|p| p.as_str().to_owned()))
-                    .bind(filter.case.map(|c| c.to_string()))
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .fetch_requests(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
             .await?;
         Ok(Page::from_rows(items, page, |r| r.id.to_string()))
     }
@@ -722,21 +829,9 @@ impl Requests for Tx {
         filter: &GrantFilter,
         page: &PageRequest,
     ) -> Result<Page<Grant>, StoreError> {
-        let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants \
-             WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR principal_id = $2) \
-               AND ($3 IS NULL OR (state = 'active' AND not_after_us > $3)) AND ($4 IS NULL OR id < $4) \
-             ORDER BY id DESC LIMIT $5"
-        );
+        let (sql, args) = grants_list(filter, page);
         let rows = self
-            .all(
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(filter.tenant.as_ref().map(|t| t.as_str().to_owned()))
-                    .bind(filter.principal.as_ref().map(|p| p.as_str().to_owned()))
-                    .bind(filter.active_at.map(micros))
-                    .bind(page.cursor.clone())
-                    .bind(page.fetch_limit()),
-            )
+            .all(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
             .await?;
         let items = rows
             .iter()
@@ -755,12 +850,81 @@ impl Requests for Tx {
         rows.iter().map(|r| grant_of(r, "")).collect()
     }
 
-    async fn grants_ending_after(&mut self, since: Timestamp) -> Result<Vec<Grant>, StoreError> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE not_after_us > $1");
-        let rows = self
-            .all(sqlx::query(AssertSqlSafe(sql)).bind(micros(since)))
-            .await?;
-        rows.iter().map(|r| grant_of(r, "")).collect()
+    async fn grants_ending_after(
+        &mut self,
+        since: Timestamp,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Grant>, StoreError> {
+        // The cursor is opaque. Both backends walk the table in the order
+        // its pages are stored, with no index lookups: SQLite by rowid,
+        // PostgreSQL by ranges of blocks (a TID range scan).
+        let limit = i64::from(limit.max(1));
+        let start: i64 = match after {
+            Some(a) => parse_text("cursor", a)?,
+            None => 0,
+        };
+        let mut actions = ActionSets::default();
+        match self.backend() {
+            Backend::Sqlite => {
+                // The page as one JSON document: reading rows one by one
+                // through the driver costs several times more.
+                let sql = format!(
+                    "SELECT json_group_array(json_array({GRANT_COLUMNS})) AS page, \
+                     count(*) AS n, max(rowid) AS last \
+                     FROM (SELECT rowid, {GRANT_COLUMNS} FROM grants \
+                           WHERE +not_after_us > $1 AND rowid > $2 ORDER BY rowid LIMIT $3)"
+                );
+                let q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(micros(since))
+                    .bind(start)
+                    .bind(limit);
+                let row = self.one(q).await?;
+                let full = row.int("n")? >= limit;
+                let last = row.opt_int("last")?;
+                let text = row.text("page")?;
+                let columns: Vec<GrantColumns> = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::corrupt(format!("a page of grants: {e}")))?;
+                let items = columns
+                    .into_iter()
+                    .map(|c| c.into_grant(&mut actions))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Page {
+                    items,
+                    next_cursor: last.filter(|_| full).map(|l| l.to_string()),
+                })
+            }
+            Backend::Postgres => {
+                // About sixteen grants fit in a block of 8 KiB.
+                let end = start.saturating_add((limit / 16).max(1));
+                let blocks = self
+                    .one(sqlx::query(
+                        "SELECT pg_relation_size('grants') / \
+                         current_setting('block_size')::bigint AS blocks",
+                    ))
+                    .await?
+                    .int("blocks")?;
+                let sql = format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE not_after_us > $1 \
+                     AND ctid >= format('(%s,0)', $2::bigint)::tid \
+                     AND ctid < format('(%s,0)', $3::bigint)::tid"
+                );
+                let q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(micros(since))
+                    .bind(start)
+                    .bind(end);
+                let items = self
+                    .all(q)
+                    .await?
+                    .iter()
+                    .map(|r| GrantColumns::of_row(r, "")?.into_grant(&mut actions))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Page {
+                    items,
+                    next_cursor: (end < blocks).then(|| end.to_string()),
+                })
+            }
+        }
     }
 
     async fn lock_due_grants(

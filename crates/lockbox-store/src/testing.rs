@@ -169,6 +169,41 @@ pub async fn terminate_listeners(store: &Store) -> Result<u64, StoreError> {
     Ok(rows.len() as u64)
 }
 
+/// The SQL text with which the store lists requests with these filters
+/// and this page (its parameters numbered `$1…`), to check its query
+/// plan.
+#[must_use]
+pub fn requests_list_sql(
+    backend: Backend,
+    filter: &crate::RequestFilter,
+    page: &crate::PageRequest,
+) -> String {
+    crate::requests::requests_list(backend, filter, page).0
+}
+
+/// The SQL text with which the store lists grants (as
+/// [`requests_list_sql`]).
+#[must_use]
+pub fn grants_list_sql(filter: &crate::GrantFilter, page: &crate::PageRequest) -> String {
+    crate::requests::grants_list(filter, page).0
+}
+
+/// The SQL text with which the store lists cases (as
+/// [`requests_list_sql`]).
+#[must_use]
+pub fn cases_list_sql(filter: &crate::CaseFilter, page: &crate::PageRequest) -> String {
+    crate::cases::cases_list(filter, page).0
+}
+
+/// The SQL text with which the store reads a chain's events (as
+/// [`requests_list_sql`]).
+pub fn events_list_sql(
+    chain: &lockbox_core::Chain,
+    query: &crate::EventQuery,
+) -> Result<String, StoreError> {
+    Ok(crate::audit::events_list(chain, query)?.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -305,6 +305,9 @@ impl Enforcer {
     }
 }
 
+/// Grants read at a time while the index loads.
+const LOAD_PAGE: u32 = 4096;
+
 /// Builds an index from the database.
 pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreError> {
     let mut tx = store.read().await?;
@@ -315,10 +318,35 @@ pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreErro
     for (subscription, tenant) in tx.subscription_owners().await? {
         index.add_subscription(subscription, tenant);
     }
-    for grant in tx.grants_ending_after(now - KEEP_ENDED).await? {
-        index.upsert(&grant);
+    // Page by page, so the grants never all sit in memory beside the
+    // index; and the next page is read and decoded (another task) while
+    // this one goes into the index.
+    let since = now - KEEP_ENDED;
+    let (pages, mut arriving) = tokio::sync::mpsc::channel::<Vec<lockbox_core::Grant>>(2);
+    let reader = tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let page = tx
+                .grants_ending_after(since, after.as_deref(), LOAD_PAGE)
+                .await?;
+            if pages.send(page.items).await.is_err() {
+                break;
+            }
+            match page.next_cursor {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        tx.commit_unaudited().await
+    });
+    while let Some(page) = arriving.recv().await {
+        for grant in &page {
+            index.upsert(grant);
+        }
     }
-    tx.commit_unaudited().await?;
+    reader
+        .await
+        .map_err(|e| StoreError::Backend(format!("the index loader stopped: {e}")))??;
     Ok(index)
 }
 

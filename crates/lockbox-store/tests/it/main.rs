@@ -18,6 +18,7 @@ mod audit;
 mod changes;
 mod crash;
 mod directory;
+mod lists;
 mod outbox;
 mod races;
 mod requests;
