@@ -430,8 +430,9 @@ impl GrantIndex {
 
     /// Adds a grant, or moves a known one forward (active → revoked or
     /// ended). Never moves a grant back to active: a stale copy of a grant
-    /// changes nothing.
-    pub fn upsert(&mut self, grant: &Grant) {
+    /// changes nothing. Returns whether a grant the index held as active
+    /// is no longer (access narrowed).
+    pub fn upsert(&mut self, grant: &Grant) -> bool {
         let state = EntryState::of(&grant.state);
         // Known holders and subscriptions (nearly always, when loading)
         // are looked up without copying their names.
@@ -447,8 +448,9 @@ impl GrantIndex {
         if let Some(bucket) = self.buckets.get_mut(&key)
             && let Some(entry) = bucket.entries_mut().iter_mut().find(|e| e.id == grant.id)
         {
+            let was = entry.state;
             entry.state = entry.state.max(state);
-            return;
+            return was == EntryState::Active && entry.state != EntryState::Active;
         }
         let (head, name) = rest_of(&grant.scope).rsplit_once('/').unwrap_or(("", ""));
         let entry = Entry {
@@ -467,6 +469,7 @@ impl GrantIndex {
             }
         }
         self.grants += 1;
+        false
     }
 
     /// Decides whether `principal` may perform `action` on `resource` at

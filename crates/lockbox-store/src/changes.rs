@@ -187,16 +187,16 @@ impl Store {
     }
 
     /// Sends a heartbeat through the feed (PostgreSQL only; nothing on
-    /// SQLite). Every listener receives it after every change committed
-    /// before it.
+    /// SQLite), on a connection of its own. Every listener receives it
+    /// after every change committed before it.
     pub async fn heartbeat(&self, text: &str) -> Result<(), StoreError> {
-        if self.inner.url.is_none() {
+        let Some(sync) = &self.inner.sync else {
             return Ok(());
-        }
+        };
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(ChangeRef::Heartbeat(text.to_owned()).to_string())
-            .execute(&self.inner.writer)
+            .execute(sync)
             .await
             .map_err(classify)?;
         Ok(())

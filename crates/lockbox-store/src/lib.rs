@@ -134,6 +134,11 @@ struct Inner {
     /// PostgreSQL's URL, for the listening connection. Never logged: it may
     /// carry a password.
     url: Option<String>,
+    /// PostgreSQL: connections of enforcement's own, for its heartbeats and
+    /// for reading back changes (see [`Store::read_for_sync`]), so that a
+    /// pool busy with writes waiting on row locks cannot hold them back
+    /// until the grant index counts as stale.
+    sync: Option<AnyPool>,
     /// Told about every commit (see [`CommitObserver`]).
     observer: std::sync::RwLock<Option<Arc<dyn CommitObserver>>>,
     /// Plans what commits cause (see [`CommitPlanner`]).
@@ -211,6 +216,7 @@ impl Store {
                     writer,
                     reader,
                     url: None,
+                    sync: None,
                     observer: std::sync::RwLock::new(None),
                     planner: std::sync::RwLock::new(None),
                 }
@@ -226,11 +232,18 @@ impl Store {
                     .connect(url)
                     .await
                     .map_err(error::classify)?;
+                let sync = AnyPoolOptions::new()
+                    .test_before_acquire(false)
+                    .max_connections(2)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_lazy(url)
+                    .map_err(error::classify)?;
                 Inner {
                     backend,
                     writer: pool.clone(),
                     reader: pool,
                     url: Some(url.to_owned()),
+                    sync: Some(sync),
                     observer: std::sync::RwLock::new(None),
                     planner: std::sync::RwLock::new(None),
                 }
@@ -288,6 +301,20 @@ impl Store {
         Ok(Tx::new(tx, self.inner.backend, false, None))
     }
 
+    /// A read transaction for keeping the enforcement index in step: on
+    /// PostgreSQL from connections kept for enforcement alone, which
+    /// requests waiting on locks cannot take; otherwise as [`Store::read`].
+    pub async fn read_for_sync(&self) -> Result<Tx, StoreError> {
+        let Some(sync) = &self.inner.sync else {
+            return self.read().await;
+        };
+        let tx = sync
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
+            .await
+            .map_err(error::classify)?;
+        Ok(Tx::new(tx, self.inner.backend, false, None))
+    }
+
     /// The database settings that durability depends on, as the database
     /// reports them on the connection that writes: for SQLite `journal_mode`,
     /// `synchronous` (2 is FULL), `foreign_keys` and `busy_timeout`; for
@@ -338,6 +365,9 @@ impl Store {
     pub async fn close(&self) {
         self.inner.writer.close().await;
         self.inner.reader.close().await;
+        if let Some(sync) = &self.inner.sync {
+            sync.close().await;
+        }
     }
 }
 

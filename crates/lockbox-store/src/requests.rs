@@ -129,6 +129,12 @@ pub trait Requests {
         &mut self,
         id: &GrantId,
     ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
+    /// The grants of `ids` that exist, in any order: a few statements for
+    /// many grants.
+    fn grants_by_id(
+        &mut self,
+        ids: &[GrantId],
+    ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
     /// A grant, locked for a change (emergency grants; a request's grant
     /// changes with its request).
     fn lock_grant(
@@ -177,6 +183,9 @@ pub trait Requests {
 const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
      denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us";
+/// Grants read by one statement of [`Requests::grants_by_id`].
+const GRANTS_BY_ID: usize = 256;
+
 const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
      not_after_us, state, revoked_by, revoke_reason, revoked_at_us, ended_at_us, emergency";
 
@@ -790,6 +799,24 @@ impl Requests for Tx {
             .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
             .await?;
         row.as_ref().map(|r| grant_of(r, "")).transpose()
+    }
+
+    async fn grants_by_id(&mut self, ids: &[GrantId]) -> Result<Vec<Grant>, StoreError> {
+        let mut grants = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(GRANTS_BY_ID) {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in self.all(q).await? {
+                grants.push(grant_of(&row, "")?);
+            }
+        }
+        Ok(grants)
     }
 
     async fn lock_grant(&mut self, id: &GrantId) -> Result<Locked<Grant>, StoreError> {

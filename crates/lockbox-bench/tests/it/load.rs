@@ -150,3 +150,21 @@ async fn a_fixed_rate_is_kept() {
         report.iterations
     );
 }
+
+/// Many writers at once wait on the same case's lock and hold the pool's
+/// connections: enforcement must keep hearing its feed and heartbeats (on
+/// connections of its own) and not settle again for changes it already
+/// applied, or checks answer 503 (a regression the harness found).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_stay_available_under_contended_writes() {
+    each_backend(async |_server, world, target| {
+        let crowded = Plan {
+            connections: 32,
+            ..plan(Scenario::Workflow, 320)
+        };
+        let report = load::run(&target, &world, &crowded).await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.iterations, 320);
+    })
+    .await;
+}

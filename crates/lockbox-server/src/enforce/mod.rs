@@ -27,13 +27,14 @@
 pub mod audit_writer;
 pub mod gateway;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use lockbox_core::{
-    Action, CheckOutcome, GrantIndex, GrantState, PrincipalId, ResourceId, Timestamp,
+    Action, CheckOutcome, Grant, GrantId, GrantIndex, PrincipalId, ResourceId, Timestamp,
 };
 use lockbox_store::{
     Change, ChangeListener, ChangeRef, CommitObserver, Directory as _, Notice, Requests as _,
@@ -198,10 +199,10 @@ impl Enforcer {
         let mut narrowed = false;
         for change in changes {
             match change {
-                Change::Grant(grant) => {
-                    narrowed |= grant.state != GrantState::Active;
-                    index.upsert(grant);
-                }
+                // Narrowed: a grant this index allowed by allows no more (a
+                // change already applied, such as this node's own heard
+                // back from the feed, narrows nothing).
+                Change::Grant(grant) => narrowed |= index.upsert(grant),
                 Change::Principal(id) => index.add_principal(id.clone()),
                 Change::Subscription(id, tenant) => {
                     index.add_subscription(id.clone(), tenant.clone());
@@ -241,7 +242,9 @@ impl Enforcer {
         };
         for change in &pending {
             match change {
-                Change::Grant(grant) => index.upsert(grant),
+                Change::Grant(grant) => {
+                    index.upsert(grant);
+                }
                 Change::Principal(id) => index.add_principal(id.clone()),
                 Change::Subscription(id, tenant) => {
                     index.add_subscription(id.clone(), tenant.clone());
@@ -310,7 +313,7 @@ const LOAD_PAGE: u32 = 4096;
 
 /// Builds an index from the database.
 pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreError> {
-    let mut tx = store.read().await?;
+    let mut tx = store.read_for_sync().await?;
     let mut index = GrantIndex::new();
     for id in tx.principal_ids().await? {
         index.add_principal(id);
@@ -322,7 +325,7 @@ pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreErro
     // index; and the next page is read and decoded (another task) while
     // this one goes into the index.
     let since = now - KEEP_ENDED;
-    let (pages, mut arriving) = tokio::sync::mpsc::channel::<Vec<lockbox_core::Grant>>(2);
+    let (pages, mut arriving) = tokio::sync::mpsc::channel::<Vec<Grant>>(2);
     let reader = tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
@@ -432,18 +435,38 @@ async fn heartbeat(enforcer: Arc<Enforcer>, store: Store, mut stop: watch::Recei
 /// Reads back what other nodes changed and applies it; `false` when the
 /// database could not be read (the caller reloads everything).
 async fn apply_refs(enforcer: &Enforcer, store: &Store, refs: Vec<ChangeRef>) -> bool {
-    let mut changes = Vec::new();
+    // Read every grant named in one go (their state now, which is at
+    // least as far along as each notice: states only move forward), then
+    // apply the notices in order.
+    let mut grant_ids: Vec<GrantId> = refs
+        .iter()
+        .filter_map(|r| match r {
+            ChangeRef::Grant(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    grant_ids.sort_unstable();
+    grant_ids.dedup();
+    let needs_db =
+        !grant_ids.is_empty() || refs.iter().any(|r| matches!(r, ChangeRef::Subscription(_)));
     let mut tx = None;
-    for r in refs {
-        let needs_db = matches!(r, ChangeRef::Grant(_) | ChangeRef::Subscription(_));
-        if needs_db && tx.is_none() {
-            match store.read().await {
-                Ok(t) => tx = Some(t),
-                Err(_) => return false,
-            }
+    if needs_db {
+        match store.read_for_sync().await {
+            Ok(t) => tx = Some(t),
+            Err(_) => return false,
         }
+    }
+    let mut grants: HashMap<GrantId, Grant> = HashMap::new();
+    if let Some(tx) = tx.as_mut() {
+        match tx.grants_by_id(&grant_ids).await {
+            Ok(read) => grants.extend(read.into_iter().map(|g| (g.id, g))),
+            Err(_) => return false,
+        }
+    }
+    let mut changes = Vec::new();
+    for r in refs {
         let result = match (r, tx.as_mut()) {
-            (ChangeRef::Grant(id), Some(tx)) => tx.grant(&id).await.map(|g| g.map(Change::Grant)),
+            (ChangeRef::Grant(id), _) => Ok(grants.remove(&id).map(Change::Grant)),
             (ChangeRef::Subscription(id), Some(tx)) => tx
                 .subscription_tenant(&id)
                 .await
@@ -458,7 +481,7 @@ async fn apply_refs(enforcer: &Enforcer, store: &Store, refs: Vec<ChangeRef>) ->
                 enforcer.heard_heartbeat(&text);
                 Ok(None)
             }
-            (_, None) => Ok(None),
+            (ChangeRef::Subscription(_), None) => Ok(None),
         };
         match result {
             Ok(Some(change)) => changes.push(change),
