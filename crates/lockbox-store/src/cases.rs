@@ -8,7 +8,7 @@ use lockbox_core::{CaseId, CaseStatus, PrincipalId, Severity, SupportCase, Tenan
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use crate::codec::{RowExt as _, micros, opt_micros};
+use crate::codec::{RowExt as _, micros, opt_micros, placeholders};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
 use crate::query::{Arg, Conditions, bind_all};
@@ -37,6 +37,12 @@ pub trait Cases {
         &mut self,
         id: &CaseId,
     ) -> impl Future<Output = Result<Option<SupportCase>, StoreError>> + Send;
+    /// The cases of `ids` that exist, in any order: one statement for a
+    /// page of requests' cases.
+    fn cases_by_id(
+        &mut self,
+        ids: &[CaseId],
+    ) -> impl Future<Output = Result<Vec<SupportCase>, StoreError>> + Send;
     /// A case, locked for a change (and to keep it open while a request is
     /// made against it).
     fn lock_case(
@@ -141,6 +147,25 @@ impl Cases for Tx {
             .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
             .await?;
         row.as_ref().map(case_of).transpose()
+    }
+
+    async fn cases_by_id(&mut self, ids: &[CaseId]) -> Result<Vec<SupportCase>, StoreError> {
+        let mut cases = Vec::with_capacity(ids.len());
+        // A page of requests names at most a page of cases (500).
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT {CASE_COLUMNS} FROM cases WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in self.all(q).await? {
+                cases.push(case_of(&row)?);
+            }
+        }
+        Ok(cases)
     }
 
     async fn lock_case(&mut self, id: &CaseId) -> Result<Locked<SupportCase>, StoreError> {

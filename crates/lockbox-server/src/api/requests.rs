@@ -1,7 +1,6 @@
 //! Access requests and grants.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use axum::Json;
 use axum::extract::State;
@@ -48,18 +47,21 @@ pub(crate) async fn present_requests(
     requests: &[AccessRequest],
     now: Timestamp,
 ) -> Result<Vec<api::AccessRequest>, ApiError> {
-    let mut cases: HashMap<CaseId, SupportCase> = HashMap::new();
+    // Every case of the page in one statement, not one per request.
+    let mut ids: Vec<CaseId> = requests.iter().map(|r| r.case).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let cases: HashMap<CaseId, SupportCase> = tx
+        .cases_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
     let mut out = Vec::with_capacity(requests.len());
     for r in requests {
-        let case = match cases.entry(r.case) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(slot) => {
-                let case = tx.case(&r.case).await?.ok_or_else(|| {
-                    ApiError::Internal(format!("request {} refers to a missing case", r.id))
-                })?;
-                slot.insert(case)
-            }
-        };
+        let case = cases.get(&r.case).ok_or_else(|| {
+            ApiError::Internal(format!("request {} refers to a missing case", r.id))
+        })?;
         out.push(request_for(caller, r, case, now));
     }
     Ok(out)
