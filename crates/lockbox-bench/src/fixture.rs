@@ -59,6 +59,7 @@ use lockbox_core::{
     Timestamp,
 };
 use lockbox_server::{auth, bootstrap};
+use lockbox_store::testing::with_database;
 use lockbox_store::{Audit as _, Backend, Cases as _, Directory as _, Store};
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
 
@@ -1468,25 +1469,6 @@ pub fn startup(
     let _ = child.wait();
     let _ = std::fs::remove_file(&log_path);
     sample
-}
-
-/// `url` with its database replaced by `name` (PostgreSQL).
-#[must_use]
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base
-        .get(after_scheme..)
-        .and_then(|rest| rest.find('/'))
-        .map_or(base.len(), |i| after_scheme + i);
-    let mut out = format!("{}/{name}", base.get(..host_end).unwrap_or(base));
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 /// An empty, initialised database beside `url` (same backend: a temporary

@@ -507,18 +507,7 @@ impl Worker {
         let Some(id) = member(&created, "id") else {
             return Err(self.wrong("a created request without an id"));
         };
-        let approved = self
-            .op(
-                Op::Approve,
-                Method::POST,
-                &format!("/v1/requests/{id}/approve"),
-                |w| &w.approver.token,
-                Some(self.calls.reason.clone()),
-            )
-            .await?;
-        if self.verify && member(&approved, "status").as_deref() != Some("approved") {
-            return Err(self.wrong("an approval did not approve"));
-        }
+        self.decide(Op::Approve, &id, "approve", "approved").await?;
         let check = serde_json::json!({
             "principal": self.calls.world.operator.id,
             "resource": self.calls.world.resource,
@@ -537,17 +526,24 @@ impl Worker {
         if self.verify && !answer.windows(14).any(|w| w == b"\"allowed\":true") {
             return Err(self.wrong("the new grant did not allow"));
         }
-        let revoked = self
+        self.decide(Op::Revoke, &id, "revoke", "revoked").await?;
+        Ok(())
+    }
+
+    /// The approver's `POST /v1/requests/{id}/{verb}`, which must leave the
+    /// request `status`.
+    async fn decide(&mut self, op: Op, id: &str, verb: &str, status: &str) -> Result<(), String> {
+        let answer = self
             .op(
-                Op::Revoke,
+                op,
                 Method::POST,
-                &format!("/v1/requests/{id}/revoke"),
+                &format!("/v1/requests/{id}/{verb}"),
                 |w| &w.approver.token,
                 Some(self.calls.reason.clone()),
             )
             .await?;
-        if self.verify && member(&revoked, "status").as_deref() != Some("revoked") {
-            return Err(self.wrong("a revoke did not revoke"));
+        if self.verify && member(&answer, "status").as_deref() != Some(status) {
+            return Err(self.wrong(&format!("{verb} did not leave the request {status}")));
         }
         Ok(())
     }

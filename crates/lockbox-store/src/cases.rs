@@ -8,10 +8,10 @@ use lockbox_core::{CaseId, CaseStatus, PrincipalId, Severity, SupportCase, Tenan
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use crate::codec::{RowExt as _, micros, opt_micros, placeholders};
+use crate::codec::{RowExt as _, micros, opt_micros};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
-use crate::query::{Arg, Conditions, bind_all};
+use crate::query::{Arg, Conditions, bind_all, rows_by_id};
 use crate::tx::{Locked, Tx};
 
 /// Which cases to list; every field narrows the list.
@@ -150,22 +150,13 @@ impl Cases for Tx {
     }
 
     async fn cases_by_id(&mut self, ids: &[CaseId]) -> Result<Vec<SupportCase>, StoreError> {
-        let mut cases = Vec::with_capacity(ids.len());
-        // A page of requests names at most a page of cases (500).
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT {CASE_COLUMNS} FROM cases WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.to_string());
-            }
-            for row in self.all(q).await? {
-                cases.push(case_of(&row)?);
-            }
-        }
-        Ok(cases)
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let select = format!("SELECT {CASE_COLUMNS} FROM cases");
+        rows_by_id(self, &select, &ids)
+            .await?
+            .iter()
+            .map(case_of)
+            .collect()
     }
 
     async fn lock_case(&mut self, id: &CaseId) -> Result<Locked<SupportCase>, StoreError> {

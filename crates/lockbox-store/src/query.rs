@@ -10,8 +10,12 @@
 use lockbox_core::TenantId;
 use sqlx::AssertSqlSafe;
 
+use sqlx::any::AnyRow;
+
+use crate::codec::placeholders;
+use crate::error::StoreError;
 use crate::page::PageRequest;
-use crate::tx::AnyQuery;
+use crate::tx::{AnyQuery, Tx};
 
 /// A parameter's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +153,28 @@ pub(crate) fn tenant_page(tenant: &TenantId, page: &PageRequest) -> Conditions {
     c.and_some(page.cursor.as_deref(), "id > $1", |id| [id.into()]);
     c.then("ORDER BY id LIMIT $1", [page.fetch_limit().into()]);
     c
+}
+
+/// Rows read by one statement at most per this many ids.
+const IDS_PER_STATEMENT: usize = 256;
+
+/// The rows of `select` (`SELECT … FROM table`, no parameters) whose `id`
+/// is one of `ids`, in any order: a few statements for many rows.
+pub(crate) async fn rows_by_id(
+    tx: &mut Tx,
+    select: &str,
+    ids: &[String],
+) -> Result<Vec<AnyRow>, StoreError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let sql = format!("{select} WHERE id IN ({})", placeholders(1, chunk.len()));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        rows.extend(tx.all(q).await?);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::changes::Change;
 use crate::codec::{RowExt as _, flag, json, micros, parse_text, placeholders, time};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
-use crate::query::{Arg, Conditions, bind_all};
+use crate::query::{Arg, Conditions, bind_all, rows_by_id};
 use crate::tx::{AnyQuery, Locked, Tx};
 
 /// Which requests to list; every field narrows the list.
@@ -183,9 +183,6 @@ pub trait Requests {
 const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
      denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us";
-/// Grants read by one statement of [`Requests::grants_by_id`].
-const GRANTS_BY_ID: usize = 256;
-
 const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
      not_after_us, state, revoked_by, revoke_reason, revoked_at_us, ended_at_us, emergency";
 
@@ -802,21 +799,13 @@ impl Requests for Tx {
     }
 
     async fn grants_by_id(&mut self, ids: &[GrantId]) -> Result<Vec<Grant>, StoreError> {
-        let mut grants = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(GRANTS_BY_ID) {
-            let sql = format!(
-                "SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.to_string());
-            }
-            for row in self.all(q).await? {
-                grants.push(grant_of(&row, "")?);
-            }
-        }
-        Ok(grants)
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let select = format!("SELECT {GRANT_COLUMNS} FROM grants");
+        rows_by_id(self, &select, &ids)
+            .await?
+            .iter()
+            .map(|r| grant_of(r, ""))
+            .collect()
     }
 
     async fn lock_grant(&mut self, id: &GrantId) -> Result<Locked<Grant>, StoreError> {

@@ -133,8 +133,9 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
+/// `url` with its database replaced by `name` (PostgreSQL).
+#[must_use]
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
