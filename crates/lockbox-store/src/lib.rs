@@ -288,30 +288,23 @@ impl Store {
 
     /// Starts a read-only transaction: a consistent snapshot for reads.
     pub async fn read(&self) -> Result<Tx, StoreError> {
-        let begin = match self.inner.backend {
-            Backend::Sqlite => "BEGIN",
-            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
-        };
-        let tx = self
-            .inner
-            .reader
-            .begin_with(begin)
-            .await
-            .map_err(error::classify)?;
-        Ok(Tx::new(tx, self.inner.backend, false, None))
+        self.read_on(&self.inner.reader).await
     }
 
     /// A read transaction for keeping the enforcement index in step: on
     /// PostgreSQL from connections kept for enforcement alone, which
     /// requests waiting on locks cannot take; otherwise as [`Store::read`].
     pub async fn read_for_sync(&self) -> Result<Tx, StoreError> {
-        let Some(sync) = &self.inner.sync else {
-            return self.read().await;
-        };
-        let tx = sync
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
+        self.read_on(self.inner.sync.as_ref().unwrap_or(&self.inner.reader))
             .await
-            .map_err(error::classify)?;
+    }
+
+    async fn read_on(&self, pool: &AnyPool) -> Result<Tx, StoreError> {
+        let begin = match self.inner.backend {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+        };
+        let tx = pool.begin_with(begin).await.map_err(error::classify)?;
         Ok(Tx::new(tx, self.inner.backend, false, None))
     }
 

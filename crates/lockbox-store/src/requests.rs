@@ -282,7 +282,7 @@ fn reason(text: String) -> Result<Reason, StoreError> {
 
 /// Decodes a grant from columns named with `prefix` (`""` or `"g_"`).
 fn grant_of(row: &AnyRow, prefix: &str) -> Result<Grant, StoreError> {
-    GrantColumns::of_row(row, prefix)?.into_grant(&mut ActionSets::default())
+    GrantColumns::of_row(row, prefix)?.into_grant(None)
 }
 
 /// A grant's columns as stored, in [`GRANT_COLUMNS`] order, before they
@@ -317,11 +317,14 @@ impl ActionSets {
         if let Some(set) = self.0.get(&text) {
             return Ok(set.clone());
         }
-        let set: ActionSet = serde_json::from_str(&text)
-            .map_err(|e| StoreError::corrupt(format!("actions: {e}")))?;
+        let set = decode_actions(&text)?;
         self.0.insert(text, set.clone());
         Ok(set)
     }
+}
+
+fn decode_actions(text: &str) -> Result<ActionSet, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("actions: {e}")))
 }
 
 impl GrantColumns {
@@ -353,7 +356,9 @@ impl GrantColumns {
         })
     }
 
-    fn into_grant(self, actions: &mut ActionSets) -> Result<Grant, StoreError> {
+    /// The grant; its action list decoded through `known` when reading
+    /// many (a single grant is decoded directly, with nothing cached).
+    fn into_grant(self, known: Option<&mut ActionSets>) -> Result<Grant, StoreError> {
         let missing = |col: &str| StoreError::corrupt(format!("{col} is missing"));
         let state = match self.state.as_str() {
             "active" => GrantState::Active,
@@ -380,7 +385,10 @@ impl GrantColumns {
             principal: parse_text("principal_id", &self.principal_id)?,
             scope: parse_text("scope", &self.scope)?,
             access_level: parse_text("access_level", &self.access_level)?,
-            actions: actions.decode(self.actions)?,
+            actions: match known {
+                Some(known) => known.decode(self.actions)?,
+                None => decode_actions(&self.actions)?,
+            },
             not_before: time(self.not_before_us)?,
             not_after: time(self.not_after_us)?,
             state,
@@ -903,7 +911,7 @@ impl Requests for Tx {
                     .map_err(|e| StoreError::corrupt(format!("a page of grants: {e}")))?;
                 let items = columns
                     .into_iter()
-                    .map(|c| c.into_grant(&mut actions))
+                    .map(|c| c.into_grant(Some(&mut actions)))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Page {
                     items,
@@ -933,7 +941,7 @@ impl Requests for Tx {
                     .all(q)
                     .await?
                     .iter()
-                    .map(|r| GrantColumns::of_row(r, "")?.into_grant(&mut actions))
+                    .map(|r| GrantColumns::of_row(r, "")?.into_grant(Some(&mut actions)))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Page {
                     items,
