@@ -799,6 +799,8 @@ async fn directory(
         email: None,
         alternate_emails: Vec::new(),
         created_at: setup_at,
+        enrolled_at: None,
+        disabled_at: None,
     };
     let provider = ProviderAdmin::authorize(&admin).map_err(&dom)?;
 

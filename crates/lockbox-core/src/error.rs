@@ -121,6 +121,17 @@ pub enum DomainError {
     /// The operation clashes with existing state.
     #[error("{0}")]
     Conflict(String),
+    /// Nothing by that id that the caller may see: the same answer whether
+    /// it does not exist or belongs where the caller may not look.
+    #[error("{0}")]
+    NotFound(String),
+    /// An enrolment link that can no longer be used (used, expired, or
+    /// replaced by a newer one).
+    #[error("{0}")]
+    EnrollmentUnusable(String),
+    /// The principal is disabled.
+    #[error("{0}")]
+    PrincipalDisabled(String),
     /// A stored record breaks an invariant: a bug or tampering, never the
     /// caller's fault.
     #[error("stored record is inconsistent: {0}")]
@@ -147,6 +158,9 @@ impl DomainError {
             Self::EmergencyAccessDisabled(_) => "emergency_access_disabled",
             Self::NotDue { .. } => "not_due",
             Self::Conflict(_) => "conflict",
+            Self::NotFound(_) => "not_found",
+            Self::EnrollmentUnusable(_) => "enrollment_unusable",
+            Self::PrincipalDisabled(_) => "principal_disabled",
             Self::CorruptRecord(_) => "internal",
         }
     }

@@ -334,6 +334,11 @@ generated_id!(
     TokenId, "tok", "token id"
 );
 generated_id!(
+    /// A one-time enrolment link (the id is public; the link's secret is
+    /// shown once and stored only as a hash).
+    EnrollmentId, "enr", "enrollment id"
+);
+generated_id!(
     /// A tenant's notification channel.
     ChannelId, "chn", "channel id"
 );

@@ -13,6 +13,8 @@
 //!   text, ARM resource ids and scopes, access levels and actions).
 //! - [`principal`], [`authz`]: who is who, roles at scopes, the capabilities
 //!   that gate tenant and provider administration, approver eligibility.
+//! - [`account`]: enrolment links (how people take up their credentials,
+//!   so the provider never holds a customer's), disabling and enabling.
 //! - [`tenant`], [`policy`], [`case`]: tenants, their opt-in and policy,
 //!   support cases.
 //! - [`request`], [`grant`]: the access-request state machine, grants and
@@ -22,6 +24,7 @@
 //!   signed checkpoints and the offline verifier.
 
 pub mod access;
+pub mod account;
 pub mod audit;
 pub mod authz;
 pub mod case;
@@ -39,6 +42,7 @@ pub mod tenant;
 pub mod text;
 
 pub use access::{AccessLevel, AccessLevelName, Action, ActionPattern};
+pub use account::{AccountManager, Enrollment, EnrollmentState};
 pub use audit::{
     Actor, AuditEvent, Chain, ChainFault, ChainHead, ChainVerifier, Checkpoint, CheckpointSigner,
     Digest, EventKind, FaultKind, PendingEvent, PublicKey, SealedEvent, VerifiedChain,
@@ -50,7 +54,8 @@ pub use enforce::{CheckOutcome, CheckReason, GrantIndex};
 pub use error::DomainError;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
 pub use id::{
-    CaseId, ChannelId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId, TenantId, TokenId,
+    CaseId, ChannelId, EnrollmentId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId,
+    TenantId, TokenId,
 };
 pub use policy::{LockboxSetting, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};

@@ -60,6 +60,13 @@ pub struct Principal {
     pub alternate_emails: Vec<Email>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// When the person (or program) behind it took up its credentials
+    /// through an enrolment link; `None` until then.
+    #[serde(default)]
+    pub enrolled_at: Option<Timestamp>,
+    /// When it was disabled; `None` while it may act.
+    #[serde(default)]
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// What a tenant admin supplies to create a user.
@@ -92,6 +99,12 @@ impl Principal {
     #[must_use]
     pub fn is_user_of(&self, tenant: &TenantId) -> bool {
         self.tenant() == Some(tenant)
+    }
+
+    /// Whether it may act: not disabled.
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.disabled_at.is_none()
     }
 
     /// Whether this is an operator.
@@ -127,6 +140,8 @@ impl Principal {
             email: Some(user.email),
             alternate_emails: user.alternate_emails,
             created_at: now,
+            enrolled_at: None,
+            disabled_at: None,
         };
         let event = PendingEvent::new(
             by.tenant().clone(),
@@ -160,6 +175,8 @@ impl Principal {
             email: Some(email),
             alternate_emails: Vec::new(),
             created_at: now,
+            enrolled_at: None,
+            disabled_at: None,
         };
         let event = PendingEvent::new(
             Chain::Provider,
@@ -191,6 +208,8 @@ impl Principal {
             email: None,
             alternate_emails: Vec::new(),
             created_at: now,
+            enrolled_at: None,
+            disabled_at: None,
         };
         let event = PendingEvent::new(
             Chain::Provider,
@@ -385,7 +404,7 @@ impl RoleAssignment {
 /// `tenant`, given the role assignments in force now.
 ///
 /// The rule: Owner or LockboxApprover at the resource's scope or above, held
-/// by a user of the same tenant, and never the requester. `assignments` may
+/// by an enabled user of the same tenant, and never the requester. `assignments` may
 /// hold anyone's assignments; only the principal's own in this tenant count.
 pub fn check_approver(
     principal: &Principal,
@@ -400,6 +419,7 @@ pub fn check_approver(
         });
     }
     let eligible = principal.is_user_of(tenant)
+        && principal.is_enabled()
         && assignments.iter().any(|a| {
             a.principal == principal.id
                 && &a.tenant == tenant

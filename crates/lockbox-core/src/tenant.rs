@@ -69,6 +69,8 @@ impl Tenant {
             email: Some(first_admin.email),
             alternate_emails: first_admin.alternate_emails,
             created_at: now,
+            enrolled_at: None,
+            disabled_at: None,
         };
         let assignment = RoleAssignment {
             id: assignment_id,

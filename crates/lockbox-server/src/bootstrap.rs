@@ -88,6 +88,8 @@ async fn add_admin(
         email: None,
         alternate_emails: Vec::new(),
         created_at: now,
+        enrolled_at: None,
+        disabled_at: None,
     };
     let token = auth::issue_token(&admin.id, now, None)?;
     tx.insert_principal(&admin).await?;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use lockbox_core::account::{Enrollment, EnrollmentState};
 use lockbox_core::principal::Role;
 use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::{
@@ -34,6 +35,56 @@ pub struct ApiToken {
     pub expires_at: Option<Timestamp>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// The token presented to mint this one, if any: revoking a token
+    /// revokes everything minted from it.
+    pub parent: Option<TokenId>,
+    /// An API token or a portal session.
+    pub kind: TokenKind,
+    /// Its owner's label for it.
+    pub name: Option<String>,
+    /// When it last authenticated a call (kept to within a few seconds).
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An API token (`lbx_…`).
+    Api,
+    /// A portal session (`lbs_…`).
+    Session,
+}
+
+impl TokenKind {
+    /// The kind's name as stored and shown.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Session => "session",
+        }
+    }
+}
+
+/// A token that a revocation ended, and whose it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedToken {
+    /// The token.
+    pub id: TokenId,
+    /// Its owner.
+    pub principal: PrincipalId,
+    /// The owner's tenant (`None` for the provider's principals): where the
+    /// revocation is recorded.
+    pub tenant: Option<TenantId>,
+}
+
+/// An enrolment link as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnrollment {
+    /// The link.
+    pub enrollment: Enrollment,
+    /// SHA-256 of its secret.
+    pub hash: [u8; 32],
 }
 
 impl ApiToken {
@@ -169,6 +220,84 @@ pub trait Directory {
         &mut self,
         principal: &PrincipalId,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Removes a principal's password; whether it had one.
+    fn clear_password(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Revokes a token and, transitively, every token minted from it.
+    /// Returns what this revoked (nothing if the token was already revoked
+    /// and so were its descendants).
+    fn revoke_token_tree(
+        &mut self,
+        id: &TokenId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<RevokedToken>, StoreError>> + Send;
+    /// Revokes every live token and session of a principal and,
+    /// transitively, every token minted from them.
+    fn revoke_tokens_of(
+        &mut self,
+        principal: &PrincipalId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<RevokedToken>, StoreError>> + Send;
+    /// A principal's tokens and sessions that still work at `now`, newest
+    /// first.
+    fn live_tokens_of(
+        &mut self,
+        principal: &PrincipalId,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<ApiToken>, StoreError>> + Send;
+    /// Records when tokens were last used (bookkeeping: never moves a time
+    /// back).
+    fn record_token_use(
+        &mut self,
+        uses: &[(TokenId, Timestamp)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A principal, locked for a change of its account (enrolment,
+    /// disabling).
+    fn lock_principal(
+        &mut self,
+        id: &PrincipalId,
+    ) -> impl Future<Output = Result<Locked<Principal>, StoreError>> + Send;
+    /// Saves a locked principal's account state (enrolled, disabled).
+    fn save_principal(
+        &mut self,
+        principal: Locked<Principal>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether any TenantAdmin of the tenant has enrolled.
+    fn tenant_has_enrolled_admin(
+        &mut self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a new enrolment link.
+    fn insert_enrollment(
+        &mut self,
+        enrollment: &StoredEnrollment,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The enrolment link with this hash, locked to redeem it.
+    fn lock_enrollment_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<Locked<Enrollment>>, StoreError>> + Send;
+    /// The enrolment link with this hash.
+    fn enrollment_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<Enrollment>, StoreError>> + Send;
+    /// Saves a locked enrolment link's state.
+    fn save_enrollment(
+        &mut self,
+        enrollment: Locked<Enrollment>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks a principal's open links replaced; how many there were.
+    fn replace_open_enrollments(
+        &mut self,
+        principal: &PrincipalId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Stores a role assignment.
     fn insert_role_assignment(
@@ -220,12 +349,12 @@ pub trait Directory {
 }
 
 const TENANT_COLUMNS: &str = "id, display_name, created_at_us, lockbox_enabled, lockbox_changed_at_us, lockbox_changed_by, policy";
-const PRINCIPAL_COLUMNS: &str =
-    "id, kind, tenant_id, emergency, display_name, email, alternate_emails, created_at_us";
+const PRINCIPAL_COLUMNS: &str = "id, kind, tenant_id, emergency, display_name, email, alternate_emails, created_at_us, enrolled_at_us, disabled_at_us";
 const ASSIGNMENT_COLUMNS: &str =
     "id, tenant_id, principal_id, role, scope, created_at_us, created_by";
-const TOKEN_COLUMNS: &str =
-    "id, principal_id, token_hash, created_at_us, expires_at_us, revoked_at_us";
+const TOKEN_COLUMNS: &str = "id, principal_id, token_hash, created_at_us, expires_at_us, revoked_at_us, parent_id, kind, name, last_used_at_us";
+const ENROLLMENT_COLUMNS: &str =
+    "id, principal_id, issued_by, created_at_us, expires_at_us, used_at_us, replaced_at_us";
 
 fn tenant_of(row: &AnyRow) -> Result<Tenant, StoreError> {
     let policy: TenantPolicy = row.json("policy")?;
@@ -267,6 +396,8 @@ fn principal_of(row: &AnyRow) -> Result<Principal, StoreError> {
         email,
         alternate_emails: row.json("alternate_emails")?,
         created_at: row.time("created_at_us")?,
+        enrolled_at: row.opt_time("enrolled_at_us")?,
+        disabled_at: row.opt_time("disabled_at_us")?,
     })
 }
 
@@ -299,6 +430,30 @@ fn token_of(row: &AnyRow) -> Result<ApiToken, StoreError> {
         created_at: row.time("created_at_us")?,
         expires_at: row.opt_time("expires_at_us")?,
         revoked_at: row.opt_time("revoked_at_us")?,
+        parent: row.opt_parsed("parent_id")?,
+        kind: match row.text("kind")?.as_str() {
+            "api" => TokenKind::Api,
+            "session" => TokenKind::Session,
+            other => return Err(StoreError::corrupt(format!("token kind `{other}`"))),
+        },
+        name: row.opt_text("name")?,
+        last_used_at: row.opt_time("last_used_at_us")?,
+    })
+}
+
+fn enrollment_of(row: &AnyRow) -> Result<Enrollment, StoreError> {
+    let state = match (row.opt_time("used_at_us")?, row.opt_time("replaced_at_us")?) {
+        (Some(at), _) => EnrollmentState::Used { at },
+        (None, Some(at)) => EnrollmentState::Replaced { at },
+        (None, None) => EnrollmentState::Open,
+    };
+    Ok(Enrollment {
+        id: row.parsed("id")?,
+        principal: row.parsed("principal_id")?,
+        issued_by: row.parsed("issued_by")?,
+        created_at: row.time("created_at_us")?,
+        expires_at: row.time("expires_at_us")?,
+        state,
     })
 }
 
@@ -479,7 +634,7 @@ impl Directory for Tx {
             PrincipalKind::Admin => ("admin", None, false),
         };
         let sql = format!(
-            "INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         self.run(
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -490,7 +645,9 @@ impl Directory for Tx {
                 .bind(p.display_name.as_str().to_owned())
                 .bind(p.email.as_ref().map(|e| e.as_str().to_owned()))
                 .bind(json(&p.alternate_emails)?)
-                .bind(micros(p.created_at)),
+                .bind(micros(p.created_at))
+                .bind(opt_micros(p.enrolled_at))
+                .bind(opt_micros(p.disabled_at)),
         )
         .await?;
         self.feed(Change::Principal(p.id.clone()));
@@ -566,8 +723,9 @@ impl Directory for Tx {
 
     async fn insert_token(&mut self, t: &ApiToken) -> Result<(), StoreError> {
         self.audited_write()?;
-        let sql =
-            format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let sql = format!(
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
         self.run(
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(t.id.to_string())
@@ -575,7 +733,11 @@ impl Directory for Tx {
                 .bind(t.hash.to_vec())
                 .bind(micros(t.created_at))
                 .bind(opt_micros(t.expires_at))
-                .bind(opt_micros(t.revoked_at)),
+                .bind(opt_micros(t.revoked_at))
+                .bind(t.parent.map(|p| p.to_string()))
+                .bind(t.kind.as_str())
+                .bind(t.name.clone())
+                .bind(opt_micros(t.last_used_at)),
         )
         .await?;
         Ok(())
@@ -643,6 +805,226 @@ impl Directory for Tx {
             )
             .await?;
         row.map(|r| r.text("hash")).transpose()
+    }
+
+    async fn clear_password(&mut self, principal: &PrincipalId) -> Result<bool, StoreError> {
+        self.audited_write()?;
+        let n = self
+            .run(
+                sqlx::query("DELETE FROM passwords WHERE principal_id = $1")
+                    .bind(principal.as_str().to_owned()),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_token_tree(
+        &mut self,
+        id: &TokenId,
+        now: Timestamp,
+    ) -> Result<Vec<RevokedToken>, StoreError> {
+        self.revoke_trees(
+            "SELECT id FROM api_tokens WHERE id = $1",
+            id.to_string(),
+            now,
+        )
+        .await
+    }
+
+    async fn revoke_tokens_of(
+        &mut self,
+        principal: &PrincipalId,
+        now: Timestamp,
+    ) -> Result<Vec<RevokedToken>, StoreError> {
+        self.revoke_trees(
+            "SELECT id FROM api_tokens WHERE principal_id = $1 AND revoked_at_us IS NULL",
+            principal.as_str().to_owned(),
+            now,
+        )
+        .await
+    }
+
+    async fn live_tokens_of(
+        &mut self,
+        principal: &PrincipalId,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<ApiToken>, StoreError> {
+        let mut c = Conditions::new();
+        c.and("principal_id = $1", [principal.as_str().to_owned().into()]);
+        c.and("revoked_at_us IS NULL", []);
+        c.and(
+            "(expires_at_us IS NULL OR expires_at_us > $1)",
+            [micros(now).into()],
+        );
+        c.and_some(page.cursor.as_deref(), "id < $1", |id| [id.into()]);
+        c.then("ORDER BY id DESC LIMIT $1", [page.fetch_limit().into()]);
+        let rows = self
+            .all(c.query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens")))
+            .await?;
+        let items = rows.iter().map(token_of).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, page, |t| t.id.to_string()))
+    }
+
+    async fn record_token_use(&mut self, uses: &[(TokenId, Timestamp)]) -> Result<(), StoreError> {
+        self.bookkeeping_write()?;
+        for (id, at) in uses {
+            self.run(
+                sqlx::query(
+                    "UPDATE api_tokens SET last_used_at_us = $2 WHERE id = $1 \
+                     AND (last_used_at_us IS NULL OR last_used_at_us < $2)",
+                )
+                .bind(id.to_string())
+                .bind(micros(*at)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn lock_principal(&mut self, id: &PrincipalId) -> Result<Locked<Principal>, StoreError> {
+        let sql = self.locking(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1"
+        ));
+        let row = self
+            .optional(sqlx::query(sql).bind(id.as_str().to_owned()))
+            .await?
+            .ok_or_else(|| StoreError::not_found("principal", id))?;
+        self.locked(principal_of(&row)?)
+    }
+
+    async fn save_principal(&mut self, principal: Locked<Principal>) -> Result<(), StoreError> {
+        let (before, p) = self.unlock(principal)?;
+        if before.id != p.id || before.kind != p.kind {
+            return Err(StoreError::corrupt(format!(
+                "principal {} was swapped for {}",
+                before.id, p.id
+            )));
+        }
+        if before == p {
+            return Ok(());
+        }
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "UPDATE principals SET enrolled_at_us = $2, disabled_at_us = $3 WHERE id = $1",
+            )
+            .bind(p.id.as_str().to_owned())
+            .bind(opt_micros(p.enrolled_at))
+            .bind(opt_micros(p.disabled_at)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn tenant_has_enrolled_admin(&mut self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query(
+                    "SELECT p.id FROM role_assignments ra JOIN principals p ON p.id = ra.principal_id \
+                     WHERE ra.tenant_id = $1 AND ra.role = 'TenantAdmin' AND p.enrolled_at_us IS NOT NULL \
+                     LIMIT 1",
+                )
+                .bind(tenant.as_str().to_owned()),
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn insert_enrollment(&mut self, e: &StoredEnrollment) -> Result<(), StoreError> {
+        self.audited_write()?;
+        let (used, replaced) = match e.enrollment.state {
+            EnrollmentState::Open => (None, None),
+            EnrollmentState::Used { at } => (Some(at), None),
+            EnrollmentState::Replaced { at } => (None, Some(at)),
+        };
+        self.run(
+            sqlx::query(
+                "INSERT INTO enrollments (id, principal_id, token_hash, issued_by, created_at_us, \
+                 expires_at_us, used_at_us, replaced_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(e.enrollment.id.to_string())
+            .bind(e.enrollment.principal.as_str().to_owned())
+            .bind(e.hash.to_vec())
+            .bind(e.enrollment.issued_by.as_str().to_owned())
+            .bind(micros(e.enrollment.created_at))
+            .bind(micros(e.enrollment.expires_at))
+            .bind(opt_micros(used))
+            .bind(opt_micros(replaced)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_enrollment_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<Locked<Enrollment>>, StoreError> {
+        let sql = self.locking(&format!(
+            "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE token_hash = $1"
+        ));
+        let row = self.optional(sqlx::query(sql).bind(hash.to_vec())).await?;
+        match row {
+            Some(row) => Ok(Some(self.locked(enrollment_of(&row)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn enrollment_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<Enrollment>, StoreError> {
+        let sql = format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE token_hash = $1");
+        let row = self
+            .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash.to_vec()))
+            .await?;
+        row.as_ref().map(enrollment_of).transpose()
+    }
+
+    async fn save_enrollment(&mut self, enrollment: Locked<Enrollment>) -> Result<(), StoreError> {
+        let (before, e) = self.unlock(enrollment)?;
+        if before.id != e.id || before.principal != e.principal {
+            return Err(StoreError::corrupt(format!(
+                "enrollment {} was swapped for {}",
+                before.id, e.id
+            )));
+        }
+        if before == e {
+            return Ok(());
+        }
+        self.audited_write()?;
+        let (used, replaced) = match e.state {
+            EnrollmentState::Open => (None, None),
+            EnrollmentState::Used { at } => (Some(at), None),
+            EnrollmentState::Replaced { at } => (None, Some(at)),
+        };
+        self.run(
+            sqlx::query(
+                "UPDATE enrollments SET used_at_us = $2, replaced_at_us = $3 WHERE id = $1",
+            )
+            .bind(e.id.to_string())
+            .bind(opt_micros(used))
+            .bind(opt_micros(replaced)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn replace_open_enrollments(
+        &mut self,
+        principal: &PrincipalId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "UPDATE enrollments SET replaced_at_us = $2 WHERE principal_id = $1 \
+                 AND used_at_us IS NULL AND replaced_at_us IS NULL",
+            )
+            .bind(principal.as_str().to_owned())
+            .bind(micros(now)),
+        )
+        .await
     }
 
     async fn insert_role_assignment(&mut self, a: &RoleAssignment) -> Result<(), StoreError> {
@@ -768,5 +1150,64 @@ impl Directory for Tx {
             ))
             .await?;
         rows.iter().map(level_of).collect()
+    }
+}
+
+impl Tx {
+    /// Revokes the tokens `roots` selects (one text parameter, `$1`) and,
+    /// transitively, every token minted from them; returns those this
+    /// revoked, with their owners.
+    async fn revoke_trees(
+        &mut self,
+        roots: &str,
+        arg: String,
+        now: Timestamp,
+    ) -> Result<Vec<RevokedToken>, StoreError> {
+        self.audited_write()?;
+        let sql = format!(
+            "WITH RECURSIVE tree(id) AS ({roots} \
+             UNION SELECT t.id FROM api_tokens t JOIN tree ON t.parent_id = tree.id) \
+             UPDATE api_tokens SET revoked_at_us = $2 \
+             WHERE id IN (SELECT id FROM tree) AND revoked_at_us IS NULL \
+             RETURNING id, principal_id"
+        );
+        let rows = self
+            .all(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(arg)
+                    .bind(micros(now)),
+            )
+            .await?;
+        let mut revoked = Vec::with_capacity(rows.len());
+        let mut tenants: std::collections::HashMap<PrincipalId, Option<TenantId>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            let id: TokenId = row.parsed("id")?;
+            let principal: PrincipalId = row.parsed("principal_id")?;
+            let tenant = match tenants.get(&principal) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self
+                        .optional(
+                            sqlx::query("SELECT tenant_id FROM principals WHERE id = $1")
+                                .bind(principal.as_str().to_owned()),
+                        )
+                        .await?
+                        .map(|r| r.opt_parsed::<TenantId>("tenant_id"))
+                        .transpose()?
+                        .flatten();
+                    tenants.insert(principal.clone(), t.clone());
+                    t
+                }
+            };
+            self.feed(Change::TokenRevoked(id));
+            revoked.push(RevokedToken {
+                id,
+                principal,
+                tenant,
+            });
+        }
+        revoked.sort_by_key(|t| t.id.to_string());
+        Ok(revoked)
     }
 }

@@ -61,7 +61,7 @@ pub use audit::{Audit, EventQuery};
 pub use cases::{CaseFilter, Cases};
 pub use changes::{CHANNEL, Change, ChangeListener, ChangeRef, CommitObserver, Notice, Settle};
 pub use channels::Channels;
-pub use directory::{ApiToken, Directory};
+pub use directory::{ApiToken, Directory, RevokedToken, StoredEnrollment, TokenKind};
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
 pub use keys::{KeyPurpose, Keys, SigningKey};
@@ -414,6 +414,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "channels",
                 include_str!("../migrations/sqlite/0003_channels.sql"),
             ),
+            (
+                4,
+                "accounts",
+                include_str!("../migrations/sqlite/0004_accounts.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -430,6 +435,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 3,
                 "channels",
                 include_str!("../migrations/postgres/0003_channels.sql"),
+            ),
+            (
+                4,
+                "accounts",
+                include_str!("../migrations/postgres/0004_accounts.sql"),
             ),
         ],
     };

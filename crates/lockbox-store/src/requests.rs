@@ -99,6 +99,18 @@ pub trait Requests {
         &mut self,
         case: &CaseId,
     ) -> impl Future<Output = Result<Vec<Locked<AccessRequest>>, StoreError>> + Send;
+    /// The pending and approved requests a principal made, locked (to
+    /// disable it).
+    fn lock_open_requests_of_requester(
+        &mut self,
+        requester: &PrincipalId,
+    ) -> impl Future<Output = Result<Vec<Locked<AccessRequest>>, StoreError>> + Send;
+    /// A principal's emergency grants still recorded active, locked (to
+    /// disable it).
+    fn lock_active_emergency_grants_of(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> impl Future<Output = Result<Vec<Locked<Grant>>, StoreError>> + Send;
     /// Requests, newest first.
     fn requests(
         &mut self,
@@ -739,6 +751,34 @@ impl Requests for Tx {
             false,
         )
         .await
+    }
+
+    async fn lock_open_requests_of_requester(
+        &mut self,
+        requester: &PrincipalId,
+    ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
+        self.lock_requests_where(
+            "r.requester = $1 AND r.status IN ('pending', 'approved') ORDER BY r.id",
+            vec![Arg::Text(requester.as_str().to_owned())],
+            false,
+        )
+        .await
+    }
+
+    async fn lock_active_emergency_grants_of(
+        &mut self,
+        principal: &PrincipalId,
+    ) -> Result<Vec<Locked<Grant>>, StoreError> {
+        let sql = self.locking(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE principal_id = $1 AND state = 'active' \
+             AND request_id IS NULL ORDER BY id"
+        ));
+        let rows = self
+            .all(sqlx::query(sql).bind(principal.as_str().to_owned()))
+            .await?;
+        rows.iter()
+            .map(|r| grant_of(r, "").and_then(|g| self.locked(g)))
+            .collect()
     }
 
     async fn requests(

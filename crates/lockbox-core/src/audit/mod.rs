@@ -223,6 +223,19 @@ event_kinds! {
     TokenRevoked = "token.revoked",
     /// A principal's password was set.
     PasswordSet = "password.set",
+    /// A principal changed its own password.
+    PasswordChanged = "password.changed",
+    /// A one-time enrolment link was issued for a principal (by whom; never
+    /// the link). Any earlier link of the principal stops working, and its
+    /// password, sessions and tokens are cleared.
+    EnrollmentIssued = "principal.enrollment_issued",
+    /// A principal took up its credentials through its enrolment link (from
+    /// which client address and user agent).
+    Enrolled = "principal.enrolled",
+    /// A principal was disabled: its tokens and sessions stop working.
+    PrincipalDisabled = "principal.disabled",
+    /// A disabled principal was enabled again.
+    PrincipalEnabled = "principal.enabled",
     /// The provider defined or redefined an access level.
     AccessLevelChanged = "access_level.changed",
     /// A role was assigned.

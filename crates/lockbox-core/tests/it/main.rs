@@ -8,6 +8,7 @@
     missing_debug_implementations
 )]
 
+mod accounts;
 mod admin;
 mod audit_format;
 mod cases;

@@ -98,6 +98,8 @@ impl World {
             email: None,
             alternate_emails: vec![],
             created_at: now,
+            enrolled_at: None,
+            disabled_at: None,
         };
         let provider = ProviderAdmin::authorize(&admin).unwrap();
         let mut w = World {

@@ -71,6 +71,8 @@ async fn commits_tell_the_observer_what_they_changed(s: TestStore) {
         email: None,
         alternate_emails: vec![],
         created_at: t0(),
+        enrolled_at: None,
+        disabled_at: None,
     };
     let mut tx = s.begin().await.unwrap();
     tx.insert_principal(&operator).await.unwrap();

@@ -1,9 +1,12 @@
 //! Tenants, subscriptions, principals, credentials, roles, access levels.
 
 use lockbox_core::access::ActionSet;
+use lockbox_core::account::{Enrollment, EnrollmentState};
 use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::*;
-use lockbox_store::{ApiToken, Constraint, Directory as _, PageRequest, StoreError};
+use lockbox_store::{
+    ApiToken, Constraint, Directory as _, PageRequest, StoreError, StoredEnrollment, TokenKind,
+};
 
 use crate::fixture::*;
 use crate::harness::TestStore;
@@ -26,6 +29,8 @@ fn principal(id: &str, kind: PrincipalKind) -> Principal {
         email: Some(Email::parse(&format!("{id}@example.com")).unwrap()),
         alternate_emails: vec![Email::parse(&format!("{id}@home.example")).unwrap()],
         created_at: t0() + chrono::TimeDelta::microseconds(123_456),
+        enrolled_at: None,
+        disabled_at: None,
     }
 }
 
@@ -283,6 +288,10 @@ async fn tokens_and_passwords(s: TestStore) {
         created_at: t0(),
         expires_at: Some(t0() + hours(24)),
         revoked_at: None,
+        parent: None,
+        kind: TokenKind::Api,
+        name: Some("laptop".into()),
+        last_used_at: None,
     };
     tx.insert_token(&token).await.unwrap();
     tx.set_password(&sam.id, "$argon2id$v=19$first", t0())
@@ -432,6 +441,9 @@ crate::conformance!(
     access_levels,
     durability_settings_are_in_force,
     references_to_nothing_are_refused,
+    revoking_a_token_revokes_what_was_minted_from_it,
+    live_tokens_are_listed_newest_first_with_their_last_use,
+    enrolment_links_and_account_state,
 );
 
 async fn durability_settings_are_in_force(s: TestStore) {
@@ -466,5 +478,262 @@ async fn references_to_nothing_are_refused(s: TestStore) {
     assert!(
         matches!(e, StoreError::Conflict(Constraint::ForeignKey)),
         "{e:?}"
+    );
+}
+
+fn token(principal: &str, parent: Option<TokenId>, byte: u8, kind: TokenKind) -> ApiToken {
+    ApiToken {
+        id: TokenId::generate(t0()).unwrap(),
+        principal: pid(principal),
+        hash: [byte; 32],
+        created_at: t0(),
+        expires_at: Some(t0() + hours(24)),
+        revoked_at: None,
+        parent,
+        kind,
+        name: None,
+        last_used_at: None,
+    }
+}
+
+async fn revoking_a_token_revokes_what_was_minted_from_it(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_tenant(&tenant("contoso")).await.unwrap();
+    for p in [
+        principal("alice", PrincipalKind::User { tenant: tid() }),
+        principal("bob", PrincipalKind::User { tenant: tid() }),
+        principal("sam", PrincipalKind::Operator { emergency: false }),
+    ] {
+        tx.insert_principal(&p).await.unwrap();
+    }
+    // alice's session minted an API token of hers, which minted bob's,
+    // which minted another of bob's; sam's token is unrelated.
+    let session = token("alice", None, 1, TokenKind::Session);
+    let alices = token("alice", Some(session.id), 2, TokenKind::Api);
+    let bobs = token("bob", Some(alices.id), 3, TokenKind::Api);
+    let grandchild = token("bob", Some(bobs.id), 4, TokenKind::Api);
+    let sams = token("sam", None, 5, TokenKind::Api);
+    for t in [&session, &alices, &bobs, &grandchild, &sams] {
+        tx.insert_token(t).await.unwrap();
+    }
+    tx.commit(vec![marker()]).await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    let revoked = tx
+        .revoke_token_tree(&alices.id, t0() + hours(1))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = revoked.iter().map(|r| r.id).collect();
+    ids.sort_by_key(ToString::to_string);
+    let mut expected = vec![alices.id, bobs.id, grandchild.id];
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(ids, expected);
+    assert!(revoked.iter().all(|r| r.tenant == Some(tid())));
+    assert_eq!(
+        revoked
+            .iter()
+            .filter(|r| r.principal.as_str() == "bob")
+            .count(),
+        2
+    );
+    // Again: nothing more to revoke.
+    assert!(
+        tx.revoke_token_tree(&alices.id, t0() + hours(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    for t in [&alices, &bobs, &grandchild] {
+        let stored = tx.token(&t.id).await.unwrap().unwrap();
+        assert_eq!(stored.revoked_at, Some(t0() + hours(1)), "{}", t.id);
+    }
+    for t in [&session, &sams] {
+        assert_eq!(tx.token(&t.id).await.unwrap().unwrap().revoked_at, None);
+    }
+    drop(tx);
+
+    // Every live token of a principal, and what they minted.
+    let mut tx = s.begin().await.unwrap();
+    let child = token("sam", Some(session.id), 6, TokenKind::Api);
+    tx.insert_token(&child).await.unwrap();
+    let revoked = tx
+        .revoke_tokens_of(&pid("alice"), t0() + hours(3))
+        .await
+        .unwrap();
+    let ids: Vec<_> = revoked.iter().map(|r| (r.id, r.tenant.clone())).collect();
+    assert!(ids.contains(&(session.id, Some(tid()))), "{ids:?}");
+    assert!(
+        ids.contains(&(child.id, None)),
+        "sam's, in the provider's chain: {ids:?}"
+    );
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.token(&sams.id).await.unwrap().unwrap().revoked_at, None);
+}
+
+async fn live_tokens_are_listed_newest_first_with_their_last_use(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_principal(&principal(
+        "sam",
+        PrincipalKind::Operator { emergency: false },
+    ))
+    .await
+    .unwrap();
+    let mut made = Vec::new();
+    for byte in 1..=5u8 {
+        let mut t = token("sam", None, byte, TokenKind::Api);
+        t.id = TokenId::generate(t0() + chrono::TimeDelta::seconds(i64::from(byte))).unwrap();
+        if byte == 2 {
+            t.revoked_at = Some(t0());
+        }
+        if byte == 3 {
+            t.expires_at = Some(t0() + hours(1));
+        }
+        tx.insert_token(&t).await.unwrap();
+        made.push(t);
+    }
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    tx.record_token_use(&[(made[0].id, t0() + hours(2)), (made[4].id, t0() + hours(2))])
+        .await
+        .unwrap();
+    // Never back in time.
+    tx.record_token_use(&[(made[0].id, t0() + hours(1))])
+        .await
+        .unwrap();
+    tx.commit_unaudited().await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let now = t0() + hours(2);
+    let first = tx
+        .live_tokens_of(&pid("sam"), now, &PageRequest::first(2))
+        .await
+        .unwrap();
+    let ids: Vec<_> = first.items.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [made[4].id, made[3].id], "newest first, live only");
+    assert_eq!(first.items[0].last_used_at, Some(t0() + hours(2)));
+    let rest = tx
+        .live_tokens_of(
+            &pid("sam"),
+            now,
+            &PageRequest::after(2, first.next_cursor.unwrap()),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest.items.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [made[0].id], "revoked and expired ones are left out");
+    assert_eq!(rest.items[0].last_used_at, Some(t0() + hours(2)));
+}
+
+async fn enrolment_links_and_account_state(s: TestStore) {
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_tenant(&tenant("contoso")).await.unwrap();
+    let alice = principal("alice", PrincipalKind::User { tenant: tid() });
+    tx.insert_principal(&alice).await.unwrap();
+    tx.insert_role_assignment(&RoleAssignment {
+        id: RoleAssignmentId::generate(t0()).unwrap(),
+        tenant: tid(),
+        principal: alice.id.clone(),
+        role: Role::TenantAdmin,
+        scope: Scope::Tenant,
+        created_at: t0(),
+        created_by: pid("admin"),
+    })
+    .await
+    .unwrap();
+    let link = |byte: u8| StoredEnrollment {
+        enrollment: Enrollment {
+            id: EnrollmentId::generate(t0()).unwrap(),
+            principal: alice.id.clone(),
+            issued_by: pid("admin"),
+            created_at: t0(),
+            expires_at: t0() + hours(72),
+            state: EnrollmentState::Open,
+        },
+        hash: [byte; 32],
+    };
+    let first = link(1);
+    tx.insert_enrollment(&first).await.unwrap();
+    tx.commit(vec![marker()]).await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    assert!(!tx.tenant_has_enrolled_admin(&tid()).await.unwrap());
+    assert_eq!(
+        tx.enrollment_by_hash(&[1; 32]).await.unwrap(),
+        Some(first.enrollment.clone())
+    );
+    assert_eq!(tx.enrollment_by_hash(&[9; 32]).await.unwrap(), None);
+    // A new link replaces the open one.
+    assert_eq!(
+        tx.replace_open_enrollments(&alice.id, t0() + hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+    let second = link(2);
+    tx.insert_enrollment(&second).await.unwrap();
+    tx.commit(vec![marker()]).await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    assert_eq!(
+        tx.enrollment_by_hash(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        EnrollmentState::Replaced {
+            at: t0() + hours(1)
+        }
+    );
+    let mut locked = tx.lock_enrollment_by_hash(&[2; 32]).await.unwrap().unwrap();
+    locked.state = EnrollmentState::Used {
+        at: t0() + hours(2),
+    };
+    tx.save_enrollment(locked).await.unwrap();
+    let mut who = tx.lock_principal(&alice.id).await.unwrap();
+    who.enrolled_at = Some(t0() + hours(2));
+    tx.save_principal(who).await.unwrap();
+    tx.commit(vec![marker()]).await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.tenant_has_enrolled_admin(&tid()).await.unwrap());
+    assert_eq!(
+        tx.enrollment_by_hash(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        EnrollmentState::Used {
+            at: t0() + hours(2)
+        }
+    );
+    assert_eq!(
+        tx.replace_open_enrollments(&alice.id, t0() + hours(3))
+            .await
+            .unwrap(),
+        0,
+        "a used link is not replaced"
+    );
+    let mut who = tx.lock_principal(&alice.id).await.unwrap();
+    who.disabled_at = Some(t0() + hours(3));
+    tx.save_principal(who).await.unwrap();
+    tx.set_password(&alice.id, "$argon2id$v=19$x", t0())
+        .await
+        .unwrap();
+    assert!(tx.clear_password(&alice.id).await.unwrap());
+    assert!(!tx.clear_password(&alice.id).await.unwrap());
+    tx.commit(vec![marker()]).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let stored = tx.principal(&alice.id).await.unwrap().unwrap();
+    assert_eq!(stored.enrolled_at, Some(t0() + hours(2)));
+    assert_eq!(stored.disabled_at, Some(t0() + hours(3)));
+    assert!(!stored.is_enabled());
+    assert_eq!(tx.password_hash(&alice.id).await.unwrap(), None);
+    assert!(
+        tx.lock_principal(&alice.id).await.is_err(),
+        "a read transaction locks nothing"
     );
 }

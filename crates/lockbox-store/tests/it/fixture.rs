@@ -78,6 +78,8 @@ pub async fn seed(store: &Store, required_approvals: u32) -> Seeded {
         email: None,
         alternate_emails: vec![],
         created_at: now,
+        enrolled_at: None,
+        disabled_at: None,
     };
     let provider = ProviderAdmin::authorize(&admin).unwrap();
     let mut tx = store.begin().await.unwrap();

@@ -514,6 +514,8 @@ async fn emergency_grants(s: TestStore) {
         email: None,
         alternate_emails: vec![],
         created_at: now,
+        enrolled_at: None,
+        disabled_at: None,
     };
     tx.insert_principal(&erin).await.unwrap();
     let alice = tx.principal(&pid("alice")).await.unwrap().unwrap();
