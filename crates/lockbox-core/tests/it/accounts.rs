@@ -10,7 +10,7 @@ fn enrollment_id(w: &World) -> EnrollmentId {
     EnrollmentId::generate(w.now).unwrap()
 }
 
-fn roles_of<'a>(w: &'a World, who: &str) -> Vec<RoleAssignment> {
+fn roles_of(w: &World, who: &str) -> Vec<RoleAssignment> {
     w.assignments
         .iter()
         .filter(|a| a.principal.as_str() == who)
