@@ -54,14 +54,103 @@ pub struct NewTenant {
     pub admin: NewUser,
 }
 
-/// The answer to `POST /v1/tenants`.
+/// The answer to `POST /v1/tenants`. The provider never receives a
+/// credential of the tenant's people: the first admin sets their own
+/// through the enrolment link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantCreated {
     pub tenant: Tenant,
     /// The first TenantAdmin.
     pub admin: Principal,
-    /// Its API token, shown this once: hand it to the customer.
-    pub admin_token: String,
+    /// Its one-time enrolment link, shown this once: send it to that person.
+    pub enrollment: Enrollment,
+}
+
+/// A one-time enrolment link: whoever opens it sets the principal's
+/// password and receives its first API token. Single use; it stops working
+/// at `expires_at`, or when a newer link is issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Enrollment {
+    /// `https://…/enroll/lbe_…`: the portal's enrolment page (the part
+    /// after `/enroll/` is what `POST /v1/enroll` takes as `token`).
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A principal just created, with its enrolment link (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrincipalCreated {
+    #[serde(flatten)]
+    pub principal: Principal,
+    pub enrollment: Enrollment,
+}
+
+/// `POST /v1/enroll`: take up one's credentials with an enrolment link.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enroll {
+    /// The link's secret (`lbe_…`, the end of its URL).
+    pub token: String,
+    /// The new password (12 to 1024 characters), for the portal. Required
+    /// for people; refused for gateways, which use only their API token.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Never the link's secret or the password.
+impl std::fmt::Debug for Enroll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enroll").finish_non_exhaustive()
+    }
+}
+
+/// The answer to `POST /v1/enroll`: who enrolled, and their first API
+/// token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Enrolled {
+    pub principal: Principal,
+    pub token: TokenCreated,
+}
+
+/// `POST /v1/me/password`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    /// 12 to 1024 characters.
+    pub new_password: String,
+}
+
+/// Never the passwords.
+impl std::fmt::Debug for ChangePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePassword").finish_non_exhaustive()
+    }
+}
+
+/// An API token or portal session, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    /// `api` or `session`.
+    pub kind: String,
+    /// The owner's label for it, if any.
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it last authenticated a call (to within a few seconds).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The token that was presented to mint it: revoking that one revokes
+    /// this one too.
+    pub parent: Option<String>,
+}
+
+/// The answer to `POST /v1/principals/{id}/tokens/revoke-all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokensRevoked {
+    /// How many tokens and sessions stopped working (the principal's own,
+    /// and every token minted from them).
+    pub revoked: u64,
 }
 
 /// `POST /v1/tenants/{tenant}/subscriptions`.
@@ -95,6 +184,13 @@ pub struct Principal {
     /// An operator allowed break-glass access.
     pub emergency: bool,
     pub created_at: DateTime<Utc>,
+    /// When the principal took up its credentials with an enrolment link;
+    /// `null` until then.
+    #[serde(default)]
+    pub enrolled_at: Option<DateTime<Utc>>,
+    /// When it was disabled; `null` while it may act.
+    #[serde(default)]
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /v1/tenants/{tenant}/users` (and a new tenant's first admin).
@@ -106,9 +202,6 @@ pub struct NewUser {
     pub email: String,
     #[serde(default)]
     pub alternate_emails: Vec<String>,
-    /// For the web portal; stored only as an Argon2id hash.
-    #[serde(default)]
-    pub password: Option<String>,
 }
 
 /// `POST /v1/operators`.
@@ -121,8 +214,6 @@ pub struct NewOperator {
     /// May use break-glass emergency access.
     #[serde(default)]
     pub emergency: bool,
-    #[serde(default)]
-    pub password: Option<String>,
 }
 
 /// `POST /v1/gateways`.
@@ -160,6 +251,9 @@ pub struct NewToken {
     /// minted with.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// A label for it (at most 100 characters), shown in token lists.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A new API token, shown this once.

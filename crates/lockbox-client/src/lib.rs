@@ -246,6 +246,11 @@ impl Client {
         self.call(Method::POST, path, Some(body), None::<&()>).await
     }
 
+    async fn post_empty<R: DeserializeOwned>(&self, path: &str) -> Result<R, ClientError> {
+        self.call(Method::POST, path, None::<&()>, None::<&()>)
+            .await
+    }
+
     async fn put<R: DeserializeOwned>(
         &self,
         path: &str,
@@ -319,7 +324,7 @@ impl Client {
     pub async fn create_operator(
         &self,
         body: &api::NewOperator,
-    ) -> Result<api::Principal, ClientError> {
+    ) -> Result<api::PrincipalCreated, ClientError> {
         self.post("/v1/operators", body).await
     }
 
@@ -327,7 +332,7 @@ impl Client {
     pub async fn create_gateway(
         &self,
         body: &api::NewGateway,
-    ) -> Result<api::Principal, ClientError> {
+    ) -> Result<api::PrincipalCreated, ClientError> {
         self.post("/v1/gateways", body).await
     }
 
@@ -365,9 +370,64 @@ impl Client {
         &self,
         tenant: &str,
         body: &api::NewUser,
-    ) -> Result<api::Principal, ClientError> {
+    ) -> Result<api::PrincipalCreated, ClientError> {
         self.post(&format!("/v1/tenants/{tenant}/users"), body)
             .await
+    }
+
+    /// `POST /v1/enroll`, with an enrolment link (its whole URL, or the
+    /// `lbe_…` secret at its end): sets the password (people) and returns
+    /// the first API token. Needs no token.
+    pub async fn enroll(
+        &self,
+        link: &str,
+        password: Option<&str>,
+    ) -> Result<api::Enrolled, ClientError> {
+        let body = api::Enroll {
+            token: enrollment_secret(link).to_owned(),
+            password: password.map(str::to_owned),
+        };
+        self.anonymous().post("/v1/enroll", &body).await
+    }
+
+    /// `POST /v1/principals/{id}/enrollment`: a new one-time link.
+    pub async fn issue_enrollment(&self, id: &str) -> Result<api::Enrollment, ClientError> {
+        self.post_empty(&format!("/v1/principals/{id}/enrollment"))
+            .await
+    }
+
+    /// `POST /v1/principals/{id}/disable`.
+    pub async fn disable_principal(&self, id: &str) -> Result<api::Principal, ClientError> {
+        self.post_empty(&format!("/v1/principals/{id}/disable"))
+            .await
+    }
+
+    /// `POST /v1/principals/{id}/enable`.
+    pub async fn enable_principal(&self, id: &str) -> Result<api::Principal, ClientError> {
+        self.post_empty(&format!("/v1/principals/{id}/enable"))
+            .await
+    }
+
+    /// `GET /v1/principals/{id}/tokens`: one page of live tokens.
+    pub async fn tokens(&self, id: &str) -> Result<api::Page<api::TokenInfo>, ClientError> {
+        self.get(&format!("/v1/principals/{id}/tokens")).await
+    }
+
+    /// `POST /v1/principals/{id}/tokens/revoke-all`.
+    pub async fn revoke_all_tokens(&self, id: &str) -> Result<api::TokensRevoked, ClientError> {
+        self.post_empty(&format!("/v1/principals/{id}/tokens/revoke-all"))
+            .await
+    }
+
+    /// `POST /v1/me/password`.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), ClientError> {
+        let body = api::ChangePassword {
+            current_password: current.to_owned(),
+            new_password: new.to_owned(),
+        };
+        self.post::<serde_json::Value>("/v1/me/password", &body)
+            .await
+            .map(|_| ())
     }
 
     /// `GET /v1/tenants/{tenant}/users`: one page.
@@ -767,5 +827,16 @@ fn problem_of(status: reqwest::StatusCode, text: &str) -> ClientError {
     ClientError::Api {
         status: status.as_u16(),
         problem,
+    }
+}
+
+/// The secret of an enrolment link: what follows `/enroll/` in its URL, or
+/// the text itself when it is not a URL.
+#[must_use]
+pub fn enrollment_secret(link: &str) -> &str {
+    let link = link.trim();
+    match link.rsplit_once("/enroll/") {
+        Some((_, secret)) => secret.trim_end_matches('/'),
+        None => link,
     }
 }

@@ -23,7 +23,7 @@ use axum::http::{HeaderValue, StatusCode};
 use chrono::TimeDelta;
 use lockbox_core::id::random_bytes;
 use lockbox_core::{Principal, PrincipalId, RoleAssignment, Timestamp, TokenId};
-use lockbox_store::{ApiToken, Directory as _};
+use lockbox_store::{ApiToken, Directory as _, TokenKind};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -39,6 +39,73 @@ pub const TOKEN_PREFIX: &str = "lbx_";
 /// `lbs_` ones, so a session's secret opens no API and an API token in a
 /// cookie opens no page.
 pub const SESSION_PREFIX: &str = "lbs_";
+
+/// The prefix of enrolment links' secrets (the end of an enrolment URL).
+pub const ENROLLMENT_PREFIX: &str = "lbe_";
+
+/// A new enrolment link's secret (`lbe_` and 64 hex digits, shown once) and
+/// the SHA-256 that is stored.
+pub fn enrollment_secret() -> Result<(String, [u8; 32]), ApiError> {
+    let secret = format!("{ENROLLMENT_PREFIX}{}", hex::encode(random_bytes::<32>()?));
+    let hash = token_hash(&secret);
+    Ok((secret, hash))
+}
+
+/// Whether `text` has the shape of an enrolment secret.
+#[must_use]
+pub fn is_enrollment_secret(text: &str) -> bool {
+    text.strip_prefix(ENROLLMENT_PREFIX).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// When tokens were last used, gathered in memory and written now and then
+/// ([`TokenUse::flush`]), so that authenticating a call never writes to the
+/// database.
+#[derive(Debug, Default)]
+pub struct TokenUse {
+    seen: Mutex<HashMap<TokenId, Timestamp>>,
+}
+
+impl TokenUse {
+    /// Notes that `token` authenticated a call at `at`.
+    pub fn record(&self, token: TokenId, at: Timestamp) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a flood of distinct tokens cannot grow this without end
+        // between two flushes (the oldest notes are simply lost).
+        if seen.len() >= 100_000 && !seen.contains_key(&token) {
+            return;
+        }
+        let entry = seen.entry(token).or_insert(at);
+        if *entry < at {
+            *entry = at;
+        }
+    }
+
+    /// Writes what was gathered (bookkeeping, unaudited); how many tokens.
+    pub async fn flush(&self, store: &lockbox_store::Store) -> Result<usize, ApiError> {
+        let uses: Vec<(TokenId, Timestamp)> = {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.drain().collect()
+        };
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = store.begin().await?;
+        tx.record_token_use(&uses).await?;
+        tx.commit_unaudited().await?;
+        Ok(uses.len())
+    }
+}
 
 /// What a secret is presented as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +201,13 @@ fn issue(
         created_at: now,
         expires_at,
         revoked_at: None,
+        parent: None,
+        kind: match kind {
+            Credential::ApiToken => TokenKind::Api,
+            Credential::Session => TokenKind::Session,
+        },
+        name: None,
+        last_used_at: None,
     };
     Ok(IssuedToken { secret, record })
 }
@@ -185,15 +259,21 @@ fn well_formed(kind: Credential, token: &str) -> bool {
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
-/// Hashes a password with Argon2id (on a blocking thread: it is meant to be
-/// slow).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
+/// Checks a new password's length (before any hashing).
+pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS || password.len() > 1024 {
         return Err(ApiError::invalid(format!(
             "password must be {MIN_PASSWORD_CHARS} to 1024 characters long"
         )));
     }
+    Ok(())
+}
+
+/// Hashes a password with Argon2id (on a blocking thread: it is meant to be
+/// slow).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    check_password_rules(&password)?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -504,6 +584,10 @@ pub(crate) async fn caller_for_token(
     let Some((principal, roles)) = tx.principal_with_roles(&stored.principal).await? else {
         return Ok(Err("the token's principal no longer exists"));
     };
+    if !principal.is_enabled() {
+        return Ok(Err("the token's principal is disabled"));
+    }
+    app.token_use().record(stored.id, now);
     Ok(Ok(Caller {
         principal,
         roles,

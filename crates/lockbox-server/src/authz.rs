@@ -176,23 +176,28 @@ pub fn list_scope(c: &Caller) -> Result<ListScope, ApiError> {
 /// Permission to mint or revoke tokens for `target`: itself; the provider's
 /// admins for operators, gateways and admins; a tenant's TenantAdmins for
 /// its users.
+///
+/// A principal the caller may not manage is answered `404`, exactly as
+/// one that does not exist, so that nobody learns another tenant's
+/// principal ids (or that an id is a tenant's user) by asking; a user of
+/// the same tenant who is not its TenantAdmin is refused `403`.
 pub fn token_authority(c: &Caller, target: &Principal) -> Result<(), ApiError> {
     if &target.id == c.id() {
         return Ok(());
     }
+    let hidden = || {
+        ApiError::hidden(format!(
+            "no principal `{}` whose tokens you manage",
+            target.id
+        ))
+    };
     match &target.kind {
-        PrincipalKind::User { tenant } => {
-            if c.is_user_of(tenant) {
-                tenant_admin(c, tenant).map(|_| ())
-            } else if c.is_admin() {
-                Err(ApiError::forbidden(
-                    "the provider cannot issue tokens for a tenant's users: its TenantAdmins can",
-                ))
-            } else {
-                Err(ApiError::not_found(format!("principal {}", target.id)))
-            }
+        PrincipalKind::User { tenant } if c.is_user_of(tenant) => {
+            tenant_admin(c, tenant).map(|_| ())
         }
-        _ => provider_admin(c).map(|_| ()),
+        PrincipalKind::User { .. } => Err(hidden()),
+        _ if c.is_admin() => Ok(()),
+        _ => Err(hidden()),
     }
 }
 

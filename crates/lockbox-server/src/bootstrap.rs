@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use lockbox_core::access::ActionSet;
+use lockbox_core::account::{Cleared, ClientInfo};
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{CaseTitle, Description, DisplayName, Email, Justification};
 use lockbox_core::{
@@ -13,7 +14,8 @@ use lockbox_core::{
     ResourceId, Role, RoleAssignment, RoleAssignmentId, Scope, Severity, SubscriptionId,
     SupportCase, Tenant, TenantAdmin, TenantId, Timestamp,
 };
-use lockbox_store::{Cases as _, Directory as _, Requests as _, Store, Tx};
+use lockbox_core::{AccountManager, Enrollment, EnrollmentId};
+use lockbox_store::{Cases as _, Directory as _, Requests as _, Store, StoredEnrollment, Tx};
 use serde_json::json;
 
 use crate::auth::{self, IssuedToken};
@@ -342,28 +344,66 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
     tx.insert_request(&request).await?;
     events.extend(evs);
 
-    // Tokens and portal passwords for everyone.
+    // Everyone enrols with a one-time link, as people do (so the log shows
+    // who issued each link and that it was used), choosing the demo's
+    // password; each gets an API token.
     let mut credentials = vec![DemoCredential {
         role: "provider admin".into(),
         id: admin.id.to_string(),
         token: admin_token.secret,
         password: None,
     }];
-    for (principal, role) in [
-        (&on.admin, "tenant admin, Owner of the subscription"),
-        (&bob, "Lockbox approver of resource group web"),
-        (&sam, "support operator"),
-        (&gateway, "resource gateway"),
+    let client = ClientInfo {
+        address: "127.0.0.1".into(),
+        user_agent: Some("lockbox serve --demo".into()),
+    };
+    for (principal, role, manager) in [
+        (
+            &on.admin,
+            "tenant admin, Owner of the subscription",
+            AccountManager::onboarding(provider.clone()),
+        ),
+        (
+            &bob,
+            "Lockbox approver of resource group web",
+            AccountManager::Tenant(alice_cap.clone()),
+        ),
+        (
+            &sam,
+            "support operator",
+            AccountManager::Provider(provider.clone()),
+        ),
+        (
+            &gateway,
+            "resource gateway",
+            AccountManager::Provider(provider.clone()),
+        ),
     ] {
+        let (mut link, issued) = Enrollment::issue(
+            &manager,
+            principal,
+            EnrollmentId::generate(now)?,
+            lockbox_core::account::DEFAULT_ENROLLMENT_HOURS,
+            Cleared::default(),
+            now,
+        )?;
+        let mut person = tx.lock_principal(&principal.id).await?;
+        let enrolled = link.redeem(&mut person, &client, now)?;
+        tx.save_principal(person).await?;
+        let (_, hash) = auth::enrollment_secret()?;
+        tx.insert_enrollment(&StoredEnrollment {
+            enrollment: link,
+            hash,
+        })
+        .await?;
+        events.extend([issued, enrolled]);
         let token = auth::issue_token(&principal.id, now, None)?;
         tx.insert_token(&token.record).await?;
-        let chain = principal
-            .tenant()
-            .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()));
+        let chain = lockbox_core::account::chain_of(principal);
         events.push(PendingEvent::new(
-            chain.clone(),
+            chain,
             now,
-            admin.id.clone(),
+            principal.id.clone(),
             EventKind::TokenCreated,
             token.record.id,
             json!({ "principal": principal.id, "expires_at": null }),
@@ -378,14 +418,6 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
                 now,
             )
             .await?;
-            events.push(PendingEvent::new(
-                chain,
-                now,
-                admin.id.clone(),
-                EventKind::PasswordSet,
-                &principal.id,
-                json!({}),
-            ));
             Some(password)
         };
         credentials.push(DemoCredential {

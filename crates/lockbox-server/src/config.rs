@@ -39,6 +39,9 @@
 //! heartbeat_interval_ms = 200
 //! max_staleness_ms = 1000                       # a node this far behind stops answering checks
 //!
+//! [auth]
+//! enrollment_hours = 72                         # how long a one-time enrolment link lasts
+//!
 //! [log]
 //! level = "info"                                # or a tracing filter
 //! format = "text"                               # or "json"
@@ -101,6 +104,30 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Accounts: enrolment links.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a one-time enrolment link lasts, in hours (default 72).
+    #[serde(default = "default_enrollment_hours")]
+    pub enrollment_hours: u32,
+}
+
+fn default_enrollment_hours() -> u32 {
+    lockbox_core::account::DEFAULT_ENROLLMENT_HOURS
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enrollment_hours: default_enrollment_hours(),
+        }
+    }
 }
 
 /// `[server]`
@@ -554,6 +581,11 @@ impl Config {
         if self.server.auth_failures_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "server.auth_failures_per_minute must be at least 1".into(),
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.auth.enrollment_hours) {
+            return Err(ConfigError::Invalid(
+                "auth.enrollment_hours must be between 1 and 720 (30 days)".into(),
             ));
         }
         if self.sweeper.interval_seconds == 0 {

@@ -61,6 +61,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
     }
 
+    /// `404 not_found` with `detail` as it is: for what the caller may not
+    /// see, answered exactly as what does not exist.
+    pub(crate) fn hidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
     pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -135,6 +141,8 @@ fn title(kind: &str) -> &'static str {
         "unavailable" => "Service unavailable",
         "enforcement_unavailable" => "Enforcement unavailable on this node",
         "grant_not_active" => "Grant is not active",
+        "enrollment_unusable" => "Enrolment link no longer works",
+        "principal_disabled" => "Principal is disabled",
         _ => "Internal error",
     }
 }
@@ -158,6 +166,9 @@ impl From<DomainError> for ApiError {
             "out_of_scope" | "duration_too_long" | "unknown_access_level" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            "not_found" => StatusCode::NOT_FOUND,
+            "enrollment_unusable" => StatusCode::GONE,
+            "principal_disabled" => StatusCode::FORBIDDEN,
             _ => return Self::Internal(e.to_string()),
         };
         Self::new(status, kind, e.to_string())

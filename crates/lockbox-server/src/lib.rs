@@ -60,6 +60,10 @@ struct Inner {
     public_url: String,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
+    /// When tokens were last used, until written.
+    token_use: auth::TokenUse,
+    /// How long enrolment links last.
+    enrollment_hours: u32,
     /// Chain verifications for the portal: one at a time.
     verifying: tokio::sync::Semaphore,
     metrics: Metrics,
@@ -100,6 +104,8 @@ pub struct ServerOptions {
     /// How long before a pending request expires its approvers are
     /// reminded.
     pub reminder_before: chrono::TimeDelta,
+    /// How long enrolment links last, in hours (`[auth] enrollment_hours`).
+    pub enrollment_hours: u32,
 }
 
 impl Default for ServerOptions {
@@ -110,9 +116,13 @@ impl Default for ServerOptions {
             auth_failures_per_minute: MAX_AUTH_FAILURES_PER_MINUTE,
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
+            enrollment_hours: lockbox_core::account::DEFAULT_ENROLLMENT_HOURS,
         }
     }
 }
+
+/// How often the times tokens were last used are written.
+const TOKEN_USE_FLUSH_SECONDS: u64 = 10;
 
 /// Failed authentications allowed per client address per minute, unless
 /// configured otherwise.
@@ -139,6 +149,8 @@ impl AppState {
                     Duration::from_secs(60),
                 ),
                 sign_in: auth::SignInLimits::default(),
+                token_use: auth::TokenUse::default(),
+                enrollment_hours: options.enrollment_hours,
                 verifying: tokio::sync::Semaphore::new(1),
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
@@ -180,9 +192,20 @@ impl AppState {
             tasks.push(enforce::dedicated(audit_writer::run(
                 store.clone(),
                 queue,
-                stop,
+                stop.clone(),
             )));
         }
+        tasks.push(jobs::every(
+            self.clone(),
+            Duration::from_secs(TOKEN_USE_FLUSH_SECONDS),
+            stop,
+            |app| async move { app.token_use().flush(app.store()).await },
+            |flushed| {
+                if let Err(e) = flushed {
+                    tracing::warn!(error = ?e, "could not record when tokens were last used");
+                }
+            },
+        ));
         Ok(tasks)
     }
 
@@ -240,6 +263,18 @@ impl AppState {
 
     pub(crate) fn auth_failures(&self) -> &FailureLimiter {
         &self.inner.auth_failures
+    }
+
+    /// When tokens were last used, until written.
+    #[must_use]
+    pub fn token_use(&self) -> &auth::TokenUse {
+        &self.inner.token_use
+    }
+
+    /// How long enrolment links last, in hours.
+    #[must_use]
+    pub fn enrollment_hours(&self) -> u32 {
+        self.inner.enrollment_hours
     }
 
     pub(crate) fn sign_in_limits(&self) -> &auth::SignInLimits {

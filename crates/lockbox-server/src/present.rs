@@ -27,6 +27,20 @@ pub(crate) fn principal(p: &Principal) -> api::Principal {
         alternate_emails: p.alternate_emails.iter().map(ToString::to_string).collect(),
         emergency: matches!(p.kind, PrincipalKind::Operator { emergency: true }),
         created_at: p.created_at,
+        enrolled_at: p.enrolled_at,
+        disabled_at: p.disabled_at,
+    }
+}
+
+pub(crate) fn token_info(t: &lockbox_store::ApiToken) -> api::TokenInfo {
+    api::TokenInfo {
+        id: t.id.to_string(),
+        kind: t.kind.as_str().to_owned(),
+        name: t.name.clone(),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        last_used_at: t.last_used_at,
+        parent: t.parent.map(|p| p.to_string()),
     }
 }
 

@@ -240,6 +240,14 @@ pub trait Directory {
         principal: &PrincipalId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<RevokedToken>, StoreError>> + Send;
+    /// Revokes a principal's live portal sessions but `except` (and,
+    /// transitively, what was minted from them).
+    fn revoke_sessions_of(
+        &mut self,
+        principal: &PrincipalId,
+        except: &TokenId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<RevokedToken>, StoreError>> + Send;
     /// A principal's tokens and sessions that still work at `now`, newest
     /// first.
     fn live_tokens_of(
@@ -827,6 +835,7 @@ impl Directory for Tx {
             "SELECT id FROM api_tokens WHERE id = $1",
             id.to_string(),
             now,
+            None,
         )
         .await
     }
@@ -840,6 +849,23 @@ impl Directory for Tx {
             "SELECT id FROM api_tokens WHERE principal_id = $1 AND revoked_at_us IS NULL",
             principal.as_str().to_owned(),
             now,
+            None,
+        )
+        .await
+    }
+
+    async fn revoke_sessions_of(
+        &mut self,
+        principal: &PrincipalId,
+        except: &TokenId,
+        now: Timestamp,
+    ) -> Result<Vec<RevokedToken>, StoreError> {
+        self.revoke_trees(
+            "SELECT id FROM api_tokens WHERE principal_id = $1 AND kind = 'session' \
+             AND revoked_at_us IS NULL AND id <> $3",
+            principal.as_str().to_owned(),
+            now,
+            Some(except.to_string()),
         )
         .await
     }
@@ -1154,14 +1180,15 @@ impl Directory for Tx {
 }
 
 impl Tx {
-    /// Revokes the tokens `roots` selects (one text parameter, `$1`) and,
-    /// transitively, every token minted from them; returns those this
-    /// revoked, with their owners.
+    /// Revokes the tokens `roots` selects (its text parameters `$1` and,
+    /// if given, `$3`) and, transitively, every token minted from them;
+    /// returns those this revoked, with their owners.
     async fn revoke_trees(
         &mut self,
         roots: &str,
         arg: String,
         now: Timestamp,
+        third: Option<String>,
     ) -> Result<Vec<RevokedToken>, StoreError> {
         self.audited_write()?;
         let sql = format!(
@@ -1171,13 +1198,13 @@ impl Tx {
              WHERE id IN (SELECT id FROM tree) AND revoked_at_us IS NULL \
              RETURNING id, principal_id"
         );
-        let rows = self
-            .all(
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(arg)
-                    .bind(micros(now)),
-            )
-            .await?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(arg)
+            .bind(micros(now));
+        if let Some(third) = third {
+            query = query.bind(third);
+        }
+        let rows = self.all(query).await?;
         let mut revoked = Vec::with_capacity(rows.len());
         let mut tenants: std::collections::HashMap<PrincipalId, Option<TenantId>> =
             std::collections::HashMap::new();

@@ -299,6 +299,24 @@ impl TestServer {
         tx.commit(vec![event]).await.expect("commit");
     }
 
+    /// Enrols `id` with its link and the password
+    /// [`TestServer::password_of`] gives it; returns its first API token.
+    pub async fn enroll(&self, id: &str, link: &api::Enrollment) -> String {
+        let enrolled = self
+            .anonymous()
+            .enroll(&link.url, Some(&Self::password_of(id)))
+            .await
+            .expect("enrol");
+        assert_eq!(enrolled.principal.id, id, "the link is {id}'s");
+        enrolled.token.token
+    }
+
+    /// The portal password a seeded person enrolled with.
+    #[must_use]
+    pub fn password_of(id: &str) -> String {
+        format!("password of {id}")
+    }
+
     /// Stops the server gracefully.
     pub fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -377,7 +395,6 @@ impl Contoso {
             display_name: id.into(),
             email: format!("{id}@example.com"),
             alternate_emails: vec![],
-            password: None,
         };
         let mut tenant_admins = Vec::new();
         for (tenant, first, sub) in [("contoso", "alice", "sub-1"), ("fabrikam", "fred", "sub-9")] {
@@ -393,7 +410,8 @@ impl Contoso {
                 .add_subscription(tenant, sub)
                 .await
                 .expect("add subscription");
-            tenant_admins.push(person(first, created.admin_token));
+            let token = server.enroll(first, &created.enrollment).await;
+            tenant_admins.push(person(first, token));
         }
         let fred = tenant_admins.pop().unwrap();
         let alice = tenant_admins.pop().unwrap();
@@ -412,7 +430,7 @@ impl Contoso {
             ("bob", "LockboxApprover", Self::RG),
             ("rita", "Reader", "/"),
         ] {
-            alice
+            let created = alice
                 .client
                 .create_user(Self::TENANT, &new_user(id))
                 .await
@@ -422,12 +440,7 @@ impl Contoso {
                 .assign_role(Self::TENANT, id, role, scope)
                 .await
                 .expect("assign role");
-            let token = alice
-                .client
-                .create_token(id, &api::NewToken::default())
-                .await
-                .expect("token")
-                .token;
+            let token = server.enroll(id, &created.enrollment).await;
             users.push(person(id, token));
         }
         let rita = users.pop().unwrap();
@@ -435,34 +448,31 @@ impl Contoso {
         let olivia = users.pop().unwrap();
         let mut provider = Vec::new();
         for id in ["sam", "oscar"] {
-            admin
+            let created = admin
                 .create_operator(&api::NewOperator {
                     id: id.into(),
                     display_name: id.into(),
                     email: format!("{id}@provider.example"),
                     emergency: false,
-                    password: None,
                 })
                 .await
                 .expect("operator");
-            let token = admin
-                .create_token(id, &api::NewToken::default())
-                .await
-                .expect("token")
-                .token;
+            let token = server.enroll(id, &created.enrollment).await;
             provider.push(person(id, token));
         }
-        admin
+        let created = admin
             .create_gateway(&api::NewGateway {
                 id: "gate".into(),
                 display_name: "VM gateway".into(),
             })
             .await
             .expect("gateway");
-        let gate_token = admin
-            .create_token("gate", &api::NewToken::default())
+        let gate_token = server
+            .anonymous()
+            .enroll(&created.enrollment.url, None)
             .await
-            .expect("token")
+            .expect("enrol the gateway")
+            .token
             .token;
         for (name, actions) in [("Reader", vec!["*/read"]), ("Contributor", vec!["*"])] {
             admin
@@ -511,24 +521,18 @@ impl Contoso {
     /// Registers erin, an emergency operator, and lets contoso's policy
     /// allow emergency access (up to 60 minutes).
     pub async fn emergency_operator(&self, server: &TestServer) -> Person {
-        self.admin
+        let erin_created = self
+            .admin
             .client
             .create_operator(&api::NewOperator {
                 id: "erin".into(),
                 display_name: "Erin (on call)".into(),
                 email: "erin@provider.example".into(),
                 emergency: true,
-                password: None,
             })
             .await
             .expect("emergency operator");
-        let token = self
-            .admin
-            .client
-            .create_token("erin", &api::NewToken::default())
-            .await
-            .expect("token")
-            .token;
+        let token = server.enroll("erin", &erin_created.enrollment).await;
         let mut policy = self
             .alice
             .client

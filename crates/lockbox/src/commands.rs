@@ -25,7 +25,7 @@ pub(crate) struct Common {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TenantCommand {
     /// Onboard a customer tenant with its first TenantAdmin (provider
-    /// admins); prints that admin's token once.
+    /// admins); prints that admin's one-time enrolment link, once.
     #[command(
         after_help = "Example:\n  lockbox tenant create contoso --name Contoso --admin alice --admin-name 'Alice Admin' --admin-email alice@contoso.example"
     )]
@@ -98,7 +98,8 @@ pub(crate) enum TenantCommand {
 /// `lockbox user …`
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum UserCommand {
-    /// Create a user of the tenant (its TenantAdmins).
+    /// Create a user of the tenant (its TenantAdmins); prints the user's
+    /// one-time enrolment link, once.
     #[command(
         after_help = "Example:\n  lockbox user create contoso olivia --name 'Olivia Owner' --email olivia@contoso.example"
     )]
@@ -472,7 +473,6 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                         display_name: admin_name,
                         email: admin_email,
                         alternate_emails: vec![],
-                        password: None,
                     },
                 })
                 .await?;
@@ -483,11 +483,11 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 "Tenant {} onboarded (Lockbox off until its admins enable it).",
                 created.tenant.id
             );
+            crate::accounts::link_lines(&created.admin.id, &created.enrollment);
             println!(
-                "Token of its first TenantAdmin, {} (shown once; hand it to the customer):",
-                created.admin.id
+                "With it, {} chooses their own password; you never hold a credential of {}'s people.",
+                created.admin.id, created.tenant.id
             );
-            println!("{}", created.admin_token);
             Ok(())
         }
         TenantCommand::List => {
@@ -613,14 +613,14 @@ pub(crate) async fn user(common: &Common, command: UserCommand) -> Result<(), Cl
                         display_name: name,
                         email,
                         alternate_emails,
-                        password: None,
                     },
                 )
                 .await?;
             if out == Output::Json {
                 return json(&p);
             }
-            println!("User {} created in {tenant}.", p.id);
+            println!("User {} created in {tenant}.", p.principal.id);
+            crate::accounts::link_lines(&p.principal.id, &p.enrollment);
             Ok(())
         }
         UserCommand::List { tenant } => {
@@ -634,14 +634,20 @@ pub(crate) async fn user(common: &Common, command: UserCommand) -> Result<(), Cl
                 .items
                 .iter()
                 .map(|p| {
+                    let status = match (&p.disabled_at, &p.enrolled_at) {
+                        (Some(_), _) => "disabled",
+                        (None, Some(_)) => "enrolled",
+                        (None, None) => "not enrolled",
+                    };
                     vec![
                         p.id.clone(),
                         p.display_name.clone(),
                         or_dash(p.email.as_deref()),
+                        status.to_owned(),
                     ]
                 })
                 .collect();
-            table(&["ID", "NAME", "EMAIL"], &rows);
+            table(&["ID", "NAME", "EMAIL", "STATUS"], &rows);
             Ok(())
         }
         UserCommand::Role { action } => match action {

@@ -156,11 +156,29 @@ async fn play(database: &str) -> Result<(), CliError> {
     result
 }
 
+/// Takes up a principal's credentials with its one-time enrolment link,
+/// as the person would (`lockbox enroll LINK`, or the portal's page), and
+/// returns a client with the first API token it yields.
+async fn enrol(
+    anonymous: &Client,
+    link: &api::Enrollment,
+    password: Option<&str>,
+) -> Result<Client, String> {
+    let enrolled = anonymous
+        .enroll(&link.url, password)
+        .await
+        .map_err(api_err)?;
+    Ok(anonymous.with_token(enrolled.token.token))
+}
+
 /// The provider's side: an access level, a customer, an operator, a
-/// gateway. Returns the clients of alice (the customer's admin), olivia
-/// (its owner), sam (the operator) and the gateway.
+/// gateway, each person enrolling with their own one-time link (the
+/// provider never holds a credential of the customer's people). Returns
+/// the clients of alice (the customer's admin), olivia (its owner), sam
+/// (the operator) and the gateway.
 async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
     let admin = Client::new(base, Some(admin_token.to_owned())).map_err(api_err)?;
+    let anonymous = admin.anonymous();
     admin
         .put_access_level(
             "Reader",
@@ -180,7 +198,6 @@ async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
                 display_name: "Alice (Contoso admin)".into(),
                 email: "alice@contoso.example".into(),
                 alternate_emails: vec![],
-                password: None,
             },
         })
         .await
@@ -189,8 +206,20 @@ async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
         .add_subscription("contoso", "sub-1")
         .await
         .map_err(api_err)?;
-    let alice = admin.with_token(created.admin_token);
-    alice
+    let alice = enrol(
+        &anonymous,
+        &created.enrollment,
+        Some("alice's own passphrase"),
+    )
+    .await?;
+    if anonymous
+        .enroll(&created.enrollment.url, Some("someone else's try"))
+        .await
+        .is_ok()
+    {
+        return Err("alice's enrolment link worked twice".into());
+    }
+    let olivia_created = alice
         .create_user(
             "contoso",
             &api::NewUser {
@@ -198,7 +227,6 @@ async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
                 display_name: "Olivia (owner of sub-1)".into(),
                 email: "olivia@contoso.example".into(),
                 alternate_emails: vec![],
-                password: None,
             },
         )
         .await
@@ -207,41 +235,36 @@ async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
         .assign_role("contoso", "olivia", "Owner", "/subscriptions/sub-1")
         .await
         .map_err(api_err)?;
-    let olivia = alice
-        .create_token("olivia", &api::NewToken::default())
-        .await
-        .map_err(api_err)?;
-    admin
+    let olivia = enrol(
+        &anonymous,
+        &olivia_created.enrollment,
+        Some("olivia's own passphrase"),
+    )
+    .await?;
+    let sam_created = admin
         .create_operator(&api::NewOperator {
             id: "sam".into(),
             display_name: "Sam (support engineer)".into(),
             email: "sam@provider.example".into(),
             emergency: false,
-            password: None,
         })
         .await
         .map_err(api_err)?;
-    let sam = admin
-        .create_token("sam", &api::NewToken::default())
-        .await
-        .map_err(api_err)?;
-    admin
+    let sam = enrol(
+        &anonymous,
+        &sam_created.enrollment,
+        Some("sam's own passphrase"),
+    )
+    .await?;
+    let gate_created = admin
         .create_gateway(&api::NewGateway {
             id: "web-01-gateway".into(),
             display_name: "web-01's gateway".into(),
         })
         .await
         .map_err(api_err)?;
-    let gate = admin
-        .create_token("web-01-gateway", &api::NewToken::default())
-        .await
-        .map_err(api_err)?;
-    Ok([
-        alice,
-        admin.with_token(olivia.token),
-        admin.with_token(sam.token),
-        admin.with_token(gate.token),
-    ])
+    let gate = enrol(&anonymous, &gate_created.enrollment, None).await?;
+    Ok([alice, olivia, sam, gate])
 }
 
 async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
@@ -251,7 +274,7 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
     steps
         .step("set up", async {
             clients = Some(set_up(base, admin_token).await?);
-            Ok("the provider onboards contoso (admin alice, owner olivia), operator sam, a gateway".into())
+            Ok("the provider onboards contoso; alice (its admin), olivia (its owner), operator sam and a gateway each enrol with a one-time link".into())
         })
         .await?;
     let Some([alice, olivia, sam, gate]) = clients else {

@@ -1,5 +1,6 @@
 //! `lockbox`: the server and the command line.
 
+mod accounts;
 mod audit;
 mod commands;
 mod demo;
@@ -89,6 +90,48 @@ enum Command {
         /// `table` or `json` (the API's `GET /v1/me`).
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
+    },
+    /// Take up your credentials with a one-time enrolment link: choose
+    /// your password (asked twice, or read from standard input) and save
+    /// your first API token as a profile.
+    #[command(
+        after_help = "Examples:\n  lockbox enroll https://lockbox.example.com/enroll/lbe_…\n  lockbox enroll https://lockbox.example.com/enroll/lbe_… --gateway --profile vm-gateway"
+    )]
+    Enroll {
+        /// The link, as received.
+        link: String,
+        /// The server, when the link is only the `lbe_…` part.
+        #[arg(long)]
+        server: Option<String>,
+        /// Enrol a gateway (no password: only its API token).
+        #[arg(long)]
+        gateway: bool,
+        /// The profile to save the token in.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// `table` or `json` (the API's answer, with the token).
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// A principal's account: a new enrolment link, disable, enable.
+    Principal {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: accounts::PrincipalCommand,
+    },
+    /// API tokens and portal sessions: list, revoke, sign out everywhere.
+    Token {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: accounts::TokenCommand,
+    },
+    /// Change your own password (asked for, or read from standard input).
+    #[command(after_help = "Example:\n  lockbox password")]
+    Password {
+        #[command(flatten)]
+        common: commands::Common,
     },
     /// Tenants: onboard, list, show, enable or disable Lockbox, policy.
     Tenant {
@@ -340,6 +383,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             profile,
             output,
         } => commands::login(&server, &token, &profile, output).await,
+        Command::Enroll {
+            link,
+            server,
+            gateway,
+            profile,
+            output,
+        } => accounts::enroll(&link, server.as_deref(), gateway, &profile, output).await,
+        Command::Principal { common, command } => accounts::principal(&common, command).await,
+        Command::Token { common, command } => accounts::token(&common, command).await,
+        Command::Password { common } => accounts::password(&common).await,
         Command::Tenant { common, command } => commands::tenant(&common, command).await,
         Command::User { common, command } => commands::user(&common, command).await,
         Command::Case { common, command } => commands::case(&common, command).await,

@@ -2,6 +2,7 @@
 //! registered with `utoipa_axum::routes!` from its annotated handler, so the
 //! OpenAPI document cannot drift from the code.
 
+pub(crate) mod accounts;
 pub(crate) mod audit;
 pub(crate) mod cases;
 pub(crate) mod channels;
@@ -34,6 +35,7 @@ use crate::AppState;
         (name = "tenant administration", description = "A tenant's own users, roles, opt-in and policy"),
         (name = "provider", description = "Operators, gateways and access levels"),
         (name = "tokens", description = "API tokens and the caller's identity"),
+        (name = "accounts", description = "Enrolment links, enrolling, disabling and enabling principals, one's own password"),
         (name = "cases", description = "Support cases"),
         (name = "requests", description = "Access requests and decisions"),
         (name = "grants", description = "Time-bound grants"),
@@ -182,6 +184,13 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(provider::create_token))
         .routes(routes!(provider::revoke_token))
         .routes(routes!(provider::me))
+        .routes(routes!(accounts::enroll))
+        .routes(routes!(accounts::issue_enrollment))
+        .routes(routes!(accounts::disable))
+        .routes(routes!(accounts::enable))
+        .routes(routes!(accounts::list_tokens))
+        .routes(routes!(accounts::revoke_all_tokens))
+        .routes(routes!(accounts::change_password))
         .routes(routes!(cases::open_case))
         .routes(routes!(cases::list_cases))
         .routes(routes!(cases::get_case))

@@ -7,14 +7,13 @@ use lockbox_api as api;
 use lockbox_core::access::ActionSet;
 use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::{
-    AccessLevel, AccessLevelName, Actor, Chain, EventKind, PendingEvent, Principal, PrincipalId,
-    TokenId,
+    AccessLevel, AccessLevelName, AccountManager, Chain, PendingEvent, Principal, PrincipalId,
+    ProviderAdmin, TokenId,
 };
 use lockbox_store::Directory as _;
 use serde::Serialize;
-use serde_json::json;
 
-use super::tenants::{password_event, token_event};
+use super::tenants::token_event;
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path, Withheld};
@@ -27,11 +26,55 @@ fn chain_of(p: &Principal) -> Chain {
         .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()))
 }
 
-/// Register a support engineer (provider admins).
+/// Registers a provider principal with its first enrolment link: the
+/// response carries the link, shown once (a repeat with the same
+/// `Idempotency-Key` is answered `409 replay_withheld`).
+async fn register(
+    app: &AppState,
+    cap: ProviderAdmin,
+    idem: Idempotent,
+    principal: Principal,
+    event: PendingEvent,
+) -> Result<Created, ApiError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    tx.insert_principal(&principal).await?;
+    let manager = AccountManager::Provider(cap);
+    let (link, link_events) =
+        super::accounts::issue_link(app, &mut tx, &manager, &principal, now).await?;
+    let mut events = vec![event];
+    events.extend(link_events);
+    let withheld = Withheld {
+        field: "enrollment",
+        created: format!(
+            "{} {} with a one-time enrolment link (until {})",
+            principal.kind.name(),
+            principal.id,
+            link.expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        renew: format!(
+            "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
+            principal.id
+        ),
+    };
+    let out = api::PrincipalCreated {
+        principal: present::principal(&principal),
+        enrollment: link,
+    };
+    let created = idem
+        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
+        .await?;
+    tx.commit(events).await?;
+    Ok(created)
+}
+
+/// Register a support engineer (provider admins). The answer carries the
+/// operator's one-time enrolment link, with which the engineer sets their
+/// own password and gets their first API token.
 #[utoipa::path(post, path = "/v1/operators", tag = "provider",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewOperator,
-    responses((status = 201, body = api::Principal), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
+    responses((status = 201, body = api::PrincipalCreated), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn create_operator(
     State(app): State<AppState>,
@@ -45,36 +88,17 @@ pub(crate) async fn create_operator(
     let display_name = DisplayName::parse(&b.display_name)?;
     let email = Email::parse(&b.email)?;
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let password = match b.password.clone() {
-        Some(p) => Some(auth::hash_password(p).await?),
-        None => None,
-    };
-    let now = app.now();
     let (operator, event) =
-        Principal::register_operator(&cap, id, display_name, email, b.emergency, now);
-    let mut events = vec![event];
-    let mut tx = app.store().begin().await?;
-    tx.insert_principal(&operator).await?;
-    if let Some(hash) = password {
-        tx.set_password(&operator.id, &hash, now).await?;
-        events.push(password_event(
-            Chain::Provider,
-            Actor::Principal(caller.id().clone()),
-            &operator,
-        ));
-    }
-    let created = idem
-        .finish(&mut tx, StatusCode::CREATED, &present::principal(&operator))
-        .await?;
-    tx.commit(events).await?;
-    Ok(created)
+        Principal::register_operator(&cap, id, display_name, email, b.emergency, app.now());
+    register(&app, cap, idem, operator, event).await
 }
 
-/// Register a resource gateway (provider admins).
+/// Register a resource gateway (provider admins). The answer carries its
+/// one-time enrolment link, which yields the gateway's first API token.
 #[utoipa::path(post, path = "/v1/gateways", tag = "provider",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewGateway,
-    responses((status = 201, body = api::Principal), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
+    responses((status = 201, body = api::PrincipalCreated), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn create_gateway(
     State(app): State<AppState>,
@@ -87,13 +111,7 @@ pub(crate) async fn create_gateway(
     let display_name = DisplayName::parse(&body.value.display_name)?;
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let (gateway, event) = Principal::register_gateway(&cap, id, display_name, app.now());
-    let mut tx = app.store().begin().await?;
-    tx.insert_principal(&gateway).await?;
-    let created = idem
-        .finish(&mut tx, StatusCode::CREATED, &present::principal(&gateway))
-        .await?;
-    tx.commit(vec![event]).await?;
-    Ok(created)
+    register(&app, cap, idem, gateway, event).await
 }
 
 /// Define or redefine an access level (provider admins). Requests already
@@ -162,19 +180,34 @@ pub(crate) async fn create_token(
     key: IdempotencyKey,
     body: JsonBody<api::NewToken>,
 ) -> Result<Created, ApiError> {
-    let id: PrincipalId = id.parse()?;
+    let hidden = || ApiError::hidden(format!("no principal `{id}` whose tokens you manage"));
+    let id: PrincipalId = id.parse().map_err(|_| hidden())?;
+    let name = match body.value.name.as_deref().map(str::trim) {
+        Some(name) if name.is_empty() || name.chars().count() > 100 => {
+            return Err(ApiError::invalid("name must be 1 to 100 characters"));
+        }
+        Some(name) => Some(lockbox_core::text::DisplayName::parse(name)?.to_string()),
+        None => None,
+    };
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let target = tx
-        .principal(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("principal {id}")))?;
+    let target = tx.principal(&id).await?.ok_or_else(hidden)?;
     authz::token_authority(&caller, &target)?;
+    if !target.is_enabled() {
+        return Err(lockbox_core::DomainError::PrincipalDisabled(format!(
+            "{} is disabled; enable it first",
+            target.id
+        ))
+        .into());
+    }
     // On this transaction's connection: a second one, taken while this
     // one is held, could wait on a pool that this request has emptied.
     let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
     let expires_at = auth::api_token_expiry(&caller, &target.id, now, body.value.expires_in_days)?;
-    let token = auth::issue_token(&target.id, now, Some(expires_at))?;
+    let mut token = auth::issue_token(&target.id, now, Some(expires_at))?;
+    // Minted with the caller's token: revoking that one revokes this one.
+    token.record.parent = Some(caller.token);
+    token.record.name = name;
     tx.insert_token(&token.record).await?;
     let token_id = token.record.id;
     let withheld = Withheld {
@@ -204,7 +237,8 @@ pub(crate) async fn create_token(
     Ok(created)
 }
 
-/// Revoke an API token (the same callers as for minting it).
+/// Revoke an API token or portal session (the same callers as for minting
+/// it), and with it every token minted from it, transitively.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
     params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = api::Problem)),
@@ -228,19 +262,13 @@ pub(crate) async fn revoke_token(
     // A token the caller may not manage does not exist for them.
     authz::token_authority(&caller, &owner)
         .map_err(|_| ApiError::not_found(format!("token {id}")))?;
-    if !tx.revoke_token(&id, now).await? {
+    let revoked = tx.revoke_token_tree(&id, now).await?;
+    if revoked.is_empty() {
         tx.rollback().await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    let event = PendingEvent::new(
-        chain_of(&owner),
-        now,
-        caller.id().clone(),
-        EventKind::TokenRevoked,
-        id,
-        json!({ "principal": owner.id }),
-    );
-    tx.commit(vec![event]).await?;
+    let events = super::accounts::revoked_events(&revoked, caller.id(), Some(&id), "revoked", now);
+    tx.commit(events).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

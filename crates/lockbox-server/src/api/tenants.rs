@@ -4,18 +4,17 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::TimeDelta;
 use lockbox_api as api;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    Actor, Chain, EventKind, PendingEvent, PolicySettings, Principal, PrincipalId, Role,
+    AccountManager, Chain, EventKind, PendingEvent, PolicySettings, Principal, PrincipalId, Role,
     RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
 };
 use lockbox_store::{Directory as _, Page};
 use serde_json::json;
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{
     Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Withheld,
@@ -64,22 +63,14 @@ pub(crate) fn token_event(
     )
 }
 
-/// The `password.set` event.
-pub(crate) fn password_event(chain: Chain, actor: Actor, principal: &Principal) -> PendingEvent {
-    PendingEvent::new(
-        chain,
-        principal.created_at,
-        actor,
-        EventKind::PasswordSet,
-        &principal.id,
-        json!({}),
-    )
-}
-
 /// Onboard a tenant with its first TenantAdmin (provider admins). The
-/// admin's token is shown once: a repeat with the same `Idempotency-Key` is
-/// answered `409 replay_withheld`, naming what was created, never with the
-/// token again.
+/// answer carries no credential: only the admin's one-time enrolment link,
+/// which the provider sends to that person, who sets their own password
+/// with it (`POST /v1/enroll`, or the portal's `/enroll/…` page). The link
+/// is shown once: a repeat with the same `Idempotency-Key` is answered
+/// `409 replay_withheld`. Until an admin of the tenant has enrolled, a
+/// provider admin may issue a new link (`POST
+/// /v1/principals/{id}/enrollment`); after that, only the tenant can.
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
     request_body = api::NewTenant,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection for 24 hours")),
@@ -97,10 +88,6 @@ pub(crate) async fn create_tenant(
     let id = TenantId::parse(&b.id)?;
     let display_name = DisplayName::parse(&b.display_name)?;
     let first = new_user(&b.admin)?;
-    let password = match b.admin.password.clone() {
-        Some(p) => Some(auth::hash_password(p).await?),
-        None => None,
-    };
     let now = app.now();
     let on = Tenant::onboard(
         &cap,
@@ -110,42 +97,33 @@ pub(crate) async fn create_tenant(
         RoleAssignmentId::generate(now)?,
         now,
     );
-    let token = auth::issue_token(&on.admin.id, now, Some(now + TimeDelta::days(30)))?;
-    let chain = Chain::Tenant(on.tenant.id.clone());
     let mut events = on.events.clone();
-    events.push(token_event(chain.clone(), &caller, &token.record));
-
     let mut tx = app.store().begin().await?;
     tx.insert_tenant(&on.tenant).await?;
     tx.insert_principal(&on.admin).await?;
     tx.insert_role_assignment(&on.assignment).await?;
-    if let Some(hash) = password {
-        tx.set_password(&on.admin.id, &hash, now).await?;
-        events.push(password_event(
-            chain,
-            Actor::Principal(caller.id().clone()),
-            &on.admin,
-        ));
-    }
-    tx.insert_token(&token.record).await?;
-    let (tenant, admin, token_id) = (&on.tenant.id, &on.admin.id, token.record.id);
+    let manager = AccountManager::onboarding(cap);
+    let (link, link_events) =
+        super::accounts::issue_link(&app, &mut tx, &manager, &on.admin, now).await?;
+    events.extend(link_events);
+    let (tenant, admin) = (&on.tenant.id, &on.admin.id);
     let withheld = Withheld {
-        field: "admin_token",
+        field: "enrollment",
         created: format!(
-            "tenant {tenant} with its first TenantAdmin {admin} and {admin}'s API token \
-             {token_id} ({})",
-            present::token_expiry(token.record.expires_at)
+            "tenant {tenant} with its first TenantAdmin {admin} and {admin}'s one-time enrolment \
+             link (until {})",
+            link.expires_at.format("%Y-%m-%d %H:%M UTC")
         ),
         renew: format!(
-            "If that token was lost, a TenantAdmin of {tenant} can revoke it (DELETE \
-             /v1/tokens/{token_id}) and mint {admin} a new one (POST \
-             /v1/principals/{admin}/tokens); the provider cannot."
+            "If the link was lost before {admin} used it, issue a new one (POST \
+             /v1/principals/{admin}/enrollment); once an admin of {tenant} has enrolled, only \
+             the tenant's own TenantAdmins can."
         ),
     };
     let out = api::TenantCreated {
         tenant: present::tenant(&on.tenant),
         admin: present::principal(&on.admin),
-        admin_token: token.secret,
+        enrollment: link,
     };
     let created = idem
         .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
@@ -274,11 +252,15 @@ pub(crate) async fn list_subscriptions(
     }))
 }
 
-/// Create a user in the tenant (its TenantAdmins).
+/// Create a user in the tenant (its TenantAdmins). The answer carries the
+/// user's one-time enrolment link (shown once; a repeat with the same
+/// `Idempotency-Key` is answered `409 replay_withheld`): the person sets
+/// their own password with it. An id taken anywhere in the installation is
+/// refused without saying where.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/users", tag = "tenant administration",
     params(("tenant" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewUser,
-    responses((status = 201, body = api::Principal), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
+    responses((status = 201, body = api::PrincipalCreated), (status = 403, body = api::Problem), (status = 409, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn create_user(
     State(app): State<AppState>,
@@ -291,29 +273,33 @@ pub(crate) async fn create_user(
     let cap = authz::tenant_admin(&caller, &tenant)?;
     let user = new_user(&body.value)?;
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let password = match body.value.password.clone() {
-        Some(p) => Some(auth::hash_password(p).await?),
-        None => None,
-    };
     let now = app.now();
     let (principal, event) = Principal::create_user(&cap, user, now)?;
     let mut events = vec![event];
     let mut tx = app.store().begin().await?;
     tx.insert_principal(&principal).await?;
-    if let Some(hash) = password {
-        tx.set_password(&principal.id, &hash, now).await?;
-        events.push(password_event(
-            Chain::Tenant(tenant),
-            Actor::Principal(caller.id().clone()),
-            &principal,
-        ));
-    }
+    let manager = AccountManager::Tenant(cap);
+    let (link, link_events) =
+        super::accounts::issue_link(&app, &mut tx, &manager, &principal, now).await?;
+    events.extend(link_events);
+    let withheld = Withheld {
+        field: "enrollment",
+        created: format!(
+            "user {} of tenant {tenant} with a one-time enrolment link (until {})",
+            principal.id,
+            link.expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        renew: format!(
+            "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
+            principal.id
+        ),
+    };
+    let out = api::PrincipalCreated {
+        principal: present::principal(&principal),
+        enrollment: link,
+    };
     let created = idem
-        .finish(
-            &mut tx,
-            StatusCode::CREATED,
-            &present::principal(&principal),
-        )
+        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
         .await?;
     tx.commit(events).await?;
     Ok(created)

@@ -107,6 +107,7 @@ pub(crate) async fn settings(
             })
             .collect(),
         users,
+        chrome_me_id: session.caller.id().to_string(),
         channels: channels
             .into_iter()
             .map(|c| ChannelView {

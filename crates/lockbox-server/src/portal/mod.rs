@@ -18,6 +18,7 @@
 //! `/v1` never reads the cookie. Every form carries a CSRF token derived
 //! from the session's secret, checked before the form is read.
 
+mod account;
 mod admin;
 mod audit;
 mod operator;
@@ -109,6 +110,19 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
             "/settings/channels/{id}/remove",
             post(admin::remove_channel),
         )
+        .route(
+            "/enroll/{secret}",
+            get(account::enroll_page).post(account::enroll),
+        )
+        .route("/account", get(account::account))
+        .route("/account/password", post(account::change_password))
+        .route(
+            "/account/sign-out-everywhere",
+            post(account::sign_out_everywhere),
+        )
+        .route("/settings/users", post(account::create_user))
+        .route("/settings/users/{id}/enrollment", post(account::issue_link))
+        .route("/settings/users/{id}/{what}", post(account::set_enabled))
         .route("/audit", get(audit::events))
         .route("/audit/verify", post(audit::verify))
         .route("/assets/portal.css", get(stylesheet))
@@ -139,9 +153,15 @@ async fn protect(State(app): State<AppState>, response: Response) -> Response {
         ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
+    }
+    // A page may be stricter (an enrolment page's address holds a secret).
+    if !headers.contains_key(header::REFERRER_POLICY) {
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -336,6 +356,7 @@ impl Session {
         if self.administers() {
             nav.push(("/settings", "Settings"));
         }
+        nav.push(("/account", "Account"));
         view::Chrome {
             me: Some(view::Me {
                 id: self.caller.id().to_string(),

@@ -261,6 +261,12 @@ async fn start_session(app: &AppState, principal: &PrincipalId) -> Result<String
         .principal(principal)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the user no longer exists"))?;
+    if !owner.is_enabled() {
+        return Err(lockbox_core::DomainError::PrincipalDisabled(
+            "this account is disabled; ask your administrator".to_owned(),
+        )
+        .into());
+    }
     let token = auth::issue_session(principal, now, now + TimeDelta::hours(SESSION_HOURS))?;
     tx.insert_token(&token.record).await?;
     let chain = owner

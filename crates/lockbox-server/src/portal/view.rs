@@ -57,10 +57,14 @@ pub(crate) enum Notice {
     ChannelAdded,
     ChannelRemoved,
     SignedOut,
+    SignedOutEverywhere,
+    PasswordChanged,
+    UserDisabled,
+    UserEnabled,
 }
 
 impl Notice {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 17] = [
         Self::Approved,
         Self::Denied,
         Self::Canceled,
@@ -74,6 +78,10 @@ impl Notice {
         Self::ChannelAdded,
         Self::ChannelRemoved,
         Self::SignedOut,
+        Self::SignedOutEverywhere,
+        Self::PasswordChanged,
+        Self::UserDisabled,
+        Self::UserEnabled,
     ];
 
     pub(crate) fn code(self) -> &'static str {
@@ -91,6 +99,10 @@ impl Notice {
             Self::ChannelAdded => "channel-added",
             Self::ChannelRemoved => "channel-removed",
             Self::SignedOut => "signed-out",
+            Self::SignedOutEverywhere => "signed-out-everywhere",
+            Self::PasswordChanged => "password-changed",
+            Self::UserDisabled => "user-disabled",
+            Self::UserEnabled => "user-enabled",
         }
     }
 
@@ -111,6 +123,14 @@ impl Notice {
             Self::ChannelAdded => "The channel is added.",
             Self::ChannelRemoved => "The channel is removed.",
             Self::SignedOut => "You are signed out.",
+            Self::SignedOutEverywhere => {
+                "You are signed out everywhere: every session and API token of yours has ended."
+            }
+            Self::PasswordChanged => {
+                "Your password is changed; your other sessions are signed out."
+            }
+            Self::UserDisabled => "The user is disabled: their sessions and tokens no longer work.",
+            Self::UserEnabled => "The user is enabled again.",
         }
     }
 
@@ -516,7 +536,60 @@ pub(crate) struct Settings {
     pub(crate) policy: api::Policy,
     pub(crate) roles: Vec<RoleView>,
     pub(crate) users: Vec<api::Principal>,
+    /// The signed-in admin's own id (no account actions on oneself).
+    pub(crate) chrome_me_id: String,
     pub(crate) channels: Vec<ChannelView>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/enroll.html")]
+pub(crate) struct EnrollPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) csrf: String,
+    pub(crate) secret: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) gateway: bool,
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/enrolled.html")]
+pub(crate) struct EnrolledPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) id: String,
+    pub(crate) gateway: bool,
+    pub(crate) token: String,
+    pub(crate) expires: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TokenView {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) created: String,
+    pub(crate) expires: String,
+    pub(crate) last_used: String,
+    pub(crate) current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal/account.html")]
+pub(crate) struct AccountPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) tokens: Vec<TokenView>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/link.html")]
+pub(crate) struct LinkPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) who: String,
+    pub(crate) url: String,
+    pub(crate) expires: String,
 }
 
 #[derive(Debug, Clone)]

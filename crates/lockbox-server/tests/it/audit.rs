@@ -433,7 +433,6 @@ async fn concurrent_writers_leave_every_chain_whole(server: TestServer) {
                     display_name: "Admin".into(),
                     email: format!("admin-{n}@example.com"),
                     alternate_emails: vec![],
-                    password: None,
                 },
             })
             .await
@@ -446,7 +445,7 @@ async fn concurrent_writers_leave_every_chain_whole(server: TestServer) {
         tenants.push((
             id,
             format!("/subscriptions/sub-t{n}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"),
-            server.client(&created.admin_token),
+            server.client(&server.enroll(&format!("admin-{n}"), &created.enrollment).await),
         ));
     }
     let before: BTreeMap<String, u64> = {

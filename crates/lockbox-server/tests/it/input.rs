@@ -142,6 +142,7 @@ async fn revoked_and_expired_tokens_are_refused(server: TestServer) {
             "olivia",
             &lockbox_api::NewToken {
                 expires_in_days: Some(1),
+                name: None,
             },
         )
         .await

@@ -34,6 +34,7 @@ macro_rules! on_both {
     };
 }
 
+mod accounts;
 mod audit;
 mod browser;
 mod channels;

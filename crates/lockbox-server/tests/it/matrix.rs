@@ -102,6 +102,43 @@ impl Ctx {
             .id
     }
 
+    /// A new user of contoso, made by alice: its id and enrolment link.
+    async fn fresh_user(&self, id: &str) -> (String, api::Enrollment) {
+        let created = self
+            .world
+            .alice
+            .client
+            .create_user(
+                Contoso::TENANT,
+                &api::NewUser {
+                    id: id.into(),
+                    display_name: id.into(),
+                    email: format!("{id}@contoso.example"),
+                    alternate_emails: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        (created.principal.id, created.enrollment)
+    }
+
+    /// A new operator, registered by the provider's admin: its id.
+    async fn fresh_operator(&self, id: &str) -> String {
+        self.world
+            .admin
+            .client
+            .create_operator(&api::NewOperator {
+                id: id.into(),
+                display_name: id.into(),
+                email: format!("{id}@provider.example"),
+                emergency: false,
+            })
+            .await
+            .unwrap()
+            .principal
+            .id
+    }
+
     async fn fresh_request(&self) -> String {
         self.world.request(Contoso::VM, "Reader", None).await.id
     }
@@ -476,7 +513,7 @@ fn rows() -> Vec<Row> {
         },
         Row {
             route: "POST /v1/principals/{id}/tokens (a tenant user)",
-            expect: [401, 403, 404, 404, 201, 201, 403, 403, 404, 404],
+            expect: [401, 404, 404, 404, 201, 201, 403, 403, 404, 404],
             call: |cx, i| {
                 Box::pin(send(
                     cx.caller(i),
@@ -488,7 +525,7 @@ fn rows() -> Vec<Row> {
         },
         Row {
             route: "POST /v1/principals/{id}/tokens (an operator)",
-            expect: [401, 201, 201, 403, 403, 403, 403, 403, 403, 403],
+            expect: [401, 201, 201, 404, 404, 404, 404, 404, 404, 404],
             call: |cx, i| {
                 Box::pin(send(
                     cx.caller(i),
@@ -511,6 +548,7 @@ fn rows() -> Vec<Row> {
                             "olivia",
                             &api::NewToken {
                                 expires_in_days: Some(1),
+                                name: None,
                             },
                         )
                         .await
@@ -520,6 +558,165 @@ fn rows() -> Vec<Row> {
                         Method::DELETE,
                         format!("/v1/tokens/{}", t.id),
                         None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "GET /v1/principals/{id}/tokens",
+            expect: [401, 404, 404, 404, 200, 200, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/principals/olivia/tokens".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/tokens/revoke-all",
+            expect: [401, 404, 404, 404, 200, 403, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (id, link) = cx.fresh_user(&format!("ra{i}")).await;
+                    cx.server.enroll(&id, &link).await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/principals/{id}/tokens/revoke-all"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/enroll",
+            expect: [201; 10],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (_, link) = cx.fresh_user(&format!("enr{i}")).await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        "/v1/enroll".into(),
+                        Some(json!({
+                            "token": lockbox_client::enrollment_secret(&link.url),
+                            "password": "a passphrase of their own"
+                        })),
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/enrollment (a tenant user)",
+            expect: [401, 404, 404, 404, 201, 403, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (id, _) = cx.fresh_user(&format!("link{i}")).await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/principals/{id}/enrollment"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/enrollment (an operator)",
+            expect: [401, 201, 404, 404, 404, 404, 404, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let id = cx.fresh_operator(&format!("oplink{i}")).await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/principals/{id}/enrollment"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/disable (a tenant user)",
+            expect: [401, 404, 404, 404, 200, 403, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (id, _) = cx.fresh_user(&format!("off{i}")).await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/principals/{id}/disable"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/disable (an operator)",
+            expect: [401, 200, 404, 404, 404, 404, 404, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let id = cx.fresh_operator(&format!("opoff{i}")).await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/principals/{id}/disable"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/principals/{id}/enable",
+            expect: [401, 404, 404, 404, 200, 403, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (id, _) = cx.fresh_user(&format!("on{i}")).await;
+                    cx.world.alice.client.disable_principal(&id).await.unwrap();
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/principals/{id}/enable"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/me/password",
+            expect: [401, 409, 204, 204, 204, 204, 204, 204, 204, 409],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let who = [
+                        "anonymous",
+                        "admin",
+                        "sam",
+                        "oscar",
+                        "alice",
+                        "olivia",
+                        "bob",
+                        "rita",
+                        "fred",
+                        "gate",
+                    ][i];
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        "/v1/me/password".into(),
+                        Some(json!({
+                            "current_password": TestServer::password_of(who),
+                            "new_password": format!("{} and more", TestServer::password_of(who)),
+                        })),
                     )
                     .await
                 })

@@ -110,6 +110,19 @@ impl Visitor {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Signs in as `id` with `password`; returns the status.
+    pub(crate) async fn sign_in_with(&mut self, id: &str, password: &str) -> StatusCode {
+        let (status, page) = self.get("/sign-in").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let csrf = hidden(&page, "csrf");
+        self.post(
+            "/sign-in",
+            &[("csrf", &csrf), ("id", id), ("password", password)],
+        )
+        .await
+        .0
+    }
+
     /// Signs in as `id`, landing on `next`.
     pub(crate) async fn sign_in(&mut self, id: &str, next: &str) -> (StatusCode, Option<String>) {
         let (status, page) = self.get("/sign-in").await;

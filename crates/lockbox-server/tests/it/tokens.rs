@@ -36,7 +36,8 @@ async fn kept(server: &TestServer, principal: &str, key: &str) -> Option<String>
 async fn secrets_are_never_kept_for_replay(server: TestServer) {
     let world = Contoso::seed(&server).await;
 
-    // Onboarding: the new TenantAdmin's token is in the response only.
+    // Onboarding: the new TenantAdmin's enrolment link is in the response
+    // only.
     let body = json!({"id": "northwind", "display_name": "Northwind",
         "admin": {"id": "nina", "display_name": "Nina", "email": "nina@example.com"}})
     .to_string();
@@ -48,9 +49,12 @@ async fn secrets_are_never_kept_for_replay(server: TestServer) {
         .unwrap();
     assert_eq!(first.status, 201, "{}", first.body);
     let created: api::TenantCreated = serde_json::from_str(&first.body).unwrap();
-    assert!(created.admin_token.starts_with("lbx_"));
+    let secret = lockbox_client::enrollment_secret(&created.enrollment.url).to_owned();
+    assert!(secret.starts_with("lbe_"), "{secret}");
+    assert!(!first.body.contains("lbx_"), "no API token: {}", first.body);
     let stored = kept(&server, "admin", "onboard-northwind").await.unwrap();
-    assert!(!stored.contains("lbx_"), "no token kept: {stored}");
+    assert!(!stored.contains(&secret), "no link kept: {stored}");
+    assert!(!stored.contains("lbe_"), "no link kept: {stored}");
     assert!(stored.contains("northwind"), "the rest is: {stored}");
     let again = server
         .admin
@@ -58,7 +62,7 @@ async fn secrets_are_never_kept_for_replay(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(again.status, 409, "{}", again.body);
-    assert!(!again.body.contains("lbx_"), "{}", again.body);
+    assert!(!again.body.contains("lbe_"), "{}", again.body);
     let p = problem(&again);
     assert_eq!(p["type"], "replay_withheld");
     assert!(!p["title"].as_str().unwrap().is_empty());
@@ -67,9 +71,9 @@ async fn secrets_are_never_kept_for_replay(server: TestServer) {
         "succeeded",
         "tenant northwind",
         "TenantAdmin nina",
-        "admin_token",
+        "enrollment",
         "shown once",
-        "POST /v1/principals/nina/tokens",
+        "POST /v1/principals/nina/enrollment",
     ] {
         assert!(detail.contains(fragment), "`{fragment}` in: {detail}");
     }
@@ -79,7 +83,8 @@ async fn secrets_are_never_kept_for_replay(server: TestServer) {
         1,
         "created once"
     );
-    server.client(&created.admin_token).me().await.unwrap();
+    let nina = server.enroll("nina", &created.enrollment).await;
+    server.client(&nina).me().await.unwrap();
 
     // Minting: the same.
     let body = json!({"expires_in_days": 7}).to_string();
@@ -146,6 +151,7 @@ async fn minted_tokens_expire_and_never_outlive_their_minter(server: TestServer)
                     &id,
                     &api::NewToken {
                         expires_in_days: days,
+                        name: None,
                     },
                 )
                 .await

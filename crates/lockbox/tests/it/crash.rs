@@ -79,7 +79,6 @@ async fn seed_world(base: &str, admin: &str) -> World {
         display_name: id.into(),
         email: format!("{id}@example.com"),
         alternate_emails: vec![],
-        password: None,
     };
     let created = admin
         .create_tenant(&api::NewTenant {
@@ -90,7 +89,13 @@ async fn seed_world(base: &str, admin: &str) -> World {
         .await
         .unwrap();
     admin.add_subscription("contoso", "sub-1").await.unwrap();
-    let alice = client(base, &created.admin_token);
+    let alice_token = admin
+        .enroll(&created.enrollment.url, Some("alice's passphrase"))
+        .await
+        .unwrap()
+        .token
+        .token;
+    let alice = client(base, &alice_token);
     alice.set_lockbox("contoso", true).await.unwrap();
     alice.create_user("contoso", &user("olivia")).await.unwrap();
     alice
@@ -113,7 +118,6 @@ async fn seed_world(base: &str, admin: &str) -> World {
             display_name: "sam".into(),
             email: "sam@provider.example".into(),
             emergency: false,
-            password: None,
         })
         .await
         .unwrap();
@@ -149,7 +153,7 @@ async fn seed_world(base: &str, admin: &str) -> World {
         .unwrap();
     admin.assign_case(&case.id, "sam").await.unwrap();
     World {
-        alice: created.admin_token,
+        alice: alice_token,
         olivia,
         sam,
         gate,

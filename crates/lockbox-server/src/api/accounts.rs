@@ -1,0 +1,532 @@
+//! Accounts: enrolment links, enrolling, disabling and enabling
+//! principals, a principal's tokens, and changing one's own password.
+//!
+//! The provider never receives a credential of a customer's people: every
+//! principal gets a one-time enrolment link when it is created (or when its
+//! manager issues a new one), and the person who opens it sets their own
+//! password and sees their first API token once. Who manages whose account
+//! is the domain's rule ([`AccountManager`]); a principal the caller does
+//! not manage is answered exactly as one that does not exist.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::TimeDelta;
+use lockbox_api as api;
+use lockbox_core::account::{Cleared, ClientInfo, chain_of};
+use lockbox_core::{
+    AccessRequest, AccountManager, Chain, Enrollment, EnrollmentId, EventKind, Grant, PendingEvent,
+    Principal, PrincipalId, PrincipalKind, Role, Scope, Timestamp, TokenId,
+};
+use lockbox_store::{
+    Directory as _, Locked, Page, Requests as _, RevokedToken, StoredEnrollment, Tx,
+};
+use serde_json::json;
+
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PageParams, Params, Path};
+use crate::{AppState, authz, present};
+
+/// The `token.revoked` events of a revocation, each in the chain of the
+/// token's owner. `cause` says why (`"revoked"`, `"parent_revoked"`,
+/// `"enrollment_issued"`, `"disabled"`, `"revoke_all"`,
+/// `"password_changed"`).
+pub(crate) fn revoked_events(
+    revoked: &[RevokedToken],
+    actor: &PrincipalId,
+    root: Option<&TokenId>,
+    cause: &str,
+    now: Timestamp,
+) -> Vec<PendingEvent> {
+    revoked
+        .iter()
+        .map(|t| {
+            let chain = t
+                .tenant
+                .as_ref()
+                .map_or(Chain::Provider, |tenant| Chain::Tenant(tenant.clone()));
+            let cause = match root {
+                Some(root) if root != &t.id => "parent_revoked",
+                _ => cause,
+            };
+            PendingEvent::new(
+                chain,
+                now,
+                actor.clone(),
+                EventKind::TokenRevoked,
+                t.id,
+                json!({ "principal": t.principal, "cause": cause }),
+            )
+        })
+        .collect()
+}
+
+/// Issues `target` a new enrolment link in `tx`: its earlier open links
+/// stop working, its password is cleared and its tokens and sessions are
+/// revoked, all recorded with the link's issue. Returns the link (its URL
+/// holds the secret, shown once) and the events to commit.
+pub(crate) async fn issue_link(
+    app: &AppState,
+    tx: &mut Tx,
+    manager: &AccountManager,
+    target: &Principal,
+    now: Timestamp,
+) -> Result<(api::Enrollment, Vec<PendingEvent>), ApiError> {
+    // The domain's checks first: nothing is cleared for a refused link.
+    let id = EnrollmentId::generate(now)?;
+    let hours = app.enrollment_hours();
+    Enrollment::issue(manager, target, id, hours, Cleared::default(), now)?;
+    let password = tx.clear_password(&target.id).await?;
+    let revoked = tx.revoke_tokens_of(&target.id, now).await?;
+    tx.replace_open_enrollments(&target.id, now).await?;
+    let cleared = Cleared {
+        password,
+        tokens: revoked.len(),
+    };
+    let (enrollment, issued) = Enrollment::issue(manager, target, id, hours, cleared, now)?;
+    let (secret, hash) = auth::enrollment_secret()?;
+    tx.insert_enrollment(&StoredEnrollment {
+        enrollment: enrollment.clone(),
+        hash,
+    })
+    .await?;
+    let mut events = revoked_events(
+        &revoked,
+        manager.principal(),
+        None,
+        "enrollment_issued",
+        now,
+    );
+    events.push(issued);
+    let link = api::Enrollment {
+        url: format!("{}/enroll/{secret}", app.public_url()),
+        expires_at: enrollment.expires_at,
+    };
+    Ok((link, events))
+}
+
+/// A principal locked for a change of its account, or the refusal for a
+/// principal the caller does not manage.
+async fn lock_target(tx: &mut Tx, id: &str) -> Result<Locked<Principal>, ApiError> {
+    let not_found = || ApiError::hidden(format!("no principal `{id}` whose account you manage"));
+    let id: PrincipalId = id.parse().map_err(|_| not_found())?;
+    match tx.lock_principal(&id).await {
+        Ok(p) => Ok(p),
+        Err(lockbox_store::StoreError::NotFound { .. }) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Issue a principal a new one-time enrolment link (its managers: a
+/// tenant's TenantAdmins for its users; the provider's admins for the
+/// provider's principals, and for a tenant's TenantAdmin while no
+/// TenantAdmin of that tenant has enrolled). The principal's password is
+/// cleared, its tokens and sessions revoked, and its earlier links stop
+/// working. The link is shown this once.
+#[utoipa::path(post, path = "/v1/principals/{id}/enrollment", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 201, body = api::Enrollment), (status = 403, body = api::Problem),
+        (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn issue_enrollment(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<api::Enrollment>), ApiError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let target = lock_target(&mut tx, &id).await?;
+    let (is_tenant_admin, has_enrolled_admin) = match target.tenant() {
+        Some(tenant) => {
+            let roles = tx.assignments_of(&target.id).await?;
+            let admin = roles.iter().any(|a| {
+                &a.tenant == tenant && a.role == Role::TenantAdmin && a.scope == Scope::Tenant
+            });
+            (admin, tx.tenant_has_enrolled_admin(tenant).await?)
+        }
+        None => (false, false),
+    };
+    let manager = AccountManager::for_enrollment(
+        &caller.principal,
+        &caller.roles,
+        &target,
+        is_tenant_admin,
+        has_enrolled_admin,
+    )?;
+    let (link, events) = issue_link(&app, &mut tx, &manager, &target, now).await?;
+    tx.commit(events).await?;
+    Ok((StatusCode::CREATED, Json(link)))
+}
+
+/// What a `POST /v1/enroll` is refused with when the link is unknown: the
+/// same for a malformed and an unknown secret, and counted as a failed
+/// authentication of the client.
+fn unknown_link(app: &AppState, headers: &axum::http::Extensions) -> ApiError {
+    if app.auth_failures().fail(auth::client_ip_of(headers)) {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed attempts from this address; wait a minute",
+        );
+    }
+    ApiError::hidden("no such enrolment link; check that the whole link was copied")
+}
+
+/// Where an enrolment came from, for the log.
+pub(crate) fn client_info(extensions: &axum::http::Extensions, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        address: auth::client_ip_of(extensions).to_string(),
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(ToOwned::to_owned),
+    }
+}
+
+/// The enrolment a link's secret names, checked usable, with its
+/// principal: what the portal's page shows before asking for a password.
+pub(crate) async fn link_for(
+    app: &AppState,
+    secret: &str,
+    extensions: &axum::http::Extensions,
+) -> Result<(Enrollment, Principal), ApiError> {
+    if !auth::is_enrollment_secret(secret) {
+        return Err(unknown_link(app, extensions));
+    }
+    let mut tx = app.store().read().await?;
+    let Some(enrollment) = tx.enrollment_by_hash(&auth::token_hash(secret)).await? else {
+        return Err(unknown_link(app, extensions));
+    };
+    enrollment.check_usable(app.now())?;
+    let principal = tx
+        .principal(&enrollment.principal)
+        .await?
+        .ok_or_else(|| ApiError::Internal("an enrolment of nobody".to_owned()))?;
+    if !principal.is_enabled() {
+        return Err(lockbox_core::DomainError::PrincipalDisabled(format!(
+            "{} is disabled; ask your administrator",
+            principal.id
+        ))
+        .into());
+    }
+    Ok((enrollment, principal))
+}
+
+/// Redeems an enrolment link: sets the password (people) and mints the
+/// first API token. Everything that can be checked is checked before the
+/// password is hashed.
+pub(crate) async fn redeem(
+    app: &AppState,
+    secret: &str,
+    password: Option<String>,
+    client: &ClientInfo,
+    extensions: &axum::http::Extensions,
+) -> Result<api::Enrolled, ApiError> {
+    let (_, principal) = link_for(app, secret, extensions).await?;
+    let wants_password = !matches!(principal.kind, PrincipalKind::Gateway);
+    let hash = match (wants_password, password) {
+        (true, Some(password)) => Some(auth::hash_password(password).await?),
+        (true, None) => {
+            return Err(ApiError::invalid(
+                "choose a password (12 to 1024 characters) to enrol",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "a gateway has no password: enrol without one to receive its API token",
+            ));
+        }
+        (false, None) => None,
+    };
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let Some(mut enrollment) = tx
+        .lock_enrollment_by_hash(&auth::token_hash(secret))
+        .await?
+    else {
+        return Err(unknown_link(app, extensions));
+    };
+    let mut principal = tx.lock_principal(&enrollment.principal).await?;
+    let enrolled = enrollment.redeem(&mut principal, client, now)?;
+    if let Some(hash) = &hash {
+        tx.set_password(&principal.id, hash, now).await?;
+    }
+    let expires_at = now + TimeDelta::days(i64::from(auth::DEFAULT_TOKEN_DAYS));
+    let mut token = auth::issue_token(&principal.id, now, Some(expires_at))?;
+    token.record.name = Some("first token (enrolment)".to_owned());
+    tx.insert_token(&token.record).await?;
+    let chain = chain_of(&principal);
+    let token_created = PendingEvent::new(
+        chain,
+        now,
+        principal.id.clone(),
+        EventKind::TokenCreated,
+        token.record.id,
+        json!({
+            "principal": principal.id,
+            "expires_at": token.record.expires_at,
+            "enrollment": enrollment.id,
+        }),
+    );
+    let out = api::Enrolled {
+        principal: present::principal(&principal),
+        token: api::TokenCreated {
+            id: token.record.id.to_string(),
+            token: token.secret,
+            created_at: token.record.created_at,
+            expires_at: token.record.expires_at,
+        },
+    };
+    tx.save_enrollment(enrollment).await?;
+    tx.save_principal(principal).await?;
+    tx.commit(vec![enrolled, token_created]).await?;
+    Ok(out)
+}
+
+/// Enrol with a one-time link (no token: the link is the credential): set
+/// one's password (people; gateways have none) and receive one's first API
+/// token, shown this once. The link is used up; the enrolment, with the
+/// client's address and user agent, is recorded in the principal's
+/// tenant's log.
+#[utoipa::path(post, path = "/v1/enroll", tag = "accounts",
+    request_body = api::Enroll,
+    responses((status = 201, body = api::Enrolled), (status = 400, body = api::Problem),
+        (status = 403, body = api::Problem), (status = 404, body = api::Problem),
+        (status = 410, body = api::Problem), (status = 429, body = api::Problem)))]
+pub(crate) async fn enroll(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: JsonBody<api::Enroll>,
+) -> Result<(StatusCode, Json<api::Enrolled>), ApiError> {
+    let client = client_info(&extensions, &headers);
+    let api::Enroll { token, password } = body.value;
+    let out = redeem(&app, token.trim(), password, &client, &extensions).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Saves requests and grants changed by the domain back through their
+/// locks.
+async fn save_changed(
+    tx: &mut Tx,
+    requests: Vec<Locked<AccessRequest>>,
+    changed_requests: Vec<AccessRequest>,
+    grants: Vec<Locked<Grant>>,
+    changed_grants: Vec<Grant>,
+) -> Result<(), ApiError> {
+    for (mut locked, changed) in requests.into_iter().zip(changed_requests) {
+        *locked = changed;
+        tx.save_request(locked).await?;
+    }
+    for (mut locked, changed) in grants.into_iter().zip(changed_grants) {
+        *locked = changed;
+        tx.save_grant(locked).await?;
+    }
+    Ok(())
+}
+
+/// Disable a principal (a tenant's TenantAdmins for its users; the
+/// provider's admins for the provider's principals; nobody themselves):
+/// its tokens and sessions stop working at once on every node, its open
+/// enrolment links die, it cannot sign in or decide, and its pending
+/// requests are canceled and its running grants revoked.
+#[utoipa::path(post, path = "/v1/principals/{id}/disable", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api::Principal), (status = 403, body = api::Problem),
+        (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn disable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Principal>, ApiError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut target = lock_target(&mut tx, &id).await?;
+    let manager = AccountManager::for_status(&caller.principal, &caller.roles, &target)?;
+    let requests = tx.lock_open_requests_of_requester(&target.id).await?;
+    let grants = tx.lock_active_emergency_grants_of(&target.id).await?;
+    let mut plain_requests: Vec<AccessRequest> = requests.iter().map(|r| (**r).clone()).collect();
+    let mut plain_grants: Vec<Grant> = grants.iter().map(|g| (**g).clone()).collect();
+    let mut events = target.disable(&manager, &mut plain_requests, &mut plain_grants, now)?;
+    save_changed(&mut tx, requests, plain_requests, grants, plain_grants).await?;
+    let revoked = tx.revoke_tokens_of(&target.id, now).await?;
+    tx.replace_open_enrollments(&target.id, now).await?;
+    events.extend(revoked_events(
+        &revoked,
+        manager.principal(),
+        None,
+        "disabled",
+        now,
+    ));
+    let out = present::principal(&target);
+    tx.save_principal(target).await?;
+    tx.commit(events).await?;
+    Ok(Json(out))
+}
+
+/// Enable a disabled principal (its managers, as for disabling). Its old
+/// tokens and sessions stay revoked: it signs in again with its password,
+/// or is given a new enrolment link.
+#[utoipa::path(post, path = "/v1/principals/{id}/enable", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api::Principal), (status = 403, body = api::Problem),
+        (status = 404, body = api::Problem), (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn enable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Principal>, ApiError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut target = lock_target(&mut tx, &id).await?;
+    let manager = AccountManager::for_status(&caller.principal, &caller.roles, &target)?;
+    let event = target.enable(&manager, now)?;
+    let out = present::principal(&target);
+    tx.save_principal(target).await?;
+    tx.commit(vec![event]).await?;
+    Ok(Json(out))
+}
+
+/// A principal whose tokens the caller manages (itself; a TenantAdmin for
+/// its tenant's users; the provider's admins for the provider's
+/// principals), or the same refusal as for nobody.
+async fn token_owner(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Principal, ApiError> {
+    let not_found = || ApiError::hidden(format!("no principal `{id}` whose tokens you manage"));
+    let id: PrincipalId = id.parse().map_err(|_| not_found())?;
+    let target = tx.principal(&id).await?.ok_or_else(not_found)?;
+    authz::token_authority(caller, &target)?;
+    Ok(target)
+}
+
+/// A principal's API tokens and portal sessions that still work, newest
+/// first: their metadata only, never a secret (the principal itself; a
+/// TenantAdmin for its tenant's users; the provider's admins for the
+/// provider's principals).
+#[utoipa::path(get, path = "/v1/principals/{id}/tokens", tag = "tokens",
+    params(("id" = String, Path), PageParams),
+    responses((status = 200, body = api::Page<api::TokenInfo>), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_tokens(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(params): Params<PageParams>,
+) -> Result<Json<api::Page<api::TokenInfo>>, ApiError> {
+    let page = params.page(TokenId::parse)?;
+    // This node's notes of use first, so that the list shows them.
+    app.token_use().flush(app.store()).await?;
+    let mut tx = app.store().read().await?;
+    let target = token_owner(&mut tx, &caller, &id).await?;
+    let Page { items, next_cursor } = tx.live_tokens_of(&target.id, app.now(), &page).await?;
+    Ok(Json(api::Page {
+        items: items.iter().map(present::token_info).collect(),
+        next_cursor,
+    }))
+}
+
+/// Sign a principal out everywhere: revoke every API token and portal
+/// session it holds, and every token minted from them (the same callers
+/// as for listing them). The caller's own token goes too when the
+/// principal is the caller.
+#[utoipa::path(post, path = "/v1/principals/{id}/tokens/revoke-all", tag = "tokens",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api::TokensRevoked), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke_all_tokens(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<api::TokensRevoked>, ApiError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let target = token_owner(&mut tx, &caller, &id).await?;
+    let revoked = tx.revoke_tokens_of(&target.id, now).await?;
+    let count = u64::try_from(revoked.len()).unwrap_or(u64::MAX);
+    if revoked.is_empty() {
+        tx.commit_unaudited().await?;
+    } else {
+        tx.commit(revoked_events(
+            &revoked,
+            caller.id(),
+            None,
+            "revoke_all",
+            now,
+        ))
+        .await?;
+    }
+    Ok(Json(api::TokensRevoked { revoked: count }))
+}
+
+/// Change one's own password, giving the current one. One's other portal
+/// sessions end (API tokens stay). Recorded as `password.changed`.
+#[utoipa::path(post, path = "/v1/me/password", tag = "accounts",
+    request_body = api::ChangePassword,
+    responses((status = 204), (status = 400, body = api::Problem), (status = 403, body = api::Problem),
+        (status = 409, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn change_password(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: JsonBody<api::ChangePassword>,
+) -> Result<StatusCode, ApiError> {
+    let api::ChangePassword {
+        current_password,
+        new_password,
+    } = body.value;
+    change_own_password(&app, &caller, current_password, new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `POST /v1/me/password` and the portal's account page do.
+pub(crate) async fn change_own_password(
+    app: &AppState,
+    caller: &Caller,
+    current: String,
+    new: String,
+) -> Result<(), ApiError> {
+    auth::check_password_rules(&new)?;
+    if new == current {
+        return Err(ApiError::invalid(
+            "the new password must differ from the current one",
+        ));
+    }
+    let stored = {
+        let mut tx = app.store().read().await?;
+        tx.password_hash(caller.id()).await?
+    };
+    let Some(stored) = stored else {
+        return Err(ApiError::conflict(
+            "you have no password yet: set one with your enrolment link",
+        ));
+    };
+    if !auth::verify_password(current, stored).await {
+        return Err(ApiError::forbidden("the current password is wrong"));
+    }
+    let hash = auth::hash_password(new).await?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    tx.set_password(caller.id(), &hash, now).await?;
+    let ended = tx
+        .revoke_sessions_of(caller.id(), &caller.token, now)
+        .await?;
+    let mut events = vec![PendingEvent::new(
+        chain_of(&caller.principal),
+        now,
+        caller.id().clone(),
+        EventKind::PasswordChanged,
+        caller.id(),
+        json!({ "sessions_ended": ended.len() }),
+    )];
+    events.extend(revoked_events(
+        &ended,
+        caller.id(),
+        None,
+        "password_changed",
+        now,
+    ));
+    tx.commit(events).await?;
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! Accounts: enrolment links instead of credentials set by someone else,
+//! disabling and enabling, tokens and their parents, one's own password,
+//! and no enumeration of principals the caller may not see.
+
+use lockbox_api as api;
+use lockbox_client::{AuditQuery, Client, ClientError};
+use lockbox_testkit::{Contoso, TestServer};
+use reqwest::Method;
+use reqwest::StatusCode;
+
+use crate::portal::Visitor;
+
+fn refused(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String, String) {
+    let e = result.expect_err("refused");
+    let ClientError::Api { status, problem } = e else {
+        panic!("not a problem: {e:?}");
+    };
+    (status, problem.kind, problem.detail)
+}
+
+async fn events(client: &Client, tenant: &str, kind: &str) -> Vec<api::AuditEvent> {
+    client
+        .audit_events(
+            tenant,
+            &AuditQuery {
+                kind: (!kind.is_empty()).then(|| kind.into()),
+                limit: Some(500),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+fn new_user(id: &str) -> api::NewUser {
+    api::NewUser {
+        id: id.into(),
+        display_name: id.into(),
+        email: format!("{id}@example.com"),
+        alternate_emails: vec![],
+    }
+}
+
+async fn onboarding_gives_the_provider_a_link_not_a_credential(server: TestServer) {
+    let created = server
+        .admin
+        .create_tenant(&api::NewTenant {
+            id: "northwind".into(),
+            display_name: "Northwind".into(),
+            admin: new_user("nina"),
+        })
+        .await
+        .unwrap();
+    assert!(
+        created
+            .enrollment
+            .url
+            .starts_with(&format!("{}/enroll/lbe_", server.url))
+    );
+    assert_eq!(created.admin.enrolled_at, None);
+    // Nothing the provider holds opens nina's account: no password to sign
+    // in with, no token of hers to mint.
+    let mut v = Visitor::new(&server);
+    assert_eq!(
+        v.sign_in_with("nina", "any password at all").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, kind, _) = refused(
+        server
+            .admin
+            .create_token("nina", &api::NewToken::default())
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (404, "not_found"));
+
+    // Before nina enrols, a lost link can be replaced by the provider; the
+    // old one stops working.
+    let second = server.admin.issue_enrollment("nina").await.unwrap();
+    let (status, kind, detail) = refused(
+        server
+            .anonymous()
+            .enroll(&created.enrollment.url, Some("nina's passphrase"))
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (410, "enrollment_unusable"));
+    assert!(detail.contains("replaced"), "{detail}");
+
+    // nina enrols: her password, her token.
+    let anonymous = server.anonymous();
+    let raw = anonymous
+        .raw(
+            Method::POST,
+            "/v1/enroll",
+            Some(
+                serde_json::json!({
+                    "token": lockbox_client::enrollment_secret(&second.url),
+                    "password": "nina's own passphrase"
+                })
+                .to_string(),
+            ),
+            &[("user-agent", "nina's browser/1.0")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.status, 201, "{}", raw.body);
+    let enrolled: api::Enrolled = serde_json::from_str(&raw.body).unwrap();
+    assert_eq!(enrolled.principal.id, "nina");
+    assert!(enrolled.principal.enrolled_at.is_some());
+    let nina = server.client(&enrolled.token.token);
+    nina.me().await.unwrap();
+    assert_eq!(
+        v.sign_in_with("nina", "nina's own passphrase").await,
+        StatusCode::SEE_OTHER
+    );
+    // Once only.
+    let (status, _, detail) = refused(
+        anonymous
+            .enroll(&second.url, Some("another passphrase"))
+            .await,
+    );
+    assert_eq!(status, 410);
+    assert!(detail.contains("already used"), "{detail}");
+    // From now on the provider has no way in.
+    let (status, kind, _) = refused(server.admin.issue_enrollment("nina").await);
+    assert_eq!((status, kind.as_str()), (404, "not_found"));
+
+    // nina's log shows who issued each link and the enrolment's client.
+    let issued = events(&nina, "northwind", "principal.enrollment_issued").await;
+    assert_eq!(issued.len(), 2);
+    assert!(issued.iter().all(|e| e.actor == "admin"));
+    assert_eq!(issued[0].data["first_admin"], true);
+    let enrolled = events(&nina, "northwind", "principal.enrolled").await;
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(enrolled[0].actor, "nina");
+    assert_eq!(enrolled[0].data["client_address"], "127.0.0.1");
+    assert_eq!(enrolled[0].data["user_agent"], "nina's browser/1.0");
+    assert_eq!(enrolled[0].data["issued_by"], "admin");
+    let log = serde_json::to_string(&events(&nina, "northwind", "").await).unwrap_or_default();
+    assert!(!log.contains("lbe_"), "no link secret in the log");
+}
+
+async fn bad_links_change_nothing(server: TestServer) {
+    let anonymous = server.anonymous();
+    for (token, password) in [
+        ("lbe_not-hex", Some("a good passphrase")),
+        (
+            &*format!("lbe_{}", "ab".repeat(32)),
+            Some("a good passphrase"),
+        ),
+        ("", Some("a good passphrase")),
+    ] {
+        let (status, kind, _) = refused(anonymous.enroll(token, password).await);
+        assert_eq!((status, kind.as_str()), (404, "not_found"), "{token}");
+    }
+    let created = server
+        .admin
+        .create_operator(&api::NewOperator {
+            id: "sam".into(),
+            display_name: "Sam".into(),
+            email: "sam@provider.example".into(),
+            emergency: false,
+        })
+        .await
+        .unwrap();
+    // People need a password, a short one is refused, and the link lives on.
+    for password in [None, Some("short")] {
+        let (status, kind, _) = refused(anonymous.enroll(&created.enrollment.url, password).await);
+        assert_eq!((status, kind.as_str()), (400, "invalid_input"));
+    }
+    // A gateway takes none.
+    let gate = server
+        .admin
+        .create_gateway(&api::NewGateway {
+            id: "gate".into(),
+            display_name: "Gate".into(),
+        })
+        .await
+        .unwrap();
+    let (status, _, _) = refused(
+        anonymous
+            .enroll(&gate.enrollment.url, Some("a passphrase here"))
+            .await,
+    );
+    assert_eq!(status, 400);
+    let token = anonymous
+        .enroll(&gate.enrollment.url, None)
+        .await
+        .unwrap()
+        .token
+        .token;
+    server.client(&token).me().await.unwrap();
+    let sam = anonymous
+        .enroll(&created.enrollment.url, Some("sam's passphrase"))
+        .await
+        .unwrap();
+    assert_eq!(sam.principal.id, "sam");
+}
+
+async fn a_new_link_clears_what_the_principal_held(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    let mut v = Visitor::new(&server);
+    assert_eq!(
+        v.sign_in_with("bob", &TestServer::password_of("bob")).await,
+        StatusCode::SEE_OTHER
+    );
+    let link = w.alice.client.issue_enrollment("bob").await.unwrap();
+    // bob's token and session, and his password, are gone at once.
+    let (status, _, _) = refused(w.bob.client.me().await);
+    assert_eq!(status, 401);
+    let (status, _) = v.get("/inbox").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut again = Visitor::new(&server);
+    assert_eq!(
+        again
+            .sign_in_with("bob", &TestServer::password_of("bob"))
+            .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let issued = events(
+        &w.alice.client,
+        Contoso::TENANT,
+        "principal.enrollment_issued",
+    )
+    .await;
+    let last = issued.last().unwrap();
+    assert_eq!(last.actor, "alice");
+    assert_eq!(last.subject, "bob");
+    assert_eq!(last.data["password_cleared"], true);
+    assert!(
+        last.data["tokens_revoked"].as_u64().unwrap() >= 2,
+        "{last:?}"
+    );
+    let token = server.enroll("bob", &link).await;
+    server.client(&token).me().await.unwrap();
+    // Nobody issues themselves a link, and a Reader issues none.
+    let (status, kind, _) = refused(w.alice.client.issue_enrollment("alice").await);
+    assert_eq!((status, kind.as_str()), (409, "conflict"));
+    let (status, _, _) = refused(w.rita.client.issue_enrollment("bob").await);
+    assert_eq!(status, 403);
+}
+
+async fn a_disabled_principal_stops_at_once(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    // sam: a pending request and a running grant.
+    let pending = w.request(Contoso::VM, "Reader", Some(1)).await;
+    let approved = w.request(Contoso::VM, "Contributor", Some(1)).await;
+    w.olivia
+        .client
+        .approve(&approved.id, "ok", None)
+        .await
+        .unwrap();
+    let allowed = w
+        .gate
+        .client
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert!(allowed.allowed);
+
+    let (status, _, _) = refused(w.alice.client.disable_principal("sam").await);
+    assert_eq!(
+        status, 404,
+        "a tenant does not manage the provider's people"
+    );
+    let sam = w.admin.client.disable_principal("sam").await.unwrap();
+    assert!(sam.disabled_at.is_some());
+    let (status, _, detail) = refused(w.sam.client.me().await);
+    assert_eq!(status, 401, "{detail}");
+    assert_eq!(
+        w.admin.client.request(&pending.id).await.unwrap().status,
+        "canceled"
+    );
+    assert_eq!(
+        w.admin.client.request(&approved.id).await.unwrap().status,
+        "revoked"
+    );
+    let denied = w
+        .gate
+        .client
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.reason, "revoked");
+    // Nobody mints a disabled principal a token.
+    let (status, kind, _) = refused(
+        w.admin
+            .client
+            .create_token("sam", &api::NewToken::default())
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (403, "principal_disabled"));
+    let (status, _, _) = refused(w.admin.client.disable_principal("sam").await);
+    assert_eq!(status, 409, "already disabled");
+
+    // A disabled approver cannot sign in, decide, or be counted.
+    let mut v = Visitor::new(&server);
+    assert_eq!(
+        v.sign_in_with("olivia", &TestServer::password_of("olivia"))
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    w.alice.client.disable_principal("olivia").await.unwrap();
+    let (status, _) = v.get("/inbox").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the session ended");
+    let mut again = Visitor::new(&server);
+    assert_ne!(
+        again
+            .sign_in_with("olivia", &TestServer::password_of("olivia"))
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    let (status, _, _) = refused(w.olivia.client.me().await);
+    assert_eq!(status, 401);
+    // Enabling restores the account, not its old tokens.
+    let olivia = w.alice.client.enable_principal("olivia").await.unwrap();
+    assert_eq!(olivia.disabled_at, None);
+    let (status, _, _) = refused(w.olivia.client.me().await);
+    assert_eq!(status, 401);
+    assert_eq!(
+        again
+            .sign_in_with("olivia", &TestServer::password_of("olivia"))
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    let (status, kind, _) = refused(w.alice.client.disable_principal("alice").await);
+    assert_eq!((status, kind.as_str()), (409, "conflict"));
+    let kinds: Vec<String> = events(&w.alice.client, Contoso::TENANT, "principal.disabled")
+        .await
+        .into_iter()
+        .map(|e| format!("{} {}", e.actor, e.subject))
+        .collect();
+    assert_eq!(kinds, ["alice olivia"]);
+}
+
+async fn revoking_a_token_revokes_what_was_minted_with_it(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    let a = w
+        .alice
+        .client
+        .create_token(
+            "alice",
+            &api::NewToken {
+                expires_in_days: Some(7),
+                name: Some("laptop".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let a_client = server.client(&a.token);
+    // Minted with a: one of alice's, and one of rita's.
+    let b = a_client
+        .create_token("alice", &api::NewToken::default())
+        .await
+        .unwrap();
+    let c = server
+        .client(&b.token)
+        .create_token("rita", &api::NewToken::default())
+        .await
+        .unwrap();
+    server.client(&c.token).me().await.unwrap();
+    let listed = w.alice.client.tokens("alice").await.unwrap();
+    let info = listed.items.iter().find(|t| t.id == a.id).unwrap();
+    assert_eq!(info.name.as_deref(), Some("laptop"));
+    assert_eq!(info.kind, "api");
+    assert!(info.last_used_at.is_some(), "a was used to mint b");
+    let b_info = listed.items.iter().find(|t| t.id == b.id).unwrap();
+    assert_eq!(b_info.parent.as_deref(), Some(a.id.as_str()));
+    let body = serde_json::to_string(&listed).unwrap();
+    assert!(!body.contains(&a.token), "never a secret");
+
+    w.alice.client.revoke_token(&a.id).await.unwrap();
+    for token in [&a.token, &b.token, &c.token] {
+        let (status, _, _) = refused(server.client(token).me().await);
+        assert_eq!(status, 401);
+    }
+    w.alice.client.me().await.unwrap();
+    let revoked = events(&w.alice.client, Contoso::TENANT, "token.revoked").await;
+    let causes: Vec<(String, String)> = revoked
+        .iter()
+        .map(|e| {
+            (
+                e.subject.clone(),
+                e.data["cause"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        causes.contains(&(a.id.clone(), "revoked".into())),
+        "{causes:?}"
+    );
+    assert!(
+        causes.contains(&(b.id.clone(), "parent_revoked".into())),
+        "{causes:?}"
+    );
+    assert!(
+        causes.contains(&(c.id.clone(), "parent_revoked".into())),
+        "{causes:?}"
+    );
+
+    // Sign out everywhere: every token of alice's, and what they minted.
+    let d = w
+        .alice
+        .client
+        .create_token("olivia", &api::NewToken::default())
+        .await
+        .unwrap();
+    let done = w.alice.client.revoke_all_tokens("alice").await.unwrap();
+    assert!(done.revoked >= 2, "{done:?}");
+    for client in [&w.alice.client, &server.client(&d.token)] {
+        let (status, _, _) = refused(client.me().await);
+        assert_eq!(status, 401);
+    }
+    w.olivia.client.me().await.unwrap();
+}
+
+async fn tokens_are_listed_and_revoked_only_by_their_managers(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    w.bob.client.tokens("bob").await.unwrap();
+    w.alice.client.tokens("bob").await.unwrap();
+    w.admin.client.tokens("sam").await.unwrap();
+    let (status, _, _) = refused(w.rita.client.tokens("bob").await);
+    assert_eq!(status, 403, "same tenant, not its admin");
+    // Another tenant's admin, the provider for a tenant's user, an operator
+    // for anyone: the same answer as for nobody.
+    let nobody = refused(w.fred.client.tokens("nobody").await);
+    for (client, target) in [
+        (&w.fred.client, "bob"),
+        (&w.admin.client, "bob"),
+        (&w.sam.client, "oscar"),
+        (&w.sam.client, "bob"),
+        (&w.alice.client, "sam"),
+    ] {
+        let answer = refused(client.tokens(target).await);
+        assert_eq!(answer.0, 404, "{target}");
+        assert_eq!(
+            answer.2.replace(target, "X"),
+            nobody.2.replace("nobody", "X"),
+            "{target}"
+        );
+        let revoke = refused(client.revoke_all_tokens(target).await);
+        assert_eq!(revoke.0, 404, "{target}");
+    }
+    w.bob.client.me().await.unwrap();
+    w.oscar.client.me().await.unwrap();
+}
+
+async fn no_principal_is_told_apart_from_nobody(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    // fred (fabrikam) asks about contoso's alice and about nobody: the
+    // same status, type and words, whatever the route.
+    type Call = for<'a> fn(
+        &'a Client,
+        &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = (u16, String, String)> + Send + 'a>,
+    >;
+    let calls: [(&str, Call); 5] = [
+        ("mint", |c, id| {
+            Box::pin(async move { refused(c.create_token(id, &api::NewToken::default()).await) })
+        }),
+        ("link", |c, id| {
+            Box::pin(async move { refused(c.issue_enrollment(id).await) })
+        }),
+        ("disable", |c, id| {
+            Box::pin(async move { refused(c.disable_principal(id).await) })
+        }),
+        ("enable", |c, id| {
+            Box::pin(async move { refused(c.enable_principal(id).await) })
+        }),
+        ("tokens", |c, id| {
+            Box::pin(async move { refused(c.tokens(id).await) })
+        }),
+    ];
+    for (name, call) in calls {
+        for caller in [&w.fred.client, &w.sam.client] {
+            let known = call(caller, "alice").await;
+            let unknown = call(caller, "zed").await;
+            assert_eq!(known.0, unknown.0, "{name}");
+            assert_eq!(known.1, unknown.1, "{name}");
+            assert_eq!(
+                known.2.replace("alice", "X"),
+                unknown.2.replace("zed", "X"),
+                "{name}"
+            );
+        }
+    }
+    // An id taken in another tenant is refused without naming it.
+    let (status, _, detail) = refused(
+        w.fred
+            .client
+            .create_user("fabrikam", &new_user("olivia"))
+            .await,
+    );
+    assert_eq!(status, 409);
+    assert!(!detail.contains("contoso"), "{detail}");
+    let (_, _, unused) = refused(
+        w.fred
+            .client
+            .create_user("fabrikam", &new_user("sam"))
+            .await,
+    );
+    assert_eq!(
+        detail, unused,
+        "an operator's id and a user's read the same"
+    );
+}
+
+async fn people_change_their_own_password(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    let old = TestServer::password_of("bob");
+    let mut other = Visitor::new(&server);
+    assert_eq!(other.sign_in_with("bob", &old).await, StatusCode::SEE_OTHER);
+    let (status, kind, _) = refused(
+        w.bob
+            .client
+            .change_password("not it at all", "a brand new passphrase")
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (403, "forbidden"));
+    let (status, _, _) = refused(w.bob.client.change_password(&old, "short").await);
+    assert_eq!(status, 400);
+    w.bob
+        .client
+        .change_password(&old, "a brand new passphrase")
+        .await
+        .unwrap();
+    // The API token goes on; the other session has ended.
+    w.bob.client.me().await.unwrap();
+    let (status, _) = other.get("/inbox").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut fresh = Visitor::new(&server);
+    assert_eq!(
+        fresh.sign_in_with("bob", &old).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        fresh.sign_in_with("bob", "a brand new passphrase").await,
+        StatusCode::SEE_OTHER
+    );
+    let changed = events(&w.alice.client, Contoso::TENANT, "password.changed").await;
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].actor, "bob");
+    // A gateway has no password to change.
+    let (status, _, _) = refused(
+        w.gate
+            .client
+            .change_password("x", "a brand new passphrase")
+            .await,
+    );
+    assert_eq!(status, 409);
+}
+
+on_both!(
+    onboarding_gives_the_provider_a_link_not_a_credential,
+    bad_links_change_nothing,
+    a_new_link_clears_what_the_principal_held,
+    a_disabled_principal_stops_at_once,
+    revoking_a_token_revokes_what_was_minted_with_it,
+    tokens_are_listed_and_revoked_only_by_their_managers,
+    no_principal_is_told_apart_from_nobody,
+    people_change_their_own_password,
+);
