@@ -16,7 +16,7 @@ use sqlx::{Connection as _, Executor as _};
 
 const READ: &str = "Microsoft.Compute/virtualMachines/read";
 
-async fn export_of(client: &Client, tenant: &str) -> String {
+pub(crate) async fn export_of(client: &Client, tenant: &str) -> String {
     let mut out = Vec::new();
     client
         .export_audit(tenant, &mut out, |_, _| {})
@@ -25,7 +25,7 @@ async fn export_of(client: &Client, tenant: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-async fn keys(server: &TestServer) -> Vec<PublicKey> {
+pub(crate) async fn keys(server: &TestServer) -> Vec<PublicKey> {
     let published = server.anonymous().audit_public_key().await.unwrap();
     assert_eq!(published.algorithm, "Ed25519");
     assert_eq!(published.keys[0].public_key, published.public_key);
@@ -36,7 +36,11 @@ async fn keys(server: &TestServer) -> Vec<PublicKey> {
         .collect()
 }
 
-fn verify(file: &str, tenant: &str, keys: &[PublicKey]) -> Result<VerifiedChain, ExportError> {
+pub(crate) fn verify(
+    file: &str,
+    tenant: &str,
+    keys: &[PublicKey],
+) -> Result<VerifiedChain, ExportError> {
     let mut verifier = ExportVerifier::new(Chain::Tenant(TenantId::parse(tenant).unwrap()));
     for line in file.strip_suffix('\n').unwrap_or(file).split('\n') {
         verifier.line(line.as_bytes());
@@ -44,7 +48,7 @@ fn verify(file: &str, tenant: &str, keys: &[PublicKey]) -> Result<VerifiedChain,
     verifier.finish(keys)
 }
 
-fn events_of(file: &str) -> Vec<lockbox_core::AuditEvent> {
+pub(crate) fn events_of(file: &str) -> Vec<lockbox_core::AuditEvent> {
     file.lines()
         .filter_map(|l| match export::parse_line(l).unwrap() {
             export::ExportLine::Event(e) => Some(e),

@@ -35,6 +35,7 @@ macro_rules! on_both {
 }
 
 mod accounts;
+mod attacker;
 mod audit;
 mod browser;
 mod channels;
