@@ -523,3 +523,185 @@ async fn watch_follows_a_request_until_it_is_decided() {
     assert_eq!(states, ["pending", "approved"]);
     let _ = std::fs::remove_dir_all(&config);
 }
+
+/// As [`run`], with `input` on standard input.
+async fn run_with_input(
+    config: &Path,
+    server: Option<&str>,
+    token: Option<&str>,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("LOCKBOX_SERVER")
+        .env_remove("LOCKBOX_TOKEN")
+        .env_remove("LOCKBOX_PROFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(server) = server {
+        cmd.env("LOCKBOX_SERVER", server);
+    }
+    if let Some(token) = token {
+        cmd.env("LOCKBOX_TOKEN", token);
+    }
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_enrol_and_manage_their_accounts_from_the_cli() {
+    let server = TestServer::sqlite().await;
+    let world = Contoso::seed(&server).await;
+    let url = server.url.as_str();
+    let admin_home = home("accounts-admin");
+    let alice = Some(world.alice.token.as_str());
+
+    // alice creates dora: the one-time link is printed, once.
+    let out = run(
+        &admin_home,
+        Some(url),
+        alice,
+        &[
+            "user",
+            "create",
+            "contoso",
+            "dora",
+            "--name",
+            "Dora",
+            "--email",
+            "dora@contoso.example",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let link = stdout
+        .lines()
+        .find(|l| l.contains("/enroll/lbe_"))
+        .unwrap_or_else(|| panic!("no link in {stdout}"))
+        .trim()
+        .to_owned();
+    assert!(link.starts_with(url), "{link}");
+
+    // dora enrols with it, her password on standard input; the token is
+    // saved as her profile, and never printed.
+    let dora_home = home("accounts-dora");
+    let out = run_with_input(
+        &dora_home,
+        None,
+        None,
+        &["enroll", &link],
+        "dora's own passphrase\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let said_text = said(&out);
+    assert!(said_text.contains("Enrolled as dora"), "{said_text}");
+    assert!(!said_text.contains("lbx_"), "{said_text}");
+    let profiles =
+        std::fs::read_to_string(dora_home.join("lockbox").join("profiles.toml")).unwrap();
+    assert!(
+        profiles.contains("lbx_") && profiles.contains(url),
+        "{profiles}"
+    );
+    let me = json_of(&run(&dora_home, None, None, &["token", "list", "-o", "json"]).await);
+    assert_eq!(me["items"].as_array().unwrap().len(), 1, "{me}");
+    assert_eq!(me["items"][0]["kind"], "api");
+    // The link worked once.
+    let again = run_with_input(
+        &home("accounts-late"),
+        None,
+        None,
+        &["enroll", &link],
+        "someone else's try\n",
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(2), "{}", said(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already used"),
+        "{}",
+        said(&again)
+    );
+
+    // She changes her password.
+    let out = run_with_input(
+        &dora_home,
+        None,
+        None,
+        &["password"],
+        "dora's own passphrase\ndora's newer passphrase\n",
+    )
+    .await;
+    // Without a terminal the new password is read once: the first line is
+    // the current password, the second the new one.
+    assert!(out.status.success(), "{}", said(&out));
+
+    // alice disables dora: her profile's token stops working (exit 3).
+    let out = run(
+        &admin_home,
+        Some(url),
+        alice,
+        &["principal", "disable", "dora"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let out = run(&dora_home, None, None, &["token", "list"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    // A new link for her, printed once; fred (another tenant) gets "not found".
+    let out = run(
+        &admin_home,
+        Some(url),
+        alice,
+        &["principal", "enable", "dora"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let out = run(
+        &admin_home,
+        Some(url),
+        alice,
+        &["principal", "enrollment", "dora"],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/enroll/lbe_"),
+        "{}",
+        said(&out)
+    );
+    let out = run(
+        &admin_home,
+        Some(url),
+        Some(&world.fred.token),
+        &["principal", "enrollment", "dora"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", said(&out));
+
+    // Sign out everywhere: alice's own token ends too.
+    let out = run(
+        &admin_home,
+        Some(url),
+        alice,
+        &["token", "revoke-all", "-o", "json"],
+    )
+    .await;
+    let done = json_of(&out);
+    assert!(done["revoked"].as_u64().unwrap() >= 1, "{done}");
+    let out = run(&admin_home, Some(url), alice, &["token", "list"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+}
