@@ -552,6 +552,199 @@ async fn people_change_their_own_password(server: TestServer) {
     assert_eq!(status, 409);
 }
 
+/// The value of the hidden field `name` in `page`.
+fn field(page: &str, name: &str) -> String {
+    crate::portal::hidden(page, name)
+}
+
+async fn the_portal_enrols_people_and_lets_them_manage_their_account(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    // alice adds erik on the settings page: the link is shown once.
+    let mut alice = Visitor::new(&server);
+    assert_eq!(
+        alice
+            .sign_in_with("alice", &TestServer::password_of("alice"))
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, settings) = alice.get("/settings").await;
+    let csrf = field(&settings, "csrf");
+    let nonce = field(&settings, "nonce");
+    let (status, _, page) = alice
+        .post(
+            "/settings/users",
+            &[
+                ("csrf", &csrf),
+                ("nonce", &nonce),
+                ("id", "erik"),
+                ("name", "Erik"),
+                ("email", "erik@contoso.example"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let start = page.find("/enroll/lbe_").expect("the link is shown");
+    let secret: String = page[start + "/enroll/".len()..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric_or_underscore)
+        .collect();
+    let path = format!("/enroll/{secret}");
+
+    // erik opens it: who it is for, a form, and no referrer leaves the page.
+    let mut erik = Visitor::new(&server);
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["referrer-policy"].to_str().unwrap(),
+        "no-referrer"
+    );
+    let (status, page) = erik.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("erik") && page.contains("Choose your own password"),
+        "{page}"
+    );
+    let csrf = field(&page, "csrf");
+    // A form without the page's CSRF cookie is refused.
+    let mut stranger = Visitor::new(&server);
+    let (status, _, _) = stranger
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "erik's passphrase"),
+                ("confirm", "erik's passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Passwords that differ: the form again, the link unused.
+    let (status, _, page) = erik
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "erik's passphrase"),
+                ("confirm", "something else!"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("differ"), "{page}");
+    let (status, _, page) = erik
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "erik's passphrase"),
+                ("confirm", "erik's passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let token_at = page.find("lbx_").expect("the first token is shown");
+    let token: String = page[token_at..].chars().take(68).collect();
+    server.client(&token).me().await.unwrap();
+    let (status, page) = erik.get(&path).await;
+    assert_eq!(status, StatusCode::GONE, "{page}");
+    assert!(page.contains("already used"), "{page}");
+
+    // erik signs in; his account page lists his session and token; he
+    // changes his password, then signs out everywhere.
+    assert_eq!(
+        erik.sign_in_with("erik", "erik's passphrase").await,
+        StatusCode::SEE_OTHER
+    );
+    let (status, page) = erik.get("/account").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("session") && page.contains("this session"),
+        "{page}"
+    );
+    assert!(!page.contains(&token), "never a secret");
+    let csrf = field(&page, "csrf");
+    let (status, location, _) = erik
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", "erik's passphrase"),
+                ("password", "erik's newer passphrase"),
+                ("confirm", "erik's newer passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some("/account?notice=password-changed")
+    );
+    let (status, location, _) = erik
+        .post("/account/sign-out-everywhere", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some("/sign-in?notice=signed-out-everywhere")
+    );
+    let (status, _) = erik.get("/account").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.client(&token).me().await.unwrap_err().status(),
+        Some(401)
+    );
+
+    // alice disables and enables erik, and issues him a new link, from the
+    // settings page.
+    let (_, settings) = alice.get("/settings").await;
+    let csrf = field(&settings, "csrf");
+    assert!(settings.contains("erik"), "{settings}");
+    let (status, location, _) = alice
+        .post("/settings/users/erik/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/settings?notice=user-disabled"));
+    let mut late = Visitor::new(&server);
+    assert_ne!(
+        late.sign_in_with("erik", "erik's newer passphrase").await,
+        StatusCode::SEE_OTHER
+    );
+    alice
+        .post("/settings/users/erik/enable", &[("csrf", &csrf)])
+        .await;
+    let (status, _, page) = alice
+        .post("/settings/users/erik/enrollment", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("/enroll/lbe_"), "{page}");
+    assert_eq!(
+        w.alice
+            .client
+            .users(Contoso::TENANT, &lockbox_client::PageQuery::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .find(|u| u.id == "erik")
+            .unwrap()
+            .disabled_at,
+        None
+    );
+}
+
+trait IdChar {
+    fn is_ascii_alphanumeric_or_underscore(&self) -> bool;
+}
+
+impl IdChar for char {
+    fn is_ascii_alphanumeric_or_underscore(&self) -> bool {
+        self.is_ascii_alphanumeric() || *self == '_'
+    }
+}
+
 on_both!(
     onboarding_gives_the_provider_a_link_not_a_credential,
     bad_links_change_nothing,
@@ -561,4 +754,5 @@ on_both!(
     tokens_are_listed_and_revoked_only_by_their_managers,
     no_principal_is_told_apart_from_nobody,
     people_change_their_own_password,
+    the_portal_enrols_people_and_lets_them_manage_their_account,
 );

@@ -467,6 +467,7 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         format!("/cases/{}", c.case),
         "/settings".to_owned(),
         "/audit".to_owned(),
+        "/account".to_owned(),
     ];
     let forms = [
         "/audit/verify".to_owned(),
@@ -483,6 +484,11 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         format!("/settings/roles/{role}/remove"),
         "/settings/channels".to_owned(),
         "/settings/channels/chan_x/remove".to_owned(),
+        "/settings/users".to_owned(),
+        "/settings/users/bob/enrollment".to_owned(),
+        "/settings/users/bob/disable".to_owned(),
+        "/account/password".to_owned(),
+        "/account/sign-out-everywhere".to_owned(),
     ];
     let mut anonymous = Visitor::new(&server);
     for page in &pages {
