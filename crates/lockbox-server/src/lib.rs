@@ -60,8 +60,8 @@ struct Inner {
     public_url: String,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
-    /// Chain verifications for the portal: one at a time.
-    verifying: tokio::sync::Semaphore,
+    /// Chain verifications for the portal: one per chain, a few in all.
+    verifying: audit_log::ChainVerifications,
     metrics: Metrics,
     enforcer: Arc<Enforcer>,
     audit: AuditWriter,
@@ -139,7 +139,7 @@ impl AppState {
                     Duration::from_secs(60),
                 ),
                 sign_in: auth::SignInLimits::default(),
-                verifying: tokio::sync::Semaphore::new(1),
+                verifying: audit_log::ChainVerifications::default(),
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
                 audit,
@@ -246,7 +246,10 @@ impl AppState {
         &self.inner.sign_in
     }
 
-    pub(crate) fn verifying(&self) -> &tokio::sync::Semaphore {
+    /// The whole-chain verifications in progress (the portal's "verify
+    /// the chain").
+    #[must_use]
+    pub fn chain_verifications(&self) -> &audit_log::ChainVerifications {
         &self.inner.verifying
     }
 

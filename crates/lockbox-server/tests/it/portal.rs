@@ -14,6 +14,7 @@ on_both!(
     every_page_needs_a_session_and_every_form_its_csrf_token,
     a_burst_of_sign_ins_is_counted_before_passwords_are_checked,
     the_grants_page_revokes_and_a_form_sent_twice_creates_once,
+    one_tenants_verification_never_refuses_anothers,
 );
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -687,4 +688,57 @@ async fn the_grants_page_revokes_and_a_form_sent_twice_creates_once(server: Test
         .unwrap();
     assert!(!check.allowed);
     assert_eq!(check.reason, "revoked");
+}
+
+/// The portal's "verify the chain" is bounded per tenant: one tenant's
+/// verification never makes another's refuse, and a second verification
+/// of a tenant's chain while one runs is refused (503), not queued.
+async fn one_tenants_verification_never_refuses_anothers(server: TestServer) {
+    let _c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    server.set_password("fred", PASSWORD).await;
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/audit").await;
+    let mut fred = Visitor::new(&server);
+    fred.sign_in("fred", "/audit").await;
+    let (_, page) = olivia.get("/audit").await;
+    let contoso = [("csrf", hidden(&page, "csrf"))];
+    let (_, page) = fred.get("/audit").await;
+    let fabrikam = [("csrf", hidden(&page, "csrf"))];
+    let contoso: Vec<(&str, &str)> = contoso.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let fabrikam: Vec<(&str, &str)> = fabrikam.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Both at once, again and again: with one slot for the whole server,
+    // one of the two was refused.
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(
+            olivia.post("/audit/verify", &contoso),
+            fred.post("/audit/verify", &fabrikam)
+        );
+        assert_eq!(
+            (a.0, b.0),
+            (StatusCode::OK, StatusCode::OK),
+            "{}{}",
+            a.2,
+            b.2
+        );
+        assert!(a.2.contains("Verified:") && b.2.contains("Verified:"));
+    }
+    // While contoso's chain is being verified, fabrikam's is verified and
+    // a second one of contoso's is refused.
+    let chain = lockbox_core::Chain::Tenant(Contoso::TENANT.parse().unwrap());
+    let running = server
+        .app()
+        .chain_verifications()
+        .try_start(&chain)
+        .unwrap();
+    let (status, _, page) = fred.post("/audit/verify", &fabrikam).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Verified:"), "{page}");
+    let (status, _, page) = olivia.post("/audit/verify", &contoso).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    assert!(page.contains("being verified already"), "{page}");
+    drop(running);
+    let (status, _, page) = olivia.post("/audit/verify", &contoso).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Verified:"), "{page}");
 }
