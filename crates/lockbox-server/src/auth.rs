@@ -3,7 +3,8 @@
 //! API tokens are `lbx_` followed by 64 hex digits (256 random bits). Lockbox
 //! stores only their SHA-256, looks a token up by that hash, and compares
 //! hashes in constant time; tokens expire and can be revoked. Passwords
-//! (for the portal) are stored as Argon2id hashes. Failed attempts are
+//! (for the portal) are stored as Argon2id hashes, made and checked in the
+//! server's one bounded pool ([`crate::passwords`]). Failed attempts are
 //! counted per client (an IPv4 address or an IPv6 /64), and a client with
 //! too many has its further failures answered `rate_limited` for a while.
 //! A valid token always passes: many callers may share one address (a NAT,
@@ -14,9 +15,6 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::{
-    Argon2, PasswordHasher as _, PasswordVerifier as _, password_hash::phc::PasswordHash,
-};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -180,43 +178,6 @@ fn well_formed(kind: Credential, token: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-/// The shortest password accepted.
-pub const MIN_PASSWORD_CHARS: usize = 12;
-
-/// Hashes a password with Argon2id (on a blocking thread: it is meant to be
-/// slow).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS || password.len() > 1024 {
-        return Err(ApiError::invalid(format!(
-            "password must be {MIN_PASSWORD_CHARS} to 1024 characters long"
-        )));
-    }
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
-/// Whether `password` matches the stored Argon2id `hash`.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// Counts failed authentication attempts per client (or per any key: an
@@ -394,26 +355,22 @@ impl<K: Clone + Eq + std::hash::Hash> FailureLimiter<K> {
 
 /// What stands between the sign-in form and a password guesser: failures
 /// counted per client and per account, each attempt counted before its
-/// password is checked (so that attempts made at once are all counted), and
-/// a bound on password checks running at once (each takes tens of
-/// milliseconds and 19 MiB).
+/// password is checked (so that attempts made at once are all counted).
+/// Password checks run in the server's bounded pool
+/// ([`crate::passwords::PasswordPool`]).
 #[derive(Debug)]
 pub struct SignInLimits {
     /// Failed sign-ins per client address.
     pub clients: FailureLimiter<IpAddr>,
     /// Failed sign-ins per account.
     pub accounts: FailureLimiter<String>,
-    /// Password checks in progress.
-    pub checks: tokio::sync::Semaphore,
 }
 
 impl Default for SignInLimits {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             clients: FailureLimiter::new(20, Duration::from_secs(60)),
             accounts: FailureLimiter::new(20, Duration::from_secs(15 * 60)),
-            checks: tokio::sync::Semaphore::new(2 * cores),
         }
     }
 }
@@ -611,16 +568,5 @@ mod tests {
             "no stale index entries"
         );
         assert!(!clients.failures.contains_key(&ip(2)), "{clients:?}");
-    }
-
-    #[tokio::test]
-    async fn passwords_are_argon2id() {
-        let hash = hash_password("correct horse battery".to_owned())
-            .await
-            .unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password("correct horse battery".to_owned(), hash.clone()).await);
-        assert!(!verify_password("wrong horse battery".to_owned(), hash).await);
-        assert!(hash_password("short".to_owned()).await.is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! [server]
 //! listen = "127.0.0.1:8080"
 //! public_url = "https://lockbox.example.com"   # for links in notifications
+//! password_hash_workers = 0                     # Argon2 hashes at once, 19 MiB each (0: one per core)
 //!
 //! [database]
 //! url = "sqlite://lockbox.db"                   # or postgres://…
@@ -121,6 +122,11 @@ pub struct ServerConfig {
     /// refused `rate_limited` for the rest of the minute.
     #[serde(default = "default_auth_failures")]
     pub auth_failures_per_minute: u32,
+    /// Argon2 password hashes and checks run at once (each takes 19 MiB);
+    /// 0, the default, is one per core. Sixteen more per worker may wait;
+    /// beyond that, callers are answered `503 busy`.
+    #[serde(default)]
+    pub password_hash_workers: usize,
 }
 
 fn default_auth_failures() -> u32 {
@@ -142,6 +148,7 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_grace_seconds: default_grace(),
             auth_failures_per_minute: default_auth_failures(),
+            password_hash_workers: 0,
         }
     }
 }
@@ -681,6 +688,7 @@ mod tests {
         assert_eq!(c.database.url, "sqlite://lockbox.db");
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
         assert_eq!(c.sweeper.interval_seconds, 30);
+        assert_eq!(c.server.password_hash_workers, 0, "one per core");
     }
 
     #[test]

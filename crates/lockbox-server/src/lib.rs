@@ -22,6 +22,7 @@ pub mod extract;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod passwords;
 pub mod serve;
 pub mod signing_keys;
 pub mod targets;
@@ -60,6 +61,8 @@ struct Inner {
     public_url: String,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
+    /// Every Argon2 computation of this server.
+    passwords: passwords::PasswordPool,
     /// Chain verifications for the portal: one per chain, a few in all.
     verifying: audit_log::ChainVerifications,
     metrics: Metrics,
@@ -100,6 +103,8 @@ pub struct ServerOptions {
     /// How long before a pending request expires its approvers are
     /// reminded.
     pub reminder_before: chrono::TimeDelta,
+    /// Argon2 computations at once (0: one per core).
+    pub password_hash_workers: usize,
 }
 
 impl Default for ServerOptions {
@@ -110,6 +115,7 @@ impl Default for ServerOptions {
             auth_failures_per_minute: MAX_AUTH_FAILURES_PER_MINUTE,
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
+            password_hash_workers: 0,
         }
     }
 }
@@ -139,6 +145,7 @@ impl AppState {
                     Duration::from_secs(60),
                 ),
                 sign_in: auth::SignInLimits::default(),
+                passwords: passwords::PasswordPool::new(options.password_hash_workers, None)?,
                 verifying: audit_log::ChainVerifications::default(),
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
@@ -244,6 +251,15 @@ impl AppState {
 
     pub(crate) fn sign_in_limits(&self) -> &auth::SignInLimits {
         &self.inner.sign_in
+    }
+
+    /// The one pool every Argon2 computation of this server runs in:
+    /// `app.passwords().hash(..)`, `.verify(..)`, or `.admit()` first
+    /// when something must happen only once the computation is sure to
+    /// run.
+    #[must_use]
+    pub fn passwords(&self) -> &passwords::PasswordPool {
+        &self.inner.passwords
     }
 
     /// The whole-chain verifications in progress (the portal's "verify

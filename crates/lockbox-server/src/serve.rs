@@ -105,6 +105,7 @@ impl Server {
             reminder_before: chrono::TimeDelta::hours(i64::from(
                 config.notifications.reminder_before_hours,
             )),
+            password_hash_workers: config.server.password_hash_workers,
         };
         let app = AppState::new(store, clock, public_url, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;

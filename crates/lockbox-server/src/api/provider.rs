@@ -46,7 +46,7 @@ pub(crate) async fn create_operator(
     let email = Email::parse(&b.email)?;
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let password = match b.password.clone() {
-        Some(p) => Some(auth::hash_password(p).await?),
+        Some(p) => Some(app.passwords().hash(p).await?),
         None => None,
     };
     let now = app.now();

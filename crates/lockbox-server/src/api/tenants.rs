@@ -98,7 +98,7 @@ pub(crate) async fn create_tenant(
     let display_name = DisplayName::parse(&b.display_name)?;
     let first = new_user(&b.admin)?;
     let password = match b.admin.password.clone() {
-        Some(p) => Some(auth::hash_password(p).await?),
+        Some(p) => Some(app.passwords().hash(p).await?),
         None => None,
     };
     let now = app.now();
@@ -292,7 +292,7 @@ pub(crate) async fn create_user(
     let user = new_user(&body.value)?;
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let password = match body.value.password.clone() {
-        Some(p) => Some(auth::hash_password(p).await?),
+        Some(p) => Some(app.passwords().hash(p).await?),
         None => None,
     };
     let now = app.now();

@@ -12,7 +12,6 @@ use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId};
 use lockbox_store::Directory as _;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::OnceCell;
 
 use super::view::{self, Notice};
 use super::{
@@ -23,6 +22,7 @@ use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
 use crate::extract::Path;
+use crate::passwords::Admission;
 
 /// How long a session lasts.
 pub(crate) const SESSION_HOURS: i64 = 12;
@@ -120,24 +120,12 @@ impl std::fmt::Debug for SignInFields {
     }
 }
 
-/// Compared with when the user does not exist, so that a wrong name costs
-/// as long as a wrong password.
-static DECOY_HASH: OnceCell<String> = OnceCell::const_new();
-
-async fn decoy_hash() -> String {
-    DECOY_HASH
-        .get_or_init(|| async {
-            auth::hash_password("lockbox decoy password".to_owned())
-                .await
-                .unwrap_or_default()
-        })
-        .await
-        .clone()
-}
-
-/// Checks a password: the session's owner if it matches, else `None`.
+/// Checks a password through `admission`: the session's owner if it
+/// matches, else `None`. A name that does not exist costs as long as a
+/// wrong password (a decoy is checked instead).
 async fn check_password(
     app: &AppState,
+    admission: Admission,
     id: &str,
     password: String,
 ) -> Result<Option<PrincipalId>, ApiError> {
@@ -151,13 +139,8 @@ async fn check_password(
         }
         None => None,
     };
-    let known = stored.is_some();
-    let hash = match stored {
-        Some(h) => h,
-        None => decoy_hash().await,
-    };
-    let matches = auth::verify_password(password, hash).await;
-    Ok(principal.filter(|_| known && matches))
+    let matches = admission.verify(password, stored).await?;
+    Ok(principal.filter(|_| matches))
 }
 
 /// Signs in: checks the form's CSRF cookie, counts the attempt against
@@ -195,7 +178,7 @@ pub(crate) async fn sign_in(
     if limits.clients.fail(ip) || limits.accounts.fail_key(id.clone()) {
         return too_many();
     }
-    let Ok(_permit) = limits.checks.try_acquire() else {
+    let Ok(admission) = app.passwords().admit() else {
         return PortalError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Busy",
@@ -203,7 +186,7 @@ pub(crate) async fn sign_in(
         )
         .into_response();
     };
-    let principal = match check_password(&app, &id, fields.password).await {
+    let principal = match check_password(&app, admission, &id, fields.password).await {
         Ok(p) => p,
         Err(e) => return PortalError::from(e).into_response(),
     };
