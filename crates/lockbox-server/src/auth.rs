@@ -5,17 +5,19 @@
 //! hashes in constant time; tokens expire and can be revoked. Passwords
 //! (for the portal) are stored as Argon2id hashes, made and checked in the
 //! server's one bounded pool ([`crate::passwords`]). Failed attempts are
-//! counted per client (an IPv4 address or an IPv6 /64), and a client with
-//! too many has its further failures answered `rate_limited` for a while.
+//! counted per client (an IPv4 address or an IPv6 /64; behind a trusted
+//! proxy, the address it forwarded for: [`crate::client_addr`]), and a
+//! client with too many has its further failures answered `rate_limited`
+//! for a while. (The portal's sign-in form has more: [`crate::lockout`].)
 //! A valid token always passes: many callers may share one address (a NAT,
 //! a proxy), and one of them failing must not lock out the others.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use chrono::TimeDelta;
@@ -26,6 +28,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 
 /// The prefix that makes Lockbox tokens recognisable (in logs, in secret
@@ -353,37 +356,27 @@ impl<K: Clone + Eq + std::hash::Hash> FailureLimiter<K> {
     }
 }
 
-/// What stands between the sign-in form and a password guesser: failures
-/// counted per client and per account, each attempt counted before its
-/// password is checked (so that attempts made at once are all counted).
-/// Password checks run in the server's bounded pool
-/// ([`crate::passwords::PasswordPool`]).
+/// What this node keeps for the sign-in form (see [`crate::lockout`]):
+/// failures per client address, counted in memory for attempts without a
+/// device cookie, and the device cookies' key once read. Failures per
+/// account and per device cookie are counted in the database, shared by
+/// every node.
 #[derive(Debug)]
 pub struct SignInLimits {
-    /// Failed sign-ins per client address.
+    /// Failed sign-ins per client address (of browsers without a device
+    /// cookie for the account).
     pub clients: FailureLimiter<IpAddr>,
-    /// Failed sign-ins per account.
-    pub accounts: FailureLimiter<String>,
+    /// The key of device cookies, read from the database once.
+    pub(crate) device_key: tokio::sync::OnceCell<crate::lockout::DeviceKey>,
 }
 
 impl Default for SignInLimits {
     fn default() -> Self {
         Self {
             clients: FailureLimiter::new(20, Duration::from_secs(60)),
-            accounts: FailureLimiter::new(20, Duration::from_secs(15 * 60)),
+            device_key: tokio::sync::OnceCell::new(),
         }
     }
-}
-
-fn client_ip(parts: &Parts) -> IpAddr {
-    client_ip_of(&parts.extensions)
-}
-
-/// The client address of a request, by its extensions.
-pub(crate) fn client_ip_of(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip())
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -400,7 +393,8 @@ impl FromRequestParts<AppState> for Caller {
             // Only failures count, and only failures are refused: a valid
             // token passes whatever its address's record.
             Err(detail) => {
-                if app.auth_failures().fail(client_ip(parts)) {
+                let ClientAddr(client) = ClientAddr::of(parts, app);
+                if app.auth_failures().fail(client) {
                     Err(ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "rate_limited",

@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:8080"
 //! public_url = "https://lockbox.example.com"   # for links in notifications
 //! password_hash_workers = 0                     # Argon2 hashes at once, 19 MiB each (0: one per core)
+//! trusted_proxies = ["10.0.0.0/8"]              # peers whose X-Forwarded-For names the client (default: none)
 //!
 //! [database]
 //! url = "sqlite://lockbox.db"                   # or postgres://…
@@ -127,6 +128,12 @@ pub struct ServerConfig {
     /// beyond that, callers are answered `503 busy`.
     #[serde(default)]
     pub password_hash_workers: usize,
+    /// The reverse proxies (address blocks) whose `X-Forwarded-For` is
+    /// believed: from them, the client is the right-most forwarded address
+    /// that is not itself a trusted proxy; from anyone else, the peer. None
+    /// by default.
+    #[serde(default, deserialize_with = "crate::client_addr::deserialize_blocks")]
+    pub trusted_proxies: Vec<crate::client_addr::Cidr>,
 }
 
 fn default_auth_failures() -> u32 {
@@ -149,6 +156,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: default_grace(),
             auth_failures_per_minute: default_auth_failures(),
             password_hash_workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -746,6 +754,67 @@ mod tests {
         assert!(e.to_string().contains("`text` or `json`"), "{e}");
         let e = Config::load(None, vec![], &[("nosection", "x".to_owned())]).unwrap_err();
         assert!(e.to_string().contains("no section"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_address_blocks() {
+        let c = Config::load(None, vec![], &[]).unwrap();
+        assert!(c.server.trusted_proxies.is_empty(), "none by default");
+        let dir =
+            std::env::temp_dir().join(format!("lockbox-config-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        std::fs::write(
+            &file,
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), vec![], &[]).unwrap();
+        let shown: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        // From the environment: one comma-separated string.
+        let c = Config::load(
+            None,
+            env(&[(
+                "LOCKBOX_SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 172.16.0.0/12",
+            )]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        // A bad block is a clear error naming it.
+        for (bad, why) in [
+            ("10.0.0.0/33", "prefix length must be 0 to 32"),
+            ("10.0.0.1/8", "starts at 10.0.0.0"),
+            ("proxy.example.com", "expected an IPv4 or IPv6 address"),
+        ] {
+            let e = Config::load(
+                None,
+                env(&[(
+                    "LOCKBOX_SERVER__TRUSTED_PROXIES",
+                    &format!("10.0.0.0/8,{bad}"),
+                )]),
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("trusted_proxies") && e.contains(bad) && e.contains(why),
+                "{e}"
+            );
+        }
+        std::fs::write(&file, "[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
+        let e = Config::load(Some(&file), vec![], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`10.0.0.0/40` is not an address block"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -15,11 +15,13 @@ pub mod audit_log;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
+pub mod client_addr;
 pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod lockout;
 pub mod metrics;
 pub mod notify;
 pub mod passwords;
@@ -63,6 +65,8 @@ struct Inner {
     sign_in: auth::SignInLimits,
     /// Every Argon2 computation of this server.
     passwords: passwords::PasswordPool,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: client_addr::TrustedProxies,
     /// Chain verifications for the portal: one per chain, a few in all.
     verifying: audit_log::ChainVerifications,
     metrics: Metrics,
@@ -105,6 +109,8 @@ pub struct ServerOptions {
     pub reminder_before: chrono::TimeDelta,
     /// Argon2 computations at once (0: one per core).
     pub password_hash_workers: usize,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 impl Default for ServerOptions {
@@ -116,6 +122,7 @@ impl Default for ServerOptions {
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
             password_hash_workers: 0,
+            trusted_proxies: client_addr::TrustedProxies::default(),
         }
     }
 }
@@ -146,6 +153,7 @@ impl AppState {
                 ),
                 sign_in: auth::SignInLimits::default(),
                 passwords: passwords::PasswordPool::new(options.password_hash_workers, None)?,
+                trusted_proxies: options.trusted_proxies,
                 verifying: audit_log::ChainVerifications::default(),
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
@@ -251,6 +259,13 @@ impl AppState {
 
     pub(crate) fn sign_in_limits(&self) -> &auth::SignInLimits {
         &self.inner.sign_in
+    }
+
+    /// The proxies whose `X-Forwarded-For` names the client (see
+    /// [`client_addr::ClientAddr`]).
+    #[must_use]
+    pub fn trusted_proxies(&self) -> &client_addr::TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     /// The one pool every Argon2 computation of this server runs in:

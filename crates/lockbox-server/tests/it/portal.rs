@@ -24,6 +24,8 @@ pub(crate) struct Visitor {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
+    /// The `X-Forwarded-For` it sends, if any.
+    forwarded_for: Option<String>,
 }
 
 impl Visitor {
@@ -36,6 +38,46 @@ impl Visitor {
                 .unwrap(),
             base: server.url.clone(),
             cookies: Vec::new(),
+            forwarded_for: None,
+        }
+    }
+
+    /// The same, sending `X-Forwarded-For: forwarded_for` (as if through a
+    /// proxy, or spoofing one).
+    pub(crate) fn forwarded_for(server: &TestServer, forwarded_for: &str) -> Self {
+        Self {
+            forwarded_for: Some(forwarded_for.to_owned()),
+            ..Self::new(server)
+        }
+    }
+
+    /// The value of the cookie `name`, if held.
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Holds the cookie `name` with `value` (as if the server had set it).
+    pub(crate) fn set_cookie(&mut self, name: &str, value: &str) {
+        self.forget(name);
+        self.cookies.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Forgets the cookie `name`.
+    pub(crate) fn forget(&mut self, name: &str) {
+        self.cookies.retain(|(k, _)| k != name);
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header());
+        match &self.forwarded_for {
+            Some(xff) => request.header("x-forwarded-for", xff),
+            None => request,
         }
     }
 
@@ -61,9 +103,7 @@ impl Visitor {
 
     pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String) {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap();
@@ -78,9 +118,7 @@ impl Visitor {
         form: &[(&str, &str)],
     ) -> (StatusCode, Option<String>, String) {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
+            .request(reqwest::Method::POST, path)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(form).unwrap())
             .send()
@@ -105,10 +143,7 @@ impl Visitor {
     }
 
     pub(crate) fn session(&self) -> Option<&str> {
-        self.cookies
-            .iter()
-            .find(|(k, _)| k == "lockbox_session")
-            .map(|(_, v)| v.as_str())
+        self.cookie("lockbox_session")
     }
 
     /// Signs in as `id`, landing on `next`.
