@@ -3,8 +3,10 @@
 //!
 //! A browser that signs in to an account gets a device cookie: the
 //! account, when the cookie was issued, and a random nonce, with an
-//! HMAC-SHA256 of them under a key the server keeps in its database (made
-//! once, the same on every node). An attempt to sign in to an account
+//! HMAC-SHA256 of them and of the account's current password hash under a
+//! key the server keeps in its database (made once, the same on every
+//! node): a new password (an account recovered) ends the trust in every
+//! browser the old one signed in from. An attempt to sign in to an account
 //! carrying a valid device cookie *for that account* is counted against
 //! that cookie alone ([`DEVICE`]: after 10 failures in 15 minutes that
 //! cookie is refused for 15 minutes). Any other attempt is counted against
@@ -83,11 +85,19 @@ pub struct DeviceCookie {
 }
 
 impl DeviceKey {
-    fn mac(&self, principal: &str, issued: i64, nonce: &str) -> Result<Hmac<Sha256>, ApiError> {
+    fn mac(
+        &self,
+        principal: &str,
+        password_hash: &str,
+        issued: i64,
+        nonce: &str,
+    ) -> Result<Hmac<Sha256>, ApiError> {
         let mut mac = <Hmac<Sha256>>::new_from_slice(&self.0)
             .map_err(|e| ApiError::Internal(format!("device cookie key: {e}")))?;
         mac.update(b"lockbox device cookie v1\0");
         mac.update(principal.as_bytes());
+        mac.update(b"\0");
+        mac.update(password_hash.as_bytes());
         mac.update(b"\0");
         mac.update(issued.to_string().as_bytes());
         mac.update(b"\0");
@@ -95,13 +105,21 @@ impl DeviceKey {
         Ok(mac)
     }
 
-    /// A new device cookie's value for `principal`:
-    /// `PRINCIPAL~ISSUED~NONCE~MAC` (the issue time in Unix seconds, the
-    /// nonce and MAC in hex; all characters a cookie value may hold).
-    pub fn issue(&self, principal: &PrincipalId, now: Timestamp) -> Result<String, ApiError> {
+    /// A new device cookie's value for `principal`, whose password is
+    /// stored as `password_hash`: `PRINCIPAL~ISSUED~NONCE~MAC` (the issue
+    /// time in Unix seconds, the nonce and MAC in hex; all characters a
+    /// cookie value may hold; the hash is only under the MAC).
+    pub fn issue(
+        &self,
+        principal: &PrincipalId,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<String, ApiError> {
         let nonce = hex::encode(random_bytes::<16>()?);
         let issued = now.timestamp();
-        let tag = self.mac(principal.as_str(), issued, &nonce)?.finalize();
+        let tag = self
+            .mac(principal.as_str(), password_hash, issued, &nonce)?
+            .finalize();
         Ok(format!(
             "{principal}~{issued}~{nonce}~{}",
             hex::encode(tag.into_bytes())
@@ -109,13 +127,14 @@ impl DeviceKey {
     }
 
     /// The device cookie `value` stands for, if this server issued it for
-    /// `principal` less than [`DEVICE_COOKIE_DAYS`] ago. The MAC is
-    /// compared in constant time.
+    /// `principal` under its current password (`password_hash`) less than
+    /// [`DEVICE_COOKIE_DAYS`] ago. The MAC is compared in constant time.
     #[must_use]
     pub fn recognise(
         &self,
         value: &str,
         principal: &PrincipalId,
+        password_hash: &str,
         now: Timestamp,
     ) -> Option<DeviceCookie> {
         let mut parts = value.split('~');
@@ -137,7 +156,7 @@ impl DeviceKey {
             return None;
         }
         let tag = hex::decode(tag).ok()?;
-        self.mac(owner, issued_at, nonce)
+        self.mac(owner, password_hash, issued_at, nonce)
             .ok()?
             .verify_slice(&tag)
             .ok()?;
@@ -212,50 +231,77 @@ mod tests {
     }
 
     #[test]
-    fn a_device_cookie_is_the_servers_for_one_account_for_a_while() {
+    fn a_device_cookie_is_the_servers_for_one_account_and_password_for_a_while() {
         let key = DeviceKey([7; 32]);
         let olivia: PrincipalId = "olivia".parse().unwrap();
         let bob: PrincipalId = "bob".parse().unwrap();
-        let cookie = key.issue(&olivia, at(0)).unwrap();
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+        let cookie = key.issue(&olivia, hash, at(0)).unwrap();
         assert!(
             cookie
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)),
             "a valid cookie value: {cookie}"
         );
-        let seen = key.recognise(&cookie, &olivia, at(60)).unwrap();
+        assert!(
+            !cookie.contains("argon2"),
+            "the hash is not in it: {cookie}"
+        );
+        let seen = key.recognise(&cookie, &olivia, hash, at(60)).unwrap();
         assert_eq!(seen.principal, olivia);
         assert_ne!(
-            key.issue(&olivia, at(0)).unwrap(),
+            key.issue(&olivia, hash, at(0)).unwrap(),
             cookie,
             "a new nonce each time"
         );
-        // Another account's, another server's, altered, expired, garbled.
-        assert_eq!(key.recognise(&cookie, &bob, at(60)), None);
-        assert_eq!(DeviceKey([8; 32]).recognise(&cookie, &olivia, at(60)), None);
+        // Another account's, another password's, another server's,
+        // altered, expired, garbled.
+        assert_eq!(key.recognise(&cookie, &bob, hash, at(60)), None);
+        assert_eq!(
+            key.recognise(&cookie, &olivia, "$argon2id$another", at(60)),
+            None,
+            "a new password ends the trust"
+        );
+        assert_eq!(
+            DeviceKey([8; 32]).recognise(&cookie, &olivia, hash, at(60)),
+            None
+        );
         let renamed = cookie.replacen("olivia", "bob", 1);
-        assert_eq!(key.recognise(&renamed, &bob, at(60)), None);
+        assert_eq!(key.recognise(&renamed, &bob, hash, at(60)), None);
         let mut altered = cookie.clone();
         let last = altered.pop().unwrap();
         altered.push(if last == '0' { '1' } else { '0' });
-        assert_eq!(key.recognise(&altered, &olivia, at(60)), None);
+        assert_eq!(key.recognise(&altered, &olivia, hash, at(60)), None);
         let later = at(TimeDelta::days(DEVICE_COOKIE_DAYS).num_seconds());
-        assert_eq!(key.recognise(&cookie, &olivia, later), None, "expired");
+        assert_eq!(
+            key.recognise(&cookie, &olivia, hash, later),
+            None,
+            "expired"
+        );
         assert!(
-            key.recognise(&cookie, &olivia, later - TimeDelta::seconds(1))
+            key.recognise(&cookie, &olivia, hash, later - TimeDelta::seconds(1))
                 .is_some()
         );
         assert_eq!(
-            key.recognise(&cookie, &olivia, at(-3600)),
+            key.recognise(&cookie, &olivia, hash, at(-3600)),
             None,
             "from the future"
         );
         for garbled in ["", "olivia", "olivia~1~2~3~4", &format!("{cookie}~x")] {
-            assert_eq!(key.recognise(garbled, &olivia, at(60)), None, "{garbled}");
+            assert_eq!(
+                key.recognise(garbled, &olivia, hash, at(60)),
+                None,
+                "{garbled}"
+            );
         }
         // Counted per cookie, not per account.
         let other = key
-            .recognise(&key.issue(&olivia, at(0)).unwrap(), &olivia, at(1))
+            .recognise(
+                &key.issue(&olivia, hash, at(0)).unwrap(),
+                &olivia,
+                hash,
+                at(1),
+            )
             .unwrap();
         assert_ne!(Counter::Device(seen).key(), Counter::Device(other).key());
         assert_eq!(Counter::UnknownBrowsers(olivia).key(), "account:olivia");

@@ -536,6 +536,12 @@ impl From<ApiError> for PortalError {
     }
 }
 
+impl From<lockbox_store::StoreError> for PortalError {
+    fn from(e: lockbox_store::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl IntoResponse for PortalError {
     fn into_response(self) -> Response {
         let status = self.status;

@@ -122,32 +122,76 @@ impl std::fmt::Debug for SignInFields {
     }
 }
 
-/// Counts the attempt against `counter` (before its password is
-/// checked) and reads the password hash to check it against. `Err(until)`:
-/// the counter is locked until then, nothing was read.
-async fn count_and_read(
+/// What a sign-in attempt is checked against, once it has been counted.
+struct Gate {
+    /// The account's password hash, if it has one.
+    stored: Option<String>,
+    /// What the attempt was counted against (nothing for a name that is
+    /// no principal id: it was counted against the address only).
+    counter: Option<Counter>,
+}
+
+/// Reads the account's password hash, tells whether the browser is known
+/// to the account (it holds a device cookie for it, issued under its
+/// current password), and counts the attempt before its password is
+/// checked: against that device cookie, or else against the client's
+/// address and the account's unknown browsers. Refuses the attempt if what
+/// it is counted against is locked.
+async fn gate(
     app: &AppState,
-    counter: Option<&Counter>,
     principal: Option<&PrincipalId>,
-) -> Result<Result<Option<String>, Timestamp>, ApiError> {
-    if counter.is_none() && principal.is_none() {
-        return Ok(Ok(None));
-    }
-    let mut tx = app.store().begin().await?;
-    if let Some(counter) = counter
-        && let Count::Locked(until) = tx
-            .count_failure(&counter.key(), app.now(), counter.rule())
-            .await?
-    {
-        tx.commit_unaudited().await?;
-        return Ok(Err(until));
-    }
-    let hash = match principal {
-        Some(p) => tx.password_hash(p).await?,
+    cookie: Option<&str>,
+    ip: IpAddr,
+) -> Result<Gate, PortalError> {
+    let limits = app.sign_in_limits();
+    let address_limited = || {
+        PortalError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            "Too many failed sign-ins from your address. Wait a minute and try again.",
+        )
+    };
+    let Some(principal) = principal else {
+        if limits.clients.fail(ip) {
+            return Err(address_limited());
+        }
+        return Ok(Gate {
+            stored: None,
+            counter: None,
+        });
+    };
+    let key = match cookie {
+        Some(_) => Some(lockout::device_key(app).await?),
         None => None,
     };
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let stored = tx.password_hash(principal).await?;
+    let device = match (key, cookie, stored.as_deref()) {
+        (Some(key), Some(value), Some(hash)) => key.recognise(value, principal, hash, now),
+        _ => None,
+    };
+    let counter = match device {
+        Some(cookie) => Counter::Device(cookie),
+        None => {
+            if limits.clients.fail(ip) {
+                tx.rollback().await?;
+                return Err(address_limited());
+            }
+            Counter::UnknownBrowsers(principal.clone())
+        }
+    };
+    let counted = tx
+        .count_failure(&counter.key(), now, counter.rule())
+        .await?;
     tx.commit_unaudited().await?;
-    Ok(Ok(hash))
+    if let Count::Locked(until) = counted {
+        return Err(locked(&counter, until));
+    }
+    Ok(Gate {
+        stored,
+        counter: Some(counter),
+    })
 }
 
 /// Signs in (see [`crate::lockout`]): checks the form's CSRF cookie, takes
@@ -201,33 +245,11 @@ async fn try_sign_in(
              attempt was not counted.)",
         )
     })?;
-    let device = match (&principal, cookie_in(headers, device_cookie(app))) {
-        (Some(p), Some(value)) => lockout::device_key(app)
-            .await?
-            .recognise(value, p, app.now()),
-        _ => None,
-    };
     // Counted before the check, and taken back on success: attempts made
     // at the same time are all counted.
-    let limits = app.sign_in_limits();
-    let counter = match (device, &principal) {
-        (Some(cookie), _) => Some(Counter::Device(cookie)),
-        (None, p) => {
-            if limits.clients.fail(ip) {
-                return Err(PortalError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many attempts",
-                    "Too many failed sign-ins from your address. Wait a minute and try again.",
-                ));
-            }
-            p.clone().map(Counter::UnknownBrowsers)
-        }
-    };
-    let stored = match count_and_read(app, counter.as_ref(), principal.as_ref()).await? {
-        Ok(stored) => stored,
-        Err(until) => return Err(locked(counter.as_ref(), until)),
-    };
-    let matches = admission.verify(fields.password, stored).await?;
+    let cookie = cookie_in(headers, device_cookie(app));
+    let Gate { stored, counter } = gate(app, principal.as_ref(), cookie, ip).await?;
+    let matches = admission.verify(fields.password, stored.clone()).await?;
     let Some(principal) = principal.filter(|_| matches) else {
         return Ok(sign_in_form(
             app,
@@ -240,15 +262,17 @@ async fn try_sign_in(
         ));
     };
     if !matches!(counter, Some(Counter::Device(_))) {
-        limits.clients.forgive(ip);
+        app.sign_in_limits().clients.forgive(ip);
     }
     if let Some(old) = previous {
         end_session(app, old).await?;
     }
     let secret = start_session(app, &principal, counter.as_ref()).await?;
-    let device = lockout::device_key(app)
-        .await?
-        .issue(&principal, app.now())?;
+    let device = lockout::device_key(app).await?.issue(
+        &principal,
+        stored.as_deref().unwrap_or_default(),
+        app.now(),
+    )?;
     let mut response = Redirect::to(&next).into_response();
     let headers = response.headers_mut();
     headers.append(
@@ -272,16 +296,16 @@ async fn try_sign_in(
 }
 
 /// The answer to an attempt whose counter is locked until `until`.
-fn locked(counter: Option<&Counter>, until: Timestamp) -> PortalError {
+fn locked(counter: &Counter, until: Timestamp) -> PortalError {
     let until = view::when(until);
     PortalError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many attempts",
         match counter {
-            Some(Counter::Device(_)) => {
+            Counter::Device(_) => {
                 format!("Too many failed sign-ins from this browser. Try again after {until}.")
             }
-            _ => format!(
+            Counter::UnknownBrowsers(_) => format!(
                 "Too many failed sign-ins to this account from browsers it has not been used \
                  in. Until {until}, it can be signed in to only from a browser that has signed \
                  in to it before."

@@ -176,6 +176,29 @@ async fn a_device_cookie_with_too_many_failures_is_locked_out_alone(backend: Bac
     assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
 }
 
+/// A device cookie is bound to the password it was earned with: once the
+/// password changes (an account recovered from someone who knew it), the
+/// browsers that signed in with the old one are unknown again.
+async fn a_new_password_ends_the_trust_in_browsers_of_the_old_one(backend: Backend) {
+    let Some(server) = behind_a_proxy(backend).await else {
+        return;
+    };
+    let _c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    let mut intruder = Visitor::forwarded_for(&server, "198.51.100.66");
+    assert_eq!(
+        attempt(&mut intruder, "olivia", PASSWORD).await.0,
+        StatusCode::SEE_OTHER
+    );
+    sign_out(&mut intruder).await;
+    let renewed = "a new and longer password";
+    server.set_password("olivia", renewed).await;
+    let statuses = attack(&server, "olivia").await;
+    assert_eq!(statuses[24], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    let (status, page) = attempt(&mut intruder, "olivia", "a guess at the new one").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+}
+
 async fn a_busy_answer_costs_nothing(backend: Backend) {
     let Some(server) = behind_a_proxy(backend).await else {
         return;
@@ -279,6 +302,46 @@ async fn bad_token(server: &TestServer, client: &str) -> StatusCode {
         .status()
 }
 
+/// "From anywhere" includes every node: failures counted on two nodes of
+/// one PostgreSQL database add up, and a device cookie one node issued is
+/// recognised by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_on_every_node_count_together() {
+    let Some(a) = behind_a_proxy(Backend::Postgres).await else {
+        eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+        return;
+    };
+    let b = a.another_node().await;
+    let _c = Contoso::seed(&a).await;
+    a.set_password("olivia", PASSWORD).await;
+    let mut home = Visitor::forwarded_for(&a, "198.51.100.7");
+    assert_eq!(
+        attempt(&mut home, "olivia", PASSWORD).await.0,
+        StatusCode::SEE_OTHER
+    );
+    sign_out(&mut home).await;
+    let mut statuses = Vec::new();
+    for i in 0..24 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let mut attacker = Visitor::forwarded_for(node, &format!("203.0.113.{i}"));
+        statuses.push(attempt(&mut attacker, "olivia", "not the password").await.0);
+    }
+    assert!(
+        statuses[..20]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED)
+            && statuses[20..]
+                .iter()
+                .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "twenty in all, not per node: {statuses:?}"
+    );
+    // Home's browser, sent to the other node, is known there too.
+    let mut home_on_b = Visitor::forwarded_for(&b, "198.51.100.7");
+    home_on_b.set_cookie("lockbox_device", home.cookie("lockbox_device").unwrap());
+    let (status, page) = attempt(&mut home_on_b, "olivia", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+}
+
 macro_rules! on_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -303,6 +366,7 @@ macro_rules! on_backends {
 on_backends!(
     a_known_browser_keeps_signing_in_while_its_account_is_attacked,
     a_device_cookie_with_too_many_failures_is_locked_out_alone,
+    a_new_password_ends_the_trust_in_browsers_of_the_old_one,
     a_busy_answer_costs_nothing,
     forwarded_for_is_believed_only_from_a_trusted_proxy,
 );
