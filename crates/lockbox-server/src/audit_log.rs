@@ -232,3 +232,112 @@ async fn page(
     }
     Ok((Bytes::from(out), written))
 }
+
+/// Whole-chain verifications in progress (the portal's "verify the
+/// chain", which reads and hashes a tenant's whole log): at most one per
+/// chain, and at most a few in all. A second verification of a chain
+/// already being verified is refused, not queued (it would only repeat
+/// the answer the first is about to give); one chain's verification never
+/// makes another chain's refuse, unless as many as the global bound are
+/// already running, so that many tenants at once cannot take every core.
+#[derive(Debug)]
+pub struct ChainVerifications {
+    at_once: usize,
+    running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Chain>>>,
+}
+
+/// Why a verification may not start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerificationRefused {
+    /// This chain is being verified already.
+    AlreadyRunning,
+    /// As many verifications as allowed are running (of other chains).
+    Busy,
+}
+
+/// A verification in progress; it ends when this is dropped.
+#[derive(Debug)]
+pub struct VerificationSlot {
+    chain: Chain,
+    running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Chain>>>,
+}
+
+impl ChainVerifications {
+    /// At most `at_once` verifications in all (at least one).
+    #[must_use]
+    pub fn new(at_once: usize) -> Self {
+        Self {
+            at_once: at_once.max(1),
+            running: std::sync::Arc::default(),
+        }
+    }
+
+    /// Starts a verification of `chain`, or says why not now.
+    pub fn try_start(&self, chain: &Chain) -> Result<VerificationSlot, VerificationRefused> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if running.contains(chain) {
+            return Err(VerificationRefused::AlreadyRunning);
+        }
+        if running.len() >= self.at_once {
+            return Err(VerificationRefused::Busy);
+        }
+        running.insert(chain.clone());
+        Ok(VerificationSlot {
+            chain: chain.clone(),
+            running: std::sync::Arc::clone(&self.running),
+        })
+    }
+}
+
+impl Default for ChainVerifications {
+    /// As many at once as there are cores (at least two): hashing a log
+    /// is CPU work.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self::new(cores.max(2))
+    }
+}
+
+impl Drop for VerificationSlot {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.chain);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str) -> Chain {
+        Chain::Tenant(lockbox_core::TenantId::parse(id).unwrap())
+    }
+
+    #[test]
+    fn one_verification_per_chain_and_a_few_in_all() {
+        let verifications = ChainVerifications::new(2);
+        let a = verifications.try_start(&tenant("a")).unwrap();
+        let b = verifications.try_start(&tenant("b"));
+        assert!(b.is_ok(), "another tenant's runs beside it");
+        assert_eq!(
+            verifications.try_start(&tenant("a")).unwrap_err(),
+            VerificationRefused::AlreadyRunning
+        );
+        assert_eq!(
+            verifications.try_start(&tenant("c")).unwrap_err(),
+            VerificationRefused::Busy,
+            "the global bound"
+        );
+        drop(a);
+        let again = verifications.try_start(&tenant("a"));
+        assert!(again.is_ok(), "a's ended, so a may verify again");
+        drop(b);
+        assert!(verifications.try_start(&tenant("c")).is_ok());
+        assert!(ChainVerifications::default().at_once >= 2);
+    }
+}

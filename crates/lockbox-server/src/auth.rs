@@ -3,21 +3,21 @@
 //! API tokens are `lbx_` followed by 64 hex digits (256 random bits). Lockbox
 //! stores only their SHA-256, looks a token up by that hash, and compares
 //! hashes in constant time; tokens expire and can be revoked. Passwords
-//! (for the portal) are stored as Argon2id hashes. Failed attempts are
-//! counted per client (an IPv4 address or an IPv6 /64), and a client with
-//! too many has its further failures answered `rate_limited` for a while.
+//! (for the portal) are stored as Argon2id hashes, made and checked in the
+//! server's one bounded pool ([`crate::passwords`]). Failed attempts are
+//! counted per client (an IPv4 address or an IPv6 /64; behind a trusted
+//! proxy, the address it forwarded for: [`crate::client_addr`]), and a
+//! client with too many has its further failures answered `rate_limited`
+//! for a while. (The portal's sign-in form has more: [`crate::lockout`].)
 //! A valid token always passes: many callers may share one address (a NAT,
 //! a proxy), and one of them failing must not lock out the others.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::{
-    Argon2, PasswordHasher as _, PasswordVerifier as _, password_hash::phc::PasswordHash,
-};
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use chrono::TimeDelta;
@@ -28,6 +28,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 
 /// The prefix that makes Lockbox tokens recognisable (in logs, in secret
@@ -256,49 +257,6 @@ fn well_formed(kind: Credential, token: &str) -> bool {
     })
 }
 
-/// The shortest password accepted.
-pub const MIN_PASSWORD_CHARS: usize = 12;
-
-/// Checks a new password's length (before any hashing).
-pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS || password.len() > 1024 {
-        return Err(ApiError::invalid(format!(
-            "password must be {MIN_PASSWORD_CHARS} to 1024 characters long"
-        )));
-    }
-    Ok(())
-}
-
-/// Hashes a password with Argon2id (on a blocking thread: it is meant to be
-/// slow).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    check_password_rules(&password)?;
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
-/// Whether `password` matches the stored Argon2id `hash`.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
 /// Counts failed authentication attempts per client (or per any key: an
 /// account name, say) and tells when one has failed too often recently.
 ///
@@ -472,41 +430,27 @@ impl<K: Clone + Eq + std::hash::Hash> FailureLimiter<K> {
     }
 }
 
-/// What stands between the sign-in form and a password guesser: failures
-/// counted per client and per account, each attempt counted before its
-/// password is checked (so that attempts made at once are all counted), and
-/// a bound on password checks running at once (each takes tens of
-/// milliseconds and 19 MiB).
+/// What this node keeps for the sign-in form (see [`crate::lockout`]):
+/// failures per client address, counted in memory for attempts without a
+/// device cookie, and the device cookies' key once read. Failures per
+/// account and per device cookie are counted in the database, shared by
+/// every node.
 #[derive(Debug)]
 pub struct SignInLimits {
-    /// Failed sign-ins per client address.
+    /// Failed sign-ins per client address (of browsers without a device
+    /// cookie for the account).
     pub clients: FailureLimiter<IpAddr>,
-    /// Failed sign-ins per account.
-    pub accounts: FailureLimiter<String>,
-    /// Password checks in progress.
-    pub checks: tokio::sync::Semaphore,
+    /// The key of device cookies, read from the database once.
+    pub(crate) device_key: tokio::sync::OnceCell<crate::lockout::DeviceKey>,
 }
 
 impl Default for SignInLimits {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             clients: FailureLimiter::new(20, Duration::from_secs(60)),
-            accounts: FailureLimiter::new(20, Duration::from_secs(15 * 60)),
-            checks: tokio::sync::Semaphore::new(2 * cores),
+            device_key: tokio::sync::OnceCell::new(),
         }
     }
-}
-
-fn client_ip(parts: &Parts) -> IpAddr {
-    client_ip_of(&parts.extensions)
-}
-
-/// The client address of a request, by its extensions.
-pub(crate) fn client_ip_of(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip())
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -523,7 +467,8 @@ impl FromRequestParts<AppState> for Caller {
             // Only failures count, and only failures are refused: a valid
             // token passes whatever its address's record.
             Err(detail) => {
-                if app.auth_failures().fail(client_ip(parts)) {
+                let ClientAddr(client) = ClientAddr::of(parts, app);
+                if app.auth_failures().fail(client) {
                     Err(ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "rate_limited",
@@ -695,16 +640,5 @@ mod tests {
             "no stale index entries"
         );
         assert!(!clients.failures.contains_key(&ip(2)), "{clients:?}");
-    }
-
-    #[tokio::test]
-    async fn passwords_are_argon2id() {
-        let hash = hash_password("correct horse battery".to_owned())
-            .await
-            .unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password("correct horse battery".to_owned(), hash.clone()).await);
-        assert!(!verify_password("wrong horse battery".to_owned(), hash).await);
-        assert!(hash_password("short".to_owned()).await.is_err());
     }
 }

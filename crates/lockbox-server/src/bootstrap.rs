@@ -200,7 +200,10 @@ fn user(id: &str, name: &str, email: &str) -> Result<NewUser, BootstrapError> {
 
 /// Seeds the demo when the database is empty; returns `None` (and changes
 /// nothing) otherwise. Every step goes through the domain and is audited.
+/// (It runs before the server starts, so its passwords are hashed one at a
+/// time in a pool of its own.)
 pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, BootstrapError> {
+    let passwords = crate::passwords::PasswordPool::new(1, Some(0))?;
     let mut tx = store.begin().await?;
     if tx.has_principals().await? {
         return Ok(None);
@@ -412,12 +415,8 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
             None
         } else {
             let password = format!("demo-password-{}", principal.id);
-            tx.set_password(
-                &principal.id,
-                &auth::hash_password(password.clone()).await?,
-                now,
-            )
-            .await?;
+            tx.set_password(&principal.id, &passwords.hash(password.clone()).await?, now)
+                .await?;
             Some(password)
         };
         credentials.push(DemoCredential {

@@ -5,6 +5,8 @@
 //! [server]
 //! listen = "127.0.0.1:8080"
 //! public_url = "https://lockbox.example.com"   # for links in notifications
+//! password_hash_workers = 0                     # Argon2 hashes at once, 19 MiB each (0: one per core)
+//! trusted_proxies = ["10.0.0.0/8"]              # peers whose X-Forwarded-For names the client (default: none)
 //!
 //! [database]
 //! url = "sqlite://lockbox.db"                   # or postgres://…
@@ -148,6 +150,17 @@ pub struct ServerConfig {
     /// refused `rate_limited` for the rest of the minute.
     #[serde(default = "default_auth_failures")]
     pub auth_failures_per_minute: u32,
+    /// Argon2 password hashes and checks run at once (each takes 19 MiB);
+    /// 0, the default, is one per core. Sixteen more per worker may wait;
+    /// beyond that, callers are answered `503 busy`.
+    #[serde(default)]
+    pub password_hash_workers: usize,
+    /// The reverse proxies (address blocks) whose `X-Forwarded-For` is
+    /// believed: from them, the client is the right-most forwarded address
+    /// that is not itself a trusted proxy; from anyone else, the peer. None
+    /// by default.
+    #[serde(default, deserialize_with = "crate::client_addr::deserialize_blocks")]
+    pub trusted_proxies: Vec<crate::client_addr::Cidr>,
 }
 
 fn default_auth_failures() -> u32 {
@@ -169,6 +182,8 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_grace_seconds: default_grace(),
             auth_failures_per_minute: default_auth_failures(),
+            password_hash_workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -713,6 +728,7 @@ mod tests {
         assert_eq!(c.database.url, "sqlite://lockbox.db");
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
         assert_eq!(c.sweeper.interval_seconds, 30);
+        assert_eq!(c.server.password_hash_workers, 0, "one per core");
     }
 
     #[test]
@@ -770,6 +786,67 @@ mod tests {
         assert!(e.to_string().contains("`text` or `json`"), "{e}");
         let e = Config::load(None, vec![], &[("nosection", "x".to_owned())]).unwrap_err();
         assert!(e.to_string().contains("no section"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_address_blocks() {
+        let c = Config::load(None, vec![], &[]).unwrap();
+        assert!(c.server.trusted_proxies.is_empty(), "none by default");
+        let dir =
+            std::env::temp_dir().join(format!("lockbox-config-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        std::fs::write(
+            &file,
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), vec![], &[]).unwrap();
+        let shown: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        // From the environment: one comma-separated string.
+        let c = Config::load(
+            None,
+            env(&[(
+                "LOCKBOX_SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 172.16.0.0/12",
+            )]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        // A bad block is a clear error naming it.
+        for (bad, why) in [
+            ("10.0.0.0/33", "prefix length must be 0 to 32"),
+            ("10.0.0.1/8", "starts at 10.0.0.0"),
+            ("proxy.example.com", "expected an IPv4 or IPv6 address"),
+        ] {
+            let e = Config::load(
+                None,
+                env(&[(
+                    "LOCKBOX_SERVER__TRUSTED_PROXIES",
+                    &format!("10.0.0.0/8,{bad}"),
+                )]),
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("trusted_proxies") && e.contains(bad) && e.contains(why),
+                "{e}"
+            );
+        }
+        std::fs::write(&file, "[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
+        let e = Config::load(Some(&file), vec![], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`10.0.0.0/40` is not an address block"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

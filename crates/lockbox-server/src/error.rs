@@ -14,7 +14,9 @@
 //!   sign-ins (`rate_limited`, 429). Their `detail` says what to fix.
 //! - **Ours** (5xx): storage faults and broken invariants (`internal`, 500)
 //!   and an unreachable database (`unavailable`, 503). They are logged with
-//!   their cause; the response carries none of it.
+//!   their cause; the response carries none of it. A server with too much
+//!   costly work waiting (password hashing) refuses more at once (`busy`,
+//!   503) rather than queueing without bound.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -138,6 +140,7 @@ fn title(kind: &str) -> &'static str {
         "unsupported_media_type" => "Unsupported media type",
         "method_not_allowed" => "Method not allowed",
         "rate_limited" => "Too many attempts",
+        "busy" => "Server busy",
         "unavailable" => "Service unavailable",
         "enforcement_unavailable" => "Enforcement unavailable on this node",
         "grant_not_active" => "Grant is not active",

@@ -14,6 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 
+pub use crate::client_addr::ClientAddr;
+
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;

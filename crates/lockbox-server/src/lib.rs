@@ -15,13 +15,16 @@ pub mod audit_log;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
+pub mod client_addr;
 pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod lockout;
 pub mod metrics;
 pub mod notify;
+pub mod passwords;
 pub mod serve;
 pub mod signing_keys;
 pub mod targets;
@@ -64,8 +67,12 @@ struct Inner {
     token_use: auth::TokenUse,
     /// How long enrolment links last.
     enrollment_hours: u32,
-    /// Chain verifications for the portal: one at a time.
-    verifying: tokio::sync::Semaphore,
+    /// Every Argon2 computation of this server.
+    passwords: passwords::PasswordPool,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: client_addr::TrustedProxies,
+    /// Chain verifications for the portal: one per chain, a few in all.
+    verifying: audit_log::ChainVerifications,
     metrics: Metrics,
     enforcer: Arc<Enforcer>,
     audit: AuditWriter,
@@ -106,6 +113,10 @@ pub struct ServerOptions {
     pub reminder_before: chrono::TimeDelta,
     /// How long enrolment links last, in hours (`[auth] enrollment_hours`).
     pub enrollment_hours: u32,
+    /// Argon2 computations at once (0: one per core).
+    pub password_hash_workers: usize,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 impl Default for ServerOptions {
@@ -117,6 +128,8 @@ impl Default for ServerOptions {
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
             enrollment_hours: lockbox_core::account::DEFAULT_ENROLLMENT_HOURS,
+            password_hash_workers: 0,
+            trusted_proxies: client_addr::TrustedProxies::default(),
         }
     }
 }
@@ -151,7 +164,9 @@ impl AppState {
                 sign_in: auth::SignInLimits::default(),
                 token_use: auth::TokenUse::default(),
                 enrollment_hours: options.enrollment_hours,
-                verifying: tokio::sync::Semaphore::new(1),
+                passwords: passwords::PasswordPool::new(options.password_hash_workers, None)?,
+                trusted_proxies: options.trusted_proxies,
+                verifying: audit_log::ChainVerifications::default(),
                 metrics: Metrics::default(),
                 enforcer: Arc::new(enforcer),
                 audit,
@@ -281,7 +296,26 @@ impl AppState {
         &self.inner.sign_in
     }
 
-    pub(crate) fn verifying(&self) -> &tokio::sync::Semaphore {
+    /// The proxies whose `X-Forwarded-For` names the client (see
+    /// [`client_addr::ClientAddr`]).
+    #[must_use]
+    pub fn trusted_proxies(&self) -> &client_addr::TrustedProxies {
+        &self.inner.trusted_proxies
+    }
+
+    /// The one pool every Argon2 computation of this server runs in:
+    /// `app.passwords().hash(..)`, `.verify(..)`, or `.admit()` first
+    /// when something must happen only once the computation is sure to
+    /// run.
+    #[must_use]
+    pub fn passwords(&self) -> &passwords::PasswordPool {
+        &self.inner.passwords
+    }
+
+    /// The whole-chain verifications in progress (the portal's "verify
+    /// the chain").
+    #[must_use]
+    pub fn chain_verifications(&self) -> &audit_log::ChainVerifications {
         &self.inner.verifying
     }
 

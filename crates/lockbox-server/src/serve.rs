@@ -106,6 +106,10 @@ impl Server {
                 config.notifications.reminder_before_hours,
             )),
             enrollment_hours: config.auth.enrollment_hours,
+            password_hash_workers: config.server.password_hash_workers,
+            trusted_proxies: crate::client_addr::TrustedProxies::new(
+                config.server.trusted_proxies.clone(),
+            ),
         };
         let app = AppState::new(store, clock, public_url, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;

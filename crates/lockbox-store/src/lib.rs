@@ -46,6 +46,7 @@ mod page;
 mod plan;
 mod query;
 mod requests;
+mod sign_in;
 pub mod testing;
 mod tx;
 
@@ -69,11 +70,12 @@ pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
 pub use requests::{GrantFilter, RequestFilter, Requests, StatusAt};
+pub use sign_in::{Count, Lockout, ServerSecret, SignInGuard};
 pub use tx::{Locked, Tx};
 
 /// Every capability, in one transaction.
 pub trait StoreTx:
-    Directory + Cases + Requests + Audit + Outbox + Idempotency + Keys + Send
+    Directory + Cases + Requests + Audit + Outbox + Idempotency + Keys + SignInGuard + Send
 {
 }
 
@@ -419,6 +421,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "accounts",
                 include_str!("../migrations/sqlite/0004_accounts.sql"),
             ),
+            (
+                7,
+                "sign-in guard",
+                include_str!("../migrations/sqlite/0007_sign_in_guard.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -440,6 +447,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 4,
                 "accounts",
                 include_str!("../migrations/postgres/0004_accounts.sql"),
+            ),
+            (
+                7,
+                "sign-in guard",
+                include_str!("../migrations/postgres/0007_sign_in_guard.sql"),
             ),
         ],
     };

@@ -275,7 +275,10 @@ impl TestServer {
     pub async fn set_password(&self, id: &str, password: &str) {
         use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId};
         use lockbox_store::Directory as _;
-        let hash = lockbox_server::auth::hash_password(password.to_owned())
+        let hash = self
+            .app
+            .passwords()
+            .hash(password.to_owned())
             .await
             .expect("hash the password");
         let id: PrincipalId = id.parse().expect("principal id");

@@ -24,6 +24,7 @@ use lockbox_store::{
 use serde_json::json;
 
 use crate::auth::{self, Caller};
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
@@ -162,8 +163,8 @@ pub(crate) async fn issue_enrollment(
 /// What a `POST /v1/enroll` is refused with when the link is unknown: the
 /// same for a malformed and an unknown secret, and counted as a failed
 /// authentication of the client.
-fn unknown_link(app: &AppState, headers: &axum::http::Extensions) -> ApiError {
-    if app.auth_failures().fail(auth::client_ip_of(headers)) {
+fn unknown_link(app: &AppState, client: ClientAddr) -> ApiError {
+    if app.auth_failures().fail(client.0) {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -174,9 +175,9 @@ fn unknown_link(app: &AppState, headers: &axum::http::Extensions) -> ApiError {
 }
 
 /// Where an enrolment came from, for the log.
-pub(crate) fn client_info(extensions: &axum::http::Extensions, headers: &HeaderMap) -> ClientInfo {
+pub(crate) fn client_info(client: ClientAddr, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
-        address: auth::client_ip_of(extensions).to_string(),
+        address: client.to_string(),
         user_agent: headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -189,14 +190,14 @@ pub(crate) fn client_info(extensions: &axum::http::Extensions, headers: &HeaderM
 pub(crate) async fn link_for(
     app: &AppState,
     secret: &str,
-    extensions: &axum::http::Extensions,
+    client: ClientAddr,
 ) -> Result<(Enrollment, Principal), ApiError> {
     if !auth::is_enrollment_secret(secret) {
-        return Err(unknown_link(app, extensions));
+        return Err(unknown_link(app, client));
     }
     let mut tx = app.store().read().await?;
     let Some(enrollment) = tx.enrollment_by_hash(&auth::token_hash(secret)).await? else {
-        return Err(unknown_link(app, extensions));
+        return Err(unknown_link(app, client));
     };
     enrollment.check_usable(app.now())?;
     let principal = tx
@@ -220,13 +221,13 @@ pub(crate) async fn redeem(
     app: &AppState,
     secret: &str,
     password: Option<String>,
-    client: &ClientInfo,
-    extensions: &axum::http::Extensions,
+    info: &ClientInfo,
+    client: ClientAddr,
 ) -> Result<api::Enrolled, ApiError> {
-    let (_, principal) = link_for(app, secret, extensions).await?;
+    let (_, principal) = link_for(app, secret, client).await?;
     let wants_password = !matches!(principal.kind, PrincipalKind::Gateway);
     let hash = match (wants_password, password) {
-        (true, Some(password)) => Some(auth::hash_password(password).await?),
+        (true, Some(password)) => Some(app.passwords().hash(password).await?),
         (true, None) => {
             return Err(ApiError::invalid(
                 "choose a password (12 to 1024 characters) to enrol",
@@ -245,10 +246,10 @@ pub(crate) async fn redeem(
         .lock_enrollment_by_hash(&auth::token_hash(secret))
         .await?
     else {
-        return Err(unknown_link(app, extensions));
+        return Err(unknown_link(app, client));
     };
     let mut principal = tx.lock_principal(&enrollment.principal).await?;
-    let enrolled = enrollment.redeem(&mut principal, client, now)?;
+    let enrolled = enrollment.redeem(&mut principal, info, now)?;
     if let Some(hash) = &hash {
         tx.set_password(&principal.id, hash, now).await?;
     }
@@ -296,13 +297,13 @@ pub(crate) async fn redeem(
         (status = 410, body = api::Problem), (status = 429, body = api::Problem)))]
 pub(crate) async fn enroll(
     State(app): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
-    extensions: axum::http::Extensions,
     body: JsonBody<api::Enroll>,
 ) -> Result<(StatusCode, Json<api::Enrolled>), ApiError> {
-    let client = client_info(&extensions, &headers);
+    let info = client_info(client, &headers);
     let api::Enroll { token, password } = body.value;
-    let out = redeem(&app, token.trim(), password, &client, &extensions).await?;
+    let out = redeem(&app, token.trim(), password, &info, client).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -487,7 +488,7 @@ pub(crate) async fn change_own_password(
     current: String,
     new: String,
 ) -> Result<(), ApiError> {
-    auth::check_password_rules(&new)?;
+    crate::passwords::check_rules(&new)?;
     if new == current {
         return Err(ApiError::invalid(
             "the new password must differ from the current one",
@@ -502,10 +503,10 @@ pub(crate) async fn change_own_password(
             "you have no password yet: set one with your enrolment link",
         ));
     };
-    if !auth::verify_password(current, stored).await {
+    if !app.passwords().verify(current, Some(stored)).await? {
         return Err(ApiError::forbidden("the current password is wrong"));
     }
-    let hash = auth::hash_password(new).await?;
+    let hash = app.passwords().hash(new).await?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
     tx.set_password(caller.id(), &hash, now).await?;

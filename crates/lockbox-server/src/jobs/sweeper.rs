@@ -33,6 +33,8 @@ pub struct SweepReport {
     pub ended: u64,
     /// Idempotency keys forgotten.
     pub purged_keys: u64,
+    /// Counts of failed sign-ins forgotten, being over.
+    pub purged_sign_in_failures: u64,
     /// Rows that could not be swept and were left as they were (each one
     /// logged with its cause, and counted in the metrics).
     pub skipped: u64,
@@ -103,6 +105,7 @@ pub async fn sweep(app: &AppState) -> Result<SweepReport, ApiError> {
 async fn sweep_inner(app: &AppState) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport {
         purged_keys: purge_idempotency_keys(app).await?,
+        purged_sign_in_failures: crate::lockout::purge(app).await?,
         ..SweepReport::default()
     };
     // Rows left in this sweep: later batches pass them by, so the sweep
@@ -253,6 +256,7 @@ pub fn spawn(
                     completed = r.completed,
                     ended = r.ended,
                     purged_keys = r.purged_keys,
+                    purged_sign_in_failures = r.purged_sign_in_failures,
                     skipped = r.skipped,
                     "swept"
                 );

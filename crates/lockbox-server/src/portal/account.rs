@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use lockbox_api as api;
 use lockbox_core::id::random_bytes;
@@ -21,6 +21,7 @@ use super::{
 };
 use crate::AppState;
 use crate::api::accounts;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::extract::{PageParams, Params, Path};
 
@@ -79,10 +80,10 @@ fn enroll_form(
 pub(crate) async fn enroll_page(
     State(app): State<AppState>,
     Path(secret): Path<String>,
+    client: ClientAddr,
     headers: HeaderMap,
-    extensions: Extensions,
 ) -> Response {
-    let result = match accounts::link_for(&app, &secret, &extensions).await {
+    let result = match accounts::link_for(&app, &secret, client).await {
         Ok((_, who)) => enroll_form(&app, &headers, StatusCode::OK, &secret, &who, None),
         Err(e) => Err(PortalError::from(e)),
     };
@@ -111,12 +112,12 @@ impl std::fmt::Debug for EnrollFields {
 pub(crate) async fn enroll(
     State(app): State<AppState>,
     Path(secret): Path<String>,
+    client: ClientAddr,
     headers: HeaderMap,
-    extensions: Extensions,
     body: Bytes,
 ) -> Response {
     no_referrer(
-        enroll_inner(&app, &secret, &headers, &extensions, &body)
+        enroll_inner(&app, &secret, &headers, client, &body)
             .await
             .unwrap_or_else(IntoResponse::into_response),
     )
@@ -126,7 +127,7 @@ async fn enroll_inner(
     app: &AppState,
     secret: &str,
     headers: &HeaderMap,
-    extensions: &Extensions,
+    client: ClientAddr,
     body: &[u8],
 ) -> PageResult {
     let fields: EnrollFields =
@@ -140,7 +141,7 @@ async fn enroll_inner(
              cookie). Open your enrolment link again and send the form from there.",
         ));
     }
-    let (_, who) = accounts::link_for(app, secret, extensions).await?;
+    let (_, who) = accounts::link_for(app, secret, client).await?;
     let gateway = matches!(who.kind, lockbox_core::PrincipalKind::Gateway);
     let password = if gateway {
         None
@@ -155,7 +156,7 @@ async fn enroll_inner(
                 Some("The two passwords differ.".to_owned()),
             );
         }
-        if let Err(e) = crate::auth::check_password_rules(&fields.password) {
+        if let Err(e) = crate::passwords::check_rules(&fields.password) {
             let (_, _, _, detail) = e.shown();
             return enroll_form(
                 app,
@@ -168,8 +169,8 @@ async fn enroll_inner(
         }
         Some(fields.password)
     };
-    let client = accounts::client_info(extensions, headers);
-    let enrolled = accounts::redeem(app, secret, password, &client, extensions).await?;
+    let info = accounts::client_info(client, headers);
+    let enrolled = accounts::redeem(app, secret, password, &info, client).await?;
     let mut response = page(&view::EnrolledPage {
         chrome: view::Chrome::anonymous(),
         id: enrolled.principal.id,

@@ -12,6 +12,7 @@ use lockbox_core::{Chain, EventKind, TenantId};
 use super::view::{self, EventView, Verification};
 use super::{Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, page};
 use crate::api::audit::AuditQuery;
+use crate::audit_log::VerificationRefused;
 use crate::error::ApiError;
 use crate::extract::{Params, Path};
 use crate::{AppState, audit_log, authz};
@@ -138,19 +139,32 @@ pub(crate) async fn events(
 /// latest is behind) read line by line, every hash recomputed, and the
 /// checkpoint's signature checked with the published checkpoint keys. A
 /// form (it may sign a checkpoint, and it reads the whole log): one at a
-/// time per server, the hashing off the request threads.
+/// time per tenant, a few at a time per server
+/// ([`audit_log::ChainVerifications`]), the hashing off the request
+/// threads.
 pub(crate) async fn verify(State(app): State<AppState>, form: Form<NoFields>) -> PageResult {
     let session = form.session;
     let tenant = tenant_of(&session)?;
     let reader = authz::audit_reader(&session.caller, &tenant)?;
-    let Ok(_one) = app.verifying().try_acquire() else {
-        return Err(PortalError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Busy",
-            "Another verification is running. Try again in a moment.",
-        ));
-    };
     let chain = Chain::Tenant(reader.tenant().clone());
+    let _slot = app
+        .chain_verifications()
+        .try_start(&chain)
+        .map_err(|refused| {
+            PortalError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                match refused {
+                    VerificationRefused::AlreadyRunning => {
+                        "This log is being verified already (by you in another tab, or by \
+                         someone else of your tenant). Try again once that is done."
+                    }
+                    VerificationRefused::Busy => {
+                        "Too many logs are being verified right now. Try again in a moment."
+                    }
+                },
+            )
+        })?;
     let store = app.store();
     let checkpoint = audit_log::current_checkpoint(store, &chain, app.now()).await?;
     let keys: Vec<_> = audit_log::public_keys(store)

@@ -10,11 +10,13 @@
 //! person may see and do is therefore exactly what their API token would
 //! let them see and do, decided in [`crate::authz`] and the domain.
 //!
-//! Sessions ([`session`]): a sign-in with a password (Argon2id, failures
-//! rate-limited per client) mints a short-lived API token for the person,
-//! kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the
-//! server's public URL is `https`), stored only as its hash, audited as
-//! `token.created`, revoked (and audited) by signing out. The API under
+//! Sessions ([`session`]): a sign-in with a password (Argon2id, checked in
+//! the server's bounded pool; failures limited per device cookie, or per
+//! client address and account: [`crate::lockout`]) mints a short-lived
+//! token for the person, kept in an `HttpOnly`, `SameSite=Strict` cookie
+//! (`Secure` when the server's public URL is `https`), stored only as its
+//! hash, audited as `token.created`, revoked (and audited) by signing out,
+//! and gives the browser a device cookie for the account. The API under
 //! `/v1` never reads the cookie. Every form carries a CSRF token derived
 //! from the session's secret, checked before the form is read.
 
@@ -69,6 +71,16 @@ fn sign_in_cookie(app: &AppState) -> &'static str {
         "__Host-lockbox_sign_in"
     } else {
         "lockbox_sign_in"
+    }
+}
+
+/// The device cookie ([`crate::lockout`]): this browser has signed in to
+/// an account before. Kept on signing out.
+fn device_cookie(app: &AppState) -> &'static str {
+    if secure(app) {
+        "__Host-lockbox_device"
+    } else {
+        "lockbox_device"
     }
 }
 
@@ -542,6 +554,12 @@ impl From<ApiError> for PortalError {
             title,
             detail,
         }
+    }
+}
+
+impl From<lockbox_store::StoreError> for PortalError {
+    fn from(e: lockbox_store::StoreError) -> Self {
+        ApiError::from(e).into()
     }
 }
 

@@ -1,28 +1,30 @@
 //! Signing in and out.
 
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::State;
 
 use super::Query;
-use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::TimeDelta;
 use lockbox_core::id::random_bytes;
-use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId};
-use lockbox_store::Directory as _;
+use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId, Timestamp};
+use lockbox_store::{Count, Directory as _, SignInGuard as _};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::OnceCell;
 
 use super::view::{self, Notice};
 use super::{
-    PageResult, PortalError, Session, cookie_in, local_path, render, session_cookie, set_cookie,
-    sign_in_cookie,
+    PageResult, PortalError, Session, cookie_in, device_cookie, local_path, render, session_cookie,
+    set_cookie, sign_in_cookie,
 };
 use crate::AppState;
 use crate::auth;
 use crate::error::ApiError;
-use crate::extract::Path;
+use crate::extract::{ClientAddr, Path};
+use crate::lockout::{self, Counter};
 
 /// How long a session lasts.
 pub(crate) const SESSION_HOURS: i64 = 12;
@@ -120,143 +122,211 @@ impl std::fmt::Debug for SignInFields {
     }
 }
 
-/// Compared with when the user does not exist, so that a wrong name costs
-/// as long as a wrong password.
-static DECOY_HASH: OnceCell<String> = OnceCell::const_new();
-
-async fn decoy_hash() -> String {
-    DECOY_HASH
-        .get_or_init(|| async {
-            auth::hash_password("lockbox decoy password".to_owned())
-                .await
-                .unwrap_or_default()
-        })
-        .await
-        .clone()
+/// What a sign-in attempt is checked against, once it has been counted.
+struct Gate {
+    /// The account's password hash, if it has one.
+    stored: Option<String>,
+    /// What the attempt was counted against (nothing for a name that is
+    /// no principal id: it was counted against the address only).
+    counter: Option<Counter>,
 }
 
-/// Checks a password: the session's owner if it matches, else `None`.
-async fn check_password(
+/// Reads the account's password hash, tells whether the browser is known
+/// to the account (it holds a device cookie for it, issued under its
+/// current password), and counts the attempt before its password is
+/// checked: against that device cookie, or else against the client's
+/// address and the account's unknown browsers. Refuses the attempt if what
+/// it is counted against is locked.
+async fn gate(
     app: &AppState,
-    id: &str,
-    password: String,
-) -> Result<Option<PrincipalId>, ApiError> {
-    let principal: Option<PrincipalId> = id.parse().ok();
-    let stored = match &principal {
-        Some(p) => {
-            let mut tx = app.store().read().await?;
-            let hash = tx.password_hash(p).await?;
-            tx.commit_unaudited().await?;
-            hash
+    principal: Option<&PrincipalId>,
+    cookie: Option<&str>,
+    ip: IpAddr,
+) -> Result<Gate, PortalError> {
+    let limits = app.sign_in_limits();
+    let address_limited = || {
+        PortalError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            "Too many failed sign-ins from your address. Wait a minute and try again.",
+        )
+    };
+    let Some(principal) = principal else {
+        if limits.clients.fail(ip) {
+            return Err(address_limited());
         }
+        return Ok(Gate {
+            stored: None,
+            counter: None,
+        });
+    };
+    let key = match cookie {
+        Some(_) => Some(lockout::device_key(app).await?),
         None => None,
     };
-    let known = stored.is_some();
-    let hash = match stored {
-        Some(h) => h,
-        None => decoy_hash().await,
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let stored = tx.password_hash(principal).await?;
+    let device = match (key, cookie, stored.as_deref()) {
+        (Some(key), Some(value), Some(hash)) => key.recognise(value, principal, hash, now),
+        _ => None,
     };
-    let matches = auth::verify_password(password, hash).await;
-    Ok(principal.filter(|_| known && matches))
+    let counter = match device {
+        Some(cookie) => Counter::Device(cookie),
+        None => {
+            if limits.clients.fail(ip) {
+                tx.rollback().await?;
+                return Err(address_limited());
+            }
+            Counter::UnknownBrowsers(principal.clone())
+        }
+    };
+    let counted = tx
+        .count_failure(&counter.key(), now, counter.rule())
+        .await?;
+    tx.commit_unaudited().await?;
+    if let Count::Locked(until) = counted {
+        return Err(locked(&counter, until));
+    }
+    Ok(Gate {
+        stored,
+        counter: Some(counter),
+    })
 }
 
-/// Signs in: checks the form's CSRF cookie, counts the attempt against
-/// the client and the account before checking the password (at most so
-/// many checks at once), then mints the session (a session token lasting
-/// [`SESSION_HOURS`], audited), sets its cookie, and ends the session the
-/// browser held before, if any.
+/// Signs in (see [`crate::lockout`]): checks the form's CSRF cookie, takes
+/// a place in the password pool (or answers busy, counting nothing),
+/// counts the attempt before checking the password (against the browser's
+/// device cookie for the account if it holds one, else against the
+/// client's address and the account's unknown browsers), checks it, and
+/// then mints the session (a session token lasting [`SESSION_HOURS`],
+/// audited, in whose transaction the attempt's count is taken back), sets
+/// its cookie and a new device cookie, and ends the session the browser
+/// held before, if any.
 pub(crate) async fn sign_in(
     State(app): State<AppState>,
     previous: Option<Session>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
-    extensions: Extensions,
     body: Bytes,
 ) -> Response {
-    let fields: SignInFields = match serde_urlencoded::from_bytes(&body) {
-        Ok(f) => f,
-        Err(_) => return super::bad_form("The form could not be read.").into_response(),
-    };
-    let expected = cookie_in(&headers, sign_in_cookie(&app)).unwrap_or_default();
+    match try_sign_in(&app, previous, ip, &headers, &body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn try_sign_in(
+    app: &AppState,
+    previous: Option<Session>,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> PageResult {
+    let fields: SignInFields = serde_urlencoded::from_bytes(body)
+        .map_err(|_| super::bad_form("The form could not be read."))?;
+    let expected = cookie_in(headers, sign_in_cookie(app)).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(fields.csrf.as_bytes())) {
-        return PortalError::new(
+        return Err(PortalError::new(
             StatusCode::FORBIDDEN,
             "Form refused",
             "The sign-in form did not carry its CSRF token (or your browser did not keep the \
              form's cookie). Open the sign-in page again and sign in from there.",
-        )
-        .into_response();
+        ));
     }
     let next = next_or(Some(&fields.next), "/");
-    let id = fields.id.trim().to_owned();
-    let ip = auth::client_ip_of(&extensions);
-    let limits = app.sign_in_limits();
-    // Counted before the check, and taken back on success: attempts made
-    // at the same time are all counted.
-    if limits.clients.fail(ip) || limits.accounts.fail_key(id.clone()) {
-        return too_many();
-    }
-    let Ok(_permit) = limits.checks.try_acquire() else {
-        return PortalError::new(
+    let principal: Option<PrincipalId> = fields.id.trim().parse().ok();
+    // The place first: a busy answer is counted nowhere.
+    let admission = app.passwords().admit().map_err(|_| {
+        PortalError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Busy",
-            "Too many sign-ins are being checked right now. Try again in a moment.",
+            "Too many sign-ins are being checked right now. Try again in a moment. (This \
+             attempt was not counted.)",
         )
-        .into_response();
-    };
-    let principal = match check_password(&app, &id, fields.password).await {
-        Ok(p) => p,
-        Err(e) => return PortalError::from(e).into_response(),
-    };
-    let Some(principal) = principal else {
-        return sign_in_form(
-            &app,
-            &headers,
+    })?;
+    // Counted before the check, and taken back on success: attempts made
+    // at the same time are all counted.
+    let cookie = cookie_in(headers, device_cookie(app));
+    let Gate { stored, counter } = gate(app, principal.as_ref(), cookie, ip).await?;
+    let matches = admission.verify(fields.password, stored.clone()).await?;
+    let Some(principal) = principal.filter(|_| matches) else {
+        return Ok(sign_in_form(
+            app,
+            headers,
             StatusCode::UNAUTHORIZED,
             next,
             fields.id,
             Some("The user name or the password is wrong.".to_owned()),
             None,
-        );
+        ));
     };
-    limits.clients.forgive(ip);
-    limits.accounts.forgive_key(&id);
-    if let Some(old) = previous
-        && let Err(e) = end_session(&app, old).await
-    {
-        return e.into_response();
+    if !matches!(counter, Some(Counter::Device(_))) {
+        app.sign_in_limits().clients.forgive(ip);
     }
-    match start_session(&app, &principal).await {
-        Ok(secret) => {
-            let mut response = Redirect::to(&next).into_response();
-            let headers = response.headers_mut();
-            headers.append(
-                header::SET_COOKIE,
-                set_cookie(&app, session_cookie(&app), &secret, SESSION_HOURS * 3600),
-            );
-            headers.append(
-                header::SET_COOKIE,
-                set_cookie(&app, sign_in_cookie(&app), "", 0),
-            );
-            response
-        }
-        Err(e) => PortalError::from(e).into_response(),
+    if let Some(old) = previous {
+        end_session(app, old).await?;
     }
+    let secret = start_session(app, &principal, counter.as_ref()).await?;
+    let device = lockout::device_key(app).await?.issue(
+        &principal,
+        stored.as_deref().unwrap_or_default(),
+        app.now(),
+    )?;
+    let mut response = Redirect::to(&next).into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(app, session_cookie(app), &secret, SESSION_HOURS * 3600),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(
+            app,
+            device_cookie(app),
+            &device,
+            lockout::DEVICE_COOKIE_DAYS * 24 * 3600,
+        ),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(app, sign_in_cookie(app), "", 0),
+    );
+    Ok(response)
 }
 
-fn too_many() -> Response {
+/// The answer to an attempt whose counter is locked until `until`.
+fn locked(counter: &Counter, until: Timestamp) -> PortalError {
+    let until = view::when(until);
     PortalError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many attempts",
-        "Too many failed sign-ins from your address. Wait a minute and try again.",
+        match counter {
+            Counter::Device(_) => {
+                format!("Too many failed sign-ins from this browser. Try again after {until}.")
+            }
+            Counter::UnknownBrowsers(_) => format!(
+                "Too many failed sign-ins to this account from browsers it has not been used \
+                 in. Until {until}, it can be signed in to only from a browser that has signed \
+                 in to it before."
+            ),
+        },
     )
-    .into_response()
 }
 
 /// Mints a session token for `principal` and records `token.created` (with
-/// `"session": true`) in the same transaction. Returns the secret.
-async fn start_session(app: &AppState, principal: &PrincipalId) -> Result<String, ApiError> {
+/// `"session": true`) in the same transaction, in which the sign-in's
+/// count is taken back. Returns the secret.
+async fn start_session(
+    app: &AppState,
+    principal: &PrincipalId,
+    counted: Option<&Counter>,
+) -> Result<String, ApiError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
+    if let Some(counter) = counted {
+        tx.forgive_failure(&counter.key(), counter.rule()).await?;
+    }
     let owner = tx
         .principal(principal)
         .await?

@@ -47,6 +47,7 @@ mod matrix;
 mod notify;
 mod ops;
 mod portal;
+mod sign_in;
 mod story;
 mod sweeper;
 mod tls;

@@ -14,6 +14,7 @@ on_both!(
     every_page_needs_a_session_and_every_form_its_csrf_token,
     a_burst_of_sign_ins_is_counted_before_passwords_are_checked,
     the_grants_page_revokes_and_a_form_sent_twice_creates_once,
+    one_tenants_verification_never_refuses_anothers,
 );
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -23,6 +24,8 @@ pub(crate) struct Visitor {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
+    /// The `X-Forwarded-For` it sends, if any.
+    forwarded_for: Option<String>,
 }
 
 impl Visitor {
@@ -35,6 +38,46 @@ impl Visitor {
                 .unwrap(),
             base: server.url.clone(),
             cookies: Vec::new(),
+            forwarded_for: None,
+        }
+    }
+
+    /// The same, sending `X-Forwarded-For: forwarded_for` (as if through a
+    /// proxy, or spoofing one).
+    pub(crate) fn forwarded_for(server: &TestServer, forwarded_for: &str) -> Self {
+        Self {
+            forwarded_for: Some(forwarded_for.to_owned()),
+            ..Self::new(server)
+        }
+    }
+
+    /// The value of the cookie `name`, if held.
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Holds the cookie `name` with `value` (as if the server had set it).
+    pub(crate) fn set_cookie(&mut self, name: &str, value: &str) {
+        self.forget(name);
+        self.cookies.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Forgets the cookie `name`.
+    pub(crate) fn forget(&mut self, name: &str) {
+        self.cookies.retain(|(k, _)| k != name);
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header());
+        match &self.forwarded_for {
+            Some(xff) => request.header("x-forwarded-for", xff),
+            None => request,
         }
     }
 
@@ -60,9 +103,7 @@ impl Visitor {
 
     pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, String) {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap();
@@ -77,9 +118,7 @@ impl Visitor {
         form: &[(&str, &str)],
     ) -> (StatusCode, Option<String>, String) {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
+            .request(reqwest::Method::POST, path)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(form).unwrap())
             .send()
@@ -104,10 +143,7 @@ impl Visitor {
     }
 
     pub(crate) fn session(&self) -> Option<&str> {
-        self.cookies
-            .iter()
-            .find(|(k, _)| k == "lockbox_session")
-            .map(|(_, v)| v.as_str())
+        self.cookie("lockbox_session")
     }
 
     /// Signs in as `id` with `password`; returns the status.
@@ -706,4 +742,57 @@ async fn the_grants_page_revokes_and_a_form_sent_twice_creates_once(server: Test
         .unwrap();
     assert!(!check.allowed);
     assert_eq!(check.reason, "revoked");
+}
+
+/// The portal's "verify the chain" is bounded per tenant: one tenant's
+/// verification never makes another's refuse, and a second verification
+/// of a tenant's chain while one runs is refused (503), not queued.
+async fn one_tenants_verification_never_refuses_anothers(server: TestServer) {
+    let _c = Contoso::seed(&server).await;
+    server.set_password("olivia", PASSWORD).await;
+    server.set_password("fred", PASSWORD).await;
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/audit").await;
+    let mut fred = Visitor::new(&server);
+    fred.sign_in("fred", "/audit").await;
+    let (_, page) = olivia.get("/audit").await;
+    let contoso = [("csrf", hidden(&page, "csrf"))];
+    let (_, page) = fred.get("/audit").await;
+    let fabrikam = [("csrf", hidden(&page, "csrf"))];
+    let contoso: Vec<(&str, &str)> = contoso.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let fabrikam: Vec<(&str, &str)> = fabrikam.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Both at once, again and again: with one slot for the whole server,
+    // one of the two was refused.
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(
+            olivia.post("/audit/verify", &contoso),
+            fred.post("/audit/verify", &fabrikam)
+        );
+        assert_eq!(
+            (a.0, b.0),
+            (StatusCode::OK, StatusCode::OK),
+            "{}{}",
+            a.2,
+            b.2
+        );
+        assert!(a.2.contains("Verified:") && b.2.contains("Verified:"));
+    }
+    // While contoso's chain is being verified, fabrikam's is verified and
+    // a second one of contoso's is refused.
+    let chain = lockbox_core::Chain::Tenant(Contoso::TENANT.parse().unwrap());
+    let running = server
+        .app()
+        .chain_verifications()
+        .try_start(&chain)
+        .unwrap();
+    let (status, _, page) = fred.post("/audit/verify", &fabrikam).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Verified:"), "{page}");
+    let (status, _, page) = olivia.post("/audit/verify", &contoso).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    assert!(page.contains("being verified already"), "{page}");
+    drop(running);
+    let (status, _, page) = olivia.post("/audit/verify", &contoso).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Verified:"), "{page}");
 }

@@ -22,3 +22,4 @@ mod lists;
 mod outbox;
 mod races;
 mod requests;
+mod sign_in;
