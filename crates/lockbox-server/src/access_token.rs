@@ -2,8 +2,9 @@
 //! presents to a gateway that verifies them offline against the JWKS.
 //!
 //! The signing key lives in the database (so every node signs with the same
-//! key), is created by `lockbox init` (or on the first start of a database
-//! without one), never appears in a log or a `Debug` output, and is rotated
+//! key), sealed by the key-encryption key, is created by `lockbox init` (or
+//! on the first start of a database without one), never appears in a log
+//! or a `Debug` output, and is rotated
 //! with `lockbox keys rotate`: the new key signs from then on, and the old
 //! one stays published for [`PUBLISH_RETIRED_FOR`] so tokens it signed
 //! still verify until they expire (at most [`MAX_LIFETIME`] after minting).
@@ -29,6 +30,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::ApiError;
+use crate::kek::Kek;
 
 /// The longest an access token lives.
 pub const MAX_LIFETIME: TimeDelta = TimeDelta::minutes(15);
@@ -147,20 +149,19 @@ pub fn thumbprint(public_key: &[u8; 32]) -> String {
 }
 
 /// Mints a token for `grant`'s holder, valid from `now` for at most
-/// [`MAX_LIFETIME`] and never past the grant's end. The caller has checked
-/// that the grant allows something now. Returns the token, its claims and
-/// the `grant.token_issued` event.
+/// [`MAX_LIFETIME`] and never past the grant's end, issued by `app`. The
+/// caller has checked that the grant allows something now. Returns the
+/// token, its claims and the `grant.token_issued` event.
 pub async fn mint(
-    store: &Store,
-    issuer: &str,
+    app: &crate::AppState,
     grant: &Grant,
     now: Timestamp,
 ) -> Result<(String, AccessClaims, PendingEvent), ApiError> {
     provider();
-    let key = crate::signing_keys::current(store, KeyPurpose::AccessToken).await?;
+    let key = crate::signing_keys::current(app.store(), app.kek(), KeyPurpose::AccessToken).await?;
     let expires = (now + MAX_LIFETIME).min(grant.not_after);
     let claims = AccessClaims {
-        iss: issuer.to_owned(),
+        iss: app.public_url().to_owned(),
         sub: grant.principal.to_string(),
         tid: grant.tenant.to_string(),
         scope: grant.scope.to_string(),
@@ -181,7 +182,7 @@ pub async fn mint(
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.id.clone());
     header.typ = Some("JWT".to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key.secret))
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(key.secret()))
         .map_err(|e| ApiError::Internal(format!("cannot sign an access token: {e}")))?;
     let event = PendingEvent::new(
         grant.tenant.clone(),
@@ -198,9 +199,10 @@ pub async fn mint(
     Ok((token, claims, event))
 }
 
-/// The published keys: the current one first, then retired ones for a day.
-pub async fn jwks(store: &Store, now: Timestamp) -> Result<api::Jwks, ApiError> {
-    let keys = crate::signing_keys::all(store, KeyPurpose::AccessToken).await?;
+/// The published keys: the current one first, then retired ones for a day
+/// (only keys that open with `kek`: see [`crate::signing_keys::published`]).
+pub async fn jwks(store: &Store, kek: &Kek, now: Timestamp) -> Result<api::Jwks, ApiError> {
+    let keys = crate::signing_keys::published(store, kek, KeyPurpose::AccessToken).await?;
     let mut keys: Vec<&SigningKey> = keys
         .iter()
         .filter(|k| k.retired_at.is_none_or(|at| now - at < PUBLISH_RETIRED_FOR))

@@ -42,6 +42,11 @@
 //! [log]
 //! level = "info"                                # or a tracing filter
 //! format = "text"                               # or "json"
+//!
+//! [keys]
+//! kek_file = "/etc/lockbox/lockbox.kek"         # the key-encryption key of the signing keys (required;
+//!                                               # `lockbox init` makes it); back it up apart from the database
+//!
 //! ```
 //!
 //! Unknown sections and keys are an error wherever they come from, so a typo
@@ -101,6 +106,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The key-encryption key.
+    #[serde(default)]
+    pub keys: KeysConfig,
 }
 
 /// `[server]`
@@ -487,6 +495,18 @@ impl Default for LogConfig {
     }
 }
 
+/// `[keys]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The file holding the key-encryption key (64 hexadecimal digits)
+    /// that seals the signing keys stored in the database. A server
+    /// refuses to start without one (except `serve --demo`, which makes
+    /// its own).
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+}
+
 /// The environment variable prefix.
 pub const ENV_PREFIX: &str = "LOCKBOX_";
 
@@ -860,5 +880,44 @@ mod tests {
         };
         assert!(Config::load(None, plain("127.0.0.1"), &[]).is_ok());
         assert!(Config::load(None, plain("smtp.example.com"), &[]).is_err());
+    }
+
+    fn config_file(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let dir =
+            std::env::temp_dir().join(format!("lockbox-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        std::fs::write(&file, text).unwrap();
+        let loaded = Config::load(Some(&file), vec![], &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    }
+
+    #[test]
+    fn the_kek_file_comes_from_the_file_or_the_environment() {
+        let c = config_file("kek", "[keys]\nkek_file = \"/etc/lockbox/lockbox.kek\"\n").unwrap();
+        assert_eq!(
+            c.keys.kek_file.as_deref(),
+            Some(Path::new("/etc/lockbox/lockbox.kek"))
+        );
+        let c = Config::load(
+            None,
+            env(&[("LOCKBOX_KEYS__KEK_FILE", "/run/secrets/kek")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.keys.kek_file.as_deref(),
+            Some(Path::new("/run/secrets/kek"))
+        );
+        assert!(
+            Config::load(None, vec![], &[])
+                .unwrap()
+                .keys
+                .kek_file
+                .is_none()
+        );
+        let e = Config::load(None, env(&[("LOCKBOX_KEYS__KEK", "x")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `kek`"), "{e}");
     }
 }

@@ -20,6 +20,7 @@ pub mod enforce;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod kek;
 pub mod metrics;
 pub mod notify;
 pub mod serve;
@@ -45,6 +46,7 @@ use crate::auth::FailureLimiter;
 use crate::enforce::audit_writer::{self, AuditWriter};
 use crate::enforce::{EnforcementOptions, Enforcer};
 use crate::error::ApiError;
+use crate::kek::Kek;
 use crate::metrics::Metrics;
 
 /// The server's shared state: the store, the clock, and what the server
@@ -58,6 +60,8 @@ struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
     public_url: String,
+    /// Seals and opens the signing keys.
+    kek: Kek,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
     /// Chain verifications for the portal: one at a time.
@@ -120,11 +124,13 @@ const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
 impl AppState {
     /// A server over `store`, telling time by `clock`, reachable at
-    /// `public_url`. Nothing runs until [`AppState::start`].
+    /// `public_url`, its signing keys sealed by `kek`. Nothing runs until
+    /// [`AppState::start`].
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
         public_url: String,
+        kek: Kek,
         options: ServerOptions,
     ) -> Result<Self, ApiError> {
         let enforcer = Enforcer::new(store.backend() == Backend::Postgres, options.enforcement)?;
@@ -134,6 +140,7 @@ impl AppState {
                 store,
                 clock,
                 public_url,
+                kek,
                 auth_failures: FailureLimiter::new(
                     options.auth_failures_per_minute,
                     Duration::from_secs(60),
@@ -153,16 +160,17 @@ impl AppState {
         Ok(state)
     }
 
-    /// Starts what runs beside the API until `stop`: makes sure a token
-    /// signing key exists, loads the grant index and keeps it exact, and
-    /// runs the audit writer of the check path. Returns the tasks, which
+    /// Starts what runs beside the API until `stop`: makes the signing keys
+    /// usable with the KEK ([`signing_keys::prepare`]), loads the grant
+    /// index and keeps it exact, and runs the audit writer of the check
+    /// path. Returns the tasks, which
     /// end after `stop`.
     pub async fn start(
         &self,
         stop: watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, ApiError> {
         let store = self.store();
-        signing_keys::ensure(store, self.now()).await?;
+        signing_keys::prepare(store, &self.inner.kek, self.now()).await?;
         let mut tasks = enforce::start(
             &self.inner.enforcer,
             store,
@@ -230,6 +238,12 @@ impl AppState {
     #[must_use]
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// The key-encryption key of the signing keys.
+    #[must_use]
+    pub fn kek(&self) -> &Kek {
+        &self.inner.kek
     }
 
     /// The URL people reach the server at.

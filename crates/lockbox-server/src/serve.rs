@@ -1,6 +1,7 @@
 //! Running the server: bind, serve plain HTTP or TLS, run the sweeper
 //! beside it, and shut down gracefully on SIGINT or SIGTERM, letting
-//! requests in flight finish.
+//! requests in flight finish. Nothing starts without the key-encryption
+//! key of the signing keys ([`load_kek`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use crate::AppState;
 use crate::audit_log;
 use crate::config::{Config, redact_url};
 use crate::jobs::sweeper;
+use crate::kek::Kek;
+use crate::signing_keys;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,32 @@ pub enum ServeError {
     /// Binding, TLS setup or serving failed.
     #[error("{0}")]
     Io(String),
+    /// The key-encryption key is missing, unreadable, or not the one that
+    /// sealed the signing keys.
+    #[error("{0}")]
+    Keys(String),
+}
+
+/// The key-encryption key `[keys] kek_file` names, or why there is none
+/// to use: a server does not start without it (`serve --demo` makes its
+/// own before it gets here).
+pub async fn load_kek(config: &Config, store: &Store) -> Result<Kek, ServeError> {
+    if let Some(path) = &config.keys.kek_file {
+        return Kek::load(path).map_err(|e| ServeError::Keys(e.to_string()));
+    }
+    let sealed_with = signing_keys::sealed_with(store).await.unwrap_or_default();
+    Err(ServeError::Keys(match sealed_with.first() {
+        Some(id) => format!(
+            "the signing keys in this database are encrypted with KEK {id}, and no key-encryption key \
+             is configured: set [keys] kek_file (or LOCKBOX_KEYS__KEK_FILE, or --kek-file) to that KEK's file"
+        ),
+        None => "no key-encryption key is configured ([keys] kek_file): it seals the signing keys the \
+                 database stores, and the server does not start without it. `lockbox init` makes one \
+                 for a new installation; for an existing database make one with `lockbox keys create-kek \
+                 --kek-file /etc/lockbox/lockbox.kek`, then set [keys] kek_file (or \
+                 LOCKBOX_KEYS__KEK_FILE, or --kek-file) to it. Back it up apart from the database."
+            .to_owned(),
+    }))
 }
 
 /// Opens the configured database and applies its migrations.
@@ -68,7 +97,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured address (port 0 picks a free one) over `store`
+    /// Binds the configured address (port 0 picks a free one) over `store`,
+    /// makes the signing keys usable with the configured KEK (refusing to
+    /// start without it, or with another than the one that sealed them),
     /// and starts enforcement (the grant index is loaded when this returns).
     pub async fn bind(
         config: &Config,
@@ -81,6 +112,14 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|e| ServeError::Io(e.to_string()))?;
+        let kek = load_kek(config, &store).await?;
+        signing_keys::prepare(&store, &kek, clock.now())
+            .await
+            .map_err(|e| ServeError::Keys(e.to_string()))?;
+        tracing::info!(
+            kek = kek.id(),
+            "signing keys open with the key-encryption key"
+        );
         let public_url = match &config.server.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
@@ -106,7 +145,7 @@ impl Server {
                 config.notifications.reminder_before_hours,
             )),
         };
-        let app = AppState::new(store, clock, public_url, options)
+        let app = AppState::new(store, clock, public_url, kek, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;
         let (stop, stop_rx) = watch::channel(false);
         let tasks = app.start(stop_rx).await.map_err(|e| ServeError::Database {

@@ -64,7 +64,7 @@ pub use channels::Channels;
 pub use directory::{ApiToken, Directory};
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
-pub use keys::{KeyPurpose, Keys, SigningKey};
+pub use keys::{KeyPurpose, Keys, SealedSecret, SigningKey, StoredSecret};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
@@ -414,6 +414,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "channels",
                 include_str!("../migrations/sqlite/0003_channels.sql"),
             ),
+            (
+                6,
+                "sealed signing keys",
+                include_str!("../migrations/sqlite/0006_sealed_signing_keys.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -430,6 +435,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 3,
                 "channels",
                 include_str!("../migrations/postgres/0003_channels.sql"),
+            ),
+            (
+                6,
+                "sealed signing keys",
+                include_str!("../migrations/postgres/0006_sealed_signing_keys.sql"),
             ),
         ],
     };

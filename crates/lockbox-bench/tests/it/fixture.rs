@@ -46,6 +46,7 @@ async fn generated_population_serves(backend: Backend) {
     config.sweeper.enabled = false;
     config.audit.checkpoints = false;
     config.notifications.deliver = false;
+    config.keys.kek_file = Some(fixture::kek_file(&url).unwrap());
     let server = Server::bind(&config, store, Arc::new(SystemClock))
         .await
         .expect("the server starts on the fixture");

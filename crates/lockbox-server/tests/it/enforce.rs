@@ -387,8 +387,12 @@ async fn access_tokens_verify_offline_with_an_independent_library(server: TestSe
 
     // With any other key, no.
     let mut wrong = jwks.clone();
-    let other = lockbox_server::signing_keys::generate(lockbox_store::KeyPurpose::AccessToken, now)
-        .unwrap();
+    let other = lockbox_server::signing_keys::generate(
+        server.app().kek(),
+        lockbox_store::KeyPurpose::AccessToken,
+        now,
+    )
+    .unwrap();
     wrong.keys[0].x = {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(other.public_key)
@@ -492,6 +496,7 @@ async fn rotated_keys_stay_published_for_tokens_in_flight(server: TestServer) {
     let now = server.clock.now();
     let kid = lockbox_server::signing_keys::rotate(
         server.store(),
+        server.app().kek(),
         lockbox_store::KeyPurpose::AccessToken,
         lockbox_core::audit::Actor::System,
         now,

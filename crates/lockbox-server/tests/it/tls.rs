@@ -22,6 +22,10 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.tls.cert_file = Some(cert_file);
     config.tls.key_file = Some(key_file);
+    let kek_file = dir.join("lockbox.kek");
+    let _ = std::fs::remove_file(&kek_file);
+    lockbox_server::kek::Kek::create(&kek_file).unwrap();
+    config.keys.kek_file = Some(kek_file);
     let server = Server::bind(
         &config,
         store,
