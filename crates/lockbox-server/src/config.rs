@@ -47,6 +47,9 @@
 //! kek_file = "/etc/lockbox/lockbox.kek"         # the key-encryption key of the signing keys (required;
 //!                                               # `lockbox init` makes it); back it up apart from the database
 //!
+//! [[access_tokens.audiences]]                   # an access token's `aud`: the audience of the longest
+//! scope = "/subscriptions/sub-1/resourceGroups/web"  # scope containing the grant's; else the grant's scope
+//! audience = "https://web-gw.example.com"
 //! ```
 //!
 //! Unknown sections and keys are an error wherever they come from, so a typo
@@ -109,6 +112,9 @@ pub struct Config {
     /// The key-encryption key.
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Signed access tokens.
+    #[serde(default)]
+    pub access_tokens: AccessTokensConfig,
 }
 
 /// `[server]`
@@ -507,6 +513,44 @@ pub struct KeysConfig {
     pub kek_file: Option<PathBuf>,
 }
 
+/// `[access_tokens]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokensConfig {
+    /// Gateway audiences by scope (`[[access_tokens.audiences]]`).
+    #[serde(default)]
+    pub audiences: Vec<AudienceConfig>,
+}
+
+/// One `[[access_tokens.audiences]]`: tokens for grants inside `scope` name
+/// `audience` (the longest matching scope wins).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceConfig {
+    /// A resource id (subscription, resource group or resource).
+    pub scope: String,
+    /// What the gateway in front of it expects as `aud` (its URL, say).
+    pub audience: String,
+}
+
+impl AccessTokensConfig {
+    /// The audiences, parsed (the configuration was validated when loaded;
+    /// an entry that does not parse is left out).
+    #[must_use]
+    pub fn audiences(&self) -> crate::access_token::Audiences {
+        crate::access_token::Audiences::new(
+            self.audiences
+                .iter()
+                .filter_map(|a| {
+                    lockbox_core::ResourceId::parse(&a.scope)
+                        .ok()
+                        .map(|scope| (scope, a.audience.clone()))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The environment variable prefix.
 pub const ENV_PREFIX: &str = "LOCKBOX_";
 
@@ -621,6 +665,28 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "audit.checkpoint_interval_seconds must be at least 1".into(),
             ));
+        }
+        let mut scopes: Vec<lockbox_core::ResourceId> = Vec::new();
+        for a in &self.access_tokens.audiences {
+            let scope = lockbox_core::ResourceId::parse(&a.scope).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "access_tokens.audiences: scope `{}` is not a resource id: {e}",
+                    a.scope
+                ))
+            })?;
+            if a.audience.trim().is_empty() || a.audience.trim() != a.audience {
+                return Err(ConfigError::Invalid(format!(
+                    "access_tokens.audiences: the audience of `{}` is empty or has spaces around it",
+                    a.scope
+                )));
+            }
+            if scopes.contains(&scope) {
+                return Err(ConfigError::Invalid(format!(
+                    "access_tokens.audiences: scope `{}` is given twice",
+                    a.scope
+                )));
+            }
+            scopes.push(scope);
         }
         let e = &self.enforcement;
         if e.heartbeat_interval_ms < 10 || e.max_staleness_ms < 2 * e.heartbeat_interval_ms {
@@ -919,5 +985,48 @@ mod tests {
         );
         let e = Config::load(None, env(&[("LOCKBOX_KEYS__KEK", "x")]), &[]).unwrap_err();
         assert!(e.to_string().contains("unknown field `kek`"), "{e}");
+    }
+
+    #[test]
+    fn access_token_audiences_are_read_and_checked() {
+        let c = config_file(
+            "audiences",
+            "[[access_tokens.audiences]]\nscope = \"/subscriptions/sub-1/resourceGroups/web\"\naudience = \"https://web-gw.example.com\"\n\
+             [[access_tokens.audiences]]\nscope = \"/subscriptions/sub-1\"\naudience = \"https://sub-gw.example.com\"\n",
+        )
+        .unwrap();
+        let audiences = c.access_tokens.audiences();
+        let vm = lockbox_core::ResourceId::parse(
+            "/subscriptions/SUB-1/resourceGroups/WEB/providers/Microsoft.Compute/virtualMachines/vm-01",
+        )
+        .unwrap();
+        assert_eq!(audiences.for_scope(&vm), "https://web-gw.example.com");
+        let other =
+            lockbox_core::ResourceId::parse("/subscriptions/sub-1/resourceGroups/db").unwrap();
+        assert_eq!(audiences.for_scope(&other), "https://sub-gw.example.com");
+        let elsewhere = lockbox_core::ResourceId::parse("/subscriptions/sub-2").unwrap();
+        assert_eq!(audiences.for_scope(&elsewhere), "/subscriptions/sub-2");
+        for (bad, says) in [
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions\"\naudience = \"x\"\n",
+                "not a resource id",
+            ),
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions/s\"\naudience = \"\"\n",
+                "empty",
+            ),
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions/s\"\naudience = \"a\"\n\
+                 [[access_tokens.audiences]]\nscope = \"/subscriptions/S\"\naudience = \"b\"\n",
+                "given twice",
+            ),
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions/s\"\naudince = \"a\"\n",
+                "unknown field `audince`",
+            ),
+        ] {
+            let e = config_file("audiences-bad", bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -62,6 +62,8 @@ struct Inner {
     public_url: String,
     /// Seals and opens the signing keys.
     kek: Kek,
+    /// The `aud` of access tokens by scope.
+    access_token_audiences: access_token::Audiences,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
     /// Chain verifications for the portal: one at a time.
@@ -104,6 +106,8 @@ pub struct ServerOptions {
     /// How long before a pending request expires its approvers are
     /// reminded.
     pub reminder_before: chrono::TimeDelta,
+    /// The audiences of access tokens (`[[access_tokens.audiences]]`).
+    pub access_token_audiences: access_token::Audiences,
 }
 
 impl Default for ServerOptions {
@@ -114,6 +118,7 @@ impl Default for ServerOptions {
             auth_failures_per_minute: MAX_AUTH_FAILURES_PER_MINUTE,
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
+            access_token_audiences: access_token::Audiences::default(),
         }
     }
 }
@@ -141,6 +146,7 @@ impl AppState {
                 clock,
                 public_url,
                 kek,
+                access_token_audiences: options.access_token_audiences,
                 auth_failures: FailureLimiter::new(
                     options.auth_failures_per_minute,
                     Duration::from_secs(60),
@@ -244,6 +250,12 @@ impl AppState {
     #[must_use]
     pub fn kek(&self) -> &Kek {
         &self.inner.kek
+    }
+
+    /// The audiences of access tokens.
+    #[must_use]
+    pub fn access_token_audiences(&self) -> &access_token::Audiences {
+        &self.inner.access_token_audiences
     }
 
     /// The URL people reach the server at.

@@ -144,6 +144,7 @@ impl Server {
             reminder_before: chrono::TimeDelta::hours(i64::from(
                 config.notifications.reminder_before_hours,
             )),
+            access_token_audiences: config.access_tokens.audiences(),
         };
         let app = AppState::new(store, clock, public_url, kek, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;

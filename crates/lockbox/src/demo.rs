@@ -384,7 +384,12 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
         .step("token verified", async {
             let token = sam.grant_token(&grant_id).await.map_err(api_err)?;
             let jwks = gate.anonymous().jwks().await.map_err(api_err)?;
-            let claims = access_token::verify(&token.token, &jwks, SystemClock.now())?;
+            let expected = access_token::Expected {
+                issuer: base,
+                // No audience is configured: the grant's scope.
+                audience: VM,
+            };
+            let claims = access_token::verify(&token.token, &jwks, &expected, SystemClock.now())?;
             (claims.sub == "sam" && claims.gid == grant_id)
                 .then(|| {
                     format!(
