@@ -47,14 +47,19 @@
 //! kek_file = "/etc/lockbox/lockbox.kek"         # the key-encryption key of the signing keys (required;
 //!                                               # `lockbox init` makes it); back it up apart from the database
 //!
+//! [metrics]                                     # default: /metrics on the main listener, for anyone
+//! listen = "127.0.0.1:9100"                     # serve /metrics here only (404 on the main listener)
+//! bearer_token_file = "/etc/lockbox/metrics.token"  # require `Authorization: Bearer <its content>`
+//! # bearer_token = "…"                          # or the token itself (16+ characters, never shown)
+//!
 //! [[access_tokens.audiences]]                   # an access token's `aud`: the audience of the longest
 //! scope = "/subscriptions/sub-1/resourceGroups/web"  # scope containing the grant's; else the grant's scope
 //! audience = "https://web-gw.example.com"
 //! ```
 //!
 //! Unknown sections and keys are an error wherever they come from, so a typo
-//! never silently leaves a default in place. Secrets (the database password)
-//! never appear in `Debug` output or logs.
+//! never silently leaves a default in place. Secrets (the database password,
+//! the metrics token) never appear in `Debug` output or logs.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -112,6 +117,9 @@ pub struct Config {
     /// The key-encryption key.
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Who reads `/metrics`, and where.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Signed access tokens.
     #[serde(default)]
     pub access_tokens: AccessTokensConfig,
@@ -513,6 +521,40 @@ pub struct KeysConfig {
     pub kek_file: Option<PathBuf>,
 }
 
+/// `[metrics]`: by default `/metrics` is served on the main listener to
+/// anyone, as before.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address only (and answer 404 for it on the
+    /// main listener).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A file whose content (less surrounding whitespace) is the bearer
+    /// token `/metrics` requires.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// The bearer token itself (never shown); prefer the file.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("listen", &self.listen)
+            .field("bearer_token_file", &self.bearer_token_file)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The shortest bearer token `/metrics` can be made to require.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
+
 /// `[access_tokens]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -664,6 +706,28 @@ impl Config {
         if self.audit.checkpoint_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "audit.checkpoint_interval_seconds must be at least 1".into(),
+            ));
+        }
+        if self.metrics.bearer_token.is_some() && self.metrics.bearer_token_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "metrics.bearer_token and metrics.bearer_token_file are alternatives; set one"
+                    .into(),
+            ));
+        }
+        if let Some(token) = &self.metrics.bearer_token
+            && token.trim().chars().count() < MIN_METRICS_TOKEN_CHARS
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.bearer_token must be at least {MIN_METRICS_TOKEN_CHARS} characters"
+            )));
+        }
+        if let Some(listen) = self.metrics.listen
+            && listen == self.server.listen
+            && listen.port() != 0
+        {
+            return Err(ConfigError::Invalid(
+                "metrics.listen must differ from server.listen (leave it out to serve /metrics there)"
+                    .into(),
             ));
         }
         let mut scopes: Vec<lockbox_core::ResourceId> = Vec::new();
@@ -985,6 +1049,38 @@ mod tests {
         );
         let e = Config::load(None, env(&[("LOCKBOX_KEYS__KEK", "x")]), &[]).unwrap_err();
         assert!(e.to_string().contains("unknown field `kek`"), "{e}");
+    }
+
+    #[test]
+    fn metrics_settings_are_checked_and_the_token_never_shown() {
+        let c = config_file(
+            "metrics",
+            "[metrics]\nlisten = \"127.0.0.1:9100\"\nbearer_token = \"s3cret-scraper-token\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.metrics.listen.unwrap().to_string(), "127.0.0.1:9100");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the token is never shown"
+        );
+        for (bad, says) in [
+            (
+                "[metrics]\nbearer_token = \"short\"\n",
+                "at least 16 characters",
+            ),
+            (
+                "[metrics]\nbearer_token = \"long-enough-token-here\"\nbearer_token_file = \"/x\"\n",
+                "set one",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+                "must differ",
+            ),
+            ("[metrics]\ntoken = \"x\"\n", "unknown field `token`"),
+        ] {
+            let e = config_file("metrics-bad", bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

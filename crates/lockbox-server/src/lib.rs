@@ -47,7 +47,7 @@ use crate::enforce::audit_writer::{self, AuditWriter};
 use crate::enforce::{EnforcementOptions, Enforcer};
 use crate::error::ApiError;
 use crate::kek::Kek;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsAccess};
 
 /// The server's shared state: the store, the clock, and what the server
 /// keeps in memory. Cheap to clone.
@@ -64,6 +64,8 @@ struct Inner {
     kek: Kek,
     /// The `aud` of access tokens by scope.
     access_token_audiences: access_token::Audiences,
+    /// Where `/metrics` is served, and whether it wants a token.
+    metrics_access: MetricsAccess,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
     /// Chain verifications for the portal: one at a time.
@@ -108,6 +110,8 @@ pub struct ServerOptions {
     pub reminder_before: chrono::TimeDelta,
     /// The audiences of access tokens (`[[access_tokens.audiences]]`).
     pub access_token_audiences: access_token::Audiences,
+    /// Who may read `/metrics`, and on which listener (`[metrics]`).
+    pub metrics: MetricsAccess,
 }
 
 impl Default for ServerOptions {
@@ -119,6 +123,7 @@ impl Default for ServerOptions {
             mailer: None,
             reminder_before: chrono::TimeDelta::hours(24),
             access_token_audiences: access_token::Audiences::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -147,6 +152,7 @@ impl AppState {
                 public_url,
                 kek,
                 access_token_audiences: options.access_token_audiences,
+                metrics_access: options.metrics,
                 auth_failures: FailureLimiter::new(
                     options.auth_failures_per_minute,
                     Duration::from_secs(60),
@@ -258,6 +264,12 @@ impl AppState {
         &self.inner.access_token_audiences
     }
 
+    /// Who may read `/metrics`, and where.
+    #[must_use]
+    pub fn metrics_access(&self) -> &MetricsAccess {
+        &self.inner.metrics_access
+    }
+
     /// The URL people reach the server at.
     #[must_use]
     pub fn public_url(&self) -> &str {
@@ -302,6 +314,17 @@ impl AppState {
                 self.clone(),
                 metrics::track,
             ))
+            .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+
+    /// What the listener of `[metrics] listen` serves: `/metrics` and
+    /// nothing else.
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(api::ops::metrics_own_listener))
+            .fallback(portal::fallback)
+            .method_not_allowed_fallback(portal::method_not_allowed)
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
             .with_state(self.clone())
     }

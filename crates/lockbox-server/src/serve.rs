@@ -13,9 +13,10 @@ use tokio::sync::watch;
 
 use crate::AppState;
 use crate::audit_log;
-use crate::config::{Config, redact_url};
+use crate::config::{Config, MIN_METRICS_TOKEN_CHARS, redact_url};
 use crate::jobs::sweeper;
 use crate::kek::Kek;
+use crate::metrics::{MetricsAccess, MetricsToken};
 use crate::signing_keys;
 
 /// Why the server could not start or stopped with an error.
@@ -60,6 +61,37 @@ pub async fn load_kek(config: &Config, store: &Store) -> Result<Kek, ServeError>
     }))
 }
 
+/// Who may read `/metrics`, and where, as `[metrics]` says (reading the
+/// token file).
+fn metrics_access(config: &Config) -> Result<MetricsAccess, ServeError> {
+    let token = match (
+        &config.metrics.bearer_token_file,
+        &config.metrics.bearer_token,
+    ) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ServeError::Io(format!(
+                    "cannot read metrics.bearer_token_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if text.trim().chars().count() < MIN_METRICS_TOKEN_CHARS {
+                return Err(ServeError::Io(format!(
+                    "metrics.bearer_token_file {} must hold a token of at least {MIN_METRICS_TOKEN_CHARS} characters",
+                    path.display()
+                )));
+            }
+            Some(MetricsToken::new(&text))
+        }
+        (None, Some(token)) => Some(MetricsToken::new(token)),
+        (None, None) => None,
+    };
+    Ok(MetricsAccess {
+        own_listener: config.metrics.listen.is_some(),
+        token,
+    })
+}
+
 /// Opens the configured database and applies its migrations.
 pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
     let options = StoreOptions {
@@ -82,6 +114,8 @@ pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
 pub struct Server {
     app: AppState,
     listener: std::net::TcpListener,
+    /// `[metrics] listen`'s own listener, if configured.
+    metrics_listener: Option<std::net::TcpListener>,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// `None` when this node does not sweep.
     sweep_every: Option<Duration>,
@@ -112,6 +146,12 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|e| ServeError::Io(e.to_string()))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                ServeError::Io(format!("cannot listen on {addr} (metrics.listen): {e}"))
+            })?),
+            None => None,
+        };
         let kek = load_kek(config, &store).await?;
         signing_keys::prepare(&store, &kek, clock.now())
             .await
@@ -145,6 +185,7 @@ impl Server {
                 config.notifications.reminder_before_hours,
             )),
             access_token_audiences: config.access_tokens.audiences(),
+            metrics: metrics_access(config)?,
         };
         let app = AppState::new(store, clock, public_url, kek, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;
@@ -156,6 +197,7 @@ impl Server {
         Ok(Self {
             app,
             listener,
+            metrics_listener,
             tls,
             stop,
             tasks,
@@ -188,6 +230,16 @@ impl Server {
             .map_err(|e| ServeError::Io(e.to_string()))
     }
 
+    /// The address `/metrics` is served on when `[metrics] listen` gives it
+    /// a listener of its own.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
+        self.metrics_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()
+            .map_err(|e| ServeError::Io(e.to_string()))
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// requests in flight finish (up to the grace period), stops the
     /// sweeper and closes the database.
@@ -207,39 +259,46 @@ impl Server {
             .deliver_every
             .map(|every| crate::notify::spawn_deliveries(self.app.clone(), every, stop_rx));
         let handle = axum_server::Handle::<SocketAddr>::new();
+        let metrics_handle = axum_server::Handle::<SocketAddr>::new();
         let grace = self.grace;
-        let signal_handle = handle.clone();
+        let signal_handles = [handle.clone(), metrics_handle.clone()];
+        let metrics_stop = metrics_handle.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
-            signal_handle.graceful_shutdown(Some(grace));
+            for h in signal_handles {
+                h.graceful_shutdown(Some(grace));
+            }
         });
-        let service = self
-            .app
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = match &self.tls {
+        let tls = match &self.tls {
             Some((cert, key)) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .map_err(|e| {
-                        ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
-                    })?;
-                axum_server::tls_rustls::from_tcp_rustls(self.listener, config)
-                    .map_err(|e| ServeError::Io(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .map_err(|e| {
+                            ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
+                        })?,
+                )
             }
-            None => {
-                axum_server::from_tcp(self.listener)
-                    .map_err(|e| ServeError::Io(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
+            None => None,
         };
+        // The metrics listener, if any, speaks TLS too when the main one
+        // does: its bearer token must not cross the network in clear.
+        let metrics_server = match self.metrics_listener {
+            Some(listener) => {
+                let router = self.app.metrics_router();
+                let served = serve_on(listener, tls.clone(), metrics_handle, router);
+                Some(tokio::spawn(served))
+            }
+            None => None,
+        };
+        let served = serve_on(self.listener, tls, handle, self.app.router()).await;
+        if let Some(metrics_server) = metrics_server {
+            // Stop it too if the main listener failed rather than shut down.
+            metrics_stop.graceful_shutdown(Some(grace));
+            let _ = metrics_server.await;
+        }
         let _ = stop_tx.send(true);
         for job in [sweeper, checkpointer, deliveries].into_iter().flatten() {
             let _ = job.await;
@@ -248,8 +307,36 @@ impl Server {
             let _ = task.await;
         }
         self.app.store().close().await;
-        served.map_err(|e| ServeError::Io(e.to_string()))
+        served
     }
+}
+
+/// Serves `router` on `listener` (with TLS when `tls` is given) until
+/// `handle` shuts it down.
+async fn serve_on(
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    handle: axum_server::Handle<SocketAddr>,
+    router: axum::Router,
+) -> Result<(), ServeError> {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        Some(config) => {
+            axum_server::tls_rustls::from_tcp_rustls(listener, config)
+                .map_err(|e| ServeError::Io(e.to_string()))?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(|e| ServeError::Io(e.to_string()))?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    served.map_err(|e| ServeError::Io(e.to_string()))
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed

@@ -79,6 +79,9 @@ impl Drop for KekFile {
 pub struct TestServer {
     /// Where it listens, `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Where `/metrics` is served when `[metrics] listen` gives it a
+    /// listener of its own, `http://127.0.0.1:PORT`.
+    pub metrics_url: Option<String>,
     /// The key-encryption key file of its signing keys (`[keys] kek_file`),
     /// shared by its other nodes.
     pub kek_file: Arc<KekFile>,
@@ -220,6 +223,10 @@ impl TestServer {
             "the new server's grant index is ready"
         );
         let url = format!("http://{}", server.local_addr().expect("local address"));
+        let metrics_url = server
+            .metrics_addr()
+            .expect("metrics address")
+            .map(|a| format!("http://{a}"));
         let app = server.app().clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -228,6 +235,7 @@ impl TestServer {
         let admin = Client::new(&url, Some(admin_token.clone())).expect("client");
         Self {
             url,
+            metrics_url,
             kek_file,
             clock,
             admin,
