@@ -84,7 +84,7 @@ impl Drop for Running {
 /// leads to an approved request.
 #[tokio::test]
 async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
-    let (_path, url) = temp_db("demo");
+    let (path, url) = temp_db("demo");
     let server = Running::start(&[
         "serve",
         "--demo",
@@ -154,6 +154,7 @@ async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
     assert!(out.status.success(), "{said}");
     assert!(said.starts_with("Verified: "), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(path.with_extension("kek"));
 }
 
 /// Runs the printed `curl -s -X POST URL -H 'Authorization: Bearer …' …
@@ -475,4 +476,5 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+    let _ = std::fs::remove_file(kek);
 }
