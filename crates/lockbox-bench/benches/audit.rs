@@ -233,6 +233,7 @@ async fn append_rate(store: &Store, callers: usize, seconds: f64) -> f64 {
         store.clone(),
         Arc::new(clock.clone()),
         "http://127.0.0.1".into(),
+        lockbox_server::kek::Kek::generate().unwrap(),
         ServerOptions::default(),
     )
     .unwrap();

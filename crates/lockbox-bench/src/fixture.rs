@@ -5,8 +5,9 @@
 //! start the real server on.
 //!
 //! The schema is the server's own ([`Store::open`] migrates it) and the
-//! first admin and signing keys come from [`bootstrap::init`], as `lockbox
-//! init` makes them. Then:
+//! first admin comes from [`bootstrap::init`], as `lockbox init` makes it;
+//! the signing keys are made by the first start, sealed with the
+//! key-encryption key of [`kek_file`]. Then:
 //!
 //! 1. The directory goes through the store, as the server writes it:
 //!    access levels `Reader` and `Contributor`, a pool of operators (every
@@ -1410,6 +1411,27 @@ fn ready(port: u16) -> bool {
     buf.get(9..12) == Some(b"200")
 }
 
+/// The key-encryption key file of the database at `url`, in the temporary
+/// directory (named by a hash of the URL, so every start on one database
+/// uses the same), made on first use.
+///
+/// # Errors
+/// When it cannot be made or read.
+pub fn kek_file(url: &str) -> Result<std::path::PathBuf, String> {
+    let path = kek_path(url);
+    if !path.exists() {
+        lockbox_server::kek::Kek::create(&path).map_err(|e| e.to_string())?;
+    }
+    Ok(path)
+}
+
+fn kek_path(url: &str) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(url.as_bytes());
+    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    std::env::temp_dir().join(format!("lockbox-fixture-{name}.kek"))
+}
+
 /// Starts `binary serve` on `url` (on a free loopback port, with the
 /// process's environment plus quiet logs), measures the time to the first
 /// 200 from `/readyz` and the memory then and `settle` later, and kills it.
@@ -1429,6 +1451,7 @@ pub fn startup(
     let log_path = std::env::temp_dir().join(format!("lockbox-startup-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).map_err(err("log file"))?;
     let started = Instant::now();
+    let kek = kek_file(url)?;
     let mut child = std::process::Command::new(binary)
         .args([
             "serve",
@@ -1436,6 +1459,8 @@ pub fn startup(
             &format!("127.0.0.1:{port}"),
             "--database-url",
             url,
+            "--kek-file",
+            &kek.display().to_string(),
         ])
         .env("LOCKBOX_LOG__LEVEL", "warn")
         .stdout(std::process::Stdio::null())
@@ -1525,8 +1550,9 @@ impl EmptyDatabase {
         Ok(db)
     }
 
-    /// Removes it.
+    /// Removes it (and its key-encryption key file).
     pub async fn remove(self) {
+        let _ = std::fs::remove_file(kek_path(&self.url));
         if let Some(path) = &self.file {
             for suffix in ["", "-wal", "-shm"] {
                 let mut p = path.clone().into_os_string();

@@ -1,9 +1,16 @@
 //! Signed access tokens: short-lived JWTs (EdDSA, Ed25519) a grant's holder
 //! presents to a gateway that verifies them offline against the JWKS.
 //!
+//! A token names its audience (`aud`): the gateway audience configured for
+//! the grant's scope (`[[access_tokens.audiences]]`, the longest configured
+//! scope that contains it), or else the grant's scope itself, so a gateway
+//! that accepts only its own audience refuses a token minted for another
+//! gateway's resources. See [`Audiences`].
+//!
 //! The signing key lives in the database (so every node signs with the same
-//! key), is created by `lockbox init` (or on the first start of a database
-//! without one), never appears in a log or a `Debug` output, and is rotated
+//! key), sealed by the key-encryption key, is created by `lockbox init` (or
+//! on the first start of a database without one), never appears in a log
+//! or a `Debug` output, and is rotated
 //! with `lockbox keys rotate`: the new key signs from then on, and the old
 //! one stays published for [`PUBLISH_RETIRED_FOR`] so tokens it signed
 //! still verify until they expire (at most [`MAX_LIFETIME`] after minting).
@@ -22,13 +29,14 @@ use jsonwebtoken::signature;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header};
 use lockbox_api as api;
 use lockbox_core::audit::{EventKind, PendingEvent};
-use lockbox_core::{Grant, Timestamp};
+use lockbox_core::{Grant, ResourceId, Timestamp};
 use lockbox_store::{KeyPurpose, SigningKey, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::ApiError;
+use crate::kek::Kek;
 
 /// The longest an access token lives.
 pub const MAX_LIFETIME: TimeDelta = TimeDelta::minutes(15);
@@ -41,6 +49,9 @@ pub const PUBLISH_RETIRED_FOR: TimeDelta = TimeDelta::hours(24);
 pub struct AccessClaims {
     /// The issuer: this Lockbox's public URL.
     pub iss: String,
+    /// The audience: the gateway audience configured for the grant's scope,
+    /// else the scope itself.
+    pub aud: String,
     /// The operator holding the grant.
     pub sub: String,
     /// The tenant.
@@ -57,6 +68,8 @@ pub struct AccessClaims {
     pub gid: String,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
+    /// Not before (seconds since the epoch): when it was issued.
+    pub nbf: i64,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
     /// This token's unique id.
@@ -146,21 +159,50 @@ pub fn thumbprint(public_key: &[u8; 32]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// The gateway audiences configured for scopes (`[[access_tokens.audiences]]`):
+/// a token's `aud` is the audience of the longest configured scope that
+/// contains the grant's scope, else the grant's scope.
+#[derive(Debug, Clone, Default)]
+pub struct Audiences {
+    /// Longest scope first, so the first that contains a grant's scope is
+    /// the longest.
+    by_scope: Vec<(ResourceId, String)>,
+}
+
+impl Audiences {
+    /// Audiences for these `(scope, audience)` pairs.
+    #[must_use]
+    pub fn new(mut by_scope: Vec<(ResourceId, String)>) -> Self {
+        by_scope.sort_by_key(|(scope, _)| std::cmp::Reverse(scope.as_str().len()));
+        Self { by_scope }
+    }
+
+    /// The audience of a token for a grant on `scope`.
+    #[must_use]
+    pub fn for_scope(&self, scope: &ResourceId) -> String {
+        self.by_scope
+            .iter()
+            .find(|(configured, _)| configured.contains(scope))
+            .map_or_else(|| scope.to_string(), |(_, audience)| audience.clone())
+    }
+}
+
 /// Mints a token for `grant`'s holder, valid from `now` for at most
-/// [`MAX_LIFETIME`] and never past the grant's end. The caller has checked
-/// that the grant allows something now. Returns the token, its claims and
-/// the `grant.token_issued` event.
+/// [`MAX_LIFETIME`] and never past the grant's end, for the audience
+/// `app` configures for the grant's scope. The caller has checked that the
+/// grant allows something now. Returns the token, its claims and the
+/// `grant.token_issued` event.
 pub async fn mint(
-    store: &Store,
-    issuer: &str,
+    app: &crate::AppState,
     grant: &Grant,
     now: Timestamp,
 ) -> Result<(String, AccessClaims, PendingEvent), ApiError> {
     provider();
-    let key = crate::signing_keys::current(store, KeyPurpose::AccessToken).await?;
+    let key = crate::signing_keys::current(app.store(), app.kek(), KeyPurpose::AccessToken).await?;
     let expires = (now + MAX_LIFETIME).min(grant.not_after);
     let claims = AccessClaims {
-        iss: issuer.to_owned(),
+        iss: app.public_url().to_owned(),
+        aud: app.access_token_audiences().for_scope(&grant.scope),
         sub: grant.principal.to_string(),
         tid: grant.tenant.to_string(),
         scope: grant.scope.to_string(),
@@ -173,6 +215,7 @@ pub async fn mint(
             .collect(),
         gid: grant.id.to_string(),
         iat: now.timestamp(),
+        nbf: now.timestamp(),
         // JWT times are whole seconds; round the end down so the token
         // never outlives the grant.
         exp: expires.timestamp(),
@@ -181,7 +224,7 @@ pub async fn mint(
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.id.clone());
     header.typ = Some("JWT".to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key.secret))
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(key.secret()))
         .map_err(|e| ApiError::Internal(format!("cannot sign an access token: {e}")))?;
     let event = PendingEvent::new(
         grant.tenant.clone(),
@@ -192,15 +235,17 @@ pub async fn mint(
         json!({
             "jti": claims.jti,
             "kid": key.id,
+            "aud": claims.aud,
             "expires_at": Timestamp::from_timestamp(claims.exp, 0),
         }),
     );
     Ok((token, claims, event))
 }
 
-/// The published keys: the current one first, then retired ones for a day.
-pub async fn jwks(store: &Store, now: Timestamp) -> Result<api::Jwks, ApiError> {
-    let keys = crate::signing_keys::all(store, KeyPurpose::AccessToken).await?;
+/// The published keys: the current one first, then retired ones for a day
+/// (only keys that open with `kek`: see [`crate::signing_keys::published`]).
+pub async fn jwks(store: &Store, kek: &Kek, now: Timestamp) -> Result<api::Jwks, ApiError> {
+    let keys = crate::signing_keys::published(store, kek, KeyPurpose::AccessToken).await?;
     let mut keys: Vec<&SigningKey> = keys
         .iter()
         .filter(|k| k.retired_at.is_none_or(|at| now - at < PUBLISH_RETIRED_FOR))
@@ -221,9 +266,25 @@ pub async fn jwks(store: &Store, now: Timestamp) -> Result<api::Jwks, ApiError> 
     })
 }
 
+/// Who a verifier expects a token from, and for.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// The issuing Lockbox's public URL (`iss`).
+    pub issuer: &'a str,
+    /// The verifier's own audience (`aud`).
+    pub audience: &'a str,
+}
+
 /// Verifies a token against published keys with `jsonwebtoken` (for
-/// Lockbox's own tests and tools; gateways use any JWT library).
-pub fn verify(token: &str, jwks: &api::Jwks, now: Timestamp) -> Result<AccessClaims, String> {
+/// Lockbox's own tests and tools; gateways use any JWT library): the
+/// signature, then that it comes from `expected.issuer`, is meant for
+/// `expected.audience`, and is valid at `now` (`nbf ≤ now < exp`).
+pub fn verify(
+    token: &str,
+    jwks: &api::Jwks,
+    expected: &Expected<'_>,
+    now: Timestamp,
+) -> Result<AccessClaims, String> {
     provider();
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     let kid = header.kid.ok_or("the token names no key")?;
@@ -234,15 +295,20 @@ pub fn verify(token: &str, jwks: &api::Jwks, now: Timestamp) -> Result<AccessCla
         .ok_or("the token's key is not published")?;
     let key = DecodingKey::from_ed_components(&jwk.x).map_err(|e| e.to_string())?;
     let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
-    validation.validate_aud = false;
-    // Expiry is judged by Lockbox's clock, below, not the machine's.
+    validation.set_issuer(&[expected.issuer]);
+    validation.set_audience(&[expected.audience]);
+    // Validity is judged by Lockbox's clock, below, not the machine's.
     validation.validate_exp = false;
+    validation.validate_nbf = false;
     validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss", "aud"]);
     let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
         .map_err(|e| e.to_string())?;
     if data.claims.exp <= now.timestamp() {
         return Err("the token has expired".to_owned());
+    }
+    if data.claims.nbf > now.timestamp() {
+        return Err("the token is not valid yet".to_owned());
     }
     Ok(data.claims)
 }

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::kek::Kek;
 use crate::signing_keys;
 
 /// The job lock that keeps two nodes from signing the same heads at once.
@@ -28,9 +29,9 @@ const CHAINS_PER_BATCH: u32 = 500;
 /// Events read from the database per chunk of an export.
 const EXPORT_PAGE: u32 = 1000;
 
-async fn signer(store: &Store) -> Result<CheckpointSigner, ApiError> {
-    let key = signing_keys::current(store, KeyPurpose::Checkpoint).await?;
-    Ok(CheckpointSigner::from_secret_bytes(&key.secret))
+async fn signer(store: &Store, kek: &Kek) -> Result<CheckpointSigner, ApiError> {
+    let key = signing_keys::current(store, kek, KeyPurpose::Checkpoint).await?;
+    Ok(CheckpointSigner::from_secret_bytes(key.secret()))
 }
 
 fn sign_head(
@@ -48,10 +49,11 @@ fn sign_head(
 /// one another caller stored first.
 pub async fn checkpoint(
     store: &Store,
+    kek: &Kek,
     chain: &Chain,
     now: Timestamp,
 ) -> Result<Checkpoint, ApiError> {
-    let signer = signer(store).await?;
+    let signer = signer(store, kek).await?;
     let mut tx = store.begin().await?;
     let head = tx.chain_head(chain).await?;
     let cp = sign_head(&signer, &head, now)?;
@@ -65,6 +67,7 @@ pub async fn checkpoint(
 /// one that does.
 pub async fn current_checkpoint(
     store: &Store,
+    kek: &Kek,
     chain: &Chain,
     now: Timestamp,
 ) -> Result<Checkpoint, ApiError> {
@@ -74,7 +77,7 @@ pub async fn current_checkpoint(
     tx.commit_unaudited().await?;
     match latest {
         Some(cp) if cp.seq >= head.seq => Ok(cp),
-        _ => checkpoint(store, chain, now).await,
+        _ => checkpoint(store, kek, chain, now).await,
     }
 }
 
@@ -84,7 +87,7 @@ pub async fn current_checkpoint(
 /// checkpoints it made.
 pub async fn checkpoint_due(app: &AppState) -> Result<u64, ApiError> {
     let store = app.store();
-    let signer = signer(store).await?;
+    let signer = signer(store, app.kek()).await?;
     let mut made = 0;
     let mut after: Option<Chain> = None;
     loop {
@@ -132,11 +135,12 @@ pub fn spawn_checkpointer(
 }
 
 /// Every checkpoint public key, newest first, as the audit format knows
-/// them, with their stored records.
+/// them, with their stored records (only keys that open with `kek`).
 pub async fn public_keys(
     store: &Store,
+    kek: &Kek,
 ) -> Result<Vec<(PublicKey, lockbox_store::SigningKey)>, ApiError> {
-    signing_keys::all(store, KeyPurpose::Checkpoint)
+    signing_keys::published(store, kek, KeyPurpose::Checkpoint)
         .await?
         .into_iter()
         .map(|k| Ok((signing_keys::checkpoint_public_key(&k.public_key)?, k)))

@@ -117,9 +117,10 @@ async fn add_admin(
     Ok((admin, token, events))
 }
 
-/// Creates the first provider admin, `admin_id`, and a token for it, and
-/// the key that signs access tokens. Refused on a database that already has
-/// principals.
+/// Creates the first provider admin, `admin_id`, and a token for it.
+/// Refused on a database that already has principals. The signing keys
+/// come from `signing_keys::prepare`, with the key-encryption key, which
+/// `lockbox init` and every server start run.
 ///
 /// Unlike every token minted through the API, this one never expires: it is
 /// how an installation is administered at all, and no other path can mint
@@ -138,7 +139,6 @@ pub async fn init(
     }
     let (admin, token, events) = add_admin(&mut tx, admin_id, now).await?;
     tx.commit(events).await?;
-    crate::signing_keys::ensure(store, now).await?;
     Ok(Initialized {
         admin: admin.id,
         token: token.secret,

@@ -47,11 +47,24 @@
 //! [log]
 //! level = "info"                                # or a tracing filter
 //! format = "text"                               # or "json"
+//!
+//! [keys]
+//! kek_file = "/etc/lockbox/lockbox.kek"         # the key-encryption key of the signing keys (required;
+//!                                               # `lockbox init` makes it); back it up apart from the database
+//!
+//! [metrics]                                     # default: /metrics on the main listener, for anyone
+//! listen = "127.0.0.1:9100"                     # serve /metrics here only (404 on the main listener)
+//! bearer_token_file = "/etc/lockbox/metrics.token"  # require `Authorization: Bearer <its content>`
+//! # bearer_token = "…"                          # or the token itself (16+ characters, never shown)
+//!
+//! [[access_tokens.audiences]]                   # an access token's `aud`: the audience of the longest
+//! scope = "/subscriptions/sub-1/resourceGroups/web"  # scope containing the grant's; else the grant's scope
+//! audience = "https://web-gw.example.com"
 //! ```
 //!
 //! Unknown sections and keys are an error wherever they come from, so a typo
-//! never silently leaves a default in place. Secrets (the database password)
-//! never appear in `Debug` output or logs.
+//! never silently leaves a default in place. Secrets (the database password,
+//! the metrics token) never appear in `Debug` output or logs.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -109,6 +122,15 @@ pub struct Config {
     /// Accounts: enrolment links.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The key-encryption key.
+    #[serde(default)]
+    pub keys: KeysConfig,
+    /// Who reads `/metrics`, and where.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Signed access tokens.
+    #[serde(default)]
+    pub access_tokens: AccessTokensConfig,
 }
 
 /// `[auth]`
@@ -529,6 +551,90 @@ impl Default for LogConfig {
     }
 }
 
+/// `[keys]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The file holding the key-encryption key (64 hexadecimal digits)
+    /// that seals the signing keys stored in the database. A server
+    /// refuses to start without one (except `serve --demo`, which makes
+    /// its own).
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+}
+
+/// `[metrics]`: by default `/metrics` is served on the main listener to
+/// anyone, as before.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address only (and answer 404 for it on the
+    /// main listener).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A file whose content (less surrounding whitespace) is the bearer
+    /// token `/metrics` requires.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// The bearer token itself (never shown); prefer the file.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("listen", &self.listen)
+            .field("bearer_token_file", &self.bearer_token_file)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The shortest bearer token `/metrics` can be made to require.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
+
+/// `[access_tokens]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokensConfig {
+    /// Gateway audiences by scope (`[[access_tokens.audiences]]`).
+    #[serde(default)]
+    pub audiences: Vec<AudienceConfig>,
+}
+
+/// One `[[access_tokens.audiences]]`: tokens for grants inside `scope` name
+/// `audience` (the longest matching scope wins).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceConfig {
+    /// A resource id (subscription, resource group or resource).
+    pub scope: String,
+    /// What the gateway in front of it expects as `aud` (its URL, say).
+    pub audience: String,
+}
+
+impl AccessTokensConfig {
+    /// The audiences, parsed (the configuration was validated when loaded;
+    /// an entry that does not parse is left out).
+    #[must_use]
+    pub fn audiences(&self) -> crate::access_token::Audiences {
+        crate::access_token::Audiences::new(
+            self.audiences
+                .iter()
+                .filter_map(|a| {
+                    lockbox_core::ResourceId::parse(&a.scope)
+                        .ok()
+                        .map(|scope| (scope, a.audience.clone()))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The environment variable prefix.
 pub const ENV_PREFIX: &str = "LOCKBOX_";
 
@@ -648,6 +754,50 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "audit.checkpoint_interval_seconds must be at least 1".into(),
             ));
+        }
+        if self.metrics.bearer_token.is_some() && self.metrics.bearer_token_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "metrics.bearer_token and metrics.bearer_token_file are alternatives; set one"
+                    .into(),
+            ));
+        }
+        if let Some(token) = &self.metrics.bearer_token
+            && token.trim().chars().count() < MIN_METRICS_TOKEN_CHARS
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.bearer_token must be at least {MIN_METRICS_TOKEN_CHARS} characters"
+            )));
+        }
+        if let Some(listen) = self.metrics.listen
+            && listen == self.server.listen
+            && listen.port() != 0
+        {
+            return Err(ConfigError::Invalid(
+                "metrics.listen must differ from server.listen (leave it out to serve /metrics there)"
+                    .into(),
+            ));
+        }
+        let mut scopes: Vec<lockbox_core::ResourceId> = Vec::new();
+        for a in &self.access_tokens.audiences {
+            let scope = lockbox_core::ResourceId::parse(&a.scope).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "access_tokens.audiences: scope `{}` is not a resource id: {e}",
+                    a.scope
+                ))
+            })?;
+            if a.audience.trim().is_empty() || a.audience.trim() != a.audience {
+                return Err(ConfigError::Invalid(format!(
+                    "access_tokens.audiences: the audience of `{}` is empty or has spaces around it",
+                    a.scope
+                )));
+            }
+            if scopes.contains(&scope) {
+                return Err(ConfigError::Invalid(format!(
+                    "access_tokens.audiences: scope `{}` is given twice",
+                    a.scope
+                )));
+            }
+            scopes.push(scope);
         }
         let e = &self.enforcement;
         if e.heartbeat_interval_ms < 10 || e.max_staleness_ms < 2 * e.heartbeat_interval_ms {
@@ -969,5 +1119,119 @@ mod tests {
         };
         assert!(Config::load(None, plain("127.0.0.1"), &[]).is_ok());
         assert!(Config::load(None, plain("smtp.example.com"), &[]).is_err());
+    }
+
+    fn config_file(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let dir =
+            std::env::temp_dir().join(format!("lockbox-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lockbox.toml");
+        std::fs::write(&file, text).unwrap();
+        let loaded = Config::load(Some(&file), vec![], &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    }
+
+    #[test]
+    fn the_kek_file_comes_from_the_file_or_the_environment() {
+        let c = config_file("kek", "[keys]\nkek_file = \"/etc/lockbox/lockbox.kek\"\n").unwrap();
+        assert_eq!(
+            c.keys.kek_file.as_deref(),
+            Some(Path::new("/etc/lockbox/lockbox.kek"))
+        );
+        let c = Config::load(
+            None,
+            env(&[("LOCKBOX_KEYS__KEK_FILE", "/run/secrets/kek")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.keys.kek_file.as_deref(),
+            Some(Path::new("/run/secrets/kek"))
+        );
+        assert!(
+            Config::load(None, vec![], &[])
+                .unwrap()
+                .keys
+                .kek_file
+                .is_none()
+        );
+        let e = Config::load(None, env(&[("LOCKBOX_KEYS__KEK", "x")]), &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `kek`"), "{e}");
+    }
+
+    #[test]
+    fn metrics_settings_are_checked_and_the_token_never_shown() {
+        let c = config_file(
+            "metrics",
+            "[metrics]\nlisten = \"127.0.0.1:9100\"\nbearer_token = \"s3cret-scraper-token\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.metrics.listen.unwrap().to_string(), "127.0.0.1:9100");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the token is never shown"
+        );
+        for (bad, says) in [
+            (
+                "[metrics]\nbearer_token = \"short\"\n",
+                "at least 16 characters",
+            ),
+            (
+                "[metrics]\nbearer_token = \"long-enough-token-here\"\nbearer_token_file = \"/x\"\n",
+                "set one",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+                "must differ",
+            ),
+            ("[metrics]\ntoken = \"x\"\n", "unknown field `token`"),
+        ] {
+            let e = config_file("metrics-bad", bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn access_token_audiences_are_read_and_checked() {
+        let c = config_file(
+            "audiences",
+            "[[access_tokens.audiences]]\nscope = \"/subscriptions/sub-1/resourceGroups/web\"\naudience = \"https://web-gw.example.com\"\n\
+             [[access_tokens.audiences]]\nscope = \"/subscriptions/sub-1\"\naudience = \"https://sub-gw.example.com\"\n",
+        )
+        .unwrap();
+        let audiences = c.access_tokens.audiences();
+        let vm = lockbox_core::ResourceId::parse(
+            "/subscriptions/SUB-1/resourceGroups/WEB/providers/Microsoft.Compute/virtualMachines/vm-01",
+        )
+        .unwrap();
+        assert_eq!(audiences.for_scope(&vm), "https://web-gw.example.com");
+        let other =
+            lockbox_core::ResourceId::parse("/subscriptions/sub-1/resourceGroups/db").unwrap();
+        assert_eq!(audiences.for_scope(&other), "https://sub-gw.example.com");
+        let elsewhere = lockbox_core::ResourceId::parse("/subscriptions/sub-2").unwrap();
+        assert_eq!(audiences.for_scope(&elsewhere), "/subscriptions/sub-2");
+        for (bad, says) in [
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions\"\naudience = \"x\"\n",
+                "not a resource id",
+            ),
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions/s\"\naudience = \"\"\n",
+                "empty",
+            ),
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions/s\"\naudience = \"a\"\n\
+                 [[access_tokens.audiences]]\nscope = \"/subscriptions/S\"\naudience = \"b\"\n",
+                "given twice",
+            ),
+            (
+                "[[access_tokens.audiences]]\nscope = \"/subscriptions/s\"\naudince = \"a\"\n",
+                "unknown field `audince`",
+            ),
+        ] {
+            let e = config_file("audiences-bad", bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 }

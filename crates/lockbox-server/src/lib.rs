@@ -21,6 +21,7 @@ pub mod enforce;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod kek;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;
@@ -48,7 +49,8 @@ use crate::auth::FailureLimiter;
 use crate::enforce::audit_writer::{self, AuditWriter};
 use crate::enforce::{EnforcementOptions, Enforcer};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::kek::Kek;
+use crate::metrics::{Metrics, MetricsAccess};
 
 /// The server's shared state: the store, the clock, and what the server
 /// keeps in memory. Cheap to clone.
@@ -61,6 +63,12 @@ struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
     public_url: String,
+    /// Seals and opens the signing keys.
+    kek: Kek,
+    /// The `aud` of access tokens by scope.
+    access_token_audiences: access_token::Audiences,
+    /// Where `/metrics` is served, and whether it wants a token.
+    metrics_access: MetricsAccess,
     auth_failures: FailureLimiter,
     sign_in: auth::SignInLimits,
     /// When tokens were last used, until written.
@@ -117,6 +125,10 @@ pub struct ServerOptions {
     pub password_hash_workers: usize,
     /// The proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: client_addr::TrustedProxies,
+    /// The audiences of access tokens (`[[access_tokens.audiences]]`).
+    pub access_token_audiences: access_token::Audiences,
+    /// Who may read `/metrics`, and on which listener (`[metrics]`).
+    pub metrics: MetricsAccess,
 }
 
 impl Default for ServerOptions {
@@ -130,6 +142,8 @@ impl Default for ServerOptions {
             enrollment_hours: lockbox_core::account::DEFAULT_ENROLLMENT_HOURS,
             password_hash_workers: 0,
             trusted_proxies: client_addr::TrustedProxies::default(),
+            access_token_audiences: access_token::Audiences::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -143,11 +157,13 @@ const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
 
 impl AppState {
     /// A server over `store`, telling time by `clock`, reachable at
-    /// `public_url`. Nothing runs until [`AppState::start`].
+    /// `public_url`, its signing keys sealed by `kek`. Nothing runs until
+    /// [`AppState::start`].
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
         public_url: String,
+        kek: Kek,
         options: ServerOptions,
     ) -> Result<Self, ApiError> {
         let enforcer = Enforcer::new(store.backend() == Backend::Postgres, options.enforcement)?;
@@ -157,6 +173,9 @@ impl AppState {
                 store,
                 clock,
                 public_url,
+                kek,
+                access_token_audiences: options.access_token_audiences,
+                metrics_access: options.metrics,
                 auth_failures: FailureLimiter::new(
                     options.auth_failures_per_minute,
                     Duration::from_secs(60),
@@ -180,16 +199,17 @@ impl AppState {
         Ok(state)
     }
 
-    /// Starts what runs beside the API until `stop`: makes sure a token
-    /// signing key exists, loads the grant index and keeps it exact, and
-    /// runs the audit writer of the check path. Returns the tasks, which
+    /// Starts what runs beside the API until `stop`: makes the signing keys
+    /// usable with the KEK ([`signing_keys::prepare`]), loads the grant
+    /// index and keeps it exact, and runs the audit writer of the check
+    /// path. Returns the tasks, which
     /// end after `stop`.
     pub async fn start(
         &self,
         stop: watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, ApiError> {
         let store = self.store();
-        signing_keys::ensure(store, self.now()).await?;
+        signing_keys::prepare(store, &self.inner.kek, self.now()).await?;
         let mut tasks = enforce::start(
             &self.inner.enforcer,
             store,
@@ -270,6 +290,24 @@ impl AppState {
         self.inner.clock.now()
     }
 
+    /// The key-encryption key of the signing keys.
+    #[must_use]
+    pub fn kek(&self) -> &Kek {
+        &self.inner.kek
+    }
+
+    /// The audiences of access tokens.
+    #[must_use]
+    pub fn access_token_audiences(&self) -> &access_token::Audiences {
+        &self.inner.access_token_audiences
+    }
+
+    /// Who may read `/metrics`, and where.
+    #[must_use]
+    pub fn metrics_access(&self) -> &MetricsAccess {
+        &self.inner.metrics_access
+    }
+
     /// The URL people reach the server at.
     #[must_use]
     pub fn public_url(&self) -> &str {
@@ -345,6 +383,17 @@ impl AppState {
                 self.clone(),
                 metrics::track,
             ))
+            .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+
+    /// What the listener of `[metrics] listen` serves: `/metrics` and
+    /// nothing else.
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(api::ops::metrics_own_listener))
+            .fallback(portal::fallback)
+            .method_not_allowed_fallback(portal::method_not_allowed)
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
             .with_state(self.clone())
     }

@@ -1,6 +1,10 @@
 //! Prometheus metrics: HTTP requests by route and status with their
 //! latencies, requests by state (read from the database at scrape time), and
 //! sweeper runs (and the rows they had to leave).
+//!
+//! `/metrics` is public on the main listener unless `[metrics]` says
+//! otherwise ([`MetricsAccess`]): on an address of its own (and then not on
+//! the main listener), and/or behind a bearer token.
 
 use std::time::Instant;
 
@@ -14,7 +18,49 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
 use crate::AppState;
+
+/// Who may read `/metrics`, and on which listener (`[metrics]`). The
+/// default is today's: on the main listener, for anyone.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// Served on a listener of its own (`[metrics] listen`), so the main
+    /// listener answers 404 for it.
+    pub own_listener: bool,
+    /// The bearer token it requires, if any.
+    pub token: Option<MetricsToken>,
+}
+
+/// The bearer token `/metrics` requires, kept as its SHA-256 digest and
+/// compared in constant time. `Debug` never shows it.
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    /// The token `token` (surrounding whitespace, such as a file's final
+    /// newline, is not part of it).
+    #[must_use]
+    pub fn new(token: &str) -> Self {
+        Self(Sha256::digest(token.trim().as_bytes()).into())
+    }
+
+    /// Whether `presented` is the token. Comparing digests takes the same
+    /// time whatever the length or content of the guess.
+    #[must_use]
+    pub fn admits(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.0).into()
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {

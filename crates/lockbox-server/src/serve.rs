@@ -1,6 +1,7 @@
 //! Running the server: bind, serve plain HTTP or TLS, run the sweeper
 //! beside it, and shut down gracefully on SIGINT or SIGTERM, letting
-//! requests in flight finish.
+//! requests in flight finish. Nothing starts without the key-encryption
+//! key of the signing keys ([`load_kek`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,8 +13,11 @@ use tokio::sync::watch;
 
 use crate::AppState;
 use crate::audit_log;
-use crate::config::{Config, redact_url};
+use crate::config::{Config, MIN_METRICS_TOKEN_CHARS, redact_url};
 use crate::jobs::sweeper;
+use crate::kek::Kek;
+use crate::metrics::{MetricsAccess, MetricsToken};
+use crate::signing_keys;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,63 @@ pub enum ServeError {
     /// Binding, TLS setup or serving failed.
     #[error("{0}")]
     Io(String),
+    /// The key-encryption key is missing, unreadable, or not the one that
+    /// sealed the signing keys.
+    #[error("{0}")]
+    Keys(String),
+}
+
+/// The key-encryption key `[keys] kek_file` names, or why there is none
+/// to use: a server does not start without it (`serve --demo` makes its
+/// own before it gets here).
+pub async fn load_kek(config: &Config, store: &Store) -> Result<Kek, ServeError> {
+    if let Some(path) = &config.keys.kek_file {
+        return Kek::load(path).map_err(|e| ServeError::Keys(e.to_string()));
+    }
+    let sealed_with = signing_keys::sealed_with(store).await.unwrap_or_default();
+    Err(ServeError::Keys(match sealed_with.first() {
+        Some(id) => format!(
+            "the signing keys in this database are encrypted with KEK {id}, and no key-encryption key \
+             is configured: set [keys] kek_file (or LOCKBOX_KEYS__KEK_FILE, or --kek-file) to that KEK's file"
+        ),
+        None => "no key-encryption key is configured ([keys] kek_file): it seals the signing keys the \
+                 database stores, and the server does not start without it. `lockbox init` makes one \
+                 for a new installation; for an existing database make one with `lockbox keys create-kek \
+                 --kek-file /etc/lockbox/lockbox.kek`, then set [keys] kek_file (or \
+                 LOCKBOX_KEYS__KEK_FILE, or --kek-file) to it. Back it up apart from the database."
+            .to_owned(),
+    }))
+}
+
+/// Who may read `/metrics`, and where, as `[metrics]` says (reading the
+/// token file).
+fn metrics_access(config: &Config) -> Result<MetricsAccess, ServeError> {
+    let token = match (
+        &config.metrics.bearer_token_file,
+        &config.metrics.bearer_token,
+    ) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ServeError::Io(format!(
+                    "cannot read metrics.bearer_token_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if text.trim().chars().count() < MIN_METRICS_TOKEN_CHARS {
+                return Err(ServeError::Io(format!(
+                    "metrics.bearer_token_file {} must hold a token of at least {MIN_METRICS_TOKEN_CHARS} characters",
+                    path.display()
+                )));
+            }
+            Some(MetricsToken::new(&text))
+        }
+        (None, Some(token)) => Some(MetricsToken::new(token)),
+        (None, None) => None,
+    };
+    Ok(MetricsAccess {
+        own_listener: config.metrics.listen.is_some(),
+        token,
+    })
 }
 
 /// Opens the configured database and applies its migrations.
@@ -53,6 +114,8 @@ pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
 pub struct Server {
     app: AppState,
     listener: std::net::TcpListener,
+    /// `[metrics] listen`'s own listener, if configured.
+    metrics_listener: Option<std::net::TcpListener>,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// `None` when this node does not sweep.
     sweep_every: Option<Duration>,
@@ -68,7 +131,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured address (port 0 picks a free one) over `store`
+    /// Binds the configured address (port 0 picks a free one) over `store`,
+    /// makes the signing keys usable with the configured KEK (refusing to
+    /// start without it, or with another than the one that sealed them),
     /// and starts enforcement (the grant index is loaded when this returns).
     pub async fn bind(
         config: &Config,
@@ -81,6 +146,20 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|e| ServeError::Io(e.to_string()))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                ServeError::Io(format!("cannot listen on {addr} (metrics.listen): {e}"))
+            })?),
+            None => None,
+        };
+        let kek = load_kek(config, &store).await?;
+        signing_keys::prepare(&store, &kek, clock.now())
+            .await
+            .map_err(|e| ServeError::Keys(e.to_string()))?;
+        tracing::info!(
+            kek = kek.id(),
+            "signing keys open with the key-encryption key"
+        );
         let public_url = match &config.server.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
@@ -110,8 +189,10 @@ impl Server {
             trusted_proxies: crate::client_addr::TrustedProxies::new(
                 config.server.trusted_proxies.clone(),
             ),
+            access_token_audiences: config.access_tokens.audiences(),
+            metrics: metrics_access(config)?,
         };
-        let app = AppState::new(store, clock, public_url, options)
+        let app = AppState::new(store, clock, public_url, kek, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;
         let (stop, stop_rx) = watch::channel(false);
         let tasks = app.start(stop_rx).await.map_err(|e| ServeError::Database {
@@ -121,6 +202,7 @@ impl Server {
         Ok(Self {
             app,
             listener,
+            metrics_listener,
             tls,
             stop,
             tasks,
@@ -153,6 +235,16 @@ impl Server {
             .map_err(|e| ServeError::Io(e.to_string()))
     }
 
+    /// The address `/metrics` is served on when `[metrics] listen` gives it
+    /// a listener of its own.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
+        self.metrics_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()
+            .map_err(|e| ServeError::Io(e.to_string()))
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// requests in flight finish (up to the grace period), stops the
     /// sweeper and closes the database.
@@ -172,39 +264,46 @@ impl Server {
             .deliver_every
             .map(|every| crate::notify::spawn_deliveries(self.app.clone(), every, stop_rx));
         let handle = axum_server::Handle::<SocketAddr>::new();
+        let metrics_handle = axum_server::Handle::<SocketAddr>::new();
         let grace = self.grace;
-        let signal_handle = handle.clone();
+        let signal_handles = [handle.clone(), metrics_handle.clone()];
+        let metrics_stop = metrics_handle.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
-            signal_handle.graceful_shutdown(Some(grace));
+            for h in signal_handles {
+                h.graceful_shutdown(Some(grace));
+            }
         });
-        let service = self
-            .app
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = match &self.tls {
+        let tls = match &self.tls {
             Some((cert, key)) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .map_err(|e| {
-                        ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
-                    })?;
-                axum_server::tls_rustls::from_tcp_rustls(self.listener, config)
-                    .map_err(|e| ServeError::Io(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .map_err(|e| {
+                            ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
+                        })?,
+                )
             }
-            None => {
-                axum_server::from_tcp(self.listener)
-                    .map_err(|e| ServeError::Io(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
+            None => None,
         };
+        // The metrics listener, if any, speaks TLS too when the main one
+        // does: its bearer token must not cross the network in clear.
+        let metrics_server = match self.metrics_listener {
+            Some(listener) => {
+                let router = self.app.metrics_router();
+                let served = serve_on(listener, tls.clone(), metrics_handle, router);
+                Some(tokio::spawn(served))
+            }
+            None => None,
+        };
+        let served = serve_on(self.listener, tls, handle, self.app.router()).await;
+        if let Some(metrics_server) = metrics_server {
+            // Stop it too if the main listener failed rather than shut down.
+            metrics_stop.graceful_shutdown(Some(grace));
+            let _ = metrics_server.await;
+        }
         let _ = stop_tx.send(true);
         for job in [sweeper, checkpointer, deliveries].into_iter().flatten() {
             let _ = job.await;
@@ -213,8 +312,36 @@ impl Server {
             let _ = task.await;
         }
         self.app.store().close().await;
-        served.map_err(|e| ServeError::Io(e.to_string()))
+        served
     }
+}
+
+/// Serves `router` on `listener` (with TLS when `tls` is given) until
+/// `handle` shuts it down.
+async fn serve_on(
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    handle: axum_server::Handle<SocketAddr>,
+    router: axum::Router,
+) -> Result<(), ServeError> {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        Some(config) => {
+            axum_server::tls_rustls::from_tcp_rustls(listener, config)
+                .map_err(|e| ServeError::Io(e.to_string()))?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(|e| ServeError::Io(e.to_string()))?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    served.map_err(|e| ServeError::Io(e.to_string()))
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed

@@ -109,6 +109,12 @@ pub enum StoreError {
     /// event: a bug in the caller, refused so that no change goes unrecorded.
     #[error("a transaction that changed state was committed without audit events")]
     Unaudited,
+    /// A signing key was to be written with its secret in clear: a bug in
+    /// the caller, refused so that no secret reaches the database unsealed.
+    #[error(
+        "a signing key's secret must be sealed with the key-encryption key before it is stored"
+    )]
+    Unsealed,
     /// A write (or a lock) was attempted in a read-only transaction.
     #[error("write or lock attempted in a read-only transaction")]
     ReadOnly,

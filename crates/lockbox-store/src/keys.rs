@@ -1,7 +1,13 @@
-//! Signing keys: Ed25519 keys that sign access tokens (and, later, audit
-//! checkpoints). The newest unretired key of a purpose signs; retired keys
+//! Signing keys: Ed25519 keys that sign access tokens and audit
+//! checkpoints. The newest unretired key of a purpose signs; retired keys
 //! stay stored so their public halves can still be published while tokens
 //! they signed live.
+//!
+//! The store keeps a key's secret only sealed by the server's key-encryption
+//! key (KEK): it writes no other kind, and reads a secret in clear only from
+//! a database made before migration 0006, until the server seals it. The
+//! sealing itself is the server's (the store holds no KEK); the store keeps
+//! the sealed bytes and the id of the KEK that sealed them.
 
 use std::fmt;
 use std::future::Future;
@@ -32,6 +38,45 @@ impl KeyPurpose {
     }
 }
 
+/// A signing key's secret sealed with a key-encryption key: what the
+/// `secret` column holds once `kek_id` names the KEK.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The id of the KEK that sealed it.
+    pub kek_id: String,
+    /// The AEAD's nonce, ciphertext and tag, as the server lays them out.
+    pub sealed: Vec<u8>,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("kek_id", &self.kek_id)
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .finish()
+    }
+}
+
+/// A signing key's secret as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredSecret {
+    /// Sealed with a KEK: the only kind the store writes.
+    Sealed(SealedSecret),
+    /// The 32-byte Ed25519 secret in clear: only in a database made before
+    /// migration 0006, until the server seals it at start-up
+    /// ([`Keys::seal_signing_key`]).
+    Clear([u8; 32]),
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sealed(sealed) => f.debug_tuple("Sealed").field(sealed).finish(),
+            Self::Clear(_) => f.write_str("Clear(<redacted>)"),
+        }
+    }
+}
+
 /// A stored signing key. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKey {
@@ -39,8 +84,9 @@ pub struct SigningKey {
     pub id: String,
     /// What it signs.
     pub purpose: KeyPurpose,
-    /// The Ed25519 secret key (32 bytes).
-    pub secret: [u8; 32],
+    /// The Ed25519 secret key, sealed (or, before the first start with a
+    /// KEK, in clear).
+    pub secret: StoredSecret,
     /// The Ed25519 public key (32 bytes).
     pub public_key: [u8; 32],
     /// When it was made.
@@ -54,7 +100,7 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("id", &self.id)
             .field("purpose", &self.purpose)
-            .field("secret", &"<redacted>")
+            .field("secret", &self.secret)
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
             .finish()
@@ -63,7 +109,8 @@ impl fmt::Debug for SigningKey {
 
 /// Signing keys.
 pub trait Keys {
-    /// Stores a new key. Audited.
+    /// Stores a new key. Audited. A key whose secret is in clear is refused
+    /// ([`StoreError::Unsealed`]): the store writes sealed secrets only.
     fn insert_signing_key(
         &mut self,
         key: &SigningKey,
@@ -81,6 +128,14 @@ pub trait Keys {
         keep: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Replaces the clear secret of key `id` by `sealed`. Audited. Returns
+    /// whether it did: `false` when the key is already sealed (another node
+    /// sealed it first) or does not exist.
+    fn seal_signing_key(
+        &mut self,
+        id: &str,
+        sealed: &SealedSecret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
@@ -91,15 +146,19 @@ fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
 
 impl Keys for Tx {
     async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError> {
+        let StoredSecret::Sealed(sealed) = &key.secret else {
+            return Err(StoreError::Unsealed);
+        };
         self.audited_write()?;
         self.run(
             sqlx::query(
-                "INSERT INTO signing_keys (id, purpose, algorithm, secret, public_key, created_at_us, retired_at_us) \
-                 VALUES ($1, $2, 'EdDSA', $3, $4, $5, $6)",
+                "INSERT INTO signing_keys (id, purpose, algorithm, secret, kek_id, public_key, created_at_us, retired_at_us) \
+                 VALUES ($1, $2, 'EdDSA', $3, $4, $5, $6, $7)",
             )
             .bind(key.id.clone())
             .bind(key.purpose.as_str())
-            .bind(key.secret.to_vec())
+            .bind(sealed.sealed.clone())
+            .bind(sealed.kek_id.clone())
             .bind(key.public_key.to_vec())
             .bind(micros(key.created_at))
             .bind(opt_micros(key.retired_at)),
@@ -112,7 +171,7 @@ impl Keys for Tx {
         let rows = self
             .all(
                 sqlx::query(
-                    "SELECT id, secret, public_key, created_at_us, retired_at_us FROM signing_keys \
+                    "SELECT id, secret, kek_id, public_key, created_at_us, retired_at_us FROM signing_keys \
                      WHERE purpose = $1 ORDER BY created_at_us DESC, id DESC",
                 )
                 .bind(purpose.as_str()),
@@ -123,7 +182,13 @@ impl Keys for Tx {
                 Ok(SigningKey {
                     id: r.text("id")?,
                     purpose,
-                    secret: key32(r.bytes("secret")?, "secret")?,
+                    secret: match r.opt_text("kek_id")? {
+                        Some(kek_id) => StoredSecret::Sealed(SealedSecret {
+                            kek_id,
+                            sealed: r.bytes("secret")?,
+                        }),
+                        None => StoredSecret::Clear(key32(r.bytes("secret")?, "secret")?),
+                    },
                     public_key: key32(r.bytes("public_key")?, "public key")?,
                     created_at: r.time("created_at_us")?,
                     retired_at: r.opt_time("retired_at_us")?,
@@ -149,5 +214,25 @@ impl Keys for Tx {
             .bind(micros(now)),
         )
         .await
+    }
+
+    async fn seal_signing_key(
+        &mut self,
+        id: &str,
+        sealed: &SealedSecret,
+    ) -> Result<bool, StoreError> {
+        self.audited_write()?;
+        let changed = self
+            .run(
+                sqlx::query(
+                    "UPDATE signing_keys SET secret = $2, kek_id = $3 \
+                     WHERE id = $1 AND kek_id IS NULL",
+                )
+                .bind(id.to_owned())
+                .bind(sealed.sealed.clone())
+                .bind(sealed.kek_id.clone()),
+            )
+            .await?;
+        Ok(changed > 0)
     }
 }

@@ -65,7 +65,7 @@ pub use channels::Channels;
 pub use directory::{ApiToken, Directory, RevokedToken, StoredEnrollment, TokenKind};
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
-pub use keys::{KeyPurpose, Keys, SigningKey};
+pub use keys::{KeyPurpose, Keys, SealedSecret, SigningKey, StoredSecret};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
@@ -422,6 +422,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 include_str!("../migrations/sqlite/0004_accounts.sql"),
             ),
             (
+                6,
+                "sealed signing keys",
+                include_str!("../migrations/sqlite/0006_sealed_signing_keys.sql"),
+            ),
+            (
                 7,
                 "sign-in guard",
                 include_str!("../migrations/sqlite/0007_sign_in_guard.sql"),
@@ -447,6 +452,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 4,
                 "accounts",
                 include_str!("../migrations/postgres/0004_accounts.sql"),
+            ),
+            (
+                6,
+                "sealed signing keys",
+                include_str!("../migrations/postgres/0006_sealed_signing_keys.sql"),
             ),
             (
                 7,

@@ -1,7 +1,8 @@
 //! A real Lockbox server for tests: started on a free port over a fresh
 //! database (SQLite always; PostgreSQL when `LOCKBOX_TEST_POSTGRES_URL` is
-//! set), telling time by a [`ManualClock`] the test moves, with its first
-//! admin created and a client for it.
+//! set) with a key-encryption key of its own, telling time by a
+//! [`ManualClock`] the test moves, with its first admin created and a
+//! client for it.
 //!
 //! [`Contoso`] seeds a tenant with one principal of every kind through the
 //! HTTP API, as a user would, for tests that need people.
@@ -42,11 +43,48 @@ impl std::fmt::Debug for Configure {
     }
 }
 
+/// A key-encryption key file in the temporary directory, removed when
+/// the last node that uses it is dropped.
+#[derive(Debug)]
+pub struct KekFile {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+}
+
+impl KekFile {
+    fn new() -> Self {
+        let name = format!(
+            "lockbox-test-{}-{}.kek",
+            std::process::id(),
+            hex_of(&lockbox_core::id::random_bytes::<8>().expect("randomness"))
+        );
+        let path = std::env::temp_dir().join(name);
+        lockbox_server::kek::Kek::create(&path).expect("create the test KEK");
+        Self { path }
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Drop for KekFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A running server and what a test needs to drive it.
 #[derive(Debug)]
 pub struct TestServer {
     /// Where it listens, `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Where `/metrics` is served when `[metrics] listen` gives it a
+    /// listener of its own, `http://127.0.0.1:PORT`.
+    pub metrics_url: Option<String>,
+    /// The key-encryption key file of its signing keys (`[keys] kek_file`),
+    /// shared by its other nodes.
+    pub kek_file: Arc<KekFile>,
     /// Its clock; [`TestServer::advance`] moves it.
     pub clock: ManualClock,
     /// A client with the provider admin's token.
@@ -142,8 +180,15 @@ impl TestServer {
             .await
             .expect("create the first admin");
         let database_url = db.url.clone();
-        let mut server =
-            Self::serve(store, clock, initialized.token, database_url, configure).await;
+        let mut server = Self::serve(
+            store,
+            clock,
+            initialized.token,
+            database_url,
+            configure,
+            Arc::new(KekFile::new()),
+        )
+        .await;
         server.db = Some(db);
         server
     }
@@ -154,9 +199,11 @@ impl TestServer {
         admin_token: String,
         database_url: String,
         configure: Configure,
+        kek_file: Arc<KekFile>,
     ) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.keys.kek_file = Some(kek_file.path.clone());
         // Tests sweep by hand, with the manual clock.
         config.sweeper.enabled = false;
         config.audit.checkpoints = false;
@@ -176,6 +223,10 @@ impl TestServer {
             "the new server's grant index is ready"
         );
         let url = format!("http://{}", server.local_addr().expect("local address"));
+        let metrics_url = server
+            .metrics_addr()
+            .expect("metrics address")
+            .map(|a| format!("http://{a}"));
         let app = server.app().clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -184,6 +235,8 @@ impl TestServer {
         let admin = Client::new(&url, Some(admin_token.clone())).expect("client");
         Self {
             url,
+            metrics_url,
+            kek_file,
             clock,
             admin,
             admin_token,
@@ -209,6 +262,7 @@ impl TestServer {
             self.admin_token.clone(),
             self.database_url.clone(),
             self.configure.clone(),
+            Arc::clone(&self.kek_file),
         )
         .await
     }

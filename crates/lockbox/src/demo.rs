@@ -107,18 +107,24 @@ pub(crate) async fn run() -> Result<(), CliError> {
     let dir = std::env::temp_dir().join(format!("lockbox-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::Io(format!("cannot create {}: {e}", dir.display())))?;
-    let result = play(&format!("sqlite://{}", dir.join("lockbox.db").display())).await;
+    let result = play(
+        &format!("sqlite://{}", dir.join("lockbox.db").display()),
+        &dir.join("lockbox.kek"),
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn play(database: &str) -> Result<(), CliError> {
+async fn play(database: &str, kek_file: &std::path::Path) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0"
         .parse()
         .map_err(|_| CliError::Usage("listen address".into()))?;
     config.database.url = database.to_owned();
+    lockbox_server::kek::Kek::create(kek_file).map_err(|e| CliError::Io(e.to_string()))?;
+    config.keys.kek_file = Some(kek_file.to_owned());
     config.notifications.allow_private_targets = true;
     config.notifications.poll_interval_ms = 100;
     let store = serve::open_store(&config)
@@ -401,7 +407,12 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
         .step("token verified", async {
             let token = sam.grant_token(&grant_id).await.map_err(api_err)?;
             let jwks = gate.anonymous().jwks().await.map_err(api_err)?;
-            let claims = access_token::verify(&token.token, &jwks, SystemClock.now())?;
+            let expected = access_token::Expected {
+                issuer: base,
+                // No audience is configured: the grant's scope.
+                audience: VM,
+            };
+            let claims = access_token::verify(&token.token, &jwks, &expected, SystemClock.now())?;
             (claims.sub == "sam" && claims.gid == grant_id)
                 .then(|| {
                     format!(

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use lockbox_core::{Clock, SystemClock};
 use lockbox_server::bootstrap;
 use lockbox_server::config::{Config, redact_url};
+use lockbox_server::kek::{self, Kek};
 use lockbox_server::serve::{self, Server};
 use output::Output;
 
@@ -37,6 +38,10 @@ struct ConfigArgs {
     /// `postgres://…`.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// The key-encryption key file that seals the signing keys
+    /// (`[keys] kek_file`).
+    #[arg(long, value_name = "FILE")]
+    kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,14 +56,19 @@ enum Command {
         /// Address and port to listen on (default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
-        /// Seed demo data into an empty database and print how to use it.
+        /// Seed demo data into an empty database and print how to use it
+        /// (with a key-encryption key of its own beside the database,
+        /// unless one is configured).
         #[arg(long)]
         demo: bool,
     },
-    /// Create the schema and the first provider admin, and print its API
-    /// token (once).
+    /// Create the schema, the key-encryption key file (mode 0600; never
+    /// overwritten), the signing keys it seals and the first provider
+    /// admin, and print the admin's API token (once). The KEK goes where
+    /// `--kek-file` or `[keys] kek_file` says, else beside a SQLite
+    /// database (`lockbox.db` → `lockbox.kek`), else `./lockbox.kek`.
     #[command(
-        after_help = "Examples:\n  lockbox init\n  lockbox init --database-url postgres://lockbox@db/lockbox"
+        after_help = "Examples:\n  lockbox init\n  lockbox init --database-url postgres://lockbox@db/lockbox --kek-file /etc/lockbox/lockbox.kek"
     )]
     Init {
         #[command(flatten)]
@@ -215,6 +225,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysAction {
+    /// Make a new key-encryption key file (32 random bytes as 64 hex
+    /// digits, mode 0600) where `--kek-file` or `[keys] kek_file` says;
+    /// never overwrites one. For a database made before the KEK: set
+    /// `[keys] kek_file` to it, and the next start seals the signing keys.
+    #[command(
+        name = "create-kek",
+        after_help = "Example:\n  lockbox keys create-kek --kek-file /etc/lockbox/lockbox.kek"
+    )]
+    CreateKek {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Make a new signing key and retire the current one. A retired
     /// access-token key stays in the JWKS for a day, so tokens it signed
     /// verify until they expire; a retired checkpoint key stays published
@@ -300,7 +322,38 @@ fn load(args: &ConfigArgs, listen: Option<&String>) -> Result<Config, String> {
     if let Some(listen) = listen {
         flags.push(("server.listen", listen.clone()));
     }
+    if let Some(kek) = &args.kek_file {
+        flags.push(("keys.kek_file", kek.display().to_string()));
+    }
     Config::load(args.config.as_deref(), std::env::vars(), &flags).map_err(|e| e.to_string())
+}
+
+/// The KEK file `init` and `serve --demo` use: the configured one, else
+/// one beside the database.
+fn kek_path(config: &Config) -> PathBuf {
+    config
+        .keys
+        .kek_file
+        .clone()
+        .unwrap_or_else(|| kek::default_path(&config.database.url))
+}
+
+/// What to tell whoever made a KEK.
+fn kek_made(config: &Config, path: &std::path::Path, kek: &Kek) -> String {
+    let mut said = format!(
+        "Key-encryption key {} written to {} (mode 0600): it seals the signing keys in the database.\n\
+         Back it up apart from the database; without it the signing keys are lost (see docs/KEYS.md).",
+        kek.id(),
+        path.display()
+    );
+    if config.keys.kek_file.is_none() {
+        said.push_str(&format!(
+            "\nStart the server with `--kek-file {0}`, or set `[keys] kek_file = \"{0}\"` \
+             (or LOCKBOX_KEYS__KEK_FILE).",
+            path.display()
+        ));
+    }
+    said
 }
 
 fn init_logging(config: &Config) {
@@ -324,8 +377,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             demo,
         } => {
-            let config = load(&config, listen.as_ref())?;
+            let mut config = load(&config, listen.as_ref())?;
             init_logging(&config);
+            if demo && config.keys.kek_file.is_none() {
+                // The demo makes its own KEK beside its database, and uses
+                // it again on the next `serve --demo`.
+                let path = kek_path(&config);
+                if !path.exists() {
+                    let kek = Kek::create(&path).map_err(|e| CliError::Io(e.to_string()))?;
+                    println!("{}\n", kek_made(&config, &path, &kek));
+                }
+                config.keys.kek_file = Some(path);
+            }
             let store = serve::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -363,11 +426,28 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = serve::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            let done = bootstrap::init(&store, clock.now(), admin)
+            // Said before a KEK is made, which would be in vain.
+            if already_initialised(&store).await? {
+                return Err(bootstrap::BootstrapError::AlreadyInitialized
+                    .to_string()
+                    .into());
+            }
+            let path = kek_path(&config);
+            let kek = Kek::create(&path).map_err(|e| CliError::Io(e.to_string()))?;
+            let done = match bootstrap::init(&store, clock.now(), admin).await {
+                Ok(done) => done,
+                Err(e) => {
+                    // Nothing was sealed with it: take back the file we made.
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.to_string().into());
+                }
+            };
+            lockbox_server::signing_keys::prepare(&store, &kek, clock.now())
                 .await
                 .map_err(|e| e.to_string())?;
             store.close().await;
             println!("Initialised {}.", redact_url(&config.database.url));
+            println!("{}\n", kek_made(&config, &path, &kek));
             println!(
                 "Provider admin `{}`; its API token (shown once, keep it safe):\n",
                 done.admin
@@ -411,11 +491,26 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys {
+            action: KeysAction::CreateKek { config },
+        } => {
+            let config = load(&config, None)?;
+            let path = kek_path(&config);
+            let kek = Kek::create(&path).map_err(|e| CliError::Io(e.to_string()))?;
+            println!("{}", kek_made(&config, &path, &kek));
+            Ok(())
+        }
+        Command::Keys {
             action: KeysAction::Rotate { config, purpose },
         } => {
             let config = load(&config, None)?;
             init_logging(&config);
             let store = serve::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let kek = serve::load_kek(&config, &store)
+                .await
+                .map_err(|e| e.to_string())?;
+            lockbox_server::signing_keys::prepare(&store, &kek, clock.now())
                 .await
                 .map_err(|e| e.to_string())?;
             let which = match purpose {
@@ -424,6 +519,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             };
             let kid = lockbox_server::signing_keys::rotate(
                 &store,
+                &kek,
                 which,
                 lockbox_core::audit::Actor::System,
                 clock.now(),
@@ -442,6 +538,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn already_initialised(store: &lockbox_store::Store) -> Result<bool, String> {
+    use lockbox_store::Directory as _;
+    let mut tx = store.read().await.map_err(|e| e.to_string())?;
+    let has = tx.has_principals().await.map_err(|e| e.to_string())?;
+    tx.commit_unaudited().await.map_err(|e| e.to_string())?;
+    Ok(has)
 }
 
 #[tokio::main]

@@ -46,6 +46,8 @@ async fn generated_population_serves(backend: Backend) {
     config.sweeper.enabled = false;
     config.audit.checkpoints = false;
     config.notifications.deliver = false;
+    let kek_file = fixture::kek_file(&url).unwrap();
+    config.keys.kek_file = Some(kek_file.clone());
     let server = Server::bind(&config, store, Arc::new(SystemClock))
         .await
         .expect("the server starts on the fixture");
@@ -132,6 +134,7 @@ async fn generated_population_serves(backend: Backend) {
     let _ = stop.send(());
     let _ = running.await;
     drop(db);
+    let _ = std::fs::remove_file(kek_file);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

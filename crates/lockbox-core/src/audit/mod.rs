@@ -276,6 +276,9 @@ event_kinds! {
     GrantTokenIssued = "grant.token_issued",
     /// A signing key was created (and the keys it replaces retired).
     SigningKeyCreated = "signing_key.created",
+    /// A signing key stored in clear (by a version before the key-encryption
+    /// key) was sealed with the KEK.
+    SigningKeySealed = "signing_key.sealed",
     /// A gateway's check was allowed.
     AccessAllowed = "access.allowed",
     /// A gateway's check was denied.

@@ -166,7 +166,8 @@ pub(crate) async fn export(
     let tenant = TenantId::parse(&tenant)?;
     let reader = authz::audit_reader(&caller, &tenant)?;
     let chain = Chain::Tenant(reader.tenant().clone());
-    let checkpoint = audit_log::current_checkpoint(app.store(), &chain, app.now()).await?;
+    let checkpoint =
+        audit_log::current_checkpoint(app.store(), app.kek(), &chain, app.now()).await?;
     let events = checkpoint.seq;
     let stream = audit_log::export_stream(app.store().clone(), chain, checkpoint).map(
         move |chunk| {
@@ -238,6 +239,7 @@ pub(crate) async fn create_checkpoint(
     let reader = authz::audit_reader(&caller, &tenant)?;
     let cp = audit_log::checkpoint(
         app.store(),
+        app.kek(),
         &Chain::Tenant(reader.tenant().clone()),
         app.now(),
     )
@@ -250,7 +252,7 @@ pub(crate) async fn create_checkpoint(
 #[utoipa::path(get, path = "/v1/audit/public-key", tag = "audit",
     responses((status = 200, body = api::AuditPublicKey)))]
 pub(crate) async fn public_key(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let keys = audit_log::public_keys(app.store()).await?;
+    let keys = audit_log::public_keys(app.store(), app.kek()).await?;
     let current = keys
         .iter()
         .find(|(_, k)| k.retired_at.is_none())

@@ -81,8 +81,7 @@ pub(crate) async fn mint_token(
             format!("grant {id} allows nothing now ({why}); no token can be minted for it"),
         ));
     }
-    let (token, claims, event) =
-        access_token::mint(app.store(), app.public_url(), &grant, now).await?;
+    let (token, claims, event) = access_token::mint(&app, &grant, now).await?;
     let tx = app.store().begin().await?;
     tx.commit(vec![event]).await?;
     let expires_at = lockbox_core::Timestamp::from_timestamp(claims.exp, 0)
@@ -95,7 +94,7 @@ pub(crate) async fn mint_token(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "enforcement",
     responses((status = 200, body = api::Jwks)))]
 pub(crate) async fn jwks(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let keys = access_token::jwks(app.store(), app.now()).await?;
+    let keys = access_token::jwks(app.store(), app.kek(), app.now()).await?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(keys)))
 }
 

@@ -166,8 +166,8 @@ pub(crate) async fn verify(State(app): State<AppState>, form: Form<NoFields>) ->
             )
         })?;
     let store = app.store();
-    let checkpoint = audit_log::current_checkpoint(store, &chain, app.now()).await?;
-    let keys: Vec<_> = audit_log::public_keys(store)
+    let checkpoint = audit_log::current_checkpoint(store, app.kek(), &chain, app.now()).await?;
+    let keys: Vec<_> = audit_log::public_keys(store, app.kek())
         .await?
         .into_iter()
         .map(|(key, _)| key)

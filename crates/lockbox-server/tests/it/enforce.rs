@@ -357,8 +357,14 @@ async fn access_tokens_verify_offline_with_an_independent_library(server: TestSe
     assert_eq!(minted.expires_at, now + TimeDelta::minutes(15));
     let jwks = server.anonymous().jwks().await.unwrap();
     let jwks_json = serde_json::to_string(&jwks).unwrap();
+    // No audience is configured: the grant's scope is the audience.
+    let expected = gateway::Expected {
+        issuer: server.url.clone(),
+        audience: Contoso::VM.to_owned(),
+    };
 
-    let claims = gateway::verify(&jwks_json, &minted.token, now).unwrap();
+    let claims = gateway::verify(&jwks_json, &minted.token, &expected, now).unwrap();
+    assert_eq!(claims.aud, Contoso::VM);
     assert_eq!(claims.sub, "sam");
     assert_eq!(claims.tid, "contoso");
     assert_eq!(claims.scope, Contoso::VM);
@@ -381,20 +387,69 @@ async fn access_tokens_verify_offline_with_an_independent_library(server: TestSe
 
     // After `exp`, no longer.
     let late = minted.expires_at;
-    let e = gateway::verify(&jwks_json, &minted.token, late).unwrap_err();
+    let e = gateway::verify(&jwks_json, &minted.token, &expected, late).unwrap_err();
     assert!(e.contains("expired"), "{e}");
-    assert!(gateway::verify(&jwks_json, &minted.token, late - TimeDelta::seconds(1)).is_ok());
+    assert!(
+        gateway::verify(
+            &jwks_json,
+            &minted.token,
+            &expected,
+            late - TimeDelta::seconds(1)
+        )
+        .is_ok()
+    );
+    // Before `nbf` (the minting second), no.
+    let e = gateway::verify(
+        &jwks_json,
+        &minted.token,
+        &expected,
+        now - TimeDelta::seconds(1),
+    )
+    .unwrap_err();
+    assert!(e.contains("not valid before"), "{e}");
+    // Another issuer, another gateway: no.
+    let e = gateway::verify(
+        &jwks_json,
+        &minted.token,
+        &gateway::Expected {
+            issuer: "https://lockbox.elsewhere.example".to_owned(),
+            ..expected.clone()
+        },
+        now,
+    )
+    .unwrap_err();
+    assert!(e.contains("issued by"), "{e}");
+    let e = gateway::verify(
+        &jwks_json,
+        &minted.token,
+        &gateway::Expected {
+            audience: OTHER_VM.to_owned(),
+            ..expected.clone()
+        },
+        now,
+    )
+    .unwrap_err();
+    assert!(e.contains("meant for"), "{e}");
 
     // With any other key, no.
     let mut wrong = jwks.clone();
-    let other = lockbox_server::signing_keys::generate(lockbox_store::KeyPurpose::AccessToken, now)
-        .unwrap();
+    let other = lockbox_server::signing_keys::generate(
+        server.app().kek(),
+        lockbox_store::KeyPurpose::AccessToken,
+        now,
+    )
+    .unwrap();
     wrong.keys[0].x = {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(other.public_key)
     };
-    let e =
-        gateway::verify(&serde_json::to_string(&wrong).unwrap(), &minted.token, now).unwrap_err();
+    let e = gateway::verify(
+        &serde_json::to_string(&wrong).unwrap(),
+        &minted.token,
+        &expected,
+        now,
+    )
+    .unwrap_err();
     assert!(e.contains("invalid token"), "{e}");
 
     // Any claim edited: no.
@@ -414,6 +469,9 @@ async fn access_tokens_verify_offline_with_an_independent_library(server: TestSe
         ("act", json!(["*"])),
         ("gid", json!("grant_00000000000000000000000000000000")),
         ("exp", json!(original["exp"].as_i64().unwrap() + 3600)),
+        ("nbf", json!(original["nbf"].as_i64().unwrap() - 3600)),
+        ("aud", json!(OTHER_VM)),
+        ("iss", json!("https://lockbox.elsewhere.example")),
         ("jti", json!("another")),
     ] {
         let mut edited = original.clone();
@@ -425,17 +483,53 @@ async fn access_tokens_verify_offline_with_an_independent_library(server: TestSe
         };
         let forged = format!("{}.{body}.{}", parts[0], parts[2]);
         assert!(
-            gateway::verify(&jwks_json, &forged, now).is_err(),
+            gateway::verify(&jwks_json, &forged, &expected, now).is_err(),
             "edited `{claim}` must not verify"
         );
     }
-    // Lockbox's own verifier agrees.
+    // Lockbox's own verifier agrees, claims and all.
+    let own = lockbox_server::access_token::Expected {
+        issuer: &server.url,
+        audience: Contoso::VM,
+    };
+    let verified = lockbox_server::access_token::verify(&minted.token, &jwks, &own, now).unwrap();
+    assert_eq!(verified.jti, claims.jti);
+    assert_eq!(verified.aud, Contoso::VM);
     assert_eq!(
-        lockbox_server::access_token::verify(&minted.token, &jwks, now)
-            .unwrap()
-            .jti,
-        claims.jti
+        (verified.iat, verified.nbf),
+        (now.timestamp(), now.timestamp())
     );
+    assert_eq!(verified.exp, minted.expires_at.timestamp());
+    let refused = lockbox_server::access_token::verify(
+        &minted.token,
+        &jwks,
+        &lockbox_server::access_token::Expected {
+            audience: OTHER_VM,
+            ..own
+        },
+        now,
+    )
+    .unwrap_err();
+    assert!(refused.contains("Audience"), "{refused}");
+    let refused = lockbox_server::access_token::verify(
+        &minted.token,
+        &jwks,
+        &lockbox_server::access_token::Expected {
+            issuer: "https://lockbox.elsewhere.example",
+            ..own
+        },
+        now,
+    )
+    .unwrap_err();
+    assert!(refused.contains("Issuer"), "{refused}");
+    let refused = lockbox_server::access_token::verify(
+        &minted.token,
+        &jwks,
+        &own,
+        now - TimeDelta::seconds(1),
+    )
+    .unwrap_err();
+    assert!(refused.contains("not valid yet"), "{refused}");
 
     // The token never outlives the grant; only the holder mints; a grant
     // that allows nothing gets no token.
@@ -492,6 +586,7 @@ async fn rotated_keys_stay_published_for_tokens_in_flight(server: TestServer) {
     let now = server.clock.now();
     let kid = lockbox_server::signing_keys::rotate(
         server.store(),
+        server.app().kek(),
         lockbox_store::KeyPurpose::AccessToken,
         lockbox_core::audit::Actor::System,
         now,
@@ -503,7 +598,11 @@ async fn rotated_keys_stay_published_for_tokens_in_flight(server: TestServer) {
     assert_eq!(after.keys[0].kid, kid, "the new key first");
     assert_eq!(after.keys[1], before.keys[0], "the old key still published");
     let jwks_json = serde_json::to_string(&after).unwrap();
-    assert!(gateway::verify(&jwks_json, &old.token, now).is_ok());
+    let expected = gateway::Expected {
+        issuer: server.url.clone(),
+        audience: Contoso::VM.to_owned(),
+    };
+    assert!(gateway::verify(&jwks_json, &old.token, &expected, now).is_ok());
     let new = world.sam.client.grant_token(&grant.id).await.unwrap();
     let header: serde_json::Value = {
         use base64::Engine as _;
@@ -517,11 +616,96 @@ async fn rotated_keys_stay_published_for_tokens_in_flight(server: TestServer) {
     };
     assert_eq!(header["kid"], kid.as_str());
     assert_eq!(header["alg"], "EdDSA");
-    assert!(gateway::verify(&jwks_json, &new.token, now).is_ok());
+    assert!(gateway::verify(&jwks_json, &new.token, &expected, now).is_ok());
     server.advance(TimeDelta::hours(25));
     let later = server.anonymous().jwks().await.unwrap();
     assert_eq!(later.keys.len(), 1, "retired keys leave after a day");
     assert_eq!(later.keys[0].kid, kid);
+}
+
+/// `[[access_tokens.audiences]]`: a token's `aud` is the audience of the
+/// longest configured scope that contains its grant's scope (matched
+/// ignoring case, as ARM ids are), else the grant's scope; each gateway
+/// accepts the tokens for itself only.
+async fn access_tokens_name_the_configured_audience(backend: lockbox_store::Backend) {
+    use lockbox_server::config::AudienceConfig;
+    const WEB_GW: &str = "https://web-gw.example.com";
+    const VM_GW: &str = "https://vm-01-gw.example.com";
+    let Some(server) = TestServer::configured(backend, |c| {
+        c.access_tokens.audiences = vec![
+            AudienceConfig {
+                // ARM ids compare ignoring case.
+                scope: "/subscriptions/SUB-1/resourceGroups/RG-WEB".into(),
+                audience: WEB_GW.into(),
+            },
+            AudienceConfig {
+                scope: Contoso::VM.into(),
+                audience: VM_GW.into(),
+            },
+        ];
+    })
+    .await
+    else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let world = Contoso::seed(&server).await;
+    let jwks = server.anonymous().jwks().await.unwrap();
+    let jwks_json = serde_json::to_string(&jwks).unwrap();
+    let now = server.clock.now();
+    let gateway_of = |audience: &str| gateway::Expected {
+        issuer: server.url.clone(),
+        audience: audience.to_owned(),
+    };
+    for (scope, audience, other) in [
+        (Contoso::VM, VM_GW, WEB_GW),
+        (Contoso::RG, WEB_GW, VM_GW),
+        (Contoso::SUB, Contoso::SUB, WEB_GW),
+    ] {
+        let request = world.request(scope, "Reader", None).await;
+        let grant = world
+            .olivia
+            .client
+            .approve(&request.id, "ok", None)
+            .await
+            .unwrap()
+            .grant
+            .unwrap();
+        let minted = world.sam.client.grant_token(&grant.id).await.unwrap();
+        let claims = gateway::verify(&jwks_json, &minted.token, &gateway_of(audience), now)
+            .unwrap_or_else(|e| panic!("{scope}: {e}"));
+        assert_eq!(
+            (claims.aud.as_str(), claims.scope.as_str()),
+            (audience, scope)
+        );
+        let e = gateway::verify(&jwks_json, &minted.token, &gateway_of(other), now).unwrap_err();
+        assert!(e.contains("meant for"), "{scope}: {e}");
+        let own = lockbox_server::access_token::Expected {
+            issuer: &server.url,
+            audience: other,
+        };
+        assert!(
+            lockbox_server::access_token::verify(&minted.token, &jwks, &own, now).is_err(),
+            "{scope}: Lockbox's verifier refuses another audience too"
+        );
+    }
+    // The audience is in the log of the minting.
+    let issued: Vec<String> = log(&server, contoso())
+        .await
+        .iter()
+        .filter(|e| e.kind == "grant.token_issued")
+        .map(|e| e.data["aud"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(issued, [VM_GW, WEB_GW, Contoso::SUB]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_name_the_configured_audience_on_sqlite() {
+    access_tokens_name_the_configured_audience(lockbox_store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_name_the_configured_audience_on_postgres() {
+    access_tokens_name_the_configured_audience(lockbox_store::Backend::Postgres).await;
 }
 
 /// Random operations over HTTP; after each sequence, this node's index

@@ -43,6 +43,7 @@ mod duties;
 mod enforce;
 mod faults;
 mod input;
+mod keys;
 mod matrix;
 mod notify;
 mod ops;

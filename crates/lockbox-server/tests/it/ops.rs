@@ -120,6 +120,112 @@ async fn shutdown_lets_requests_in_flight_finish(mut server: TestServer) {
     assert!(refused, "the server kept accepting after shutdown");
 }
 
+async fn get(url: &str, bearer: Option<&str>) -> (u16, String, Option<String>) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = bearer {
+        request = request.header("authorization", token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, response.text().await.unwrap(), challenge)
+}
+
+/// `[metrics] listen`: `/metrics` on its own address, and the main
+/// listener answers 404 for it as for any path it does not serve; the
+/// metrics listener serves nothing else.
+async fn metrics_on_an_address_of_their_own(backend: lockbox_store::Backend) {
+    let Some(server) = TestServer::configured(backend, |c| {
+        c.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await
+    else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let metrics_url = server.metrics_url.clone().expect("a metrics listener");
+    assert_ne!(metrics_url, server.url);
+    let (status, body, _) = get(&format!("{}/metrics", server.url), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("lockbox_"), "{body}");
+    let (status, body, _) = get(&format!("{metrics_url}/metrics"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("lockbox_enforcement_serving 1"), "{body}");
+    for path in ["/healthz", "/v1/me", "/openapi.json", "/"] {
+        let (status, _, _) = get(&format!("{metrics_url}{path}"), None).await;
+        assert_eq!(status, 404, "{path} on the metrics listener");
+    }
+    // The rest of the main listener is as before.
+    assert_eq!(server.anonymous().health().await.unwrap().status, "ok");
+}
+
+/// `[metrics] bearer_token_file`: no token, a wrong one or another scheme
+/// is 401 with a challenge; the file's token (less its newline) is 200.
+/// Neither the configuration's `Debug` nor the answer shows it.
+async fn metrics_behind_a_bearer_token(backend: lockbox_store::Backend) {
+    const TOKEN: &str = "metrics-scraper-token-0123456789";
+    let file = std::env::temp_dir().join(format!(
+        "lockbox-metrics-token-{}-{backend:?}",
+        std::process::id()
+    ));
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let configured = file.clone();
+    let Some(server) = TestServer::configured(backend, move |c| {
+        c.metrics.bearer_token_file = Some(configured.clone());
+    })
+    .await
+    else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let url = format!("{}/metrics", server.url);
+    for bearer in [
+        None,
+        Some("Bearer wrong-token-0123456789abcdef".to_owned()),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Bearer {}", &TOKEN[..TOKEN.len() - 1])),
+        Some(format!("Basic {TOKEN}")),
+        Some(format!("Bearer {}", server.admin_token)),
+    ] {
+        let (status, body, challenge) = get(&url, bearer.as_deref()).await;
+        assert_eq!(status, 401, "{bearer:?}: {body}");
+        assert!(body.contains("unauthenticated"), "{body}");
+        assert!(!body.contains(TOKEN), "{body}");
+        assert_eq!(challenge.as_deref(), Some("Bearer realm=\"metrics\""));
+    }
+    let (status, body, _) = get(&url, Some(&format!("Bearer {TOKEN}"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("lockbox_enforcement_serving 1"), "{body}");
+    let (status, _, _) = get(&url, Some(&format!("bearer {TOKEN}"))).await;
+    assert_eq!(status, 200, "the scheme is case-insensitive");
+    // Only /metrics is guarded.
+    assert_eq!(server.anonymous().health().await.unwrap().status, "ok");
+    let debug = format!("{:?}", server.app().metrics_access());
+    assert!(!debug.contains(TOKEN), "{debug}");
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_an_address_of_their_own_on_sqlite() {
+    metrics_on_an_address_of_their_own(lockbox_store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_an_address_of_their_own_on_postgres() {
+    metrics_on_an_address_of_their_own(lockbox_store::Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_behind_a_bearer_token_on_sqlite() {
+    metrics_behind_a_bearer_token(lockbox_store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_behind_a_bearer_token_on_postgres() {
+    metrics_behind_a_bearer_token(lockbox_store::Backend::Postgres).await;
+}
+
 /// The contract: `/openapi.json` as committed in `tests/openapi.json`.
 /// A change to the API shows up in review as a change to that file; run
 /// with `UPDATE_SNAPSHOTS=1` to accept it.

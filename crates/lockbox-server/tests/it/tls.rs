@@ -22,6 +22,12 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.tls.cert_file = Some(cert_file);
     config.tls.key_file = Some(key_file);
+    let kek_file = dir.join("lockbox.kek");
+    let _ = std::fs::remove_file(&kek_file);
+    lockbox_server::kek::Kek::create(&kek_file).unwrap();
+    config.keys.kek_file = Some(kek_file);
+    // `/metrics` on a listener of its own speaks TLS too.
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
     let server = Server::bind(
         &config,
         store,
@@ -30,6 +36,7 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
     .await
     .unwrap();
     let port = server.local_addr().unwrap().port();
+    let metrics_port = server.metrics_addr().unwrap().unwrap().port();
     assert!(server.app().public_url().starts_with("https://"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async {
@@ -50,6 +57,18 @@ async fn the_server_speaks_tls_with_the_configured_certificate() {
         .await
         .unwrap();
     assert!(body.contains("\"ok\""), "{body}");
+    let metrics = trusting
+        .get(format!("https://localhost:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("lockbox_"));
+    let plain = reqwest::Client::new()
+        .get(format!("http://localhost:{metrics_port}/metrics"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
     // Under TLS the portal's cookies are `Secure`.
     let sign_in = trusting
         .get(format!("https://localhost:{port}/sign-in"))

@@ -232,7 +232,10 @@ async fn signing_keys_rotate_and_stay_listed(s: TestStore) {
     let key = |id: &str, n: u8, at: Timestamp| SigningKey {
         id: id.to_owned(),
         purpose: KeyPurpose::AccessToken,
-        secret: [n; 32],
+        secret: StoredSecret::Sealed(SealedSecret {
+            kek_id: "kek-1".to_owned(),
+            sealed: vec![n; 60],
+        }),
         public_key: [n + 1; 32],
         created_at: at,
         retired_at: None,
@@ -242,6 +245,11 @@ async fn signing_keys_rotate_and_stay_listed(s: TestStore) {
         !format!("{first:?}").contains("[1, 1"),
         "no secret in Debug"
     );
+    let clear = SigningKey {
+        secret: StoredSecret::Clear([7; 32]),
+        ..first.clone()
+    };
+    assert!(!format!("{clear:?}").contains("7, 7"), "{clear:?}");
 
     let mut tx = s.begin().await.unwrap();
     tx.insert_signing_key(&first).await.unwrap();
@@ -278,7 +286,7 @@ async fn signing_keys_rotate_and_stay_listed(s: TestStore) {
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], second, "newest first");
     assert_eq!(keys[1].retired_at, Some(t0() + hours(1)));
-    assert_eq!(keys[1].secret, [1; 32]);
+    assert_eq!(keys[1].secret, first.secret);
     assert!(
         tx.signing_keys(KeyPurpose::Checkpoint)
             .await
@@ -287,7 +295,82 @@ async fn signing_keys_rotate_and_stay_listed(s: TestStore) {
     );
 }
 
+/// The store writes no secret in clear: a clear key is refused; one left
+/// in clear by a database from before migration 0006 reads as such, and
+/// is sealed once (a second sealing, by another node, changes nothing).
+async fn signing_keys_are_written_sealed_only(s: TestStore) {
+    use sqlx::Connection as _;
+    let event = || {
+        PendingEvent::new(
+            Chain::Provider,
+            t0(),
+            Actor::System,
+            EventKind::SigningKeyCreated,
+            "k",
+            serde_json::json!({}),
+        )
+    };
+    let clear = SigningKey {
+        id: "k1".to_owned(),
+        purpose: KeyPurpose::Checkpoint,
+        secret: StoredSecret::Clear([7; 32]),
+        public_key: [8; 32],
+        created_at: t0(),
+        retired_at: None,
+    };
+    let mut tx = s.begin().await.unwrap();
+    assert!(matches!(
+        tx.insert_signing_key(&clear).await,
+        Err(StoreError::Unsealed)
+    ));
+    drop(tx);
+
+    // A row as an older version wrote it.
+    sqlx::any::install_default_drivers();
+    let mut raw = sqlx::AnyConnection::connect(&s.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO signing_keys (id, purpose, algorithm, secret, public_key, created_at_us) \
+         VALUES ('k1', 'checkpoint', 'EdDSA', $1, $2, 0)",
+    )
+    .bind(vec![7u8; 32])
+    .bind(vec![8u8; 32])
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    let mut tx = s.read().await.unwrap();
+    let keys = tx.signing_keys(KeyPurpose::Checkpoint).await.unwrap();
+    assert_eq!(keys[0].secret, StoredSecret::Clear([7; 32]));
+    drop(tx);
+
+    let sealed = SealedSecret {
+        kek_id: "kek-1".to_owned(),
+        sealed: vec![9; 60],
+    };
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.seal_signing_key("k1", &sealed).await.unwrap());
+    tx.commit(vec![event()]).await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    let again = SealedSecret {
+        kek_id: "kek-2".to_owned(),
+        sealed: vec![1; 60],
+    };
+    assert!(!tx.seal_signing_key("k1", &again).await.unwrap());
+    drop(tx);
+    let mut tx = s.read().await.unwrap();
+    let keys = tx.signing_keys(KeyPurpose::Checkpoint).await.unwrap();
+    assert_eq!(keys[0].secret, StoredSecret::Sealed(sealed));
+    drop(tx);
+    let (secret, kek): (Vec<u8>, Option<String>) =
+        sqlx::query_as("SELECT secret, kek_id FROM signing_keys WHERE id = 'k1'")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+    assert_eq!((secret, kek.as_deref()), (vec![9; 60], Some("kek-1")));
+    raw.close().await.unwrap();
+}
+
 conformance!(
+    signing_keys_are_written_sealed_only,
     commits_tell_the_observer_what_they_changed,
     other_nodes_hear_changes_in_commit_order,
     the_index_loaders_see_every_grant_not_long_over,

@@ -56,8 +56,16 @@ impl Moments {
     }
 }
 
-fn start(url: &str) -> (Running, String) {
-    let server = Running::start(&["serve", "--listen", "127.0.0.1:0", "--database-url", url]);
+fn start(url: &str, kek: &std::path::Path) -> (Running, String) {
+    let server = Running::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        url,
+        "--kek-file",
+        kek.to_str().unwrap(),
+    ]);
     let lines = server.read_until("Lockbox is listening on");
     let base = lines
         .iter()
@@ -313,8 +321,10 @@ async fn crash_rounds(url: &str, name: &str) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
 
+    let kek = dir.join("lockbox.kek");
     let init = Command::new(BIN)
-        .args(["init", "--database-url", url])
+        .args(["init", "--database-url", url, "--kek-file"])
+        .arg(&kek)
         .output()
         .unwrap();
     assert!(
@@ -328,14 +338,14 @@ async fn crash_rounds(url: &str, name: &str) {
         .find(|l| l.starts_with("lbx_"))
         .expect("the admin token")
         .to_owned();
-    let (server, base) = start(url);
+    let (server, base) = start(url, &kek);
     let world = Arc::new(seed_world(&base, &admin).await);
     drop(server);
 
     let mut all: Vec<Ack> = Vec::new();
     let mut killed_mid_work = 0;
     for round in 0..rounds {
-        let (mut server, base) = start(url);
+        let (mut server, base) = start(url, &kek);
         // What was acknowledged before the last kill is all still there.
         check_acks(&base, &world, &all).await;
         let acks = Arc::new(Mutex::new(Vec::new()));
@@ -363,7 +373,7 @@ async fn crash_rounds(url: &str, name: &str) {
         eprintln!("round {round}: {} acknowledged before the kill", acks.len());
         all.extend(acks);
     }
-    let (_server, base) = start(url);
+    let (_server, base) = start(url, &kek);
     check_acks(&base, &world, &all).await;
     let checks = verify_chain(&base, &world, &dir).await;
     let acked_checks = all.iter().filter(|a| matches!(a, Ack::Checked)).count();

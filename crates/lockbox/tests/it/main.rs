@@ -23,6 +23,8 @@ fn temp_db(name: &str) -> (PathBuf, String) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+    // Its key-encryption key, where `init` and `serve --demo` put it.
+    let _ = std::fs::remove_file(path.with_extension("kek"));
     let url = format!("sqlite://{}", path.display());
     (path, url)
 }
@@ -82,7 +84,7 @@ impl Drop for Running {
 /// leads to an approved request.
 #[tokio::test]
 async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
-    let (_path, url) = temp_db("demo");
+    let (path, url) = temp_db("demo");
     let server = Running::start(&[
         "serve",
         "--demo",
@@ -152,6 +154,7 @@ async fn a_newcomer_gets_from_the_demo_to_an_approved_request() {
     assert!(out.status.success(), "{said}");
     assert!(said.starts_with("Verified: "), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(path.with_extension("kek"));
 }
 
 /// Runs the printed `curl -s -X POST URL -H 'Authorization: Bearer …' …
@@ -205,7 +208,7 @@ async fn follow(output: &str, marker: &str, base: &str) -> serde_json::Value {
 
 #[test]
 fn init_prints_an_admin_token_once_and_refuses_to_run_twice() {
-    let (_path, url) = temp_db("init");
+    let (path, url) = temp_db("init");
     let first = Command::new(BIN)
         .args(["init", "--database-url", &url])
         .output()
@@ -232,6 +235,143 @@ fn init_prints_an_admin_token_once_and_refuses_to_run_twice() {
         !String::from_utf8(second.stdout).unwrap().contains("lbx_"),
         "no second token"
     );
+    let _ = std::fs::remove_file(path.with_extension("kek"));
+}
+
+/// `init` writes the key-encryption key beside the database (or where
+/// `--kek-file` says), owner-only, and never over an existing one; `serve`
+/// refuses to start without it, saying how to make one, and with another
+/// KEK, naming both.
+#[test]
+fn init_makes_the_kek_once_and_serve_needs_it() {
+    let (path, url) = temp_db("kek");
+    let kek = path.with_extension("kek");
+    let out = Command::new(BIN)
+        .args(["init", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains(&kek.display().to_string()), "{stdout}");
+    assert!(
+        stdout.contains("Back it up apart from the database"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(&kek).unwrap();
+    assert_eq!(written.trim().len(), 64, "{written:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kek).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    // Another database, the same KEK file named: refused, and untouched.
+    let (other_path, other_url) = temp_db("kek-other");
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--database-url",
+            &other_url,
+            "--kek-file",
+            kek.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("lbx_"));
+    assert_eq!(std::fs::read_to_string(&kek).unwrap(), written);
+
+    // No KEK configured: refused, with how to make one.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("encrypted with KEK"), "{stderr}");
+    assert!(stderr.contains("kek_file"), "{stderr}");
+
+    // Another KEK: refused by name.
+    let wrong = other_path.with_extension("kek");
+    let out = Command::new(BIN)
+        .args(["keys", "create-kek", "--kek-file", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--kek-file",
+            wrong.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("the signing keys were encrypted with KEK")
+            && stderr.contains("[keys] kek_file holds"),
+        "{stderr}"
+    );
+
+    // The right one: it serves, and `keys rotate` works with it.
+    let out = Command::new(BIN)
+        .args([
+            "keys",
+            "rotate",
+            "--database-url",
+            &url,
+            "--kek-file",
+            kek.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(BIN)
+        .args(["keys", "rotate", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "rotating needs the KEK");
+    let server = Running::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--kek-file",
+        kek.to_str().unwrap(),
+    ]);
+    server.read_until("listening on");
+    drop(server);
+    for p in [kek, wrong] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A fresh database with no KEK configured: `serve` refuses, and says
+/// how to make one.
+#[test]
+fn serve_without_a_kek_says_how_to_make_one() {
+    let (_path, url) = temp_db("nokek");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("no key-encryption key is configured"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("lockbox init"), "{stderr}");
+    assert!(stderr.contains("lockbox keys create-kek"), "{stderr}");
 }
 
 #[test]
@@ -312,8 +452,22 @@ fn configuration_mistakes_are_reported_and_stop_the_server() {
 
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let (_path, url) = temp_db("sigterm");
-    let mut server = Running::start(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+    let (path, url) = temp_db("sigterm");
+    let kek = path.with_extension("kek");
+    let made = Command::new(BIN)
+        .args(["keys", "create-kek", "--kek-file", kek.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let mut server = Running::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--kek-file",
+        kek.to_str().unwrap(),
+    ]);
     server.read_until("listening on");
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
@@ -322,4 +476,5 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+    let _ = std::fs::remove_file(kek);
 }
