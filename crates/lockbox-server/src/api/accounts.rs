@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::auth::{self, Caller};
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PageParams, Params, Path};
+use crate::extract::{Created, Idempotent, JsonBody, PageParams, Params, Path, Withheld};
 use crate::{AppState, authz, present};
 
 /// The `token.revoked` events of a revocation, each in the chain of the
@@ -105,6 +105,46 @@ pub(crate) async fn issue_link(
         expires_at: enrollment.expires_at,
     };
     Ok((link, events))
+}
+
+/// Stores a new principal (with `event`, its creation) and its first
+/// enrolment link, and answers the creation: the principal and the link,
+/// shown this once. A repeat with the same `Idempotency-Key` is answered
+/// `409 replay_withheld`, naming `described` and how to get a new link.
+pub(crate) async fn create_with_link(
+    app: &AppState,
+    idem: Idempotent,
+    manager: &AccountManager,
+    principal: Principal,
+    event: PendingEvent,
+    described: String,
+) -> Result<Created, ApiError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    tx.insert_principal(&principal).await?;
+    let (link, link_events) = issue_link(app, &mut tx, manager, &principal, now).await?;
+    let mut events = vec![event];
+    events.extend(link_events);
+    let withheld = Withheld {
+        field: "enrollment",
+        created: format!(
+            "{described} with a one-time enrolment link (until {})",
+            link.expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        renew: format!(
+            "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
+            principal.id
+        ),
+    };
+    let out = api::PrincipalCreated {
+        principal: present::principal(&principal),
+        enrollment: link,
+    };
+    let created = idem
+        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
+        .await?;
+    tx.commit(events).await?;
+    Ok(created)
 }
 
 /// A principal locked for a change of its account, or the refusal for a

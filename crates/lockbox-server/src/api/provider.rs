@@ -7,8 +7,7 @@ use lockbox_api as api;
 use lockbox_core::access::ActionSet;
 use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::{
-    AccessLevel, AccessLevelName, AccountManager, Chain, PendingEvent, Principal, PrincipalId,
-    ProviderAdmin, TokenId,
+    AccessLevel, AccessLevelName, AccountManager, Chain, Principal, PrincipalId, TokenId,
 };
 use lockbox_store::Directory as _;
 use serde::Serialize;
@@ -24,48 +23,6 @@ use crate::{AppState, authz, present};
 fn chain_of(p: &Principal) -> Chain {
     p.tenant()
         .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()))
-}
-
-/// Registers a provider principal with its first enrolment link: the
-/// response carries the link, shown once (a repeat with the same
-/// `Idempotency-Key` is answered `409 replay_withheld`).
-async fn register(
-    app: &AppState,
-    cap: ProviderAdmin,
-    idem: Idempotent,
-    principal: Principal,
-    event: PendingEvent,
-) -> Result<Created, ApiError> {
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    tx.insert_principal(&principal).await?;
-    let manager = AccountManager::Provider(cap);
-    let (link, link_events) =
-        super::accounts::issue_link(app, &mut tx, &manager, &principal, now).await?;
-    let mut events = vec![event];
-    events.extend(link_events);
-    let withheld = Withheld {
-        field: "enrollment",
-        created: format!(
-            "{} {} with a one-time enrolment link (until {})",
-            principal.kind.name(),
-            principal.id,
-            link.expires_at.format("%Y-%m-%d %H:%M UTC")
-        ),
-        renew: format!(
-            "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
-            principal.id
-        ),
-    };
-    let out = api::PrincipalCreated {
-        principal: present::principal(&principal),
-        enrollment: link,
-    };
-    let created = idem
-        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
-        .await?;
-    tx.commit(events).await?;
-    Ok(created)
 }
 
 /// Register a support engineer (provider admins). The answer carries the
@@ -90,7 +47,9 @@ pub(crate) async fn create_operator(
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let (operator, event) =
         Principal::register_operator(&cap, id, display_name, email, b.emergency, app.now());
-    register(&app, cap, idem, operator, event).await
+    let described = format!("operator {}", operator.id);
+    let manager = AccountManager::Provider(cap);
+    super::accounts::create_with_link(&app, idem, &manager, operator, event, described).await
 }
 
 /// Register a resource gateway (provider admins). The answer carries its
@@ -111,7 +70,9 @@ pub(crate) async fn create_gateway(
     let display_name = DisplayName::parse(&body.value.display_name)?;
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let (gateway, event) = Principal::register_gateway(&cap, id, display_name, app.now());
-    register(&app, cap, idem, gateway, event).await
+    let described = format!("gateway {}", gateway.id);
+    let manager = AccountManager::Provider(cap);
+    super::accounts::create_with_link(&app, idem, &manager, gateway, event, described).await
 }
 
 /// Define or redefine an access level (provider admins). Requests already

@@ -275,34 +275,9 @@ pub(crate) async fn create_user(
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let now = app.now();
     let (principal, event) = Principal::create_user(&cap, user, now)?;
-    let mut events = vec![event];
-    let mut tx = app.store().begin().await?;
-    tx.insert_principal(&principal).await?;
+    let described = format!("user {} of tenant {tenant}", principal.id);
     let manager = AccountManager::Tenant(cap);
-    let (link, link_events) =
-        super::accounts::issue_link(&app, &mut tx, &manager, &principal, now).await?;
-    events.extend(link_events);
-    let withheld = Withheld {
-        field: "enrollment",
-        created: format!(
-            "user {} of tenant {tenant} with a one-time enrolment link (until {})",
-            principal.id,
-            link.expires_at.format("%Y-%m-%d %H:%M UTC")
-        ),
-        renew: format!(
-            "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
-            principal.id
-        ),
-    };
-    let out = api::PrincipalCreated {
-        principal: present::principal(&principal),
-        enrollment: link,
-    };
-    let created = idem
-        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
-        .await?;
-    tx.commit(events).await?;
-    Ok(created)
+    super::accounts::create_with_link(&app, idem, &manager, principal, event, described).await
 }
 
 /// The tenant's users, in id order (its TenantAdmins).
