@@ -41,6 +41,7 @@ mod directory;
 mod error;
 mod idempotency;
 mod keys;
+mod nodes;
 mod outbox;
 mod page;
 mod plan;
@@ -65,6 +66,7 @@ pub use directory::{ApiToken, Directory};
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
 pub use keys::{KeyPurpose, Keys, SigningKey};
+pub use nodes::{ACK_CHANNEL, Ack, AckListener, LIVE_FOR_STALENESS, LiveNode};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
@@ -143,6 +145,27 @@ struct Inner {
     observer: std::sync::RwLock<Option<Arc<dyn CommitObserver>>>,
     /// Plans what commits cause (see [`CommitPlanner`]).
     planner: std::sync::RwLock<Option<Arc<dyn CommitPlanner>>>,
+}
+
+/// A handle on a store that does not keep it open: for what the store
+/// itself holds (its commit observer) and must reach it without a cycle.
+#[derive(Clone)]
+pub struct WeakStore {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl fmt::Debug for WeakStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakStore").finish_non_exhaustive()
+    }
+}
+
+impl WeakStore {
+    /// The store, unless it has been dropped.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<Store> {
+        self.inner.upgrade().map(|inner| Store { inner })
+    }
 }
 
 impl fmt::Debug for Store {
@@ -234,7 +257,8 @@ impl Store {
                     .map_err(error::classify)?;
                 let sync = AnyPoolOptions::new()
                     .test_before_acquire(false)
-                    .max_connections(2)
+                    // Heartbeats, read-backs and acknowledgements.
+                    .max_connections(3)
                     .acquire_timeout(options.acquire_timeout)
                     .connect_lazy(url)
                     .map_err(error::classify)?;
@@ -261,6 +285,14 @@ impl Store {
             .run(&self.inner.writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// A handle that does not keep the store open.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The backend.
@@ -414,6 +446,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "channels",
                 include_str!("../migrations/sqlite/0003_channels.sql"),
             ),
+            (
+                5,
+                "nodes",
+                include_str!("../migrations/sqlite/0005_nodes.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -430,6 +467,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 3,
                 "channels",
                 include_str!("../migrations/postgres/0003_channels.sql"),
+            ),
+            (
+                5,
+                "nodes",
+                include_str!("../migrations/postgres/0005_nodes.sql"),
             ),
         ],
     };

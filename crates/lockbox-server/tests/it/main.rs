@@ -40,6 +40,7 @@ mod channels;
 mod duties;
 mod enforce;
 mod faults;
+mod fleet;
 mod input;
 mod matrix;
 mod notify;
