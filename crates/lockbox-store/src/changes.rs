@@ -6,7 +6,9 @@
 //! PostgreSQL delivers the notifications of a transaction only if it
 //! commits, and to each listener in commit order. A node that receives its
 //! own heartbeat ([`Store::heartbeat`]) therefore knows it has received
-//! every change committed before that heartbeat was sent; a node whose
+//! every change committed before that heartbeat was sent, and a node that
+//! receives another node's barrier ([`Store::barrier`]) every change
+//! committed before the barrier; a node whose
 //! listening connection broke is told ([`Notice::Lost`]) and must
 //! resynchronise from the database, since notifications sent meanwhile are
 //! gone.
@@ -15,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use lockbox_core::{Grant, GrantId, PrincipalId, SubscriptionId, TenantId, TokenId};
+use lockbox_core::{Grant, GrantId, GrantState, PrincipalId, SubscriptionId, TenantId, TokenId};
 use sqlx::postgres::PgListener;
 
 use crate::Store;
@@ -41,6 +43,20 @@ pub enum Change {
 }
 
 impl Change {
+    /// Whether this change can take access away: a grant revoked or ended,
+    /// a token revoked. A commit with such a change settles and waits for
+    /// every live node before it returns (the server's commit observer),
+    /// however this node's index stood. A new kind of change that takes
+    /// access away must say so here.
+    #[must_use]
+    pub fn narrows(&self) -> bool {
+        match self {
+            Self::Grant(grant) => !matches!(grant.state, GrantState::Active),
+            Self::TokenRevoked(_) => true,
+            Self::Principal(_) | Self::Subscription(..) => false,
+        }
+    }
+
     /// The reference other nodes are sent.
     #[must_use]
     pub fn reference(&self) -> ChangeRef {
@@ -67,6 +83,9 @@ pub enum ChangeRef {
     TokenRevoked(TokenId),
     /// A node's heartbeat, with the text it sent.
     Heartbeat(String),
+    /// A node's barrier (`node seq`): every node that hears it
+    /// acknowledges it once it has applied everything heard before.
+    Barrier(String),
 }
 
 impl fmt::Display for ChangeRef {
@@ -77,6 +96,7 @@ impl fmt::Display for ChangeRef {
             Self::Subscription(id) => write!(f, "s {id}"),
             Self::TokenRevoked(id) => write!(f, "t {id}"),
             Self::Heartbeat(text) => write!(f, "h {text}"),
+            Self::Barrier(text) => write!(f, "b {text}"),
         }
     }
 }
@@ -93,6 +113,7 @@ impl ChangeRef {
             "s" => SubscriptionId::parse(value).ok().map(Self::Subscription),
             "t" => TokenId::parse(value).ok().map(Self::TokenRevoked),
             "h" => Some(Self::Heartbeat(value.to_owned())),
+            "b" => Some(Self::Barrier(value.to_owned())),
             _ => None,
         }
     }
@@ -101,17 +122,21 @@ impl ChangeRef {
 /// Splits references into payloads of at most [`MAX_PAYLOAD`] bytes, one
 /// reference per line.
 pub(crate) fn payloads(refs: &[ChangeRef]) -> Vec<String> {
+    lines_within(&refs.iter().map(ToString::to_string).collect::<Vec<_>>())
+}
+
+/// Joins lines into payloads of at most [`MAX_PAYLOAD`] bytes.
+pub(crate) fn lines_within(lines: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
-    for r in refs {
-        let line = r.to_string();
+    for line in lines {
         if !current.is_empty() && current.len() + 1 + line.len() > MAX_PAYLOAD {
             out.push(std::mem::take(&mut current));
         }
         if !current.is_empty() {
             current.push('\n');
         }
-        current.push_str(&line);
+        current.push_str(line);
     }
     if !current.is_empty() {
         out.push(current);
@@ -186,22 +211,6 @@ impl Store {
         }
     }
 
-    /// Sends a heartbeat through the feed (PostgreSQL only; nothing on
-    /// SQLite), on a connection of its own. Every listener receives it
-    /// after every change committed before it.
-    pub async fn heartbeat(&self, text: &str) -> Result<(), StoreError> {
-        let Some(sync) = &self.inner.sync else {
-            return Ok(());
-        };
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(ChangeRef::Heartbeat(text.to_owned()).to_string())
-            .execute(sync)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
     /// Tells `observer` about every commit from now on (replacing any
     /// observer set before).
     pub fn observe(&self, observer: std::sync::Arc<dyn CommitObserver>) {
@@ -234,6 +243,7 @@ mod tests {
             ChangeRef::Subscription(SubscriptionId::parse("sub-1").unwrap()),
             ChangeRef::TokenRevoked(TokenId::from_parts(chrono::DateTime::UNIX_EPOCH, [1; 10])),
             ChangeRef::Heartbeat("node-a 123".to_owned()),
+            ChangeRef::Barrier("node-a 7".to_owned()),
         ];
         for r in &refs {
             assert_eq!(ChangeRef::parse(&r.to_string()).as_ref(), Some(r));

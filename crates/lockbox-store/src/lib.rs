@@ -41,6 +41,7 @@ mod directory;
 mod error;
 mod idempotency;
 mod keys;
+mod nodes;
 mod outbox;
 mod page;
 mod plan;
@@ -66,6 +67,7 @@ pub use directory::{ApiToken, Directory, RevokedToken, StoredEnrollment, TokenKi
 pub use error::{Constraint, StoreError};
 pub use idempotency::{Idempotency, StoredResponse};
 pub use keys::{KeyPurpose, Keys, SealedSecret, SigningKey, StoredSecret};
+pub use nodes::{ACK_CHANNEL, Ack, AckListener, LIVE_FOR_STALENESS, LiveNode};
 pub use outbox::{Job, JobState, NewJob, Outbox};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
@@ -145,6 +147,27 @@ struct Inner {
     observer: std::sync::RwLock<Option<Arc<dyn CommitObserver>>>,
     /// Plans what commits cause (see [`CommitPlanner`]).
     planner: std::sync::RwLock<Option<Arc<dyn CommitPlanner>>>,
+}
+
+/// A handle on a store that does not keep it open: for what the store
+/// itself holds (its commit observer) and must reach it without a cycle.
+#[derive(Clone)]
+pub struct WeakStore {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl fmt::Debug for WeakStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakStore").finish_non_exhaustive()
+    }
+}
+
+impl WeakStore {
+    /// The store, unless it has been dropped.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<Store> {
+        self.inner.upgrade().map(|inner| Store { inner })
+    }
 }
 
 impl fmt::Debug for Store {
@@ -236,7 +259,8 @@ impl Store {
                     .map_err(error::classify)?;
                 let sync = AnyPoolOptions::new()
                     .test_before_acquire(false)
-                    .max_connections(2)
+                    // Heartbeats, read-backs and acknowledgements.
+                    .max_connections(3)
                     .acquire_timeout(options.acquire_timeout)
                     .connect_lazy(url)
                     .map_err(error::classify)?;
@@ -263,6 +287,14 @@ impl Store {
             .run(&self.inner.writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// A handle that does not keep the store open.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The backend.
@@ -422,6 +454,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 include_str!("../migrations/sqlite/0004_accounts.sql"),
             ),
             (
+                5,
+                "nodes",
+                include_str!("../migrations/sqlite/0005_nodes.sql"),
+            ),
+            (
                 6,
                 "sealed signing keys",
                 include_str!("../migrations/sqlite/0006_sealed_signing_keys.sql"),
@@ -452,6 +489,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 4,
                 "accounts",
                 include_str!("../migrations/postgres/0004_accounts.sql"),
+            ),
+            (
+                5,
+                "nodes",
+                include_str!("../migrations/postgres/0005_nodes.sql"),
             ),
             (
                 6,

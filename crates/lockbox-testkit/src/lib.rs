@@ -256,6 +256,25 @@ impl TestServer {
         let store = Store::open(&self.database_url)
             .await
             .expect("open the database again");
+        self.node_on(store).await
+    }
+
+    /// Another node (as [`TestServer::another_node`]) that reaches the
+    /// database through `route` (the database's URL in, the URL to connect
+    /// to out: through a proxy a test can pause, say), waiting at most two
+    /// seconds for a connection.
+    pub async fn another_node_via(&self, route: impl Fn(&str) -> String) -> Self {
+        let options = StoreOptions {
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..StoreOptions::default()
+        };
+        let store = Store::connect(&route(&self.database_url), options)
+            .await
+            .expect("open the database again");
+        self.node_on(store).await
+    }
+
+    async fn node_on(&self, store: Store) -> Self {
         Self::serve(
             store,
             self.clock.clone(),

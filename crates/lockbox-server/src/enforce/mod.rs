@@ -12,22 +12,26 @@
 //!   every check that had already decided `allowed` under it has answered:
 //!   the commit waits for them ([`Enforcer::settle`]).
 //! - **Other nodes.** A node answers checks only while it is *fresh*: it
-//!   has received, within `max_staleness`, a heartbeat it sent itself
-//!   through the database. PostgreSQL delivers notifications in commit
-//!   order, so such a node has applied every change committed before that
-//!   heartbeat was sent. Hence no node allows a check under a grant more
-//!   than `max_staleness` after the revoke committed; in practice the delay
-//!   is the notification's round trip (see `BENCHMARKS.md`). A node that
-//!   loses its listening connection, or cannot read a change back, stops
-//!   answering (`503 enforcement_unavailable`) until it has reloaded the
-//!   index from the database.
+//!   has received a heartbeat it sent itself through the database less
+//!   than `max_staleness` after *sending* it. PostgreSQL delivers
+//!   notifications in commit order, so such a node has applied every
+//!   change committed before that heartbeat was sent. Hence no node that
+//!   has not applied a revoke allows a check under its grant more than
+//!   `max_staleness` after the revoke committed. And the revoke does not
+//!   return before every other live node (the `nodes` table, kept by the
+//!   heartbeats) has acknowledged a barrier sent after it, or that bound
+//!   has passed (`Enforcer::propagate`): so when it returns, no node
+//!   allows a check under the grant. A node that loses its listening
+//!   connection, or cannot read a change back, stops answering (`503
+//!   enforcement_unavailable`) until it has reloaded the index from the
+//!   database. The argument in full is in `docs/ENFORCEMENT.md`.
 //! - **Time.** The clock is read at check time: a grant past its end never
 //!   allows, whether or not the sweeper has recorded the end.
 
 pub mod audit_writer;
 pub mod gateway;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -37,10 +41,10 @@ use lockbox_core::{
     Action, CheckOutcome, Grant, GrantId, GrantIndex, PrincipalId, ResourceId, Timestamp,
 };
 use lockbox_store::{
-    Change, ChangeListener, ChangeRef, CommitObserver, Directory as _, Notice, Requests as _,
-    Settle, Store, StoreError,
+    AckListener, Change, ChangeListener, ChangeRef, CommitObserver, Directory as _, Notice,
+    Requests as _, Settle, Store, StoreError, WeakStore,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
@@ -53,14 +57,22 @@ pub const KEEP_ENDED: TimeDelta = TimeDelta::hours(1);
 /// How often the index forgets grants long over.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// Acknowledgements waiting to be sent; beyond this many, barriers go
+/// unacknowledged (their nodes wait out `max_staleness`).
+const ACK_QUEUE: usize = 4096;
+
+/// Acknowledgements sent in one notification at most.
+const ACK_BATCH: usize = 128;
+
 /// Tuning of enforcement (`[enforcement]` in the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct EnforcementOptions {
     /// How often a PostgreSQL node sends itself a heartbeat through the
     /// database.
     pub heartbeat_interval: Duration,
-    /// How old the last heartbeat received may be before the node stops
-    /// answering checks.
+    /// How long after sending a heartbeat (that it has received) a node
+    /// answers checks; and how long at most, after a commit, a change that
+    /// narrowed access waits for the other nodes to acknowledge it.
     pub max_staleness: Duration,
 }
 
@@ -71,6 +83,13 @@ impl Default for EnforcementOptions {
             max_staleness: Duration::from_millis(1000),
         }
     }
+}
+
+/// A barrier this node sent, waiting for the other nodes' acknowledgements.
+#[derive(Debug)]
+struct Waiting {
+    acked: HashSet<String>,
+    arrived: Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -99,8 +118,22 @@ pub struct Enforcer {
     settle: tokio::sync::RwLock<()>,
     /// Wakes the sync task to reload the index.
     resync: Notify,
-    /// A random name for this node's heartbeats.
+    /// A random name for this node's heartbeats, barriers and its row in
+    /// the `nodes` table.
     node: String,
+    /// This node has left the database's nodes for good (it is stopping):
+    /// it answers no more checks.
+    left: AtomicBool,
+    /// Barriers this node sent, by number.
+    waiting: Mutex<HashMap<u64, Waiting>>,
+    next_barrier: AtomicU64,
+    /// Whether narrowing commits wait for the other nodes (off only to
+    /// measure what the wait costs).
+    awaits_nodes: AtomicBool,
+    /// Barriers of other nodes this node has applied, to acknowledge.
+    acks: mpsc::Sender<(String, u64)>,
+    /// Their receiving end, until [`start`] runs the sender.
+    acks_queue: Mutex<Option<mpsc::Receiver<(String, u64)>>>,
     /// Gateways' API tokens, cached for `check`.
     pub(crate) gateways: GatewayTokens,
 }
@@ -125,6 +158,7 @@ impl Enforcer {
         needs_heartbeat: bool,
         options: EnforcementOptions,
     ) -> Result<Self, ApiError> {
+        let (acks, acks_queue) = mpsc::channel(ACK_QUEUE);
         Ok(Self {
             index: RwLock::new(GrantIndex::new()),
             sync: Mutex::new(SyncState::default()),
@@ -136,6 +170,12 @@ impl Enforcer {
             settle: tokio::sync::RwLock::new(()),
             resync: Notify::new(),
             node: hex::encode(lockbox_core::id::random_bytes::<8>()?),
+            left: AtomicBool::new(false),
+            waiting: Mutex::new(HashMap::new()),
+            next_barrier: AtomicU64::new(1),
+            awaits_nodes: AtomicBool::new(true),
+            acks,
+            acks_queue: Mutex::new(Some(acks_queue)),
             gateways: GatewayTokens::default(),
         })
     }
@@ -144,11 +184,12 @@ impl Enforcer {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether this node answers checks now: loaded, and (on PostgreSQL)
-    /// fresh.
+    /// Whether this node answers checks now: loaded, not stopping, and
+    /// (on PostgreSQL) fresh.
     #[must_use]
     pub fn is_serving(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+            && !self.left.load(Ordering::Acquire)
             && (!self.needs_heartbeat
                 || self.elapsed_ms() < self.fresh_until_ms.load(Ordering::Acquire))
     }
@@ -266,6 +307,124 @@ impl Enforcer {
         self.resync.notify_one();
     }
 
+    /// Waits until every other live node has applied every change this
+    /// node committed before the call, or until `max_staleness` after
+    /// `committed` (the instant the commit returned), whichever comes
+    /// first. Nothing to wait for on SQLite.
+    ///
+    /// Sends a barrier through the change feed, reading in the same
+    /// statement the nodes live now, and waits for each of them to
+    /// acknowledge it. A node that has not by the deadline has not applied
+    /// the change or has not said so in time: if it has not applied it, it
+    /// has heard no heartbeat of its own sent after the commit, so it is no
+    /// longer fresh and refuses checks. If the barrier cannot be sent, the
+    /// whole bound is waited out. Every commit that narrowed access on
+    /// this node calls this before returning (the store's observer).
+    pub(crate) async fn propagate(&self, store: &Store, committed: Instant) {
+        if !self.needs_heartbeat || !self.awaits_nodes.load(Ordering::Acquire) {
+            return;
+        }
+        let mut deadline = committed + self.options.max_staleness;
+        let seq = self.next_barrier.fetch_add(1, Ordering::Relaxed);
+        let arrived = Arc::new(Notify::new());
+        lock(&self.waiting).insert(
+            seq,
+            Waiting {
+                acked: HashSet::new(),
+                arrived: Arc::clone(&arrived),
+            },
+        );
+        let _forget = Forget(self, seq);
+        let live =
+            match tokio::time::timeout_at(deadline.into(), store.barrier(&self.node, seq)).await {
+                Ok(Ok(live)) => live,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot send a barrier; waiting out max_staleness");
+                    tokio::time::sleep_until(deadline.into()).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+        // A node configured with a longer bound stays fresh longer.
+        for node in &live {
+            deadline = deadline.max(committed + node.max_staleness);
+        }
+        loop {
+            let next = arrived.notified();
+            let missing: Vec<&str> = {
+                let waiting = lock(&self.waiting);
+                let acked = waiting.get(&seq).map(|w| &w.acked);
+                live.iter()
+                    .filter(|n| acked.is_none_or(|a| !a.contains(&n.id)))
+                    .map(|n| n.id.as_str())
+                    .collect()
+            };
+            if missing.is_empty() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline.into(), next)
+                .await
+                .is_err()
+            {
+                tracing::info!(
+                    nodes = ?missing,
+                    "nodes did not acknowledge a change within max_staleness; they no longer answer checks unless they have applied it"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Whether commits that narrow access wait for the other nodes
+    /// (`Enforcer::propagate`). On by default; turning it off breaks the
+    /// guarantee across nodes, and is only for measuring what the wait
+    /// costs (the `propagation` benchmark).
+    pub fn set_awaits_nodes(&self, on: bool) {
+        self.awaits_nodes.store(on, Ordering::Release);
+    }
+
+    /// Acknowledgements heard: those of this node's barriers count.
+    fn heard_acks(&self, acks: &[lockbox_store::Ack]) {
+        let mut waiting = lock(&self.waiting);
+        for ack in acks {
+            if ack.origin != self.node {
+                continue;
+            }
+            if let Some(w) = waiting.get_mut(&ack.seq) {
+                w.acked.insert(ack.node.clone());
+                w.arrived.notify_one();
+            }
+        }
+    }
+
+    /// Another node's barrier, heard after everything before it was
+    /// applied: acknowledge it.
+    fn heard_barrier(&self, text: &str) {
+        let Some((node, seq)) = text.split_once(' ') else {
+            return;
+        };
+        if node == self.node {
+            return;
+        }
+        let Ok(seq) = seq.parse::<u64>() else {
+            return;
+        };
+        if self.acks.try_send((node.to_owned(), seq)).is_err() {
+            tracing::warn!("too many acknowledgements queued; a barrier goes unacknowledged");
+        }
+    }
+
+    /// Stops answering checks for good, waits for the checks deciding now,
+    /// and removes this node from the database's nodes, so that other
+    /// nodes' revokes stop waiting for it.
+    async fn leave(&self, store: &Store) {
+        self.left.store(true, Ordering::Release);
+        self.settle().await;
+        if let Err(e) = store.leave(&self.node).await {
+            tracing::warn!(error = %e, "cannot remove this node from the nodes table; it ages out");
+        }
+    }
+
     fn heard_heartbeat(&self, text: &str) {
         let Some((node, sent)) = text.split_once(' ') else {
             return;
@@ -305,6 +464,15 @@ impl Enforcer {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         true
+    }
+}
+
+/// Forgets a barrier when its wait ends (or is abandoned).
+struct Forget<'a>(&'a Enforcer, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.waiting).remove(&self.1);
     }
 }
 
@@ -354,22 +522,38 @@ pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreErro
 }
 
 /// The store's view of the enforcer: every commit is applied, and a commit
-/// that narrowed access settles before it returns.
-struct Observer(Arc<Enforcer>);
+/// that narrowed access settles on this node and then waits for the other
+/// nodes ([`Enforcer::propagate`]) before it returns. Every caller that
+/// narrows access (a request's revoke, an emergency grant's revoke, a
+/// case's close, a token's revocation, the sweeper's recorded ends) gets
+/// this without asking.
+struct Observer {
+    enforcer: Arc<Enforcer>,
+    /// Weak: the store holds this observer.
+    store: WeakStore,
+}
 
 impl CommitObserver for Observer {
     fn committed(&self, changes: Vec<Change>) -> Settle {
-        let enforcer = Arc::clone(&self.0);
-        let narrowed = enforcer.apply(&changes);
+        let committed = Instant::now();
+        let enforcer = Arc::clone(&self.enforcer);
+        let store = self.store.clone();
+        // The index may have heard this commit back from the feed already
+        // (so applying it again narrows nothing here): what matters is
+        // whether the change narrows access at all.
+        let narrowed = enforcer.apply(&changes) | changes.iter().any(Change::narrows);
         Box::pin(async move {
             if narrowed {
                 enforcer.settle().await;
+                if let Some(store) = store.upgrade() {
+                    enforcer.propagate(&store, committed).await;
+                }
             }
         })
     }
 
     fn unsure(&self) {
-        self.0.request_resync();
+        self.enforcer.request_resync();
     }
 }
 
@@ -382,10 +566,30 @@ pub(crate) async fn start(
     clock: Arc<dyn lockbox_core::Clock>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, ApiError> {
-    store.observe(Arc::new(Observer(Arc::clone(enforcer))));
+    store.observe(Arc::new(Observer {
+        enforcer: Arc::clone(enforcer),
+        store: store.downgrade(),
+    }));
+    let acks = store.listen_acks().await?;
     let listener = store.listen().await?;
     enforcer.resync(store, clock.now()).await?;
     let mut tasks = Vec::new();
+    if let Some(acks) = acks {
+        tasks.push(dedicated(hear_acks(
+            Arc::clone(enforcer),
+            acks,
+            stop.clone(),
+        )));
+    }
+    let queue = lock(&enforcer.acks_queue).take();
+    if let (Some(queue), Some(_)) = (queue, &listener) {
+        tasks.push(dedicated(send_acks(
+            Arc::clone(enforcer),
+            store.clone(),
+            queue,
+            stop.clone(),
+        )));
+    }
     if listener.is_some() {
         tasks.push(dedicated(heartbeat(
             Arc::clone(enforcer),
@@ -416,19 +620,86 @@ where
     tokio::task::spawn_blocking(move || runtime.block_on(work))
 }
 
+/// Sends this node's heartbeats (which also keep its row in the `nodes`
+/// table) until `stop`, then leaves the table. Each carries the moment it
+/// was sent: freshness counts from then, not from its arrival.
 async fn heartbeat(enforcer: Arc<Enforcer>, store: Store, mut stop: watch::Receiver<bool>) {
+    if let Err(e) = store.forget_departed_nodes().await {
+        tracing::debug!(error = %e, "cannot forget departed nodes");
+    }
     let mut tick = tokio::time::interval(enforcer.options.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                enforcer.leave(&store).await;
+                return;
+            }
             _ = tick.tick() => {
                 let text = format!("{} {}", enforcer.node, enforcer.elapsed_ms());
-                if let Err(e) = store.heartbeat(&text).await {
+                if let Err(e) = store
+                    .heartbeat(&enforcer.node, &text, enforcer.options.max_staleness)
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot send the enforcement heartbeat");
                 }
             }
         }
+    }
+}
+
+/// Hears the other nodes' acknowledgements of this node's barriers until
+/// `stop`. Acknowledgements missed while the connection is down only make
+/// revokes wait out their bound.
+async fn hear_acks(
+    enforcer: Arc<Enforcer>,
+    mut acks: AckListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            heard = acks.next() => match heard {
+                Ok(acks) => enforcer.heard_acks(&acks),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the acknowledgement channel; reconnecting");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Sends this node's acknowledgements of other nodes' barriers, as many
+/// as are queued in one notification, until `stop`.
+async fn send_acks(
+    enforcer: Arc<Enforcer>,
+    store: Store,
+    mut queue: mpsc::Receiver<(String, u64)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    loop {
+        let first = tokio::select! {
+            _ = stop.changed() => return,
+            first = queue.recv() => match first {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        batch.push(first);
+        while batch.len() < ACK_BATCH
+            && let Ok(more) = queue.try_recv()
+        {
+            batch.push(more);
+        }
+        if let Err(e) = store.acknowledge(&enforcer.node, &batch).await {
+            tracing::warn!(error = %e, "cannot send acknowledgements");
+        }
+        batch.clear();
     }
 }
 
@@ -479,6 +750,15 @@ async fn apply_refs(enforcer: &Enforcer, store: &Store, refs: Vec<ChangeRef>) ->
                     enforcer.settle().await;
                 }
                 enforcer.heard_heartbeat(&text);
+                Ok(None)
+            }
+            (ChangeRef::Barrier(text), _) => {
+                // Acknowledged only once everything before it is applied
+                // and settled.
+                if !changes.is_empty() && enforcer.apply(&std::mem::take(&mut changes)) {
+                    enforcer.settle().await;
+                }
+                enforcer.heard_barrier(&text);
                 Ok(None)
             }
             (ChangeRef::Subscription(_), None) => Ok(None),
@@ -559,5 +839,50 @@ async fn sync_task(
             }
             tracing::info!(grants = enforcer.len(), "grant index reloaded");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Freshness counts from when a heartbeat was sent, not from when it
+    /// arrived: a node whose heartbeat took longer than `max_staleness` to
+    /// come back is stale. That a revoke is seen everywhere when it
+    /// returns rests on this (`docs/ENFORCEMENT.md`).
+    #[test]
+    fn freshness_counts_from_when_the_heartbeat_was_sent() {
+        let options = EnforcementOptions {
+            heartbeat_interval: Duration::from_millis(10),
+            max_staleness: Duration::from_millis(50),
+        };
+        let enforcer = Enforcer::new(true, options).unwrap();
+        enforcer.ready.store(true, Ordering::Release);
+        assert!(!enforcer.is_serving(), "no heartbeat heard yet");
+
+        let sent = enforcer.elapsed_ms();
+        std::thread::sleep(Duration::from_millis(60));
+        enforcer.heard_heartbeat(&format!("{} {sent}", enforcer.node));
+        assert!(
+            !enforcer.is_serving(),
+            "sent 60 ms ago: stale, however recently it arrived"
+        );
+        enforcer.heard_heartbeat(&format!("0123456789abcdef {}", enforcer.elapsed_ms()));
+        assert!(
+            !enforcer.is_serving(),
+            "another node's heartbeat says nothing about this one"
+        );
+
+        enforcer.heard_heartbeat(&format!("{} {}", enforcer.node, enforcer.elapsed_ms()));
+        assert!(enforcer.is_serving());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!enforcer.is_serving(), "stale max_staleness after sending");
+
+        enforcer.heard_heartbeat(&format!("{} {}", enforcer.node, enforcer.elapsed_ms()));
+        assert!(enforcer.is_serving());
+        enforcer.left.store(true, Ordering::Release);
+        assert!(!enforcer.is_serving(), "a node that left answers no more");
     }
 }

@@ -756,3 +756,53 @@ on_both!(
     people_change_their_own_password,
     the_portal_enrols_people_and_lets_them_manage_their_account,
 );
+
+/// Two nodes on one PostgreSQL: when a disable returns on one, the
+/// principal's tokens no longer work on the other, not even a gateway's
+/// token the other node had cached for `check`, and its grants no longer
+/// allow there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disable_is_in_force_on_every_node_when_it_returns() {
+    let Some(a) = TestServer::postgres().await else {
+        eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: PostgreSQL half not run");
+        return;
+    };
+    let b = a.another_node().await;
+    let w = Contoso::seed(&a).await;
+    let request = w.request(Contoso::VM, "Reader", None).await;
+    w.olivia
+        .client
+        .approve(&request.id, "ok", None)
+        .await
+        .unwrap();
+    let gate_b = b.client(&w.gate.token);
+    let sam_b = b.client(&w.sam.token);
+    // b caches the gateway's token and knows sam's grant.
+    for _ in 0..50 {
+        if gate_b
+            .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+            .await
+            .unwrap()
+            .allowed
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sam_b.me().await.unwrap();
+
+    w.admin.client.disable_principal("sam").await.unwrap();
+    let answer = gate_b
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert!(!answer.allowed, "{answer:?}");
+    assert_eq!(sam_b.me().await.unwrap_err().status(), Some(401));
+
+    w.admin.client.disable_principal("gate").await.unwrap();
+    let refused = gate_b
+        .check("bob", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(401), "{refused:?}");
+}

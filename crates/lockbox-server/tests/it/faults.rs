@@ -82,7 +82,7 @@ impl Drop for Cutter {
 }
 
 /// `postgres://user@host:port/db` with host and port replaced.
-fn through(url: &str, port: u16) -> String {
+pub(crate) fn through(url: &str, port: u16) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (authority, path) = rest.split_once('/').unwrap();
     let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
@@ -92,7 +92,7 @@ fn through(url: &str, port: u16) -> String {
     )
 }
 
-fn target_of(url: &str) -> String {
+pub(crate) fn target_of(url: &str) -> String {
     let rest = url.split_once("://").unwrap().1;
     let authority = rest.split_once('/').unwrap().0;
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);

@@ -42,6 +42,7 @@ mod channels;
 mod duties;
 mod enforce;
 mod faults;
+mod fleet;
 mod input;
 mod keys;
 mod matrix;

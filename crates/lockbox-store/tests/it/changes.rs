@@ -62,6 +62,13 @@ async fn commits_tell_the_observer_what_they_changed(s: TestStore) {
         recorder.take(),
         vec![Change::Grant(revoked.grant.clone().unwrap())]
     );
+    assert!(!Change::Grant(grant).narrows(), "an approval adds access");
+    assert!(
+        Change::Grant(revoked.grant.clone().unwrap()).narrows(),
+        "a revoke takes it away"
+    );
+    assert!(Change::TokenRevoked(TokenId::from_parts(t0(), [1; 10])).narrows());
+    assert!(!Change::Principal(pid("sam")).narrows());
 
     // Nothing is told of a transaction that does not commit.
     let operator = Principal {
@@ -90,7 +97,9 @@ async fn commits_tell_the_observer_what_they_changed(s: TestStore) {
 async fn other_nodes_hear_changes_in_commit_order(s: TestStore) {
     let Some(mut listener) = s.listen().await.unwrap() else {
         assert_eq!(s.backend(), Backend::Sqlite, "only SQLite has no feed");
-        s.heartbeat("nobody hears this").await.unwrap();
+        s.heartbeat("node-a", "nobody hears this", Duration::from_secs(1))
+            .await
+            .unwrap();
         return;
     };
     let other = s.reopen().await;
@@ -107,7 +116,10 @@ async fn other_nodes_hear_changes_in_commit_order(s: TestStore) {
     transition(&other, req.id, "olivia", Step::Revoke, t0() + hours(1))
         .await
         .unwrap();
-    other.heartbeat("node-b 1").await.unwrap();
+    other
+        .heartbeat("node-b", "node-b 1", Duration::from_secs(1))
+        .await
+        .unwrap();
 
     let mut heard = Vec::new();
     while !heard.contains(&ChangeRef::Heartbeat("node-b 1".into())) {
@@ -135,6 +147,95 @@ async fn other_nodes_hear_changes_in_commit_order(s: TestStore) {
         Some(&ChangeRef::Heartbeat("node-b 1".into())),
         "the heartbeat comes after everything committed before it"
     );
+}
+
+/// Reads the feed until `last` arrives; everything heard, in order.
+async fn heard_until(listener: &mut ChangeListener, last: &ChangeRef) -> Vec<ChangeRef> {
+    let mut heard = Vec::new();
+    while !heard.contains(last) {
+        match tokio::time::timeout(Duration::from_secs(10), listener.next())
+            .await
+            .expect("notifications arrive")
+        {
+            Notice::Changes(refs) => heard.extend(refs),
+            Notice::Lost(why) => panic!("lost: {why}"),
+        }
+    }
+    heard
+}
+
+async fn nodes_register_by_heartbeat_and_acknowledge_barriers(s: TestStore) {
+    let second = Duration::from_secs(1);
+    let Some(mut listener) = s.listen().await.unwrap() else {
+        // One node: nothing is registered, sent or waited for.
+        s.heartbeat("a", "a 1", second).await.unwrap();
+        assert_eq!(s.barrier("a", 1).await.unwrap(), vec![]);
+        s.acknowledge("a", &[("b".into(), 1)]).await.unwrap();
+        assert!(s.listen_acks().await.unwrap().is_none());
+        s.leave("a").await.unwrap();
+        return;
+    };
+    let mut acks = s.listen_acks().await.unwrap().unwrap();
+    let other = s.reopen().await;
+    assert_eq!(s.forget_departed_nodes().await.unwrap(), 0);
+    assert_eq!(s.barrier("a", 1).await.unwrap(), vec![], "no node yet");
+    other.heartbeat("b", "b 5", second).await.unwrap();
+    s.heartbeat("a", "a 9", second).await.unwrap();
+    let b = LiveNode {
+        id: "b".into(),
+        max_staleness: second,
+    };
+    assert_eq!(
+        s.barrier("a", 2).await.unwrap(),
+        vec![b.clone()],
+        "the other node, not this one"
+    );
+    let heard = heard_until(&mut listener, &ChangeRef::Barrier("a 2".into())).await;
+    assert_eq!(
+        heard,
+        vec![
+            ChangeRef::Barrier("a 1".into()),
+            ChangeRef::Heartbeat("b 5".into()),
+            ChangeRef::Heartbeat("a 9".into()),
+            ChangeRef::Barrier("a 2".into()),
+        ],
+        "in commit order"
+    );
+
+    other
+        .acknowledge("b", &[("a".into(), 2), ("c".into(), 7)])
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), acks.next())
+        .await
+        .expect("acknowledgements arrive")
+        .unwrap();
+    assert_eq!(
+        heard,
+        vec![
+            Ack {
+                node: "b".into(),
+                origin: "a".into(),
+                seq: 2
+            },
+            Ack {
+                node: "b".into(),
+                origin: "c".into(),
+                seq: 7
+            },
+        ]
+    );
+
+    // A node silent for longer than twice its staleness is not waited for.
+    let brief = Duration::from_millis(50);
+    other.heartbeat("c", "c 1", brief).await.unwrap();
+    let live = s.barrier("a", 3).await.unwrap();
+    assert!(live.iter().any(|n| n.id == "c"), "{live:?}");
+    tokio::time::sleep(brief * 3).await;
+    assert_eq!(s.barrier("a", 4).await.unwrap(), vec![b]);
+    // A node that leaves is not waited for either.
+    other.leave("b").await.unwrap();
+    assert_eq!(s.barrier("a", 5).await.unwrap(), vec![]);
 }
 
 async fn the_index_loaders_see_every_grant_not_long_over(s: TestStore) {
@@ -373,6 +474,7 @@ conformance!(
     signing_keys_are_written_sealed_only,
     commits_tell_the_observer_what_they_changed,
     other_nodes_hear_changes_in_commit_order,
+    nodes_register_by_heartbeat_and_acknowledge_barriers,
     the_index_loaders_see_every_grant_not_long_over,
     the_index_loads_page_by_page_exactly_as_rows_read_one_by_one,
     signing_keys_rotate_and_stay_listed,
