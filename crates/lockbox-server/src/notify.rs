@@ -757,7 +757,13 @@ async fn attempt(app: &AppState, job: &Job) -> Outcome {
     let (body, event) = (payload_text(job, "body"), payload_text(job, "event"));
     let addrs = match targets::resolve(url.url(), app.allow_private_targets()).await {
         Ok(addrs) => addrs,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => {
+            // The tenant's admins see the failure (`last_error`): how the
+            // host resolved goes to the log only.
+            tracing::warn!(delivery = %job.id, channel = %channel.id, detail = %e.detail(),
+                "a webhook's URL was refused before delivery");
+            return Outcome::Failed(e.to_string());
+        }
     };
     let host = url.url().host_str().unwrap_or_default().to_owned();
     let client = match reqwest::Client::builder()
