@@ -52,7 +52,7 @@ pub use grant::{CheckDenial, Grant, GrantState, Revocation};
 pub use id::{
     CaseId, ChannelId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId, TenantId, TokenId,
 };
-pub use policy::{LockboxSetting, PolicySettings, TenantPolicy};
+pub use policy::{LockboxSetting, OpenCounts, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
 pub use request::{AccessRequest, Approval, Decision, RequestDraft, RequestFacts, RequestStatus};
 pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};

@@ -41,6 +41,7 @@ mod duties;
 mod enforce;
 mod faults;
 mod input;
+mod limits;
 mod matrix;
 mod notify;
 mod ops;
