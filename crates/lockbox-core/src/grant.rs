@@ -390,6 +390,7 @@ impl Grant {
                 json!({
                     "resource": grant.scope,
                     "access_level": grant.access_level,
+                    "actions": grant.actions,
                     "justification": justification,
                     "duration_minutes": duration_minutes,
                     "not_after": grant.not_after,

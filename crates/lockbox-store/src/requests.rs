@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use lockbox_core::access::ActionSet;
+use lockbox_core::access::{AccessLevelName, ActionSet};
 use lockbox_core::grant::GrantRecord;
 use lockbox_core::request::{Cancellation, RequestRecord};
 use lockbox_core::text::{Justification, Reason};
@@ -118,6 +118,15 @@ pub trait Requests {
     fn count_requests_by_status(
         &mut self,
     ) -> impl Future<Output = Result<Vec<(RequestStatus, i64)>, StoreError>> + Send;
+
+    /// The tenants with a request of `level` pending at `now` (and not past
+    /// its TTL) or a grant of it active (not revoked, ended or run out), in
+    /// id order: those a redefinition of the level concerns.
+    fn tenants_using_level(
+        &mut self,
+        level: &AccessLevelName,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<TenantId>, StoreError>> + Send;
 
     /// Locks `operator`'s row until the transaction ends, so that the
     /// operator's requests and emergency grants are made one at a time and
@@ -814,6 +823,32 @@ impl Requests for Tx {
         rows.iter()
             .map(|r| Ok((RequestStatus::parse(&r.text("status")?)?, r.int("n")?)))
             .collect()
+    }
+
+    async fn tenants_using_level(
+        &mut self,
+        level: &AccessLevelName,
+        now: Timestamp,
+    ) -> Result<Vec<TenantId>, StoreError> {
+        // The partial indexes of pending requests and active grants keep
+        // both scans to what is open now.
+        let rows = self
+            .all(
+                sqlx::query(
+                    "SELECT tenant_id FROM requests WHERE status = 'pending' AND expires_at_us > $1 \
+                     AND access_level = $2 \
+                     UNION \
+                     SELECT tenant_id FROM grants WHERE state = 'active' AND not_after_us > $3 \
+                     AND access_level = $4 \
+                     ORDER BY tenant_id",
+                )
+                .bind(micros(now))
+                .bind(level.as_str().to_owned())
+                .bind(micros(now))
+                .bind(level.as_str().to_owned()),
+            )
+            .await?;
+        rows.iter().map(|r| r.parsed("tenant_id")).collect()
     }
 
     async fn lock_requester(&mut self, operator: &PrincipalId) -> Result<(), StoreError> {

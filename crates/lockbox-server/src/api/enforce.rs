@@ -142,7 +142,8 @@ pub(crate) async fn emergency_access(
         .share_tenant(&tenant_id)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("subscription of missing tenant {tenant_id}")))?;
-    let level = tx.access_level(&level_name).await?.ok_or_else(|| {
+    // Shared, as for a request (see `create_request`).
+    let level = tx.share_access_level(&level_name).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_access_level",

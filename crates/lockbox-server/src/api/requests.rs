@@ -131,7 +131,9 @@ pub(crate) async fn create_request(
         .share_tenant(&case.tenant)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("case {case_id} has no tenant")))?;
-    let level = tx.access_level(&draft.access_level).await?;
+    // Shared: a redefinition of the level waits for this request (and then
+    // records the change in this tenant's chain), or lands before it.
+    let level = tx.share_access_level(&draft.access_level).await?;
     let owner = tx
         .subscription_tenant(&draft.resource.subscription())
         .await?;

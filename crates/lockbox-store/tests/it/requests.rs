@@ -597,7 +597,8 @@ async fn emergency_grants(s: TestStore) {
 
 /// What an operator has open, as the fan-out limits count it: pending
 /// requests (not past their TTL) by operator and tenant and by case,
-/// active grants (not revoked or run out) by holder and tenant.
+/// active grants (not revoked or run out) by holder and tenant; and the
+/// tenants with something of a level open.
 async fn open_requests_and_grants_are_counted(s: TestStore) {
     let seeded = seed(&s, 1).await;
     let counts = |now: Timestamp, who: &'static str, case: Option<CaseId>| {
@@ -617,8 +618,21 @@ async fn open_requests_and_grants_are_counted(s: TestStore) {
             )
         }
     };
+    let users_of_reader = |now: Timestamp| {
+        let s = s.store.clone();
+        async move {
+            let mut tx = s.read().await.unwrap();
+            let t = tx
+                .tenants_using_level(&AccessLevelName::parse("Reader").unwrap(), now)
+                .await
+                .unwrap();
+            tx.commit_unaudited().await.unwrap();
+            t
+        }
+    };
     let case = Some(seeded.case);
     assert_eq!(counts(t0(), "sam", case).await, (0, 0, 0));
+    assert!(users_of_reader(t0()).await.is_empty());
     let first = create_request(&s, "sam", seeded.case, Some(4), t0())
         .await
         .unwrap();
@@ -632,6 +646,7 @@ async fn open_requests_and_grants_are_counted(s: TestStore) {
         (0, 2, 0),
         "another operator"
     );
+    assert_eq!(users_of_reader(t0()).await, [tid()]);
     transition(&s, first.id, "olivia", Step::Approve, t0() + hours(1))
         .await
         .unwrap();
@@ -645,6 +660,7 @@ async fn open_requests_and_grants_are_counted(s: TestStore) {
         .await
         .unwrap();
     assert_eq!(counts(later, "sam", case).await, (0, 0, 1));
+    assert_eq!(users_of_reader(later).await, [tid()], "the active grant");
     // A grant that has run out and a request past its TTL (neither yet
     // swept) count no more.
     create_request(&s, "sam", seeded.case, Some(4), later)
@@ -654,6 +670,7 @@ async fn open_requests_and_grants_are_counted(s: TestStore) {
     assert_eq!(counts(after_the_grant, "sam", case).await, (1, 1, 0));
     let after_the_ttl = later + hours(96);
     assert_eq!(counts(after_the_ttl, "sam", case).await, (0, 0, 0));
+    assert!(users_of_reader(after_the_ttl).await.is_empty());
     // An unknown operator cannot be locked.
     let mut tx = s.begin().await.unwrap();
     assert!(matches!(
