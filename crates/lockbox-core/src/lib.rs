@@ -46,7 +46,7 @@ pub use audit::{
 pub use authz::{ProviderAdmin, TenantAdmin};
 pub use case::{CaseStatus, Severity, SupportCase};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use enforce::{CheckOutcome, CheckReason, GrantIndex};
+pub use enforce::{CheckOutcome, CheckReason, GrantIndex, IndexFull};
 pub use error::DomainError;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
 pub use id::{
