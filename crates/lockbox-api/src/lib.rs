@@ -388,6 +388,31 @@ pub struct Policy {
     pub emergency_access: bool,
     /// The longest emergency grant (default 60).
     pub emergency_max_minutes: u32,
+    /// How many pending requests one operator may have in the tenant (1
+    /// to 1000; default 10, also when absent). One more is refused with
+    /// `limit_reached` (409).
+    #[serde(default = "policy_defaults::max_pending_requests_per_operator")]
+    pub max_pending_requests_per_operator: u32,
+    /// How many pending requests one case may have (1 to 1000; default 5).
+    #[serde(default = "policy_defaults::max_pending_requests_per_case")]
+    pub max_pending_requests_per_case: u32,
+    /// How many active grants one operator may hold in the tenant (1 to
+    /// 1000; default 20): a request or emergency access past it is refused.
+    #[serde(default = "policy_defaults::max_active_grants_per_holder")]
+    pub max_active_grants_per_holder: u32,
+}
+
+/// The defaults of [`Policy`]'s fan-out limits, when a body leaves them out.
+mod policy_defaults {
+    pub(super) fn max_pending_requests_per_operator() -> u32 {
+        10
+    }
+    pub(super) fn max_pending_requests_per_case() -> u32 {
+        5
+    }
+    pub(super) fn max_active_grants_per_holder() -> u32 {
+        20
+    }
 }
 
 /// `POST /v1/tenants/{tenant}/cases`.

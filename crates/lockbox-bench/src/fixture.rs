@@ -483,6 +483,9 @@ fn make_tenant(
             case: &case,
             access_level: Some(level),
             resource_tenant: Some(&tid),
+            // Every request has its own case; the operators' counts stay
+            // far below the fixture's limits.
+            open: lockbox_core::OpenCounts::default(),
         };
         let (mut request, created) = AccessRequest::create(
             RequestId::from_parts(asked, random10(&mut rng)),
@@ -579,6 +582,7 @@ fn make_tenant(
             &s.reader,
             justification.clone(),
             480,
+            lockbox_core::OpenCounts::default(),
             at,
         )
         .map_err(domain)?;
@@ -859,9 +863,14 @@ async fn directory(
     tx.commit(events).await.map_err(&fail)?;
 
     // The tenants, a few hundred per transaction.
+    // The fan-out limits as high as they go: a load run makes many
+    // requests at once, by one operator under one case.
     let policy = TenantPolicy::new(PolicySettings {
         emergency_access: true,
         emergency_max_minutes: 480,
+        max_pending_requests_per_operator: lockbox_core::policy::MAX_FAN_OUT_LIMIT,
+        max_pending_requests_per_case: lockbox_core::policy::MAX_FAN_OUT_LIMIT,
+        max_active_grants_per_holder: lockbox_core::policy::MAX_FAN_OUT_LIMIT,
         ..PolicySettings::default()
     })
     .map_err(&dom)?;

@@ -150,13 +150,15 @@ impl Population {
     pub fn index(&self, now: Timestamp) -> GrantIndex {
         let mut index = GrantIndex::new();
         for t in 0..self.tenants {
-            index.add_subscription(subscription(t), tenant_id(t));
+            index
+                .add_subscription(subscription(t), tenant_id(t))
+                .expect("a small index");
         }
         for o in 0..self.operators() {
-            index.add_principal(operator_id(o));
+            index.add_principal(operator_id(o)).expect("a small index");
         }
         for i in 0..self.grants {
-            index.upsert(&self.grant(i, now));
+            index.upsert(&self.grant(i, now)).expect("a small index");
         }
         index
     }

@@ -90,6 +90,23 @@ impl World {
     /// When the grant cannot be approved.
     pub async fn contoso(server: &TestServer) -> Result<Self, String> {
         let world = Contoso::seed(server).await;
+        // A run makes many requests at once, by sam under one case: the
+        // fan-out limits as high as they go.
+        let mut policy = world
+            .alice
+            .client
+            .policy(Contoso::TENANT)
+            .await
+            .map_err(|e| format!("read the policy: {e}"))?;
+        policy.max_pending_requests_per_operator = 1000;
+        policy.max_pending_requests_per_case = 1000;
+        policy.max_active_grants_per_holder = 1000;
+        world
+            .alice
+            .client
+            .set_policy(Contoso::TENANT, &policy)
+            .await
+            .map_err(|e| format!("raise the fan-out limits: {e}"))?;
         let held = world.request(Contoso::VM, "Reader", None).await;
         world
             .olivia

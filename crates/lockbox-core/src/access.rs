@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::audit::{Chain, EventKind, PendingEvent};
 use crate::authz::ProviderAdmin;
 use crate::clock::Timestamp;
-use crate::id::shorten;
+use crate::id::{TenantId, shorten};
 use crate::text::Description;
 
 /// The most patterns one access level may hold.
@@ -245,6 +245,43 @@ impl AccessLevel {
             }),
         );
         (level, Some(event))
+    }
+
+    /// What a redefinition (from `previous` to `self`) records in the chain
+    /// of each of `tenants` — those with a request of the level pending or
+    /// a grant of it active: `access_level.changed`, with the actions
+    /// before and after. Their requests and grants keep the actions they
+    /// were made with; the event lets the customer see that the level
+    /// changed under them. Nothing when the level is unchanged.
+    #[must_use]
+    pub fn changed_in_tenants(
+        &self,
+        by: &ProviderAdmin,
+        previous: &AccessLevel,
+        tenants: &[TenantId],
+        now: Timestamp,
+    ) -> Vec<PendingEvent> {
+        if previous == self {
+            return Vec::new();
+        }
+        tenants
+            .iter()
+            .map(|tenant| {
+                PendingEvent::new(
+                    Chain::Tenant(tenant.clone()),
+                    now,
+                    by.principal().clone(),
+                    EventKind::AccessLevelChanged,
+                    &self.name,
+                    json!({
+                        "level": self.name,
+                        "actions": self.actions,
+                        "previous_actions": previous.actions,
+                        "description": self.description,
+                    }),
+                )
+            })
+            .collect()
     }
 
     /// True when one of the level's patterns matches `action`.

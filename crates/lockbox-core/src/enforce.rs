@@ -19,7 +19,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use chrono::TimeDelta;
 use serde::Serialize;
@@ -195,8 +195,8 @@ impl Name {
 /// One grant as the index keeps it: what a decision needs, no more. The
 /// scope is kept as what follows `/subscriptions/{id}` (the bucket knows
 /// the subscription), split into its head (shared by many grants, kept
-/// once in the index) and its last segment; the action set as a number in
-/// the index's table.
+/// once in the index and named by its number there) and its last segment;
+/// the action set is shared with every grant that has the same one.
 #[derive(Debug, Clone)]
 struct Entry {
     id: GrantId,
@@ -204,7 +204,7 @@ struct Entry {
     name: Name,
     not_before_us: i64,
     not_after_us: i64,
-    actions: u16,
+    actions: Arc<ActionSet>,
     state: EntryState,
 }
 
@@ -293,8 +293,25 @@ impl Bucket {
 }
 
 /// A bucket's key: the holder's number and the subscription's.
-fn bucket_key(principal: u32, subscription: u32) -> u64 {
-    (u64::from(principal) << 32) | u64::from(subscription)
+type BucketKey = (u32, u32);
+
+/// The index has numbered as many principals, subscriptions or scope heads
+/// as 32 bits tell apart, and cannot hold one more. Never clamped to a
+/// number in use: that would make one grant decide with another's scope
+/// or holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the grant index cannot hold more than 2^32 {0}")]
+pub struct IndexFull(pub &'static str);
+
+/// The number of the next entry of a table that holds `len`, or
+/// [`IndexFull`] when 32 bits cannot tell it from the others.
+fn next_number(len: usize, what: &'static str) -> Result<u32, IndexFull> {
+    u32::try_from(len).map_err(|_| IndexFull(what))
+}
+
+/// The `n`th entry of a numbered table.
+fn numbered<T>(table: &[T], n: u32) -> Option<&T> {
+    usize::try_from(n).ok().and_then(|n| table.get(n))
 }
 
 /// What follows `/subscriptions/{id}` in a resource id.
@@ -332,19 +349,26 @@ pub struct IndexedGrant {
 /// the processor's cache), and the grants are found by one lookup of the
 /// pair of numbers in a table that holds them inline. A decision therefore
 /// reads little besides the grant itself, however many grants there are.
+///
+/// Numbers are 32 bits (they keep an entry and its key in 80 bytes), and
+/// one that would need more is refused with [`IndexFull`], never clamped:
+/// a clamped number would make a grant decide with another's holder or
+/// scope. Action sets are not numbered at all.
 #[derive(Debug, Default, Clone)]
 pub struct GrantIndex {
     principals: HashMap<PrincipalId, u32>,
     principal_names: Vec<PrincipalId>,
     subscriptions: HashMap<SubscriptionId, (u32, Arc<TenantId>)>,
     subscription_names: Vec<SubscriptionId>,
-    buckets: HashMap<u64, Bucket>,
+    buckets: HashMap<BucketKey, Bucket>,
     /// Scope heads (a scope without its subscription and last segment),
     /// each kept once.
     heads: HashMap<Box<str>, u32>,
     head_names: Vec<Box<str>>,
-    /// Action sets are shared: most grants use one of a few access levels.
-    action_sets: Vec<ActionSet>,
+    /// Action sets, each kept once and shared by the entries that use it
+    /// (most grants use one of a few access levels); [`GrantIndex::prune`]
+    /// drops those no entry uses any more.
+    action_sets: HashSet<Arc<ActionSet>>,
     grants: usize,
 }
 
@@ -372,90 +396,105 @@ impl GrantIndex {
     }
 
     /// Records that `principal` exists.
-    pub fn add_principal(&mut self, principal: PrincipalId) {
-        self.principal_no(principal);
+    pub fn add_principal(&mut self, principal: PrincipalId) -> Result<(), IndexFull> {
+        self.principal_no(principal).map(drop)
     }
 
     /// Records that `subscription` belongs to `tenant`. A subscription never
     /// changes tenant, so a second call changes nothing.
-    pub fn add_subscription(&mut self, subscription: SubscriptionId, tenant: TenantId) {
-        self.subscription_no(subscription, tenant);
+    pub fn add_subscription(
+        &mut self,
+        subscription: SubscriptionId,
+        tenant: TenantId,
+    ) -> Result<(), IndexFull> {
+        self.subscription_no(subscription, tenant).map(drop)
     }
 
-    fn principal_no(&mut self, principal: PrincipalId) -> u32 {
+    fn principal_no(&mut self, principal: PrincipalId) -> Result<u32, IndexFull> {
         if let Some(&n) = self.principals.get(&principal) {
-            return n;
+            return Ok(n);
         }
-        let n = u32::try_from(self.principal_names.len()).unwrap_or(u32::MAX);
+        let n = next_number(self.principal_names.len(), "principals")?;
         self.principal_names.push(principal.clone());
         self.principals.insert(principal, n);
-        n
+        Ok(n)
     }
 
-    fn subscription_no(&mut self, subscription: SubscriptionId, tenant: TenantId) -> u32 {
+    fn subscription_no(
+        &mut self,
+        subscription: SubscriptionId,
+        tenant: TenantId,
+    ) -> Result<u32, IndexFull> {
         if let Some((n, _)) = self.subscriptions.get(&subscription) {
-            return *n;
+            return Ok(*n);
         }
-        let n = u32::try_from(self.subscription_names.len()).unwrap_or(u32::MAX);
+        let n = next_number(self.subscription_names.len(), "subscriptions")?;
         self.subscription_names.push(subscription.clone());
         self.subscriptions
             .insert(subscription, (n, Arc::new(tenant)));
-        n
+        Ok(n)
     }
 
-    fn head_no(&mut self, head: &str) -> u32 {
+    fn head_no(&mut self, head: &str) -> Result<u32, IndexFull> {
         if let Some(&n) = self.heads.get(head) {
-            return n;
+            return Ok(n);
         }
-        let n = u32::try_from(self.head_names.len()).unwrap_or(u32::MAX);
+        let n = next_number(self.head_names.len(), "scope heads")?;
         self.head_names.push(head.into());
         self.heads.insert(head.into(), n);
-        n
+        Ok(n)
     }
 
     fn head(&self, n: u32) -> &[u8] {
-        usize::try_from(n)
-            .ok()
-            .and_then(|n| self.head_names.get(n))
-            .map_or(&[][..], |h| h.as_bytes())
+        numbered(&self.head_names, n).map_or(&[][..], |h| h.as_bytes())
     }
 
-    fn action_set(&mut self, actions: &ActionSet) -> u16 {
-        if let Some(i) = self.action_sets.iter().position(|a| a == actions) {
-            return u16::try_from(i).unwrap_or(u16::MAX);
+    /// The index's copy of `actions`, shared with every entry that has the
+    /// same set (found by hashing, whatever the number of sets).
+    fn action_set(&mut self, actions: &ActionSet) -> Arc<ActionSet> {
+        if let Some(shared) = self.action_sets.get(actions) {
+            return Arc::clone(shared);
         }
-        self.action_sets.push(actions.clone());
-        u16::try_from(self.action_sets.len() - 1).unwrap_or(u16::MAX)
+        let shared = Arc::new(actions.clone());
+        self.action_sets.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// How many distinct action sets the index keeps.
+    #[must_use]
+    pub fn action_set_count(&self) -> usize {
+        self.action_sets.len()
     }
 
     /// Adds a grant, or moves a known one forward (active → revoked or
     /// ended). Never moves a grant back to active: a stale copy of a grant
     /// changes nothing. Returns whether a grant the index held as active
-    /// is no longer (access narrowed).
-    pub fn upsert(&mut self, grant: &Grant) -> bool {
+    /// is no longer (access narrowed); or [`IndexFull`], leaving the grant
+    /// out (the caller must then stop answering checks from this index).
+    pub fn upsert(&mut self, grant: &Grant) -> Result<bool, IndexFull> {
         let state = EntryState::of(&grant.state);
         // Known holders and subscriptions (nearly always, when loading)
         // are looked up without copying their names.
         let principal = match self.principals.get(&grant.principal) {
             Some(&n) => n,
-            None => self.principal_no(grant.principal.clone()),
+            None => self.principal_no(grant.principal.clone())?,
         };
         let subscription = match self.subscriptions.get(grant.scope.subscription_str()) {
             Some(&(n, _)) => n,
-            None => self.subscription_no(grant.scope.subscription(), grant.tenant.clone()),
+            None => self.subscription_no(grant.scope.subscription(), grant.tenant.clone())?,
         };
-        let key = bucket_key(principal, subscription);
+        let key = (principal, subscription);
         if let Some(bucket) = self.buckets.get_mut(&key)
             && let Some(entry) = bucket.entries_mut().iter_mut().find(|e| e.id == grant.id)
         {
             let was = entry.state;
             entry.state = entry.state.max(state);
-            return was == EntryState::Active && entry.state != EntryState::Active;
+            return Ok(was == EntryState::Active && entry.state != EntryState::Active);
         }
         let (head, name) = rest_of(&grant.scope).rsplit_once('/').unwrap_or(("", ""));
         let entry = Entry {
             id: grant.id,
-            head: self.head_no(head),
+            head: self.head_no(head)?,
             name: Name::new(name),
             not_before_us: micros(grant.not_before),
             not_after_us: micros(grant.not_after),
@@ -469,7 +508,7 @@ impl GrantIndex {
             }
         }
         self.grants += 1;
-        false
+        Ok(false)
     }
 
     /// Decides whether `principal` may perform `action` on `resource` at
@@ -497,7 +536,7 @@ impl GrantIndex {
         let Some(&holder) = self.principals.get(principal) else {
             return deny(CheckReason::UnknownPrincipal, tenant);
         };
-        let Some(bucket) = self.buckets.get(&bucket_key(holder, *subscription)) else {
+        let Some(bucket) = self.buckets.get(&(holder, *subscription)) else {
             return deny(CheckReason::NoGrant, tenant);
         };
         let rest = rest_of(resource);
@@ -508,11 +547,7 @@ impl GrantIndex {
             if !entry.covers(self.head(entry.head), rest) {
                 continue;
             }
-            let allows = || {
-                self.action_sets
-                    .get(usize::from(entry.actions))
-                    .is_some_and(|set| set.allows(action))
-            };
+            let allows = || entry.actions.allows(action);
             match entry.deny_reason(allows, now_us) {
                 None => {
                     if allowed.is_none_or(|best| entry.not_after_us > best.not_after_us) {
@@ -544,8 +579,9 @@ impl GrantIndex {
     }
 
     /// Forgets grants that ended more than `keep` before `now` (after that
-    /// a check says `no_grant` instead of `expired` or `revoked`). Returns
-    /// how many it forgot.
+    /// a check says `no_grant` instead of `expired` or `revoked`), and the
+    /// action sets no grant it keeps uses. Returns how many grants it
+    /// forgot.
     pub fn prune(&mut self, now: Timestamp, keep: TimeDelta) -> usize {
         let horizon = micros(now - keep);
         let before = self.grants;
@@ -558,6 +594,9 @@ impl GrantIndex {
             alive
         });
         self.grants = kept;
+        // A set only the table holds is no grant's. (A set a clone of the
+        // index still uses is dropped at a later prune.)
+        self.action_sets.retain(|set| Arc::strong_count(set) > 1);
         before - kept
     }
 
@@ -566,16 +605,10 @@ impl GrantIndex {
     #[must_use]
     pub fn grants(&self) -> Vec<IndexedGrant> {
         let mut out: Vec<IndexedGrant> = Vec::with_capacity(self.grants);
-        for (key, bucket) in &self.buckets {
-            let principal = usize::try_from(key >> 32).unwrap_or(usize::MAX);
-            let subscription = usize::try_from(key & u64::from(u32::MAX)).unwrap_or(usize::MAX);
-            let principal = self
-                .principal_names
-                .get(principal)
+        for (&(principal, subscription), bucket) in &self.buckets {
+            let principal = numbered(&self.principal_names, principal)
                 .map_or_else(String::new, ToString::to_string);
-            let subscription = self
-                .subscription_names
-                .get(subscription)
+            let subscription = numbered(&self.subscription_names, subscription)
                 .map_or_else(String::new, ToString::to_string);
             for e in bucket.entries() {
                 out.push(IndexedGrant {
@@ -590,16 +623,12 @@ impl GrantIndex {
                             format!("/subscriptions/{subscription}{head}/{name}")
                         }
                     },
-                    actions: self
-                        .action_sets
-                        .get(usize::from(e.actions))
-                        .map(|set| {
-                            set.patterns()
-                                .iter()
-                                .map(|p| p.as_str().to_owned())
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    actions: e
+                        .actions
+                        .patterns()
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect(),
                     not_before_us: e.not_before_us,
                     not_after_us: e.not_after_us,
                     state: match e.state {
@@ -612,5 +641,84 @@ impl GrantIndex {
         }
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+    use crate::access::AccessLevelName;
+    use crate::grant::GrantRecord;
+
+    fn t0() -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
+    }
+
+    fn grant(n: u8, patterns: &[&str], hours: i64) -> Grant {
+        Grant::restore(GrantRecord {
+            id: GrantId::from_parts(t0(), [n; 10]),
+            request: None,
+            tenant: TenantId::parse("contoso").unwrap(),
+            principal: PrincipalId::parse("sam").unwrap(),
+            scope: ResourceId::parse("/subscriptions/sub-1/resourceGroups/rg-web").unwrap(),
+            access_level: AccessLevelName::parse("Level").unwrap(),
+            actions: ActionSet::parse(patterns).unwrap(),
+            not_before: t0(),
+            not_after: t0() + TimeDelta::hours(hours),
+            state: GrantState::Active,
+            emergency: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn equal_sets_are_kept_once_and_pruning_drops_the_ones_no_grant_uses() {
+        let mut ix = GrantIndex::new();
+        ix.upsert(&grant(1, &["*/read"], 1)).unwrap();
+        ix.upsert(&grant(2, &["*/read"], 8)).unwrap();
+        ix.upsert(&grant(3, &["*"], 1)).unwrap();
+        ix.upsert(&grant(4, &["Microsoft.Compute/*"], 1)).unwrap();
+        assert_eq!(ix.action_set_count(), 3, "`*/read` is kept once");
+        // Grants 1, 3 and 4 end after an hour: `*` and `Microsoft.Compute/*`
+        // go with them; `*/read` stays for grant 2.
+        assert_eq!(ix.prune(t0() + TimeDelta::hours(3), TimeDelta::hours(1)), 3);
+        assert_eq!(ix.action_set_count(), 1);
+        let kept: Vec<Vec<String>> = ix.grants().into_iter().map(|g| g.actions).collect();
+        assert_eq!(kept, [vec!["*/read".to_owned()]]);
+        // A set seen again after it was dropped is kept anew.
+        ix.upsert(&grant(5, &["*"], 8)).unwrap();
+        assert_eq!(ix.action_set_count(), 2);
+        assert_eq!(
+            ix.prune(t0() + TimeDelta::hours(10), TimeDelta::hours(1)),
+            2
+        );
+        assert_eq!(ix.action_set_count(), 0);
+        assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn an_entry_and_its_key_fit_in_80_bytes() {
+        // What one grant costs in the table, most of the index's memory.
+        assert!(std::mem::size_of::<(BucketKey, Bucket)>() <= 80);
+    }
+
+    #[test]
+    fn a_number_past_32_bits_is_refused_not_clamped() {
+        assert_eq!(next_number(0, "principals"), Ok(0));
+        assert_eq!(
+            next_number(usize::try_from(u32::MAX).unwrap(), "principals"),
+            Ok(u32::MAX)
+        );
+        let past = usize::try_from(u64::from(u32::MAX) + 1).unwrap();
+        assert_eq!(
+            next_number(past, "scope heads"),
+            Err(IndexFull("scope heads"))
+        );
+        assert_eq!(
+            IndexFull("scope heads").to_string(),
+            "the grant index cannot hold more than 2^32 scope heads"
+        );
     }
 }

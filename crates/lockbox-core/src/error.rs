@@ -118,6 +118,19 @@ pub enum DomainError {
         /// When it becomes due.
         due: Timestamp,
     },
+    /// A fan-out limit of the tenant's policy is reached: the operator has
+    /// as many requests waiting, or grants running, as the policy allows.
+    #[error("{detail}, the most the tenant's policy allows ({limit} = {max}); {advice}")]
+    LimitReached {
+        /// The policy key (`max_pending_requests_per_operator`, …).
+        limit: &'static str,
+        /// Its value.
+        max: u32,
+        /// What is open: `sam has 10 pending requests in tenant contoso`.
+        detail: String,
+        /// What the caller can do.
+        advice: &'static str,
+    },
     /// The operation clashes with existing state.
     #[error("{0}")]
     Conflict(String),
@@ -157,6 +170,7 @@ impl DomainError {
             Self::UnknownAccessLevel(_) => "unknown_access_level",
             Self::EmergencyAccessDisabled(_) => "emergency_access_disabled",
             Self::NotDue { .. } => "not_due",
+            Self::LimitReached { .. } => "limit_reached",
             Self::Conflict(_) => "conflict",
             Self::NotFound(_) => "not_found",
             Self::EnrollmentUnusable(_) => "enrollment_unusable",

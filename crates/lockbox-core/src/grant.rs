@@ -19,6 +19,7 @@ use crate::audit::{Actor, EventKind, PendingEvent};
 use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::id::{GrantId, PrincipalId, RequestId, TenantId};
+use crate::policy::OpenCounts;
 use crate::principal::{Principal, RoleAssignment, check_approver};
 use crate::request::RequestRecord;
 use crate::resource::ResourceId;
@@ -319,9 +320,11 @@ impl Grant {
 
     /// Break-glass: an emergency operator takes immediate access where the
     /// tenant's policy allows it, for at most the policy's
-    /// `emergency_max_minutes`. Returns the grant, `emergency.access` and
-    /// `grant.created`; the notifications of `emergency.access` go to every
-    /// owner at once.
+    /// `emergency_max_minutes`, and while it holds fewer active grants in
+    /// the tenant than the policy allows (`open`, counted in the
+    /// transaction that makes the grant). Returns the grant,
+    /// `emergency.access` and `grant.created`; the notifications of
+    /// `emergency.access` go to every owner at once.
     #[allow(clippy::too_many_arguments)]
     pub fn emergency(
         id: GrantId,
@@ -332,6 +335,7 @@ impl Grant {
         access_level: &AccessLevel,
         justification: Justification,
         duration_minutes: u32,
+        open: OpenCounts,
         now: Timestamp,
     ) -> Result<(Grant, Vec<PendingEvent>), DomainError> {
         if !operator.is_emergency_operator() {
@@ -361,6 +365,7 @@ impl Grant {
                 limit: "the tenant's emergency maximum",
             });
         }
+        policy.admit_grant(&tenant.id, &operator.id, open)?;
         let grant = Grant(GrantRecord {
             id,
             request: None,
@@ -385,6 +390,7 @@ impl Grant {
                 json!({
                     "resource": grant.scope,
                     "access_level": grant.access_level,
+                    "actions": grant.actions,
                     "justification": justification,
                     "duration_minutes": duration_minutes,
                     "not_after": grant.not_after,

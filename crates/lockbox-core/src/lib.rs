@@ -50,14 +50,14 @@ pub use audit::{
 pub use authz::{ProviderAdmin, TenantAdmin};
 pub use case::{CaseStatus, Severity, SupportCase};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use enforce::{CheckOutcome, CheckReason, GrantIndex};
+pub use enforce::{CheckOutcome, CheckReason, GrantIndex, IndexFull};
 pub use error::DomainError;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
 pub use id::{
     CaseId, ChannelId, EnrollmentId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId,
     TenantId, TokenId,
 };
-pub use policy::{LockboxSetting, PolicySettings, TenantPolicy};
+pub use policy::{LockboxSetting, OpenCounts, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
 pub use request::{AccessRequest, Approval, Decision, RequestDraft, RequestFacts, RequestStatus};
 pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};

@@ -1,10 +1,18 @@
 //! A tenant's opt-in and policy.
+//!
+//! The policy also bounds the fan-out of one operator in the tenant
+//! ([`OpenCounts`], [`TenantPolicy::admit_request`]): how many of its
+//! requests may wait at once, how many may wait under one case, and how
+//! many grants it may hold at once. Each request notifies every eligible
+//! approver, and each grant is one more entry every check of the holder
+//! reads, so one operator could otherwise flood the approvers and slow
+//! every check.
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::DomainError;
-use crate::id::PrincipalId;
+use crate::id::{CaseId, PrincipalId, TenantId};
 
 /// Whether the tenant has opted in to Lockbox. Off by default: until a
 /// tenant admin enables it, requests are approved by the system at once (and
@@ -35,11 +43,36 @@ pub struct PolicySettings {
     pub emergency_access: bool,
     /// The longest emergency grant.
     pub emergency_max_minutes: u32,
+    /// How many pending requests one operator may have in the tenant.
+    /// (Absent from policies stored before it existed: the default.)
+    #[serde(default = "defaults::max_pending_requests_per_operator")]
+    pub max_pending_requests_per_operator: u32,
+    /// How many pending requests one case may have.
+    #[serde(default = "defaults::max_pending_requests_per_case")]
+    pub max_pending_requests_per_case: u32,
+    /// How many active grants one operator may hold in the tenant.
+    #[serde(default = "defaults::max_active_grants_per_holder")]
+    pub max_active_grants_per_holder: u32,
+}
+
+/// The defaults of the fan-out limits, for policies stored without them.
+mod defaults {
+    pub(super) fn max_pending_requests_per_operator() -> u32 {
+        10
+    }
+    pub(super) fn max_pending_requests_per_case() -> u32 {
+        5
+    }
+    pub(super) fn max_active_grants_per_holder() -> u32 {
+        20
+    }
 }
 
 impl Default for PolicySettings {
     /// The defaults of Azure Customer Lockbox: requests wait 4 days, access
-    /// lasts 8 hours, one approval, no break-glass.
+    /// lasts 8 hours, one approval, no break-glass; and an operator may
+    /// have 10 requests waiting in the tenant (5 under one case) and hold
+    /// 20 grants there.
     fn default() -> Self {
         Self {
             request_ttl_hours: 96,
@@ -48,6 +81,9 @@ impl Default for PolicySettings {
             required_approvals: 1,
             emergency_access: false,
             emergency_max_minutes: 60,
+            max_pending_requests_per_operator: defaults::max_pending_requests_per_operator(),
+            max_pending_requests_per_case: defaults::max_pending_requests_per_case(),
+            max_active_grants_per_holder: defaults::max_active_grants_per_holder(),
         }
     }
 }
@@ -61,6 +97,8 @@ pub const MAX_ACCESS_HOURS: u32 = 720;
 pub const MAX_REQUIRED_APPROVALS: u32 = 10;
 /// See [`MAX_REQUEST_TTL_HOURS`].
 pub const MAX_EMERGENCY_MINUTES: u32 = 1440;
+/// The highest any fan-out limit may be set: a bound that still bounds.
+pub const MAX_FAN_OUT_LIMIT: u32 = 1000;
 
 /// A validated policy. Only [`TenantPolicy::new`] makes one, so every policy
 /// in the system has at least one required approval, positive durations, and
@@ -112,6 +150,24 @@ impl TenantPolicy {
             MAX_EMERGENCY_MINUTES,
             "minutes",
         )?;
+        range(
+            "max_pending_requests_per_operator",
+            s.max_pending_requests_per_operator,
+            MAX_FAN_OUT_LIMIT,
+            "requests",
+        )?;
+        range(
+            "max_pending_requests_per_case",
+            s.max_pending_requests_per_case,
+            MAX_FAN_OUT_LIMIT,
+            "requests",
+        )?;
+        range(
+            "max_active_grants_per_holder",
+            s.max_active_grants_per_holder,
+            MAX_FAN_OUT_LIMIT,
+            "grants",
+        )?;
         if s.default_access_hours > s.max_access_hours {
             return Err(DomainError::invalid(format!(
                 "default_access_hours ({}) must not exceed max_access_hours ({})",
@@ -162,6 +218,82 @@ impl TenantPolicy {
     pub fn emergency_max_minutes(&self) -> u32 {
         self.0.emergency_max_minutes
     }
+
+    /// Refuses a new request of `operator` under `case` when it would take
+    /// any of the tenant's fan-out limits past its maximum: the operator's
+    /// pending requests, the case's, or the operator's active grants
+    /// (checked first: a request that could not become a grant is pointless
+    /// to approve). `open` is what exists now, counted in the transaction
+    /// that would create the request.
+    pub fn admit_request(
+        &self,
+        tenant: &TenantId,
+        operator: &PrincipalId,
+        case: CaseId,
+        open: OpenCounts,
+    ) -> Result<(), DomainError> {
+        self.admit_grant(tenant, operator, open)?;
+        let s = &self.0;
+        if open.pending_by_operator >= u64::from(s.max_pending_requests_per_operator) {
+            return Err(DomainError::LimitReached {
+                limit: "max_pending_requests_per_operator",
+                max: s.max_pending_requests_per_operator,
+                detail: format!(
+                    "{operator} has {} pending requests in tenant {tenant}",
+                    open.pending_by_operator
+                ),
+                advice: "wait for a decision on one, or cancel one",
+            });
+        }
+        if open.pending_in_case >= u64::from(s.max_pending_requests_per_case) {
+            return Err(DomainError::LimitReached {
+                limit: "max_pending_requests_per_case",
+                max: s.max_pending_requests_per_case,
+                detail: format!("case {case} has {} pending requests", open.pending_in_case),
+                advice: "wait for a decision on one, or cancel one",
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a new grant of `holder` (emergency access, or a request
+    /// that would become one) when the holder already has as many active
+    /// grants in the tenant as the policy allows.
+    pub fn admit_grant(
+        &self,
+        tenant: &TenantId,
+        holder: &PrincipalId,
+        open: OpenCounts,
+    ) -> Result<(), DomainError> {
+        let max = self.0.max_active_grants_per_holder;
+        if open.active_grants >= u64::from(max) {
+            return Err(DomainError::LimitReached {
+                limit: "max_active_grants_per_holder",
+                max,
+                detail: format!(
+                    "{holder} holds {} active grants in tenant {tenant}",
+                    open.active_grants
+                ),
+                advice: "one must end or be revoked first",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What an operator has open in a tenant when it asks for more: counted by
+/// the store in the transaction that would add to it, under a lock that
+/// keeps two of the operator's creations from both counting below a limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenCounts {
+    /// The operator's requests in the tenant still pending (and not past
+    /// their TTL).
+    pub pending_by_operator: u64,
+    /// The case's requests still pending (0 when there is no case, as for
+    /// emergency access).
+    pub pending_in_case: u64,
+    /// The operator's grants in the tenant not revoked, ended or run out.
+    pub active_grants: u64,
 }
 
 impl TryFrom<PolicySettings> for TenantPolicy {
@@ -285,6 +417,92 @@ mod tests {
         assert!(serde_json::from_str::<TenantPolicy>(&bad).is_err());
         let unknown = ok.replace("}", ",\"extra\":1}");
         assert!(serde_json::from_str::<TenantPolicy>(&unknown).is_err());
-        assert_eq!(serde_json::to_string(&p).unwrap(), ok);
+        // A policy stored before the fan-out limits existed reads with
+        // their defaults, and is written with them.
+        assert_eq!(p.settings().max_pending_requests_per_operator, 10);
+        assert_eq!(p.settings().max_pending_requests_per_case, 5);
+        assert_eq!(p.settings().max_active_grants_per_holder, 20);
+        let now = ok.replace(
+            "}",
+            ",\"max_pending_requests_per_operator\":10,\"max_pending_requests_per_case\":5,\"max_active_grants_per_holder\":20}",
+        );
+        assert_eq!(serde_json::to_string(&p).unwrap(), now);
+        let limited = now.replace(
+            "\"max_pending_requests_per_case\":5",
+            "\"max_pending_requests_per_case\":0",
+        );
+        let err = serde_json::from_str::<TenantPolicy>(&limited).unwrap_err();
+        assert!(
+            err.to_string().contains("max_pending_requests_per_case"),
+            "{err}"
+        );
+    }
+
+    fn tid() -> TenantId {
+        TenantId::parse("contoso").unwrap()
+    }
+
+    fn sam() -> PrincipalId {
+        PrincipalId::parse("sam").unwrap()
+    }
+
+    fn case() -> CaseId {
+        CaseId::from_parts(Timestamp::UNIX_EPOCH, [1; 10])
+    }
+
+    fn limited(per_operator: u32, per_case: u32, grants: u32) -> TenantPolicy {
+        TenantPolicy::new(PolicySettings {
+            max_pending_requests_per_operator: per_operator,
+            max_pending_requests_per_case: per_case,
+            max_active_grants_per_holder: grants,
+            ..PolicySettings::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_limit_admits_up_to_its_value_and_names_its_key_past_it() {
+        let p = limited(3, 2, 1);
+        let open = |pending_by_operator, pending_in_case, active_grants| OpenCounts {
+            pending_by_operator,
+            pending_in_case,
+            active_grants,
+        };
+        assert!(
+            p.admit_request(&tid(), &sam(), case(), open(2, 1, 0))
+                .is_ok()
+        );
+        for (counts, key, detail) in [
+            (
+                open(3, 0, 0),
+                "max_pending_requests_per_operator = 3",
+                "sam has 3 pending requests in tenant contoso",
+            ),
+            (
+                open(0, 2, 0),
+                "max_pending_requests_per_case = 2",
+                "has 2 pending requests",
+            ),
+            (
+                open(0, 0, 1),
+                "max_active_grants_per_holder = 1",
+                "sam holds 1 active grants in tenant contoso",
+            ),
+            (
+                open(9, 9, 9),
+                "max_active_grants_per_holder = 1",
+                "holds 9 active grants",
+            ),
+        ] {
+            let err = p.admit_request(&tid(), &sam(), case(), counts).unwrap_err();
+            assert_eq!(err.kind(), "limit_reached");
+            let text = err.to_string();
+            assert!(text.contains(key) && text.contains(detail), "{text}");
+        }
+        assert!(
+            p.admit_grant(&tid(), &sam(), open(99, 99, 0)).is_ok(),
+            "only grants count for a grant"
+        );
+        assert!(p.admit_grant(&tid(), &sam(), open(0, 0, 1)).is_err());
     }
 }

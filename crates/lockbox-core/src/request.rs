@@ -31,7 +31,7 @@ use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::grant::{Grant, GrantState};
 use crate::id::{CaseId, PrincipalId, RequestId, TenantId};
-use crate::policy::TenantPolicy;
+use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
 use crate::resource::ResourceId;
 use crate::tenant::Tenant;
@@ -235,6 +235,9 @@ pub struct RequestFacts<'a> {
     pub access_level: Option<&'a AccessLevel>,
     /// The tenant owning the draft resource's subscription, if any.
     pub resource_tenant: Option<&'a TenantId>,
+    /// What the requester has open in the tenant, and the case, now
+    /// (against the policy's fan-out limits).
+    pub open: OpenCounts,
 }
 
 impl AccessRequest {
@@ -319,7 +322,8 @@ impl AccessRequest {
     /// operator; the case is open, of the same tenant, and assigned to the
     /// requester; the requested resource lies in the tenant and contains the
     /// case's resource; the access level is defined; the duration is at
-    /// least one hour and at most the tenant's maximum.
+    /// least one hour and at most the tenant's maximum; and no fan-out
+    /// limit of the tenant's policy is reached ([`TenantPolicy::admit_request`]).
     ///
     /// If the tenant has not opted in, the system approves the request at
     /// once and the grant starts now; this is recorded as such.
@@ -335,6 +339,7 @@ impl AccessRequest {
             case,
             access_level,
             resource_tenant,
+            open,
         } = facts;
         if !requester.is_operator() {
             return Err(DomainError::forbidden(format!(
@@ -396,6 +401,7 @@ impl AccessRequest {
                 limit: "the tenant's maximum",
             });
         }
+        policy.admit_request(&tenant.id, &requester.id, case.id, open)?;
 
         let enabled = tenant.lockbox.enabled;
         let mut request = AccessRequest(RequestRecord {

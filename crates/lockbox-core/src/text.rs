@@ -3,7 +3,12 @@
 //!
 //! Text that people type ends up in the audit log, in notifications and in the
 //! portal, so it is bounded in length, trimmed, and free of control
-//! characters (newlines and tabs are allowed where a paragraph makes sense).
+//! characters (newlines and tabs are allowed where a paragraph makes sense)
+//! and of invisible format characters ([`FORMAT_CHARACTERS`]): a
+//! right-to-left override makes `invoice\u{202E}fdp.exe` display as
+//! `invoiceexe.pdf`, and zero-width characters make two names that look
+//! alike differ, so an approver would read something other than what was
+//! written.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -57,6 +62,7 @@ impl<K: TextKind> Text<K> {
         if s.chars().any(|c| c.is_control() && !allowed_control(c)) {
             return Err(err("must not contain control characters".into()));
         }
+        refuse_format_characters(s).map_err(err)?;
         Ok(Self(s.into(), PhantomData))
     }
 
@@ -151,6 +157,81 @@ text_kind!(
     Description, DescriptionKind, "description", 500, ALLOW_EMPTY = true, MULTILINE = true
 );
 
+/// The invisible format characters free text refuses: every character of
+/// Unicode's general category Cf (as of Unicode 16), and the line and
+/// paragraph separators (U+2028, U+2029), which break lines where a
+/// newline is not allowed. Sorted, disjoint, inclusive ranges, each with
+/// what it is. (Control characters, category Cc, are refused apart.)
+pub const FORMAT_CHARACTERS: &[(char, char, &str)] = &[
+    ('\u{00AD}', '\u{00AD}', "soft hyphen"),
+    ('\u{0600}', '\u{0605}', "an Arabic number sign"),
+    ('\u{061C}', '\u{061C}', "Arabic letter mark"),
+    ('\u{06DD}', '\u{06DD}', "Arabic end of ayah"),
+    ('\u{070F}', '\u{070F}', "Syriac abbreviation mark"),
+    ('\u{0890}', '\u{0891}', "an Arabic currency mark above"),
+    ('\u{08E2}', '\u{08E2}', "Arabic disputed end of ayah"),
+    ('\u{180E}', '\u{180E}', "Mongolian vowel separator"),
+    ('\u{200B}', '\u{200B}', "zero width space"),
+    ('\u{200C}', '\u{200C}', "zero width non-joiner"),
+    ('\u{200D}', '\u{200D}', "zero width joiner"),
+    ('\u{200E}', '\u{200E}', "left-to-right mark"),
+    ('\u{200F}', '\u{200F}', "right-to-left mark"),
+    ('\u{2028}', '\u{2028}', "line separator"),
+    ('\u{2029}', '\u{2029}', "paragraph separator"),
+    ('\u{202A}', '\u{202A}', "left-to-right embedding"),
+    ('\u{202B}', '\u{202B}', "right-to-left embedding"),
+    ('\u{202C}', '\u{202C}', "pop directional formatting"),
+    ('\u{202D}', '\u{202D}', "left-to-right override"),
+    ('\u{202E}', '\u{202E}', "right-to-left override"),
+    ('\u{2060}', '\u{2060}', "word joiner"),
+    ('\u{2061}', '\u{2064}', "an invisible mathematical operator"),
+    ('\u{2066}', '\u{2066}', "left-to-right isolate"),
+    ('\u{2067}', '\u{2067}', "right-to-left isolate"),
+    ('\u{2068}', '\u{2068}', "first strong isolate"),
+    ('\u{2069}', '\u{2069}', "pop directional isolate"),
+    ('\u{206A}', '\u{206F}', "a deprecated format character"),
+    ('\u{FEFF}', '\u{FEFF}', "zero width no-break space"),
+    (
+        '\u{FFF9}',
+        '\u{FFFB}',
+        "an interlinear annotation character",
+    ),
+    ('\u{110BD}', '\u{110BD}', "Kaithi number sign"),
+    ('\u{110CD}', '\u{110CD}', "Kaithi number sign above"),
+    (
+        '\u{13430}',
+        '\u{1343F}',
+        "an Egyptian hieroglyph format control",
+    ),
+    ('\u{1BCA0}', '\u{1BCA3}', "a shorthand format control"),
+    ('\u{1D173}', '\u{1D17A}', "a musical symbol format control"),
+    ('\u{E0001}', '\u{E0001}', "language tag"),
+    ('\u{E0020}', '\u{E007F}', "a tag character"),
+];
+
+/// What `c` is, when it is one of [`FORMAT_CHARACTERS`].
+#[must_use]
+pub fn format_character(c: char) -> Option<&'static str> {
+    // The table is sorted: the last range starting at or before `c`.
+    let after = FORMAT_CHARACTERS.partition_point(|&(start, _, _)| start <= c);
+    let (_, end, what) = FORMAT_CHARACTERS.get(after.checked_sub(1)?)?;
+    (c <= *end).then_some(*what)
+}
+
+/// Refuses `s` if it holds a format character, naming the first one.
+fn refuse_format_characters(s: &str) -> Result<(), String> {
+    match s
+        .chars()
+        .find_map(|c| format_character(c).map(|what| (c, what)))
+    {
+        Some((c, what)) => Err(format!(
+            "must not contain U+{:04X} ({what}): invisible formatting characters can make text read differently from what it says",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An e-mail address. Checked for shape only (one `@`, a non-empty local part,
 /// a dotted domain, no spaces); delivery is what proves it.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -167,6 +248,11 @@ impl Email {
         if s.len() > 254 {
             return Err(err("is longer than 254 characters"));
         }
+        // Named without the address, which would carry the character along.
+        refuse_format_characters(s).map_err(|reason| TextError {
+            field: "email",
+            reason,
+        })?;
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(err("must not contain spaces or control characters"));
         }
@@ -246,6 +332,106 @@ mod tests {
         assert!(CaseTitle::parse("line one\nline two").is_err());
         assert!(Reason::parse("bell\u{7}").is_err());
         assert!(Description::parse("").is_ok());
+    }
+
+    #[test]
+    fn bidirectional_and_other_format_characters_are_refused_naming_the_code_point() {
+        // Each bidi override and isolate, and a sample of the other format
+        // characters, in every kind of free text and in e-mail addresses.
+        let refused = [
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{061C}',
+            '\u{180E}',
+            '\u{206A}',
+            '\u{206F}',
+            '\u{FFF9}',
+            '\u{FFFB}',
+            '\u{0600}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{1D173}',
+            '\u{13430}',
+            '\u{1BCA0}',
+            '\u{2028}',
+            '\u{2029}',
+        ];
+        for c in refused {
+            let code = format!("U+{:04X}", u32::from(c));
+            let text = format!("invoice{c}fdp.exe");
+            for err in [
+                DisplayName::parse(&text).unwrap_err(),
+                Reason::parse(&text).unwrap_err(),
+                Justification::parse(&text).unwrap_err(),
+                CaseTitle::parse(&text).unwrap_err(),
+                Description::parse(&text).unwrap_err(),
+                Email::parse(&format!("al{c}ice@contoso.com")).unwrap_err(),
+            ] {
+                assert!(err.to_string().contains(&code), "{code}: {err}");
+            }
+        }
+        let err = Justification::parse("see \u{202E}gnp.exe").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "justification must not contain U+202E (right-to-left override): \
+             invisible formatting characters can make text read differently from what it says"
+        );
+        // What is near them stays allowed: letters of right-to-left
+        // scripts, accents, emoji, and the visible punctuation nearby.
+        for fine in [
+            "مرحبا بالعالم",
+            "שלום",
+            "Grüße, café",
+            "disk full 🔥",
+            "a–b — c “quoted” …",
+            "\u{2010}\u{2027}\u{2030}",
+            "\u{FFFC}\u{FFFD}",
+        ] {
+            assert!(Justification::parse(fine).is_ok(), "{fine:?}");
+            assert!(DisplayName::parse(fine).is_ok(), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn the_format_table_is_sorted_and_disjoint() {
+        for pair in FORMAT_CHARACTERS.windows(2) {
+            let [(_, end, _), (start, _, _)] = pair else {
+                unreachable!()
+            };
+            assert!(end < start, "{pair:?}");
+        }
+        for &(start, end, what) in FORMAT_CHARACTERS {
+            assert!(start <= end);
+            assert_eq!(format_character(start), Some(what));
+            assert_eq!(format_character(end), Some(what));
+            // The neighbours outside each range are not in it (they are
+            // allowed, or in the next range, whose description differs).
+            for outside in [u32::from(start) - 1, u32::from(end) + 1] {
+                let c = char::from_u32(outside).unwrap();
+                assert_ne!(format_character(c), Some(what), "U+{outside:04X}");
+            }
+        }
+        assert_eq!(format_character('\0'), None);
+        assert_eq!(format_character(char::MAX), None);
     }
 
     #[test]

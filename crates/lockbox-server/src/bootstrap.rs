@@ -342,6 +342,8 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
         case: &case,
         access_level: reader.as_ref(),
         resource_tenant: Some(&tenant_id),
+        // The demo tenant's first request: nothing is open yet.
+        open: lockbox_core::OpenCounts::default(),
     };
     let (request, evs) = AccessRequest::create(RequestId::generate(now)?, &sam, draft, facts, now)?;
     tx.insert_request(&request).await?;

@@ -5,7 +5,9 @@
 //! - **The caller's errors** (4xx): malformed input (`invalid_input`, 400),
 //!   no or bad credentials (`unauthenticated`, 401), refusals of the domain
 //!   (`forbidden`, `self_approval`, `not_an_approver`, … 403; state
-//!   conflicts such as `request_not_pending`, and `replay_withheld` for a
+//!   conflicts such as `request_not_pending`, `limit_reached` for a
+//!   request or emergency grant past one of the tenant's fan-out limits
+//!   (the detail names the policy key), and `replay_withheld` for a
 //!   repeated creation whose first response carried a secret, 409; rules
 //!   about the input such as `out_of_scope`, `duration_too_long`, 422),
 //!   things the caller may not see or that do not exist (`not_found`, 404:
@@ -134,6 +136,7 @@ fn title(kind: &str) -> &'static str {
         "unknown_access_level" => "Unknown access level",
         "emergency_access_disabled" => "Emergency access is disabled",
         "not_due" => "Not due yet",
+        "limit_reached" => "A limit of the tenant's policy is reached",
         "idempotency_key_reused" => "Idempotency key reused",
         "replay_withheld" => "Already done; its secret is not shown again",
         "payload_too_large" => "Payload too large",
@@ -165,6 +168,7 @@ impl From<DomainError> for ApiError {
             | "already_approved"
             | "case_not_open"
             | "conflict"
+            | "limit_reached"
             | "not_due" => StatusCode::CONFLICT,
             "out_of_scope" | "duration_too_long" | "unknown_access_level" => {
                 StatusCode::UNPROCESSABLE_ENTITY

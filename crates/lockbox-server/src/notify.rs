@@ -44,6 +44,7 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use lockbox_core::access::{ActionPattern, ActionSet};
 use lockbox_core::channel::{Channel, ChannelTarget, WebhookFormat};
 use lockbox_core::principal::eligible_approvers;
 use lockbox_core::{
@@ -287,6 +288,17 @@ impl Notice {
     }
 }
 
+impl Notice {
+    /// The access level and its actions an event about no request names
+    /// (emergency access), from its data.
+    fn level(&self) -> Option<(String, String)> {
+        let data = self.event.get("data")?;
+        let level = data.get("access_level")?.as_str()?.to_owned();
+        let actions: ActionSet = serde_json::from_value(data.get("actions")?.clone()).ok()?;
+        Some((level, actions_text(&actions)))
+    }
+}
+
 /// Every item of a paged store list: `every_page!(page => tx.list(&page))`.
 macro_rules! every_page {
     ($page:ident => $fetch:expr) => {{
@@ -485,6 +497,7 @@ fn request_json(r: &AccessRequest, portal: &str) -> Value {
         "resource": r.resource,
         "requester": r.requester,
         "access_level": r.access_level,
+        "actions": r.actions,
         "duration_hours": r.duration_hours,
         "justification": r.justification,
         "status": r.status.as_str(),
@@ -532,8 +545,9 @@ fn slack_body(notice: &Notice, portal: &str) -> Value {
     let mut text = format!("*Lockbox* · {}", slack_escape(&headline(notice)));
     if let Some(r) = &notice.request {
         text.push_str(&format!(
-            "\n{} access to `{}` for {} h (case {}): “{}”\n<{}|Open request {}>",
+            "\n{} access (`{}`) to `{}` for {} h (case {}): “{}”\n<{}|Open request {}>",
             slack_escape(r.access_level.as_str()),
+            slack_escape(&actions_text(&r.actions)),
             slack_escape(&r.resource.to_string()),
             r.duration_hours,
             r.case,
@@ -543,8 +557,25 @@ fn slack_body(notice: &Notice, portal: &str) -> Value {
         ));
     } else if let Some(resource) = &notice.resource {
         text.push_str(&format!("\nResource: `{}`", slack_escape(resource)));
+        if let Some((level, actions)) = notice.level() {
+            text.push_str(&format!(
+                "\n{} access (`{}`)",
+                slack_escape(&level),
+                slack_escape(&actions)
+            ));
+        }
     }
     json!({ "text": text })
+}
+
+/// The action patterns a level grants, as a notification shows them.
+fn actions_text(actions: &ActionSet) -> String {
+    actions
+        .patterns()
+        .iter()
+        .map(ActionPattern::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn escape_html(s: &str) -> String {
@@ -574,6 +605,7 @@ fn email_parts(notice: &Notice, portal: &str) -> (String, String, String) {
                 ("Case", r.case.to_string()),
                 ("Resource", r.resource.to_string()),
                 ("Access level", r.access_level.to_string()),
+                ("Actions", actions_text(&r.actions)),
                 ("Duration", format!("{} hours", r.duration_hours)),
                 ("Justification", r.justification.to_string()),
                 ("Status", r.status.as_str().to_owned()),
@@ -597,6 +629,10 @@ fn email_parts(notice: &Notice, portal: &str) -> (String, String, String) {
         None => {
             if let Some(resource) = &notice.resource {
                 rows.push(("Resource", resource.clone()));
+            }
+            if let Some((level, actions)) = notice.level() {
+                rows.push(("Access level", level));
+                rows.push(("Actions", actions));
             }
             match &notice.resource {
                 Some(resource) => format!("[Lockbox] {headline} on {resource}"),
@@ -757,7 +793,13 @@ async fn attempt(app: &AppState, job: &Job) -> Outcome {
     let (body, event) = (payload_text(job, "body"), payload_text(job, "event"));
     let addrs = match targets::resolve(url.url(), app.allow_private_targets()).await {
         Ok(addrs) => addrs,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => {
+            // The tenant's admins see the failure (`last_error`): how the
+            // host resolved goes to the log only.
+            tracing::warn!(delivery = %job.id, channel = %channel.id, detail = %e.detail(),
+                "a webhook's URL was refused before delivery");
+            return Outcome::Failed(e.to_string());
+        }
     };
     let host = url.url().host_str().unwrap_or_default().to_owned();
     let client = match reqwest::Client::builder()

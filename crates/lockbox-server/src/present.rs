@@ -86,6 +86,9 @@ pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
         required_approvals: s.required_approvals,
         emergency_access: s.emergency_access,
         emergency_max_minutes: s.emergency_max_minutes,
+        max_pending_requests_per_operator: s.max_pending_requests_per_operator,
+        max_pending_requests_per_case: s.max_pending_requests_per_case,
+        max_active_grants_per_holder: s.max_active_grants_per_holder,
     }
 }
 

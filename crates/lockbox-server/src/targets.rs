@@ -8,14 +8,24 @@
 //! configured, and again before each delivery (DNS can change) — unless the
 //! operator allows private targets (`notifications.allow_private_targets`,
 //! for tests and on-premises receivers).
+//!
+//! A refusal tells the tenant only that the URL must reach public
+//! addresses: never what the host resolved to, nor whether it resolved at
+//! all, or Lockbox's resolver would map the provider's network for anyone
+//! who may add a channel. The details are for the server's log
+//! ([`TargetError::detail`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// Why a target is refused.
+/// What a refused target is told, whatever the reason.
+pub const REFUSED: &str = "the webhook URL must resolve to public addresses only (see notifications.allow_private_targets)";
+
+/// Why a target is refused. `Display` is the same for every refusal
+/// ([`REFUSED`]); [`TargetError::detail`] says why, for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// The host does not resolve.
-    #[error("the host {host} does not resolve: {reason}")]
+    #[error("{REFUSED}")]
     Unresolved {
         /// The host.
         host: String,
@@ -23,9 +33,7 @@ pub enum TargetError {
         reason: String,
     },
     /// The host resolves to an address Lockbox must not call.
-    #[error(
-        "the host {host} resolves to {addr}, a {what} address; webhooks must reach public addresses"
-    )]
+    #[error("{REFUSED}")]
     NotPublic {
         /// The host.
         host: String,
@@ -34,6 +42,22 @@ pub enum TargetError {
         /// What kind of address it is.
         what: &'static str,
     },
+}
+
+impl TargetError {
+    /// Why, with the host and what it resolved to: for the server's log
+    /// only, never for the caller.
+    #[must_use]
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Unresolved { host, reason } => {
+                format!("the host {host} does not resolve: {reason}")
+            }
+            Self::NotPublic { host, addr, what } => {
+                format!("the host {host} resolves to {addr}, a {what} address")
+            }
+        }
+    }
 }
 
 /// What kind of non-public address `ip` is, or `None` for a public one.
@@ -204,6 +228,9 @@ mod tests {
             let url = url::Url::parse(url).unwrap();
             let err = resolve(&url, false).await.unwrap_err();
             assert!(matches!(err, TargetError::NotPublic { .. }), "{url}: {err}");
+            assert!(err.detail().contains("loopback"), "{url}: {}", err.detail());
+            // What the caller is told says nothing of the resolution.
+            assert_eq!(err.to_string(), REFUSED);
             assert!(resolve(&url, true).await.is_ok(), "{url}");
         }
     }

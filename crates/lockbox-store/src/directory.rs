@@ -350,6 +350,21 @@ pub trait Directory {
         &mut self,
         name: &AccessLevelName,
     ) -> impl Future<Output = Result<Option<AccessLevel>, StoreError>> + Send;
+    /// An access level, read under a share lock (`FOR SHARE` on
+    /// PostgreSQL) for a request or grant made with its actions: a
+    /// redefinition ([`Directory::lock_access_level`]) either lands before
+    /// it is read here, or waits until what is made with it commits (and
+    /// then sees it among the level's requests and grants).
+    fn share_access_level(
+        &mut self,
+        name: &AccessLevelName,
+    ) -> impl Future<Output = Result<Option<AccessLevel>, StoreError>> + Send;
+    /// An access level, locked for a redefinition (see
+    /// [`Directory::share_access_level`]).
+    fn lock_access_level(
+        &mut self,
+        name: &AccessLevelName,
+    ) -> impl Future<Output = Result<Option<AccessLevel>, StoreError>> + Send;
     /// Every access level, by name.
     fn access_levels(
         &mut self,
@@ -1165,6 +1180,30 @@ impl Directory for Tx {
                 sqlx::query("SELECT name, actions, description FROM access_levels WHERE name = $1")
                     .bind(name.as_str().to_owned()),
             )
+            .await?;
+        row.as_ref().map(level_of).transpose()
+    }
+
+    async fn share_access_level(
+        &mut self,
+        name: &AccessLevelName,
+    ) -> Result<Option<AccessLevel>, StoreError> {
+        let sql =
+            self.sharing("SELECT name, actions, description FROM access_levels WHERE name = $1");
+        let row = self
+            .optional(sqlx::query(sql).bind(name.as_str().to_owned()))
+            .await?;
+        row.as_ref().map(level_of).transpose()
+    }
+
+    async fn lock_access_level(
+        &mut self,
+        name: &AccessLevelName,
+    ) -> Result<Option<AccessLevel>, StoreError> {
+        let sql =
+            self.locking("SELECT name, actions, description FROM access_levels WHERE name = $1");
+        let row = self
+            .optional(sqlx::query(sql).bind(name.as_str().to_owned()))
             .await?;
         row.as_ref().map(level_of).transpose()
     }

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use lockbox_core::access::ActionSet;
+use lockbox_core::access::{AccessLevelName, ActionSet};
 use lockbox_core::grant::GrantRecord;
 use lockbox_core::request::{Cancellation, RequestRecord};
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
-    AccessRequest, Approval, CaseId, Decision, Grant, GrantId, GrantState, PrincipalId, RequestId,
-    RequestStatus, Revocation, TenantId, Timestamp,
+    AccessRequest, Approval, CaseId, Decision, Grant, GrantId, GrantState, OpenCounts, PrincipalId,
+    RequestId, RequestStatus, Revocation, TenantId, Timestamp,
 };
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
@@ -130,6 +130,38 @@ pub trait Requests {
     fn count_requests_by_status(
         &mut self,
     ) -> impl Future<Output = Result<Vec<(RequestStatus, i64)>, StoreError>> + Send;
+
+    /// The tenants with a request of `level` pending at `now` (and not past
+    /// its TTL) or a grant of it active (not revoked, ended or run out), in
+    /// id order: those a redefinition of the level concerns.
+    fn tenants_using_level(
+        &mut self,
+        level: &AccessLevelName,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<TenantId>, StoreError>> + Send;
+
+    /// Locks `operator`'s row until the transaction ends, so that the
+    /// operator's requests and emergency grants are made one at a time and
+    /// each counts ([`Requests::open_counts`]) what the one before made: two
+    /// cannot both count below a limit and both pass it. (On PostgreSQL;
+    /// SQLite's writer already excludes every other.) Take it first, before
+    /// the case and the tenant.
+    fn lock_requester(
+        &mut self,
+        operator: &PrincipalId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What `operator` has open in `tenant`, and `case` has, at `now`: its
+    /// requests still pending and not past their TTL, the case's, and its
+    /// grants not revoked, ended or run out (the policy's fan-out limits).
+    /// Under [`Requests::lock_requester`].
+    fn open_counts(
+        &mut self,
+        tenant: &TenantId,
+        operator: &PrincipalId,
+        case: Option<&CaseId>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<OpenCounts, StoreError>> + Send;
 
     /// Stores an emergency grant.
     fn insert_grant(
@@ -831,6 +863,82 @@ impl Requests for Tx {
         rows.iter()
             .map(|r| Ok((RequestStatus::parse(&r.text("status")?)?, r.int("n")?)))
             .collect()
+    }
+
+    async fn tenants_using_level(
+        &mut self,
+        level: &AccessLevelName,
+        now: Timestamp,
+    ) -> Result<Vec<TenantId>, StoreError> {
+        // The partial indexes of pending requests and active grants keep
+        // both scans to what is open now.
+        let rows = self
+            .all(
+                sqlx::query(
+                    "SELECT tenant_id FROM requests WHERE status = 'pending' AND expires_at_us > $1 \
+                     AND access_level = $2 \
+                     UNION \
+                     SELECT tenant_id FROM grants WHERE state = 'active' AND not_after_us > $3 \
+                     AND access_level = $4 \
+                     ORDER BY tenant_id",
+                )
+                .bind(micros(now))
+                .bind(level.as_str().to_owned())
+                .bind(micros(now))
+                .bind(level.as_str().to_owned()),
+            )
+            .await?;
+        rows.iter().map(|r| r.parsed("tenant_id")).collect()
+    }
+
+    async fn lock_requester(&mut self, operator: &PrincipalId) -> Result<(), StoreError> {
+        let sql = self.locking("SELECT id FROM principals WHERE id = $1");
+        self.optional(sqlx::query(sql).bind(operator.as_str().to_owned()))
+            .await?
+            .ok_or_else(|| StoreError::not_found("principal", operator))?;
+        Ok(())
+    }
+
+    async fn open_counts(
+        &mut self,
+        tenant: &TenantId,
+        operator: &PrincipalId,
+        case: Option<&CaseId>,
+        now: Timestamp,
+    ) -> Result<OpenCounts, StoreError> {
+        // Each count uses an index: requests by requester, by case, and
+        // active grants by principal.
+        let row = self
+            .one(
+                sqlx::query(
+                    "SELECT \
+                     (SELECT COUNT(*) FROM requests WHERE requester = $1 AND tenant_id = $2 \
+                      AND status = 'pending' AND expires_at_us > $3) AS by_operator, \
+                     (SELECT COUNT(*) FROM requests WHERE case_id = $4 \
+                      AND status = 'pending' AND expires_at_us > $5) AS in_case, \
+                     (SELECT COUNT(*) FROM grants WHERE principal_id = $6 AND tenant_id = $7 \
+                      AND state = 'active' AND not_after_us > $8) AS grants",
+                )
+                .bind(operator.as_str().to_owned())
+                .bind(tenant.as_str().to_owned())
+                .bind(micros(now))
+                // No case has an empty id: no case, nothing counted.
+                .bind(case.map(ToString::to_string).unwrap_or_default())
+                .bind(micros(now))
+                .bind(operator.as_str().to_owned())
+                .bind(tenant.as_str().to_owned())
+                .bind(micros(now)),
+            )
+            .await?;
+        let count = |col: &str| {
+            let n = row.int(col)?;
+            u64::try_from(n).map_err(|_| StoreError::corrupt(format!("a count of {n} {col}")))
+        };
+        Ok(OpenCounts {
+            pending_by_operator: count("by_operator")?,
+            pending_in_case: count("in_case")?,
+            active_grants: count("grants")?,
+        })
     }
 
     async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {

@@ -92,6 +92,15 @@ pub(crate) enum TenantCommand {
         /// The longest emergency access, in minutes.
         #[arg(long)]
         emergency_max_minutes: Option<u32>,
+        /// How many pending requests one operator may have in the tenant.
+        #[arg(long)]
+        max_pending_requests_per_operator: Option<u32>,
+        /// How many pending requests one case may have.
+        #[arg(long)]
+        max_pending_requests_per_case: Option<u32>,
+        /// How many active grants one operator may hold in the tenant.
+        #[arg(long)]
+        max_active_grants_per_holder: Option<u32>,
     },
 }
 
@@ -525,6 +534,9 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
             required_approvals,
             emergency_access,
             emergency_max_minutes,
+            max_pending_requests_per_operator,
+            max_pending_requests_per_case,
+            max_active_grants_per_holder,
         } => {
             let tenant = id("tenant", &tenant)?;
             let mut policy = c.policy(&tenant).await?;
@@ -535,6 +547,9 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 required_approvals.is_some(),
                 emergency_access.is_some(),
                 emergency_max_minutes.is_some(),
+                max_pending_requests_per_operator.is_some(),
+                max_pending_requests_per_case.is_some(),
+                max_active_grants_per_holder.is_some(),
             ];
             if changes.iter().any(|&c| c) {
                 if let Some(v) = request_ttl_hours {
@@ -555,6 +570,15 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 if let Some(v) = emergency_max_minutes {
                     policy.emergency_max_minutes = v;
                 }
+                if let Some(v) = max_pending_requests_per_operator {
+                    policy.max_pending_requests_per_operator = v;
+                }
+                if let Some(v) = max_pending_requests_per_case {
+                    policy.max_pending_requests_per_case = v;
+                }
+                if let Some(v) = max_active_grants_per_holder {
+                    policy.max_active_grants_per_holder = v;
+                }
                 policy = c.set_policy(&tenant, &policy).await?;
             }
             if out == Output::Json {
@@ -572,6 +596,18 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 (
                     "emergency_max_minutes",
                     policy.emergency_max_minutes.to_string(),
+                ),
+                (
+                    "max_pending_requests_per_operator",
+                    policy.max_pending_requests_per_operator.to_string(),
+                ),
+                (
+                    "max_pending_requests_per_case",
+                    policy.max_pending_requests_per_case.to_string(),
+                ),
+                (
+                    "max_active_grants_per_holder",
+                    policy.max_active_grants_per_holder.to_string(),
                 ),
             ]);
             Ok(())

@@ -254,6 +254,7 @@ fn disabling_an_operator_cancels_its_pending_requests_and_revokes_its_grants() {
         &w.level("Reader"),
         lockbox_core::text::Justification::parse("the site is down").unwrap(),
         30,
+        OpenCounts::default(),
         w.now,
     )
     .unwrap();

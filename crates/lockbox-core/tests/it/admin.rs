@@ -307,3 +307,82 @@ fn the_provider_defines_access_levels_in_its_own_chain() {
         "Microsoft.Compute/virtualMachines/restart/action"
     );
 }
+
+#[test]
+fn a_redefinition_is_recorded_in_each_concerned_tenants_chain() {
+    use lockbox_core::access::ActionSet;
+    use lockbox_core::text::Description;
+    let w = World::new();
+    let provider = w.provider();
+    let name = AccessLevelName::parse("Reader").unwrap();
+    let description = Description::parse("").unwrap();
+    let (reader, _) = AccessLevel::define(
+        &provider,
+        name.clone(),
+        ActionSet::parse(&["*/read"]).unwrap(),
+        description.clone(),
+        None,
+        w.now,
+    );
+    let (wider, _) = AccessLevel::define(
+        &provider,
+        name,
+        ActionSet::parse(&["*/read", "*/delete"]).unwrap(),
+        description,
+        Some(&reader),
+        w.now,
+    );
+    let tenants = [
+        TenantId::parse("contoso").unwrap(),
+        TenantId::parse("fabrikam").unwrap(),
+    ];
+    let events = wider.changed_in_tenants(&provider, &reader, &tenants, w.now);
+    let chains: Vec<Chain> = events.iter().map(|e| e.chain.clone()).collect();
+    assert_eq!(
+        chains,
+        tenants
+            .iter()
+            .cloned()
+            .map(Chain::Tenant)
+            .collect::<Vec<_>>()
+    );
+    for e in &events {
+        assert_eq!(e.kind, EventKind::AccessLevelChanged);
+        assert_eq!(e.actor.to_string(), "admin");
+        assert_eq!(e.subject, "Reader");
+        assert_eq!(e.data["level"], "Reader");
+        assert_eq!(e.data["previous_actions"], serde_json::json!(["*/read"]));
+        assert_eq!(e.data["actions"], serde_json::json!(["*/read", "*/delete"]));
+    }
+    assert!(
+        reader
+            .changed_in_tenants(&provider, &reader, &tenants, w.now)
+            .is_empty(),
+        "no change, no event"
+    );
+}
+
+#[test]
+fn a_request_and_its_grant_keep_the_actions_they_were_made_with() {
+    use lockbox_core::access::ActionSet;
+    use lockbox_core::text::Description;
+    let mut w = World::new();
+    let mut request = w.request();
+    let reader = w.level("Reader");
+    // The provider widens Reader after the request is made.
+    let (wider, _) = AccessLevel::define(
+        &w.provider(),
+        reader.name.clone(),
+        ActionSet::parse(&["*"]).unwrap(),
+        Description::parse("").unwrap(),
+        Some(&reader),
+        w.now,
+    );
+    w.levels.insert("Reader".into(), wider);
+    assert_eq!(request.actions, reader.actions);
+    w.approve(&mut request, "olivia", None).unwrap();
+    let grant = request.grant.as_ref().unwrap();
+    assert_eq!(grant.actions, reader.actions, "approved as it was asked");
+    assert!(!grant.covers(&rid(VM), &action(WRITE), w.now));
+    assert!(grant.covers(&rid(VM), &action(READ), w.now));
+}

@@ -51,11 +51,17 @@ fn revoked(g: &Grant) -> Grant {
 fn index() -> GrantIndex {
     let mut index = GrantIndex::new();
     for who in ["sam", "oscar", "fred"] {
-        index.add_principal(pid(who));
+        index.add_principal(pid(who)).unwrap();
     }
-    index.add_subscription(SubscriptionId::parse("sub-1").unwrap(), tid("contoso"));
-    index.add_subscription(SubscriptionId::parse("sub-2").unwrap(), tid("contoso"));
-    index.add_subscription(SubscriptionId::parse("sub-9").unwrap(), tid("fabrikam"));
+    index
+        .add_subscription(SubscriptionId::parse("sub-1").unwrap(), tid("contoso"))
+        .unwrap();
+    index
+        .add_subscription(SubscriptionId::parse("sub-2").unwrap(), tid("contoso"))
+        .unwrap();
+    index
+        .add_subscription(SubscriptionId::parse("sub-9").unwrap(), tid("fabrikam"))
+        .unwrap();
     index
 }
 
@@ -67,7 +73,7 @@ fn check(index: &GrantIndex, who: &str, resource: &str, act: &str, at: Timestamp
 fn a_grant_allows_only_inside_its_window() {
     let mut ix = index();
     let g = grant(1, "sam", RG, &["*/read"], 0, 8);
-    ix.upsert(&g);
+    ix.upsert(&g).unwrap();
     let at = |t| check(&ix, "sam", VM, READ, t);
     assert_eq!(
         at(t0() - TimeDelta::microseconds(1)).reason,
@@ -88,7 +94,7 @@ fn a_grant_allows_only_inside_its_window() {
 #[test]
 fn actions_scopes_principals_and_tenants_are_each_checked() {
     let mut ix = index();
-    ix.upsert(&grant(1, "sam", RG, &["*/read"], 0, 8));
+    ix.upsert(&grant(1, "sam", RG, &["*/read"], 0, 8)).unwrap();
     let now = t0() + hours(1);
     assert_eq!(
         check(&ix, "sam", VM, WRITE, now).reason,
@@ -160,15 +166,15 @@ fn actions_scopes_principals_and_tenants_are_each_checked() {
 fn revocation_is_final_whatever_order_changes_arrive_in() {
     let mut ix = index();
     let g = grant(1, "sam", VM, &["*"], 0, 8);
-    ix.upsert(&g);
+    ix.upsert(&g).unwrap();
     let now = t0() + hours(1);
     assert!(check(&ix, "sam", VM, WRITE, now).allowed());
-    ix.upsert(&revoked(&g));
+    ix.upsert(&revoked(&g)).unwrap();
     assert_eq!(
         check(&ix, "sam", VM, WRITE, now).reason,
         CheckReason::Revoked
     );
-    ix.upsert(&g);
+    ix.upsert(&g).unwrap();
     assert_eq!(
         check(&ix, "sam", VM, WRITE, now).reason,
         CheckReason::Revoked,
@@ -177,8 +183,8 @@ fn revocation_is_final_whatever_order_changes_arrive_in() {
     assert_eq!(ix.len(), 1);
 
     let mut late = index();
-    late.upsert(&revoked(&g));
-    late.upsert(&g);
+    late.upsert(&revoked(&g)).unwrap();
+    late.upsert(&g).unwrap();
     assert_eq!(late.grants(), ix.grants(), "the same end in either order");
 }
 
@@ -189,7 +195,7 @@ fn the_longest_allowing_grant_is_named_and_denials_say_the_closest_reason() {
     let long = grant(2, "sam", RG, &["*/read"], 0, 6);
     let other = grant(3, "sam", OTHER_VM, &["*"], 0, 8);
     for g in [&short, &long, &other] {
-        ix.upsert(g);
+        ix.upsert(g).unwrap();
     }
     let now = t0() + hours(1);
     let out = check(&ix, "sam", VM, READ, now);
@@ -197,7 +203,7 @@ fn the_longest_allowing_grant_is_named_and_denials_say_the_closest_reason() {
         (out.grant, out.expires_at),
         (Some(long.id), Some(long.not_after))
     );
-    ix.upsert(&revoked(&long));
+    ix.upsert(&revoked(&long)).unwrap();
     let out = check(&ix, "sam", VM, WRITE, now);
     assert_eq!(
         (out.reason, out.grant),
@@ -212,8 +218,8 @@ fn the_longest_allowing_grant_is_named_and_denials_say_the_closest_reason() {
 #[test]
 fn pruning_forgets_only_grants_long_over() {
     let mut ix = index();
-    ix.upsert(&grant(1, "sam", VM, &["*"], 0, 1));
-    ix.upsert(&grant(2, "sam", VM, &["*"], 0, 8));
+    ix.upsert(&grant(1, "sam", VM, &["*"], 0, 1)).unwrap();
+    ix.upsert(&grant(2, "sam", VM, &["*"], 0, 8)).unwrap();
     assert_eq!(ix.prune(t0() + hours(2), hours(1)), 1);
     assert_eq!(ix.len(), 1);
     assert_eq!(ix.prune(t0() + hours(2), hours(1)), 0);
@@ -233,7 +239,7 @@ fn pruning_forgets_only_grants_long_over() {
 #[test]
 fn a_decision_is_recorded_in_the_resource_owners_chain() {
     let mut ix = index();
-    ix.upsert(&grant(1, "sam", VM, &["*"], 0, 8));
+    ix.upsert(&grant(1, "sam", VM, &["*"], 0, 8)).unwrap();
     let gate = pid("gate");
     let now = t0() + hours(1);
     let out = check(&ix, "sam", VM, READ, now);
@@ -325,7 +331,7 @@ proptest! {
                 Op::Give { who, scope, read_only, from, len } => {
                     let patterns: &[&str] = if read_only { &["*/read"] } else { &["*"] };
                     let g = grant(u8::try_from(given.len()).unwrap(), PEOPLE[who], SCOPES[scope], patterns, from, from + len);
-                    ix.upsert(&g);
+                    ix.upsert(&g).unwrap();
                     held.insert(g.id, (false, g.not_after));
                     given.push(g.clone());
                     truth.push(g);
@@ -334,7 +340,7 @@ proptest! {
                     let i = n % truth.len();
                     if truth[i].state == GrantState::Active {
                         truth[i] = revoked(&truth[i]);
-                        ix.upsert(&truth[i]);
+                        ix.upsert(&truth[i]).unwrap();
                         if let Some(h) = held.get_mut(&truth[i].id) {
                             h.0 = true;
                         } else {
@@ -347,7 +353,7 @@ proptest! {
                     // brings: it changes nothing it knows, and a grant it
                     // has forgotten comes back, over already.
                     let g = &given[n % given.len()];
-                    ix.upsert(g);
+                    ix.upsert(g).unwrap();
                     held.entry(g.id).or_insert((false, g.not_after));
                 }
                 Op::Prune(h) => {
@@ -379,5 +385,88 @@ proptest! {
         let expected: Vec<_> = held.into_iter().map(|(id, (rev, _))| (id, rev)).collect();
         let actual: Vec<_> = ix.grants().into_iter().map(|g| (g.id, g.state == "revoked")).collect();
         prop_assert_eq!(actual, expected);
+    }
+}
+
+// More distinct action sets than a `u16` can number (issue 16, item 1):
+// the provider can define a level per request, and a grant must still be
+// enforced with its own actions, never another grant's.
+
+/// Two to the sixteenth: one more set than a `u16` can number.
+const SETS_BEYOND_U16: usize = 1 << 16;
+
+/// The `i`th grant of the many-sets test: held by its own operator on
+/// `VM`, with a set of `width` patterns no other grant has
+/// (`Ns{i}.Svc/*/read` and `Ns{i}.Svc/k{w}/write`).
+fn own_set_grant(i: usize, width: usize, vm: &ResourceId) -> Grant {
+    let mut patterns = vec![format!("Ns{i}.Svc/*/read")];
+    patterns.extend((1..width).map(|w| format!("Ns{i}.Svc/k{w}/write")));
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    Grant::restore(GrantRecord {
+        id: GrantId::from_parts(t0(), random),
+        request: None,
+        tenant: tid("contoso"),
+        principal: pid(&format!("op-{i}")),
+        scope: vm.clone(),
+        access_level: AccessLevelName::parse(&format!("Level{i}")).unwrap(),
+        actions: ActionSet::parse(&patterns).unwrap(),
+        not_before: t0(),
+        not_after: t0() + hours(8),
+        state: GrantState::Active,
+        emergency: true,
+    })
+    .unwrap()
+}
+
+proptest! {
+    // Each case builds some 65 600 grants: a few cases, and a failure
+    // shrinks only a little (each try is as big as the case).
+    #![proptest_config(ProptestConfig { cases: 3, max_shrink_iters: 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_grant_answers_with_its_own_actions_beyond_65536_sets(
+        extra in 1usize..600,
+        width in 1usize..4,
+        seed in any::<u64>(),
+    ) {
+        let n = SETS_BEYOND_U16 + extra;
+        let vm = rid(VM);
+        let grants: Vec<Grant> = (0..n).map(|i| own_set_grant(i, width, &vm)).collect();
+        // Inserted in a shuffled order (Fisher-Yates over a xorshift), so
+        // that which sets come late does not depend on their numbers.
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut state = seed | 1;
+        for k in (1..n).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(k, (state % (k as u64 + 1)) as usize);
+        }
+        let mut ix = index();
+        for &i in &order {
+            ix.upsert(&grants[i]).unwrap();
+        }
+        prop_assert_eq!(ix.len(), n);
+        let now = t0() + hours(1);
+        for (i, g) in grants.iter().enumerate() {
+            let who = &g.principal;
+            let own = ix.check(who, &vm, &action(&format!("Ns{i}.Svc/things/read")), now);
+            prop_assert_eq!(own.reason, CheckReason::Granted, "grant {} on its own read", i);
+            prop_assert_eq!(own.grant, Some(g.id));
+            if width > 1 {
+                let write = ix.check(who, &vm, &action(&format!("Ns{i}.Svc/k1/write")), now);
+                prop_assert_eq!(write.reason, CheckReason::Granted, "grant {} on its own write", i);
+            }
+            let next = (i + 1) % n;
+            let foreign = ix.check(who, &vm, &action(&format!("Ns{next}.Svc/things/read")), now);
+            prop_assert_eq!(
+                foreign.reason,
+                CheckReason::ActionNotInAccessLevel,
+                "grant {} on grant {}'s action", i, next
+            );
+            let delete = ix.check(who, &vm, &action(&format!("Ns{i}.Svc/things/delete")), now);
+            prop_assert_eq!(delete.reason, CheckReason::ActionNotInAccessLevel, "grant {} on delete", i);
+        }
     }
 }

@@ -162,6 +162,7 @@ fn emergency(
         &w.level("Contributor"),
         Justification::parse("region outage, customer on the phone").unwrap(),
         minutes,
+        w.open,
         w.now,
     )
 }

@@ -328,3 +328,53 @@ proptest! {
         let _ = Scope::parse(&s);
     }
 }
+
+// The fan-out limits: a request is admitted exactly when every count is
+// below its limit, and a refusal names a limit that the counts reach.
+
+proptest! {
+    #[test]
+    fn a_request_is_admitted_exactly_below_every_limit(
+        limits in (1u32..20, 1u32..20, 1u32..20),
+        counts in (0u64..25, 0u64..25, 0u64..25),
+    ) {
+        let (per_operator, per_case, grants) = limits;
+        let policy = TenantPolicy::new(PolicySettings {
+            max_pending_requests_per_operator: per_operator,
+            max_pending_requests_per_case: per_case,
+            max_active_grants_per_holder: grants,
+            ..PolicySettings::default()
+        })
+        .unwrap();
+        let open = OpenCounts {
+            pending_by_operator: counts.0,
+            pending_in_case: counts.1,
+            active_grants: counts.2,
+        };
+        let tenant = TenantId::parse("contoso").unwrap();
+        let sam = PrincipalId::parse("sam").unwrap();
+        let case = CaseId::from_parts(t0(), [7; 10]);
+        let below = counts.0 < u64::from(per_operator)
+            && counts.1 < u64::from(per_case)
+            && counts.2 < u64::from(grants);
+        match policy.admit_request(&tenant, &sam, case, open) {
+            Ok(()) => prop_assert!(below),
+            Err(DomainError::LimitReached { limit, max, .. }) => {
+                prop_assert!(!below);
+                let (count, expected) = match limit {
+                    "max_pending_requests_per_operator" => (counts.0, per_operator),
+                    "max_pending_requests_per_case" => (counts.1, per_case),
+                    "max_active_grants_per_holder" => (counts.2, grants),
+                    other => panic!("unknown limit {other}"),
+                };
+                prop_assert_eq!(max, expected);
+                prop_assert!(count >= u64::from(max), "{} is not reached", limit);
+            }
+            Err(other) => prop_assert!(false, "{other}"),
+        }
+        prop_assert_eq!(
+            policy.admit_grant(&tenant, &sam, open).is_ok(),
+            counts.2 < u64::from(grants)
+        );
+    }
+}

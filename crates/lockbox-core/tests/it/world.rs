@@ -68,6 +68,9 @@ pub struct World {
     pub levels: BTreeMap<String, AccessLevel>,
     pub case: SupportCase,
     pub chains: BTreeMap<Chain, (ChainHead, Vec<AuditEvent>)>,
+    /// What the store would count open for the next request or emergency
+    /// grant (nothing, unless a test says otherwise).
+    pub open: OpenCounts,
     seq: u8,
 }
 
@@ -111,6 +114,7 @@ impl World {
             levels: BTreeMap::new(),
             case: placeholder_case(),
             chains: BTreeMap::new(),
+            open: OpenCounts::default(),
             seq: 0,
         };
         w.people.insert("admin".into(), admin);
@@ -359,6 +363,7 @@ impl World {
             case: &case,
             access_level: level.as_ref(),
             resource_tenant: owner.as_ref(),
+            open: self.open,
         };
         let (req, events) = AccessRequest::create(id, &self.p(requester), draft, facts, self.now)?;
         self.record(events);

@@ -107,6 +107,20 @@ pub(crate) async fn issue_link(
     Ok((link, events))
 }
 
+/// Refuses a caller disabled since it authenticated: read under the lock
+/// on its row that request creation and emergency access take, which a
+/// disable also takes, so a request cannot slip in after the disable
+/// canceled the principal's requests.
+pub(crate) async fn still_enabled(tx: &mut Tx, id: &PrincipalId) -> Result<(), ApiError> {
+    match tx.principal(id).await? {
+        Some(p) if p.is_enabled() => Ok(()),
+        _ => Err(lockbox_core::DomainError::PrincipalDisabled(format!(
+            "{id} is disabled; ask your administrator"
+        ))
+        .into()),
+    }
+}
+
 /// Stores a new principal (with `event`, its creation) and its first
 /// enrolment link, and answers the creation: the principal and the link,
 /// shown this once. A repeat with the same `Idempotency-Key` is answered

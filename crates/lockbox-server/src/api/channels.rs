@@ -43,7 +43,11 @@ async fn target(app: &AppState, b: &api::NewChannel) -> Result<ChannelTarget, Ap
             let format = WebhookFormat::parse(b.format.as_deref().unwrap_or("json"))?;
             targets::resolve(url.url(), app.allow_private_targets())
                 .await
-                .map_err(|e| ApiError::invalid(format!("url: {e}")))?;
+                .map_err(|e| {
+                    // How the host resolved is for the log, not the caller.
+                    tracing::warn!(detail = %e.detail(), "a webhook channel's URL was refused");
+                    ApiError::invalid(format!("url: {e}"))
+                })?;
             Ok(ChannelTarget::Webhook {
                 url,
                 secret,

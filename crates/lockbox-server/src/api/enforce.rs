@@ -102,6 +102,8 @@ pub(crate) async fn jwks(State(app): State<AppState>) -> Result<impl IntoRespons
 /// allows it): an immediate grant on `resource` for at most the policy's
 /// `emergency_max_minutes`, flagged `emergency`, audited as
 /// `emergency.access` and `grant.created` for the tenant's owners to see.
+/// Refused with `limit_reached` (409) when the operator already holds the
+/// policy's `max_active_grants_per_holder` active grants in the tenant.
 #[utoipa::path(post, path = "/v1/emergency-access", tag = "enforcement",
     request_body = api::EmergencyAccess,
     responses((status = 201, body = api::Grant), (status = 400, body = api::Problem),
@@ -122,6 +124,10 @@ pub(crate) async fn emergency_access(
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
+    // The operator's grants are made one at a time, each counting what the
+    // one before made (the policy's `max_active_grants_per_holder`).
+    tx.lock_requester(caller.id()).await?;
+    super::accounts::still_enabled(&mut tx, caller.id()).await?;
     let owner = tx.subscription_tenant(&resource.subscription()).await?;
     let Some(tenant_id) = owner.clone() else {
         return Err(ApiError::new(
@@ -136,13 +142,15 @@ pub(crate) async fn emergency_access(
         .share_tenant(&tenant_id)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("subscription of missing tenant {tenant_id}")))?;
-    let level = tx.access_level(&level_name).await?.ok_or_else(|| {
+    // Shared, as for a request (see `create_request`).
+    let level = tx.share_access_level(&level_name).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_access_level",
             format!("there is no access level named {level_name}"),
         )
     })?;
+    let open = tx.open_counts(&tenant.id, caller.id(), None, now).await?;
     let (grant, events) = Grant::emergency(
         GrantId::generate(now)?,
         &caller.principal,
@@ -152,6 +160,7 @@ pub(crate) async fn emergency_access(
         &level,
         justification,
         b.duration_minutes,
+        open,
         now,
     )?;
     tx.insert_grant(&grant).await?;

@@ -9,7 +9,7 @@ use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::{
     AccessLevel, AccessLevelName, AccountManager, Chain, Principal, PrincipalId, TokenId,
 };
-use lockbox_store::Directory as _;
+use lockbox_store::{Directory as _, Requests as _};
 use serde::Serialize;
 
 use super::tenants::token_event;
@@ -76,7 +76,10 @@ pub(crate) async fn create_gateway(
 }
 
 /// Define or redefine an access level (provider admins). Requests already
-/// made keep the patterns they were made with.
+/// made, and their grants, keep the patterns they were made with; a
+/// redefinition is recorded as `access_level.changed` in the provider's
+/// chain and in the chain of every tenant with a request of the level
+/// pending or a grant of it active (the actions before and after).
 #[utoipa::path(put, path = "/v1/access-levels/{name}", tag = "provider",
     params(("name" = String, Path)),
     request_body = api::PutAccessLevel,
@@ -94,15 +97,22 @@ pub(crate) async fn put_access_level(
     let description = Description::parse(&body.value.description)?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let previous = tx.access_level(&name).await?;
+    // Locked: a request or emergency grant being made with the level's
+    // actions (which reads it shared) commits first, and is counted below.
+    let previous = tx.lock_access_level(&name).await?;
     let (level, event) =
         AccessLevel::define(&cap, name, actions, description, previous.as_ref(), now);
-    match event {
-        Some(event) => {
+    match (event, previous) {
+        (Some(event), previous) => {
+            let mut events = vec![event];
+            if let Some(previous) = previous {
+                let tenants = tx.tenants_using_level(&level.name, now).await?;
+                events.extend(level.changed_in_tenants(&cap, &previous, &tenants, now));
+            }
             tx.put_access_level(&level, now).await?;
-            tx.commit(vec![event]).await?;
+            tx.commit(events).await?;
         }
-        None => tx.commit_unaudited().await?,
+        (None, _) => tx.commit_unaudited().await?,
     }
     Ok(Json(present::access_level(&level)))
 }

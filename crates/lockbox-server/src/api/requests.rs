@@ -81,7 +81,12 @@ async fn present_one(
 
 /// Ask for access (the operator assigned to the case). Approved by the
 /// system at once if the tenant has not opted in. A case not assigned to
-/// the caller answers 404, as it does to `GET /v1/cases/{id}`.
+/// the caller answers 404, as it does to `GET /v1/cases/{id}`. Refused with
+/// `limit_reached` (409) when the tenant's policy's fan-out limits are
+/// reached: the operator's pending requests in the tenant
+/// (`max_pending_requests_per_operator`), the case's
+/// (`max_pending_requests_per_case`), or the operator's active grants in
+/// the tenant (`max_active_grants_per_holder`).
 #[utoipa::path(post, path = "/v1/requests", tag = "requests",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewRequest,
@@ -108,6 +113,10 @@ pub(crate) async fn create_request(
     let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
+    // The operator's requests are made one at a time, each counting what
+    // the one before made (the policy's fan-out limits).
+    tx.lock_requester(caller.id()).await?;
+    super::accounts::still_enabled(&mut tx, caller.id()).await?;
     // Locked so that the case cannot close while the request is made.
     let case = tx.lock_case(&case_id).await?;
     // Before anything else: a case not assigned to this operator does not
@@ -123,15 +132,21 @@ pub(crate) async fn create_request(
         .share_tenant(&case.tenant)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("case {case_id} has no tenant")))?;
-    let level = tx.access_level(&draft.access_level).await?;
+    // Shared: a redefinition of the level waits for this request (and then
+    // records the change in this tenant's chain), or lands before it.
+    let level = tx.share_access_level(&draft.access_level).await?;
     let owner = tx
         .subscription_tenant(&draft.resource.subscription())
+        .await?;
+    let open = tx
+        .open_counts(&tenant.id, caller.id(), Some(&case.id), now)
         .await?;
     let facts = RequestFacts {
         tenant: &tenant,
         case: &case,
         access_level: level.as_ref(),
         resource_tenant: owner.as_ref(),
+        open,
     };
     let (request, events) = AccessRequest::create(
         RequestId::generate(now)?,

@@ -499,6 +499,9 @@ pub(crate) async fn set_policy(
         required_approvals: p.required_approvals,
         emergency_access: p.emergency_access,
         emergency_max_minutes: p.emergency_max_minutes,
+        max_pending_requests_per_operator: p.max_pending_requests_per_operator,
+        max_pending_requests_per_case: p.max_pending_requests_per_case,
+        max_active_grants_per_holder: p.max_active_grants_per_holder,
     })?;
     let now = app.now();
     let mut tx = app.store().begin().await?;

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use lockbox_core::{
-    Action, CheckOutcome, Grant, GrantId, GrantIndex, PrincipalId, ResourceId, Timestamp,
+    Action, CheckOutcome, Grant, GrantId, GrantIndex, IndexFull, PrincipalId, ResourceId, Timestamp,
 };
 use lockbox_store::{
     AckListener, Change, ChangeListener, ChangeRef, CommitObserver, Directory as _, Notice,
@@ -239,19 +239,25 @@ impl Enforcer {
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         let mut narrowed = false;
         for change in changes {
-            match change {
+            let applied = match change {
                 // Narrowed: a grant this index allowed by allows no more (a
                 // change already applied, such as this node's own heard
                 // back from the feed, narrows nothing).
-                Change::Grant(grant) => narrowed |= index.upsert(grant),
+                Change::Grant(grant) => index.upsert(grant).map(|n| narrowed |= n),
                 Change::Principal(id) => index.add_principal(id.clone()),
                 Change::Subscription(id, tenant) => {
-                    index.add_subscription(id.clone(), tenant.clone());
+                    index.add_subscription(id.clone(), tenant.clone())
                 }
                 Change::TokenRevoked(id) => {
                     self.gateways.forget(id);
                     narrowed = true;
+                    Ok(())
                 }
+            };
+            if let Err(full) = applied {
+                // The index lacks a change: it must not answer any more.
+                tracing::error!(error = %full, "the grant index is full; this node refuses checks");
+                self.ready.store(false, Ordering::Release);
             }
         }
         narrowed
@@ -282,15 +288,17 @@ impl Enforcer {
             }
         };
         for change in &pending {
-            match change {
-                Change::Grant(grant) => {
-                    index.upsert(grant);
-                }
+            let applied = match change {
+                Change::Grant(grant) => index.upsert(grant).map(drop),
                 Change::Principal(id) => index.add_principal(id.clone()),
                 Change::Subscription(id, tenant) => {
-                    index.add_subscription(id.clone(), tenant.clone());
+                    index.add_subscription(id.clone(), tenant.clone())
                 }
-                Change::TokenRevoked(_) => {}
+                Change::TokenRevoked(_) => Ok(()),
+            };
+            if let Err(full) = applied {
+                self.ready.store(false, Ordering::Release);
+                return Err(index_full(full));
             }
         }
         *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
@@ -479,15 +487,23 @@ impl Drop for Forget<'_> {
 /// Grants read at a time while the index loads.
 const LOAD_PAGE: u32 = 4096;
 
+/// An index that cannot hold what the database has: the node does not
+/// answer checks (and says why in its log).
+fn index_full(full: IndexFull) -> StoreError {
+    StoreError::Backend(full.to_string())
+}
+
 /// Builds an index from the database.
 pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreError> {
     let mut tx = store.read_for_sync().await?;
     let mut index = GrantIndex::new();
     for id in tx.principal_ids().await? {
-        index.add_principal(id);
+        index.add_principal(id).map_err(index_full)?;
     }
     for (subscription, tenant) in tx.subscription_owners().await? {
-        index.add_subscription(subscription, tenant);
+        index
+            .add_subscription(subscription, tenant)
+            .map_err(index_full)?;
     }
     // Page by page, so the grants never all sit in memory beside the
     // index; and the next page is read and decoded (another task) while
@@ -512,7 +528,7 @@ pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreErro
     });
     while let Some(page) = arriving.recv().await {
         for grant in &page {
-            index.upsert(grant);
+            index.upsert(grant).map_err(index_full)?;
         }
     }
     reader

@@ -167,6 +167,12 @@ pub(crate) struct PolicyFields {
     emergency_access: Option<String>,
     #[serde(default)]
     emergency_max_minutes: String,
+    #[serde(default)]
+    max_pending_requests_per_operator: String,
+    #[serde(default)]
+    max_pending_requests_per_case: String,
+    #[serde(default)]
+    max_active_grants_per_holder: String,
 }
 
 fn required(name: &str, value: &str) -> Result<u32, PortalError> {
@@ -186,6 +192,18 @@ pub(crate) async fn set_policy(
         required_approvals: required("The number of approvals", &f.required_approvals)?,
         emergency_access: f.emergency_access.as_deref() == Some("true"),
         emergency_max_minutes: required("The longest emergency access", &f.emergency_max_minutes)?,
+        max_pending_requests_per_operator: required(
+            "The pending requests per operator",
+            &f.max_pending_requests_per_operator,
+        )?,
+        max_pending_requests_per_case: required(
+            "The pending requests per case",
+            &f.max_pending_requests_per_case,
+        )?,
+        max_active_grants_per_holder: required(
+            "The active grants per operator",
+            &f.max_active_grants_per_holder,
+        )?,
     };
     let _ = crate::api::tenants::set_policy(
         State(app),

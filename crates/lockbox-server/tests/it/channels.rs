@@ -220,7 +220,11 @@ async fn bad_and_internal_targets_are_refused(server: TestServer) {
         )
         .await
         .unwrap();
-    assert!(internal.body.contains("link-local"), "{}", internal.body);
+    assert!(
+        internal.body.contains("public addresses only"),
+        "{}",
+        internal.body
+    );
     assert!(
         alice
             .channels(Contoso::TENANT)
@@ -283,4 +287,57 @@ async fn bad_and_internal_targets_are_refused(server: TestServer) {
     assert_eq!(got.status, 404, "{}", got.body);
 }
 
-on_both!(bad_and_internal_targets_are_refused);
+/// A refused webhook says only that the URL must resolve to public
+/// addresses: never what its host resolved to (that would let a tenant
+/// map the provider's network through Lockbox's resolver), whether the
+/// host resolved at all, nor what kind of address it was.
+async fn a_refused_webhook_does_not_tell_how_its_host_resolved(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let alice = &world.alice.client;
+    let before = alice.audit_head(Contoso::TENANT).await.unwrap();
+    let mut details = Vec::new();
+    for url in [
+        "http://localhost/hook",
+        "http://localhost:8080/hook",
+        "http://does-not-exist.invalid/hook",
+    ] {
+        let got = alice
+            .raw(
+                Method::POST,
+                "/v1/tenants/contoso/channels",
+                Some(serde_json::to_value(webhook(url)).unwrap().to_string()),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.status, 400, "{url}: {}", got.body);
+        let problem: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        assert_eq!(problem["type"], "invalid_input");
+        let detail = problem["detail"].as_str().unwrap().to_owned();
+        for leak in [
+            "127.0.0.1",
+            "::1",
+            "loopback",
+            "resolves to",
+            "does not resolve",
+        ] {
+            assert!(!got.body.contains(leak), "{url}: {leak} in {}", got.body);
+        }
+        assert!(
+            detail.contains("public addresses only")
+                && detail.contains("notifications.allow_private_targets"),
+            "{detail}"
+        );
+        details.push(detail);
+    }
+    assert!(
+        details.windows(2).all(|w| w[0] == w[1]),
+        "one answer for a private host and an unknown one: {details:?}"
+    );
+    assert_eq!(alice.audit_head(Contoso::TENANT).await.unwrap(), before);
+}
+
+on_both!(
+    bad_and_internal_targets_are_refused,
+    a_refused_webhook_does_not_tell_how_its_host_resolved,
+);

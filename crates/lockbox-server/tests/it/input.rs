@@ -444,7 +444,56 @@ async fn tenant_lists_paginate(server: TestServer) {
     }
 }
 
+/// Free text carrying an invisible format character (here a right-to-left
+/// override, which would show `txt.exe` as `exe.txt`) is refused, naming
+/// the code point, and nothing is made: not the request, not the case.
+async fn format_characters_in_free_text_are_refused(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let before = snapshot(&server).await;
+    let sam = &world.sam.client;
+    let r = sam
+        .raw(
+            Method::POST,
+            "/v1/requests",
+            Some(
+                json!({"case": world.case, "resource": Contoso::VM, "access_level": "Reader",
+                       "justification": "restore from backup\u{202E}txt.exe"})
+                .to_string(),
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    let p = problem(&r);
+    assert_eq!(p["type"], "invalid_input");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("justification") && detail.contains("U+202E"),
+        "{detail}"
+    );
+    assert!(!r.body.contains('\u{202E}'), "the character is not echoed");
+    let r = world
+        .olivia
+        .client
+        .raw(
+            Method::POST,
+            "/v1/tenants/contoso/cases",
+            Some(
+                json!({"resource": Contoso::VM, "title": "disk\u{2067}full", "severity": "B"})
+                    .to_string(),
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(problem(&r)["detail"].as_str().unwrap().contains("U+2067"));
+    assert_eq!(snapshot(&server).await, before, "nothing was made");
+}
+
 on_both!(
+    format_characters_in_free_text_are_refused,
     tenant_lists_paginate,
     lists_filter_on_the_state_they_show,
     bad_input_is_refused_clearly_and_changes_nothing,

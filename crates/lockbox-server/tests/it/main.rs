@@ -45,6 +45,7 @@ mod faults;
 mod fleet;
 mod input;
 mod keys;
+mod limits;
 mod matrix;
 mod notify;
 mod ops;

@@ -140,6 +140,16 @@ impl Ctx {
     }
 
     async fn fresh_request(&self) -> String {
+        // The matrix makes a request per row and caller, all under one
+        // case: past the policy's fan-out limits, which other rows reset.
+        let alice = &self.world.alice.client;
+        let mut policy = alice.policy(Contoso::TENANT).await.unwrap();
+        if policy.max_pending_requests_per_case < 1000 {
+            policy.max_pending_requests_per_operator = 1000;
+            policy.max_pending_requests_per_case = 1000;
+            policy.max_active_grants_per_holder = 1000;
+            alice.set_policy(Contoso::TENANT, &policy).await.unwrap();
+        }
         self.world.request(Contoso::VM, "Reader", None).await.id
     }
 

@@ -429,11 +429,187 @@ async fn internal_targets_are_refused_at_delivery(server: TestServer) {
         .deliveries(Contoso::TENANT, &channel.id.to_string())
         .await
         .unwrap();
+    // The tenant's admins see that it was refused, not how the host
+    // resolved (that goes to the server's log).
     let error = listed.items[0].last_error.clone().unwrap();
-    assert!(error.contains("loopback"), "{error}");
+    assert!(error.contains("public addresses only"), "{error}");
+    for leak in ["127.0.0.1", "loopback", "resolves to"] {
+        assert!(!error.contains(leak), "{leak} in {error}");
+    }
+}
+
+/// A request keeps the actions it was made with when the provider
+/// redefines its level: the request, its grant, the checks and every
+/// notification (JSON and Slack webhooks, e-mail, the portal's inbox) show
+/// and enforce the original actions; and each tenant with a pending
+/// request or an active grant of the level finds the redefinition in its
+/// own log, the others do not.
+async fn a_redefined_level_changes_nothing_already_asked(backend: Backend) {
+    let Some(server) = TestServer::configured(backend, |c| {
+        c.notifications.allow_private_targets = true;
+        // E-mail is planned (rendered into the outbox) with a relay set;
+        // the test reads the rendered messages, nothing is sent.
+        c.smtp.host = Some("127.0.0.1".into());
+        c.smtp.port = Some(9);
+        c.smtp.tls = "none".into();
+        c.smtp.from = Some("Lockbox <lockbox@provider.example>".into());
+    })
+    .await
+    else {
+        return eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: not run");
+    };
+    let world = Contoso::seed(&server).await;
+    let rx = Receiver::start().await;
+    webhook(&world, &rx.url, "json").await;
+    webhook(&world, &rx.url, "slack").await;
+    let request = world.request(Contoso::VM, "Reader", None).await;
+    assert_eq!(request.actions, ["*/read"]);
+
+    // The provider widens Reader while the request waits.
+    let redefine = |actions: &[&str]| api::PutAccessLevel {
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        description: "reads, and more".into(),
+    };
+    world
+        .admin
+        .client
+        .put_access_level("Reader", &redefine(&["*/read", "*/delete"]))
+        .await
+        .unwrap();
+    let changed = events_of_kind(&world, "access_level.changed").await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["actor"], "admin");
+    assert_eq!(changed[0]["subject"], "Reader");
+    assert_eq!(changed[0]["data"]["level"], "Reader");
+    assert_eq!(changed[0]["data"]["previous_actions"], json!(["*/read"]));
+    assert_eq!(changed[0]["data"]["actions"], json!(["*/read", "*/delete"]));
+    let fabrikam = world
+        .fred
+        .client
+        .audit_events(
+            "fabrikam",
+            &lockbox_client::AuditQuery {
+                kind: Some("access_level.changed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        fabrikam.items.is_empty(),
+        "fabrikam has nothing of the level open"
+    );
+
+    // The request, the inbox, and the grant it becomes: the original actions.
+    assert_eq!(
+        world.sam.client.request(&request.id).await.unwrap().actions,
+        ["*/read"]
+    );
+    server.set_password("olivia", crate::portal::PASSWORD).await;
+    let mut olivia = crate::portal::Visitor::new(&server);
+    olivia.sign_in("olivia", "/inbox").await;
+    let (_, inbox) = olivia.get("/inbox").await;
+    assert!(inbox.contains("<code>*/read</code>"), "{inbox}");
+    assert!(!inbox.contains("*/delete"), "{inbox}");
+    let approved = world
+        .olivia
+        .client
+        .approve(&request.id, "ok", None)
+        .await
+        .unwrap();
+    let grant = approved.grant.unwrap();
+    assert_eq!(grant.actions, ["*/read"]);
+    assert_eq!(
+        world.sam.client.grant(&grant.id).await.unwrap().actions,
+        ["*/read"]
+    );
+    let check = |action: &'static str| {
+        let gate = world.gate.client.clone();
+        async move { gate.check("sam", Contoso::VM, action).await.unwrap() }
+    };
+    let read = check("Microsoft.Compute/virtualMachines/read").await;
+    assert!(read.allowed);
+    let delete = check("Microsoft.Compute/virtualMachines/delete").await;
+    assert!(!delete.allowed);
+    assert_eq!(delete.reason, "action_not_in_access_level");
+
+    // Every notification names the actions asked for, not the new ones.
+    server.deliver().await;
+    let got = rx.got();
+    let created = |format: &str| {
+        got.iter()
+            .find(|r| r.event == "request.created" && r.body.get(format).is_some())
+            .unwrap()
+            .body
+            .clone()
+    };
+    let json_body = created("request");
+    assert_eq!(json_body["request"]["actions"], json!(["*/read"]));
+    let slack = created("text")["text"].as_str().unwrap().to_owned();
+    assert!(slack.contains("Reader access (`*/read`)"), "{slack}");
+    for r in got.iter().filter(|r| r.event == "request.approved") {
+        assert!(!r.body.to_string().contains("*/delete"), "{:?}", r.body);
+    }
+    let mut tx = server.store().read().await.unwrap();
+    let mails = tx
+        .jobs(
+            lockbox_server::notify::EMAIL,
+            Some(&Contoso::TENANT.parse().unwrap()),
+            None,
+            &lockbox_store::PageRequest::first(500),
+        )
+        .await
+        .unwrap()
+        .items;
+    tx.commit_unaudited().await.unwrap();
+    assert!(!mails.is_empty());
+    for mail in &mails {
+        let text = mail.payload["text"].as_str().unwrap();
+        assert!(text.contains("Actions: */read\n"), "{text}");
+        assert!(!text.contains("*/delete"), "{text}");
+        assert!(
+            mail.payload["html"].as_str().unwrap().contains("*/read"),
+            "{mail:?}"
+        );
+    }
+
+    // Redefined again while the grant runs: contoso hears of it again.
+    world
+        .admin
+        .client
+        .put_access_level("Reader", &redefine(&["*/read"]))
+        .await
+        .unwrap();
+    let changed = events_of_kind(&world, "access_level.changed").await;
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert_eq!(
+        changed[1]["data"]["previous_actions"],
+        json!(["*/read", "*/delete"])
+    );
+    // A redefinition that changes nothing is no event.
+    world
+        .admin
+        .client
+        .put_access_level("Reader", &redefine(&["*/read"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        events_of_kind(&world, "access_level.changed").await.len(),
+        2
+    );
 }
 
 on_both!(internal_targets_are_refused_at_delivery);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redefined_level_changes_nothing_already_asked_on_sqlite() {
+    a_redefined_level_changes_nothing_already_asked(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redefined_level_changes_nothing_already_asked_on_postgres() {
+    a_redefined_level_changes_nothing_already_asked(Backend::Postgres).await;
+}
 
 /// Two PostgreSQL nodes deliver a burst of 1 000 notifications: each
 /// arrives, none twice.

@@ -110,6 +110,9 @@ async fn two_approvals_when_the_policy_says_so(server: TestServer) {
             required_approvals: 1,
             emergency_access: false,
             emergency_max_minutes: 60,
+            max_pending_requests_per_operator: 10,
+            max_pending_requests_per_case: 5,
+            max_active_grants_per_holder: 20,
         },
         "the documented defaults"
     );

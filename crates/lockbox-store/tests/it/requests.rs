@@ -543,6 +543,7 @@ async fn emergency_grants(s: TestStore) {
         &level,
         Justification::parse("outage").unwrap(),
         30,
+        lockbox_core::OpenCounts::default(),
         now,
     )
     .unwrap();
@@ -596,7 +597,92 @@ async fn emergency_grants(s: TestStore) {
     );
 }
 
+/// What an operator has open, as the fan-out limits count it: pending
+/// requests (not past their TTL) by operator and tenant and by case,
+/// active grants (not revoked or run out) by holder and tenant; and the
+/// tenants with something of a level open.
+async fn open_requests_and_grants_are_counted(s: TestStore) {
+    let seeded = seed(&s, 1).await;
+    let counts = |now: Timestamp, who: &'static str, case: Option<CaseId>| {
+        let s = s.store.clone();
+        async move {
+            let mut tx = s.begin().await.unwrap();
+            tx.lock_requester(&pid(who)).await.unwrap();
+            let open = tx
+                .open_counts(&tid(), &pid(who), case.as_ref(), now)
+                .await
+                .unwrap();
+            tx.commit_unaudited().await.unwrap();
+            (
+                open.pending_by_operator,
+                open.pending_in_case,
+                open.active_grants,
+            )
+        }
+    };
+    let users_of_reader = |now: Timestamp| {
+        let s = s.store.clone();
+        async move {
+            let mut tx = s.read().await.unwrap();
+            let t = tx
+                .tenants_using_level(&AccessLevelName::parse("Reader").unwrap(), now)
+                .await
+                .unwrap();
+            tx.commit_unaudited().await.unwrap();
+            t
+        }
+    };
+    let case = Some(seeded.case);
+    assert_eq!(counts(t0(), "sam", case).await, (0, 0, 0));
+    assert!(users_of_reader(t0()).await.is_empty());
+    let first = create_request(&s, "sam", seeded.case, Some(4), t0())
+        .await
+        .unwrap();
+    let second = create_request(&s, "sam", seeded.case, Some(4), t0())
+        .await
+        .unwrap();
+    assert_eq!(counts(t0(), "sam", case).await, (2, 2, 0));
+    assert_eq!(counts(t0(), "sam", None).await, (2, 0, 0), "no case");
+    assert_eq!(
+        counts(t0(), "oscar", case).await,
+        (0, 2, 0),
+        "another operator"
+    );
+    assert_eq!(users_of_reader(t0()).await, [tid()]);
+    transition(&s, first.id, "olivia", Step::Approve, t0() + hours(1))
+        .await
+        .unwrap();
+    let later = t0() + hours(1);
+    assert_eq!(
+        counts(later, "sam", case).await,
+        (1, 1, 1),
+        "one became a grant"
+    );
+    transition(&s, second.id, "sam", Step::Cancel, later)
+        .await
+        .unwrap();
+    assert_eq!(counts(later, "sam", case).await, (0, 0, 1));
+    assert_eq!(users_of_reader(later).await, [tid()], "the active grant");
+    // A grant that has run out and a request past its TTL (neither yet
+    // swept) count no more.
+    create_request(&s, "sam", seeded.case, Some(4), later)
+        .await
+        .unwrap();
+    let after_the_grant = t0() + hours(6);
+    assert_eq!(counts(after_the_grant, "sam", case).await, (1, 1, 0));
+    let after_the_ttl = later + hours(96);
+    assert_eq!(counts(after_the_ttl, "sam", case).await, (0, 0, 0));
+    assert!(users_of_reader(after_the_ttl).await.is_empty());
+    // An unknown operator cannot be locked.
+    let mut tx = s.begin().await.unwrap();
+    assert!(matches!(
+        tx.lock_requester(&pid("nobody")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 crate::conformance!(
+    open_requests_and_grants_are_counted,
     a_request_and_its_approvals_round_trip,
     every_transition_is_stored,
     requests_are_listed_by_tenant_status_and_requester,

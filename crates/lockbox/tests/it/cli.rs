@@ -106,6 +106,8 @@ async fn the_story_through_the_cli_only() {
                 "contoso",
                 "--max-access-hours",
                 "12",
+                "--max-pending-requests-per-case",
+                "3",
                 "-o",
                 "json",
             ],
@@ -113,6 +115,8 @@ async fn the_story_through_the_cli_only() {
         .await,
     );
     assert_eq!(policy["max_access_hours"], 12);
+    assert_eq!(policy["max_pending_requests_per_case"], 3);
+    assert_eq!(policy["max_pending_requests_per_operator"], 10, "unchanged");
     let users = json_of(
         &run(
             &config,

@@ -105,6 +105,13 @@ async fn seed_world(base: &str, admin: &str) -> World {
         .token;
     let alice = client(base, &alice_token);
     alice.set_lockbox("contoso", true).await.unwrap();
+    // Every kill can leave a request per worker waiting or a grant running:
+    // over the rounds, past the fan-out limits' defaults.
+    let mut policy = alice.policy("contoso").await.unwrap();
+    policy.max_pending_requests_per_operator = 1000;
+    policy.max_pending_requests_per_case = 1000;
+    policy.max_active_grants_per_holder = 1000;
+    alice.set_policy("contoso", &policy).await.unwrap();
     alice.create_user("contoso", &user("olivia")).await.unwrap();
     alice
         .assign_role("contoso", "olivia", "Owner", "/subscriptions/sub-1")
