@@ -90,20 +90,20 @@ impl AccountManager {
     /// Whether `caller` (holding `caller_roles`) manages `target`'s
     /// account, to issue it an enrolment link. `target_is_tenant_admin`
     /// says whether the target holds TenantAdmin in its tenant, and
-    /// `tenant_has_enrolled_admin` whether any TenantAdmin of that tenant
-    /// has enrolled (both ignored for the provider's principals).
+    /// `tenant_has_enrolled` whether anyone of that tenant has ever
+    /// enrolled (both ignored for the provider's principals).
     pub fn for_enrollment(
         caller: &Principal,
         caller_roles: &[RoleAssignment],
         target: &Principal,
         target_is_tenant_admin: bool,
-        tenant_has_enrolled_admin: bool,
+        tenant_has_enrolled: bool,
     ) -> Result<Self, DomainError> {
         match Self::for_status(caller, caller_roles, target) {
             Ok(manager) => Ok(manager),
             Err(refusal) => match (&target.kind, &caller.kind) {
                 (PrincipalKind::User { .. }, PrincipalKind::Admin)
-                    if target_is_tenant_admin && !tenant_has_enrolled_admin =>
+                    if target_is_tenant_admin && !tenant_has_enrolled =>
                 {
                     ProviderAdmin::authorize(caller).map(Self::Onboarding)
                 }

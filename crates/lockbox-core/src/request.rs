@@ -273,11 +273,10 @@ impl AccessRequest {
         let enough = r.decided_by_system || r.approvals.len() >= count(r.required_approvals);
         let grant_state = r.grant.as_ref().map(|g| &g.state);
         let consistent = match r.status {
+            // A pending request may hold as many approvals as it needs:
+            // some can be of approvers disabled since, which do not count.
             RequestStatus::Pending => {
-                r.grant.is_none()
-                    && r.denial.is_none()
-                    && r.cancellation.is_none()
-                    && r.approvals.len() < count(r.required_approvals)
+                r.grant.is_none() && r.denial.is_none() && r.cancellation.is_none()
             }
             RequestStatus::Approved => enough && matches!(grant_state, Some(GrantState::Active)),
             RequestStatus::Revoked => enough && matches!(grant_state, Some(GrantState::Revoked(_))),
@@ -518,6 +517,32 @@ impl AccessRequest {
         policy: &TenantPolicy,
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
+        self.approve_discounting(
+            approver,
+            assignments,
+            reason,
+            duration_hours,
+            policy,
+            &[],
+            now,
+        )
+    }
+
+    /// As [`AccessRequest::approve`], not counting the earlier approvals of
+    /// `disabled` (approvers disabled since they approved: a compromised
+    /// approver's approval stops counting once the customer disables
+    /// them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn approve_discounting(
+        &mut self,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        reason: Reason,
+        duration_hours: Option<u32>,
+        policy: &TenantPolicy,
+        disabled: &[PrincipalId],
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
         self.check_decider(approver, assignments, now)?;
         if self.approvals.iter().any(|a| a.approver == approver.id) {
             return Err(DomainError::AlreadyApproved {
@@ -542,23 +567,37 @@ impl AccessRequest {
             at: now,
             duration_hours,
         });
+        let mut data = json!({
+            "reason": reason,
+            "duration_hours": duration_hours,
+            "approvals": self.approvals.len(),
+            "required_approvals": self.required_approvals,
+        });
+        let discounted: Vec<&PrincipalId> = self
+            .approvals
+            .iter()
+            .map(|a| &a.approver)
+            .filter(|a| disabled.contains(a))
+            .collect();
+        if let (false, Some(fields)) = (discounted.is_empty(), data.as_object_mut()) {
+            // Approvals of approvers disabled since: recorded, not counted.
+            fields.insert("discounted".to_owned(), json!(discounted));
+        }
         let mut events = vec![PendingEvent::new(
             self.tenant.clone(),
             now,
             approver.id.clone(),
             EventKind::RequestApproved,
             self.id,
-            json!({
-                "reason": reason,
-                "duration_hours": duration_hours,
-                "approvals": self.approvals.len(),
-                "required_approvals": self.required_approvals,
-            }),
+            data,
         )];
-        if self.approvals.len() >= count(self.required_approvals) {
-            let hours = self
-                .approvals
+        let counted = || {
+            self.approvals
                 .iter()
+                .filter(|a| !disabled.contains(&a.approver))
+        };
+        if counted().count() >= count(self.required_approvals) {
+            let hours = counted()
                 .filter_map(|a| a.duration_hours)
                 .chain([self.duration_hours, policy.max_access_hours()])
                 .min()

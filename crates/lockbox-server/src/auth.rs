@@ -220,15 +220,13 @@ pub const DEFAULT_TOKEN_DAYS: u32 = 90;
 /// The longest lifetime of a token minted through the API, in days.
 pub const MAX_TOKEN_DAYS: u32 = 365;
 
-/// When a token that `caller` mints at `now` for `target` expires: after
-/// `days` (90 if `None`, 1 to 365), and, when the caller mints for itself,
-/// no later than the token it presented. A token can thus never buy itself
-/// a longer life: a leaked token cannot be turned into one that outlives
-/// it. (A provider admin's or TenantAdmin's token for someone else is not
-/// bound by the minter's own.)
+/// When a token that `caller` mints at `now` expires: after `days` (90 if
+/// `None`, 1 to 365), and no later than the token it presented, whoever
+/// the new token is for. A token can thus never buy a longer life: a
+/// leaked token cannot be turned into one that outlives it, for its owner
+/// or anyone else (and revoking it revokes what it minted).
 pub fn api_token_expiry(
     caller: &Caller,
-    target: &PrincipalId,
     now: Timestamp,
     days: Option<u32>,
 ) -> Result<Timestamp, ApiError> {
@@ -241,8 +239,8 @@ pub fn api_token_expiry(
     }
     let asked = now + TimeDelta::days(i64::from(days));
     Ok(match caller.token_expires_at {
-        Some(own_end) if &caller.principal.id == target => asked.min(own_end),
-        _ => asked,
+        Some(own_end) => asked.min(own_end),
+        None => asked,
     })
 }
 

@@ -58,6 +58,15 @@ pub const DEVICE: Lockout = Lockout {
     lock_for: TimeDelta::minutes(15),
 };
 
+/// Failed current passwords when changing one's password (with a token
+/// or a session, which may be stolen): counted per account, so that the
+/// form is no way round the sign-in's lockout.
+pub const PASSWORD_CHANGE: Lockout = Lockout {
+    max_failures: 5,
+    window: TimeDelta::minutes(15),
+    lock_for: TimeDelta::minutes(15),
+};
+
 /// How long a device cookie lasts: the browser keeps it this long, and the
 /// server accepts it no longer.
 pub const DEVICE_COOKIE_DAYS: i64 = 180;

@@ -450,10 +450,11 @@ impl Planner {
         }
         if who.owners {
             out.extend(directory.users.iter().filter(|u| {
-                directory
-                    .assignments
-                    .iter()
-                    .any(|a| a.principal == u.id && a.role == Role::Owner)
+                u.is_enabled()
+                    && directory
+                        .assignments
+                        .iter()
+                        .any(|a| a.principal == u.id && a.role == Role::Owner)
             }));
         }
         out

@@ -274,8 +274,23 @@ pub trait Directory {
         &mut self,
         principal: Locked<Principal>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Whether any TenantAdmin of the tenant has enrolled.
-    fn tenant_has_enrolled_admin(
+    /// A principal read under a share lock (`FOR SHARE` on PostgreSQL), for
+    /// a change that gives it a credential: it waits for, and then holds
+    /// off, a change that ends its credentials (which locks the row).
+    fn share_principal(
+        &mut self,
+        id: &PrincipalId,
+    ) -> impl Future<Output = Result<Option<Principal>, StoreError>> + Send;
+    /// A token read under a share lock, for minting a token with it: a
+    /// revocation of it (which locks its row) waits for the minting to
+    /// commit, and then revokes what it minted too.
+    fn share_token(
+        &mut self,
+        id: &TokenId,
+    ) -> impl Future<Output = Result<Option<ApiToken>, StoreError>> + Send;
+    /// Whether any user of the tenant has ever enrolled (never false again
+    /// once true: enrolment is not undone).
+    fn tenant_has_enrolled_user(
         &mut self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -861,7 +876,9 @@ impl Directory for Tx {
         now: Timestamp,
     ) -> Result<Vec<RevokedToken>, StoreError> {
         self.revoke_trees(
-            "SELECT id FROM api_tokens WHERE principal_id = $1 AND revoked_at_us IS NULL",
+            // Every token of the principal, revoked ones too: a pass after
+            // the first walks on from them to what was minted meanwhile.
+            "SELECT id FROM api_tokens WHERE principal_id = $1",
             principal.as_str().to_owned(),
             now,
             None,
@@ -877,7 +894,7 @@ impl Directory for Tx {
     ) -> Result<Vec<RevokedToken>, StoreError> {
         self.revoke_trees(
             "SELECT id FROM api_tokens WHERE principal_id = $1 AND kind = 'session' \
-             AND revoked_at_us IS NULL AND id <> $3",
+             AND id <> $3",
             principal.as_str().to_owned(),
             now,
             Some(except.to_string()),
@@ -958,12 +975,29 @@ impl Directory for Tx {
         Ok(())
     }
 
-    async fn tenant_has_enrolled_admin(&mut self, tenant: &TenantId) -> Result<bool, StoreError> {
+    async fn share_principal(&mut self, id: &PrincipalId) -> Result<Option<Principal>, StoreError> {
+        let sql = self.sharing(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1"
+        ));
+        let row = self
+            .optional(sqlx::query(sql).bind(id.as_str().to_owned()))
+            .await?;
+        row.as_ref().map(principal_of).transpose()
+    }
+
+    async fn share_token(&mut self, id: &TokenId) -> Result<Option<ApiToken>, StoreError> {
+        let sql = self.sharing(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+        ));
+        let row = self.optional(sqlx::query(sql).bind(id.to_string())).await?;
+        row.as_ref().map(token_of).transpose()
+    }
+
+    async fn tenant_has_enrolled_user(&mut self, tenant: &TenantId) -> Result<bool, StoreError> {
         let row = self
             .optional(
                 sqlx::query(
-                    "SELECT p.id FROM role_assignments ra JOIN principals p ON p.id = ra.principal_id \
-                     WHERE ra.tenant_id = $1 AND ra.role = 'TenantAdmin' AND p.enrolled_at_us IS NOT NULL \
+                    "SELECT id FROM principals WHERE tenant_id = $1 AND enrolled_at_us IS NOT NULL \
                      LIMIT 1",
                 )
                 .bind(tenant.as_str().to_owned()),
@@ -1230,6 +1264,20 @@ impl Tx {
         third: Option<String>,
     ) -> Result<Vec<RevokedToken>, StoreError> {
         self.audited_write()?;
+        // The roots first, locked, in a statement of their own: a token
+        // being minted with one of them holds it under a share lock
+        // (`Directory::share_token`) until it commits, and the statements
+        // below, started after that, then see what it minted.
+        let lock = format!("SELECT id FROM api_tokens WHERE id IN ({roots})");
+        let mut query = sqlx::query(self.locking(&lock)).bind(arg.clone());
+        if let Some(third) = &third {
+            query = query.bind(micros(now)).bind(third.clone());
+        }
+        self.all(query).await?;
+        // Then the trees, as often as a pass revokes something: each pass
+        // is a new statement, which on PostgreSQL sees the tokens minted
+        // from a revoked one by a transaction that committed meanwhile
+        // (once its row is revoked and locked here, no more can be).
         let sql = format!(
             "WITH RECURSIVE tree(id) AS ({roots} \
              UNION SELECT t.id FROM api_tokens t JOIN tree ON t.parent_id = tree.id) \
@@ -1237,13 +1285,20 @@ impl Tx {
              WHERE id IN (SELECT id FROM tree) AND revoked_at_us IS NULL \
              RETURNING id, principal_id"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(arg)
-            .bind(micros(now));
-        if let Some(third) = third {
-            query = query.bind(third);
+        let mut rows = Vec::new();
+        loop {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(arg.clone())
+                .bind(micros(now));
+            if let Some(third) = &third {
+                query = query.bind(third.clone());
+            }
+            let pass = self.all(query).await?;
+            if pass.is_empty() {
+                break;
+            }
+            rows.extend(pass);
         }
-        let rows = self.all(query).await?;
         let mut revoked = Vec::with_capacity(rows.len());
         let mut tenants: std::collections::HashMap<PrincipalId, Option<TenantId>> =
             std::collections::HashMap::new();

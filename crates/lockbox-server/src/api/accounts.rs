@@ -161,24 +161,86 @@ pub(crate) async fn create_with_link(
     Ok(created)
 }
 
-/// A principal locked for a change of its account, or the refusal for a
-/// principal the caller does not manage.
-async fn lock_target(tx: &mut Tx, id: &str) -> Result<Locked<Principal>, ApiError> {
+/// Why an account is being managed: what decides who may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A new enrolment link (the onboarding exception applies).
+    Enrollment,
+    /// Disabling or enabling.
+    Status,
+}
+
+/// Who manages `target` for `purpose`, by `caller`'s roles `roles`.
+async fn decide(
+    tx: &mut Tx,
+    caller: &Principal,
+    roles: &[lockbox_core::RoleAssignment],
+    target: &Principal,
+    purpose: Purpose,
+) -> Result<AccountManager, ApiError> {
+    Ok(match purpose {
+        Purpose::Status => AccountManager::for_status(caller, roles, target)?,
+        Purpose::Enrollment => {
+            let (is_tenant_admin, latched) = match target.tenant() {
+                Some(tenant) => {
+                    let held = tx.assignments_of(&target.id).await?;
+                    let admin = held.iter().any(|a| {
+                        &a.tenant == tenant
+                            && a.role == Role::TenantAdmin
+                            && a.scope == Scope::Tenant
+                    });
+                    // Once anyone of the tenant has enrolled, never again
+                    // (enrolment is not undone): the provider's exception is
+                    // for a first admin whose link was lost, not for an
+                    // admin who later joined a tenant run by its customer.
+                    (admin, tx.tenant_has_enrolled_user(tenant).await?)
+                }
+                None => (false, false),
+            };
+            AccountManager::for_enrollment(caller, roles, target, is_tenant_admin, latched)?
+        }
+    })
+}
+
+/// The principal `id`, locked for a change of its account, and the
+/// caller's proof that it manages it.
+///
+/// The caller is authorised first on what authentication saw, before
+/// anything is locked, so a principal it may not manage costs what none
+/// does. Then the tenant's row is locked (for a tenant's user: role
+/// changes and decisions, which hold or share it, serialise with this),
+/// then the principal's, and the decision is taken again on the caller's
+/// roles and the principal's state as they are now: a TenantAdmin removed
+/// or disabled meanwhile manages nobody.
+async fn manage(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &str,
+    purpose: Purpose,
+) -> Result<(Locked<Principal>, AccountManager), ApiError> {
     let not_found = || ApiError::hidden(format!("no principal `{id}` whose account you manage"));
     let id: PrincipalId = id.parse().map_err(|_| not_found())?;
-    match tx.lock_principal(&id).await {
-        Ok(p) => Ok(p),
-        Err(lockbox_store::StoreError::NotFound { .. }) => Err(not_found()),
-        Err(e) => Err(e.into()),
+    let seen = tx.principal(&id).await?.ok_or_else(not_found)?;
+    decide(tx, &caller.principal, &caller.roles, &seen, purpose).await?;
+    if let Some(tenant) = seen.tenant() {
+        tx.lock_tenant(tenant).await?;
     }
+    let target = tx.lock_principal(&id).await?;
+    let (me, roles) = tx
+        .principal_with_roles(caller.id())
+        .await?
+        .filter(|(me, _)| me.is_enabled())
+        .ok_or_else(|| ApiError::unauthenticated("the caller is disabled or gone"))?;
+    let manager = decide(tx, &me, &roles, &target, purpose).await?;
+    Ok((target, manager))
 }
 
 /// Issue a principal a new one-time enrolment link (its managers: a
 /// tenant's TenantAdmins for its users; the provider's admins for the
-/// provider's principals, and for a tenant's TenantAdmin while no
-/// TenantAdmin of that tenant has enrolled). The principal's password is
-/// cleared, its tokens and sessions revoked, and its earlier links stop
-/// working. The link is shown this once.
+/// provider's principals, and for a tenant's TenantAdmin while nobody of
+/// that tenant has ever enrolled). The principal's password is cleared,
+/// its tokens and sessions revoked, and its earlier links stop working.
+/// The link is shown this once.
 #[utoipa::path(post, path = "/v1/principals/{id}/enrollment", tag = "accounts",
     params(("id" = String, Path)),
     responses((status = 201, body = api::Enrollment), (status = 403, body = api::Problem),
@@ -191,24 +253,7 @@ pub(crate) async fn issue_enrollment(
 ) -> Result<(StatusCode, Json<api::Enrollment>), ApiError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let target = lock_target(&mut tx, &id).await?;
-    let (is_tenant_admin, has_enrolled_admin) = match target.tenant() {
-        Some(tenant) => {
-            let roles = tx.assignments_of(&target.id).await?;
-            let admin = roles.iter().any(|a| {
-                &a.tenant == tenant && a.role == Role::TenantAdmin && a.scope == Scope::Tenant
-            });
-            (admin, tx.tenant_has_enrolled_admin(tenant).await?)
-        }
-        None => (false, false),
-    };
-    let manager = AccountManager::for_enrollment(
-        &caller.principal,
-        &caller.roles,
-        &target,
-        is_tenant_admin,
-        has_enrolled_admin,
-    )?;
+    let (target, manager) = manage(&mut tx, &caller, &id, Purpose::Enrollment).await?;
     let (link, events) = issue_link(&app, &mut tx, &manager, &target, now).await?;
     tx.commit(events).await?;
     Ok((StatusCode::CREATED, Json(link)))
@@ -253,11 +298,25 @@ pub(crate) async fn link_for(
     let Some(enrollment) = tx.enrollment_by_hash(&auth::token_hash(secret)).await? else {
         return Err(unknown_link(app, client));
     };
-    enrollment.check_usable(app.now())?;
     let principal = tx
         .principal(&enrollment.principal)
         .await?
         .ok_or_else(|| ApiError::Internal("an enrolment of nobody".to_owned()))?;
+    if let (lockbox_core::EnrollmentState::Replaced { at }, Some(enrolled)) =
+        (enrollment.state, principal.enrolled_at)
+        && enrolled >= enrollment.created_at
+    {
+        // Replaced, and the account enrolled since with another link: the
+        // person holding this one should know (it may not have been them).
+        return Err(lockbox_core::DomainError::EnrollmentUnusable(format!(
+            "this enrolment link was replaced by a newer one at {}, and the account was \
+             enrolled with that at {}; if that was not you, tell your administrator at once",
+            at.format("%Y-%m-%d %H:%M UTC"),
+            enrolled.format("%Y-%m-%d %H:%M UTC")
+        ))
+        .into());
+    }
+    enrollment.check_usable(app.now())?;
     if !principal.is_enabled() {
         return Err(lockbox_core::DomainError::PrincipalDisabled(format!(
             "{} is disabled; ask your administrator",
@@ -296,13 +355,16 @@ pub(crate) async fn redeem(
     };
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let Some(mut enrollment) = tx
-        .lock_enrollment_by_hash(&auth::token_hash(secret))
-        .await?
-    else {
+    // The principal first, then its link (the order in which issuing a
+    // link and disabling take them), and the link checked again.
+    let link_hash = auth::token_hash(secret);
+    let Some(seen) = tx.enrollment_by_hash(&link_hash).await? else {
         return Err(unknown_link(app, client));
     };
-    let mut principal = tx.lock_principal(&enrollment.principal).await?;
+    let mut principal = tx.lock_principal(&seen.principal).await?;
+    let Some(mut enrollment) = tx.lock_enrollment_by_hash(&link_hash).await? else {
+        return Err(unknown_link(app, client));
+    };
     let enrolled = enrollment.redeem(&mut principal, info, now)?;
     if let Some(hash) = &hash {
         tx.set_password(&principal.id, hash, now).await?;
@@ -398,8 +460,7 @@ pub(crate) async fn disable(
 ) -> Result<Json<api::Principal>, ApiError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let mut target = lock_target(&mut tx, &id).await?;
-    let manager = AccountManager::for_status(&caller.principal, &caller.roles, &target)?;
+    let (mut target, manager) = manage(&mut tx, &caller, &id, Purpose::Status).await?;
     let requests = tx.lock_open_requests_of_requester(&target.id).await?;
     let grants = tx.lock_active_emergency_grants_of(&target.id).await?;
     let mut plain_requests: Vec<AccessRequest> = requests.iter().map(|r| (**r).clone()).collect();
@@ -436,8 +497,7 @@ pub(crate) async fn enable(
 ) -> Result<Json<api::Principal>, ApiError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let mut target = lock_target(&mut tx, &id).await?;
-    let manager = AccountManager::for_status(&caller.principal, &caller.roles, &target)?;
+    let (mut target, manager) = manage(&mut tx, &caller, &id, Purpose::Status).await?;
     let event = target.enable(&manager, now)?;
     let out = present::principal(&target);
     tx.save_principal(target).await?;
@@ -498,6 +558,9 @@ pub(crate) async fn revoke_all_tokens(
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let target = token_owner(&mut tx, &caller, &id).await?;
+    // Locked: a token or session being made for it (which holds the row
+    // under a share lock) lands first, and is revoked here, or waits.
+    let target = tx.lock_principal(&target.id).await?;
     let revoked = tx.revoke_tokens_of(&target.id, now).await?;
     let count = u64::try_from(revoked.len()).unwrap_or(u64::MAX);
     if revoked.is_empty() {
@@ -536,33 +599,77 @@ pub(crate) async fn change_password(
 }
 
 /// What `POST /v1/me/password` and the portal's account page do.
+///
+/// A wrong current password is counted against the account (five in a
+/// quarter of an hour lock the form for as long): with a stolen token, the
+/// form is no way to guess the password. The new password is stored only
+/// if the one verified is still the account's and the caller's token or
+/// session still works, under a lock on the principal that a new
+/// enrolment link or a disable also takes.
 pub(crate) async fn change_own_password(
     app: &AppState,
     caller: &Caller,
     current: String,
     new: String,
 ) -> Result<(), ApiError> {
+    use lockbox_store::{Count, SignInGuard as _};
     crate::passwords::check_rules(&new)?;
     if new == current {
         return Err(ApiError::invalid(
             "the new password must differ from the current one",
         ));
     }
+    let admission = app.passwords().admit()?;
+    let key = format!("password-change:{}", caller.id());
+    let rule = &crate::lockout::PASSWORD_CHANGE;
     let stored = {
-        let mut tx = app.store().read().await?;
-        tx.password_hash(caller.id()).await?
+        let now = app.now();
+        let mut tx = app.store().begin().await?;
+        let stored = tx.password_hash(caller.id()).await?;
+        let counted = match stored {
+            Some(_) => Some(tx.count_failure(&key, now, rule).await?),
+            None => None,
+        };
+        tx.commit_unaudited().await?;
+        if let Some(Count::Locked(until)) = counted {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many wrong current passwords; try again after {}",
+                    until.format("%Y-%m-%d %H:%M UTC")
+                ),
+            ));
+        }
+        stored
     };
     let Some(stored) = stored else {
         return Err(ApiError::conflict(
             "you have no password yet: set one with your enrolment link",
         ));
     };
-    if !app.passwords().verify(current, Some(stored)).await? {
+    if !admission.verify(current, Some(stored.clone())).await? {
         return Err(ApiError::forbidden("the current password is wrong"));
     }
     let hash = app.passwords().hash(new).await?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
+    tx.forgive_failure(&key, rule).await?;
+    tx.lock_principal(caller.id()).await?;
+    if !tx
+        .share_token(&caller.token)
+        .await?
+        .is_some_and(|t| t.is_valid(now))
+    {
+        return Err(ApiError::unauthenticated(
+            "the token or session presented was revoked meanwhile",
+        ));
+    }
+    if tx.password_hash(caller.id()).await?.as_deref() != Some(stored.as_str()) {
+        return Err(ApiError::conflict(
+            "the password changed while this was being checked; try again",
+        ));
+    }
     tx.set_password(caller.id(), &hash, now).await?;
     let ended = tx
         .revoke_sessions_of(caller.id(), &caller.token, now)

@@ -162,8 +162,22 @@ pub(crate) async fn create_token(
     };
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    let target = tx.principal(&id).await?.ok_or_else(hidden)?;
+    // Under a share lock: a disable or a new enrolment link of the target
+    // (which lock its row) either lands first, and is seen here, or waits.
+    let target = tx.share_principal(&id).await?.ok_or_else(hidden)?;
     authz::token_authority(&caller, &target)?;
+    // The token presented, under a share lock too: a revocation of it
+    // either lands first (and this is refused), or waits for this token to
+    // commit and then revokes it with its parent.
+    if !tx
+        .share_token(&caller.token)
+        .await?
+        .is_some_and(|t| t.is_valid(now))
+    {
+        return Err(ApiError::unauthenticated(
+            "the token presented was revoked while this one was being minted",
+        ));
+    }
     if !target.is_enabled() {
         return Err(lockbox_core::DomainError::PrincipalDisabled(format!(
             "{} is disabled; enable it first",
@@ -174,7 +188,7 @@ pub(crate) async fn create_token(
     // On this transaction's connection: a second one, taken while this
     // one is held, could wait on a pool that this request has emptied.
     let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
-    let expires_at = auth::api_token_expiry(&caller, &target.id, now, body.value.expires_in_days)?;
+    let expires_at = auth::api_token_expiry(&caller, now, body.value.expires_in_days)?;
     let mut token = auth::issue_token(&target.id, now, Some(expires_at))?;
     // Minted with the caller's token: revoking that one revokes this one.
     token.record.parent = Some(caller.token);

@@ -341,7 +341,26 @@ async fn decide_in(
         .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
     let events = match decision {
         Decide::Approve(reason, hours) => {
-            request.approve(&principal, &roles, reason, hours, &tenant.policy, now)?
+            // Earlier approvals of approvers disabled since do not count.
+            let mut disabled = Vec::new();
+            for earlier in &request.approvals {
+                if tx
+                    .principal(&earlier.approver)
+                    .await?
+                    .is_none_or(|p| !p.is_enabled())
+                {
+                    disabled.push(earlier.approver.clone());
+                }
+            }
+            request.approve_discounting(
+                &principal,
+                &roles,
+                reason,
+                hours,
+                &tenant.policy,
+                &disabled,
+                now,
+            )?
         }
         Decide::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
         Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,

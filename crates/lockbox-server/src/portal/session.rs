@@ -267,7 +267,7 @@ async fn try_sign_in(
     if let Some(old) = previous {
         end_session(app, old).await?;
     }
-    let secret = start_session(app, &principal, counter.as_ref()).await?;
+    let secret = start_session(app, &principal, stored.as_deref(), counter.as_ref()).await?;
     let device = lockout::device_key(app).await?.issue(
         &principal,
         stored.as_deref().unwrap_or_default(),
@@ -317,9 +317,16 @@ fn locked(counter: &Counter, until: Timestamp) -> PortalError {
 /// Mints a session token for `principal` and records `token.created` (with
 /// `"session": true`) in the same transaction, in which the sign-in's
 /// count is taken back. Returns the secret.
+///
+/// `verified` is the password hash the password was checked against: the
+/// session is refused if it is no longer the principal's (a new enrolment
+/// link, a password change or a disable landed while the password was
+/// being checked), read under a share lock on the principal that those
+/// changes wait for.
 async fn start_session(
     app: &AppState,
     principal: &PrincipalId,
+    verified: Option<&str>,
     counted: Option<&Counter>,
 ) -> Result<String, ApiError> {
     let now = app.now();
@@ -328,7 +335,7 @@ async fn start_session(
         tx.forgive_failure(&counter.key(), counter.rule()).await?;
     }
     let owner = tx
-        .principal(principal)
+        .share_principal(principal)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the user no longer exists"))?;
     if !owner.is_enabled() {
@@ -336,6 +343,12 @@ async fn start_session(
             "this account is disabled; ask your administrator".to_owned(),
         )
         .into());
+    }
+    let current = tx.password_hash(principal).await?;
+    if current.is_none() || current.as_deref() != verified {
+        return Err(ApiError::unauthenticated(
+            "the password changed while it was being checked; sign in again",
+        ));
     }
     let token = auth::issue_session(principal, now, now + TimeDelta::hours(SESSION_HOURS))?;
     tx.insert_token(&token.record).await?;

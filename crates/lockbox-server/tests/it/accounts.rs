@@ -121,6 +121,16 @@ async fn onboarding_gives_the_provider_a_link_not_a_credential(server: TestServe
     );
     assert_eq!(status, 410);
     assert!(detail.contains("already used"), "{detail}");
+    // The replaced link's holder learns the account was enrolled since:
+    // if that was not them, they know to raise the alarm.
+    let (status, _, detail) = refused(
+        anonymous
+            .enroll(&created.enrollment.url, Some("another passphrase"))
+            .await,
+    );
+    assert_eq!(status, 410);
+    assert!(detail.contains("enrolled with that"), "{detail}");
+    assert!(detail.contains("tell your administrator"), "{detail}");
     // From now on the provider has no way in.
     let (status, kind, _) = refused(server.admin.issue_enrollment("nina").await);
     assert_eq!((status, kind.as_str()), (404, "not_found"));
@@ -552,6 +562,127 @@ async fn people_change_their_own_password(server: TestServer) {
     assert_eq!(status, 409);
 }
 
+async fn the_provider_never_takes_over_a_tenant_its_customer_runs(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    // alice hands the tenant over to nora, a new TenantAdmin who has not
+    // enrolled yet, and gives up her own TenantAdmin role.
+    let nora = w
+        .alice
+        .client
+        .create_user(Contoso::TENANT, &new_user("nora"))
+        .await
+        .unwrap();
+    w.alice
+        .client
+        .assign_role(Contoso::TENANT, "nora", "TenantAdmin", "/")
+        .await
+        .unwrap();
+    let roles = w
+        .alice
+        .client
+        .role_assignments(Contoso::TENANT, &Default::default())
+        .await
+        .unwrap()
+        .items;
+    let own = roles
+        .iter()
+        .find(|a| a.principal == "alice" && a.role == "TenantAdmin")
+        .unwrap();
+    w.alice
+        .client
+        .remove_role(Contoso::TENANT, &own.id)
+        .await
+        .unwrap();
+    // No enrolled TenantAdmin is left, but the tenant has long been run by
+    // its customer: the provider may not issue nora a link (and so take
+    // her account), and answers as for nobody.
+    let (status, kind, _) = refused(w.admin.client.issue_enrollment("nora").await);
+    assert_eq!((status, kind.as_str()), (404, "not_found"));
+    // alice, no longer TenantAdmin, manages nobody's account either.
+    let refusal = refused(w.alice.client.issue_enrollment("nora").await);
+    assert!(refusal.0 == 403 || refusal.0 == 404, "{refusal:?}");
+    // nora's own link still works, and makes her the tenant's admin.
+    let token = server.enroll("nora", &nora.enrollment).await;
+    let nora = server.client(&token);
+    nora.issue_enrollment("bob").await.unwrap();
+    let issued = events(&nora, Contoso::TENANT, "principal.enrollment_issued").await;
+    assert!(
+        !issued
+            .iter()
+            .any(|e| e.actor == "admin" && e.subject == "nora"),
+        "{issued:?}"
+    );
+}
+
+async fn a_disabled_approvers_approval_stops_counting(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    let mut policy = w.alice.client.policy(Contoso::TENANT).await.unwrap();
+    policy.required_approvals = 2;
+    w.alice
+        .client
+        .set_policy(Contoso::TENANT, &policy)
+        .await
+        .unwrap();
+    let r = w.request(Contoso::VM, "Reader", None).await;
+    w.olivia.client.approve(&r.id, "first", None).await.unwrap();
+    // olivia's account is found compromised and disabled: her approval,
+    // recorded, no longer counts towards the two.
+    w.alice.client.disable_principal("olivia").await.unwrap();
+    let after = w.bob.client.approve(&r.id, "second", None).await.unwrap();
+    assert_eq!(after.status, "pending", "{after:?}");
+    assert_eq!(after.approvals.len(), 2);
+    let check = w
+        .gate
+        .client
+        .check("sam", Contoso::VM, "Microsoft.Compute/virtualMachines/read")
+        .await
+        .unwrap();
+    assert!(!check.allowed, "{check:?}");
+    let approved = events(&w.alice.client, Contoso::TENANT, "request.approved").await;
+    let last = approved.last().unwrap();
+    assert_eq!(last.actor, "bob");
+    assert_eq!(last.data["discounted"], serde_json::json!(["olivia"]));
+    assert!(
+        events(&w.alice.client, Contoso::TENANT, "grant.created")
+            .await
+            .is_empty()
+    );
+}
+
+async fn a_stolen_token_cannot_guess_the_password(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    let real = TestServer::password_of("bob");
+    for guess in 0..5 {
+        let (status, kind, _) = refused(
+            w.bob
+                .client
+                .change_password(&format!("guess number {guess}"), "a brand new passphrase")
+                .await,
+        );
+        assert_eq!((status, kind.as_str()), (403, "forbidden"), "{guess}");
+    }
+    // Locked: even the right password is not tried now.
+    let (status, kind, detail) = refused(
+        w.bob
+            .client
+            .change_password(&real, "a brand new passphrase")
+            .await,
+    );
+    assert_eq!((status, kind.as_str()), (429, "rate_limited"), "{detail}");
+    let mut v = Visitor::new(&server);
+    assert_eq!(
+        v.sign_in_with("bob", "a brand new passphrase").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Someone else's account is not locked by bob's guesses.
+    let rita = TestServer::password_of("rita");
+    w.rita
+        .client
+        .change_password(&rita, "rita's brand new passphrase")
+        .await
+        .unwrap();
+}
+
 /// The value of the hidden field `name` in `page`.
 fn field(page: &str, name: &str) -> String {
     crate::portal::hidden(page, name)
@@ -754,6 +885,9 @@ on_both!(
     tokens_are_listed_and_revoked_only_by_their_managers,
     no_principal_is_told_apart_from_nobody,
     people_change_their_own_password,
+    the_provider_never_takes_over_a_tenant_its_customer_runs,
+    a_disabled_approvers_approval_stops_counting,
+    a_stolen_token_cannot_guess_the_password,
     the_portal_enrols_people_and_lets_them_manage_their_account,
 );
 

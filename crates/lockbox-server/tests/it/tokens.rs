@@ -191,14 +191,19 @@ async fn minted_tokens_expire_and_never_outlive_their_minter(server: TestServer)
         let e = server.client(token).me().await.unwrap_err();
         assert_eq!(e.status(), Some(401), "{e}");
     }
-    // Minting for someone else is not bound by the minter's own token.
-    let alice_until = now + TimeDelta::days(30);
-    let for_rita = mint(&world.alice.client, "rita", Some(60)).await.unwrap();
+    // Minting for someone else is bound by the minter's own token too: a
+    // short-lived token cannot mint long-lived ones for others.
+    let alice_short = mint(&world.alice.client, "alice", Some(3)).await.unwrap();
+    let alice_short_end = now + TimeDelta::days(2) + TimeDelta::days(3);
+    let with_alice_short = server.client(&alice_short.token);
+    let for_rita = mint(&with_alice_short, "rita", Some(60)).await.unwrap();
+    assert_eq!(for_rita.expires_at, Some(alice_short_end));
+    let for_rita = mint(&world.alice.client, "rita", Some(30)).await.unwrap();
     assert_eq!(
         for_rita.expires_at,
-        Some(now + TimeDelta::days(2) + TimeDelta::days(60))
+        Some(now + TimeDelta::days(2) + TimeDelta::days(30)),
+        "within alice's own token's 90 days"
     );
-    assert!(for_rita.expires_at > Some(alice_until));
 }
 
 on_both!(

@@ -660,7 +660,7 @@ async fn enrolment_links_and_account_state(s: TestStore) {
     tx.commit(vec![marker()]).await.unwrap();
 
     let mut tx = s.begin().await.unwrap();
-    assert!(!tx.tenant_has_enrolled_admin(&tid()).await.unwrap());
+    assert!(!tx.tenant_has_enrolled_user(&tid()).await.unwrap());
     assert_eq!(
         tx.enrollment_by_hash(&[1; 32]).await.unwrap(),
         Some(first.enrollment.clone())
@@ -699,7 +699,7 @@ async fn enrolment_links_and_account_state(s: TestStore) {
     tx.commit(vec![marker()]).await.unwrap();
 
     let mut tx = s.begin().await.unwrap();
-    assert!(tx.tenant_has_enrolled_admin(&tid()).await.unwrap());
+    assert!(tx.tenant_has_enrolled_user(&tid()).await.unwrap());
     assert_eq!(
         tx.enrollment_by_hash(&[2; 32])
             .await
