@@ -9,8 +9,15 @@
 //! the same freshness rule as grants), and an expired one is refused by
 //! the clock at each use. Gateways have no roles, so nothing else about
 //! them can change.
+//!
+//! A token read from the database before a revocation, and put in the
+//! cache after that revocation was forgotten, would be trusted for up to
+//! [`CACHE_FOR`] after the revoke returned. So every forgetting bumps a
+//! generation, and a token is put only if no forgetting happened since it
+//! was read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,6 +48,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct GatewayTokens {
     entries: RwLock<HashMap<[u8; 32], Entry>>,
+    /// How many times anything was forgotten; changed only under the
+    /// write lock of `entries`.
+    generation: AtomicU64,
 }
 
 impl GatewayTokens {
@@ -55,8 +65,19 @@ impl GatewayTokens {
         })
     }
 
-    fn put(&self, hash: [u8; 32], entry: Entry) {
+    /// The generation to give [`GatewayTokens::put`] for a token about to
+    /// be read from the database.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Remembers a token read at generation `read_at`, unless something
+    /// was forgotten since (it may have been this token).
+    fn put(&self, hash: [u8; 32], entry: Entry, read_at: u64) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) != read_at {
+            return;
+        }
         if entries.len() >= CAPACITY {
             entries.retain(|_, e| e.cached_at.elapsed() < CACHE_FOR);
             if entries.len() >= CAPACITY {
@@ -68,19 +89,17 @@ impl GatewayTokens {
 
     /// Forgets a revoked token.
     pub(crate) fn forget(&self, token: &TokenId) {
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, e| e.token != *token);
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, e| e.token != *token);
     }
 
     /// Forgets every token (after the index was reloaded, when revocations
     /// may have been missed).
     pub(crate) fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 }
 
@@ -116,6 +135,7 @@ impl FromRequestParts<AppState> for Gateway {
         if let Some(hit) = hash.as_ref().and_then(|h| cache.get(h, now)) {
             return Ok(hit);
         }
+        let read_at = cache.generation();
         let caller = Caller::from_request_parts(parts, app).await?;
         crate::authz::gateway(&caller)?;
         if let Some(hash) = hash {
@@ -128,6 +148,7 @@ impl FromRequestParts<AppState> for Gateway {
                     expires_at,
                     cached_at: Instant::now(),
                 },
+                read_at,
             );
         }
         debug_assert!(matches!(caller.principal.kind, PrincipalKind::Gateway));
@@ -135,5 +156,38 @@ impl FromRequestParts<AppState> for Gateway {
             principal: caller.principal.id,
             token: caller.token,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(token: TokenId) -> Entry {
+        Entry {
+            token,
+            principal: "gate".parse().unwrap(),
+            expires_at: None,
+            cached_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_token_read_before_a_forgetting_is_not_remembered() {
+        let cache = GatewayTokens::default();
+        let now = chrono::DateTime::UNIX_EPOCH;
+        let token = TokenId::generate(now).unwrap();
+        // Read from the database, then revoked and forgotten (it was not
+        // cached yet), then put: it must not be trusted.
+        let read_at = cache.generation();
+        cache.forget(&token);
+        cache.put([1; 32], entry(token), read_at);
+        assert!(cache.get(&[1; 32], now).is_none());
+        // Read after the forgetting: remembered.
+        let read_at = cache.generation();
+        cache.put([1; 32], entry(token), read_at);
+        assert!(cache.get(&[1; 32], now).is_some());
+        cache.clear();
+        assert!(cache.get(&[1; 32], now).is_none());
     }
 }
