@@ -69,18 +69,18 @@ pub(crate) enum TokenCommand {
     },
 }
 
-/// Reads a password: from the terminal without echo (asked twice when
-/// `confirm`), or the first line of standard input when it is not a
-/// terminal.
-fn read_password(prompt: &str, confirm: bool) -> Result<String, CliError> {
+/// Reads a secret called `what`: from the terminal without echo (asked
+/// twice when `confirm`), or the next line of standard input when it is
+/// not a terminal.
+fn read_secret(what: &str, prompt: &str, confirm: bool) -> Result<String, CliError> {
     if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password(prompt)
-            .map_err(|e| CliError::Io(format!("cannot read the password: {e}")))?;
+            .map_err(|e| CliError::Io(format!("cannot read the {what}: {e}")))?;
         if confirm {
             let again = rpassword::prompt_password("Again: ")
-                .map_err(|e| CliError::Io(format!("cannot read the password: {e}")))?;
+                .map_err(|e| CliError::Io(format!("cannot read the {what}: {e}")))?;
             if again != first {
-                return Err(CliError::Usage("the two passwords differ".into()));
+                return Err(CliError::Usage(format!("the two {what}s differ")));
             }
         }
         Ok(first)
@@ -89,9 +89,14 @@ fn read_password(prompt: &str, confirm: bool) -> Result<String, CliError> {
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| CliError::Io(format!("cannot read the password: {e}")))?;
+            .map_err(|e| CliError::Io(format!("cannot read the {what}: {e}")))?;
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
+}
+
+/// Reads a password (see [`read_secret`]).
+fn read_password(prompt: &str, confirm: bool) -> Result<String, CliError> {
+    read_secret("password", prompt, confirm)
 }
 
 /// The server an enrolment link belongs to: what precedes `/enroll/`.
@@ -109,15 +114,29 @@ fn server_of(link: &str) -> Result<&str, CliError> {
         })
 }
 
-/// `lockbox enroll LINK`: sets one's password (asked for; gateways have
-/// none) and saves the first API token as a profile.
+/// `lockbox enroll [LINK]`: sets one's password (asked for; gateways have
+/// none) and saves the first API token as a profile. The link is asked
+/// for when not given.
 pub(crate) async fn enroll(
-    link: &str,
+    link: Option<&str>,
     server: Option<&str>,
     gateway: bool,
     profile: &str,
     output: Output,
 ) -> Result<(), CliError> {
+    let asked;
+    let link = match link {
+        Some(link) => link,
+        None => {
+            asked = read_secret("enrolment link", "Enrolment link: ", false)?;
+            asked.trim()
+        }
+    };
+    if link.is_empty() {
+        return Err(CliError::Usage(
+            "give the enrolment link you received (https://…/enroll/lbe_…)".into(),
+        ));
+    }
     let server = match server {
         Some(s) => s.trim_end_matches('/'),
         None => server_of(link)?,

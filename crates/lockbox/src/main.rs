@@ -103,13 +103,16 @@ enum Command {
     },
     /// Take up your credentials with a one-time enrolment link: choose
     /// your password (asked twice, or read from standard input) and save
-    /// your first API token as a profile.
+    /// your first API token as a profile. Without LINK, the link is asked
+    /// for without echo (or read from the first line of standard input,
+    /// the password from the second), so that it stays out of the shell's
+    /// history and the process list.
     #[command(
-        after_help = "Examples:\n  lockbox enroll https://lockbox.example.com/enroll/lbe_…\n  lockbox enroll https://lockbox.example.com/enroll/lbe_… --gateway --profile vm-gateway"
+        after_help = "Examples:\n  lockbox enroll\n  lockbox enroll https://lockbox.example.com/enroll/lbe_…\n  lockbox enroll https://lockbox.example.com/enroll/lbe_… --gateway --profile vm-gateway"
     )]
     Enroll {
-        /// The link, as received.
-        link: String,
+        /// The link, as received (asked for when left out).
+        link: Option<String>,
         /// The server, when the link is only the `lbe_…` part.
         #[arg(long)]
         server: Option<String>,
@@ -469,7 +472,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             gateway,
             profile,
             output,
-        } => accounts::enroll(&link, server.as_deref(), gateway, &profile, output).await,
+        } => {
+            accounts::enroll(
+                link.as_deref(),
+                server.as_deref(),
+                gateway,
+                &profile,
+                output,
+            )
+            .await
+        }
         Command::Principal { common, command } => accounts::principal(&common, command).await,
         Command::Token { common, command } => accounts::token(&common, command).await,
         Command::Password { common } => accounts::password(&common).await,

@@ -602,15 +602,16 @@ async fn people_enrol_and_manage_their_accounts_from_the_cli() {
         .to_owned();
     assert!(link.starts_with(url), "{link}");
 
-    // dora enrols with it, her password on standard input; the token is
-    // saved as her profile, and never printed.
+    // dora enrols with it, the link and her password on standard input
+    // (nothing secret in the command line); the token is saved as her
+    // profile, and never printed.
     let dora_home = home("accounts-dora");
     let out = run_with_input(
         &dora_home,
         None,
         None,
-        &["enroll", &link],
-        "dora's own passphrase\n",
+        &["enroll"],
+        &format!("{link}\ndora's own passphrase\n"),
     )
     .await;
     assert!(out.status.success(), "{}", said(&out));
