@@ -19,7 +19,6 @@ use crate::text::TextError;
 
 /// Why the domain refused an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum DomainError {
     /// Malformed or out-of-range input.
     #[error("{0}")]

@@ -423,8 +423,8 @@ pub struct SmtpConfig {
     #[serde(default)]
     pub port: Option<u16>,
     /// `starttls` (default), `implicit`, or `none`.
-    #[serde(default = "default_smtp_tls")]
-    pub tls: String,
+    #[serde(default)]
+    pub tls: SmtpTls,
     /// The login, if the relay wants one.
     #[serde(default)]
     pub username: Option<String>,
@@ -436,8 +436,17 @@ pub struct SmtpConfig {
     pub from: Option<String>,
 }
 
-fn default_smtp_tls() -> String {
-    "starttls".to_owned()
+/// How the SMTP relay is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS on port 587 (the default).
+    #[default]
+    Starttls,
+    /// TLS from the first byte, on port 465.
+    Implicit,
+    /// No TLS, on port 25: only for a relay on this machine.
+    None,
 }
 
 impl fmt::Debug for SmtpConfig {
@@ -530,23 +539,30 @@ pub struct LogConfig {
     #[serde(default = "default_level")]
     pub level: String,
     /// `text` or `json`.
-    #[serde(default = "default_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 fn default_level() -> String {
     "info".to_owned()
 }
 
-fn default_format() -> String {
-    "text".to_owned()
-}
-
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: default_level(),
-            format: default_format(),
+            format: LogFormat::default(),
         }
     }
 }
@@ -693,12 +709,6 @@ impl Config {
                 "tls needs both cert_file and key_file (or neither)".into(),
             ));
         }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::Invalid(format!(
-                "log.format must be `text` or `json`, not `{}`",
-                self.log.format
-            )));
-        }
         if self.server.auth_failures_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "server.auth_failures_per_minute must be at least 1".into(),
@@ -723,12 +733,6 @@ impl Config {
             if host.trim().is_empty() {
                 return Err(ConfigError::Invalid("smtp.host is empty".into()));
             }
-            if !matches!(self.smtp.tls.as_str(), "starttls" | "implicit" | "none") {
-                return Err(ConfigError::Invalid(format!(
-                    "smtp.tls must be `starttls`, `implicit` or `none`, not `{}`",
-                    self.smtp.tls
-                )));
-            }
             let from = self.smtp.from.as_deref().unwrap_or_default();
             if from.parse::<lettre::message::Mailbox>().is_err() {
                 return Err(ConfigError::Invalid(
@@ -737,7 +741,7 @@ impl Config {
                 ));
             }
             let loopback = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]");
-            if self.smtp.tls == "none" && (!loopback || self.smtp.username.is_some()) {
+            if self.smtp.tls == SmtpTls::None && (!loopback || self.smtp.username.is_some()) {
                 return Err(ConfigError::Invalid(
                     "smtp.tls = \"none\" is for a relay on this machine (localhost) without a login; \
                      use starttls or implicit for any other"
@@ -934,6 +938,11 @@ mod tests {
         assert!(e.to_string().contains("both cert_file and key_file"), "{e}");
         let e = Config::load(None, env(&[("LOCKBOX_LOG__FORMAT", "xml")]), &[]).unwrap_err();
         assert!(e.to_string().contains("`text` or `json`"), "{e}");
+        let e = Config::load(None, env(&[("LOCKBOX_SMTP__TLS", "tcp")]), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("`starttls`, `implicit`, `none`"),
+            "{e}"
+        );
         let e = Config::load(None, vec![], &[("nosection", "x".to_owned())]).unwrap_err();
         assert!(e.to_string().contains("no section"), "{e}");
     }

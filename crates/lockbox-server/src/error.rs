@@ -155,30 +155,30 @@ fn title(kind: &str) -> &'static str {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let kind = e.kind();
-        let status = match kind {
-            "invalid_input" => StatusCode::BAD_REQUEST,
-            "forbidden"
-            | "self_approval"
-            | "not_an_approver"
-            | "not_assigned"
-            | "emergency_access_disabled" => StatusCode::FORBIDDEN,
-            "request_not_pending"
-            | "request_not_active"
-            | "already_approved"
-            | "case_not_open"
-            | "conflict"
-            | "limit_reached"
-            | "not_due" => StatusCode::CONFLICT,
-            "out_of_scope" | "duration_too_long" | "unknown_access_level" => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            "not_found" => StatusCode::NOT_FOUND,
-            "enrollment_unusable" => StatusCode::GONE,
-            "principal_disabled" => StatusCode::FORBIDDEN,
-            _ => return Self::Internal(e.to_string()),
+        // Exhaustive: a new refusal must be given its status here.
+        let status = match &e {
+            DomainError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            DomainError::Forbidden(_)
+            | DomainError::SelfApproval { .. }
+            | DomainError::NotAnApprover { .. }
+            | DomainError::NotAssigned { .. }
+            | DomainError::EmergencyAccessDisabled(_)
+            | DomainError::PrincipalDisabled(_) => StatusCode::FORBIDDEN,
+            DomainError::RequestNotPending { .. }
+            | DomainError::RequestNotActive { .. }
+            | DomainError::AlreadyApproved { .. }
+            | DomainError::CaseNotOpen { .. }
+            | DomainError::Conflict(_)
+            | DomainError::LimitReached { .. }
+            | DomainError::NotDue { .. } => StatusCode::CONFLICT,
+            DomainError::OutOfScope(_)
+            | DomainError::DurationTooLong { .. }
+            | DomainError::UnknownAccessLevel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+            DomainError::EnrollmentUnusable(_) => StatusCode::GONE,
+            DomainError::CorruptRecord(_) => return Self::Internal(e.to_string()),
         };
-        Self::new(status, kind, e.to_string())
+        Self::new(status, e.kind(), e.to_string())
     }
 }
 

@@ -59,7 +59,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::AppState;
-use crate::config::SmtpConfig;
+use crate::config::{SmtpConfig, SmtpTls};
 use crate::error::ApiError;
 use crate::targets;
 
@@ -142,13 +142,13 @@ impl Mailer {
             .unwrap_or_default()
             .parse()
             .map_err(|e| format!("smtp.from: {e}"))?;
-        let builder = match smtp.tls.as_str() {
-            "implicit" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+        let builder = match smtp.tls {
+            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                 .map_err(|e| format!("smtp: {e}"))?
                 .port(smtp.port.unwrap_or(465)),
-            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .port(smtp.port.unwrap_or(25)),
-            _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
                 .map_err(|e| format!("smtp: {e}"))?
                 .port(smtp.port.unwrap_or(587)),
         };

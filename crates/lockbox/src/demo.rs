@@ -451,7 +451,7 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
                 .await
                 .map_err(api_err)?;
             let published = alice.anonymous().audit_public_key().await.map_err(api_err)?;
-            let key = PublicKey::parse(&published.public_key)?;
+            let key = PublicKey::parse(&published.public_key).map_err(|e| e.to_string())?;
             let tenant = TenantId::parse("contoso").map_err(|e| e.to_string())?;
             let mut verifier = ExportVerifier::new(Chain::Tenant(tenant));
             for line in file.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {

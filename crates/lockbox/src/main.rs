@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use lockbox_core::{Clock, SystemClock};
 use lockbox_server::bootstrap;
-use lockbox_server::config::{Config, redact_url};
+use lockbox_server::config::{Config, LogFormat, redact_url};
 use lockbox_server::kek::{self, Kek};
 use lockbox_server::serve::{self, Server};
 use output::Output;
@@ -359,17 +359,23 @@ fn kek_made(config: &Config, path: &std::path::Path, kek: &Kek) -> String {
     said
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Starts logging as `[log]` says; a `level` that is neither a level nor
+/// a `tracing` filter is refused, not replaced.
+fn init_logging(config: &Config) -> Result<(), CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
+        CliError::Usage(format!(
+            "log.level `{}` is neither a level nor a tracing filter: {e}",
+            config.log.level
+        ))
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -381,7 +387,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             demo,
         } => {
             let mut config = load(&config, listen.as_ref())?;
-            init_logging(&config);
+            init_logging(&config)?;
             if demo && config.keys.kek_file.is_none() {
                 // The demo makes its own KEK beside its database, and uses
                 // it again on the next `serve --demo`.
@@ -424,7 +430,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Init { config, admin } => {
             let config = load(&config, None)?;
-            init_logging(&config);
+            init_logging(&config)?;
             let admin = admin.parse().map_err(|e| format!("--admin: {e}"))?;
             let store = serve::open_store(&config)
                 .await
@@ -515,7 +521,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             action: KeysAction::Rotate { config, purpose },
         } => {
             let config = load(&config, None)?;
-            init_logging(&config);
+            init_logging(&config)?;
             let store = serve::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;

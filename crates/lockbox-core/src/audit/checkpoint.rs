@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 use super::canonical::{NotCanonical, write_str, write_uint};
-use super::{Chain, ChainHead, Digest, lower_hex, micros};
+use super::{Chain, ChainHead, Digest, FormatError, lower_hex, micros};
 use crate::clock::{Timestamp, to_stored_precision};
 use crate::id::{RandomnessError, random_bytes};
 
@@ -38,14 +38,9 @@ impl KeyId {
     }
 
     /// Parses 16 hex digits.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, FormatError> {
         let mut id = [0u8; 8];
-        lower_hex(s, &mut id).map_err(|e| {
-            format!(
-                "`{}` is not a key id (16 hex digits): {e}",
-                crate::id::shorten(s)
-            )
-        })?;
+        lower_hex(s, &mut id, "a key id (16 hex digits)")?;
         Ok(Self(id))
     }
 }
@@ -62,20 +57,32 @@ impl fmt::Debug for KeyId {
     }
 }
 
+/// Why a checkpoint's signature is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No key to check it with.
+    #[error("no public key was given to check the signature with")]
+    NoKeys,
+    /// Signed by a key that was not given.
+    #[error("signed by key {0}, which is not among the given public keys")]
+    UnknownKey(KeyId),
+    /// The checkpoint has no canonical encoding to check against.
+    #[error(transparent)]
+    NotCanonical(#[from] NotCanonical),
+    /// The signature is not the key's over the checkpoint.
+    #[error("the signature does not match the checkpoint's contents")]
+    Mismatch,
+}
+
 /// An Ed25519 signature, written as 128 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature(pub [u8; 64]);
 
 impl Signature {
     /// Parses 128 hex digits.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, FormatError> {
         let mut sig = [0u8; 64];
-        lower_hex(s, &mut sig).map_err(|e| {
-            format!(
-                "`{}` is not an Ed25519 signature (128 hex digits): {e}",
-                crate::id::shorten(s)
-            )
-        })?;
+        lower_hex(s, &mut sig, "an Ed25519 signature (128 hex digits)")?;
         Ok(Self(sig))
     }
 }
@@ -121,17 +128,12 @@ pub struct PublicKey(VerifyingKey);
 impl PublicKey {
     /// Parses 64 lowercase hex digits (surrounding whitespace, such as the
     /// newline at the end of a key file, is ignored).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, FormatError> {
         let mut raw = [0u8; 32];
-        lower_hex(s.trim(), &mut raw).map_err(|e| {
-            format!(
-                "`{}` is not an Ed25519 public key (64 hex digits): {e}",
-                crate::id::shorten(s)
-            )
-        })?;
+        lower_hex(s.trim(), &mut raw, "an Ed25519 public key (64 hex digits)")?;
         VerifyingKey::from_bytes(&raw)
             .map(Self)
-            .map_err(|e| format!("not a valid Ed25519 public key: {e}"))
+            .map_err(|e| FormatError::PublicKey(e.to_string()))
     }
 
     /// The key's id.
@@ -258,21 +260,18 @@ impl Checkpoint {
     }
 
     /// Checks the signature with the key named by `key_id` among `keys`.
-    pub fn verify_signature(&self, keys: &[PublicKey]) -> Result<(), String> {
+    pub fn verify_signature(&self, keys: &[PublicKey]) -> Result<(), SignatureError> {
         let Some(key) = keys.iter().find(|k| k.key_id() == self.key_id) else {
             return Err(if keys.is_empty() {
-                "no public key was given to check the signature with".to_owned()
+                SignatureError::NoKeys
             } else {
-                format!(
-                    "signed by key {}, which is not among the given public keys",
-                    self.key_id
-                )
+                SignatureError::UnknownKey(self.key_id)
             });
         };
-        let message = self.signed_bytes().map_err(|e| e.to_string())?;
+        let message = self.signed_bytes()?;
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
         key.0
             .verify_strict(&message, &signature)
-            .map_err(|_| "the signature does not match the checkpoint's contents".to_owned())
+            .map_err(|_| SignatureError::Mismatch)
     }
 }

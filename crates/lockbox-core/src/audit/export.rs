@@ -9,8 +9,8 @@ use serde::de::IgnoredAny;
 
 use super::canonical::NotCanonical;
 use super::{
-    AuditEvent, Chain, ChainFault, ChainVerifier, Checkpoint, Digest, FaultKind, PublicKey,
-    VerifiedChain,
+    AuditEvent, Chain, ChainFault, ChainVerifier, Checkpoint, Digest, FaultKind, FormatError,
+    PublicKey, VerifiedChain,
 };
 
 /// Lines [`ExportVerifier::read_all`] prepares at once (about 2 MB of a
@@ -51,15 +51,16 @@ fn is_checkpoint_line(line: &str) -> bool {
 }
 
 /// Parses one line of an export (surrounding whitespace is ignored).
-pub fn parse_line(line: &str) -> Result<ExportLine, String> {
+pub fn parse_line(line: &str) -> Result<ExportLine, FormatError> {
     match ParsedLine::parse(line.as_bytes()).0 {
         Parsed::Event(event, _) => Ok(ExportLine::Event(*event)),
         Parsed::Checkpoint(checkpoint) => checkpoint.map(ExportLine::Checkpoint),
         Parsed::Malformed(why) => Err(why),
+        Parsed::Unverified(why) => Err(FormatError::Event(why.to_owned())),
     }
 }
 
-fn parse_checkpoint_line(line: &str) -> Result<Checkpoint, String> {
+fn parse_checkpoint_line(line: &str) -> Result<Checkpoint, FormatError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Line {
@@ -67,18 +68,19 @@ fn parse_checkpoint_line(line: &str) -> Result<Checkpoint, String> {
     }
     serde_json::from_str::<Line>(line)
         .map(|l| l.checkpoint)
-        .map_err(|e| format!("the checkpoint line: {e}"))
+        .map_err(|e| FormatError::CheckpointLine(e.to_string()))
 }
 
 /// A checkpoint kept from before, for [`ExportVerifier::expect_checkpoint`]:
 /// a checkpoint line, or a bare checkpoint object (as `POST
 /// …/audit/checkpoints` answers).
-pub fn parse_kept_checkpoint(text: &str) -> Result<Checkpoint, String> {
+pub fn parse_kept_checkpoint(text: &str) -> Result<Checkpoint, FormatError> {
     let text = text.trim();
     if is_checkpoint_line(text) {
         parse_checkpoint_line(text)
     } else {
-        serde_json::from_str::<Checkpoint>(text).map_err(|e| format!("not a checkpoint: {e}"))
+        serde_json::from_str::<Checkpoint>(text)
+            .map_err(|e| FormatError::NotACheckpoint(e.to_string()))
     }
 }
 
@@ -114,8 +116,10 @@ pub struct ParsedLine(Parsed);
 
 #[derive(Debug)]
 enum Parsed {
-    Malformed(String),
-    Checkpoint(Result<Checkpoint, String>),
+    Malformed(FormatError),
+    /// Not taken apart, for the reason given.
+    Unverified(&'static str),
+    Checkpoint(Result<Checkpoint, FormatError>),
     Event(Box<AuditEvent>, Result<Digest, NotCanonical>),
 }
 
@@ -124,7 +128,7 @@ impl ParsedLine {
     #[must_use]
     pub fn parse(bytes: &[u8]) -> Self {
         let Ok(text) = std::str::from_utf8(bytes) else {
-            return Self(Parsed::Malformed("the line is not UTF-8".to_owned()));
+            return Self(Parsed::Malformed(FormatError::NotUtf8));
         };
         if is_checkpoint_line(text.trim()) {
             return Self(Parsed::Checkpoint(parse_checkpoint_line(text.trim())));
@@ -134,7 +138,7 @@ impl ParsedLine {
                 let computed = event.compute_hash();
                 Self(Parsed::Event(Box::new(event), computed))
             }
-            Err(e) => Self(Parsed::Malformed(e.to_string())),
+            Err(e) => Self(Parsed::Malformed(FormatError::Event(e.to_string()))),
         }
     }
 }
@@ -167,9 +171,7 @@ pub fn parse_lines(lines: &[&[u8]], threads: usize) -> Vec<ParsedLine> {
                 // silently skipped.
                 part.join().unwrap_or_else(|_| {
                     (0..len)
-                        .map(|_| {
-                            ParsedLine(Parsed::Malformed("a verifying thread failed".to_owned()))
-                        })
+                        .map(|_| ParsedLine(Parsed::Unverified("a verifying thread failed")))
                         .collect()
                 })
             })
@@ -180,7 +182,7 @@ pub fn parse_lines(lines: &[&[u8]], threads: usize) -> Vec<ParsedLine> {
 /// Verifies an export file line by line (see the module documentation).
 pub struct ExportVerifier {
     chain: ChainVerifier,
-    checkpoint: Option<Result<Checkpoint, String>>,
+    checkpoint: Option<Result<Checkpoint, FormatError>>,
     after_checkpoint: bool,
     lines: u64,
     /// Checkpoints the verifier's user kept from before (by ascending
@@ -289,10 +291,11 @@ impl ExportVerifier {
             return;
         }
         match line.0 {
-            Parsed::Malformed(why) => self.chain.malformed(why),
+            Parsed::Malformed(why) => self.chain.malformed(why.to_string()),
+            Parsed::Unverified(why) => self.chain.malformed(why),
             Parsed::Checkpoint(parsed) => {
                 if let Err(e) = &parsed {
-                    self.chain.malformed(e.clone());
+                    self.chain.malformed(e.to_string());
                 }
                 self.checkpoint = Some(parsed);
             }

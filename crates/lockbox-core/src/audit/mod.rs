@@ -33,8 +33,11 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::{Timestamp, to_stored_precision};
 use crate::id::{IdError, PrincipalId, TenantId};
 
-pub use checkpoint::{CHECKPOINT_TYPE, Checkpoint, CheckpointSigner, KeyId, PublicKey, Signature};
+pub use checkpoint::{
+    CHECKPOINT_TYPE, Checkpoint, CheckpointSigner, KeyId, PublicKey, Signature, SignatureError,
+};
 pub use export::{ExportError, ExportLine, ExportVerifier};
+
 pub use verify::{ChainFault, ChainVerifier, FaultKind, VerifiedChain, verify_chain};
 
 use canonical::{NotCanonical, write_object, write_str, write_uint};
@@ -354,14 +357,9 @@ impl Digest {
     pub const ZERO: Digest = Digest([0; 32]);
 
     /// Parses 64 lowercase hex digits.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, FormatError> {
         let mut bytes = [0u8; 32];
-        lower_hex(s, &mut bytes).map_err(|e| {
-            format!(
-                "`{}` is not a SHA-256 digest in hex: {e}",
-                crate::id::shorten(s)
-            )
-        })?;
+        lower_hex(s, &mut bytes, "a SHA-256 digest in hex")?;
         Ok(Self(bytes))
     }
 }
@@ -391,13 +389,66 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// Why a value or a line of the audit format was refused. The messages
+/// are what the offline verifier shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not the lowercase hex of the right length.
+    #[error("`{value}` is not {what}: {why}")]
+    Hex {
+        /// The value, shortened.
+        value: String,
+        /// What it should have been.
+        what: &'static str,
+        /// What is wrong with it.
+        why: HexError,
+    },
+    /// Not a time in the log's one spelling (the value, shortened).
+    #[error(
+        "`{0}` is not a time in the form 2026-03-02T09:15:04.123456Z (UTC, six fractional digits)"
+    )]
+    Time(String),
+    /// Hex of 32 bytes that are not an Ed25519 public key.
+    #[error("not a valid Ed25519 public key: {0}")]
+    PublicKey(String),
+    /// A line that is not UTF-8.
+    #[error("the line is not UTF-8")]
+    NotUtf8,
+    /// A line that is not an event (what the JSON reader said).
+    #[error("{0}")]
+    Event(String),
+    /// A checkpoint line that does not read as one.
+    #[error("the checkpoint line: {0}")]
+    CheckpointLine(String),
+    /// A kept checkpoint that does not read as one.
+    #[error("not a checkpoint: {0}")]
+    NotACheckpoint(String),
+}
+
+/// What is wrong with a hex value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    /// Uppercase digits: every value in the log has exactly one spelling.
+    #[error("hex digits must be lowercase")]
+    Uppercase,
+    /// Not hex, or not as many digits as the value takes.
+    #[error("{0}")]
+    Malformed(String),
+}
+
 /// Decodes lowercase hex into `out`, refusing uppercase so that every value
-/// in the log has exactly one spelling.
-pub(crate) fn lower_hex(s: &str, out: &mut [u8]) -> Result<(), String> {
+/// in the log has exactly one spelling; `what` names the value in the
+/// refusal.
+pub(crate) fn lower_hex(s: &str, out: &mut [u8], what: &'static str) -> Result<(), FormatError> {
+    let refuse = |why| FormatError::Hex {
+        value: crate::id::shorten(s).to_string(),
+        what,
+        why,
+    };
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("hex digits must be lowercase".to_owned());
+        return Err(refuse(HexError::Uppercase));
     }
-    hex::decode_to_slice(s, out).map_err(|e| e.to_string())
+    hex::decode_to_slice(s, out).map_err(|e| refuse(HexError::Malformed(e.to_string())))
 }
 
 /// Times in the log are RFC 3339 UTC with exactly six fractional digits, and
@@ -417,13 +468,8 @@ pub(crate) mod micros {
     }
 
     /// Parses exactly `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-    pub(crate) fn parse(s: &str) -> Result<Timestamp, String> {
-        let wrong = || {
-            format!(
-                "`{}` is not a time in the form 2026-03-02T09:15:04.123456Z (UTC, six fractional digits)",
-                crate::id::shorten(s)
-            )
-        };
+    pub(crate) fn parse(s: &str) -> Result<Timestamp, super::FormatError> {
+        let wrong = || super::FormatError::Time(crate::id::shorten(s).to_string());
         let t = chrono::DateTime::parse_from_rfc3339(s)
             .map_err(|_| wrong())?
             .to_utc();

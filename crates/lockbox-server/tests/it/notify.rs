@@ -451,7 +451,7 @@ async fn a_redefined_level_changes_nothing_already_asked(backend: Backend) {
         // the test reads the rendered messages, nothing is sent.
         c.smtp.host = Some("127.0.0.1".into());
         c.smtp.port = Some(9);
-        c.smtp.tls = "none".into();
+        c.smtp.tls = lockbox_server::config::SmtpTls::None;
         c.smtp.from = Some("Lockbox <lockbox@provider.example>".into());
     })
     .await
@@ -774,7 +774,7 @@ async fn emails_reach_the_people_who_decide(backend: Backend) {
     let Some(server) = TestServer::configured(backend, move |c| {
         c.smtp.host = Some("127.0.0.1".into());
         c.smtp.port = Some(port);
-        c.smtp.tls = "none".into();
+        c.smtp.tls = lockbox_server::config::SmtpTls::None;
         c.smtp.from = Some("Lockbox <lockbox@provider.example>".into());
     })
     .await
