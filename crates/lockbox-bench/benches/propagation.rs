@@ -49,7 +49,7 @@ async fn allows(server: &TestServer) -> Option<bool> {
         .decide(&principal, &resource, &action, now)
         .await
         .ok()
-        .map(|(outcome, _)| outcome.allowed())
+        .map(|decided| decided.outcome.allowed())
 }
 
 /// Polls `server`'s index until it answers `allowed == want`; the time it

@@ -175,13 +175,13 @@ pub enum EnrollmentState {
     Open,
     /// Its principal enrolled with it.
     Used {
-        /// When.
+        /// When it happened.
         at: Timestamp,
     },
     /// A newer link replaced it (or its principal was disabled) before it
     /// was used.
     Replaced {
-        /// When.
+        /// When it happened.
         at: Timestamp,
     },
 }
@@ -196,7 +196,7 @@ pub struct Enrollment {
     pub principal: PrincipalId,
     /// Who issued it.
     pub issued_by: PrincipalId,
-    /// When.
+    /// When it happened.
     pub created_at: Timestamp,
     /// When it stops working if unused.
     pub expires_at: Timestamp,

@@ -157,7 +157,7 @@ impl fmt::Debug for WebhookUrl {
 pub enum ChannelTarget {
     /// An HTTP POST, signed.
     Webhook {
-        /// Where.
+        /// The URL the JSON is posted to.
         url: WebhookUrl,
         /// The signing key.
         secret: WebhookSecret,

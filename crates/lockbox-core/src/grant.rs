@@ -31,9 +31,9 @@ use crate::text::{Justification, Reason};
 pub struct Revocation {
     /// Who revoked it.
     pub by: PrincipalId,
-    /// Why.
+    /// The reason given, as recorded in the log.
     pub reason: Reason,
-    /// When.
+    /// When it happened.
     pub at: Timestamp,
 }
 

@@ -114,9 +114,9 @@ impl fmt::Display for RequestStatus {
 pub struct Approval {
     /// Who approved.
     pub approver: PrincipalId,
-    /// Why.
+    /// The reason given, as recorded in the log.
     pub reason: Reason,
-    /// When.
+    /// When it happened.
     pub at: Timestamp,
     /// A shorter duration this approver insisted on, if any.
     pub duration_hours: Option<u32>,
@@ -127,9 +127,9 @@ pub struct Approval {
 pub struct Decision {
     /// Who decided.
     pub by: PrincipalId,
-    /// Why.
+    /// The reason given, as recorded in the log.
     pub reason: Reason,
-    /// When.
+    /// When it happened.
     pub at: Timestamp,
 }
 
@@ -140,7 +140,7 @@ pub struct Cancellation {
     pub by: PrincipalId,
     /// Why, if said.
     pub reason: Option<Reason>,
-    /// When.
+    /// When it happened.
     pub at: Timestamp,
 }
 
@@ -164,7 +164,7 @@ pub struct RequestRecord {
     pub actions: ActionSet,
     /// The duration asked for.
     pub duration_hours: u32,
-    /// Why.
+    /// The requester's justification, shown to approvers.
     pub justification: Justification,
     /// Where it is in its life.
     pub status: RequestStatus,
@@ -220,7 +220,7 @@ pub struct RequestDraft {
     pub access_level: AccessLevelName,
     /// Hours; the tenant's default when `None`.
     pub duration_hours: Option<u32>,
-    /// Why.
+    /// The requester's justification, shown to approvers.
     pub justification: Justification,
 }
 

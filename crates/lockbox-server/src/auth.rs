@@ -130,7 +130,7 @@ impl Credential {
 /// token it used.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Who.
+    /// The authenticated principal, as of this request.
     pub principal: Principal,
     /// Its role assignments, as of this request.
     pub roles: Vec<RoleAssignment>,

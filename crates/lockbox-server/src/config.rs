@@ -80,7 +80,7 @@ pub enum ConfigError {
     Read {
         /// Which file.
         path: PathBuf,
-        /// Why.
+        /// The error the system gave.
         source: std::io::Error,
     },
     /// The file, a variable or a flag holds something invalid.

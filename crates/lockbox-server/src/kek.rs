@@ -37,7 +37,7 @@ pub enum KekError {
     Read {
         /// Which file.
         path: PathBuf,
-        /// Why.
+        /// The error the system gave.
         source: std::io::Error,
     },
     /// The file does not hold a KEK.
@@ -64,7 +64,7 @@ pub enum KekError {
     Write {
         /// Which file.
         path: PathBuf,
-        /// Why.
+        /// The error the system gave.
         source: std::io::Error,
     },
     /// No randomness, or the AEAD refused.

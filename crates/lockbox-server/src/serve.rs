@@ -27,7 +27,7 @@ pub enum ServeError {
     Database {
         /// Where (password redacted).
         url: String,
-        /// Why.
+        /// What the driver said.
         reason: String,
     },
     /// Binding, TLS setup or serving failed.

@@ -299,7 +299,7 @@ pub(crate) enum RequestCommand {
         /// For how long (default: the tenant's policy).
         #[arg(long)]
         hours: Option<u32>,
-        /// Why.
+        /// Why the access is needed (shown to the approvers).
         #[arg(long)]
         justification: String,
     },
@@ -331,7 +331,7 @@ pub(crate) enum RequestCommand {
     Approve {
         /// The request.
         id: String,
-        /// Why.
+        /// The reason, for the log.
         #[arg(long)]
         reason: String,
         /// Fewer hours than asked.
@@ -345,7 +345,7 @@ pub(crate) enum RequestCommand {
     Deny {
         /// The request.
         id: String,
-        /// Why.
+        /// The reason, for the log.
         #[arg(long)]
         reason: String,
     },
@@ -353,7 +353,7 @@ pub(crate) enum RequestCommand {
     Cancel {
         /// The request.
         id: String,
-        /// Why.
+        /// The reason, for the log (optional).
         #[arg(long)]
         reason: Option<String>,
     },
@@ -362,7 +362,7 @@ pub(crate) enum RequestCommand {
     Revoke {
         /// The request.
         id: String,
-        /// Why.
+        /// The reason, for the log.
         #[arg(long)]
         reason: String,
     },

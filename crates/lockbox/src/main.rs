@@ -196,7 +196,7 @@ enum Command {
     Check {
         #[command(flatten)]
         common: commands::Common,
-        /// Who.
+        /// The principal.
         #[arg(long)]
         principal: String,
         /// On what.

@@ -41,16 +41,17 @@ pub(crate) async fn check(
     let resource = ResourceId::parse(&b.resource)?;
     let action = Action::parse(&b.action)?;
     let now = app.now();
-    let (outcome, answered) = app
+    let answered = app
         .enforcer()
         .decide(&principal, &resource, &action, now)
         .await?;
+    let outcome = &answered.outcome;
     let event = outcome.event(&gateway.principal, &principal, &resource, &action, now);
     app.audit_writer().append(event).await?;
     app.metrics().check(outcome.reason.as_str());
     let out = api::CheckResult {
         allowed: outcome.allowed(),
-        grant: outcome.grant.map(|g| g.to_string()),
+        grant: outcome.grant.as_ref().map(ToString::to_string),
         expires_at: outcome.expires_at,
         reason: outcome.reason.as_str().to_owned(),
     };

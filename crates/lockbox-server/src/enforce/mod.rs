@@ -100,6 +100,17 @@ struct SyncState {
     pending: Vec<Change>,
 }
 
+/// A check's decision, and the hold it keeps on revokes: while it lives, a
+/// revoke on this node does not return, so no answer leaves under a grant
+/// whose revoke has returned.
+#[derive(Debug)]
+#[must_use = "the decision is to be answered, then dropped"]
+pub struct Decided<'a> {
+    /// What the index says.
+    pub outcome: CheckOutcome,
+    _settle: tokio::sync::RwLockReadGuard<'a, ()>,
+}
+
 /// This node's enforcement state.
 #[derive(Debug)]
 pub struct Enforcer {
@@ -110,6 +121,9 @@ pub struct Enforcer {
     /// PostgreSQL: the index is fresh until this many milliseconds after
     /// `epoch`. Unused on SQLite, where this node is the only writer.
     fresh_until_ms: AtomicU64,
+    /// Other nodes may write the database (PostgreSQL): the index is
+    /// trusted only while heartbeats keep it fresh, and narrowing commits
+    /// wait for the other nodes. False on SQLite.
     needs_heartbeat: bool,
     epoch: Instant,
     options: EnforcementOptions,
@@ -152,8 +166,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Enforcer {
-    /// A node's enforcer over a database of `backend`; empty and not ready
-    /// until [`Enforcer::start`] has loaded it.
+    /// A node's enforcer (`needs_heartbeat` when other nodes may write the
+    /// database); empty and not ready until [`Enforcer::start`] has loaded
+    /// it.
     pub(crate) fn new(
         needs_heartbeat: bool,
         options: EnforcementOptions,
@@ -194,15 +209,15 @@ impl Enforcer {
                 || self.elapsed_ms() < self.fresh_until_ms.load(Ordering::Acquire))
     }
 
-    /// Decides one check from the index. The returned guard keeps revokes
-    /// on this node from returning until the caller has answered.
+    /// Decides one check from the index. The answer holds back revokes on
+    /// this node until it is dropped: drop it once the caller has answered.
     pub async fn decide(
         &self,
         principal: &PrincipalId,
         resource: &ResourceId,
         action: &Action,
         now: Timestamp,
-    ) -> Result<(CheckOutcome, tokio::sync::RwLockReadGuard<'_, ()>), ApiError> {
+    ) -> Result<Decided<'_>, ApiError> {
         let guard = self.settle.read().await;
         if !self.is_serving() {
             return Err(unavailable(
@@ -214,11 +229,14 @@ impl Enforcer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .check(principal, resource, action, now);
-        Ok((outcome, guard))
+        Ok(Decided {
+            outcome,
+            _settle: guard,
+        })
     }
 
-    /// Decides from the index alone, without the guard or the freshness
-    /// check (for tests comparing the index with the database).
+    /// A copy of the index as it is, whether or not this node is serving
+    /// (for tests comparing the index with the database).
     #[must_use]
     pub fn snapshot(&self) -> GrantIndex {
         self.index
