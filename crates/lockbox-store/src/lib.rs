@@ -529,3 +529,47 @@ impl FromStr for Backend {
         backend_of(url)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file in `migrations/<backend>/` is in the embedded list, in
+    /// order, with its number and its text, and nothing else is.
+    #[test]
+    fn the_embedded_migrations_are_the_migration_files() {
+        for (backend, dir) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let mut files: Vec<(i64, String)> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|entry| {
+                    let entry = entry.unwrap();
+                    let name = entry.file_name().into_string().unwrap();
+                    let (number, _) = name
+                        .strip_suffix(".sql")
+                        .and_then(|stem| stem.split_once('_'))
+                        .unwrap_or_else(|| panic!("{dir}/{name} is not NNNN_name.sql"));
+                    let text = std::fs::read_to_string(entry.path()).unwrap();
+                    (number.parse().unwrap(), text)
+                })
+                .collect();
+            files.sort();
+            let embedded: Vec<(i64, String)> = migrations(backend)
+                .iter()
+                .map(|m| (m.version, m.sql.as_str().to_owned()))
+                .collect();
+            let numbers = |v: &[(i64, String)]| v.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+            assert_eq!(numbers(&embedded), numbers(&files), "{dir}");
+            assert_eq!(
+                numbers(&files),
+                (1..=i64::try_from(files.len()).unwrap()).collect::<Vec<_>>(),
+                "{dir}: numbered from 1 without gaps"
+            );
+            for ((n, embedded), (_, file)) in embedded.iter().zip(&files) {
+                assert_eq!(embedded, file, "{dir} migration {n}");
+            }
+        }
+    }
+}
