@@ -59,6 +59,6 @@ pub use id::{
 };
 pub use policy::{LockboxSetting, OpenCounts, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
-pub use request::{AccessRequest, Approval, Decision, RequestDraft, RequestFacts, RequestStatus};
+pub use request::{AccessRequest, Approval, Denial, RequestDraft, RequestFacts, RequestStatus};
 pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};
 pub use tenant::Tenant;

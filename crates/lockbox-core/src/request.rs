@@ -122,9 +122,9 @@ pub struct Approval {
     pub duration_hours: Option<u32>,
 }
 
-/// A decision with a reason: a denial.
+/// Who denied a request, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
+pub struct Denial {
     /// Who decided.
     pub by: PrincipalId,
     /// The reason given, as recorded in the log.
@@ -177,7 +177,7 @@ pub struct RequestRecord {
     /// Approvals so far, in order.
     pub approvals: Vec<Approval>,
     /// The denial, if denied.
-    pub denial: Option<Decision>,
+    pub denial: Option<Denial>,
     /// The cancellation, if canceled.
     pub cancellation: Option<Cancellation>,
     /// The grant, once approved.
@@ -625,7 +625,7 @@ impl AccessRequest {
             self.id,
             json!({ "reason": reason }),
         );
-        self.0.denial = Some(Decision {
+        self.0.denial = Some(Denial {
             by: approver.id.clone(),
             reason,
             at: now,

@@ -8,7 +8,7 @@ use lockbox_core::grant::GrantRecord;
 use lockbox_core::request::{Cancellation, RequestRecord};
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
-    AccessRequest, Approval, CaseId, Decision, Grant, GrantId, GrantState, OpenCounts, PrincipalId,
+    AccessRequest, Approval, CaseId, Denial, Grant, GrantId, GrantState, OpenCounts, PrincipalId,
     RequestId, RequestStatus, Revocation, TenantId, Timestamp,
 };
 use sqlx::AssertSqlSafe;
@@ -478,7 +478,7 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
         None => None,
     };
     let denial = match row.opt_text("denied_by")? {
-        Some(by) => Some(Decision {
+        Some(by) => Some(Denial {
             by: by.parse().map_err(StoreError::corrupt)?,
             reason: reason(row.text("denial_reason")?)?,
             at: row.time("denied_at_us")?,

@@ -274,8 +274,9 @@ pub(crate) async fn get_request(
     Ok(Json(present_one(&mut tx, &caller, &r, app.now()).await?))
 }
 
-/// What a decision does to a request.
-pub(crate) enum Decide {
+/// A change of a request's state that someone asks for: an approval, a
+/// denial, a cancellation or a revocation of its grant.
+pub(crate) enum RequestChange {
     Approve(Reason, Option<u32>),
     Deny(Reason),
     Cancel(Option<Reason>),
@@ -290,7 +291,7 @@ pub(crate) async fn decide(
     app: &AppState,
     caller: &Caller,
     id: &str,
-    decision: Decide,
+    decision: RequestChange,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let id = RequestId::parse(id)?;
     let now = app.now();
@@ -320,7 +321,7 @@ async fn decide_in(
     tx: &mut Tx,
     caller: &Caller,
     id: &RequestId,
-    decision: Decide,
+    decision: RequestChange,
     now: Timestamp,
 ) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>, api::AccessRequest), ApiError> {
     let mut request = tx.lock_request(id).await?;
@@ -340,7 +341,7 @@ async fn decide_in(
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
     let events = match decision {
-        Decide::Approve(reason, hours) => {
+        RequestChange::Approve(reason, hours) => {
             // Earlier approvals of approvers disabled since do not count.
             let mut disabled = Vec::new();
             for earlier in &request.approvals {
@@ -362,9 +363,9 @@ async fn decide_in(
                 now,
             )?
         }
-        Decide::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
-        Decide::Cancel(reason) => request.cancel(&principal, reason, now)?,
-        Decide::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
+        RequestChange::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
+        RequestChange::Cancel(reason) => request.cancel(&principal, reason, now)?,
+        RequestChange::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
     };
     let out = present_one(tx, caller, &request, now).await?;
     Ok((request, events, out))
@@ -390,7 +391,7 @@ pub(crate) async fn approve(
         &app,
         &caller,
         &id,
-        Decide::Approve(reason, body.value.duration_hours),
+        RequestChange::Approve(reason, body.value.duration_hours),
     )
     .await
 }
@@ -408,7 +409,7 @@ pub(crate) async fn deny(
     body: JsonBody<api::WithReason>,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let reason = Reason::parse(&body.value.reason)?;
-    decide(&app, &caller, &id, Decide::Deny(reason)).await
+    decide(&app, &caller, &id, RequestChange::Deny(reason)).await
 }
 
 /// Withdraw a pending request (the requester).
@@ -429,7 +430,7 @@ pub(crate) async fn cancel(
         .as_deref()
         .map(Reason::parse)
         .transpose()?;
-    decide(&app, &caller, &id, Decide::Cancel(reason)).await
+    decide(&app, &caller, &id, RequestChange::Cancel(reason)).await
 }
 
 /// End a running grant early, with a reason (an eligible approver, or the
@@ -446,7 +447,7 @@ pub(crate) async fn revoke(
     body: JsonBody<api::WithReason>,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let reason = Reason::parse(&body.value.reason)?;
-    decide(&app, &caller, &id, Decide::Revoke(reason)).await
+    decide(&app, &caller, &id, RequestChange::Revoke(reason)).await
 }
 
 /// `GET /v1/grants` filters.

@@ -11,7 +11,7 @@ use lockbox_api as api;
 use super::view::{self, Notice, NoticeQuery, RequestView, Viewer};
 use super::{Form, PageResult, Session, bad_form, body, done, filled, link, number, page};
 use crate::AppState;
-use crate::api::requests::{Decide, GrantQuery, RequestQuery};
+use crate::api::requests::{GrantQuery, RequestChange, RequestQuery};
 use crate::error::ApiError;
 use crate::extract::{Params, Path};
 use lockbox_core::text::Reason;
@@ -134,12 +134,12 @@ pub(crate) async fn decide(
     let reason = || Reason::parse(&f.reason).map_err(ApiError::from);
     let (decision, notice) = match action.as_str() {
         "approve" => (
-            Decide::Approve(reason()?, number("The duration", &f.duration_hours)?),
+            RequestChange::Approve(reason()?, number("The duration", &f.duration_hours)?),
             Notice::Approved,
         ),
-        "deny" => (Decide::Deny(reason()?), Notice::Denied),
+        "deny" => (RequestChange::Deny(reason()?), Notice::Denied),
         "cancel" => (
-            Decide::Cancel(
+            RequestChange::Cancel(
                 filled(&f.reason)
                     .map(Reason::parse)
                     .transpose()
@@ -147,7 +147,7 @@ pub(crate) async fn decide(
             ),
             Notice::Canceled,
         ),
-        "revoke" => (Decide::Revoke(reason()?), Notice::Revoked),
+        "revoke" => (RequestChange::Revoke(reason()?), Notice::Revoked),
         _ => return Err(ApiError::not_found("route").into()),
     };
     let _ = crate::api::requests::decide(&app, &form.session.caller, &id, decision).await?;
