@@ -173,6 +173,35 @@ pub fn list_scope(c: &Caller) -> Result<ListScope, ApiError> {
     }
 }
 
+/// Narrows a list's filter to what the caller may see: `tenant` is the
+/// filter's tenant, `owner` the operator whose items it lists (a case's
+/// assignee, a request's requester, a grant's holder). Returns `false`
+/// when the filter asks for what the caller may not see: the list is then
+/// empty, as when nothing matches, not refused. A user's list is narrowed
+/// further item by item ([`see_request`], [`see_grant`]).
+pub fn narrow_list(
+    c: &Caller,
+    tenant: &mut Option<TenantId>,
+    owner: &mut Option<PrincipalId>,
+) -> Result<bool, ApiError> {
+    match list_scope(c)? {
+        ListScope::All => {}
+        ListScope::Own(op) => {
+            if owner.as_ref().is_some_and(|o| o != &op) {
+                return Ok(false);
+            }
+            *owner = Some(op);
+        }
+        ListScope::Tenant(own) => {
+            if tenant.as_ref().is_some_and(|t| t != &own) {
+                return Ok(false);
+            }
+            *tenant = Some(own);
+        }
+    }
+    Ok(true)
+}
+
 /// Permission to mint or revoke tokens for `target`: itself; the provider's
 /// admins for operators, gateways and admins; a tenant's TenantAdmins for
 /// its users.

@@ -190,18 +190,11 @@ pub(crate) async fn list_cases(
         },
         assigned_to: None,
     };
-    match authz::list_scope(&caller)? {
-        authz::ListScope::All => {}
-        authz::ListScope::Own(op) => filter.assigned_to = Some(op),
-        authz::ListScope::Tenant(own) => {
-            if filter.tenant.as_ref().is_some_and(|t| t != &own) {
-                return Ok(Json(api::Page {
-                    items: vec![],
-                    next_cursor: None,
-                }));
-            }
-            filter.tenant = Some(own);
-        }
+    if !authz::narrow_list(&caller, &mut filter.tenant, &mut filter.assigned_to)? {
+        return Ok(Json(api::Page {
+            items: vec![],
+            next_cursor: None,
+        }));
     }
     let cases = app.store().read().await?.cases(&filter, &page).await?;
     Ok(Json(api::Page {

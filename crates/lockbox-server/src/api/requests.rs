@@ -218,26 +218,11 @@ pub(crate) async fn list_requests(
             .transpose()?,
         case: q.case.as_deref().map(CaseId::parse).transpose()?,
     };
-    match authz::list_scope(&caller)? {
-        authz::ListScope::All => {}
-        authz::ListScope::Own(op) => {
-            if filter.requester.as_ref().is_some_and(|r| r != &op) {
-                return Ok(Json(api::Page {
-                    items: vec![],
-                    next_cursor: None,
-                }));
-            }
-            filter.requester = Some(op);
-        }
-        authz::ListScope::Tenant(own) => {
-            if filter.tenant.as_ref().is_some_and(|t| t != &own) {
-                return Ok(Json(api::Page {
-                    items: vec![],
-                    next_cursor: None,
-                }));
-            }
-            filter.tenant = Some(own);
-        }
+    if !authz::narrow_list(&caller, &mut filter.tenant, &mut filter.requester)? {
+        return Ok(Json(api::Page {
+            items: vec![],
+            next_cursor: None,
+        }));
     }
     let mut tx = app.store().read().await?;
     let found = tx.requests(&filter, &page).await?;
@@ -492,26 +477,11 @@ pub(crate) async fn list_grants(
             .transpose()?,
         active_at: q.active.unwrap_or(false).then_some(now),
     };
-    match authz::list_scope(&caller)? {
-        authz::ListScope::All => {}
-        authz::ListScope::Own(op) => {
-            if filter.principal.as_ref().is_some_and(|p| p != &op) {
-                return Ok(Json(api::Page {
-                    items: vec![],
-                    next_cursor: None,
-                }));
-            }
-            filter.principal = Some(op);
-        }
-        authz::ListScope::Tenant(own) => {
-            if filter.tenant.as_ref().is_some_and(|t| t != &own) {
-                return Ok(Json(api::Page {
-                    items: vec![],
-                    next_cursor: None,
-                }));
-            }
-            filter.tenant = Some(own);
-        }
+    if !authz::narrow_list(&caller, &mut filter.tenant, &mut filter.principal)? {
+        return Ok(Json(api::Page {
+            items: vec![],
+            next_cursor: None,
+        }));
     }
     let found = app.store().read().await?.grants(&filter, &page).await?;
     let items = found

@@ -38,7 +38,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use lockbox_core::{PrincipalKind, Role};
+use lockbox_core::PrincipalKind;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -322,16 +322,20 @@ impl Session {
         matches!(self.caller.principal.kind, PrincipalKind::User { .. })
     }
 
-    fn has_role(&self, which: impl Fn(Role) -> bool) -> bool {
-        self.is_user() && self.caller.roles.iter().any(|a| which(a.role))
-    }
-
+    /// Whether the person administers their tenant (asked of `authz`,
+    /// which the settings pages' actions ask too).
     fn administers(&self) -> bool {
-        self.has_role(|r| r == Role::TenantAdmin)
+        self.caller
+            .tenant()
+            .is_some_and(|t| crate::authz::tenant_admin(&self.caller, t).is_ok())
     }
 
+    /// Whether the person reads their tenant's audit log (asked of
+    /// `authz`, as the audit pages do).
     fn reads_audit(&self) -> bool {
-        self.has_role(|r| matches!(r, Role::TenantAdmin | Role::Owner | Role::LockboxApprover))
+        self.caller
+            .tenant()
+            .is_some_and(|t| crate::authz::audit_reader(&self.caller, t).is_ok())
     }
 
     /// The person's tenant; refused (`who` says who may) for people of
