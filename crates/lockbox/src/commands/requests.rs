@@ -1,0 +1,360 @@
+//! `lockbox request …`: access requests, their decisions, and watching them.
+
+use std::time::Duration;
+
+use lockbox_api as api;
+use lockbox_client::{Client, RequestQuery};
+
+use super::{Common, id};
+use crate::CliError;
+use crate::output::{Output, fields, json, or_dash, table, when};
+
+/// `lockbox request …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum RequestCommand {
+    /// Ask for access to a resource, for a case (operators).
+    #[command(
+        after_help = "Example:\n  lockbox request create --case case_0193… --resource /subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/web-01 --level Reader --hours 4 --justification 'read the boot logs'"
+    )]
+    Create {
+        /// The case.
+        #[arg(long)]
+        case: String,
+        /// The resource.
+        #[arg(long)]
+        resource: String,
+        /// The access level.
+        #[arg(long)]
+        level: String,
+        /// For how long (default: the tenant's policy).
+        #[arg(long)]
+        hours: Option<u32>,
+        /// Why the access is needed (shown to the approvers).
+        #[arg(long)]
+        justification: String,
+    },
+    /// Requests you may see, newest first.
+    #[command(after_help = "Example:\n  lockbox request list --tenant contoso --status pending")]
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only in this state (pending, approved, denied, …).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this operator's.
+        #[arg(long)]
+        requester: Option<String>,
+        /// Only under this support case.
+        #[arg(long)]
+        case: Option<String>,
+    },
+    /// One request.
+    Show {
+        /// The request.
+        id: String,
+    },
+    /// Approve (eligible approvers), optionally for fewer hours.
+    #[command(
+        after_help = "Example:\n  lockbox request approve req_0193… --reason 'OK for the boot failure case' --hours 2"
+    )]
+    Approve {
+        /// The request.
+        id: String,
+        /// The reason, for the log.
+        #[arg(long)]
+        reason: String,
+        /// Fewer hours than asked.
+        #[arg(long)]
+        hours: Option<u32>,
+    },
+    /// Deny (eligible approvers).
+    #[command(
+        after_help = "Example:\n  lockbox request deny req_0193… --reason 'not during the freeze'"
+    )]
+    Deny {
+        /// The request.
+        id: String,
+        /// The reason, for the log.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw your own pending request.
+    Cancel {
+        /// The request.
+        id: String,
+        /// The reason, for the log (optional).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End the access a request granted, now.
+    #[command(after_help = "Example:\n  lockbox request revoke req_0193… --reason 'done'")]
+    Revoke {
+        /// The request.
+        id: String,
+        /// The reason, for the log.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Follow a request until it is decided, or a tenant's queue of
+    /// pending requests (Ctrl-C stops).
+    #[command(
+        after_help = "Examples:\n  lockbox request watch req_0193…\n  lockbox request watch --tenant contoso"
+    )]
+    Watch {
+        /// The request (or `--tenant`).
+        id: Option<String>,
+        /// Watch this tenant's pending requests.
+        #[arg(long, conflicts_with = "id")]
+        tenant: Option<String>,
+        /// Seconds between looks.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+    },
+}
+
+fn request_fields(r: &api::AccessRequest) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("id", r.id.clone()),
+        ("status", r.status.clone()),
+        ("tenant", r.tenant.clone()),
+        (
+            "case",
+            format!("{} ({}, {})", r.case, r.case_title, r.case_severity),
+        ),
+        ("requester", r.requester.clone()),
+        ("resource", r.resource.clone()),
+        ("access_level", r.access_level.clone()),
+        ("duration", format!("{} h", r.duration_hours)),
+        ("justification", r.justification.clone()),
+        ("created", when(&r.created_at)),
+        ("expires", when(&r.expires_at)),
+        (
+            "approvals",
+            format!(
+                "{}/{}{}",
+                r.approvals.len(),
+                r.required_approvals,
+                if r.approvals.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        r.approvals
+                            .iter()
+                            .map(|a| a.approver.clone())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        ),
+    ];
+    if let Some(g) = &r.grant {
+        f.push((
+            "grant",
+            format!("{} until {} ({})", g.id, when(&g.not_after), g.state),
+        ));
+    }
+    if let Some(d) = &r.denial {
+        f.push((
+            "denied",
+            format!("by {}: {}", d.by, or_dash(d.reason.as_deref())),
+        ));
+    }
+    f
+}
+
+fn request_row(r: &api::AccessRequest) -> Vec<String> {
+    vec![
+        r.id.clone(),
+        r.status.clone(),
+        r.tenant.clone(),
+        r.requester.clone(),
+        r.access_level.clone(),
+        when(&r.expires_at),
+        r.resource.clone(),
+    ]
+}
+
+const REQUEST_HEADERS: [&str; 7] = [
+    "ID",
+    "STATUS",
+    "TENANT",
+    "REQUESTER",
+    "LEVEL",
+    "EXPIRES",
+    "RESOURCE",
+];
+
+pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<(), CliError> {
+    let c = common.remote.client()?;
+    let out = common.output;
+    let r = match command {
+        RequestCommand::Create {
+            case,
+            resource,
+            level,
+            hours,
+            justification,
+        } => {
+            c.create_request(&api::NewRequest {
+                case,
+                resource,
+                access_level: level,
+                duration_hours: hours,
+                justification,
+            })
+            .await?
+        }
+        RequestCommand::List {
+            tenant,
+            status,
+            requester,
+            case,
+        } => {
+            let page = c
+                .requests(&RequestQuery {
+                    tenant,
+                    status,
+                    requester,
+                    case,
+                    ..RequestQuery::default()
+                })
+                .await?;
+            if out == Output::Json {
+                return json(&page);
+            }
+            let rows: Vec<_> = page.items.iter().map(request_row).collect();
+            table(&REQUEST_HEADERS, &rows);
+            return Ok(());
+        }
+        RequestCommand::Show { id: r } => c.request(&id("request", &r)?).await?,
+        RequestCommand::Approve {
+            id: r,
+            reason,
+            hours,
+        } => c.approve(&id("request", &r)?, &reason, hours).await?,
+        RequestCommand::Deny { id: r, reason } => c.deny(&id("request", &r)?, &reason).await?,
+        RequestCommand::Cancel { id: r, reason } => {
+            c.cancel(&id("request", &r)?, reason.as_deref()).await?
+        }
+        RequestCommand::Revoke { id: r, reason } => c.revoke(&id("request", &r)?, &reason).await?,
+        RequestCommand::Watch {
+            id: r,
+            tenant,
+            interval,
+        } => {
+            if !(0.05..=3600.0).contains(&interval) {
+                return Err(CliError::Usage(
+                    "--interval must be between 0.05 and 3600 seconds".into(),
+                ));
+            }
+            let every = Duration::from_secs_f64(interval);
+            return match (r, tenant) {
+                (Some(r), _) => watch_request(&c, out, &id("request", &r)?, every).await,
+                (None, Some(t)) => watch_queue(&c, out, &id("tenant", &t)?, every).await,
+                (None, None) => Err(CliError::Usage(
+                    "name a request, or a tenant with --tenant".into(),
+                )),
+            };
+        }
+    };
+    if out == Output::Json {
+        return json(&r);
+    }
+    fields(&request_fields(&r));
+    Ok(())
+}
+
+/// Prints each state the request goes through until it is decided.
+async fn watch_request(c: &Client, out: Output, r: &str, every: Duration) -> Result<(), CliError> {
+    let mut last: Option<(String, usize)> = None;
+    loop {
+        let now = c.request(r).await?;
+        let state = (now.status.clone(), now.approvals.len());
+        if last.as_ref() != Some(&state) {
+            match out {
+                Output::Json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&now).map_err(|e| CliError::Io(e.to_string()))?
+                    );
+                }
+                Output::Table => println!(
+                    "{}  {} ({}/{} approvals)",
+                    now.id,
+                    now.status,
+                    now.approvals.len(),
+                    now.required_approvals
+                ),
+            }
+            last = Some(state);
+        }
+        if now.status != "pending" {
+            return Ok(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// Prints requests as they join and leave a tenant's pending queue.
+async fn watch_queue(
+    c: &Client,
+    out: Output,
+    tenant: &str,
+    every: Duration,
+) -> Result<(), CliError> {
+    let mut seen: std::collections::BTreeMap<String, api::AccessRequest> = Default::default();
+    loop {
+        let page = c
+            .requests(&RequestQuery {
+                tenant: Some(tenant.to_owned()),
+                status: Some("pending".into()),
+                limit: Some(500),
+                ..RequestQuery::default()
+            })
+            .await?;
+        let current: std::collections::BTreeMap<String, api::AccessRequest> =
+            page.items.into_iter().map(|r| (r.id.clone(), r)).collect();
+        for (rid, r) in &current {
+            if !seen.contains_key(rid) {
+                match out {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({ "change": "pending", "request": r })
+                    ),
+                    Output::Table => println!(
+                        "+ {}  {} asks for {} on {} ({} h): {}",
+                        r.id,
+                        r.requester,
+                        r.access_level,
+                        r.resource,
+                        r.duration_hours,
+                        r.justification
+                    ),
+                }
+            }
+        }
+        for rid in seen.keys() {
+            if !current.contains_key(rid) {
+                let now = c.request(rid).await?;
+                match out {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({ "change": now.status, "request": now })
+                    ),
+                    Output::Table => println!("- {}  {}", now.id, now.status),
+                }
+            }
+        }
+        seen = current;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! `lockbox tenant …`: onboarding, listing, the Lockbox opt-in, policy.
+
+use lockbox_api as api;
+use lockbox_client::Client;
+
+use super::{Common, id};
+use crate::CliError;
+use crate::output::{Output, fields, json, table, when};
+
+/// `lockbox tenant …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Onboard a customer tenant with its first TenantAdmin (provider
+    /// admins); prints that admin's one-time enrolment link, once.
+    #[command(
+        after_help = "Example:\n  lockbox tenant create contoso --name Contoso --admin alice --admin-name 'Alice Admin' --admin-email alice@contoso.example"
+    )]
+    Create {
+        /// The tenant id (lowercase letters, digits, `-`).
+        id: String,
+        /// Its display name.
+        #[arg(long)]
+        name: String,
+        /// The first TenantAdmin's id.
+        #[arg(long)]
+        admin: String,
+        /// Their display name.
+        #[arg(long)]
+        admin_name: String,
+        /// Their e-mail address.
+        #[arg(long)]
+        admin_email: String,
+    },
+    /// The tenants you may see.
+    #[command(after_help = "Example:\n  lockbox tenant list --output json")]
+    List,
+    /// One tenant.
+    #[command(after_help = "Example:\n  lockbox tenant show contoso")]
+    Show {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Opt the tenant in to Lockbox (its TenantAdmins): from now on,
+    /// operators' requests wait for its approvers.
+    #[command(after_help = "Example:\n  lockbox tenant enable contoso")]
+    Enable {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Opt the tenant out: requests are approved by the system again.
+    #[command(after_help = "Example:\n  lockbox tenant disable contoso")]
+    Disable {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Show the tenant's policy, or change the settings given.
+    #[command(
+        after_help = "Examples:\n  lockbox tenant policy contoso\n  lockbox tenant policy contoso --required-approvals 2 --max-access-hours 8"
+    )]
+    Policy {
+        /// The tenant.
+        tenant: String,
+        /// Hours a request waits for a decision.
+        #[arg(long)]
+        request_ttl_hours: Option<u32>,
+        /// Hours of access when the request names none.
+        #[arg(long)]
+        default_access_hours: Option<u32>,
+        /// The longest access a request may ask for.
+        #[arg(long)]
+        max_access_hours: Option<u32>,
+        /// Distinct approvals a request needs.
+        #[arg(long)]
+        required_approvals: Option<u32>,
+        /// Whether emergency operators may use break-glass access.
+        #[arg(long)]
+        emergency_access: Option<bool>,
+        /// The longest emergency access, in minutes.
+        #[arg(long)]
+        emergency_max_minutes: Option<u32>,
+        /// How many pending requests one operator may have in the tenant.
+        #[arg(long)]
+        max_pending_requests_per_operator: Option<u32>,
+        /// How many pending requests one case may have.
+        #[arg(long)]
+        max_pending_requests_per_case: Option<u32>,
+        /// How many active grants one operator may hold in the tenant.
+        #[arg(long)]
+        max_active_grants_per_holder: Option<u32>,
+    },
+}
+
+fn tenant_row(t: &api::Tenant) -> Vec<String> {
+    vec![
+        t.id.clone(),
+        t.display_name.clone(),
+        if t.lockbox_enabled { "enabled" } else { "off" }.to_owned(),
+        when(&t.created_at),
+    ]
+}
+
+pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<(), CliError> {
+    let c = common.remote.client()?;
+    let out = common.output;
+    match command {
+        TenantCommand::Create {
+            id: tenant,
+            name,
+            admin,
+            admin_name,
+            admin_email,
+        } => {
+            let created = c
+                .create_tenant(&api::NewTenant {
+                    id: tenant,
+                    display_name: name,
+                    admin: api::NewUser {
+                        id: admin,
+                        display_name: admin_name,
+                        email: admin_email,
+                        alternate_emails: vec![],
+                    },
+                })
+                .await?;
+            if out == Output::Json {
+                return json(&created);
+            }
+            println!(
+                "Tenant {} onboarded (Lockbox off until its admins enable it).",
+                created.tenant.id
+            );
+            crate::accounts::link_lines(&created.admin.id, &created.enrollment);
+            println!(
+                "With it, {} chooses their own password; you never hold a credential of {}'s people.",
+                created.admin.id, created.tenant.id
+            );
+            Ok(())
+        }
+        TenantCommand::List => {
+            let page = c.tenants().await?;
+            if out == Output::Json {
+                return json(&page);
+            }
+            let rows: Vec<_> = page.items.iter().map(tenant_row).collect();
+            table(&["ID", "NAME", "LOCKBOX", "CREATED"], &rows);
+            Ok(())
+        }
+        TenantCommand::Show { tenant } => {
+            let t = c.tenant(&id("tenant", &tenant)?).await?;
+            if out == Output::Json {
+                return json(&t);
+            }
+            fields(&[
+                ("id", t.id.clone()),
+                ("name", t.display_name.clone()),
+                (
+                    "lockbox",
+                    if t.lockbox_enabled { "enabled" } else { "off" }.to_owned(),
+                ),
+                ("created", when(&t.created_at)),
+            ]);
+            Ok(())
+        }
+        TenantCommand::Enable { tenant } => set_lockbox(&c, out, &tenant, true).await,
+        TenantCommand::Disable { tenant } => set_lockbox(&c, out, &tenant, false).await,
+        TenantCommand::Policy {
+            tenant,
+            request_ttl_hours,
+            default_access_hours,
+            max_access_hours,
+            required_approvals,
+            emergency_access,
+            emergency_max_minutes,
+            max_pending_requests_per_operator,
+            max_pending_requests_per_case,
+            max_active_grants_per_holder,
+        } => {
+            let tenant = id("tenant", &tenant)?;
+            let mut policy = c.policy(&tenant).await?;
+            let changes = [
+                request_ttl_hours.is_some(),
+                default_access_hours.is_some(),
+                max_access_hours.is_some(),
+                required_approvals.is_some(),
+                emergency_access.is_some(),
+                emergency_max_minutes.is_some(),
+                max_pending_requests_per_operator.is_some(),
+                max_pending_requests_per_case.is_some(),
+                max_active_grants_per_holder.is_some(),
+            ];
+            if changes.iter().any(|&c| c) {
+                if let Some(v) = request_ttl_hours {
+                    policy.request_ttl_hours = v;
+                }
+                if let Some(v) = default_access_hours {
+                    policy.default_access_hours = v;
+                }
+                if let Some(v) = max_access_hours {
+                    policy.max_access_hours = v;
+                }
+                if let Some(v) = required_approvals {
+                    policy.required_approvals = v;
+                }
+                if let Some(v) = emergency_access {
+                    policy.emergency_access = v;
+                }
+                if let Some(v) = emergency_max_minutes {
+                    policy.emergency_max_minutes = v;
+                }
+                if let Some(v) = max_pending_requests_per_operator {
+                    policy.max_pending_requests_per_operator = v;
+                }
+                if let Some(v) = max_pending_requests_per_case {
+                    policy.max_pending_requests_per_case = v;
+                }
+                if let Some(v) = max_active_grants_per_holder {
+                    policy.max_active_grants_per_holder = v;
+                }
+                policy = c.set_policy(&tenant, &policy).await?;
+            }
+            if out == Output::Json {
+                return json(&policy);
+            }
+            fields(&[
+                ("request_ttl_hours", policy.request_ttl_hours.to_string()),
+                (
+                    "default_access_hours",
+                    policy.default_access_hours.to_string(),
+                ),
+                ("max_access_hours", policy.max_access_hours.to_string()),
+                ("required_approvals", policy.required_approvals.to_string()),
+                ("emergency_access", policy.emergency_access.to_string()),
+                (
+                    "emergency_max_minutes",
+                    policy.emergency_max_minutes.to_string(),
+                ),
+                (
+                    "max_pending_requests_per_operator",
+                    policy.max_pending_requests_per_operator.to_string(),
+                ),
+                (
+                    "max_pending_requests_per_case",
+                    policy.max_pending_requests_per_case.to_string(),
+                ),
+                (
+                    "max_active_grants_per_holder",
+                    policy.max_active_grants_per_holder.to_string(),
+                ),
+            ]);
+            Ok(())
+        }
+    }
+}
+
+async fn set_lockbox(c: &Client, out: Output, tenant: &str, on: bool) -> Result<(), CliError> {
+    let state = c.set_lockbox(&id("tenant", tenant)?, on).await?;
+    if out == Output::Json {
+        return json(&state);
+    }
+    if state.enabled {
+        println!(
+            "Lockbox is enabled for {tenant}: operators' requests now wait for its approvers."
+        );
+    } else {
+        println!("Lockbox is off for {tenant}: requests are approved by the system.");
+    }
+    Ok(())
+}
