@@ -9,7 +9,7 @@ use lockbox_client::Client;
 
 use crate::CliError;
 use crate::commands::Common;
-use crate::output::{Output, json, or_dash, table, when};
+use crate::output::{Output, Row, json, or_dash, rows, when};
 use crate::remote::{self, Profile};
 
 /// `lockbox principal …`
@@ -189,6 +189,31 @@ pub(crate) fn link_lines(who: &str, link: &api::Enrollment) {
     println!("{}", link.url);
 }
 
+impl Row for api::TokenInfo {
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "KIND",
+        "NAME",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "MINTED WITH",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.kind.clone(),
+            or_dash(self.name.as_deref()),
+            when(&self.created_at),
+            self.expires_at
+                .as_ref()
+                .map_or_else(|| "never".into(), when),
+            self.last_used_at.as_ref().map_or_else(|| "-".into(), when),
+            or_dash(self.parent.as_deref()),
+        ]
+    }
+}
+
 /// `lockbox principal …`
 pub(crate) async fn principal(common: &Common, command: PrincipalCommand) -> Result<(), CliError> {
     let c = common.remote.client()?;
@@ -254,33 +279,7 @@ pub(crate) async fn token(common: &Common, command: TokenCommand) -> Result<(), 
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page
-                .items
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.id.clone(),
-                        t.kind.clone(),
-                        or_dash(t.name.as_deref()),
-                        when(&t.created_at),
-                        t.expires_at.as_ref().map_or_else(|| "never".into(), when),
-                        t.last_used_at.as_ref().map_or_else(|| "-".into(), when),
-                        or_dash(t.parent.as_deref()),
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "ID",
-                    "KIND",
-                    "NAME",
-                    "CREATED",
-                    "EXPIRES",
-                    "LAST USED",
-                    "MINTED WITH",
-                ],
-                &rows,
-            );
+            rows(&page.items);
             Ok(())
         }
         TokenCommand::Revoke { id } => {

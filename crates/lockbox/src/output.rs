@@ -84,6 +84,20 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A value shown as one row of a table, under headers of its kind.
+pub(crate) trait Row {
+    /// The column headers.
+    const HEADERS: &'static [&'static str];
+    /// The cells, one per header.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// Prints `items` as a table, one row each.
+pub(crate) fn rows<T: Row>(items: &[T]) {
+    let rows: Vec<Vec<String>> = items.iter().map(Row::cells).collect();
+    table(T::HEADERS, &rows);
+}
+
 /// Prints `name: value` lines.
 pub(crate) fn fields(pairs: &[(&str, String)]) {
     let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

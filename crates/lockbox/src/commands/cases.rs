@@ -4,7 +4,7 @@ use lockbox_api as api;
 
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{Output, fields, json, or_dash, table, when};
+use crate::output::{Output, Row, fields, json, or_dash, rows, when};
 
 /// `lockbox case …`
 #[derive(Debug, clap::Subcommand)]
@@ -62,6 +62,21 @@ fn case_fields(k: &api::Case) -> Vec<(&'static str, String)> {
     ]
 }
 
+impl Row for api::Case {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "TENANT", "SEV", "STATUS", "ASSIGNED", "TITLE"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.tenant.clone(),
+            self.severity.clone(),
+            self.status.clone(),
+            or_dash(self.assigned_to.as_deref()),
+            self.title.clone(),
+        ]
+    }
+}
+
 pub(crate) async fn case(common: &Common, command: CaseCommand) -> Result<(), CliError> {
     let c = common.remote.client()?;
     let out = common.output;
@@ -92,24 +107,7 @@ pub(crate) async fn case(common: &Common, command: CaseCommand) -> Result<(), Cl
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page
-                .items
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.id.clone(),
-                        k.tenant.clone(),
-                        k.severity.clone(),
-                        k.status.clone(),
-                        or_dash(k.assigned_to.as_deref()),
-                        k.title.clone(),
-                    ]
-                })
-                .collect();
-            table(
-                &["ID", "TENANT", "SEV", "STATUS", "ASSIGNED", "TITLE"],
-                &rows,
-            );
+            rows(&page.items);
             return Ok(());
         }
     };

@@ -4,7 +4,7 @@ use lockbox_api as api;
 
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{Output, json, or_dash, table, when};
+use crate::output::{Output, Row, json, or_dash, rows, when};
 
 /// `lockbox channel …`
 #[derive(Debug, clap::Subcommand)]
@@ -66,15 +66,34 @@ pub(crate) enum ChannelCommand {
     },
 }
 
-fn delivery_row(d: &api::Delivery) -> Vec<String> {
-    vec![
-        d.id.clone(),
-        d.state.clone(),
-        d.event.clone(),
-        d.attempts.to_string(),
-        when(&d.created_at),
-        or_dash(d.last_error.as_deref()),
-    ]
+impl Row for api::Delivery {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "STATE", "EVENT", "ATTEMPTS", "CREATED", "LAST ERROR"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.state.clone(),
+            self.event.clone(),
+            self.attempts.to_string(),
+            when(&self.created_at),
+            or_dash(self.last_error.as_deref()),
+        ]
+    }
+}
+
+impl Row for api::Channel {
+    const HEADERS: &'static [&'static str] = &["ID", "KIND", "FORMAT", "TARGET"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.kind.clone(),
+            or_dash(self.format.as_deref()),
+            self.url
+                .clone()
+                .or_else(|| self.address.clone())
+                .unwrap_or_default(),
+        ]
+    }
 }
 
 pub(crate) async fn channel(common: &Common, command: ChannelCommand) -> Result<(), CliError> {
@@ -121,22 +140,7 @@ pub(crate) async fn channel(common: &Common, command: ChannelCommand) -> Result<
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page
-                .items
-                .iter()
-                .map(|ch| {
-                    vec![
-                        ch.id.clone(),
-                        ch.kind.clone(),
-                        or_dash(ch.format.as_deref()),
-                        ch.url
-                            .clone()
-                            .or_else(|| ch.address.clone())
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            table(&["ID", "KIND", "FORMAT", "TARGET"], &rows);
+            rows(&page.items);
             Ok(())
         }
         ChannelCommand::Remove { tenant, id: ch } => {
@@ -155,11 +159,7 @@ pub(crate) async fn channel(common: &Common, command: ChannelCommand) -> Result<
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page.items.iter().map(delivery_row).collect();
-            table(
-                &["ID", "STATE", "EVENT", "ATTEMPTS", "CREATED", "LAST ERROR"],
-                &rows,
-            );
+            rows(&page.items);
             Ok(())
         }
         ChannelCommand::Retry {

@@ -4,7 +4,7 @@ use lockbox_api as api;
 
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{self, Output, fields, json, or_dash, table, when};
+use crate::output::{self, Output, Row, fields, json, or_dash, rows, when};
 
 /// `lockbox grant …`
 #[derive(Debug, clap::Subcommand)]
@@ -29,15 +29,19 @@ pub(crate) enum GrantCommand {
     },
 }
 
-fn grant_row(g: &api::Grant) -> Vec<String> {
-    vec![
-        g.id.clone(),
-        g.state.clone(),
-        g.principal.clone(),
-        g.access_level.clone(),
-        when(&g.not_after),
-        g.scope.clone(),
-    ]
+impl Row for api::Grant {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "STATE", "PRINCIPAL", "LEVEL", "UNTIL", "SCOPE"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.state.clone(),
+            self.principal.clone(),
+            self.access_level.clone(),
+            when(&self.not_after),
+            self.scope.clone(),
+        ]
+    }
 }
 
 pub(crate) async fn grant(common: &Common, command: GrantCommand) -> Result<(), CliError> {
@@ -49,11 +53,7 @@ pub(crate) async fn grant(common: &Common, command: GrantCommand) -> Result<(), 
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page.items.iter().map(grant_row).collect();
-            table(
-                &["ID", "STATE", "PRINCIPAL", "LEVEL", "UNTIL", "SCOPE"],
-                &rows,
-            );
+            rows(&page.items);
             Ok(())
         }
         GrantCommand::Show { id: g } => {

@@ -7,7 +7,7 @@ use lockbox_client::{Client, RequestQuery};
 
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{Output, fields, json, or_dash, table, when};
+use crate::output::{Output, Row, fields, json, or_dash, rows, when};
 
 /// `lockbox request …`
 #[derive(Debug, clap::Subcommand)]
@@ -165,27 +165,28 @@ fn request_fields(r: &api::AccessRequest) -> Vec<(&'static str, String)> {
     f
 }
 
-fn request_row(r: &api::AccessRequest) -> Vec<String> {
-    vec![
-        r.id.clone(),
-        r.status.clone(),
-        r.tenant.clone(),
-        r.requester.clone(),
-        r.access_level.clone(),
-        when(&r.expires_at),
-        r.resource.clone(),
-    ]
+impl Row for api::AccessRequest {
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "STATUS",
+        "TENANT",
+        "REQUESTER",
+        "LEVEL",
+        "EXPIRES",
+        "RESOURCE",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.status.clone(),
+            self.tenant.clone(),
+            self.requester.clone(),
+            self.access_level.clone(),
+            when(&self.expires_at),
+            self.resource.clone(),
+        ]
+    }
 }
-
-const REQUEST_HEADERS: [&str; 7] = [
-    "ID",
-    "STATUS",
-    "TENANT",
-    "REQUESTER",
-    "LEVEL",
-    "EXPIRES",
-    "RESOURCE",
-];
 
 pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<(), CliError> {
     let c = common.remote.client()?;
@@ -225,8 +226,7 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page.items.iter().map(request_row).collect();
-            table(&REQUEST_HEADERS, &rows);
+            rows(&page.items);
             return Ok(());
         }
         RequestCommand::Show { id: r } => c.request(&id("request", &r)?).await?,

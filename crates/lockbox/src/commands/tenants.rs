@@ -5,7 +5,7 @@ use lockbox_client::Client;
 
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{Output, fields, json, table, when};
+use crate::output::{Output, Row, fields, json, rows, when};
 
 /// `lockbox tenant …`
 #[derive(Debug, clap::Subcommand)]
@@ -90,13 +90,21 @@ pub(crate) enum TenantCommand {
     },
 }
 
-fn tenant_row(t: &api::Tenant) -> Vec<String> {
-    vec![
-        t.id.clone(),
-        t.display_name.clone(),
-        if t.lockbox_enabled { "enabled" } else { "off" }.to_owned(),
-        when(&t.created_at),
-    ]
+impl Row for api::Tenant {
+    const HEADERS: &'static [&'static str] = &["ID", "NAME", "LOCKBOX", "CREATED"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.display_name.clone(),
+            if self.lockbox_enabled {
+                "enabled"
+            } else {
+                "off"
+            }
+            .to_owned(),
+            when(&self.created_at),
+        ]
+    }
 }
 
 pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<(), CliError> {
@@ -141,8 +149,7 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page.items.iter().map(tenant_row).collect();
-            table(&["ID", "NAME", "LOCKBOX", "CREATED"], &rows);
+            rows(&page.items);
             Ok(())
         }
         TenantCommand::Show { tenant } => {

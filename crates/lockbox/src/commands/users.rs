@@ -5,7 +5,7 @@ use lockbox_client::PageQuery;
 
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{Output, json, or_dash, table};
+use crate::output::{Output, Row, json, or_dash, rows};
 
 /// `lockbox user …`
 #[derive(Debug, clap::Subcommand)]
@@ -79,6 +79,35 @@ pub(crate) enum RoleCommand {
     },
 }
 
+impl Row for api::Principal {
+    const HEADERS: &'static [&'static str] = &["ID", "NAME", "EMAIL", "STATUS"];
+    fn cells(&self) -> Vec<String> {
+        let status = match (&self.disabled_at, &self.enrolled_at) {
+            (Some(_), _) => "disabled",
+            (None, Some(_)) => "enrolled",
+            (None, None) => "not enrolled",
+        };
+        vec![
+            self.id.clone(),
+            self.display_name.clone(),
+            or_dash(self.email.as_deref()),
+            status.to_owned(),
+        ]
+    }
+}
+
+impl Row for api::RoleAssignment {
+    const HEADERS: &'static [&'static str] = &["ID", "PRINCIPAL", "ROLE", "SCOPE"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.principal.clone(),
+            self.role.clone(),
+            self.scope.clone(),
+        ]
+    }
+}
+
 pub(crate) async fn user(common: &Common, command: UserCommand) -> Result<(), CliError> {
     let c = common.remote.client()?;
     let out = common.output;
@@ -115,24 +144,7 @@ pub(crate) async fn user(common: &Common, command: UserCommand) -> Result<(), Cl
             if out == Output::Json {
                 return json(&page);
             }
-            let rows: Vec<_> = page
-                .items
-                .iter()
-                .map(|p| {
-                    let status = match (&p.disabled_at, &p.enrolled_at) {
-                        (Some(_), _) => "disabled",
-                        (None, Some(_)) => "enrolled",
-                        (None, None) => "not enrolled",
-                    };
-                    vec![
-                        p.id.clone(),
-                        p.display_name.clone(),
-                        or_dash(p.email.as_deref()),
-                        status.to_owned(),
-                    ]
-                })
-                .collect();
-            table(&["ID", "NAME", "EMAIL", "STATUS"], &rows);
+            rows(&page.items);
             Ok(())
         }
         UserCommand::Role { action } => match action {
@@ -158,19 +170,7 @@ pub(crate) async fn user(common: &Common, command: UserCommand) -> Result<(), Cl
                 if out == Output::Json {
                     return json(&page);
                 }
-                let rows: Vec<_> = page
-                    .items
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.id.clone(),
-                            a.principal.clone(),
-                            a.role.clone(),
-                            a.scope.clone(),
-                        ]
-                    })
-                    .collect();
-                table(&["ID", "PRINCIPAL", "ROLE", "SCOPE"], &rows);
+                rows(&page.items);
                 Ok(())
             }
             RoleCommand::Remove { tenant, id: ra } => {
