@@ -48,6 +48,7 @@ mod plan;
 mod query;
 mod requests;
 mod sign_in;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod tx;
 
