@@ -1012,9 +1012,6 @@ pub fn spawn_deliveries(
 
 /// Sets `app`'s planner on its store.
 pub(crate) fn install(app: &AppState) {
-    // HTTPS webhooks and SMTP over TLS: one crypto provider for the
-    // process (a second install is a harmless no-op).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     app.store().plan_with(Arc::new(app.planner()));
 }
 

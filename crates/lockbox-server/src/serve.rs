@@ -109,6 +109,15 @@ pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
     Ok(store)
 }
 
+/// Installs the process's one rustls crypto provider (ring), which
+/// serving TLS, HTTPS webhooks and SMTP over TLS use. [`Server::bind`]
+/// calls it; calling it again changes nothing.
+pub fn install_crypto_provider() {
+    // An error means one is installed already: the same, as every part
+    // of Lockbox that installs one installs ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
@@ -140,6 +149,7 @@ impl Server {
         store: Store,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServeError> {
+        install_crypto_provider();
         let listener = std::net::TcpListener::bind(config.server.listen).map_err(|e| {
             ServeError::Io(format!("cannot listen on {}: {e}", config.server.listen))
         })?;
@@ -276,16 +286,13 @@ impl Server {
             }
         });
         let tls = match &self.tls {
-            Some((cert, key)) => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                        .await
-                        .map_err(|e| {
-                            ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
-                        })?,
-                )
-            }
+            Some((cert, key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| {
+                        ServeError::Io(format!("cannot load the TLS certificate and key: {e}"))
+                    })?,
+            ),
             None => None,
         };
         // The metrics listener, if any, speaks TLS too when the main one
