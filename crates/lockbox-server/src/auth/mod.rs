@@ -1,0 +1,199 @@
+//! Authentication: who is calling.
+//!
+//! API tokens are `lbx_` followed by 64 hex digits (256 random bits). Lockbox
+//! stores only their SHA-256, looks a token up by that hash, and compares
+//! hashes in constant time; tokens expire and can be revoked. Passwords
+//! (for the portal) are stored as Argon2id hashes, made and checked in the
+//! server's one bounded pool ([`crate::passwords`]). Failed attempts are
+//! counted per client (an IPv4 address or an IPv6 /64; behind a trusted
+//! proxy, the address it forwarded for: [`crate::client_addr`]), and a
+//! client with too many has its further failures answered `rate_limited`
+//! for a while. (The portal's sign-in form has more: [`crate::lockout`].)
+//! A valid token always passes: many callers may share one address (a NAT,
+//! a proxy), and one of them failing must not lock out the others.
+
+mod limiter;
+mod tokens;
+
+pub use limiter::{FailureLimiter, SignInLimits};
+use tokens::well_formed;
+pub use tokens::*;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use lockbox_core::{Principal, RoleAssignment, Timestamp, TokenId};
+use lockbox_store::Directory as _;
+use subtle::ConstantTimeEq as _;
+
+use crate::AppState;
+use crate::client_addr::ClientAddr;
+use crate::error::ApiError;
+
+/// When tokens were last used, gathered in memory and written now and then
+/// ([`TokenUse::flush`]), so that authenticating a call never writes to the
+/// database.
+#[derive(Debug, Default)]
+pub struct TokenUse {
+    seen: Mutex<HashMap<TokenId, Timestamp>>,
+}
+
+impl TokenUse {
+    /// Notes that `token` authenticated a call at `at`.
+    pub fn record(&self, token: TokenId, at: Timestamp) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a flood of distinct tokens cannot grow this without end
+        // between two flushes (the oldest notes are simply lost).
+        if seen.len() >= 100_000 && !seen.contains_key(&token) {
+            return;
+        }
+        let entry = seen.entry(token).or_insert(at);
+        if *entry < at {
+            *entry = at;
+        }
+    }
+
+    /// Writes what was gathered (bookkeeping, unaudited); how many tokens.
+    pub async fn flush(&self, store: &lockbox_store::Store) -> Result<usize, ApiError> {
+        let uses: Vec<(TokenId, Timestamp)> = {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.drain().collect()
+        };
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = store.begin().await?;
+        tx.record_token_use(&uses).await?;
+        tx.commit_unaudited().await?;
+        Ok(uses.len())
+    }
+}
+
+/// What a secret is presented as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// An API token, in `Authorization: Bearer`.
+    ApiToken,
+    /// A portal session, in its cookie.
+    Session,
+}
+
+impl Credential {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::ApiToken => TOKEN_PREFIX,
+            Self::Session => SESSION_PREFIX,
+        }
+    }
+}
+
+/// An authenticated caller: the principal, every role it holds, and the
+/// token it used.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated principal, as of this request.
+    pub principal: Principal,
+    /// Its role assignments, as of this request.
+    pub roles: Vec<RoleAssignment>,
+    /// The token presented.
+    pub token: TokenId,
+    /// When the token presented expires, if ever.
+    pub token_expires_at: Option<Timestamp>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err(ApiError::unauthenticated(
+                "send `Authorization: Bearer lbx_…`",
+            ));
+        };
+        match authenticate(header, app).await? {
+            Ok(caller) => Ok(caller),
+            // Only failures count, and only failures are refused: a valid
+            // token passes whatever its address's record.
+            Err(detail) => {
+                let ClientAddr(client) = ClientAddr::of(parts, app);
+                if app.auth_failures().fail(client) {
+                    Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "too many failed authentication attempts from this address; wait a \
+                         minute (valid tokens are still accepted)",
+                    ))
+                } else {
+                    Err(ApiError::unauthenticated(detail))
+                }
+            }
+        }
+    }
+}
+
+/// The caller a bearer token stands for, or why it stands for no one (the
+/// outer error is a failure of the store, which is no failed attempt).
+async fn authenticate(
+    header: &HeaderValue,
+    app: &AppState,
+) -> Result<Result<Caller, &'static str>, ApiError> {
+    let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
+        return Ok(Err("the Authorization header must be `Bearer lbx_…`"));
+    };
+    caller_for_token(Credential::ApiToken, token.trim(), app).await
+}
+
+/// The caller a token stands for (from a bearer header, or the portal's
+/// session cookie), or why it stands for no one; the outer error is a
+/// failure of the store.
+pub(crate) async fn caller_for_token(
+    kind: Credential,
+    token: &str,
+    app: &AppState,
+) -> Result<Result<Caller, &'static str>, ApiError> {
+    if !well_formed(kind, token) {
+        return Ok(Err(match kind {
+            Credential::ApiToken => {
+                "the bearer token is not a Lockbox token (`lbx_` and 64 hex digits)"
+            }
+            Credential::Session => "not a portal session",
+        }));
+    }
+    let hash = token_hash(token);
+    let mut tx = app.store().read().await?;
+    let Some(stored) = tx.token_by_hash(&hash).await? else {
+        return Ok(Err("the token is not recognised"));
+    };
+    if !bool::from(stored.hash.ct_eq(&hash)) {
+        return Ok(Err("the token is not recognised"));
+    }
+    let now = app.now();
+    if stored.revoked_at.is_some() {
+        return Ok(Err("the token has been revoked"));
+    }
+    if stored.expires_at.is_some_and(|end| now >= end) {
+        return Ok(Err("the token has expired"));
+    }
+    let Some((principal, roles)) = tx.principal_with_roles(&stored.principal).await? else {
+        return Ok(Err("the token's principal no longer exists"));
+    };
+    if !principal.is_enabled() {
+        return Ok(Err("the token's principal is disabled"));
+    }
+    app.token_use().record(stored.id, now);
+    Ok(Ok(Caller {
+        principal,
+        roles,
+        token: stored.id,
+        token_expires_at: stored.expires_at,
+    }))
+}
