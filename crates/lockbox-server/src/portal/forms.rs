@@ -1,0 +1,190 @@
+//! Forms and query strings: reading them (CSRF first), and the small
+//! helpers pages share to check their fields.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+
+use super::view;
+#[allow(clippy::wildcard_imports)]
+use super::{errors::*, signed_in::*};
+
+/// Query parameters; a malformed query is refused with a page, like any
+/// other bad input.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(t)| Self(t))
+            .map_err(|e| {
+                bad_form(format!(
+                    "The address's query could not be read: {}",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
+/// A form post from a signed-in person, its CSRF token checked before
+/// anything else, and its fields.
+#[derive(Debug)]
+pub(crate) struct Form<T> {
+    pub(super) session: Session,
+    pub(super) fields: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session =
+            <Session as FromRequestParts<AppState>>::from_request_parts(&mut parts, app).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(|_| {
+                PortalError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Form too large",
+                    "The form could not be read (forms are limited to 64 KiB).",
+                )
+                .into_response()
+            })?;
+        session
+            .check_csrf(&bytes)
+            .map_err(IntoResponse::into_response)?;
+        let fields = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| bad_form(format!("The form could not be read: {e}.")).into_response())?;
+        Ok(Self { session, fields })
+    }
+}
+
+/// A form with no fields but its CSRF token.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct NoFields {}
+
+pub(super) fn bad_form(detail: impl Into<String>) -> PortalError {
+    PortalError::new(StatusCode::BAD_REQUEST, "Invalid input", detail)
+}
+
+/// A JSON body for calling an API handler from the portal (no
+/// `Idempotency-Key` is sent, so the digest is never read).
+pub(super) fn body<T>(value: T) -> JsonBody<T> {
+    JsonBody {
+        value,
+        digest: [0; 32],
+    }
+}
+
+/// A creation sent from a form, with the form's nonce as its
+/// `Idempotency-Key`: the same form sent twice creates once. The digest
+/// covers the API path and the body, as the API's own does.
+pub(super) fn once<T: serde::Serialize>(
+    nonce: &str,
+    path: &str,
+    value: T,
+) -> (crate::extract::IdempotencyKey, JsonBody<T>) {
+    let nonce = nonce.trim();
+    let key =
+        (!nonce.is_empty() && nonce.len() <= 64 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| format!("portal-{nonce}"));
+    let mut hasher = Sha256::new();
+    hasher.update(b"POST ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(&value).unwrap_or_default());
+    (
+        crate::extract::IdempotencyKey(key),
+        JsonBody {
+            value,
+            digest: hasher.finalize().into(),
+        },
+    )
+}
+
+/// The body of a creation's answer, first or replayed (a form sent again).
+pub(super) fn created(
+    answer: Result<crate::extract::Created, ApiError>,
+) -> Result<String, PortalError> {
+    match answer {
+        Ok(created) => Ok(created.body().to_owned()),
+        Err(ApiError::Replay { body, .. }) => Ok(body),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An optional form field: empty means absent.
+pub(super) fn filled(value: &str) -> Option<&str> {
+    let v = value.trim();
+    (!v.is_empty()).then_some(v)
+}
+
+/// A number from an optional form field.
+pub(super) fn number(name: &str, value: &str) -> Result<Option<u32>, PortalError> {
+    filled(value)
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| bad_form(format!("{name} must be a whole number.")))
+        })
+        .transpose()
+}
+
+/// A link to `path` with the query `pairs` (the next page of a list).
+pub(super) fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    )
+}
+
+/// After a change: back to `to` (a path of the portal) with a notice.
+pub(super) fn done(to: &str, notice: view::Notice) -> Response {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{sep}notice={}", notice.code())).into_response()
+}
+
+/// Whether `next` is a path of this site to return to after signing in
+/// (and not `//elsewhere` or `/\elsewhere`, which browsers take for
+/// another host).
+pub(super) fn local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && next.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_of_this_site_are_returned_to() {
+        for good in ["/requests/req_1", "/inbox?status=pending", "/"] {
+            assert!(local_path(good), "{good}");
+        }
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil",
+            "/a b",
+            "",
+        ] {
+            assert!(!local_path(bad), "{bad}");
+        }
+    }
+}
