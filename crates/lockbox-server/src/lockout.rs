@@ -67,6 +67,13 @@ pub const PASSWORD_CHANGE: Lockout = Lockout {
     lock_for: TimeDelta::minutes(15),
 };
 
+/// The store key of `principal`'s failed current passwords (beside the
+/// sign-in's keys, [`Counter::key`], so that no two counts share one).
+#[must_use]
+pub fn password_change_key(principal: &PrincipalId) -> String {
+    format!("password-change:{principal}")
+}
+
 /// How long a device cookie lasts: the browser keeps it this long, and the
 /// server accepts it no longer.
 pub const DEVICE_COOKIE_DAYS: i64 = 180;

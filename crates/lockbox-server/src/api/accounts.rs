@@ -620,7 +620,7 @@ pub(crate) async fn change_own_password(
         ));
     }
     let admission = app.passwords().admit()?;
-    let key = format!("password-change:{}", caller.id());
+    let key = crate::lockout::password_change_key(caller.id());
     let rule = &crate::lockout::PASSWORD_CHANGE;
     let stored = {
         let now = app.now();

@@ -25,7 +25,7 @@ pub struct FailureLimiter<K = IpAddr> {
 /// The limiter's memory: the failures of each key, and the keys in the
 /// order their counts started (to forget the oldest first).
 #[derive(Debug)]
-pub(super) struct Clients<K> {
+struct Clients<K> {
     failures: HashMap<K, Failures>,
     by_start: BTreeMap<(Instant, u64), K>,
     next: u64,
@@ -42,7 +42,7 @@ impl<K> Default for Clients<K> {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Failures {
+struct Failures {
     count: u32,
     since: Instant,
     /// Tells apart counts that started at the same instant.
@@ -50,11 +50,11 @@ pub(super) struct Failures {
 }
 
 /// How many clients the limiter remembers.
-pub(super) const LIMITER_CAPACITY: usize = 10_000;
+const LIMITER_CAPACITY: usize = 10_000;
 
 /// The client an address counts for: IPv4 addresses (also when written as
 /// IPv4-mapped IPv6) one by one, IPv6 addresses by their /64.
-pub(super) fn client_of(ip: IpAddr) -> IpAddr {
+fn client_of(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
         v4 => v4,
@@ -98,7 +98,7 @@ impl<K: Clone + Eq + std::hash::Hash> FailureLimiter<K> {
         }
     }
 
-    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Clients<K>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Clients<K>) -> T) -> T {
         let mut clients = self
             .clients
             .lock()

@@ -88,7 +88,7 @@ pub(crate) fn issue_session(
     issue(Credential::Session, principal, now, Some(expires_at))
 }
 
-pub(super) fn issue(
+fn issue(
     kind: Credential,
     principal: &PrincipalId,
     now: Timestamp,

@@ -75,10 +75,7 @@ pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ApiError> {
 
 /// Turns due reminder jobs into the reminder's messages, for requests
 /// still waiting for a decision.
-pub(super) async fn remind_due(
-    app: &AppState,
-    report: &mut DeliveryReport,
-) -> Result<(), ApiError> {
+async fn remind_due(app: &AppState, report: &mut DeliveryReport) -> Result<(), ApiError> {
     loop {
         let now = app.now();
         let mut tx = app.store().begin().await?;
@@ -119,7 +116,7 @@ pub(super) async fn remind_due(
 }
 
 /// Sends one job: an e-mail or a webhook.
-pub(super) async fn attempt(app: &AppState, job: &Job) -> Outcome {
+async fn attempt(app: &AppState, job: &Job) -> Outcome {
     if job.topic == EMAIL {
         send_email(app, job).await
     } else {
@@ -163,7 +160,7 @@ pub(super) async fn job_channel(app: &AppState, job: &Job) -> Result<Option<Chan
 /// The delay before attempt `attempts + 1`: doubling from [`FIRST_DELAY`]
 /// up to [`MAX_DELAY`], less up to a fifth at random so that failures of
 /// many jobs at once do not retry in lockstep.
-pub(super) fn backoff(attempts: u32) -> TimeDelta {
+fn backoff(attempts: u32) -> TimeDelta {
     let doublings = attempts.saturating_sub(1).min(20);
     let base = (FIRST_DELAY * 2_i32.saturating_pow(doublings)).min(MAX_DELAY);
     let jitter = lockbox_core::id::random_bytes::<2>()
@@ -173,7 +170,7 @@ pub(super) fn backoff(attempts: u32) -> TimeDelta {
     base - TimeDelta::milliseconds(ms / 5 * i64::from(jitter) / i64::from(u16::MAX))
 }
 
-pub(super) async fn record(
+async fn record(
     app: &AppState,
     job: &Job,
     outcome: Outcome,

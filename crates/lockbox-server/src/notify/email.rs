@@ -14,8 +14,8 @@ use super::deliver::{Outcome, job_channel, payload_text};
 /// Sends e-mail through the configured relay.
 #[derive(Clone)]
 pub struct Mailer {
-    pub(super) transport: AsyncSmtpTransport<Tokio1Executor>,
-    pub(super) from: Mailbox,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
 }
 
 impl std::fmt::Debug for Mailer {

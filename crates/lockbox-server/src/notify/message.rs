@@ -12,11 +12,11 @@ pub(super) fn time(t: &Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-pub(super) fn link(portal: &str, r: &AccessRequest) -> String {
+fn link(portal: &str, r: &AccessRequest) -> String {
     format!("{portal}/requests/{}", r.id)
 }
 
-pub(super) fn request_json(r: &AccessRequest, portal: &str) -> Value {
+fn request_json(r: &AccessRequest, portal: &str) -> Value {
     json!({
         "id": r.id,
         "case": r.case,
@@ -42,7 +42,7 @@ pub(super) fn json_body(notice: &Notice, portal: &str) -> Value {
 }
 
 /// A sentence for the notice: who did what.
-pub(super) fn headline(notice: &Notice) -> String {
+fn headline(notice: &Notice) -> String {
     let actor = &notice.actor;
     match notice.kind.as_str() {
         "request.created" => format!("{actor} asks for access"),
@@ -60,7 +60,7 @@ pub(super) fn headline(notice: &Notice) -> String {
 
 /// Text for a Slack message: `&`, `<` and `>` escaped, so that what an
 /// operator wrote can make no link, mention or formatting of its own.
-pub(super) fn slack_escape(s: &str) -> String {
+fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -104,7 +104,7 @@ pub(super) fn actions_text(actions: &ActionSet) -> String {
         .join(", ")
 }
 
-pub(super) fn escape_html(s: &str) -> String {
+fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

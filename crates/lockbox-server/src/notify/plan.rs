@@ -21,14 +21,14 @@ use super::message::{actions_text, email_parts, json_body, slack_body, time};
 use super::{EMAIL, REMINDER, REMINDER_KIND, WEBHOOK};
 
 /// Who hears about a kind of event.
-pub(super) struct Audience {
-    pub(super) channels: bool,
-    pub(super) approvers: bool,
-    pub(super) requester: bool,
-    pub(super) owners: bool,
+struct Audience {
+    channels: bool,
+    approvers: bool,
+    requester: bool,
+    owners: bool,
 }
 
-pub(super) fn audience(kind: &str) -> Option<Audience> {
+fn audience(kind: &str) -> Option<Audience> {
     let (channels, approvers, requester, owners) = match kind {
         "request.created" | REMINDER_KIND => (true, true, false, false),
         "request.approved" | "request.denied" | "request.expired" | "request.canceled" => {
@@ -50,11 +50,11 @@ pub(super) fn audience(kind: &str) -> Option<Audience> {
 #[derive(Debug, Clone)]
 pub struct Planner {
     /// The portal's base URL, for links.
-    pub(super) public_url: String,
+    public_url: String,
     /// Whether e-mail goes out.
-    pub(super) email: bool,
+    email: bool,
     /// How long before a pending request expires its reminder goes out.
-    pub(super) reminder_before: TimeDelta,
+    reminder_before: TimeDelta,
 }
 
 impl Planner {
@@ -98,7 +98,7 @@ impl CommitPlanner for Planner {
 }
 
 /// The request an event concerns, if any.
-pub(super) fn request_of(event: &AuditEvent) -> Option<RequestId> {
+fn request_of(event: &AuditEvent) -> Option<RequestId> {
     if event.kind.starts_with("request.") {
         return RequestId::parse(&event.subject).ok();
     }
@@ -122,7 +122,7 @@ pub(super) struct Notice {
 }
 
 impl Notice {
-    pub(super) fn of(event: &AuditEvent, tenant: TenantId, request: Option<AccessRequest>) -> Self {
+    fn of(event: &AuditEvent, tenant: TenantId, request: Option<AccessRequest>) -> Self {
         Self {
             kind: event.kind.clone(),
             at: event.at,
@@ -198,22 +198,18 @@ macro_rules! every_page {
 /// round) however many of its events need it.
 #[derive(Default)]
 pub(super) struct Known {
-    pub(super) tenants: std::collections::HashMap<TenantId, Directory>,
+    tenants: std::collections::HashMap<TenantId, Directory>,
 }
 
 /// A tenant's channels, users and role assignments.
-pub(super) struct Directory {
-    pub(super) channels: Vec<Channel>,
-    pub(super) users: Vec<Principal>,
-    pub(super) assignments: Vec<RoleAssignment>,
+struct Directory {
+    channels: Vec<Channel>,
+    users: Vec<Principal>,
+    assignments: Vec<RoleAssignment>,
 }
 
 impl Known {
-    pub(super) async fn of(
-        &mut self,
-        tx: &mut Tx,
-        tenant: &TenantId,
-    ) -> Result<&Directory, StoreError> {
+    async fn of(&mut self, tx: &mut Tx, tenant: &TenantId) -> Result<&Directory, StoreError> {
         if !self.tenants.contains_key(tenant) {
             let directory = Directory {
                 channels: every_page!(page => tx.channels(tenant, &page)),
@@ -228,7 +224,7 @@ impl Known {
     }
 }
 
-pub(super) fn job_id(at: Timestamp) -> Result<JobId, StoreError> {
+fn job_id(at: Timestamp) -> Result<JobId, StoreError> {
     JobId::generate(at).map_err(|e| StoreError::Backend(format!("cannot make a job id: {e}")))
 }
 
@@ -317,11 +313,7 @@ impl Planner {
 
     /// The tenant's people `who` names for `notice` (the requester, a
     /// provider operator, is read apart).
-    pub(super) fn people<'d>(
-        directory: &'d Directory,
-        notice: &Notice,
-        who: &Audience,
-    ) -> Vec<&'d Principal> {
+    fn people<'d>(directory: &'d Directory, notice: &Notice, who: &Audience) -> Vec<&'d Principal> {
         let tenant = &notice.tenant;
         let mut out: Vec<&Principal> = Vec::new();
         if who.approvers
@@ -349,7 +341,7 @@ impl Planner {
 
     /// A reminder, due `reminder_before` ahead of the request's expiry (none
     /// if that is already past).
-    pub(super) async fn plan_reminder(
+    async fn plan_reminder(
         &self,
         tx: &mut Tx,
         request: &AccessRequest,

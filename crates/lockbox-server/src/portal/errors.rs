@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 
 use super::view;
-#[allow(clippy::wildcard_imports)]
 use super::{forms::*, headers::*};
 
 /// A problem document (`application/problem+json`), as a page.

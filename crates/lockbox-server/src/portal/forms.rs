@@ -14,7 +14,6 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 
 use super::view;
-#[allow(clippy::wildcard_imports)]
 use super::{errors::*, signed_in::*};
 
 /// Query parameters; a malformed query is refused with a page, like any

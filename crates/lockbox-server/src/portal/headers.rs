@@ -7,7 +7,6 @@ use axum::response::Response;
 
 use crate::AppState;
 
-#[allow(clippy::wildcard_imports)]
 use super::errors::*;
 
 /// Whether the portal is reached over TLS (its cookies are then `Secure`).

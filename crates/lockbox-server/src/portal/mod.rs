@@ -41,7 +41,6 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
-#[allow(clippy::wildcard_imports)]
 use self::{errors::*, forms::*, headers::*, signed_in::*};
 
 /// The portal's routes.

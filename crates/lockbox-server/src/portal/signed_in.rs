@@ -14,7 +14,6 @@ use crate::auth::{self, Caller, Credential};
 use crate::error::ApiError;
 
 use super::view;
-#[allow(clippy::wildcard_imports)]
 use super::{errors::*, forms::*, headers::*};
 
 /// A signed-in person: the caller their session token stands for, and the
