@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::error::ApiError;
 use crate::kek::Kek;
+use crate::service::ServiceError;
 
 /// The longest an access token lives.
 pub const MAX_LIFETIME: TimeDelta = TimeDelta::minutes(15);
@@ -196,7 +196,7 @@ pub async fn mint(
     app: &crate::AppState,
     grant: &Grant,
     now: Timestamp,
-) -> Result<(String, AccessClaims, PendingEvent), ApiError> {
+) -> Result<(String, AccessClaims, PendingEvent), ServiceError> {
     provider();
     let key = crate::signing_keys::current(app.store(), app.kek(), KeyPurpose::AccessToken).await?;
     let expires = (now + MAX_LIFETIME).min(grant.not_after);
@@ -225,7 +225,7 @@ pub async fn mint(
     header.kid = Some(key.id.clone());
     header.typ = Some("JWT".to_owned());
     let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(key.secret()))
-        .map_err(|e| ApiError::Internal(format!("cannot sign an access token: {e}")))?;
+        .map_err(|e| ServiceError::Internal(format!("cannot sign an access token: {e}")))?;
     let event = PendingEvent::new(
         grant.tenant.clone(),
         now,
@@ -244,7 +244,7 @@ pub async fn mint(
 
 /// The published keys: the current one first, then retired ones for a day
 /// (only keys that open with `kek`: see [`crate::signing_keys::published`]).
-pub async fn jwks(store: &Store, kek: &Kek, now: Timestamp) -> Result<api::Jwks, ApiError> {
+pub async fn jwks(store: &Store, kek: &Kek, now: Timestamp) -> Result<api::Jwks, ServiceError> {
     let keys = crate::signing_keys::published(store, kek, KeyPurpose::AccessToken).await?;
     let mut keys: Vec<&SigningKey> = keys
         .iter()

@@ -9,15 +9,15 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use futures_util::Stream;
 use lockbox_core::{Chain, Checkpoint, CheckpointSigner, PublicKey, Timestamp};
 use lockbox_store::{Audit as _, EventQuery, KeyPurpose, Store};
 use tokio::sync::watch;
 
 use crate::AppState;
-use crate::error::ApiError;
 use crate::kek::Kek;
+use crate::service::ServiceError;
 use crate::signing_keys;
 
 /// The job lock that keeps two nodes from signing the same heads at once.
@@ -29,7 +29,7 @@ const CHAINS_PER_BATCH: u32 = 500;
 /// Events read from the database per chunk of an export.
 const EXPORT_PAGE: u32 = 1000;
 
-async fn signer(store: &Store, kek: &Kek) -> Result<CheckpointSigner, ApiError> {
+async fn signer(store: &Store, kek: &Kek) -> Result<CheckpointSigner, ServiceError> {
     let key = signing_keys::current(store, kek, KeyPurpose::Checkpoint).await?;
     Ok(CheckpointSigner::from_secret_bytes(key.secret()))
 }
@@ -38,10 +38,10 @@ fn sign_head(
     signer: &CheckpointSigner,
     head: &lockbox_core::ChainHead,
     now: Timestamp,
-) -> Result<Checkpoint, ApiError> {
+) -> Result<Checkpoint, ServiceError> {
     signer
         .sign(head, now)
-        .map_err(|e| ApiError::Internal(format!("cannot sign a checkpoint: {e}")))
+        .map_err(|e| ServiceError::Internal(format!("cannot sign a checkpoint: {e}")))
 }
 
 /// Signs the chain's current head now and stores the checkpoint. Returns
@@ -52,7 +52,7 @@ pub async fn checkpoint(
     kek: &Kek,
     chain: &Chain,
     now: Timestamp,
-) -> Result<Checkpoint, ApiError> {
+) -> Result<Checkpoint, ServiceError> {
     let signer = signer(store, kek).await?;
     let mut tx = store.begin().await?;
     let head = tx.chain_head(chain).await?;
@@ -70,7 +70,7 @@ pub async fn current_checkpoint(
     kek: &Kek,
     chain: &Chain,
     now: Timestamp,
-) -> Result<Checkpoint, ApiError> {
+) -> Result<Checkpoint, ServiceError> {
     let mut tx = store.read().await?;
     let head = tx.chain_head(chain).await?;
     let latest = tx.latest_checkpoint(chain).await?;
@@ -85,7 +85,7 @@ pub async fn current_checkpoint(
 /// covers. Safe with many nodes: each batch runs under a job lock, and a
 /// node that finds it taken leaves the work to the holder. Returns how many
 /// checkpoints it made.
-pub async fn checkpoint_due(app: &AppState) -> Result<u64, ApiError> {
+pub async fn checkpoint_due(app: &AppState) -> Result<u64, ServiceError> {
     let store = app.store();
     let signer = signer(store, app.kek()).await?;
     let mut made = 0;
@@ -139,7 +139,7 @@ pub fn spawn_checkpointer(
 pub async fn public_keys(
     store: &Store,
     kek: &Kek,
-) -> Result<Vec<(PublicKey, lockbox_store::SigningKey)>, ApiError> {
+) -> Result<Vec<(PublicKey, lockbox_store::SigningKey)>, ServiceError> {
     signing_keys::published(store, kek, KeyPurpose::Checkpoint)
         .await?
         .into_iter()
@@ -167,7 +167,7 @@ pub fn export_stream(
     store: Store,
     chain: Chain,
     checkpoint: Checkpoint,
-) -> impl Stream<Item = Result<Bytes, ApiError>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, ServiceError>> + Send + 'static {
     futures_util::stream::unfold(ExportState::Events { after: 0 }, move |state| {
         let store = store.clone();
         let chain = chain.clone();
@@ -181,7 +181,7 @@ pub fn export_stream(
                             l.push('\n');
                             Bytes::from(l)
                         })
-                        .map_err(|e| ApiError::Internal(e.to_string()));
+                        .map_err(|e| ServiceError::Internal(e.to_string()));
                     Some((line, ExportState::Done))
                 }
                 ExportState::Events { after } if after >= checkpoint.seq => {
@@ -193,7 +193,7 @@ pub fn export_stream(
                             Some((Ok(bytes), ExportState::Events { after: last }))
                         }
                         Ok(_) => Some((
-                            Err(ApiError::Internal(format!(
+                            Err(ServiceError::Internal(format!(
                                 "the chain ends at event {after}, below its checkpoint at {}",
                                 checkpoint.seq
                             ))),
@@ -214,7 +214,7 @@ async fn page(
     chain: &Chain,
     after: u64,
     last: u64,
-) -> Result<(Bytes, u64), ApiError> {
+) -> Result<(Bytes, u64), ServiceError> {
     let mut tx = store.read().await?;
     let events = tx
         .events(
@@ -230,7 +230,8 @@ async fn page(
     let mut out = Vec::with_capacity(events.len() * 512);
     let mut written = after;
     for event in events.iter().take_while(|e| e.seq <= last) {
-        serde_json::to_writer(&mut out, event).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::to_writer(&mut out, event)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         out.push(b'\n');
         written = event.seq;
     }

@@ -25,7 +25,7 @@ use lockbox_core::{
 };
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 impl Caller {
     /// The caller's id.
@@ -73,79 +73,79 @@ fn overlaps(scope: &Scope, resource: &ResourceId) -> bool {
 }
 
 /// The provider administration capability.
-pub fn provider_admin(c: &Caller) -> Result<ProviderAdmin, ApiError> {
+pub fn provider_admin(c: &Caller) -> Result<ProviderAdmin, ServiceError> {
     ProviderAdmin::authorize(&c.principal)
-        .map_err(|_| ApiError::forbidden("only the provider's admins may do this"))
+        .map_err(|_| ServiceError::forbidden("only the provider's admins may do this"))
 }
 
 /// The tenant administration capability. The provider's admins are refused
 /// too: after onboarding, only the tenant's own TenantAdmins decide.
-pub fn tenant_admin(c: &Caller, tenant: &TenantId) -> Result<TenantAdmin, ApiError> {
+pub fn tenant_admin(c: &Caller, tenant: &TenantId) -> Result<TenantAdmin, ServiceError> {
     match &c.principal.kind {
         PrincipalKind::User { tenant: own } if own == tenant => {
             TenantAdmin::authorize(&c.principal, &c.roles, tenant).map_err(|_| {
-                ApiError::forbidden(format!(
+                ServiceError::forbidden(format!(
                     "{} is not a TenantAdmin of tenant {tenant}",
                     c.id()
                 ))
             })
         }
-        PrincipalKind::User { .. } => Err(ApiError::not_found(format!("tenant {tenant}"))),
-        PrincipalKind::Admin => Err(ApiError::forbidden(
+        PrincipalKind::User { .. } => Err(ServiceError::not_found(format!("tenant {tenant}"))),
+        PrincipalKind::Admin => Err(ServiceError::forbidden(
             "the provider cannot administer a tenant: only the tenant's own TenantAdmins can",
         )),
-        _ => Err(ApiError::forbidden(
+        _ => Err(ServiceError::forbidden(
             "only the tenant's TenantAdmins may do this",
         )),
     }
 }
 
 /// Permission to read a tenant's record: admins and the tenant's users.
-pub fn see_tenant(c: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
+pub fn see_tenant(c: &Caller, tenant: &TenantId) -> Result<(), ServiceError> {
     if c.is_admin() || c.is_user_of(tenant) {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("tenant {tenant}")))
+        Err(ServiceError::not_found(format!("tenant {tenant}")))
     }
 }
 
 /// Permission to act as one of a tenant's users (to open a case).
-pub fn tenant_member(c: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
+pub fn tenant_member(c: &Caller, tenant: &TenantId) -> Result<(), ServiceError> {
     match &c.principal.kind {
         PrincipalKind::User { tenant: own } if own == tenant => Ok(()),
-        PrincipalKind::User { .. } => Err(ApiError::not_found(format!("tenant {tenant}"))),
-        _ => Err(ApiError::forbidden(
+        PrincipalKind::User { .. } => Err(ServiceError::not_found(format!("tenant {tenant}"))),
+        _ => Err(ServiceError::forbidden(
             "only the tenant's own users may do this",
         )),
     }
 }
 
 /// Permission to see a case.
-pub fn see_case(c: &Caller, case: &SupportCase) -> Result<(), ApiError> {
+pub fn see_case(c: &Caller, case: &SupportCase) -> Result<(), ServiceError> {
     let assigned = case.assigned_to.as_ref() == Some(c.id());
     if c.is_admin() || c.is_user_of(&case.tenant) || assigned {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("case {}", case.id)))
+        Err(ServiceError::not_found(format!("case {}", case.id)))
     }
 }
 
 /// Permission to see a request.
-pub fn see_request(c: &Caller, r: &AccessRequest) -> Result<(), ApiError> {
+pub fn see_request(c: &Caller, r: &AccessRequest) -> Result<(), ServiceError> {
     if c.is_admin() || &r.requester == c.id() || c.has_role_over(&r.tenant, &r.resource, |_| true) {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("request {}", r.id)))
+        Err(ServiceError::not_found(format!("request {}", r.id)))
     }
 }
 
 /// Permission to see a grant.
-pub fn see_grant(c: &Caller, g: &Grant) -> Result<(), ApiError> {
+pub fn see_grant(c: &Caller, g: &Grant) -> Result<(), ServiceError> {
     let approver = |role: Role| role.approves() || role == Role::TenantAdmin;
     if c.is_admin() || &g.principal == c.id() || c.has_role_over(&g.tenant, &g.scope, approver) {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("grant {}", g.id)))
+        Err(ServiceError::not_found(format!("grant {}", g.id)))
     }
 }
 
@@ -162,12 +162,12 @@ pub enum ListScope {
 }
 
 /// What lists of requests and grants may show the caller.
-pub fn list_scope(c: &Caller) -> Result<ListScope, ApiError> {
+pub fn list_scope(c: &Caller) -> Result<ListScope, ServiceError> {
     match &c.principal.kind {
         PrincipalKind::Admin => Ok(ListScope::All),
         PrincipalKind::Operator { .. } => Ok(ListScope::Own(c.id().clone())),
         PrincipalKind::User { tenant } => Ok(ListScope::Tenant(tenant.clone())),
-        PrincipalKind::Gateway => Err(ApiError::forbidden(
+        PrincipalKind::Gateway => Err(ServiceError::forbidden(
             "gateways call `check`; they list nothing",
         )),
     }
@@ -183,7 +183,7 @@ pub fn narrow_list(
     c: &Caller,
     tenant: &mut Option<TenantId>,
     owner: &mut Option<PrincipalId>,
-) -> Result<bool, ApiError> {
+) -> Result<bool, ServiceError> {
     match list_scope(c)? {
         ListScope::All => {}
         ListScope::Own(op) => {
@@ -210,12 +210,12 @@ pub fn narrow_list(
 /// one that does not exist, so that nobody learns another tenant's
 /// principal ids (or that an id is a tenant's user) by asking; a user of
 /// the same tenant who is not its TenantAdmin is refused `403`.
-pub fn token_authority(c: &Caller, target: &Principal) -> Result<(), ApiError> {
+pub fn token_authority(c: &Caller, target: &Principal) -> Result<(), ServiceError> {
     if &target.id == c.id() {
         return Ok(());
     }
     let hidden = || {
-        ApiError::hidden(format!(
+        ServiceError::hidden(format!(
             "no principal `{}` whose tokens you manage",
             target.id
         ))
@@ -231,11 +231,11 @@ pub fn token_authority(c: &Caller, target: &Principal) -> Result<(), ApiError> {
 }
 
 /// Permission to call `check`: gateways only.
-pub fn gateway(c: &Caller) -> Result<(), ApiError> {
+pub fn gateway(c: &Caller) -> Result<(), ServiceError> {
     if matches!(c.principal.kind, PrincipalKind::Gateway) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
+        Err(ServiceError::forbidden(
             "only gateways may call `check`; register one with POST /v1/gateways",
         ))
     }
@@ -243,12 +243,12 @@ pub fn gateway(c: &Caller) -> Result<(), ApiError> {
 
 /// Permission to mint an access token for a grant: its holder only. Others
 /// who may see the grant are refused; those who may not get `404`.
-pub fn grant_holder(c: &Caller, g: &Grant) -> Result<(), ApiError> {
+pub fn grant_holder(c: &Caller, g: &Grant) -> Result<(), ServiceError> {
     if &g.principal == c.id() {
         return Ok(());
     }
     see_grant(c, g)?;
-    Err(ApiError::forbidden(format!(
+    Err(ServiceError::forbidden(format!(
         "only the grant's holder ({}) may mint access tokens for it",
         g.principal
     )))
@@ -256,11 +256,11 @@ pub fn grant_holder(c: &Caller, g: &Grant) -> Result<(), ApiError> {
 
 /// Permission to use break-glass access: emergency operators only (the
 /// tenant's policy decides the rest).
-pub fn emergency_operator(c: &Caller) -> Result<(), ApiError> {
+pub fn emergency_operator(c: &Caller) -> Result<(), ServiceError> {
     if c.principal.is_emergency_operator() {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
+        Err(ServiceError::forbidden(
             "only emergency operators may use emergency access",
         ))
     }
@@ -285,7 +285,7 @@ impl AuditReader {
 /// `TenantAdmin`, `Owner` or `LockboxApprover` (at any scope: the log is
 /// the tenant's, one chain). Users of other tenants get `404`; everyone
 /// else, the provider's admins included, `403`: the log is the customer's.
-pub fn audit_reader(c: &Caller, tenant: &TenantId) -> Result<AuditReader, ApiError> {
+pub fn audit_reader(c: &Caller, tenant: &TenantId) -> Result<AuditReader, ServiceError> {
     match &c.principal.kind {
         PrincipalKind::User { tenant: own } if own == tenant => {
             let may = c.roles.iter().any(|a| {
@@ -300,14 +300,14 @@ pub fn audit_reader(c: &Caller, tenant: &TenantId) -> Result<AuditReader, ApiErr
                     tenant: tenant.clone(),
                 })
             } else {
-                Err(ApiError::forbidden(format!(
+                Err(ServiceError::forbidden(format!(
                     "{} may not read tenant {tenant}'s audit log: that takes TenantAdmin, Owner or LockboxApprover",
                     c.id()
                 )))
             }
         }
-        PrincipalKind::User { .. } => Err(ApiError::not_found(format!("tenant {tenant}"))),
-        _ => Err(ApiError::forbidden(
+        PrincipalKind::User { .. } => Err(ServiceError::not_found(format!("tenant {tenant}"))),
+        _ => Err(ServiceError::forbidden(
             "only the tenant's TenantAdmins, Owners and LockboxApprovers may read its audit log",
         )),
     }

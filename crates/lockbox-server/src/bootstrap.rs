@@ -19,7 +19,7 @@ use lockbox_store::{Cases as _, Directory as _, Requests as _, Store, StoredEnro
 use serde_json::json;
 
 use crate::auth::{self, IssuedToken};
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// Why bootstrapping failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,8 @@ pub enum BootstrapError {
     Failed(String),
 }
 
-impl From<ApiError> for BootstrapError {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for BootstrapError {
+    fn from(e: ServiceError) -> Self {
         Self::Failed(format!("{e:?}"))
     }
 }

@@ -15,11 +15,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
-use axum::http::request::Parts;
-
-use crate::AppState;
+use http::HeaderMap;
 
 /// A block of addresses, `10.0.0.0/8` or `2001:db8::/32`; an address
 /// alone is a block of one.
@@ -205,41 +201,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
         .map(|ip| ip.to_canonical())
-}
-
-/// The client's address, by the server's trusted proxies (see the module's
-/// documentation). Never refuses: without a peer address (a request not
-/// from a socket, as in tests of handlers alone) it is `0.0.0.0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
-impl ClientAddr {
-    /// The client address of a request, by its parts.
-    #[must_use]
-    pub fn of(parts: &Parts, app: &AppState) -> Self {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-        Self(app.trusted_proxies().client(peer, &parts.headers))
-    }
-}
-
-impl fmt::Display for ClientAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self::of(parts, app))
-    }
 }
 
 #[cfg(test)]

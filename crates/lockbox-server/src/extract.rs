@@ -1,24 +1,27 @@
 //! Request extractors that speak the API's conventions: JSON bodies of at
 //! most 64 KiB with unknown fields refused, path and list parameters, and
-//! `Idempotency-Key`. Every rejection is a problem document.
+//! `Idempotency-Key`, and the client's address. Every rejection is a problem
+//! document.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
 use lockbox_core::{PrincipalId, Timestamp};
 use lockbox_store::{Constraint, Idempotency as _, PageRequest, StoreError, StoredResponse, Tx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 
-pub use crate::client_addr::ClientAddr;
-
 use crate::AppState;
+use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::error::ApiError;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -423,5 +426,39 @@ impl IntoResponse for Created {
             axum::http::HeaderValue::from_static("application/json"),
         );
         response
+    }
+}
+/// The client's address, by the server's trusted proxies (see the module's
+/// documentation). Never refuses: without a peer address (a request not
+/// from a socket, as in tests of handlers alone) it is `0.0.0.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// The client address of a request, by its parts.
+    #[must_use]
+    pub fn of(parts: &Parts, app: &AppState) -> Self {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+        Self(app.trusted_proxies().client(peer, &parts.headers))
+    }
+}
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts, app))
     }
 }

@@ -18,7 +18,6 @@ pub mod bootstrap;
 pub mod client_addr;
 pub mod config;
 pub mod enforce;
-pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod kek;
@@ -27,10 +26,11 @@ pub mod metrics;
 pub mod notify;
 pub mod passwords;
 pub mod serve;
+pub mod service;
 pub mod signing_keys;
 pub mod targets;
 
-mod api;
+pub mod api;
 mod portal;
 mod present;
 
@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::routing::get;
 use lockbox_core::{Clock, Timestamp};
 use lockbox_store::{Backend, Store};
@@ -48,9 +48,9 @@ use tokio::task::JoinHandle;
 use crate::auth::FailureLimiter;
 use crate::enforce::audit_writer::{self, AuditWriter};
 use crate::enforce::{EnforcementOptions, Enforcer};
-use crate::error::ApiError;
 use crate::kek::Kek;
 use crate::metrics::{Metrics, MetricsAccess};
+use crate::service::ServiceError;
 
 /// The server's shared state: the store, the clock, and what the server
 /// keeps in memory. Cheap to clone.
@@ -165,7 +165,7 @@ impl AppState {
         public_url: String,
         kek: Kek,
         options: ServerOptions,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, ServiceError> {
         let enforcer = Enforcer::new(store.backend() == Backend::Postgres, options.enforcement)?;
         let (audit, queue) = audit_writer::channel();
         let state = Self {
@@ -207,7 +207,7 @@ impl AppState {
     pub async fn start(
         &self,
         stop: watch::Receiver<bool>,
-    ) -> Result<Vec<JoinHandle<()>>, ApiError> {
+    ) -> Result<Vec<JoinHandle<()>>, ServiceError> {
         let store = self.store();
         signing_keys::prepare(store, &self.inner.kek, self.now()).await?;
         let mut tasks = enforce::start(
@@ -381,7 +381,7 @@ impl AppState {
             .method_not_allowed_fallback(portal::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
-                metrics::track,
+                track_metrics,
             ))
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
             .with_state(self.clone())
@@ -403,4 +403,22 @@ impl AppState {
     pub fn openapi() -> utoipa::openapi::OpenApi {
         api::routes().1
     }
+}
+
+/// Middleware: counts and times every request by its route template.
+async fn track_metrics(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    app.metrics()
+        .http_request(method, route, response.status().as_u16(), start.elapsed());
+    response
 }

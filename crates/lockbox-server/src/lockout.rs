@@ -42,7 +42,7 @@ use lockbox_store::{Lockout, ServerSecret, SignInGuard as _};
 use sha2::Sha256;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// Failures of the browsers an account does not know, from anywhere.
 pub const UNKNOWN_BROWSERS: Lockout = Lockout {
@@ -107,9 +107,9 @@ impl DeviceKey {
         password_hash: &str,
         issued: i64,
         nonce: &str,
-    ) -> Result<Hmac<Sha256>, ApiError> {
+    ) -> Result<Hmac<Sha256>, ServiceError> {
         let mut mac = <Hmac<Sha256>>::new_from_slice(&self.0)
-            .map_err(|e| ApiError::Internal(format!("device cookie key: {e}")))?;
+            .map_err(|e| ServiceError::Internal(format!("device cookie key: {e}")))?;
         mac.update(b"lockbox device cookie v1\0");
         mac.update(principal.as_bytes());
         mac.update(b"\0");
@@ -130,7 +130,7 @@ impl DeviceKey {
         principal: &PrincipalId,
         password_hash: &str,
         now: Timestamp,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, ServiceError> {
         let nonce = hex::encode(random_bytes::<16>()?);
         let issued = now.timestamp();
         let tag = self
@@ -214,7 +214,7 @@ impl Counter {
 
 /// The device cookies' key: read from the database (made there by the
 /// first node to need it) once, then kept.
-pub async fn device_key(app: &AppState) -> Result<DeviceKey, ApiError> {
+pub async fn device_key(app: &AppState) -> Result<DeviceKey, ServiceError> {
     app.sign_in_limits()
         .device_key
         .get_or_try_init(|| async {
@@ -222,14 +222,14 @@ pub async fn device_key(app: &AppState) -> Result<DeviceKey, ApiError> {
             let mut tx = app.store().begin().await?;
             let key = tx.server_secret(KEY_NAME, &candidate, app.now()).await?;
             tx.commit_unaudited().await?;
-            Ok::<_, ApiError>(DeviceKey(key.0))
+            Ok::<_, ServiceError>(DeviceKey(key.0))
         })
         .await
         .cloned()
 }
 
 /// Forgets the counts that are over (the sweeper's).
-pub async fn purge(app: &AppState) -> Result<u64, ApiError> {
+pub async fn purge(app: &AppState) -> Result<u64, ServiceError> {
     let now = app.now();
     let longest = UNKNOWN_BROWSERS.window.max(DEVICE.window);
     let mut tx = app.store().begin().await?;

@@ -6,11 +6,8 @@
 //! otherwise ([`MetricsAccess`]): on an address of its own (and then not on
 //! the main listener), and/or behind a bearer token.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,8 +17,6 @@ use prometheus_client::registry::Registry;
 
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-
-use crate::AppState;
 
 /// Who may read `/metrics`, and on which listener (`[metrics]`). The
 /// default is today's: on the main listener, for anyone.
@@ -309,28 +304,19 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every request by its route template (never
-/// the raw path, which would explode the label space).
-pub(crate) async fn track(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    let metrics = app.metrics();
-    metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method: method.clone(),
-            route: route.clone(),
-            status: response.status().as_u16(),
-        })
-        .inc();
-    metrics
-        .http_latency
-        .get_or_create(&RouteLabels { method, route })
-        .observe(start.elapsed().as_secs_f64());
-    response
+impl Metrics {
+    /// Counts and times one HTTP request by its route template (never the
+    /// raw path, which would explode the label space).
+    pub(crate) fn http_request(&self, method: String, route: String, status: u16, took: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        self.http_latency
+            .get_or_create(&RouteLabels { method, route })
+            .observe(took.as_secs_f64());
+    }
 }

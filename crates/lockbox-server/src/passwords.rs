@@ -30,10 +30,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+use crate::service::{Refusal, ServiceError};
 
 /// The shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -49,9 +48,9 @@ const QUEUE_PER_WORKER: usize = 16;
 /// [`MIN_PASSWORD_CHARS`] characters or longer than
 /// [`MAX_PASSWORD_BYTES`] bytes. Call it before anything costly (a
 /// lookup, a hash); [`PasswordPool::hash`] calls it too.
-pub fn check_rules(password: &str) -> Result<(), ApiError> {
+pub fn check_rules(password: &str) -> Result<(), ServiceError> {
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::invalid(format!(
+        return Err(ServiceError::invalid(format!(
             "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters long"
         )));
     }
@@ -128,7 +127,7 @@ impl PasswordPool {
     /// A pool of `workers` threads (0: one per core) with at most `queue`
     /// callers waiting for one (default: sixteen per worker). The threads
     /// end when the last clone of the pool is dropped.
-    pub fn new(workers: usize, queue: Option<usize>) -> Result<Self, ApiError> {
+    pub fn new(workers: usize, queue: Option<usize>) -> Result<Self, ServiceError> {
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         } else {
@@ -143,7 +142,9 @@ impl PasswordPool {
             std::thread::Builder::new()
                 .name(format!("lockbox-argon2-{n}"))
                 .spawn(move || work(&inbox))
-                .map_err(|e| ApiError::Internal(format!("cannot start a password worker: {e}")))?;
+                .map_err(|e| {
+                    ServiceError::Internal(format!("cannot start a password worker: {e}"))
+                })?;
         }
         Ok(Self {
             inner: Arc::new(Pool {
@@ -159,7 +160,7 @@ impl PasswordPool {
 
     /// Takes a place in the pool (running, or waiting to), or refuses at
     /// once with `503 busy` when every place is taken.
-    pub fn admit(&self) -> Result<Admission, ApiError> {
+    pub fn admit(&self) -> Result<Admission, ServiceError> {
         let place = Arc::clone(&self.inner.admitted)
             .try_acquire_owned()
             .map_err(|_| busy())?;
@@ -171,14 +172,18 @@ impl PasswordPool {
 
     /// Hashes `password` with Argon2id after checking it against
     /// [`check_rules`] (a password that breaks them takes no place).
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: String) -> Result<String, ServiceError> {
         check_rules(&password)?;
         self.admit()?.hash(password).await
     }
 
     /// Whether `password` matches the stored Argon2id hash (see
     /// [`Admission::verify`]).
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, ServiceError> {
         self.admit()?.verify(password, stored).await
     }
 
@@ -214,7 +219,7 @@ pub struct Admission {
 impl Admission {
     /// Hashes `password` with Argon2id (the caller has checked it against
     /// [`check_rules`]).
-    pub async fn hash(self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(self, password: String) -> Result<String, ServiceError> {
         let salt = lockbox_core::id::random_bytes::<16>()?;
         self.run(move |memory| memory.hash(password.as_bytes(), &salt))
             .await?
@@ -226,7 +231,11 @@ impl Admission {
     /// `false`, so that a wrong name costs as long as a wrong password. A
     /// password longer than any that can be stored matches nothing and is
     /// not hashed.
-    pub async fn verify(self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    pub async fn verify(
+        self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, ServiceError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
         }
@@ -255,7 +264,7 @@ impl Admission {
     async fn run<T: Send + 'static>(
         self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, ServiceError> {
         let pool = &self.pool.inner;
         let gauge = Arc::clone(&pool.gauge);
         let place = self.place;
@@ -280,12 +289,12 @@ impl Admission {
         pool.jobs.try_send(job).map_err(|e| match e {
             std::sync::mpsc::TrySendError::Full(_) => busy(),
             std::sync::mpsc::TrySendError::Disconnected(_) => {
-                ApiError::Internal("the password workers have stopped".to_owned())
+                ServiceError::Internal("the password workers have stopped".to_owned())
             }
         })?;
         answered
             .await
-            .map_err(|_| ApiError::Internal("a password computation failed".to_owned()))
+            .map_err(|_| ServiceError::Internal("a password computation failed".to_owned()))
     }
 }
 
@@ -337,8 +346,8 @@ impl Memory {
     /// An Argon2id hash of `password` with the default parameters and
     /// `salt`, as a PHC string (what `Argon2::default().hash_password`
     /// makes).
-    fn hash(&mut self, password: &[u8], salt: &[u8]) -> Result<String, ApiError> {
-        let fail = |e: &dyn std::fmt::Display| ApiError::Internal(format!("argon2: {e}"));
+    fn hash(&mut self, password: &[u8], salt: &[u8]) -> Result<String, ServiceError> {
+        let fail = |e: &dyn std::fmt::Display| ServiceError::Internal(format!("argon2: {e}"));
         let params = Params::DEFAULT;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
@@ -385,10 +394,9 @@ impl Memory {
     }
 }
 
-fn busy() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
+fn busy() -> ServiceError {
+    ServiceError::refused(
+        Refusal::Busy,
         "too many passwords are being checked right now; try again in a moment",
     )
 }
@@ -493,8 +501,13 @@ mod tests {
         assert_eq!(pool.stats().admitted, 3);
         let refused = pool.admit().unwrap_err();
         assert_eq!(refused.kind(), "busy");
-        let (status, _, _, _) = refused.shown();
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(matches!(
+            refused,
+            ServiceError::Refused {
+                refusal: Refusal::Busy,
+                ..
+            }
+        ));
         let refused = pool
             .hash("correct horse battery".to_owned())
             .await

@@ -20,8 +20,8 @@ use lockbox_core::{PublicKey, Timestamp};
 use lockbox_store::{KeyPurpose, Keys as _, SigningKey, Store, StoreError, StoredSecret};
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::kek::{Kek, KekError, OpenError};
+use crate::service::ServiceError;
 
 /// The algorithm's name in events, as JOSE spells it.
 const ALGORITHM: &str = "EdDSA";
@@ -86,7 +86,7 @@ pub enum KeyError {
     Other(String),
 }
 
-impl From<KeyError> for ApiError {
+impl From<KeyError> for ServiceError {
     fn from(e: KeyError) -> Self {
         match e {
             KeyError::Store(e) => e.into(),
@@ -95,8 +95,8 @@ impl From<KeyError> for ApiError {
     }
 }
 
-impl From<ApiError> for KeyError {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for KeyError {
+    fn from(e: ServiceError) -> Self {
         Self::Other(e.to_string())
     }
 }
@@ -135,7 +135,11 @@ fn public_key_of(secret: &[u8; 32]) -> [u8; 32] {
 /// A new random signing key, sealed with `kek`. Its id is what verifiers
 /// look keys up by: the RFC 7638 thumbprint for access tokens (the JWKS
 /// `kid`), the audit format's key id for checkpoints.
-pub fn generate(kek: &Kek, purpose: KeyPurpose, now: Timestamp) -> Result<SigningKey, ApiError> {
+pub fn generate(
+    kek: &Kek,
+    purpose: KeyPurpose,
+    now: Timestamp,
+) -> Result<SigningKey, ServiceError> {
     let secret = lockbox_core::id::random_bytes::<32>()?;
     let public_key = public_key_of(&secret);
     let id = match purpose {
@@ -144,7 +148,7 @@ pub fn generate(kek: &Kek, purpose: KeyPurpose, now: Timestamp) -> Result<Signin
     };
     let sealed = kek
         .seal(&id, purpose, &secret)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(SigningKey {
         id,
         purpose,
@@ -156,9 +160,9 @@ pub fn generate(kek: &Kek, purpose: KeyPurpose, now: Timestamp) -> Result<Signin
 }
 
 /// A stored checkpoint key's public half, as the audit format knows it.
-pub(crate) fn checkpoint_public_key(public_key: &[u8; 32]) -> Result<PublicKey, ApiError> {
+pub(crate) fn checkpoint_public_key(public_key: &[u8; 32]) -> Result<PublicKey, ServiceError> {
     PublicKey::parse(&hex::encode(public_key))
-        .map_err(|e| ApiError::Internal(format!("a stored checkpoint key is unusable: {e}")))
+        .map_err(|e| ServiceError::Internal(format!("a stored checkpoint key is unusable: {e}")))
 }
 
 /// Creates a new signing key for `purpose`, sealed with `kek`, and retires
@@ -170,7 +174,7 @@ pub async fn rotate(
     purpose: KeyPurpose,
     actor: Actor,
     now: Timestamp,
-) -> Result<String, ApiError> {
+) -> Result<String, ServiceError> {
     let key = generate(kek, purpose, now)?;
     let mut tx = store.begin().await?;
     tx.insert_signing_key(&key).await?;
@@ -324,7 +328,7 @@ async fn seal_in_place(
 
 /// The ids of the KEKs the stored keys are sealed with (for a message
 /// when none is configured).
-pub async fn sealed_with(store: &Store) -> Result<Vec<String>, ApiError> {
+pub async fn sealed_with(store: &Store) -> Result<Vec<String>, ServiceError> {
     let mut ids = Vec::new();
     for purpose in PURPOSES {
         for key in all(store, purpose).await? {
@@ -339,7 +343,7 @@ pub async fn sealed_with(store: &Store) -> Result<Vec<String>, ApiError> {
 }
 
 /// Every key of `purpose`, newest first (sealed: for their public halves).
-pub async fn all(store: &Store, purpose: KeyPurpose) -> Result<Vec<SigningKey>, ApiError> {
+pub async fn all(store: &Store, purpose: KeyPurpose) -> Result<Vec<SigningKey>, ServiceError> {
     let mut tx = store.read().await?;
     let keys = tx.signing_keys(purpose).await?;
     tx.commit_unaudited().await?;
@@ -354,7 +358,7 @@ pub async fn published(
     store: &Store,
     kek: &Kek,
     purpose: KeyPurpose,
-) -> Result<Vec<SigningKey>, ApiError> {
+) -> Result<Vec<SigningKey>, ServiceError> {
     Ok(all(store, purpose)
         .await?
         .into_iter()
@@ -369,11 +373,15 @@ pub async fn published(
 }
 
 /// The key that signs now, the newest unretired one, opened with `kek`.
-pub async fn current(store: &Store, kek: &Kek, purpose: KeyPurpose) -> Result<OpenedKey, ApiError> {
+pub async fn current(
+    store: &Store,
+    kek: &Kek,
+    purpose: KeyPurpose,
+) -> Result<OpenedKey, ServiceError> {
     let key = all(store, purpose)
         .await?
         .into_iter()
         .find(|k| k.retired_at.is_none())
-        .ok_or_else(|| ApiError::Internal(format!("no {} signing key", purpose.as_str())))?;
+        .ok_or_else(|| ServiceError::Internal(format!("no {} signing key", purpose.as_str())))?;
     Ok(open(kek, &key)?)
 }

@@ -23,9 +23,9 @@ use lockbox_store::{
 };
 use serde_json::json;
 
+use crate::api::ApiError;
 use crate::auth::{self, Caller};
-use crate::client_addr::ClientAddr;
-use crate::error::ApiError;
+use crate::extract::ClientAddr;
 use crate::extract::{Created, Idempotent, JsonBody, PageParams, Params, Path, Withheld};
 use crate::{AppState, authz, present};
 

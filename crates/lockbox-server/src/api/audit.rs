@@ -12,8 +12,8 @@ use lockbox_api as api;
 use lockbox_core::{AuditEvent, Chain, Checkpoint, TenantId, Timestamp};
 use lockbox_store::{Audit as _, EventQuery};
 
+use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::extract::{Params, Path};
 use crate::{AppState, audit_log, authz};
 

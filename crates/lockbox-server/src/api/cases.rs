@@ -12,8 +12,8 @@ use lockbox_core::{
 };
 use lockbox_store::{CaseFilter, Cases as _, Directory as _, Locked, Requests as _, Tx};
 
+use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
 

@@ -12,8 +12,8 @@ use lockbox_core::text::Email;
 use lockbox_core::{ChannelId, TenantId};
 use lockbox_store::{Channels as _, Directory as _, Job, JobState, Outbox as _, Page};
 
+use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present, targets};
 

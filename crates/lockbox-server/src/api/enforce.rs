@@ -11,9 +11,9 @@ use lockbox_core::{AccessLevelName, Action, Grant, GrantId, PrincipalId, Resourc
 use lockbox_store::{Directory as _, Requests as _};
 
 use crate::access_token;
+use crate::api::ApiError;
 use crate::auth::Caller;
 use crate::enforce::gateway::Gateway;
-use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path};
 use crate::{AppState, authz, present};
 

@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod cases;
 pub(crate) mod channels;
 pub(crate) mod enforce;
+pub mod error;
 pub(crate) mod ops;
 pub(crate) mod provider;
 pub(crate) mod requests;
@@ -16,6 +17,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use error::ApiError;
 
 use crate::AppState;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use lockbox_api as api;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::api::ApiError;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",

@@ -13,8 +13,8 @@ use lockbox_store::{Directory as _, Requests as _};
 use serde::Serialize;
 
 use super::tenants::token_event;
+use crate::api::ApiError;
 use crate::auth::{self, Caller};
-use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path, Withheld};
 use crate::{AppState, authz, present};
 

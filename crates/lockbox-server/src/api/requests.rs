@@ -16,8 +16,8 @@ use lockbox_store::{
     Cases as _, Directory as _, GrantFilter, Locked, RequestFilter, Requests as _, StatusAt, Tx,
 };
 
+use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
 use crate::{AppState, authz, present};
 

@@ -14,8 +14,8 @@ use lockbox_core::{
 use lockbox_store::{Directory as _, Page};
 use serde_json::json;
 
+use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::extract::{
     Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Withheld,
 };
@@ -156,7 +156,7 @@ pub(crate) async fn list_tenants(
                 next_cursor: None,
             }
         }
-        (Err(e), None) => return Err(e),
+        (Err(e), None) => return Err(e.into()),
     };
     Ok(Json(api::Page {
         items: items.iter().map(present::tenant).collect(),

@@ -21,17 +21,19 @@ pub use tokens::*;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
-use lockbox_core::{Principal, RoleAssignment, Timestamp, TokenId};
+use lockbox_core::{Principal, PrincipalKind, RoleAssignment, Timestamp, TokenId};
 use lockbox_store::Directory as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::AppState;
-use crate::client_addr::ClientAddr;
-use crate::error::ApiError;
+use crate::api::ApiError;
+use crate::enforce::gateway::{Entry, Gateway};
+use crate::extract::ClientAddr;
 
 /// When tokens were last used, gathered in memory and written now and then
 /// ([`TokenUse::flush`]), so that authenticating a call never writes to the
@@ -196,4 +198,51 @@ pub(crate) async fn caller_for_token(
         token: stored.id,
         token_expires_at: stored.expires_at,
     }))
+}
+fn bearer_hash(parts: &Parts) -> Option<[u8; 32]> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = header.strip_prefix("Bearer ")?.trim();
+    token
+        .starts_with(crate::auth::TOKEN_PREFIX)
+        .then(|| token_hash(token))
+}
+
+/// A gateway's credentials: answered from the gateways' token cache
+/// when it can be, so `check` costs no database read.
+impl FromRequestParts<AppState> for Gateway {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let now = app.now();
+        let hash = bearer_hash(parts);
+        let cache = &app.enforcer().gateways;
+        if let Some(hit) = hash.as_ref().and_then(|h| cache.get(h, now)) {
+            return Ok(hit);
+        }
+        let read_at = cache.generation();
+        let caller = Caller::from_request_parts(parts, app).await?;
+        crate::authz::gateway(&caller)?;
+        if let Some(hash) = hash {
+            let expires_at = caller.token_expires_at;
+            cache.put(
+                hash,
+                Entry {
+                    token: caller.token,
+                    principal: caller.principal.id.clone(),
+                    expires_at,
+                    cached_at: Instant::now(),
+                },
+                read_at,
+            );
+        }
+        debug_assert!(matches!(caller.principal.kind, PrincipalKind::Gateway));
+        Ok(Gateway {
+            principal: caller.principal.id,
+            token: caller.token,
+        })
+    }
 }

@@ -7,7 +7,7 @@ use lockbox_core::{PrincipalId, Timestamp, TokenId};
 use lockbox_store::{ApiToken, TokenKind};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 use super::{Caller, Credential};
 
@@ -26,7 +26,7 @@ pub const ENROLLMENT_PREFIX: &str = "lbe_";
 
 /// A new enrolment link's secret (`lbe_` and 64 hex digits, shown once) and
 /// the SHA-256 that is stored.
-pub fn enrollment_secret() -> Result<(String, [u8; 32]), ApiError> {
+pub fn enrollment_secret() -> Result<(String, [u8; 32]), ServiceError> {
     let secret = format!("{ENROLLMENT_PREFIX}{}", hex::encode(random_bytes::<32>()?));
     let hash = token_hash(&secret);
     Ok((secret, hash))
@@ -75,7 +75,7 @@ pub fn issue_token(
     principal: &PrincipalId,
     now: Timestamp,
     expires_at: Option<Timestamp>,
-) -> Result<IssuedToken, ApiError> {
+) -> Result<IssuedToken, ServiceError> {
     issue(Credential::ApiToken, principal, now, expires_at)
 }
 
@@ -84,7 +84,7 @@ pub(crate) fn issue_session(
     principal: &PrincipalId,
     now: Timestamp,
     expires_at: Timestamp,
-) -> Result<IssuedToken, ApiError> {
+) -> Result<IssuedToken, ServiceError> {
     issue(Credential::Session, principal, now, Some(expires_at))
 }
 
@@ -93,9 +93,11 @@ fn issue(
     principal: &PrincipalId,
     now: Timestamp,
     expires_at: Option<Timestamp>,
-) -> Result<IssuedToken, ApiError> {
+) -> Result<IssuedToken, ServiceError> {
     if expires_at.is_some_and(|end| end <= now) {
-        return Err(ApiError::invalid("a token must expire after it is made"));
+        return Err(ServiceError::invalid(
+            "a token must expire after it is made",
+        ));
     }
     let secret = format!("{}{}", kind.prefix(), hex::encode(random_bytes::<32>()?));
     let record = ApiToken {
@@ -132,10 +134,10 @@ pub fn api_token_expiry(
     caller: &Caller,
     now: Timestamp,
     days: Option<u32>,
-) -> Result<Timestamp, ApiError> {
+) -> Result<Timestamp, ServiceError> {
     let days = days.unwrap_or(DEFAULT_TOKEN_DAYS);
     if !(1..=MAX_TOKEN_DAYS).contains(&days) {
-        return Err(ApiError::invalid(format!(
+        return Err(ServiceError::invalid(format!(
             "expires_in_days must be between 1 and {MAX_TOKEN_DAYS} (default \
              {DEFAULT_TOKEN_DAYS})"
         )));

@@ -12,7 +12,7 @@ use lockbox_core::PendingEvent;
 use lockbox_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -55,18 +55,18 @@ pub fn channel() -> (AuditWriter, Queue) {
 
 impl AuditWriter {
     /// Appends `event` durably, returning once it is committed.
-    pub async fn append(&self, event: PendingEvent) -> Result<(), ApiError> {
+    pub async fn append(&self, event: PendingEvent) -> Result<(), ServiceError> {
         let (done, committed) = oneshot::channel();
         self.jobs
             .send(Job { event, done })
             .await
-            .map_err(|_| ApiError::Unavailable("the audit writer has stopped".to_owned()))?;
+            .map_err(|_| ServiceError::Unavailable("the audit writer has stopped".to_owned()))?;
         match committed.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(ApiError::Unavailable(format!(
+            Ok(Err(why)) => Err(ServiceError::Unavailable(format!(
                 "the decision could not be recorded: {why}"
             ))),
-            Err(_) => Err(ApiError::Unavailable(
+            Err(_) => Err(ServiceError::Unavailable(
                 "the audit writer stopped before recording the decision".to_owned(),
             )),
         }

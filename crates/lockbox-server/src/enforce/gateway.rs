@@ -21,13 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use lockbox_core::{PrincipalId, PrincipalKind, Timestamp, TokenId};
-
-use crate::AppState;
-use crate::auth::{Caller, token_hash};
-use crate::error::ApiError;
+use lockbox_core::{PrincipalId, Timestamp, TokenId};
 
 /// How long an authenticated gateway token is trusted without reading the
 /// database again.
@@ -36,12 +30,13 @@ pub const CACHE_FOR: Duration = Duration::from_secs(60);
 /// At most this many gateway tokens are remembered.
 const CAPACITY: usize = 4096;
 
+/// A gateway token as the cache remembers it.
 #[derive(Debug, Clone)]
-struct Entry {
-    token: TokenId,
-    principal: PrincipalId,
-    expires_at: Option<Timestamp>,
-    cached_at: Instant,
+pub(crate) struct Entry {
+    pub(crate) token: TokenId,
+    pub(crate) principal: PrincipalId,
+    pub(crate) expires_at: Option<Timestamp>,
+    pub(crate) cached_at: Instant,
 }
 
 /// Authenticated gateway tokens, by the SHA-256 of the token.
@@ -54,7 +49,7 @@ pub struct GatewayTokens {
 }
 
 impl GatewayTokens {
-    fn get(&self, hash: &[u8; 32], now: Timestamp) -> Option<Gateway> {
+    pub(crate) fn get(&self, hash: &[u8; 32], now: Timestamp) -> Option<Gateway> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(hash)?;
         let fresh = entry.cached_at.elapsed() < CACHE_FOR;
@@ -67,13 +62,13 @@ impl GatewayTokens {
 
     /// The generation to give [`GatewayTokens::put`] for a token about to
     /// be read from the database.
-    fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Remembers a token read at generation `read_at`, unless something
     /// was forgotten since (it may have been this token).
-    fn put(&self, hash: [u8; 32], entry: Entry, read_at: u64) {
+    pub(crate) fn put(&self, hash: [u8; 32], entry: Entry, read_at: u64) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if self.generation.load(Ordering::Acquire) != read_at {
             return;
@@ -111,52 +106,6 @@ pub struct Gateway {
     pub principal: PrincipalId,
     /// The token it used.
     pub token: TokenId,
-}
-
-fn bearer_hash(parts: &Parts) -> Option<[u8; 32]> {
-    let header = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let token = header.strip_prefix("Bearer ")?.trim();
-    token
-        .starts_with(crate::auth::TOKEN_PREFIX)
-        .then(|| token_hash(token))
-}
-
-impl FromRequestParts<AppState> for Gateway {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let now = app.now();
-        let hash = bearer_hash(parts);
-        let cache = &app.enforcer().gateways;
-        if let Some(hit) = hash.as_ref().and_then(|h| cache.get(h, now)) {
-            return Ok(hit);
-        }
-        let read_at = cache.generation();
-        let caller = Caller::from_request_parts(parts, app).await?;
-        crate::authz::gateway(&caller)?;
-        if let Some(hash) = hash {
-            let expires_at = caller.token_expires_at;
-            cache.put(
-                hash,
-                Entry {
-                    token: caller.token,
-                    principal: caller.principal.id.clone(),
-                    expires_at,
-                    cached_at: Instant::now(),
-                },
-                read_at,
-            );
-        }
-        debug_assert!(matches!(caller.principal.kind, PrincipalKind::Gateway));
-        Ok(Gateway {
-            principal: caller.principal.id,
-            token: caller.token,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ use lockbox_store::{
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
+use crate::service::{Refusal, ServiceError};
 use gateway::GatewayTokens;
 
 /// How long the index remembers a grant after its end, so that a check
@@ -153,12 +153,8 @@ pub struct Enforcer {
 }
 
 /// Why a node does not answer checks right now.
-fn unavailable(detail: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "enforcement_unavailable",
-        detail.to_owned(),
-    )
+fn unavailable(detail: &str) -> ServiceError {
+    ServiceError::refused(Refusal::EnforcementUnavailable, detail)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,7 +168,7 @@ impl Enforcer {
     pub(crate) fn new(
         needs_heartbeat: bool,
         options: EnforcementOptions,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, ServiceError> {
         let (acks, acks_queue) = mpsc::channel(ACK_QUEUE);
         Ok(Self {
             index: RwLock::new(GrantIndex::new()),
@@ -217,7 +213,7 @@ impl Enforcer {
         resource: &ResourceId,
         action: &Action,
         now: Timestamp,
-    ) -> Result<Decided<'_>, ApiError> {
+    ) -> Result<Decided<'_>, ServiceError> {
         let guard = self.settle.read().await;
         if !self.is_serving() {
             return Err(unavailable(
@@ -599,7 +595,7 @@ pub(crate) async fn start(
     store: &Store,
     clock: Arc<dyn lockbox_core::Clock>,
     stop: watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, ApiError> {
+) -> Result<Vec<JoinHandle<()>>, ServiceError> {
     store.observe(Arc::new(Observer {
         enforcer: Arc::clone(enforcer),
         store: store.downgrade(),

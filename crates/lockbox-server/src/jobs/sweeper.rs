@@ -19,8 +19,8 @@ use lockbox_store::{Idempotency as _, Requests as _, Tx};
 use tokio::sync::watch;
 
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::IDEMPOTENCY_HOURS;
+use crate::service::ServiceError;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,12 +74,12 @@ enum Batch {
     /// full (more may be due).
     Committed {
         report: SweepReport,
-        refused: Vec<(Row, ApiError)>,
+        refused: Vec<(Row, ServiceError)>,
         full: bool,
     },
     /// Saving `row` failed, which spoils the transaction: nothing of the
     /// batch was committed, and it is to be tried again without that row.
-    Spoiled(Row, ApiError),
+    Spoiled(Row, ServiceError),
 }
 
 /// Sweeps everything due now, in batches.
@@ -90,7 +90,7 @@ enum Batch {
 /// change is only ever committed with its audit event: a row whose
 /// transition was refused is not saved at all, and a failed save abandons
 /// the whole batch's transaction before the batch is tried again.
-pub async fn sweep(app: &AppState) -> Result<SweepReport, ApiError> {
+pub async fn sweep(app: &AppState) -> Result<SweepReport, ServiceError> {
     let result = sweep_inner(app).await;
     let report = result.as_ref().copied().unwrap_or_default();
     app.metrics().sweep(
@@ -102,7 +102,7 @@ pub async fn sweep(app: &AppState) -> Result<SweepReport, ApiError> {
     result
 }
 
-async fn sweep_inner(app: &AppState) -> Result<SweepReport, ApiError> {
+async fn sweep_inner(app: &AppState) -> Result<SweepReport, ServiceError> {
     let mut report = SweepReport {
         purged_keys: purge_idempotency_keys(app).await?,
         purged_sign_in_failures: crate::lockout::purge(app).await?,
@@ -143,7 +143,7 @@ async fn sweep_inner(app: &AppState) -> Result<SweepReport, ApiError> {
 }
 
 /// Sweeps one batch in one transaction, passing by the rows in `left`.
-async fn sweep_batch(app: &AppState, left: &HashSet<Row>) -> Result<Batch, ApiError> {
+async fn sweep_batch(app: &AppState, left: &HashSet<Row>) -> Result<Batch, ServiceError> {
     let now = app.now();
     // Rows passed by are still fetched (and locked until the commit), so
     // ask for that many more.
@@ -222,7 +222,7 @@ async fn sweep_batch(app: &AppState, left: &HashSet<Row>) -> Result<Batch, ApiEr
 /// rollback is awaited, not left to the connection's next use: until it
 /// reaches the database the batch's rows stay locked, and the batch tried
 /// again without `row` (`SKIP LOCKED`) would pass them all by.
-async fn spoiled(tx: Tx, row: Row, cause: ApiError) -> Batch {
+async fn spoiled(tx: Tx, row: Row, cause: ServiceError) -> Batch {
     if let Err(e) = tx.rollback().await {
         tracing::warn!(error = %e, "cannot roll back a spoiled sweep batch");
     }
@@ -230,7 +230,7 @@ async fn spoiled(tx: Tx, row: Row, cause: ApiError) -> Batch {
 }
 
 /// Forgets the responses kept for idempotency keys past their 24 hours.
-async fn purge_idempotency_keys(app: &AppState) -> Result<u64, ApiError> {
+async fn purge_idempotency_keys(app: &AppState) -> Result<u64, ServiceError> {
     let before = app.now() - chrono::TimeDelta::hours(IDEMPOTENCY_HOURS);
     let mut tx = app.store().begin().await?;
     let purged = tx.purge_idempotency_keys(before).await?;

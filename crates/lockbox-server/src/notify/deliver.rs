@@ -9,7 +9,7 @@ use lockbox_store::{Channels as _, Job, Outbox as _, Requests as _};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::service::ServiceError;
 
 use super::email::send_email;
 use super::plan::{Known, Notice};
@@ -41,7 +41,7 @@ pub(super) enum Outcome {
 
 /// Plans the reminders that are due, then delivers every webhook and
 /// e-mail that is due, in rounds of 32.
-pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ApiError> {
+pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ServiceError> {
     let mut report = DeliveryReport::default();
     remind_due(app, &mut report).await?;
     for topic in [WEBHOOK, EMAIL] {
@@ -75,7 +75,7 @@ pub async fn deliver_due(app: &AppState) -> Result<DeliveryReport, ApiError> {
 
 /// Turns due reminder jobs into the reminder's messages, for requests
 /// still waiting for a decision.
-async fn remind_due(app: &AppState, report: &mut DeliveryReport) -> Result<(), ApiError> {
+async fn remind_due(app: &AppState, report: &mut DeliveryReport) -> Result<(), ServiceError> {
     loop {
         let now = app.now();
         let mut tx = app.store().begin().await?;
@@ -145,7 +145,7 @@ pub(super) async fn job_channel(app: &AppState, job: &Job) -> Result<Option<Chan
         let mut tx = app.store().read().await?;
         let channel = tx.channel(&id).await?;
         tx.commit_unaudited().await?;
-        Ok::<_, ApiError>(channel)
+        Ok::<_, ServiceError>(channel)
     };
     match read.await {
         Ok(Some(channel)) => Ok(Some(channel)),
@@ -175,7 +175,7 @@ async fn record(
     job: &Job,
     outcome: Outcome,
     report: &mut DeliveryReport,
-) -> Result<(), ApiError> {
+) -> Result<(), ServiceError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let (failure, give_up) = match outcome {

@@ -20,9 +20,9 @@ use super::{
     render, session_cookie, set_cookie, sign_in_cookie,
 };
 use crate::AppState;
+use crate::api::ApiError;
 use crate::api::accounts;
-use crate::client_addr::ClientAddr;
-use crate::error::ApiError;
+use crate::extract::ClientAddr;
 use crate::extract::{PageParams, Params, Path};
 
 /// An enrolment page never tells another site where it came from: its
@@ -157,7 +157,7 @@ async fn enroll_inner(
             );
         }
         if let Err(e) = crate::passwords::check_rules(&fields.password) {
-            let (_, _, _, detail) = e.shown();
+            let (_, _, _, detail) = ApiError::from(e).shown();
             return enroll_form(
                 app,
                 headers,

@@ -12,7 +12,7 @@ use super::{
     Form, NoFields, PageResult, PortalError, Session, bad_form, body, done, filled, once, page,
 };
 use crate::AppState;
-use crate::error::ApiError;
+use crate::api::ApiError;
 use crate::extract::{PageParams, Params, Path};
 
 /// The person's tenant (only a tenant's users administer one; the API

@@ -11,9 +11,9 @@ use lockbox_core::{Chain, EventKind, TenantId};
 
 use super::view::{self, EventView, Verification};
 use super::{Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, page};
+use crate::api::ApiError;
 use crate::api::audit::AuditQuery;
 use crate::audit_log::VerificationRefused;
-use crate::error::ApiError;
 use crate::extract::{Params, Path};
 use crate::{AppState, audit_log, authz};
 

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::api::ApiError;
 
 use super::view;
 use super::{forms::*, headers::*};
@@ -168,6 +168,12 @@ impl From<ApiError> for PortalError {
             title,
             detail,
         }
+    }
+}
+
+impl From<crate::service::ServiceError> for PortalError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        ApiError::from(e).into()
     }
 }
 

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::api::ApiError;
 use crate::extract::JsonBody;
 
 use super::view;

@@ -12,9 +12,9 @@ use super::{
     Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, number, once, page,
 };
 use crate::AppState;
+use crate::api::ApiError;
 use crate::api::cases::CaseQuery;
 use crate::api::requests::RequestQuery;
-use crate::error::ApiError;
 use crate::extract::{Params, Path};
 
 #[derive(Debug, Default, serde::Deserialize)]

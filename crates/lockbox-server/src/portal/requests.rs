@@ -11,8 +11,8 @@ use lockbox_api as api;
 use super::view::{self, Notice, NoticeQuery, RequestView, Viewer};
 use super::{Form, PageResult, Session, bad_form, body, done, filled, link, number, page};
 use crate::AppState;
+use crate::api::ApiError;
 use crate::api::requests::{GrantQuery, RequestChange, RequestQuery};
-use crate::error::ApiError;
 use crate::extract::{Params, Path};
 use lockbox_core::text::Reason;
 

@@ -21,8 +21,8 @@ use super::{
     set_cookie, sign_in_cookie,
 };
 use crate::AppState;
+use crate::api::ApiError;
 use crate::auth;
-use crate::error::ApiError;
 use crate::extract::{ClientAddr, Path};
 use crate::lockout::{self, Counter};
 

@@ -10,8 +10,8 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::AppState;
+use crate::api::ApiError;
 use crate::auth::{self, Caller, Credential};
-use crate::error::ApiError;
 
 use super::view;
 use super::{errors::*, forms::*, headers::*};

@@ -26,6 +26,8 @@ use lockbox_api::Problem;
 use lockbox_core::DomainError;
 use lockbox_store::StoreError;
 
+use crate::service::{Refusal, ServiceError};
+
 /// An error on its way to becoming a problem response.
 #[derive(Debug)]
 pub enum ApiError {
@@ -153,44 +155,62 @@ fn title(kind: &str) -> &'static str {
     }
 }
 
-impl From<DomainError> for ApiError {
-    fn from(e: DomainError) -> Self {
-        // Exhaustive: a new refusal must be given its status here.
-        let status = match &e {
-            DomainError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            DomainError::Forbidden(_)
-            | DomainError::SelfApproval { .. }
-            | DomainError::NotAnApprover { .. }
-            | DomainError::NotAssigned { .. }
-            | DomainError::EmergencyAccessDisabled(_)
-            | DomainError::PrincipalDisabled(_) => StatusCode::FORBIDDEN,
-            DomainError::RequestNotPending { .. }
-            | DomainError::RequestNotActive { .. }
-            | DomainError::AlreadyApproved { .. }
-            | DomainError::CaseNotOpen { .. }
-            | DomainError::Conflict(_)
-            | DomainError::LimitReached { .. }
-            | DomainError::NotDue { .. } => StatusCode::CONFLICT,
-            DomainError::OutOfScope(_)
-            | DomainError::DurationTooLong { .. }
-            | DomainError::UnknownAccessLevel(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            DomainError::NotFound(_) => StatusCode::NOT_FOUND,
-            DomainError::EnrollmentUnusable(_) => StatusCode::GONE,
-            DomainError::CorruptRecord(_) => return Self::Internal(e.to_string()),
-        };
-        Self::new(status, e.kind(), e.to_string())
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Internal(cause) => Self::Internal(cause),
+            ServiceError::Unavailable(cause) => Self::Unavailable(cause),
+            ServiceError::Refused { refusal, detail } => {
+                Self::new(refusal_status(refusal), refusal.kind(), detail)
+            }
+            ServiceError::Domain(d) => match domain_status(&d) {
+                Some(status) => Self::new(status, d.kind(), d.to_string()),
+                None => Self::Internal(d.to_string()),
+            },
+        }
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound { entity, id } => Self::not_found(format!("{entity} {id}")),
-            StoreError::Conflict(c) => Self::conflict(c.detail()),
-            StoreError::Unavailable(why) | StoreError::Contention(why) => Self::Unavailable(why),
-            other => Self::Internal(other.to_string()),
-        }
+/// The status of a refusal of the server's. Exhaustive: a new refusal must
+/// be given its status here.
+fn refusal_status(refusal: Refusal) -> StatusCode {
+    match refusal {
+        Refusal::InvalidInput => StatusCode::BAD_REQUEST,
+        Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Refusal::Forbidden => StatusCode::FORBIDDEN,
+        Refusal::NotFound => StatusCode::NOT_FOUND,
+        Refusal::Conflict | Refusal::GrantNotActive => StatusCode::CONFLICT,
+        Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::Busy | Refusal::EnforcementUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::OutOfScope | Refusal::UnknownAccessLevel => StatusCode::UNPROCESSABLE_ENTITY,
     }
+}
+
+/// The status of a refusal of the domain's; `None` for a failure of ours.
+/// Exhaustive: a new variant must be given its status here.
+fn domain_status(e: &DomainError) -> Option<StatusCode> {
+    Some(match e {
+        DomainError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        DomainError::Forbidden(_)
+        | DomainError::SelfApproval { .. }
+        | DomainError::NotAnApprover { .. }
+        | DomainError::NotAssigned { .. }
+        | DomainError::EmergencyAccessDisabled(_)
+        | DomainError::PrincipalDisabled(_) => StatusCode::FORBIDDEN,
+        DomainError::RequestNotPending { .. }
+        | DomainError::RequestNotActive { .. }
+        | DomainError::AlreadyApproved { .. }
+        | DomainError::CaseNotOpen { .. }
+        | DomainError::Conflict(_)
+        | DomainError::LimitReached { .. }
+        | DomainError::NotDue { .. } => StatusCode::CONFLICT,
+        DomainError::OutOfScope(_)
+        | DomainError::DurationTooLong { .. }
+        | DomainError::UnknownAccessLevel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::EnrollmentUnusable(_) => StatusCode::GONE,
+        DomainError::CorruptRecord(_) => return None,
+    })
 }
 
 impl ApiError {
@@ -256,23 +276,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<lockbox_core::id::RandomnessError> for ApiError {
-    fn from(e: lockbox_core::id::RandomnessError) -> Self {
-        Self::Internal(e.to_string())
-    }
-}
-
-macro_rules! invalid_input_from {
+macro_rules! through_service_error {
     ($($t:ty),*) => {$(
         impl From<$t> for ApiError {
             fn from(e: $t) -> Self {
-                Self::invalid(e.to_string())
+                ServiceError::from(e).into()
             }
         }
     )*};
 }
 
-invalid_input_from!(
+through_service_error!(
+    DomainError,
+    StoreError,
+    lockbox_core::id::RandomnessError,
     lockbox_core::id::IdError,
     lockbox_core::ResourceIdError,
     lockbox_core::text::TextError,
