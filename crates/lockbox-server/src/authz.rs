@@ -139,6 +139,23 @@ pub fn see_request(c: &Caller, r: &AccessRequest) -> Result<(), ServiceError> {
     }
 }
 
+/// Whether a request shown to `c` shows its grant: only to those who may
+/// see the grant itself (as `GET /v1/grants/{id}`), so a Reader sees that a
+/// request was approved but not the grant.
+#[must_use]
+pub fn shows_grant_of(c: &Caller, r: &AccessRequest) -> bool {
+    r.grant.as_ref().is_none_or(|g| see_grant(c, g).is_ok())
+}
+
+/// Permission to ask for access: operators only.
+pub fn requester(c: &Caller) -> Result<(), ServiceError> {
+    if c.principal.is_operator() {
+        Ok(())
+    } else {
+        Err(ServiceError::forbidden("only operators request access"))
+    }
+}
+
 /// Permission to see a grant.
 pub fn see_grant(c: &Caller, g: &Grant) -> Result<(), ServiceError> {
     let approver = |role: Role| role.approves() || role == Role::TenantAdmin;

@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use lockbox_core::account::ClientInfo;
 use lockbox_core::{PrincipalId, Timestamp};
 use lockbox_store::{Constraint, Idempotency as _, PageRequest, StoreError, StoredResponse, Tx};
 use serde::Serialize;
@@ -201,6 +202,9 @@ pub struct Idempotent {
     principal: PrincipalId,
     digest: [u8; 32],
     now: Timestamp,
+    /// Whether the key was looked up already (or is to be looked up in the
+    /// creating transaction, [`Idempotent::later`]).
+    looked_up: bool,
 }
 
 /// A secret in a creation's response: shown in that response, never
@@ -228,12 +232,13 @@ struct WithheldResponse {
 }
 
 impl Idempotent {
-    fn new(app: &AppState, caller: &Caller, key: IdempotencyKey, digest: [u8; 32]) -> Self {
+    fn new(app: &AppState, caller: &Caller, key: Option<String>, digest: [u8; 32]) -> Self {
         Self {
-            key: key.0,
+            key,
             principal: caller.id().clone(),
             digest,
             now: app.now(),
+            looked_up: false,
         }
     }
 
@@ -248,29 +253,31 @@ impl Idempotent {
     pub async fn begin(
         app: &AppState,
         caller: &Caller,
-        key: IdempotencyKey,
+        key: Option<String>,
         digest: [u8; 32],
     ) -> Result<Self, ApiError> {
-        let this = Self::new(app, caller, key, digest);
+        let mut this = Self::new(app, caller, key, digest);
         if this.key.is_some() {
             let mut tx = app.store().read().await?;
             this.replay_if_known(&mut tx).await?;
         }
+        this.looked_up = true;
         Ok(this)
     }
 
-    /// Starts a creation inside the handler's open transaction `tx` (as
-    /// [`Idempotent::begin`], on `tx`'s connection).
-    pub async fn begin_in(
-        app: &AppState,
-        tx: &mut Tx,
-        caller: &Caller,
-        key: IdempotencyKey,
-        digest: [u8; 32],
-    ) -> Result<Self, ApiError> {
-        let this = Self::new(app, caller, key, digest);
-        this.replay_if_known(tx).await?;
-        Ok(this)
+    /// A creation whose key is looked up in its own transaction, on that
+    /// transaction's connection, when the service calls
+    /// [`crate::service::Receipt::check`].
+    pub fn later(app: &AppState, caller: &Caller, key: Option<String>, digest: [u8; 32]) -> Self {
+        Self::new(app, caller, key, digest)
+    }
+
+    /// Looks the key up in `tx` unless it was already.
+    pub(crate) async fn look_up_in(&self, tx: &mut Tx) -> Result<(), ApiError> {
+        if self.looked_up {
+            return Ok(());
+        }
+        self.replay_if_known(tx).await
     }
 
     async fn replay_if_known(&self, tx: &mut Tx) -> Result<(), ApiError> {
@@ -401,13 +408,6 @@ pub struct Created {
     body: String,
 }
 
-impl Created {
-    /// The JSON body.
-    pub(crate) fn body(&self) -> &str {
-        &self.body
-    }
-}
-
 /// Never the body: it may carry a secret shown once.
 impl std::fmt::Debug for Created {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -428,6 +428,70 @@ impl IntoResponse for Created {
         response
     }
 }
+/// The API's receipt of a creation: its response, `present`ed from what was
+/// made and recorded under the `Idempotency-Key` in the creation's own
+/// transaction.
+#[derive(Debug)]
+pub struct Reply<F> {
+    /// The key and the request's digest.
+    pub idem: Idempotent,
+    /// The response's status.
+    pub status: StatusCode,
+    /// Makes the response's body.
+    pub present: F,
+}
+
+impl<T, W, F> crate::service::Receipt<T> for Reply<F>
+where
+    T: Sync,
+    W: Serialize + Send + Sync,
+    F: FnOnce(&T) -> W + Send + Sync,
+{
+    type Out = Created;
+    type Error = ApiError;
+
+    async fn check(&self, tx: &mut Tx) -> Result<(), ApiError> {
+        self.idem.look_up_in(tx).await
+    }
+
+    async fn record(self, tx: &mut Tx, made: &T) -> Result<Created, ApiError> {
+        let body = (self.present)(made);
+        self.idem.finish(tx, self.status, &body).await
+    }
+}
+
+/// The API's receipt of a creation whose response carries a secret: kept
+/// without it ([`Idempotent::finish_withholding`]). `present` makes the
+/// body and says what is withheld.
+#[derive(Debug)]
+pub struct Withholding<F> {
+    /// The key and the request's digest.
+    pub idem: Idempotent,
+    /// Makes the response's body (status `201`) and what a repeat is told.
+    pub present: F,
+}
+
+impl<T, W, F> crate::service::Receipt<T> for Withholding<F>
+where
+    T: Sync,
+    W: Serialize + Send + Sync,
+    F: FnOnce(&T) -> (W, Withheld) + Send + Sync,
+{
+    type Out = Created;
+    type Error = ApiError;
+
+    async fn check(&self, tx: &mut Tx) -> Result<(), ApiError> {
+        self.idem.look_up_in(tx).await
+    }
+
+    async fn record(self, tx: &mut Tx, made: &T) -> Result<Created, ApiError> {
+        let (body, withheld) = (self.present)(made);
+        self.idem
+            .finish_withholding(tx, StatusCode::CREATED, &body, withheld)
+            .await
+    }
+}
+
 /// The client's address, by the server's trusted proxies (see the module's
 /// documentation). Never refuses: without a peer address (a request not
 /// from a socket, as in tests of handlers alone) it is `0.0.0.0`.
@@ -460,5 +524,15 @@ impl FromRequestParts<AppState> for ClientAddr {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         Ok(Self::of(parts, app))
+    }
+}
+/// Where an enrolment came from, for the log.
+pub(crate) fn client_info(client: ClientAddr, headers: &axum::http::HeaderMap) -> ClientInfo {
+    ClientInfo {
+        address: client.to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(ToOwned::to_owned),
     }
 }

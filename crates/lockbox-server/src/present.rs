@@ -2,6 +2,7 @@
 //! request past its TTL reads `expired` (and a grant past its end `ended`)
 //! before the sweeper has recorded it.
 
+use crate::service::requests::SeenRequest;
 use lockbox_api as api;
 use lockbox_core::{
     AccessLevel, AccessRequest, CaseStatus, Grant, GrantState, LockboxSetting, Principal,
@@ -29,6 +30,16 @@ pub(crate) fn principal(p: &Principal) -> api::Principal {
         created_at: p.created_at,
         enrolled_at: p.enrolled_at,
         disabled_at: p.disabled_at,
+    }
+}
+
+/// A token just made, with its secret: shown this once.
+pub(crate) fn token_created(token: &crate::auth::IssuedToken) -> api::TokenCreated {
+    api::TokenCreated {
+        id: token.record.id.to_string(),
+        token: token.secret.clone(),
+        created_at: token.record.created_at,
+        expires_at: token.record.expires_at,
     }
 }
 
@@ -111,6 +122,14 @@ pub(crate) fn severity(s: Severity) -> &'static str {
     }
 }
 
+/// `open` or `closed`.
+pub(crate) fn case_status(s: CaseStatus) -> &'static str {
+    match s {
+        CaseStatus::Open => "open",
+        CaseStatus::Closed => "closed",
+    }
+}
+
 pub(crate) fn case(c: &SupportCase) -> api::Case {
     api::Case {
         id: c.id.to_string(),
@@ -118,11 +137,7 @@ pub(crate) fn case(c: &SupportCase) -> api::Case {
         resource: c.resource.to_string(),
         title: c.title.to_string(),
         severity: severity(c.severity).to_owned(),
-        status: match c.status {
-            CaseStatus::Open => "open",
-            CaseStatus::Closed => "closed",
-        }
-        .to_owned(),
+        status: case_status(c.status).to_owned(),
         assigned_to: c.assigned_to.as_ref().map(ToString::to_string),
         created_at: c.created_at,
         created_by: c.created_by.to_string(),
@@ -131,17 +146,25 @@ pub(crate) fn case(c: &SupportCase) -> api::Case {
     }
 }
 
+/// A grant's state as of `now`: `active`, `ended` (also once it has run
+/// out, before the sweeper records it) or `revoked`.
+pub(crate) fn grant_state(g: &Grant, now: Timestamp) -> &'static str {
+    match &g.state {
+        GrantState::Revoked(_) => "revoked",
+        GrantState::Ended { .. } => "ended",
+        GrantState::Active if g.has_run_out(now) => "ended",
+        GrantState::Active => "active",
+    }
+}
+
 pub(crate) fn grant(g: &Grant, now: Timestamp) -> api::Grant {
-    let (state, revoked_at, revoked_by, revoke_reason) = match &g.state {
+    let (revoked_at, revoked_by, revoke_reason) = match &g.state {
         GrantState::Revoked(r) => (
-            "revoked",
             Some(r.at),
             Some(r.by.to_string()),
             Some(r.reason.to_string()),
         ),
-        GrantState::Ended { .. } => ("ended", None, None, None),
-        GrantState::Active if g.has_run_out(now) => ("ended", None, None, None),
-        GrantState::Active => ("active", None, None, None),
+        GrantState::Ended { .. } | GrantState::Active => (None, None, None),
     };
     api::Grant {
         id: g.id.to_string(),
@@ -158,12 +181,21 @@ pub(crate) fn grant(g: &Grant, now: Timestamp) -> api::Grant {
             .collect(),
         not_before: g.not_before,
         not_after: g.not_after,
-        state: state.to_owned(),
+        state: grant_state(g, now).to_owned(),
         revoked_at,
         revoked_by,
         revoke_reason,
         emergency: g.emergency,
     }
+}
+
+/// A request as its viewer sees it: its grant only if they may see that.
+pub(crate) fn seen_request(seen: &SeenRequest, now: Timestamp) -> api::AccessRequest {
+    let mut out = request(&seen.request, &seen.case, now);
+    if !seen.grant_shown {
+        out.grant = None;
+    }
+    out
 }
 
 /// A request, with its case's title and severity.

@@ -9,18 +9,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use lockbox_api as api;
-use lockbox_core::{AuditEvent, Chain, Checkpoint, TenantId, Timestamp};
-use lockbox_store::{Audit as _, EventQuery};
+use lockbox_core::{AuditEvent, Checkpoint, TenantId, Timestamp};
 
 use crate::api::ApiError;
 use crate::auth::Caller;
 use crate::extract::{Params, Path};
-use crate::{AppState, audit_log, authz};
+use crate::service::audit::{self, EventFilter};
+use crate::{AppState, authz};
 
 /// Events per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: u32 = 100;
-/// The most events per page.
-const MAX_LIMIT: u32 = 1000;
 
 /// `GET /v1/tenants/{tenant}/audit` filters.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -52,13 +50,7 @@ fn time(name: &str, value: Option<&String>) -> Result<Option<Timestamp>, ApiErro
 }
 
 impl AuditQuery {
-    fn query(&self) -> Result<EventQuery, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid(format!(
-                "limit must be between 1 and {MAX_LIMIT}"
-            )));
-        }
+    fn filter(&self) -> Result<EventFilter, ApiError> {
         let cursor = self
             .cursor
             .as_ref()
@@ -75,33 +67,12 @@ impl AuditQuery {
             }
             (a, c) => a.or(c).unwrap_or(0),
         };
-        if after_seq > lockbox_core::audit::canonical::MAX_SAFE_INTEGER {
-            return Err(ApiError::invalid("after_seq is out of range"));
-        }
-        if let Some(kind) = &self.kind
-            && (kind.is_empty()
-                || kind.len() > 64
-                || !kind.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'
-                }))
-        {
-            return Err(ApiError::invalid(
-                "kind: an event kind such as `request.approved`",
-            ));
-        }
-        let from = time("from", self.from.as_ref())?;
-        let until = time("until", self.until.as_ref())?;
-        if let (Some(f), Some(u)) = (from, until)
-            && f >= u
-        {
-            return Err(ApiError::invalid("from must be before until"));
-        }
-        Ok(EventQuery {
+        Ok(EventFilter {
             after_seq,
             kind: self.kind.clone(),
-            from,
-            until,
-            limit,
+            from: time("from", self.from.as_ref())?,
+            until: time("until", self.until.as_ref())?,
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
         })
     }
 }
@@ -133,19 +104,15 @@ pub(crate) async fn list_events(
     Params(q): Params<AuditQuery>,
 ) -> Result<Json<api::Page<api::AuditEvent>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let reader = authz::audit_reader(&caller, &tenant)?;
-    let query = q.query()?;
-    let mut tx = app.store().read().await?;
-    let events = tx
-        .events(&Chain::Tenant(reader.tenant().clone()), &query)
-        .await?;
-    tx.commit_unaudited().await?;
-    let next_cursor = (events.len() == query.limit as usize)
-        .then(|| events.last().map(|e| e.seq.to_string()))
-        .flatten();
+    authz::audit_reader(&caller, &tenant)?;
+    let found = audit::events(&app, &caller, &tenant, q.filter()?).await?;
     Ok(Json(api::Page {
-        items: events.iter().map(present_event).collect::<Result<_, _>>()?,
-        next_cursor,
+        items: found
+            .events
+            .iter()
+            .map(present_event)
+            .collect::<Result<_, _>>()?,
+        next_cursor: found.next_cursor,
     }))
 }
 
@@ -164,26 +131,18 @@ pub(crate) async fn export(
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let reader = authz::audit_reader(&caller, &tenant)?;
-    let chain = Chain::Tenant(reader.tenant().clone());
-    let checkpoint =
-        audit_log::current_checkpoint(app.store(), app.kek(), &chain, app.now()).await?;
-    let events = checkpoint.seq;
-    let stream = audit_log::export_stream(app.store().clone(), chain, checkpoint).map(
-        move |chunk| {
-            chunk.map_err(|e| {
-                tracing::error!(tenant = %tenant, error = e.kind(), cause = %e, "audit export cut off");
-                std::io::Error::other("the export could not be completed")
-            })
-        },
-    );
+    let (events, stream) = audit::export(&app, &caller, &tenant).await?;
+    let filename = format!("attachment; filename=\"{tenant}-audit.ndjson\"");
+    let stream = stream.map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::error!(tenant = %tenant, error = e.kind(), cause = %e, "audit export cut off");
+            std::io::Error::other("the export could not be completed")
+        })
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}-audit.ndjson\"", reader.tenant()),
-            ),
+            (header::CONTENT_DISPOSITION, filename),
             (
                 header::HeaderName::from_static("lockbox-audit-events"),
                 events.to_string(),
@@ -208,14 +167,9 @@ pub(crate) async fn head(
     Path(tenant): Path<String>,
 ) -> Result<Json<api::ChainHead>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let reader = authz::audit_reader(&caller, &tenant)?;
-    let mut tx = app.store().read().await?;
-    let head = tx
-        .chain_head(&Chain::Tenant(reader.tenant().clone()))
-        .await?;
-    tx.commit_unaudited().await?;
+    let head = audit::head(&app, &caller, &tenant).await?;
     Ok(Json(api::ChainHead {
-        tenant: reader.tenant().to_string(),
+        tenant: tenant.to_string(),
         seq: head.seq,
         hash: head.hash.to_string(),
     }))
@@ -236,14 +190,7 @@ pub(crate) async fn create_checkpoint(
     Path(tenant): Path<String>,
 ) -> Result<(StatusCode, Json<api::Checkpoint>), ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let reader = authz::audit_reader(&caller, &tenant)?;
-    let cp = audit_log::checkpoint(
-        app.store(),
-        app.kek(),
-        &Chain::Tenant(reader.tenant().clone()),
-        app.now(),
-    )
-    .await?;
+    let cp = audit::checkpoint(&app, &caller, &tenant).await?;
     Ok((StatusCode::CREATED, Json(present_checkpoint(&cp)?)))
 }
 
@@ -252,7 +199,7 @@ pub(crate) async fn create_checkpoint(
 #[utoipa::path(get, path = "/v1/audit/public-key", tag = "audit",
     responses((status = 200, body = api::AuditPublicKey)))]
 pub(crate) async fn public_key(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let keys = audit_log::public_keys(app.store(), app.kek()).await?;
+    let keys = audit::public_keys(&app).await?;
     let current = keys
         .iter()
         .find(|(_, k)| k.retired_at.is_none())

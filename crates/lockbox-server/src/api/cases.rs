@@ -5,16 +5,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
-use lockbox_core::AccessRequest;
 use lockbox_core::text::CaseTitle;
-use lockbox_core::{
-    CaseId, CaseStatus, PrincipalId, PrincipalKind, ResourceId, Severity, SupportCase, TenantId,
-};
-use lockbox_store::{CaseFilter, Cases as _, Directory as _, Locked, Requests as _, Tx};
+use lockbox_core::{CaseId, CaseStatus, PrincipalId, ResourceId, Severity, TenantId};
 
 use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
+use crate::extract::{
+    Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Reply,
+};
+use crate::service::cases;
 use crate::{AppState, authz, present};
 
 /// Open a support case about a resource of the tenant (the tenant's users).
@@ -33,58 +32,18 @@ pub(crate) async fn open_case(
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_member(&caller, &tenant)?;
     let b = &body.value;
-    let resource = ResourceId::parse(&b.resource)?;
-    let title = CaseTitle::parse(&b.title)?;
-    let severity = Severity::parse(&b.severity)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let owner = tx.subscription_tenant(&resource.subscription()).await?;
-    let (case, event) = SupportCase::open(
-        &caller.principal,
-        CaseId::generate(now)?,
-        &tenant,
-        resource,
-        owner.as_ref(),
-        title,
-        severity,
-        now,
-    )?;
-    tx.insert_case(&case).await?;
-    let created = idem
-        .finish(&mut tx, StatusCode::CREATED, &present::case(&case))
-        .await?;
-    tx.commit(vec![event]).await?;
-    Ok(created)
-}
-
-/// Locks a case and its open requests, refusing callers who may not see it.
-async fn lock_case_for(
-    tx: &mut Tx,
-    caller: &Caller,
-    id: &CaseId,
-) -> Result<(Locked<SupportCase>, Vec<Locked<AccessRequest>>), ApiError> {
-    let case = tx.lock_case(id).await?;
-    authz::see_case(caller, &case)?;
-    let requests = tx.lock_open_requests_of_case(id).await?;
-    Ok((case, requests))
-}
-
-/// Saves a case and its requests after a domain change.
-async fn save_case_and_requests(
-    tx: &mut Tx,
-    case: Locked<SupportCase>,
-    mut requests: Vec<Locked<AccessRequest>>,
-    changed: Vec<AccessRequest>,
-) -> Result<(), ApiError> {
-    tx.save_case(case).await?;
-    for (locked, new) in requests.iter_mut().zip(changed) {
-        **locked = new;
-    }
-    for r in requests {
-        tx.save_request(r).await?;
-    }
-    Ok(())
+    let new = cases::NewCase {
+        resource: ResourceId::parse(&b.resource)?,
+        title: CaseTitle::parse(&b.title)?,
+        severity: Severity::parse(&b.severity)?,
+    };
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let reply = Reply {
+        idem,
+        status: StatusCode::CREATED,
+        present: present::case,
+    };
+    cases::open(&app, &caller, &tenant, new, reply).await
 }
 
 /// Assign a case to an operator (provider admins). The previous assignee's
@@ -100,27 +59,11 @@ pub(crate) async fn assign_case(
     Path(case): Path<String>,
     body: JsonBody<api::AssignCase>,
 ) -> Result<Json<api::Case>, ApiError> {
-    let cap = authz::provider_admin(&caller)?;
+    authz::provider_admin(&caller)?;
     let id = CaseId::parse(&case)?;
-    let operator_id: PrincipalId = body.value.operator.parse()?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let (mut case, requests) = lock_case_for(&mut tx, &caller, &id).await?;
-    let operator = tx
-        .principal(&operator_id)
-        .await?
-        .filter(|p| matches!(p.kind, PrincipalKind::Operator { .. }))
-        .ok_or_else(|| ApiError::invalid(format!("{operator_id} is not an operator")))?;
-    let mut plain: Vec<AccessRequest> = requests.iter().map(|r| (**r).clone()).collect();
-    let events = case.assign(&cap, &operator, &mut plain, now)?;
-    let out = present::case(&case);
-    save_case_and_requests(&mut tx, case, requests, plain).await?;
-    if events.is_empty() {
-        tx.commit_unaudited().await?;
-    } else {
-        tx.commit(events).await?;
-    }
-    Ok(Json(out))
+    let operator: PrincipalId = body.value.operator.parse()?;
+    let case = cases::assign(&app, &caller, &id, &operator).await?;
+    Ok(Json(present::case(&case)))
 }
 
 /// Close a case (the tenant's users, provider admins): its pending requests
@@ -134,16 +77,8 @@ pub(crate) async fn close_case(
     caller: Caller,
     Path(case): Path<String>,
 ) -> Result<Json<api::Case>, ApiError> {
-    let id = CaseId::parse(&case)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let (mut case, requests) = lock_case_for(&mut tx, &caller, &id).await?;
-    let mut plain: Vec<AccessRequest> = requests.iter().map(|r| (**r).clone()).collect();
-    let events = case.close(&caller.principal, &mut plain, now)?;
-    let out = present::case(&case);
-    save_case_and_requests(&mut tx, case, requests, plain).await?;
-    tx.commit(events).await?;
-    Ok(Json(out))
+    let case = cases::close(&app, &caller, &CaseId::parse(&case)?).await?;
+    Ok(Json(present::case(&case)))
 }
 
 /// `GET /v1/cases` filters.
@@ -176,30 +111,21 @@ pub(crate) async fn list_cases(
         cursor: q.cursor.clone(),
     }
     .page(CaseId::parse)?;
-    let mut filter = CaseFilter {
-        tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
-        status: match q.status.as_deref() {
-            None => None,
-            Some("open") => Some(CaseStatus::Open),
-            Some("closed") => Some(CaseStatus::Closed),
-            Some(other) => {
-                return Err(ApiError::invalid(format!(
-                    "status must be `open` or `closed`, not `{other}`"
-                )));
-            }
-        },
-        assigned_to: None,
+    let tenant = q.tenant.as_deref().map(TenantId::parse).transpose()?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("open") => Some(CaseStatus::Open),
+        Some("closed") => Some(CaseStatus::Closed),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "status must be `open` or `closed`, not `{other}`"
+            )));
+        }
     };
-    if !authz::narrow_list(&caller, &mut filter.tenant, &mut filter.assigned_to)? {
-        return Ok(Json(api::Page {
-            items: vec![],
-            next_cursor: None,
-        }));
-    }
-    let cases = app.store().read().await?.cases(&filter, &page).await?;
+    let found = cases::list(&app, &caller, tenant, status, &page).await?;
     Ok(Json(api::Page {
-        items: cases.items.iter().map(present::case).collect(),
-        next_cursor: cases.next_cursor,
+        items: found.items.iter().map(present::case).collect(),
+        next_cursor: found.next_cursor,
     }))
 }
 
@@ -213,14 +139,6 @@ pub(crate) async fn get_case(
     caller: Caller,
     Path(case): Path<String>,
 ) -> Result<Json<api::Case>, ApiError> {
-    let id = CaseId::parse(&case)?;
-    let case = app
-        .store()
-        .read()
-        .await?
-        .case(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("case {id}")))?;
-    authz::see_case(&caller, &case)?;
+    let case = cases::get(&app, &caller, &CaseId::parse(&case)?).await?;
     Ok(Json(present::case(&case)))
 }

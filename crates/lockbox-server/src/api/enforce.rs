@@ -8,13 +8,13 @@ use axum::response::IntoResponse;
 use lockbox_api as api;
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{AccessLevelName, Action, Grant, GrantId, PrincipalId, ResourceId};
-use lockbox_store::{Directory as _, Requests as _};
 
 use crate::access_token;
 use crate::api::ApiError;
 use crate::auth::Caller;
 use crate::enforce::gateway::Gateway;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path};
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path, Reply};
+use crate::service::enforce;
 use crate::{AppState, authz, present};
 
 /// The access level emergency access uses when the body names none.
@@ -40,23 +40,13 @@ pub(crate) async fn check(
     let principal = PrincipalId::parse(&b.principal)?;
     let resource = ResourceId::parse(&b.resource)?;
     let action = Action::parse(&b.action)?;
-    let now = app.now();
-    let answered = app
-        .enforcer()
-        .decide(&principal, &resource, &action, now)
-        .await?;
-    let outcome = &answered.outcome;
-    let event = outcome.event(&gateway.principal, &principal, &resource, &action, now);
-    app.audit_writer().append(event).await?;
-    app.metrics().check(outcome.reason.as_str());
-    let out = api::CheckResult {
+    let outcome = enforce::check(&app, &gateway, &principal, &resource, &action).await?;
+    Ok(Json(api::CheckResult {
         allowed: outcome.allowed(),
         grant: outcome.grant.as_ref().map(ToString::to_string),
         expires_at: outcome.expires_at,
         reason: outcome.reason.as_str().to_owned(),
-    };
-    drop(answered);
-    Ok(Json(out))
+    }))
 }
 
 /// A signed access token for a grant (its holder only), for gateways that
@@ -72,21 +62,7 @@ pub(crate) async fn mint_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<api::AccessToken>, ApiError> {
-    let now = app.now();
-    let grant = super::requests::read_grant(&app, &id).await?;
-    authz::grant_holder(&caller, &grant)?;
-    if let Err(why) = grant.check_active(now) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "grant_not_active",
-            format!("grant {id} allows nothing now ({why}); no token can be minted for it"),
-        ));
-    }
-    let (token, claims, event) = access_token::mint(&app, &grant, now).await?;
-    let tx = app.store().begin().await?;
-    tx.commit(vec![event]).await?;
-    let expires_at = lockbox_core::Timestamp::from_timestamp(claims.exp, 0)
-        .ok_or_else(|| ApiError::Internal("token expiry out of range".to_owned()))?;
+    let (token, expires_at) = enforce::mint_token(&app, &caller, &GrantId::parse(&id)?).await?;
     Ok(Json(api::AccessToken { token, expires_at }))
 }
 
@@ -118,57 +94,22 @@ pub(crate) async fn emergency_access(
 ) -> Result<Created, ApiError> {
     authz::emergency_operator(&caller)?;
     let b = &body.value;
-    let resource = ResourceId::parse(&b.resource)?;
-    let justification = Justification::parse(&b.justification)?;
-    let level_name =
-        AccessLevelName::parse(b.access_level.as_deref().unwrap_or(EMERGENCY_DEFAULT_LEVEL))?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
-    // The operator's grants are made one at a time, each counting what the
-    // one before made (the policy's `max_active_grants_per_holder`).
-    tx.lock_requester(caller.id()).await?;
-    super::accounts::still_enabled(&mut tx, caller.id()).await?;
-    let owner = tx.subscription_tenant(&resource.subscription()).await?;
-    let Some(tenant_id) = owner.clone() else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "out_of_scope",
-            format!("{resource} is in no tenant's subscription"),
-        ));
+    let asked = enforce::Emergency {
+        resource: ResourceId::parse(&b.resource)?,
+        justification: Justification::parse(&b.justification)?,
+        access_level: AccessLevelName::parse(
+            b.access_level.as_deref().unwrap_or(EMERGENCY_DEFAULT_LEVEL),
+        )?,
+        duration_minutes: b.duration_minutes,
     };
-    // Shared until the grant commits: a policy change (which holds the
-    // tenant's row) either lands before the policy is read here, or waits.
-    let tenant = tx
-        .share_tenant(&tenant_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("subscription of missing tenant {tenant_id}")))?;
-    // Shared, as for a request (see `create_request`).
-    let level = tx.share_access_level(&level_name).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_access_level",
-            format!("there is no access level named {level_name}"),
-        )
-    })?;
-    let open = tx.open_counts(&tenant.id, caller.id(), None, now).await?;
-    let (grant, events) = Grant::emergency(
-        GrantId::generate(now)?,
-        &caller.principal,
-        &tenant,
-        resource,
-        owner.as_ref(),
-        &level,
-        justification,
-        b.duration_minutes,
-        open,
-        now,
-    )?;
-    tx.insert_grant(&grant).await?;
-    let out = present::grant(&grant, now);
-    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
-    tx.commit(events).await?;
-    Ok(created)
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let now = app.now();
+    let reply = Reply {
+        idem,
+        status: StatusCode::CREATED,
+        present: |g: &Grant| present::grant(g, now),
+    };
+    enforce::emergency(&app, &caller, asked, reply).await
 }
 
 /// End an emergency grant early, with a reason (its holder, or an eligible
@@ -188,30 +129,6 @@ pub(crate) async fn revoke_grant(
 ) -> Result<Json<api::Grant>, ApiError> {
     let id = GrantId::parse(&id)?;
     let reason = Reason::parse(&body.value.reason)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let revoked = async {
-        let mut grant = tx.lock_grant(&id).await?;
-        authz::see_grant(&caller, &grant)?;
-        let (principal, roles) = tx
-            .principal_with_roles(caller.id())
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
-        let event = grant.revoke(&principal, &roles, reason, now)?;
-        Ok::<_, ApiError>((grant, event))
-    }
-    .await;
-    match revoked {
-        Ok((grant, event)) => {
-            let out = present::grant(&grant, now);
-            tx.save_grant(grant).await?;
-            tx.commit(vec![event]).await?;
-            Ok(Json(out))
-        }
-        Err(refused) => {
-            // Release the grant's lock before answering.
-            let _ = tx.rollback().await;
-            Err(refused)
-        }
-    }
+    let grant = crate::service::requests::revoke_grant(&app, &caller, &id, reason).await?;
+    Ok(Json(present::grant(&grant, app.now())))
 }

@@ -67,12 +67,6 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
     }
 
-    /// `404 not_found` with `detail` as it is: for what the caller may not
-    /// see, answered exactly as what does not exist.
-    pub(crate) fn hidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
-    }
-
     pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -6,24 +6,14 @@ use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::access::ActionSet;
 use lockbox_core::text::{Description, DisplayName, Email};
-use lockbox_core::{
-    AccessLevel, AccessLevelName, AccountManager, Chain, Principal, PrincipalId, TokenId,
-};
-use lockbox_store::{Directory as _, Requests as _};
+use lockbox_core::{AccessLevelName, PrincipalId, TokenId};
 use serde::Serialize;
 
-use super::tenants::token_event;
 use crate::api::ApiError;
-use crate::auth::{self, Caller};
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path, Withheld};
+use crate::auth::Caller;
+use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, Path, Withheld, Withholding};
+use crate::service::{accounts, provider};
 use crate::{AppState, authz, present};
-
-/// The chain where a principal's events belong: its tenant's, or the
-/// provider's.
-fn chain_of(p: &Principal) -> Chain {
-    p.tenant()
-        .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()))
-}
 
 /// Register a support engineer (provider admins). The answer carries the
 /// operator's one-time enrolment link, with which the engineer sets their
@@ -39,17 +29,17 @@ pub(crate) async fn create_operator(
     key: IdempotencyKey,
     body: JsonBody<api::NewOperator>,
 ) -> Result<Created, ApiError> {
-    let cap = authz::provider_admin(&caller)?;
+    authz::provider_admin(&caller)?;
     let b = &body.value;
-    let id: PrincipalId = b.id.parse()?;
-    let display_name = DisplayName::parse(&b.display_name)?;
-    let email = Email::parse(&b.email)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let (operator, event) =
-        Principal::register_operator(&cap, id, display_name, email, b.emergency, app.now());
-    let described = format!("operator {}", operator.id);
-    let manager = AccountManager::Provider(cap);
-    super::accounts::create_with_link(&app, idem, &manager, operator, event, described).await
+    let new = provider::NewOperator {
+        id: b.id.parse()?,
+        display_name: DisplayName::parse(&b.display_name)?,
+        email: Email::parse(&b.email)?,
+        emergency: b.emergency,
+    };
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let receipt = super::tenants::with_link(idem, |p| format!("operator {}", p.id));
+    provider::create_operator(&app, &caller, new, receipt).await
 }
 
 /// Register a resource gateway (provider admins). The answer carries its
@@ -65,14 +55,12 @@ pub(crate) async fn create_gateway(
     key: IdempotencyKey,
     body: JsonBody<api::NewGateway>,
 ) -> Result<Created, ApiError> {
-    let cap = authz::provider_admin(&caller)?;
+    authz::provider_admin(&caller)?;
     let id: PrincipalId = body.value.id.parse()?;
     let display_name = DisplayName::parse(&body.value.display_name)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let (gateway, event) = Principal::register_gateway(&cap, id, display_name, app.now());
-    let described = format!("gateway {}", gateway.id);
-    let manager = AccountManager::Provider(cap);
-    super::accounts::create_with_link(&app, idem, &manager, gateway, event, described).await
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let receipt = super::tenants::with_link(idem, |p| format!("gateway {}", p.id));
+    provider::create_gateway(&app, &caller, id, display_name, receipt).await
 }
 
 /// Define or redefine an access level (provider admins). Requests already
@@ -91,29 +79,11 @@ pub(crate) async fn put_access_level(
     Path(name): Path<String>,
     body: JsonBody<api::PutAccessLevel>,
 ) -> Result<Json<api::AccessLevel>, ApiError> {
-    let cap = authz::provider_admin(&caller)?;
+    authz::provider_admin(&caller)?;
     let name = AccessLevelName::parse(&name)?;
     let actions = ActionSet::parse(&body.value.actions)?;
     let description = Description::parse(&body.value.description)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    // Locked: a request or emergency grant being made with the level's
-    // actions (which reads it shared) commits first, and is counted below.
-    let previous = tx.lock_access_level(&name).await?;
-    let (level, event) =
-        AccessLevel::define(&cap, name, actions, description, previous.as_ref(), now);
-    match (event, previous) {
-        (Some(event), previous) => {
-            let mut events = vec![event];
-            if let Some(previous) = previous {
-                let tenants = tx.tenants_using_level(&level.name, now).await?;
-                events.extend(level.changed_in_tenants(&cap, &previous, &tenants, now));
-            }
-            tx.put_access_level(&level, now).await?;
-            tx.commit(events).await?;
-        }
-        (None, _) => tx.commit_unaudited().await?,
-    }
+    let level = provider::put_access_level(&app, &caller, name, actions, description).await?;
     Ok(Json(present::access_level(&level)))
 }
 
@@ -123,9 +93,9 @@ pub(crate) async fn put_access_level(
     security(("bearer" = [])))]
 pub(crate) async fn list_access_levels(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<api::AccessLevel>>, ApiError> {
-    let levels = app.store().read().await?.access_levels().await?;
+    let levels = crate::service::provider::access_levels(&app, &caller).await?;
     Ok(Json(levels.iter().map(present::access_level).collect()))
 }
 
@@ -151,75 +121,33 @@ pub(crate) async fn create_token(
     key: IdempotencyKey,
     body: JsonBody<api::NewToken>,
 ) -> Result<Created, ApiError> {
-    let hidden = || ApiError::hidden(format!("no principal `{id}` whose tokens you manage"));
-    let id: PrincipalId = id.parse().map_err(|_| hidden())?;
-    let name = match body.value.name.as_deref().map(str::trim) {
-        Some(name) if name.is_empty() || name.chars().count() > 100 => {
-            return Err(ApiError::invalid("name must be 1 to 100 characters"));
-        }
-        Some(name) => Some(lockbox_core::text::DisplayName::parse(name)?.to_string()),
-        None => None,
+    let b = body.value;
+    let new = accounts::NewToken {
+        principal: id,
+        name: b.name,
+        expires_in_days: b.expires_in_days,
     };
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    // Under a share lock: a disable or a new enrolment link of the target
-    // (which lock its row) either lands first, and is seen here, or waits.
-    let target = tx.share_principal(&id).await?.ok_or_else(hidden)?;
-    authz::token_authority(&caller, &target)?;
-    // The token presented, under a share lock too: a revocation of it
-    // either lands first (and this is refused), or waits for this token to
-    // commit and then revokes it with its parent.
-    if !tx
-        .share_token(&caller.token)
-        .await?
-        .is_some_and(|t| t.is_valid(now))
-    {
-        return Err(ApiError::unauthenticated(
-            "the token presented was revoked while this one was being minted",
-        ));
-    }
-    if !target.is_enabled() {
-        return Err(lockbox_core::DomainError::PrincipalDisabled(format!(
-            "{} is disabled; enable it first",
-            target.id
-        ))
-        .into());
-    }
-    // On this transaction's connection: a second one, taken while this
-    // one is held, could wait on a pool that this request has emptied.
-    let idem = Idempotent::begin_in(&app, &mut tx, &caller, key, body.digest).await?;
-    let expires_at = auth::api_token_expiry(&caller, now, body.value.expires_in_days)?;
-    let mut token = auth::issue_token(&target.id, now, Some(expires_at))?;
-    // Minted with the caller's token: revoking that one revokes this one.
-    token.record.parent = Some(caller.token);
-    token.record.name = name;
-    tx.insert_token(&token.record).await?;
-    let token_id = token.record.id;
-    let withheld = Withheld {
-        field: "token",
-        created: format!(
-            "API token {token_id} for {} ({})",
-            target.id,
-            present::token_expiry(token.record.expires_at)
-        ),
-        renew: format!(
-            "If it was lost, revoke it (DELETE /v1/tokens/{token_id}) and mint a new one \
-             (POST /v1/principals/{}/tokens).",
-            target.id
-        ),
+    let receipt = Withholding {
+        idem: Idempotent::later(&app, &caller, key.0, body.digest),
+        present: |m: &accounts::Minted| {
+            let token_id = m.token.record.id;
+            let withheld = Withheld {
+                field: "token",
+                created: format!(
+                    "API token {token_id} for {} ({})",
+                    m.owner,
+                    present::token_expiry(m.token.record.expires_at)
+                ),
+                renew: format!(
+                    "If it was lost, revoke it (DELETE /v1/tokens/{token_id}) and mint a new \
+                     one (POST /v1/principals/{}/tokens).",
+                    m.owner
+                ),
+            };
+            (present::token_created(&m.token), withheld)
+        },
     };
-    let out = api::TokenCreated {
-        id: token_id.to_string(),
-        token: token.secret,
-        created_at: token.record.created_at,
-        expires_at: token.record.expires_at,
-    };
-    let created = idem
-        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
-        .await?;
-    tx.commit(vec![token_event(chain_of(&target), &caller, &token.record)])
-        .await?;
-    Ok(created)
+    accounts::create_token(&app, &caller, new, receipt).await
 }
 
 /// Revoke an API token or portal session (the same callers as for minting
@@ -233,27 +161,7 @@ pub(crate) async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = TokenId::parse(&id)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let token = tx
-        .token(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("token {id}")))?;
-    let owner = tx
-        .principal(&token.principal)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("token {id}")))?;
-    // A token the caller may not manage does not exist for them.
-    authz::token_authority(&caller, &owner)
-        .map_err(|_| ApiError::not_found(format!("token {id}")))?;
-    let revoked = tx.revoke_token_tree(&id, now).await?;
-    if revoked.is_empty() {
-        tx.rollback().await?;
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    let events = super::accounts::revoked_events(&revoked, caller.id(), Some(&id), "revoked", now);
-    tx.commit(events).await?;
+    accounts::revoke_token(&app, &caller, &TokenId::parse(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

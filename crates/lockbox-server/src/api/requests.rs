@@ -1,83 +1,22 @@
 //! Access requests and grants.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
-    AccessLevelName, AccessRequest, CaseId, Grant, GrantId, PendingEvent, PrincipalId,
-    RequestDraft, RequestFacts, RequestId, RequestStatus, ResourceId, SupportCase, TenantId,
-    Timestamp,
-};
-use lockbox_store::{
-    Cases as _, Directory as _, GrantFilter, Locked, RequestFilter, Requests as _, StatusAt, Tx,
+    AccessLevelName, CaseId, GrantId, PrincipalId, RequestDraft, RequestId, RequestStatus,
+    ResourceId, TenantId,
 };
 
 use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::extract::{Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path};
-use crate::{AppState, authz, present};
-
-/// A request as `caller` may see it: with its case's title and severity,
-/// and with its grant only if the caller may see the grant (as
-/// `GET /v1/grants/{id}` would show it), `null` otherwise.
-fn request_for(
-    caller: &Caller,
-    r: &AccessRequest,
-    case: &SupportCase,
-    now: Timestamp,
-) -> api::AccessRequest {
-    let mut out = present::request(r, case, now);
-    if r.grant
-        .as_ref()
-        .is_some_and(|g| authz::see_grant(caller, g).is_err())
-    {
-        out.grant = None;
-    }
-    out
-}
-
-/// Presents requests to `caller` (see [`request_for`]).
-pub(crate) async fn present_requests(
-    tx: &mut Tx,
-    caller: &Caller,
-    requests: &[AccessRequest],
-    now: Timestamp,
-) -> Result<Vec<api::AccessRequest>, ApiError> {
-    // Every case of the page in one statement, not one per request.
-    let mut ids: Vec<CaseId> = requests.iter().map(|r| r.case).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let cases: HashMap<CaseId, SupportCase> = tx
-        .cases_by_id(&ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c))
-        .collect();
-    let mut out = Vec::with_capacity(requests.len());
-    for r in requests {
-        let case = cases.get(&r.case).ok_or_else(|| {
-            ApiError::Internal(format!("request {} refers to a missing case", r.id))
-        })?;
-        out.push(request_for(caller, r, case, now));
-    }
-    Ok(out)
-}
-
-async fn present_one(
-    tx: &mut Tx,
-    caller: &Caller,
-    r: &AccessRequest,
-    now: Timestamp,
-) -> Result<api::AccessRequest, ApiError> {
-    present_requests(tx, caller, std::slice::from_ref(r), now)
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("a request vanished while being presented".into()))
-}
+use crate::extract::{
+    Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Reply,
+};
+use crate::service::requests::{self, RequestChange};
+use crate::{AppState, present};
 
 /// Ask for access (the operator assigned to the case). Approved by the
 /// system at once if the tenant has not opted in. A case not assigned to
@@ -99,67 +38,24 @@ pub(crate) async fn create_request(
     key: IdempotencyKey,
     body: JsonBody<api::NewRequest>,
 ) -> Result<Created, ApiError> {
-    if !caller.principal.is_operator() {
-        return Err(ApiError::forbidden("only operators request access"));
-    }
     let b = &body.value;
-    let case_id = CaseId::parse(&b.case)?;
-    let draft = RequestDraft {
-        resource: ResourceId::parse(&b.resource)?,
-        access_level: AccessLevelName::parse(&b.access_level)?,
-        duration_hours: b.duration_hours,
-        justification: Justification::parse(&b.justification)?,
+    let new = requests::NewRequest {
+        case: CaseId::parse(&b.case)?,
+        draft: RequestDraft {
+            resource: ResourceId::parse(&b.resource)?,
+            access_level: AccessLevelName::parse(&b.access_level)?,
+            duration_hours: b.duration_hours,
+            justification: Justification::parse(&b.justification)?,
+        },
     };
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
     let now = app.now();
-    let mut tx = app.store().begin().await?;
-    // The operator's requests are made one at a time, each counting what
-    // the one before made (the policy's fan-out limits).
-    tx.lock_requester(caller.id()).await?;
-    super::accounts::still_enabled(&mut tx, caller.id()).await?;
-    // Locked so that the case cannot close while the request is made.
-    let case = tx.lock_case(&case_id).await?;
-    // Before anything else: a case not assigned to this operator does not
-    // exist for them (as GET /v1/cases/{id} says), so no later refusal may
-    // tell them whom it is assigned to or whether it is open.
-    if case.assigned_to.as_ref() != Some(caller.id()) {
-        return Err(ApiError::not_found(format!("case {case_id}")));
-    }
-    // Shared so that the opt-in and policy cannot change until this
-    // request commits: once `PUT /lockbox {enabled: true}` returns, no
-    // request is approved by the system any more.
-    let tenant = tx
-        .share_tenant(&case.tenant)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("case {case_id} has no tenant")))?;
-    // Shared: a redefinition of the level waits for this request (and then
-    // records the change in this tenant's chain), or lands before it.
-    let level = tx.share_access_level(&draft.access_level).await?;
-    let owner = tx
-        .subscription_tenant(&draft.resource.subscription())
-        .await?;
-    let open = tx
-        .open_counts(&tenant.id, caller.id(), Some(&case.id), now)
-        .await?;
-    let facts = RequestFacts {
-        tenant: &tenant,
-        case: &case,
-        access_level: level.as_ref(),
-        resource_tenant: owner.as_ref(),
-        open,
+    let reply = Reply {
+        idem,
+        status: StatusCode::CREATED,
+        present: |seen: &requests::SeenRequest| present::seen_request(seen, now),
     };
-    let (request, events) = AccessRequest::create(
-        RequestId::generate(now)?,
-        &caller.principal,
-        draft,
-        facts,
-        now,
-    )?;
-    tx.insert_request(&request).await?;
-    let out = request_for(&caller, &request, &case, now);
-    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
-    tx.commit(events).await?;
-    Ok(created)
+    requests::create(&app, &caller, new, reply).await
 }
 
 /// `GET /v1/requests` filters.
@@ -200,17 +96,9 @@ pub(crate) async fn list_requests(
         cursor: q.cursor.clone(),
     }
     .page(RequestId::parse)?;
-    let now = app.now();
-    let mut filter = RequestFilter {
+    let query = requests::RequestQuery {
         tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
-        // The state as shown: a pending request past its TTL lists as
-        // `expired`, before the sweeper records it.
-        status: q
-            .status
-            .as_deref()
-            .map(RequestStatus::parse)
-            .transpose()?
-            .map(|status| StatusAt { status, at: now }),
+        status: q.status.as_deref().map(RequestStatus::parse).transpose()?,
         requester: q
             .requester
             .as_deref()
@@ -218,21 +106,14 @@ pub(crate) async fn list_requests(
             .transpose()?,
         case: q.case.as_deref().map(CaseId::parse).transpose()?,
     };
-    if !authz::narrow_list(&caller, &mut filter.tenant, &mut filter.requester)? {
-        return Ok(Json(api::Page {
-            items: vec![],
-            next_cursor: None,
-        }));
-    }
-    let mut tx = app.store().read().await?;
-    let found = tx.requests(&filter, &page).await?;
-    let visible: Vec<AccessRequest> = found
-        .items
-        .into_iter()
-        .filter(|r| authz::see_request(&caller, r).is_ok())
-        .collect();
+    let now = app.now();
+    let found = requests::list(&app, &caller, query, &page).await?;
     Ok(Json(api::Page {
-        items: present_requests(&mut tx, &caller, &visible, now).await?,
+        items: found
+            .items
+            .iter()
+            .map(|seen| present::seen_request(seen, now))
+            .collect(),
         next_cursor: found.next_cursor,
     }))
 }
@@ -249,111 +130,19 @@ pub(crate) async fn get_request(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
-    let id = RequestId::parse(&id)?;
-    let mut tx = app.store().read().await?;
-    let r = tx
-        .request(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("request {id}")))?;
-    authz::see_request(&caller, &r)?;
-    Ok(Json(present_one(&mut tx, &caller, &r, app.now()).await?))
+    let seen = requests::get(&app, &caller, &RequestId::parse(&id)?).await?;
+    Ok(Json(present::seen_request(&seen, app.now())))
 }
 
-/// A change of a request's state that someone asks for: an approval, a
-/// denial, a cancellation or a revocation of its grant.
-pub(crate) enum RequestChange {
-    Approve(Reason, Option<u32>),
-    Deny(Reason),
-    Cancel(Option<Reason>),
-    Revoke(Reason),
-}
-
-/// Locks the request, checks the caller may see it, and applies the
-/// decision with the caller's roles as they are now. A refusal rolls the
-/// transaction back at once, releasing the request's lock before the
-/// answer leaves (rather than when the connection is next used).
-pub(crate) async fn decide(
+/// Applies `change` to the request `id` and presents the result.
+async fn change(
     app: &AppState,
     caller: &Caller,
     id: &str,
-    decision: RequestChange,
+    change: RequestChange,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
-    let id = RequestId::parse(id)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    match decide_in(&mut tx, caller, &id, decision, now).await {
-        Ok((request, events, out)) => {
-            tx.save_request(request).await?;
-            tx.commit(events).await?;
-            Ok(Json(out))
-        }
-        Err(refused) => {
-            // Release the request's row before answering: a dropped
-            // transaction rolls back only when its connection is next
-            // used, and until then whoever acts on the request next (a
-            // retry, or the sweeper, which passes locked rows by) would
-            // find it still locked. A failed rollback changes nothing
-            // for the caller, whose answer is the refusal.
-            let _ = tx.rollback().await;
-            Err(refused)
-        }
-    }
-}
-
-/// The decision, in `tx`: the request changed (still to be saved), its
-/// events, and the answer.
-async fn decide_in(
-    tx: &mut Tx,
-    caller: &Caller,
-    id: &RequestId,
-    decision: RequestChange,
-    now: Timestamp,
-) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>, api::AccessRequest), ApiError> {
-    let mut request = tx.lock_request(id).await?;
-    authz::see_request(caller, &request)?;
-    // The tenant's row is shared until the decision commits: a change of
-    // its roles or policy (which holds the row) either commits before the
-    // roles and policy below are read, or waits for this decision. Once a
-    // role removal returns, the role decides nothing more.
-    let tenant = tx
-        .share_tenant(&request.tenant)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("request {id} has no tenant")))?;
-    // Eligibility is decided on the roles held now, not when the caller's
-    // token was checked.
-    let (principal, roles) = tx
-        .principal_with_roles(caller.id())
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("the caller no longer exists"))?;
-    let events = match decision {
-        RequestChange::Approve(reason, hours) => {
-            // Earlier approvals of approvers disabled since do not count.
-            let mut disabled = Vec::new();
-            for earlier in &request.approvals {
-                if tx
-                    .principal(&earlier.approver)
-                    .await?
-                    .is_none_or(|p| !p.is_enabled())
-                {
-                    disabled.push(earlier.approver.clone());
-                }
-            }
-            request.approve_discounting(
-                &principal,
-                &roles,
-                reason,
-                hours,
-                &tenant.policy,
-                &disabled,
-                now,
-            )?
-        }
-        RequestChange::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
-        RequestChange::Cancel(reason) => request.cancel(&principal, reason, now)?,
-        RequestChange::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
-    };
-    let out = present_one(tx, caller, &request, now).await?;
-    Ok((request, events, out))
+    let seen = requests::change(app, caller, &RequestId::parse(id)?, change).await?;
+    Ok(Json(present::seen_request(&seen, app.now())))
 }
 
 /// Approve, with a reason, optionally shortening the duration (an eligible
@@ -372,7 +161,7 @@ pub(crate) async fn approve(
     body: JsonBody<api::Approve>,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let reason = Reason::parse(&body.value.reason)?;
-    decide(
+    change(
         &app,
         &caller,
         &id,
@@ -394,7 +183,7 @@ pub(crate) async fn deny(
     body: JsonBody<api::WithReason>,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let reason = Reason::parse(&body.value.reason)?;
-    decide(&app, &caller, &id, RequestChange::Deny(reason)).await
+    change(&app, &caller, &id, RequestChange::Deny(reason)).await
 }
 
 /// Withdraw a pending request (the requester).
@@ -415,7 +204,7 @@ pub(crate) async fn cancel(
         .as_deref()
         .map(Reason::parse)
         .transpose()?;
-    decide(&app, &caller, &id, RequestChange::Cancel(reason)).await
+    change(&app, &caller, &id, RequestChange::Cancel(reason)).await
 }
 
 /// End a running grant early, with a reason (an eligible approver, or the
@@ -432,7 +221,7 @@ pub(crate) async fn revoke(
     body: JsonBody<api::WithReason>,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let reason = Reason::parse(&body.value.reason)?;
-    decide(&app, &caller, &id, RequestChange::Revoke(reason)).await
+    change(&app, &caller, &id, RequestChange::Revoke(reason)).await
 }
 
 /// `GET /v1/grants` filters.
@@ -467,45 +256,21 @@ pub(crate) async fn list_grants(
         cursor: q.cursor.clone(),
     }
     .page(GrantId::parse)?;
-    let now = app.now();
-    let mut filter = GrantFilter {
+    let query = requests::GrantQuery {
         tenant: q.tenant.as_deref().map(TenantId::parse).transpose()?,
         principal: q
             .principal
             .as_deref()
             .map(str::parse::<PrincipalId>)
             .transpose()?,
-        active_at: q.active.unwrap_or(false).then_some(now),
+        active: q.active.unwrap_or(false),
     };
-    if !authz::narrow_list(&caller, &mut filter.tenant, &mut filter.principal)? {
-        return Ok(Json(api::Page {
-            items: vec![],
-            next_cursor: None,
-        }));
-    }
-    let found = app.store().read().await?.grants(&filter, &page).await?;
-    let items = found
-        .items
-        .iter()
-        .filter(|g| authz::see_grant(&caller, g).is_ok())
-        .map(|g| present::grant(g, now))
-        .collect();
+    let now = app.now();
+    let found = requests::list_grants(&app, &caller, query, &page).await?;
     Ok(Json(api::Page {
-        items,
+        items: found.items.iter().map(|g| present::grant(g, now)).collect(),
         next_cursor: found.next_cursor,
     }))
-}
-
-/// A grant by the id in a path, read outside a transaction; 404 when there
-/// is none.
-pub(crate) async fn read_grant(app: &AppState, id: &str) -> Result<Grant, ApiError> {
-    let id = GrantId::parse(id)?;
-    app.store()
-        .read()
-        .await?
-        .grant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("grant {id}")))
 }
 
 /// One grant.
@@ -518,7 +283,6 @@ pub(crate) async fn get_grant(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Grant>, ApiError> {
-    let grant = read_grant(&app, &id).await?;
-    authz::see_grant(&caller, &grant)?;
+    let grant = requests::grant(&app, &caller, &GrantId::parse(&id)?).await?;
     Ok(Json(present::grant(&grant, app.now())))
 }

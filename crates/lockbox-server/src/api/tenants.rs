@@ -1,5 +1,6 @@
 //! Tenants and their administration: onboarding (the provider), and the
-//! tenant's own users, roles, opt-in and policy (its TenantAdmins).
+//! tenant's own users, roles, opt-in and policy (its TenantAdmins);
+//! `service::tenants` does them.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,17 +9,18 @@ use lockbox_api as api;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    AccountManager, Chain, EventKind, PendingEvent, PolicySettings, Principal, PrincipalId, Role,
-    RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
+    PolicySettings, PrincipalId, Role, RoleAssignmentId, Scope, SubscriptionId, TenantId,
+    TenantPolicy,
 };
-use lockbox_store::{Directory as _, Page};
-use serde_json::json;
 
 use crate::api::ApiError;
 use crate::auth::Caller;
 use crate::extract::{
-    Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Withheld,
+    Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Reply, Withheld,
+    Withholding,
 };
+use crate::service::accounts::WithLink;
+use crate::service::tenants::{self, NewRole, Onboarded};
 use crate::{AppState, authz, present};
 
 fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {
@@ -34,33 +36,36 @@ fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {
     })
 }
 
-/// A tenant read outside a transaction; 404 when there is none.
-async fn read_tenant(
-    app: &AppState,
-    id: &TenantId,
-) -> Result<lockbox_core::tenant::Tenant, ApiError> {
-    app.store()
-        .read()
-        .await?
-        .tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id}")))
-}
-
-/// The `token.created` event (never the secret).
-pub(crate) fn token_event(
-    chain: Chain,
-    actor: &Caller,
-    token: &lockbox_store::ApiToken,
-) -> PendingEvent {
-    PendingEvent::new(
-        chain,
-        token.created_at,
-        actor.id().clone(),
-        EventKind::TokenCreated,
-        token.id,
-        json!({ "principal": token.principal, "expires_at": token.expires_at }),
-    )
+/// The API's receipt of a principal made with its first enrolment link:
+/// the principal and the link, shown this once; a repeat with the same
+/// `Idempotency-Key` is answered `409 replay_withheld`, naming what
+/// `described` says and how to get a new link.
+pub(crate) fn with_link(
+    idem: Idempotent,
+    described: fn(&lockbox_core::Principal) -> String,
+) -> Withholding<impl FnOnce(&WithLink) -> (api::PrincipalCreated, Withheld) + Send + Sync> {
+    Withholding {
+        idem,
+        present: move |made: &WithLink| {
+            let withheld = Withheld {
+                field: "enrollment",
+                created: format!(
+                    "{} with a one-time enrolment link (until {})",
+                    described(&made.principal),
+                    made.link.expires_at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                renew: format!(
+                    "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
+                    made.principal.id
+                ),
+            };
+            let out = api::PrincipalCreated {
+                principal: present::principal(&made.principal),
+                enrollment: super::accounts::link(&made.link),
+            };
+            (out, withheld)
+        },
+    }
 }
 
 /// Onboard a tenant with its first TenantAdmin (provider admins). The
@@ -82,54 +87,38 @@ pub(crate) async fn create_tenant(
     key: IdempotencyKey,
     body: JsonBody<api::NewTenant>,
 ) -> Result<Created, ApiError> {
-    let cap = authz::provider_admin(&caller)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
+    authz::provider_admin(&caller)?;
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
     let b = body.value;
     let id = TenantId::parse(&b.id)?;
     let display_name = DisplayName::parse(&b.display_name)?;
     let first = new_user(&b.admin)?;
-    let now = app.now();
-    let on = Tenant::onboard(
-        &cap,
-        id,
-        display_name,
-        first,
-        RoleAssignmentId::generate(now)?,
-        now,
-    );
-    let mut events = on.events.clone();
-    let mut tx = app.store().begin().await?;
-    tx.insert_tenant(&on.tenant).await?;
-    tx.insert_principal(&on.admin).await?;
-    tx.insert_role_assignment(&on.assignment).await?;
-    let manager = AccountManager::onboarding(cap);
-    let (link, link_events) =
-        super::accounts::issue_link(&app, &mut tx, &manager, &on.admin, now).await?;
-    events.extend(link_events);
-    let (tenant, admin) = (&on.tenant.id, &on.admin.id);
-    let withheld = Withheld {
-        field: "enrollment",
-        created: format!(
-            "tenant {tenant} with its first TenantAdmin {admin} and {admin}'s one-time enrolment \
-             link (until {})",
-            link.expires_at.format("%Y-%m-%d %H:%M UTC")
-        ),
-        renew: format!(
-            "If the link was lost before {admin} used it, issue a new one (POST \
-             /v1/principals/{admin}/enrollment); once an admin of {tenant} has enrolled, only \
-             the tenant's own TenantAdmins can."
-        ),
+    let receipt = Withholding {
+        idem,
+        present: |on: &Onboarded| {
+            let (tenant, admin) = (&on.tenant.id, &on.admin.id);
+            let withheld = Withheld {
+                field: "enrollment",
+                created: format!(
+                    "tenant {tenant} with its first TenantAdmin {admin} and {admin}'s one-time \
+                     enrolment link (until {})",
+                    on.link.expires_at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                renew: format!(
+                    "If the link was lost before {admin} used it, issue a new one (POST \
+                     /v1/principals/{admin}/enrollment); once an admin of {tenant} has \
+                     enrolled, only the tenant's own TenantAdmins can."
+                ),
+            };
+            let out = api::TenantCreated {
+                tenant: present::tenant(&on.tenant),
+                admin: present::principal(&on.admin),
+                enrollment: super::accounts::link(&on.link),
+            };
+            (out, withheld)
+        },
     };
-    let out = api::TenantCreated {
-        tenant: present::tenant(&on.tenant),
-        admin: present::principal(&on.admin),
-        enrollment: link,
-    };
-    let created = idem
-        .finish_withholding(&mut tx, StatusCode::CREATED, &out, withheld)
-        .await?;
-    tx.commit(events).await?;
-    Ok(created)
+    tenants::create(&app, &caller, id, display_name, first, receipt).await
 }
 
 /// Tenants the caller may see: all for provider admins, their own for a
@@ -143,24 +132,10 @@ pub(crate) async fn list_tenants(
     Params(params): Params<PageParams>,
 ) -> Result<Json<api::Page<api::Tenant>>, ApiError> {
     let page = params.page(TenantId::parse)?;
-    let mut tx = app.store().read().await?;
-    let Page { items, next_cursor } = match (authz::provider_admin(&caller), caller.tenant()) {
-        (Ok(_), _) => tx.tenants(&page).await?,
-        (Err(_), Some(own)) => {
-            let visible = tx
-                .tenant(own)
-                .await?
-                .filter(|t| page.cursor.as_deref().is_none_or(|c| t.id.as_str() > c));
-            Page {
-                items: visible.into_iter().collect(),
-                next_cursor: None,
-            }
-        }
-        (Err(e), None) => return Err(e.into()),
-    };
+    let found = tenants::list(&app, &caller, &page).await?;
     Ok(Json(api::Page {
-        items: items.iter().map(present::tenant).collect(),
-        next_cursor,
+        items: found.items.iter().map(present::tenant).collect(),
+        next_cursor: found.next_cursor,
     }))
 }
 
@@ -174,10 +149,17 @@ pub(crate) async fn get_tenant(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<api::Tenant>, ApiError> {
-    let id = TenantId::parse(&tenant)?;
-    authz::see_tenant(&caller, &id)?;
-    let t = read_tenant(&app, &id).await?;
+    let t = tenants::get(&app, &caller, &TenantId::parse(&tenant)?).await?;
     Ok(Json(present::tenant(&t)))
+}
+
+/// A subscription as the API shows it.
+fn subscription(sub: &SubscriptionId, tenant: &TenantId) -> api::Subscription {
+    api::Subscription {
+        id: sub.to_string(),
+        tenant: tenant.to_string(),
+        scope: sub.to_resource_id().to_string(),
+    }
 }
 
 /// Attach a subscription to a tenant (provider admins).
@@ -193,30 +175,16 @@ pub(crate) async fn add_subscription(
     key: IdempotencyKey,
     body: JsonBody<api::NewSubscription>,
 ) -> Result<Created, ApiError> {
-    let cap = authz::provider_admin(&caller)?;
+    authz::provider_admin(&caller)?;
     let tenant = TenantId::parse(&tenant)?;
     let sub = SubscriptionId::parse(&body.value.id)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let t = tx
-        .tenant(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))?;
-    let owner = tx.subscription_tenant(&sub).await?;
-    let event = t.add_subscription(&cap, &sub, owner.as_ref(), now)?;
-    let out = api::Subscription {
-        id: sub.to_string(),
-        tenant: tenant.to_string(),
-        scope: sub.to_resource_id().to_string(),
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let reply = Reply {
+        idem,
+        status: StatusCode::CREATED,
+        present: |s: &SubscriptionId| subscription(s, &tenant),
     };
-    let events: Vec<_> = event.into_iter().collect();
-    if !events.is_empty() {
-        tx.insert_subscription(&sub, &tenant, now).await?;
-    }
-    let created = idem.finish(&mut tx, StatusCode::CREATED, &out).await?;
-    tx.commit(events).await?;
-    Ok(created)
+    tenants::add_subscription(&app, &caller, &tenant, sub, reply).await
 }
 
 /// A tenant's subscriptions, in id order (provider admins and the tenant's
@@ -234,21 +202,14 @@ pub(crate) async fn list_subscriptions(
     let tenant = TenantId::parse(&tenant)?;
     authz::see_tenant(&caller, &tenant)?;
     let page = params.page(SubscriptionId::parse)?;
-    let mut tx = app.store().read().await?;
-    if tx.tenant(&tenant).await?.is_none() {
-        return Err(ApiError::not_found(format!("tenant {tenant}")));
-    }
-    let Page { items, next_cursor } = tx.subscriptions(&tenant, &page).await?;
+    let found = tenants::subscriptions(&app, &caller, &tenant, &page).await?;
     Ok(Json(api::Page {
-        items: items
+        items: found
+            .items
             .iter()
-            .map(|s| api::Subscription {
-                id: s.to_string(),
-                tenant: tenant.to_string(),
-                scope: s.to_resource_id().to_string(),
-            })
+            .map(|s| subscription(s, &tenant))
             .collect(),
-        next_cursor,
+        next_cursor: found.next_cursor,
     }))
 }
 
@@ -270,14 +231,14 @@ pub(crate) async fn create_user(
     body: JsonBody<api::NewUser>,
 ) -> Result<Created, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let cap = authz::tenant_admin(&caller, &tenant)?;
+    authz::tenant_admin(&caller, &tenant)?;
     let user = new_user(&body.value)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let now = app.now();
-    let (principal, event) = Principal::create_user(&cap, user, now)?;
-    let described = format!("user {} of tenant {tenant}", principal.id);
-    let manager = AccountManager::Tenant(cap);
-    super::accounts::create_with_link(&app, idem, &manager, principal, event, described).await
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let receipt = with_link(idem, |p| {
+        let tenant = p.tenant().map(ToString::to_string).unwrap_or_default();
+        format!("user {} of tenant {tenant}", p.id)
+    });
+    tenants::create_user(&app, &caller, &tenant, user, receipt).await
 }
 
 /// The tenant's users, in id order (its TenantAdmins).
@@ -294,10 +255,10 @@ pub(crate) async fn list_users(
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
     let page = params.page(PrincipalId::parse)?;
-    let Page { items, next_cursor } = app.store().read().await?.users(&tenant, &page).await?;
+    let found = tenants::users(&app, &caller, &tenant, &page).await?;
     Ok(Json(api::Page {
-        items: items.iter().map(present::principal).collect(),
-        next_cursor,
+        items: found.items.iter().map(present::principal).collect(),
+        next_cursor: found.next_cursor,
     }))
 }
 
@@ -315,46 +276,20 @@ pub(crate) async fn assign_role(
     body: JsonBody<api::NewRoleAssignment>,
 ) -> Result<Created, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let cap = authz::tenant_admin(&caller, &tenant)?;
+    authz::tenant_admin(&caller, &tenant)?;
     let b = &body.value;
-    let principal_id = b.principal.parse()?;
-    let role = Role::parse(&b.role)?;
-    let scope = Scope::parse(&b.scope)?;
-    let idem = Idempotent::begin(&app, &caller, key, body.digest).await?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    // Serializes changes of the tenant's roles (the last-admin rule).
-    let _tenant = tx.lock_tenant(&tenant).await?;
-    let principal = tx
-        .principal(&principal_id)
-        .await?
-        .filter(|p| p.is_user_of(&tenant))
-        .ok_or_else(|| {
-            ApiError::invalid(format!("{principal_id} is not a user of tenant {tenant}"))
-        })?;
-    let scope_tenant = match scope.subscription() {
-        Some(sub) => tx.subscription_tenant(&sub).await?,
-        None => None,
+    let new = NewRole {
+        principal: b.principal.parse()?,
+        role: Role::parse(&b.role)?,
+        scope: Scope::parse(&b.scope)?,
     };
-    let (assignment, event) = RoleAssignment::assign(
-        &cap,
-        RoleAssignmentId::generate(now)?,
-        &principal,
-        role,
-        scope,
-        scope_tenant.as_ref(),
-        now,
-    )?;
-    tx.insert_role_assignment(&assignment).await?;
-    let created = idem
-        .finish(
-            &mut tx,
-            StatusCode::CREATED,
-            &present::role_assignment(&assignment),
-        )
-        .await?;
-    tx.commit(vec![event]).await?;
-    Ok(created)
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let reply = Reply {
+        idem,
+        status: StatusCode::CREATED,
+        present: present::role_assignment,
+    };
+    tenants::assign_role(&app, &caller, &tenant, new, reply).await
 }
 
 /// The tenant's role assignments, oldest first (its TenantAdmins).
@@ -371,15 +306,10 @@ pub(crate) async fn list_roles(
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
     let page = params.page(RoleAssignmentId::parse)?;
-    let Page { items, next_cursor } = app
-        .store()
-        .read()
-        .await?
-        .role_assignments(&tenant, &page)
-        .await?;
+    let found = tenants::roles(&app, &caller, &tenant, &page).await?;
     Ok(Json(api::Page {
-        items: items.iter().map(present::role_assignment).collect(),
-        next_cursor,
+        items: found.items.iter().map(present::role_assignment).collect(),
+        next_cursor: found.next_cursor,
     }))
 }
 
@@ -395,20 +325,9 @@ pub(crate) async fn remove_role(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let cap = authz::tenant_admin(&caller, &tenant)?;
+    authz::tenant_admin(&caller, &tenant)?;
     let id = RoleAssignmentId::parse(&id)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let _tenant = tx.lock_tenant(&tenant).await?;
-    let assignment = tx
-        .role_assignment(&id)
-        .await?
-        .filter(|a| a.tenant == tenant)
-        .ok_or_else(|| ApiError::not_found(format!("role assignment {id}")))?;
-    let admins = tx.count_tenant_admins(&tenant).await?;
-    let event = assignment.remove(&cap, admins, now)?;
-    tx.delete_role_assignment(&id).await?;
-    tx.commit(vec![event]).await?;
+    tenants::remove_role(&app, &caller, &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -423,9 +342,8 @@ pub(crate) async fn get_lockbox(
     Path(tenant): Path<String>,
 ) -> Result<Json<api::LockboxState>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    authz::tenant_admin(&caller, &tenant)?;
-    let t = read_tenant(&app, &tenant).await?;
-    Ok(Json(present::lockbox(&t.lockbox)))
+    let setting = tenants::lockbox(&app, &caller, &tenant).await?;
+    Ok(Json(present::lockbox(&setting)))
 }
 
 /// Opt in or out (its TenantAdmins). Audited as `lockbox.enabled` /
@@ -442,22 +360,8 @@ pub(crate) async fn set_lockbox(
     body: JsonBody<api::SetLockbox>,
 ) -> Result<Json<api::LockboxState>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let cap = authz::tenant_admin(&caller, &tenant)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let mut t = tx.lock_tenant(&tenant).await?;
-    let events: Vec<_> = t
-        .set_lockbox(&cap, body.value.enabled, now)?
-        .into_iter()
-        .collect();
-    let out = present::lockbox(&t.lockbox);
-    tx.save_tenant(t).await?;
-    if events.is_empty() {
-        tx.commit_unaudited().await?;
-    } else {
-        tx.commit(events).await?;
-    }
-    Ok(Json(out))
+    let setting = tenants::set_lockbox(&app, &caller, &tenant, body.value.enabled).await?;
+    Ok(Json(present::lockbox(&setting)))
 }
 
 /// The tenant's policy (its TenantAdmins).
@@ -471,9 +375,8 @@ pub(crate) async fn get_policy(
     Path(tenant): Path<String>,
 ) -> Result<Json<api::Policy>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    authz::tenant_admin(&caller, &tenant)?;
-    let t = read_tenant(&app, &tenant).await?;
-    Ok(Json(present::policy(&t.policy)))
+    let policy = tenants::policy(&app, &caller, &tenant).await?;
+    Ok(Json(present::policy(&policy)))
 }
 
 /// Replace the tenant's policy (its TenantAdmins). Audited as
@@ -490,9 +393,15 @@ pub(crate) async fn set_policy(
     body: JsonBody<api::Policy>,
 ) -> Result<Json<api::Policy>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
-    let cap = authz::tenant_admin(&caller, &tenant)?;
-    let p = body.value;
-    let policy = TenantPolicy::new(PolicySettings {
+    authz::tenant_admin(&caller, &tenant)?;
+    let policy = policy_of(body.value)?;
+    let policy = tenants::set_policy(&app, &caller, &tenant, policy).await?;
+    Ok(Json(present::policy(&policy)))
+}
+
+/// A policy as the API sends it, checked.
+pub(crate) fn policy_of(p: api::Policy) -> Result<TenantPolicy, ApiError> {
+    Ok(TenantPolicy::new(PolicySettings {
         request_ttl_hours: p.request_ttl_hours,
         default_access_hours: p.default_access_hours,
         max_access_hours: p.max_access_hours,
@@ -502,17 +411,5 @@ pub(crate) async fn set_policy(
         max_pending_requests_per_operator: p.max_pending_requests_per_operator,
         max_pending_requests_per_case: p.max_pending_requests_per_case,
         max_active_grants_per_holder: p.max_active_grants_per_holder,
-    })?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let mut t = tx.lock_tenant(&tenant).await?;
-    let events: Vec<_> = t.set_policy(&cap, policy, now)?.into_iter().collect();
-    let out = present::policy(&t.policy);
-    tx.save_tenant(t).await?;
-    if events.is_empty() {
-        tx.commit_unaudited().await?;
-    } else {
-        tx.commit(events).await?;
-    }
-    Ok(Json(out))
+    })?)
 }

@@ -62,7 +62,10 @@ impl TokenUse {
     }
 
     /// Writes what was gathered (bookkeeping, unaudited); how many tokens.
-    pub async fn flush(&self, store: &lockbox_store::Store) -> Result<usize, ApiError> {
+    pub async fn flush(
+        &self,
+        store: &lockbox_store::Store,
+    ) -> Result<usize, crate::service::ServiceError> {
         let uses: Vec<(TokenId, Timestamp)> = {
             let mut seen = self
                 .seen

@@ -111,6 +111,14 @@ pub struct Decided<'a> {
     _settle: tokio::sync::RwLockReadGuard<'a, ()>,
 }
 
+impl Decided<'_> {
+    /// The decision, releasing the hold: call it once the answer is
+    /// recorded, just before it leaves.
+    pub fn settle(self) -> CheckOutcome {
+        self.outcome
+    }
+}
+
 /// This node's enforcement state.
 #[derive(Debug)]
 pub struct Enforcer {

@@ -2,28 +2,31 @@
 //! password and sessions ("sign out everywhere"), and a TenantAdmin's
 //! people (new users with their links, a new link, disable, enable).
 //!
-//! Every change goes through the API's own functions, with the signed-in
-//! person as the caller (enrolling has no caller: the link is the
-//! credential).
+//! Every change goes through `service::accounts` and `service::tenants`,
+//! with the signed-in person as the caller (enrolling has no caller: the
+//! link is the credential).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use lockbox_api as api;
 use lockbox_core::id::random_bytes;
+use lockbox_core::principal::NewUser;
+use lockbox_core::text::{DisplayName, Email};
+use lockbox_store::PageRequest;
 use subtle::ConstantTimeEq as _;
 
 use super::view::{self, Notice, NoticeQuery};
 use super::{
-    Form, NoFields, PageResult, PortalError, Query, Session, bad_form, cookie_in, once, page,
-    render, session_cookie, set_cookie, sign_in_cookie,
+    Form, NoFields, PageResult, PortalError, Query, Session, bad_form, cookie_in, keep_id, once,
+    page, render, session_cookie, set_cookie, sign_in_cookie,
 };
-use crate::AppState;
 use crate::api::ApiError;
-use crate::api::accounts;
-use crate::extract::ClientAddr;
-use crate::extract::{PageParams, Params, Path};
+use crate::extract::{ClientAddr, Path, client_info};
+use crate::service::ServiceError;
+use crate::service::accounts::{self, Link, WithLink};
+use crate::service::tenants;
+use crate::{AppState, authz};
 
 /// An enrolment page never tells another site where it came from: its
 /// address holds the link's secret.
@@ -169,15 +172,16 @@ async fn enroll_inner(
         }
         Some(fields.password)
     };
-    let info = accounts::client_info(client, headers);
+    let info = client_info(client, headers);
     let enrolled = accounts::redeem(app, secret, password, &info, client).await?;
     let mut response = page(&view::EnrolledPage {
         chrome: view::Chrome::anonymous(),
-        id: enrolled.principal.id,
+        id: enrolled.principal.id.to_string(),
         gateway,
-        token: enrolled.token.token,
+        token: enrolled.token.secret.clone(),
         expires: enrolled
             .token
+            .record
             .expires_at
             .map(view::when)
             .unwrap_or_default(),
@@ -196,17 +200,12 @@ pub(crate) async fn account(
     Query(notice): Query<NoticeQuery>,
 ) -> PageResult {
     let id = session.caller.id().to_string();
-    let axum::Json(tokens) = accounts::list_tokens(
-        State(app.clone()),
-        session.caller.clone(),
-        Path(id),
-        Params(PageParams {
-            limit: Some(100),
-            cursor: None,
-        }),
-    )
-    .await?;
-    let current = session.caller.token.to_string();
+    let wanted = PageRequest {
+        limit: 100,
+        cursor: None,
+    };
+    let tokens = accounts::list_tokens(&app, &session.caller, &id, &wanted).await?;
+    let current = session.caller.token;
     Ok(page(&view::AccountPage {
         chrome: session.chrome("/account"),
         notice: notice.text(),
@@ -215,8 +214,8 @@ pub(crate) async fn account(
             .into_iter()
             .map(|t| view::TokenView {
                 current: t.id == current,
-                id: t.id,
-                kind: t.kind,
+                id: t.id.to_string(),
+                kind: t.kind.as_str().to_owned(),
                 name: t.name.unwrap_or_default(),
                 created: view::when(t.created_at),
                 expires: t
@@ -266,7 +265,7 @@ pub(crate) async fn sign_out_everywhere(
     form: Form<NoFields>,
 ) -> PageResult {
     let id = form.session.caller.id().to_string();
-    let _ = accounts::revoke_all_tokens(State(app.clone()), form.session.caller, Path(id)).await?;
+    accounts::revoke_all_tokens(&app, &form.session.caller, &id).await?;
     let mut response = Redirect::to(&format!(
         "/sign-in?notice={}",
         Notice::SignedOutEverywhere.code()
@@ -292,7 +291,7 @@ pub(crate) struct NewUserFields {
 }
 
 /// The page that shows a new enrolment link, once.
-fn link_page(session: &Session, who: &str, link: &api::Enrollment) -> Response {
+fn link_page(session: &Session, who: &str, link: &Link) -> Response {
     page(&view::LinkPage {
         chrome: session.chrome("/settings"),
         who: who.to_owned(),
@@ -308,47 +307,38 @@ pub(crate) async fn create_user(
 ) -> PageResult {
     let tenant = form
         .session
-        .tenant("only a tenant's own TenantAdmins administer it")?
-        .to_string();
+        .tenant("only a tenant's own TenantAdmins administer it")?;
+    let caller = &form.session.caller;
+    authz::tenant_admin(caller, &tenant)?;
     let f = form.fields;
-    let (key, new) = once(
-        &f.nonce,
-        &format!("/v1/tenants/{tenant}/users"),
-        api::NewUser {
-            id: f.id.trim().to_owned(),
-            display_name: f.name.trim().to_owned(),
-            email: f.email.trim().to_owned(),
-            alternate_emails: vec![],
-        },
-    );
-    let answer = crate::api::tenants::create_user(
-        State(app),
-        form.session.caller.clone(),
-        Path(tenant),
-        key,
-        new,
-    )
-    .await;
-    let body = match answer {
-        Ok(created) => created.body().to_owned(),
-        Err(ApiError::Replay { .. }) => {
-            return Err(PortalError::new(
-                StatusCode::CONFLICT,
-                "Already created",
-                "This form was already sent and the user created; its enrolment link was shown \
-                 then and is not shown again. Issue a new link from the settings page if it \
-                 was lost.",
-            ));
-        }
-        Err(e) => return Err(e.into()),
+    let (id, name, email) = (f.id.trim(), f.name.trim(), f.email.trim());
+    let user = NewUser {
+        id: id.parse().map_err(ServiceError::from)?,
+        display_name: DisplayName::parse(name).map_err(ServiceError::from)?,
+        email: Email::parse(email).map_err(ServiceError::from)?,
+        alternate_emails: vec![],
     };
-    let created: api::PrincipalCreated =
-        serde_json::from_str(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(link_page(
-        &form.session,
-        &created.principal.id,
-        &created.enrollment,
-    ))
+    let what = format!("/v1/tenants/{tenant}/users");
+    let answer = async {
+        let idem = once(&app, caller, &f.nonce, &what, &[id, name, email]).await?;
+        let receipt = keep_id(idem, |made: &WithLink| made.principal.id.to_string());
+        tenants::create_user(&app, caller, &tenant, user, receipt).await
+    };
+    match answer.await {
+        Ok(made) => Ok(link_page(
+            &form.session,
+            made.principal.id.as_str(),
+            &made.link,
+        )),
+        Err(ApiError::Replay { .. }) => Err(PortalError::new(
+            StatusCode::CONFLICT,
+            "Already created",
+            "This form was already sent and the user created; its enrolment link was shown \
+             then and is not shown again. Issue a new link from the settings page if it was \
+             lost.",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /settings/users/{id}/enrollment`: a new link for a user.
@@ -357,9 +347,7 @@ pub(crate) async fn issue_link(
     Path(id): Path<String>,
     form: Form<NoFields>,
 ) -> PageResult {
-    let (_, axum::Json(link)) =
-        accounts::issue_enrollment(State(app), form.session.caller.clone(), Path(id.clone()))
-            .await?;
+    let link = accounts::issue_enrollment(&app, &form.session.caller, &id).await?;
     Ok(link_page(&form.session, &id, &link))
 }
 
@@ -372,13 +360,13 @@ pub(crate) async fn set_enabled(
     let caller = form.session.caller;
     match what.as_str() {
         "disable" => {
-            let _ = accounts::disable(State(app), caller, Path(id)).await?;
+            accounts::disable(&app, &caller, &id).await?;
             Ok(super::done("/settings", Notice::UserDisabled))
         }
         "enable" => {
-            let _ = accounts::enable(State(app), caller, Path(id)).await?;
+            accounts::enable(&app, &caller, &id).await?;
             Ok(super::done("/settings", Notice::UserEnabled))
         }
-        _ => Err(PortalError::from(ApiError::not_found("route"))),
+        _ => Err(PortalError::from(ServiceError::not_found("route"))),
     }
 }

@@ -2,18 +2,22 @@
 //! notification channels.
 
 use axum::extract::State;
+use lockbox_core::{
+    ChannelId, PolicySettings, Role, RoleAssignmentId, Scope, TenantId, TenantPolicy,
+};
+use lockbox_store::{Page, PageRequest};
 
 use super::Query;
-use lockbox_api as api;
-use lockbox_core::TenantId;
-
 use super::view::{self, ChannelView, Notice, NoticeQuery, RoleView};
 use super::{
-    Form, NoFields, PageResult, PortalError, Session, bad_form, body, done, filled, once, page,
+    Form, NoFields, PageResult, PortalError, Session, bad_form, done, filled, keep_id, made, once,
+    page,
 };
-use crate::AppState;
-use crate::api::ApiError;
-use crate::extract::{PageParams, Params, Path};
+use crate::extract::Path;
+use crate::service::ServiceError;
+use crate::service::channels::{self, NewChannel};
+use crate::service::tenants::{self, NewRole};
+use crate::{AppState, authz};
 
 /// The person's tenant (only a tenant's users administer one; the API
 /// decides whether they may).
@@ -24,17 +28,13 @@ fn tenant_of(s: &Session) -> Result<TenantId, PortalError> {
 /// Every item of a paginated list, following cursors (bounded).
 async fn all<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, PortalError>
 where
-    F: FnMut(PageParams) -> Fut,
-    Fut: Future<Output = Result<axum::Json<api::Page<T>>, ApiError>>,
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Page<T>, ServiceError>>,
 {
     let mut out = Vec::new();
     let mut cursor = None;
     for _ in 0..20 {
-        let axum::Json(page) = fetch(PageParams {
-            limit: Some(500),
-            cursor,
-        })
-        .await?;
+        let page = fetch(PageRequest { limit: 500, cursor }).await?;
         out.extend(page.items);
         cursor = page.next_cursor;
         if cursor.is_none() {
@@ -49,75 +49,40 @@ pub(crate) async fn settings(
     session: Session,
     Query(notice): Query<NoticeQuery>,
 ) -> PageResult {
-    let tenant = tenant_of(&session)?.to_string();
+    let tenant = tenant_of(&session)?;
     let caller = &session.caller;
-    let axum::Json(lockbox) =
-        crate::api::tenants::get_lockbox(State(app.clone()), caller.clone(), Path(tenant.clone()))
-            .await?;
-    let axum::Json(policy) =
-        crate::api::tenants::get_policy(State(app.clone()), caller.clone(), Path(tenant.clone()))
-            .await?;
+    let lockbox = tenants::lockbox(&app, caller, &tenant).await?;
+    let policy = tenants::policy(&app, caller, &tenant).await?;
     let roles = all(|p| {
-        crate::api::tenants::list_roles(
-            State(app.clone()),
-            caller.clone(),
-            Path(tenant.clone()),
-            Params(p),
-        )
+        let (app, tenant) = (app.clone(), tenant.clone());
+        async move { tenants::roles(&app, caller, &tenant, &p).await }
     })
     .await?;
     let users = all(|p| {
-        crate::api::tenants::list_users(
-            State(app.clone()),
-            caller.clone(),
-            Path(tenant.clone()),
-            Params(p),
-        )
+        let (app, tenant) = (app.clone(), tenant.clone());
+        async move { tenants::users(&app, caller, &tenant, &p).await }
     })
     .await?;
     let channels = all(|p| {
-        crate::api::channels::list_channels(
-            State(app.clone()),
-            caller.clone(),
-            Path(tenant.clone()),
-            Params(p),
-        )
+        let (app, tenant) = (app.clone(), tenant.clone());
+        async move { channels::list(&app, caller, &tenant, &p).await }
     })
     .await?;
     Ok(page(&view::Settings {
         chrome: session.chrome("/settings"),
         notice: notice.text(),
-        tenant,
+        tenant: tenant.to_string(),
         enabled: lockbox.enabled,
-        changed: match (lockbox.changed_at, lockbox.changed_by) {
+        changed: match (lockbox.changed_at, &lockbox.changed_by) {
             (Some(at), Some(by)) => format!("{} by {by}", view::when(at)),
             (Some(at), None) => view::when(at),
             _ => String::new(),
         },
-        policy,
-        roles: roles
-            .into_iter()
-            .map(|a| RoleView {
-                id: a.id,
-                principal: a.principal,
-                role: a.role,
-                scope: a.scope,
-                created: view::when(a.created_at),
-                created_by: a.created_by,
-            })
-            .collect(),
+        policy: policy.settings(),
+        roles: roles.iter().map(RoleView::new).collect(),
         users,
-        chrome_me_id: session.caller.id().to_string(),
-        channels: channels
-            .into_iter()
-            .map(|c| ChannelView {
-                id: c.id,
-                target: c.url.or(c.address).unwrap_or_default(),
-                format: c.format.unwrap_or_default(),
-                kind: c.kind,
-                created: view::when(c.created_at),
-            })
-            .collect(),
+        chrome_me_id: session.caller.id().clone(),
+        channels: channels.iter().map(ChannelView::new).collect(),
     }))
 }
 
@@ -131,19 +96,13 @@ pub(crate) async fn set_lockbox(
     State(app): State<AppState>,
     form: Form<LockboxFields>,
 ) -> PageResult {
-    let tenant = tenant_of(&form.session)?.to_string();
+    let tenant = tenant_of(&form.session)?;
     let enabled = match form.fields.enabled.as_str() {
         "true" => true,
         "false" => false,
         _ => return Err(bad_form("`enabled` must be true or false.")),
     };
-    let _ = crate::api::tenants::set_lockbox(
-        State(app),
-        form.session.caller,
-        Path(tenant),
-        body(api::SetLockbox { enabled }),
-    )
-    .await?;
+    tenants::set_lockbox(&app, &form.session.caller, &tenant, enabled).await?;
     Ok(done(
         "/settings",
         if enabled {
@@ -183,9 +142,10 @@ pub(crate) async fn set_policy(
     State(app): State<AppState>,
     form: Form<PolicyFields>,
 ) -> PageResult {
-    let tenant = tenant_of(&form.session)?.to_string();
+    let tenant = tenant_of(&form.session)?;
+    authz::tenant_admin(&form.session.caller, &tenant)?;
     let f = form.fields;
-    let policy = api::Policy {
+    let policy = PolicySettings {
         request_ttl_hours: required("The time a request waits", &f.request_ttl_hours)?,
         default_access_hours: required("The default access time", &f.default_access_hours)?,
         max_access_hours: required("The longest access time", &f.max_access_hours)?,
@@ -205,13 +165,8 @@ pub(crate) async fn set_policy(
             &f.max_active_grants_per_holder,
         )?,
     };
-    let _ = crate::api::tenants::set_policy(
-        State(app),
-        form.session.caller,
-        Path(tenant),
-        body(policy),
-    )
-    .await?;
+    let policy = TenantPolicy::new(policy).map_err(ServiceError::from)?;
+    tenants::set_policy(&app, &form.session.caller, &tenant, policy).await?;
     Ok(done("/settings", Notice::PolicySaved))
 }
 
@@ -228,21 +183,23 @@ pub(crate) struct RoleFields {
 }
 
 pub(crate) async fn assign_role(State(app): State<AppState>, form: Form<RoleFields>) -> PageResult {
-    let tenant = tenant_of(&form.session)?.to_string();
+    let tenant = tenant_of(&form.session)?;
+    let caller = &form.session.caller;
+    authz::tenant_admin(caller, &tenant)?;
     let f = form.fields;
-    let (key, new) = once(
-        &f.nonce,
-        &format!("/v1/tenants/{tenant}/role-assignments"),
-        api::NewRoleAssignment {
-            principal: f.principal.trim().to_owned(),
-            role: f.role.trim().to_owned(),
-            scope: f.scope.trim().to_owned(),
-        },
-    );
-    super::created(
-        crate::api::tenants::assign_role(State(app), form.session.caller, Path(tenant), key, new)
-            .await,
-    )?;
+    let (principal, role, scope) = (f.principal.trim(), f.role.trim(), f.scope.trim());
+    let new = NewRole {
+        principal: principal.parse().map_err(ServiceError::from)?,
+        role: Role::parse(role).map_err(ServiceError::from)?,
+        scope: Scope::parse(scope).map_err(ServiceError::from)?,
+    };
+    let what = format!("/v1/tenants/{tenant}/role-assignments");
+    let answer = async {
+        let idem = once(&app, caller, &f.nonce, &what, &[principal, role, scope]).await?;
+        let receipt = keep_id(idem, |a: &lockbox_core::RoleAssignment| a.id.to_string());
+        tenants::assign_role(&app, caller, &tenant, new, receipt).await
+    };
+    made(answer.await)?;
     Ok(done("/settings", Notice::RoleAssigned))
 }
 
@@ -251,8 +208,9 @@ pub(crate) async fn remove_role(
     Path(id): Path<String>,
     form: Form<NoFields>,
 ) -> PageResult {
-    let tenant = tenant_of(&form.session)?.to_string();
-    crate::api::tenants::remove_role(State(app), form.session.caller, Path((tenant, id))).await?;
+    let tenant = tenant_of(&form.session)?;
+    let id = RoleAssignmentId::parse(&id).map_err(ServiceError::from)?;
+    tenants::remove_role(&app, &form.session.caller, &tenant, &id).await?;
     Ok(done("/settings", Notice::RoleRemoved))
 }
 
@@ -286,30 +244,33 @@ pub(crate) async fn add_channel(
     State(app): State<AppState>,
     form: Form<ChannelFields>,
 ) -> PageResult {
-    let tenant = tenant_of(&form.session)?.to_string();
+    let tenant = tenant_of(&form.session)?;
+    let caller = &form.session.caller;
+    authz::tenant_admin(caller, &tenant)?;
     let f = form.fields;
     let some = |v: &str| filled(v).map(str::to_owned);
-    let (key, new) = once(
-        &f.nonce,
-        &format!("/v1/tenants/{tenant}/channels"),
-        api::NewChannel {
-            kind: f.kind.trim().to_owned(),
-            url: some(&f.url),
-            secret: (!f.secret.is_empty()).then_some(f.secret),
-            format: some(&f.format),
-            address: some(&f.address),
-        },
-    );
-    super::created(
-        crate::api::channels::create_channel(
-            State(app),
-            form.session.caller,
-            Path(tenant),
-            key,
-            new,
-        )
-        .await,
-    )?;
+    let described = NewChannel {
+        kind: f.kind.trim().to_owned(),
+        url: some(&f.url),
+        secret: (!f.secret.is_empty()).then(|| f.secret.clone()),
+        format: some(&f.format),
+        address: some(&f.address),
+    };
+    let target = channels::target(&app, &described).await?;
+    let what = format!("/v1/tenants/{tenant}/channels");
+    let fields = [
+        described.kind.as_str(),
+        described.url.as_deref().unwrap_or_default(),
+        f.secret.as_str(),
+        described.format.as_deref().unwrap_or_default(),
+        described.address.as_deref().unwrap_or_default(),
+    ];
+    let answer = async {
+        let idem = once(&app, caller, &f.nonce, &what, &fields).await?;
+        let receipt = keep_id(idem, |c: &lockbox_core::channel::Channel| c.id.to_string());
+        channels::create(&app, caller, &tenant, target, receipt).await
+    };
+    made(answer.await)?;
     Ok(done("/settings", Notice::ChannelAdded))
 }
 
@@ -318,8 +279,8 @@ pub(crate) async fn remove_channel(
     Path(id): Path<String>,
     form: Form<NoFields>,
 ) -> PageResult {
-    let tenant = tenant_of(&form.session)?.to_string();
-    crate::api::channels::delete_channel(State(app), form.session.caller, Path((tenant, id)))
-        .await?;
+    let tenant = tenant_of(&form.session)?;
+    let id = ChannelId::parse(&id).map_err(ServiceError::from)?;
+    channels::delete(&app, &form.session.caller, &tenant, &id).await?;
     Ok(done("/settings", Notice::ChannelRemoved))
 }

@@ -3,19 +3,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use lockbox_core::audit::export::ExportError;
+use lockbox_core::{EventKind, TenantId};
 
 use super::Query;
-use futures_util::StreamExt as _;
-use lockbox_core::audit::export::{ExportError, ExportVerifier};
-use lockbox_core::{Chain, EventKind, TenantId};
-
-use super::view::{self, EventView, Verification};
+use super::view::{self, EventView};
 use super::{Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, page};
-use crate::api::ApiError;
-use crate::api::audit::AuditQuery;
+use crate::AppState;
 use crate::audit_log::VerificationRefused;
-use crate::extract::{Params, Path};
-use crate::{AppState, audit_log, authz};
+use crate::service::audit::{self, EventFilter, Verification};
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct EventsQuery {
@@ -40,7 +36,7 @@ async fn render_events(
     app: &AppState,
     session: &Session,
     q: EventsQuery,
-    verification: Option<Verification>,
+    verification: Option<view::Verification>,
 ) -> PageResult {
     let tenant = tenant_of(session)?;
     let kind = filled(&q.kind).map(str::to_owned);
@@ -52,13 +48,7 @@ async fn render_events(
     // Unfiltered, the log is paged by sequence number from the head down;
     // filtered by kind, from the first event up.
     let head = if kind.is_none() {
-        let axum::Json(head) = crate::api::audit::head(
-            State(app.clone()),
-            session.caller.clone(),
-            Path(tenant.to_string()),
-        )
-        .await?;
-        Some(head.seq)
+        Some(audit::head(app, &session.caller, &tenant).await?.seq)
     } else {
         None
     };
@@ -66,20 +56,15 @@ async fn render_events(
         .after
         .unwrap_or_else(|| head.map_or(0, |h| h.saturating_sub(PAGE)));
     let upto = q.upto.unwrap_or(u64::MAX);
-    let axum::Json(page_of) = crate::api::audit::list_events(
-        State(app.clone()),
-        session.caller.clone(),
-        Path(tenant.to_string()),
-        Params(AuditQuery {
-            kind,
-            after_seq: Some(after),
-            limit: Some(u32::try_from(PAGE).unwrap_or(100)),
-            ..AuditQuery::default()
-        }),
-    )
-    .await?;
+    let filter = EventFilter {
+        kind,
+        after_seq: after,
+        limit: u32::try_from(PAGE).unwrap_or(100),
+        ..EventFilter::default()
+    };
+    let page_of = audit::events(app, &session.caller, &tenant, filter).await?;
     let events: Vec<_> = page_of
-        .items
+        .events
         .into_iter()
         .filter(|e| e.seq <= upto)
         .collect();
@@ -111,13 +96,11 @@ async fn render_events(
             .into_iter()
             .map(|e| EventView {
                 seq: e.seq,
-                at: chrono::DateTime::parse_from_rfc3339(&e.at)
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                    .unwrap_or(e.at),
-                actor: e.actor,
-                kind: e.kind,
-                subject: e.subject,
-                data: serde_json::Value::Object(e.data).to_string(),
+                at: e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                actor: e.actor.to_string(),
+                kind: e.kind.clone(),
+                subject: e.subject.clone(),
+                data: serde_json::Value::Object(e.data.clone()).to_string(),
             })
             .collect(),
         next,
@@ -145,11 +128,8 @@ pub(crate) async fn events(
 pub(crate) async fn verify(State(app): State<AppState>, form: Form<NoFields>) -> PageResult {
     let session = form.session;
     let tenant = tenant_of(&session)?;
-    let reader = authz::audit_reader(&session.caller, &tenant)?;
-    let chain = Chain::Tenant(reader.tenant().clone());
-    let _slot = app
-        .chain_verifications()
-        .try_start(&chain)
+    let Verification { outcome, lines } = audit::verify(&app, &session.caller, &tenant)
+        .await?
         .map_err(|refused| {
             PortalError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -165,39 +145,8 @@ pub(crate) async fn verify(State(app): State<AppState>, form: Form<NoFields>) ->
                 },
             )
         })?;
-    let store = app.store();
-    let checkpoint = audit_log::current_checkpoint(store, app.kek(), &chain, app.now()).await?;
-    let keys: Vec<_> = audit_log::public_keys(store, app.kek())
-        .await?
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
-    let mut verifier = ExportVerifier::new(chain.clone());
-    let mut stream = std::pin::pin!(audit_log::export_stream(store.clone(), chain, checkpoint));
-    let mut rest = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        rest.extend_from_slice(&chunk?);
-        (verifier, rest) = tokio::task::spawn_blocking(move || {
-            let mut lines = rest.split(|b| *b == b'\n').peekable();
-            let mut tail = Vec::new();
-            while let Some(line) = lines.next() {
-                if lines.peek().is_some() {
-                    verifier.line(line);
-                } else {
-                    tail = line.to_vec();
-                }
-            }
-            (verifier, tail)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    if !rest.is_empty() {
-        verifier.line(&rest);
-    }
-    let lines = verifier.lines();
-    let verification = match verifier.finish(&keys) {
-        Ok(v) => Verification {
+    let verification = match outcome {
+        Ok(v) => view::Verification {
             ok: true,
             summary: format!(
                 "Verified: {} events, unbroken, up to event {}.",
@@ -214,12 +163,12 @@ pub(crate) async fn verify(State(app): State<AppState>, form: Form<NoFields>) ->
                 None => "No checkpoint vouches for the head.".to_owned(),
             },
         },
-        Err(ExportError::Fault(f)) => Verification {
+        Err(ExportError::Fault(f)) => view::Verification {
             ok: false,
             summary: format!("Not verified: the chain breaks at event {}.", f.seq),
             detail: f.detail,
         },
-        Err(e @ ExportError::NoCheckpoint) => Verification {
+        Err(e @ ExportError::NoCheckpoint) => view::Verification {
             ok: false,
             summary: "Not verified.".to_owned(),
             detail: format!("{e} ({lines} lines read)"),

@@ -11,7 +11,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::extract::JsonBody;
+use crate::auth::Caller;
+use crate::extract::Idempotent;
+use crate::service::Receipt;
+use lockbox_store::Tx;
 
 use super::view;
 use super::{errors::*, signed_in::*};
@@ -79,48 +82,91 @@ pub(super) fn bad_form(detail: impl Into<String>) -> PortalError {
     PortalError::new(StatusCode::BAD_REQUEST, "Invalid input", detail)
 }
 
-/// A JSON body for calling an API handler from the portal (no
-/// `Idempotency-Key` is sent, so the digest is never read).
-pub(super) fn body<T>(value: T) -> JsonBody<T> {
-    JsonBody {
-        value,
-        digest: [0; 32],
-    }
-}
-
-/// A creation sent from a form, with the form's nonce as its
-/// `Idempotency-Key`: the same form sent twice creates once. The digest
-/// covers the API path and the body, as the API's own does.
-pub(super) fn once<T: serde::Serialize>(
+/// A creation sent from a form, keyed by the form's nonce: the same form
+/// sent twice creates once. The digest covers `what` (the API path the
+/// same creation has) and the form's fields. Keys from forms are
+/// `portal-` prefixed, so they never meet an API client's.
+pub(super) async fn once(
+    app: &AppState,
+    caller: &Caller,
     nonce: &str,
-    path: &str,
-    value: T,
-) -> (crate::extract::IdempotencyKey, JsonBody<T>) {
+    what: &str,
+    fields: &[&str],
+) -> Result<Idempotent, ApiError> {
     let nonce = nonce.trim();
     let key =
         (!nonce.is_empty() && nonce.len() <= 64 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| format!("portal-{nonce}"));
     let mut hasher = Sha256::new();
     hasher.update(b"POST ");
-    hasher.update(path.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(serde_json::to_vec(&value).unwrap_or_default());
-    (
-        crate::extract::IdempotencyKey(key),
-        JsonBody {
-            value,
-            digest: hasher.finalize().into(),
-        },
-    )
+    hasher.update(what.as_bytes());
+    for field in fields {
+        hasher.update(b"\n");
+        hasher.update(field.as_bytes());
+    }
+    Idempotent::begin(app, caller, key, hasher.finalize().into()).await
 }
 
-/// The body of a creation's answer, first or replayed (a form sent again).
-pub(super) fn created(
-    answer: Result<crate::extract::Created, ApiError>,
-) -> Result<String, PortalError> {
+/// What the portal keeps of a creation from a form: the id of what was
+/// made, to go on to its page when the form is sent again.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Made {
+    pub(super) id: String,
+}
+
+/// The portal's receipt of a creation: [`Made`], recorded under the form's
+/// key; the answer is what was made.
+pub(super) struct Kept<F> {
+    idem: Idempotent,
+    id: F,
+}
+
+/// Keeps the id `id` gives of what is made, under the form's key.
+pub(super) fn keep_id<F>(idem: Idempotent, id: F) -> Kept<F> {
+    Kept { idem, id }
+}
+
+impl<T, F> Receipt<T> for Kept<F>
+where
+    T: Clone + Sync,
+    F: FnOnce(&T) -> String + Send + Sync,
+{
+    type Out = T;
+    type Error = ApiError;
+
+    async fn check(&self, tx: &mut Tx) -> Result<(), ApiError> {
+        self.idem.look_up_in(tx).await
+    }
+
+    async fn record(self, tx: &mut Tx, made: &T) -> Result<T, ApiError> {
+        let kept = Made {
+            id: (self.id)(made),
+        };
+        self.idem.finish(tx, StatusCode::CREATED, &kept).await?;
+        Ok(made.clone())
+    }
+}
+
+/// A creation from a form: made now, or made when the form was first sent
+/// (its id).
+pub(super) enum Once<T> {
+    /// Made now.
+    First(T),
+    /// Made before: the id kept then.
+    Again(String),
+}
+
+/// What a form's creation came to, first or replayed (the form sent
+/// again).
+pub(super) fn made<T>(answer: Result<T, ApiError>) -> Result<Once<T>, PortalError> {
     match answer {
-        Ok(created) => Ok(created.body().to_owned()),
-        Err(ApiError::Replay { body, .. }) => Ok(body),
+        Ok(made) => Ok(Once::First(made)),
+        Err(ApiError::Replay { body, .. }) => {
+            let kept: Made = serde_json::from_str(&body).map_err(|e| {
+                PortalError::from(ApiError::Internal(format!("a form's record: {e}")))
+            })?;
+            Ok(Once::Again(kept.id))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -2,20 +2,21 @@
 //! signed token for an active grant.
 
 use axum::extract::State;
+use axum::response::{IntoResponse as _, Redirect};
+use lockbox_core::text::Justification;
+use lockbox_core::{AccessLevelName, CaseId, CaseStatus, GrantId, RequestDraft, ResourceId};
+use lockbox_store::PageRequest;
 
 use super::Query;
-use axum::response::{IntoResponse as _, Redirect};
-use lockbox_api as api;
-
 use super::view::{self, CaseView, Notice, NoticeQuery, RequestView, Viewer};
 use super::{
-    Form, NoFields, PageResult, PortalError, Session, bad_form, filled, link, number, once, page,
+    Form, NoFields, Once, PageResult, Session, bad_form, filled, keep_id, link, made, number, once,
+    page,
 };
 use crate::AppState;
-use crate::api::ApiError;
-use crate::api::cases::CaseQuery;
-use crate::api::requests::RequestQuery;
-use crate::extract::{Params, Path};
+use crate::extract::Path;
+use crate::service::requests::{self, RequestQuery, SeenRequest};
+use crate::service::{ServiceError, cases, enforce, provider};
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct CasesQuery {
@@ -31,24 +32,17 @@ pub(crate) async fn cases(
     session: Session,
     Query(q): Query<CasesQuery>,
 ) -> PageResult {
-    let status = filled(&q.status).map(str::to_owned);
-    if status
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "open" | "closed"))
-    {
-        return Err(bad_form("A case is `open` or `closed`."));
-    }
-    let axum::Json(page_of) = crate::api::cases::list_cases(
-        State(app),
-        session.caller.clone(),
-        Params(CaseQuery {
-            tenant: None,
-            status,
-            limit: Some(50),
-            cursor: q.cursor.clone(),
-        }),
-    )
-    .await?;
+    let status = match filled(&q.status) {
+        None => None,
+        Some("open") => Some(CaseStatus::Open),
+        Some("closed") => Some(CaseStatus::Closed),
+        Some(_) => return Err(bad_form("A case is `open` or `closed`.")),
+    };
+    let wanted = PageRequest {
+        limit: 50,
+        cursor: q.cursor.clone(),
+    };
+    let page_of = cases::list(&app, &session.caller, None, status, &wanted).await?;
     let next = page_of
         .next_cursor
         .map(|c| link("/cases", &[("status", &q.status), ("cursor", &c)]));
@@ -69,29 +63,25 @@ pub(crate) async fn case(
     Path(id): Path<String>,
     Query(_notice): Query<NoticeQuery>,
 ) -> PageResult {
-    let axum::Json(case) =
-        crate::api::cases::get_case(State(app.clone()), session.caller.clone(), Path(id)).await?;
+    let id = CaseId::parse(&id).map_err(ServiceError::from)?;
+    let case = cases::get(&app, &session.caller, &id).await?;
     let may_request = session.is_operator()
-        && case.status == "open"
-        && case.assigned_to.as_deref() == Some(session.caller.id().as_str());
+        && case.status == CaseStatus::Open
+        && case.assigned_to.as_ref() == Some(session.caller.id());
     let mut levels = Vec::new();
     let mut requests = Vec::new();
     if session.is_operator() {
-        let axum::Json(all) =
-            crate::api::provider::list_access_levels(State(app.clone()), session.caller.clone())
-                .await?;
-        levels = all;
-        let axum::Json(mine) = crate::api::requests::list_requests(
-            State(app.clone()),
-            session.caller.clone(),
-            Params(RequestQuery {
-                requester: Some(session.caller.id().to_string()),
-                case: Some(case.id.clone()),
-                limit: Some(100),
-                ..RequestQuery::default()
-            }),
-        )
-        .await?;
+        levels = provider::access_levels(&app, &session.caller).await?;
+        let query = RequestQuery {
+            requester: Some(session.caller.id().clone()),
+            case: Some(case.id),
+            ..RequestQuery::default()
+        };
+        let wanted = PageRequest {
+            limit: 100,
+            cursor: None,
+        };
+        let mine = requests::list(&app, &session.caller, query, &wanted).await?;
         let now = app.now();
         let me = Viewer {
             principal: &session.caller.principal,
@@ -126,11 +116,6 @@ pub(crate) struct RequestFields {
     nonce: String,
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct CreatedId {
-    id: String,
-}
-
 /// Asks for access under the case; on to the new request's page.
 pub(crate) async fn request_access(
     State(app): State<AppState>,
@@ -138,19 +123,35 @@ pub(crate) async fn request_access(
     form: Form<RequestFields>,
 ) -> PageResult {
     let f = form.fields;
-    let new = api::NewRequest {
-        case,
-        resource: f.resource.trim().to_owned(),
-        access_level: f.access_level.trim().to_owned(),
-        duration_hours: number("The duration", &f.duration_hours)?,
-        justification: f.justification,
+    let caller = &form.session.caller;
+    let hours = number("The duration", &f.duration_hours)?;
+    let new = requests::NewRequest {
+        case: CaseId::parse(&case).map_err(ServiceError::from)?,
+        draft: RequestDraft {
+            resource: ResourceId::parse(f.resource.trim()).map_err(ServiceError::from)?,
+            access_level: AccessLevelName::parse(f.access_level.trim())
+                .map_err(ServiceError::from)?,
+            duration_hours: hours,
+            justification: Justification::parse(&f.justification).map_err(ServiceError::from)?,
+        },
     };
-    let (key, new) = once(&f.nonce, "/v1/requests", new);
-    let created = super::created(
-        crate::api::requests::create_request(State(app), form.session.caller, key, new).await,
-    )?;
-    let CreatedId { id } = serde_json::from_str(&created)
-        .map_err(|e| PortalError::from(ApiError::Internal(e.to_string())))?;
+    let hours = hours.map(|h| h.to_string()).unwrap_or_default();
+    let fields = [
+        case.as_str(),
+        f.resource.trim(),
+        f.access_level.trim(),
+        &hours,
+        &f.justification,
+    ];
+    let answer = async {
+        let idem = once(&app, caller, &f.nonce, "/v1/requests", &fields).await?;
+        let receipt = keep_id(idem, |seen: &SeenRequest| seen.request.id.to_string());
+        requests::create(&app, caller, new, receipt).await
+    };
+    let id = match made(answer.await)? {
+        Once::First(seen) => seen.request.id.to_string(),
+        Once::Again(id) => id,
+    };
     Ok(Redirect::to(&format!(
         "/requests/{id}?notice={}",
         Notice::Requested.code()
@@ -164,16 +165,12 @@ pub(crate) async fn mint_token(
     Path(grant): Path<String>,
     form: Form<NoFields>,
 ) -> PageResult {
-    let axum::Json(token) = crate::api::enforce::mint_token(
-        State(app.clone()),
-        form.session.caller.clone(),
-        Path(grant.clone()),
-    )
-    .await?;
+    let id = GrantId::parse(&grant).map_err(ServiceError::from)?;
+    let (token, expires_at) = enforce::mint_token(&app, &form.session.caller, &id).await?;
     Ok(page(&view::TokenPage {
         chrome: form.session.chrome("/grants"),
         grant,
-        expires: view::Deadline::new(app.now(), token.expires_at),
-        token: token.token,
+        expires: view::Deadline::new(app.now(), expires_at),
+        token,
     }))
 }

@@ -3,18 +3,18 @@
 //! grants on the same pages.
 
 use axum::extract::State;
+use axum::response::{IntoResponse as _, Redirect};
+use lockbox_core::text::Reason;
+use lockbox_core::{GrantId, PrincipalId, RequestId, RequestStatus};
+use lockbox_store::{Page, PageRequest};
 
 use super::Query;
-use axum::response::{IntoResponse as _, Redirect};
-use lockbox_api as api;
-
 use super::view::{self, Notice, NoticeQuery, RequestView, Viewer};
-use super::{Form, PageResult, Session, bad_form, body, done, filled, link, number, page};
+use super::{Form, PageResult, Session, bad_form, done, filled, link, number, page};
 use crate::AppState;
-use crate::api::ApiError;
-use crate::api::requests::{GrantQuery, RequestChange, RequestQuery};
-use crate::extract::{Params, Path};
-use lockbox_core::text::Reason;
+use crate::extract::Path;
+use crate::service::requests::{self, GrantQuery, RequestChange, RequestQuery, SeenRequest};
+use crate::service::{ServiceError, tenants};
 
 /// The most pending requests the inbox lists.
 const INBOX_MAX: usize = 500;
@@ -26,16 +26,16 @@ fn viewer(s: &Session) -> Viewer<'_> {
     }
 }
 
-/// Requests as the API lists them to the session's person.
+/// Requests as the service lists them to the session's person.
 async fn list(
     app: &AppState,
     s: &Session,
-    q: RequestQuery,
-) -> Result<api::Page<api::AccessRequest>, super::PortalError> {
-    let axum::Json(page) =
-        crate::api::requests::list_requests(State(app.clone()), s.caller.clone(), Params(q))
-            .await?;
-    Ok(page)
+    query: RequestQuery,
+    cursor: Option<String>,
+    limit: u32,
+) -> Result<Page<SeenRequest>, super::PortalError> {
+    let page = PageRequest { limit, cursor };
+    Ok(requests::list(app, &s.caller, query, &page).await?)
 }
 
 /// The inbox: the tenant's pending requests the person may decide on and
@@ -48,12 +48,7 @@ pub(crate) async fn inbox(
     let Some(tenant) = session.caller.tenant().cloned() else {
         return Ok(Redirect::to(session.start_page()).into_response());
     };
-    let axum::Json(state) = crate::api::tenants::get_tenant(
-        State(app.clone()),
-        session.caller.clone(),
-        Path(tenant.to_string()),
-    )
-    .await?;
+    let state = tenants::get(&app, &session.caller, &tenant).await?;
     let now = app.now();
     let me = viewer(&session);
     let (mut awaiting, mut others) = (Vec::new(), Vec::new());
@@ -63,12 +58,12 @@ pub(crate) async fn inbox(
             &app,
             &session,
             RequestQuery {
-                tenant: Some(tenant.to_string()),
-                status: Some("pending".into()),
-                limit: Some(100),
-                cursor,
+                tenant: Some(tenant.clone()),
+                status: Some(RequestStatus::Pending),
                 ..RequestQuery::default()
             },
+            cursor,
+            100,
         )
         .await?;
         for r in &page.items {
@@ -90,7 +85,7 @@ pub(crate) async fn inbox(
         chrome: session.chrome("/inbox"),
         notice: notice.text(),
         tenant: tenant.to_string(),
-        lockbox_enabled: state.lockbox_enabled,
+        lockbox_enabled: state.lockbox.enabled,
         awaiting,
         others,
     }))
@@ -103,10 +98,9 @@ pub(crate) async fn detail(
     Path(id): Path<String>,
     Query(notice): Query<NoticeQuery>,
 ) -> PageResult {
-    let axum::Json(r) =
-        crate::api::requests::get_request(State(app.clone()), session.caller.clone(), Path(id))
-            .await?;
-    let view = RequestView::new(&r, app.now(), &viewer(&session));
+    let id = RequestId::parse(&id).map_err(ServiceError::from)?;
+    let seen = requests::get(&app, &session.caller, &id).await?;
+    let view = RequestView::new(&seen, app.now(), &viewer(&session));
     Ok(page(&view::RequestPage {
         chrome: session.chrome(""),
         notice: notice.text(),
@@ -131,7 +125,7 @@ pub(crate) async fn decide(
     form: Form<ReasonFields>,
 ) -> PageResult {
     let f = form.fields;
-    let reason = || Reason::parse(&f.reason).map_err(ApiError::from);
+    let reason = || Reason::parse(&f.reason).map_err(ServiceError::from);
     let (decision, notice) = match action.as_str() {
         "approve" => (
             RequestChange::Approve(reason()?, number("The duration", &f.duration_hours)?),
@@ -143,14 +137,15 @@ pub(crate) async fn decide(
                 filled(&f.reason)
                     .map(Reason::parse)
                     .transpose()
-                    .map_err(ApiError::from)?,
+                    .map_err(ServiceError::from)?,
             ),
             Notice::Canceled,
         ),
         "revoke" => (RequestChange::Revoke(reason()?), Notice::Revoked),
-        _ => return Err(ApiError::not_found("route").into()),
+        _ => return Err(ServiceError::not_found("route").into()),
     };
-    let _ = crate::api::requests::decide(&app, &form.session.caller, &id, decision).await?;
+    let request = RequestId::parse(&id).map_err(ServiceError::from)?;
+    let _ = requests::change(&app, &form.session.caller, &request, decision).await?;
     Ok(done(&format!("/requests/{id}"), notice))
 }
 
@@ -180,19 +175,19 @@ pub(crate) async fn history(
     {
         return Err(bad_form(format!("There is no request status `{s}`.")));
     }
-    let page_of = list(
-        &app,
-        &session,
-        RequestQuery {
-            tenant: session.caller.tenant().map(ToString::to_string),
-            status: filled(&q.status).map(str::to_owned),
-            requester: filled(&q.requester).map(str::to_owned),
-            case: None,
-            limit: Some(50),
-            cursor: q.cursor.clone(),
-        },
-    )
-    .await?;
+    let query = RequestQuery {
+        tenant: session.caller.tenant().cloned(),
+        status: filled(&q.status)
+            .map(RequestStatus::parse)
+            .transpose()
+            .map_err(ServiceError::from)?,
+        requester: filled(&q.requester)
+            .map(str::parse::<PrincipalId>)
+            .transpose()
+            .map_err(ServiceError::from)?,
+        case: None,
+    };
+    let page_of = list(&app, &session, query, q.cursor.clone(), 50).await?;
     let now = app.now();
     let me = viewer(&session);
     let next = page_of.next_cursor.map(|c| {
@@ -235,18 +230,16 @@ pub(crate) async fn grants(
     Query(q): Query<GrantsQuery>,
 ) -> PageResult {
     let all = q.all.as_deref().is_some_and(|a| a == "1");
-    let axum::Json(page_of) = crate::api::requests::list_grants(
-        State(app.clone()),
-        session.caller.clone(),
-        Params(GrantQuery {
-            tenant: session.caller.tenant().map(ToString::to_string),
-            active: (!all).then_some(true),
-            limit: Some(50),
-            cursor: q.cursor.clone(),
-            ..GrantQuery::default()
-        }),
-    )
-    .await?;
+    let query = GrantQuery {
+        tenant: session.caller.tenant().cloned(),
+        principal: None,
+        active: !all,
+    };
+    let wanted = PageRequest {
+        limit: 50,
+        cursor: q.cursor.clone(),
+    };
+    let page_of = requests::list_grants(&app, &session.caller, query, &wanted).await?;
     let now = app.now();
     let me = viewer(&session);
     let next = page_of.next_cursor.map(|c| {
@@ -273,11 +266,8 @@ pub(crate) async fn revoke_grant(
     Path(id): Path<String>,
     form: Form<ReasonFields>,
 ) -> PageResult {
-    let reason = api::WithReason {
-        reason: form.fields.reason,
-    };
-    let _ =
-        crate::api::enforce::revoke_grant(State(app), form.session.caller, Path(id), body(reason))
-            .await?;
+    let id = GrantId::parse(&id).map_err(ServiceError::from)?;
+    let reason = Reason::parse(&form.fields.reason).map_err(ServiceError::from)?;
+    let _ = requests::revoke_grant(&app, &form.session.caller, &id, reason).await?;
     Ok(done("/grants", Notice::Revoked))
 }

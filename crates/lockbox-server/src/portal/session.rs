@@ -8,11 +8,8 @@ use axum::extract::State;
 use super::Query;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::TimeDelta;
 use lockbox_core::id::random_bytes;
-use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId, Timestamp};
-use lockbox_store::{Count, Directory as _, SignInGuard as _};
-use serde_json::json;
+use lockbox_core::{PrincipalId, Timestamp};
 use subtle::ConstantTimeEq as _;
 
 use super::view::{self, Notice};
@@ -22,12 +19,10 @@ use super::{
 };
 use crate::AppState;
 use crate::api::ApiError;
-use crate::auth;
-use crate::extract::{ClientAddr, Path};
+use crate::extract::ClientAddr;
 use crate::lockout::{self, Counter};
-
-/// How long a session lasts.
-pub(crate) const SESSION_HOURS: i64 = 12;
+use crate::service::accounts;
+use crate::service::sessions::{self, Gate, SESSION_HOURS, Throttled};
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct SignInQuery {
@@ -122,78 +117,6 @@ impl std::fmt::Debug for SignInFields {
     }
 }
 
-/// What a sign-in attempt is checked against, once it has been counted.
-struct Gate {
-    /// The account's password hash, if it has one.
-    stored: Option<String>,
-    /// What the attempt was counted against (nothing for a name that is
-    /// no principal id: it was counted against the address only).
-    counter: Option<Counter>,
-}
-
-/// Reads the account's password hash, tells whether the browser is known
-/// to the account (it holds a device cookie for it, issued under its
-/// current password), and counts the attempt before its password is
-/// checked: against that device cookie, or else against the client's
-/// address and the account's unknown browsers. Refuses the attempt if what
-/// it is counted against is locked.
-async fn gate(
-    app: &AppState,
-    principal: Option<&PrincipalId>,
-    cookie: Option<&str>,
-    ip: IpAddr,
-) -> Result<Gate, PortalError> {
-    let limits = app.sign_in_limits();
-    let address_limited = || {
-        PortalError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            "Too many failed sign-ins from your address. Wait a minute and try again.",
-        )
-    };
-    let Some(principal) = principal else {
-        if limits.clients.fail(ip) {
-            return Err(address_limited());
-        }
-        return Ok(Gate {
-            stored: None,
-            counter: None,
-        });
-    };
-    let key = match cookie {
-        Some(_) => Some(lockout::device_key(app).await?),
-        None => None,
-    };
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let stored = tx.password_hash(principal).await?;
-    let device = match (key, cookie, stored.as_deref()) {
-        (Some(key), Some(value), Some(hash)) => key.recognise(value, principal, hash, now),
-        _ => None,
-    };
-    let counter = match device {
-        Some(cookie) => Counter::Device(cookie),
-        None => {
-            if limits.clients.fail(ip) {
-                tx.rollback().await?;
-                return Err(address_limited());
-            }
-            Counter::UnknownBrowsers(principal.clone())
-        }
-    };
-    let counted = tx
-        .count_failure(&counter.key(), now, counter.rule())
-        .await?;
-    tx.commit_unaudited().await?;
-    if let Count::Locked(until) = counted {
-        return Err(locked(&counter, until));
-    }
-    Ok(Gate {
-        stored,
-        counter: Some(counter),
-    })
-}
-
 /// Signs in (see [`crate::lockout`]): checks the form's CSRF cookie, takes
 /// a place in the password pool (or answers busy, counting nothing),
 /// counts the attempt before checking the password (against the browser's
@@ -248,7 +171,18 @@ async fn try_sign_in(
     // Counted before the check, and taken back on success: attempts made
     // at the same time are all counted.
     let cookie = cookie_in(headers, device_cookie(app));
-    let Gate { stored, counter } = gate(app, principal.as_ref(), cookie, ip).await?;
+    let Gate { stored, counter } = match sessions::gate(app, principal.as_ref(), cookie, ip).await?
+    {
+        Ok(gate) => gate,
+        Err(Throttled::Address) => {
+            return Err(PortalError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Too many failed sign-ins from your address. Wait a minute and try again.",
+            ));
+        }
+        Err(Throttled::Locked(counter, until)) => return Err(locked(&counter, until)),
+    };
     let matches = admission.verify(fields.password, stored.clone()).await?;
     let Some(principal) = principal.filter(|_| matches) else {
         return Ok(sign_in_form(
@@ -267,7 +201,8 @@ async fn try_sign_in(
     if let Some(old) = previous {
         end_session(app, old).await?;
     }
-    let secret = start_session(app, &principal, stored.as_deref(), counter.as_ref()).await?;
+    let secret =
+        sessions::start_session(app, &principal, stored.as_deref(), counter.as_ref()).await?;
     let device = lockout::device_key(app).await?.issue(
         &principal,
         stored.as_deref().unwrap_or_default(),
@@ -314,67 +249,9 @@ fn locked(counter: &Counter, until: Timestamp) -> PortalError {
     )
 }
 
-/// Mints a session token for `principal` and records `token.created` (with
-/// `"session": true`) in the same transaction, in which the sign-in's
-/// count is taken back. Returns the secret.
-///
-/// `verified` is the password hash the password was checked against: the
-/// session is refused if it is no longer the principal's (a new enrolment
-/// link, a password change or a disable landed while the password was
-/// being checked), read under a share lock on the principal that those
-/// changes wait for.
-async fn start_session(
-    app: &AppState,
-    principal: &PrincipalId,
-    verified: Option<&str>,
-    counted: Option<&Counter>,
-) -> Result<String, ApiError> {
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    if let Some(counter) = counted {
-        tx.forgive_failure(&counter.key(), counter.rule()).await?;
-    }
-    let owner = tx
-        .share_principal(principal)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("the user no longer exists"))?;
-    if !owner.is_enabled() {
-        return Err(lockbox_core::DomainError::PrincipalDisabled(
-            "this account is disabled; ask your administrator".to_owned(),
-        )
-        .into());
-    }
-    let current = tx.password_hash(principal).await?;
-    if current.is_none() || current.as_deref() != verified {
-        return Err(ApiError::unauthenticated(
-            "the password changed while it was being checked; sign in again",
-        ));
-    }
-    let token = auth::issue_session(principal, now, now + TimeDelta::hours(SESSION_HOURS))?;
-    tx.insert_token(&token.record).await?;
-    let chain = owner
-        .tenant()
-        .map_or(Chain::Provider, |t| Chain::Tenant(t.clone()));
-    let event = PendingEvent::new(
-        chain,
-        now,
-        principal.clone(),
-        EventKind::TokenCreated,
-        token.record.id,
-        json!({
-            "principal": principal,
-            "expires_at": token.record.expires_at,
-            "session": true,
-        }),
-    );
-    tx.commit(vec![event]).await?;
-    Ok(token.secret)
-}
-
 /// Revokes a session's token (audited `token.revoked`).
 async fn end_session(app: &AppState, session: Session) -> Result<(), PortalError> {
-    let token = session.caller.token.to_string();
-    crate::api::provider::revoke_token(State(app.clone()), session.caller, Path(token)).await?;
+    accounts::revoke_token(app, &session.caller, &session.caller.token).await?;
     Ok(())
 }
 

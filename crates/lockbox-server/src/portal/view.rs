@@ -3,8 +3,15 @@
 
 use askama::Template;
 use chrono::{DateTime, Utc};
-use lockbox_api as api;
-use lockbox_core::{Principal, ResourceId, RoleAssignment, TenantId, Timestamp};
+use lockbox_core::access::ActionSet;
+use lockbox_core::channel::{Channel, ChannelTarget};
+use lockbox_core::{
+    AccessLevel, Grant, GrantState, PolicySettings, Principal, PrincipalId, RequestStatus,
+    ResourceId, RoleAssignment, SupportCase, TenantId, Timestamp,
+};
+
+use crate::present;
+use crate::service::requests::SeenRequest;
 
 /// The header of every page: who is signed in, the navigation, and the
 /// sign-out form's CSRF token.
@@ -212,16 +219,6 @@ pub(crate) struct DecisionView {
     pub(crate) at: String,
 }
 
-impl DecisionView {
-    fn of(d: &api::Decision) -> Self {
-        Self {
-            by: d.by.clone(),
-            reason: d.reason.clone().unwrap_or_default(),
-            at: when(d.at),
-        }
-    }
-}
-
 /// A grant, ready to show.
 #[derive(Debug, Clone)]
 pub(crate) struct GrantView {
@@ -245,31 +242,44 @@ pub(crate) struct GrantView {
 }
 
 impl GrantView {
-    pub(crate) fn new(g: &api::Grant, now: Timestamp, viewer: &Viewer<'_>) -> Self {
-        let active = g.state == "active";
-        let mine = g.principal == viewer.principal.id.as_str();
+    pub(crate) fn new(g: &Grant, now: Timestamp, viewer: &Viewer<'_>) -> Self {
+        let state = present::grant_state(g, now);
+        let active = state == "active";
+        let mine = g.principal == viewer.principal.id;
         Self {
-            id: g.id.clone(),
-            request: g.request.clone(),
-            tenant: g.tenant.clone(),
-            principal: g.principal.clone(),
-            scope: g.scope.clone(),
-            access_level: g.access_level.clone(),
-            actions: g.actions.join(", "),
+            id: g.id.to_string(),
+            request: g.request.map(|r| r.to_string()),
+            tenant: g.tenant.to_string(),
+            principal: g.principal.to_string(),
+            scope: g.scope.to_string(),
+            access_level: g.access_level.to_string(),
+            actions: actions(&g.actions),
             from: when(g.not_before),
             until: Deadline::new(now, g.not_after),
-            state: g.state.clone(),
+            state: state.to_owned(),
             active,
-            revoked: g.revoked_at.map(|at| DecisionView {
-                by: g.revoked_by.clone().unwrap_or_default(),
-                reason: g.revoke_reason.clone().unwrap_or_default(),
-                at: when(at),
-            }),
+            revoked: match &g.state {
+                GrantState::Revoked(r) => Some(DecisionView {
+                    by: r.by.to_string(),
+                    reason: r.reason.to_string(),
+                    at: when(r.at),
+                }),
+                GrantState::Active | GrantState::Ended { .. } => None,
+            },
             emergency: g.emergency,
             may_revoke: active && (mine || viewer.may_decide(&g.tenant, &g.scope, &g.principal)),
             mine,
         }
     }
+}
+
+/// Action patterns, as a list reads them.
+fn actions(set: &ActionSet) -> String {
+    set.patterns()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Who is looking: what decides which buttons a page offers. The buttons
@@ -283,20 +293,18 @@ pub(crate) struct Viewer<'a> {
 impl Viewer<'_> {
     /// Whether the viewer may approve, deny or revoke for `resource` in
     /// `tenant` when `requester` asked (the domain's rule).
-    pub(crate) fn may_decide(&self, tenant: &str, resource: &str, requester: &str) -> bool {
-        let (Ok(tenant), Ok(resource), Ok(requester)) = (
-            TenantId::parse(tenant),
-            ResourceId::parse(resource),
-            requester.parse(),
-        ) else {
-            return false;
-        };
+    pub(crate) fn may_decide(
+        &self,
+        tenant: &TenantId,
+        resource: &ResourceId,
+        requester: &PrincipalId,
+    ) -> bool {
         lockbox_core::principal::check_approver(
             self.principal,
             self.roles,
-            &tenant,
-            &resource,
-            &requester,
+            tenant,
+            resource,
+            requester,
         )
         .is_ok()
     }
@@ -332,23 +340,24 @@ pub(crate) struct RequestView {
 }
 
 impl RequestView {
-    pub(crate) fn new(r: &api::AccessRequest, now: Timestamp, viewer: &Viewer<'_>) -> Self {
-        let me = viewer.principal.id.as_str();
-        let pending = r.status == "pending";
-        let approved_by_me = r.approvals.iter().any(|a| a.approver == me);
+    pub(crate) fn new(seen: &SeenRequest, now: Timestamp, viewer: &Viewer<'_>) -> Self {
+        let r = &seen.request;
+        let me = &viewer.principal.id;
+        let pending = r.status_at(now) == RequestStatus::Pending;
+        let approved_by_me = r.approvals.iter().any(|a| &a.approver == me);
         Self {
-            id: r.id.clone(),
-            tenant: r.tenant.clone(),
-            case: r.case.clone(),
-            case_title: r.case_title.clone(),
-            case_severity: r.case_severity.clone(),
-            requester: r.requester.clone(),
-            resource: r.resource.clone(),
-            access_level: r.access_level.clone(),
-            actions: r.actions.join(", "),
+            id: r.id.to_string(),
+            tenant: r.tenant.to_string(),
+            case: r.case.to_string(),
+            case_title: seen.case.title.to_string(),
+            case_severity: present::severity(seen.case.severity).to_owned(),
+            requester: r.requester.to_string(),
+            resource: r.resource.to_string(),
+            access_level: r.access_level.to_string(),
+            actions: actions(&r.actions),
             duration_hours: r.duration_hours,
-            justification: r.justification.clone(),
-            status: r.status.clone(),
+            justification: r.justification.to_string(),
+            status: r.status_at(now).as_str().to_owned(),
             created: when(r.created_at),
             expires: Deadline::new(now, r.expires_at),
             required_approvals: r.required_approvals,
@@ -356,20 +365,32 @@ impl RequestView {
                 .approvals
                 .iter()
                 .map(|a| ApprovalView {
-                    approver: a.approver.clone(),
-                    reason: a.reason.clone(),
+                    approver: a.approver.to_string(),
+                    reason: a.reason.to_string(),
                     at: when(a.at),
                     duration_hours: a.duration_hours,
                 })
                 .collect(),
-            denial: r.denial.as_ref().map(DecisionView::of),
-            cancellation: r.cancellation.as_ref().map(DecisionView::of),
-            grant: r.grant.as_ref().map(|g| GrantView::new(g, now, viewer)),
+            denial: r.denial.as_ref().map(|d| DecisionView {
+                by: d.by.to_string(),
+                reason: d.reason.to_string(),
+                at: when(d.at),
+            }),
+            cancellation: r.cancellation.as_ref().map(|c| DecisionView {
+                by: c.by.to_string(),
+                reason: c
+                    .reason
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                at: when(c.at),
+            }),
+            grant: seen.grant().map(|g| GrantView::new(g, now, viewer)),
             decided_by_system: r.decided_by_system,
             awaits_me: pending
                 && !approved_by_me
                 && viewer.may_decide(&r.tenant, &r.resource, &r.requester),
-            mine: r.requester == me,
+            mine: &r.requester == me,
         }
     }
 
@@ -471,15 +492,19 @@ pub(crate) struct CaseView {
 }
 
 impl CaseView {
-    pub(crate) fn new(c: &api::Case) -> Self {
+    pub(crate) fn new(c: &SupportCase) -> Self {
         Self {
-            id: c.id.clone(),
-            tenant: c.tenant.clone(),
-            resource: c.resource.clone(),
-            title: c.title.clone(),
-            severity: c.severity.clone(),
-            status: c.status.clone(),
-            assigned_to: c.assigned_to.clone().unwrap_or_default(),
+            id: c.id.to_string(),
+            tenant: c.tenant.to_string(),
+            resource: c.resource.to_string(),
+            title: c.title.to_string(),
+            severity: present::severity(c.severity).to_owned(),
+            status: present::case_status(c.status).to_owned(),
+            assigned_to: c
+                .assigned_to
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             created: when(c.created_at),
         }
     }
@@ -502,7 +527,7 @@ pub(crate) struct CasePage {
     pub(crate) case: CaseView,
     /// The request form, for the operator the open case is assigned to.
     pub(crate) may_request: bool,
-    pub(crate) levels: Vec<api::AccessLevel>,
+    pub(crate) levels: Vec<AccessLevel>,
     pub(crate) requests: Vec<RequestView>,
 }
 
@@ -516,6 +541,19 @@ pub(crate) struct RoleView {
     pub(crate) created_by: String,
 }
 
+impl RoleView {
+    pub(crate) fn new(a: &RoleAssignment) -> Self {
+        Self {
+            id: a.id.to_string(),
+            principal: a.principal.to_string(),
+            role: a.role.as_str().to_owned(),
+            scope: a.scope.to_string(),
+            created: when(a.created_at),
+            created_by: a.created_by.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelView {
     pub(crate) id: String,
@@ -523,6 +561,24 @@ pub(crate) struct ChannelView {
     pub(crate) target: String,
     pub(crate) format: String,
     pub(crate) created: String,
+}
+
+impl ChannelView {
+    pub(crate) fn new(c: &Channel) -> Self {
+        let (target, format) = match &c.target {
+            ChannelTarget::Webhook { url, format, .. } => {
+                (url.as_str().to_owned(), format.as_str().to_owned())
+            }
+            ChannelTarget::Email { address } => (address.as_str().to_owned(), String::new()),
+        };
+        Self {
+            id: c.id.to_string(),
+            kind: c.target.kind().to_owned(),
+            target,
+            format,
+            created: when(c.created_at),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -533,11 +589,11 @@ pub(crate) struct Settings {
     pub(crate) tenant: String,
     pub(crate) enabled: bool,
     pub(crate) changed: String,
-    pub(crate) policy: api::Policy,
+    pub(crate) policy: PolicySettings,
     pub(crate) roles: Vec<RoleView>,
-    pub(crate) users: Vec<api::Principal>,
+    pub(crate) users: Vec<Principal>,
     /// The signed-in admin's own id (no account actions on oneself).
-    pub(crate) chrome_me_id: String,
+    pub(crate) chrome_me_id: PrincipalId,
     pub(crate) channels: Vec<ChannelView>,
 }
 

@@ -1,0 +1,105 @@
+//! The provider's side: operators, gateways and access levels.
+
+use lockbox_core::access::ActionSet;
+use lockbox_core::text::{Description, DisplayName, Email};
+use lockbox_core::{AccessLevel, AccessLevelName, AccountManager, Principal, PrincipalId};
+use lockbox_store::{Directory as _, Requests as _};
+
+use super::accounts::{self, WithLink};
+use super::{Receipt, ServiceError};
+use crate::auth::Caller;
+use crate::{AppState, authz};
+
+/// The access levels operators may ask for: any authenticated caller may
+/// read them.
+pub async fn access_levels(
+    app: &AppState,
+    _caller: &Caller,
+) -> Result<Vec<AccessLevel>, ServiceError> {
+    Ok(app.store().read().await?.access_levels().await?)
+}
+
+/// Registers a support engineer (provider admins), with a one-time
+/// enrolment link with which the engineer sets their own password and
+/// gets their first API token. `receipt` records the answer.
+pub async fn create_operator<R: Receipt<WithLink>>(
+    app: &AppState,
+    caller: &Caller,
+    new: NewOperator,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    let cap = authz::provider_admin(caller)?;
+    let (operator, event) = Principal::register_operator(
+        &cap,
+        new.id,
+        new.display_name,
+        new.email,
+        new.emergency,
+        app.now(),
+    );
+    let manager = AccountManager::Provider(cap);
+    accounts::create_with_link(app, &manager, operator, event, receipt).await
+}
+
+/// A support engineer to register.
+#[derive(Debug, Clone)]
+pub struct NewOperator {
+    /// Their id.
+    pub id: PrincipalId,
+    /// Their name.
+    pub display_name: DisplayName,
+    /// Where they are told things.
+    pub email: Email,
+    /// Whether they may use break-glass access.
+    pub emergency: bool,
+}
+
+/// Registers a resource gateway (provider admins), with a one-time
+/// enrolment link which yields the gateway's first API token.
+pub async fn create_gateway<R: Receipt<WithLink>>(
+    app: &AppState,
+    caller: &Caller,
+    id: PrincipalId,
+    display_name: DisplayName,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    let cap = authz::provider_admin(caller)?;
+    let (gateway, event) = Principal::register_gateway(&cap, id, display_name, app.now());
+    let manager = AccountManager::Provider(cap);
+    accounts::create_with_link(app, &manager, gateway, event, receipt).await
+}
+
+/// Defines or redefines an access level (provider admins). Requests
+/// already made, and their grants, keep the patterns they were made with;
+/// a redefinition is recorded in the provider's chain and in the chain of
+/// every tenant with a request of the level pending or a grant of it
+/// active.
+pub async fn put_access_level(
+    app: &AppState,
+    caller: &Caller,
+    name: AccessLevelName,
+    actions: ActionSet,
+    description: Description,
+) -> Result<AccessLevel, ServiceError> {
+    let cap = authz::provider_admin(caller)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    // Locked: a request or emergency grant being made with the level's
+    // actions (which reads it shared) commits first, and is counted below.
+    let previous = tx.lock_access_level(&name).await?;
+    let (level, event) =
+        AccessLevel::define(&cap, name, actions, description, previous.as_ref(), now);
+    match (event, previous) {
+        (Some(event), previous) => {
+            let mut events = vec![event];
+            if let Some(previous) = previous {
+                let tenants = tx.tenants_using_level(&level.name, now).await?;
+                events.extend(level.changed_in_tenants(&cap, &previous, &tenants, now));
+            }
+            tx.put_access_level(&level, now).await?;
+            tx.commit(events).await?;
+        }
+        (None, _) => tx.commit_unaudited().await?,
+    }
+    Ok(level)
+}

@@ -1,0 +1,429 @@
+//! Access requests and grants: asking, deciding, listing.
+
+use std::collections::HashMap;
+
+use lockbox_core::text::Reason;
+use lockbox_core::{
+    AccessRequest, CaseId, Grant, GrantId, PendingEvent, PrincipalId, RequestDraft, RequestFacts,
+    RequestId, RequestStatus, SupportCase, TenantId, Timestamp,
+};
+use lockbox_store::{
+    Cases as _, Directory as _, GrantFilter, Locked, Page, PageRequest, RequestFilter,
+    Requests as _, StatusAt, Tx,
+};
+
+use super::{Receipt, ServiceError, still_enabled};
+use crate::auth::Caller;
+use crate::{AppState, authz};
+
+/// A request as a caller sees it: with its case, and with its grant only
+/// if the caller may see that grant.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// The request.
+    pub request: AccessRequest,
+    /// Its support case.
+    pub case: SupportCase,
+    /// Whether the caller may see the request's grant.
+    pub grant_shown: bool,
+}
+
+impl SeenRequest {
+    fn new(caller: &Caller, request: AccessRequest, case: SupportCase) -> Self {
+        let grant_shown = authz::shows_grant_of(caller, &request);
+        Self {
+            request,
+            case,
+            grant_shown,
+        }
+    }
+
+    /// The request's grant, if the caller may see it.
+    #[must_use]
+    pub fn grant(&self) -> Option<&Grant> {
+        self.request.grant.as_ref().filter(|_| self.grant_shown)
+    }
+}
+
+/// What an operator asks for: access under one of their cases.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The case it is for.
+    pub case: CaseId,
+    /// The resource, level, duration and justification.
+    pub draft: RequestDraft,
+}
+
+/// Asks for access (the operator assigned to the case). Approved by the
+/// system at once if the tenant has not opted in. A case not assigned to
+/// the caller is `not_found`. Refused with `limit_reached` when one of the
+/// tenant's fan-out limits is reached. `receipt` records the answer in the
+/// same transaction.
+pub async fn create<R: Receipt<SeenRequest>>(
+    app: &AppState,
+    caller: &Caller,
+    new: NewRequest,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    authz::requester(caller)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await.map_err(ServiceError::from)?;
+    let (seen, events) = create_in(&mut tx, caller, new, now).await?;
+    let out = receipt.record(&mut tx, &seen).await?;
+    tx.commit(events).await.map_err(ServiceError::from)?;
+    Ok(out)
+}
+
+async fn create_in(
+    tx: &mut Tx,
+    caller: &Caller,
+    new: NewRequest,
+    now: Timestamp,
+) -> Result<(SeenRequest, Vec<PendingEvent>), ServiceError> {
+    let NewRequest {
+        case: case_id,
+        draft,
+    } = new;
+    // The operator's requests are made one at a time, each counting what
+    // the one before made (the policy's fan-out limits).
+    tx.lock_requester(caller.id()).await?;
+    still_enabled(tx, caller.id()).await?;
+    // Locked so that the case cannot close while the request is made.
+    let case = tx.lock_case(&case_id).await?;
+    // Before anything else: a case not assigned to this operator does not
+    // exist for them (as GET /v1/cases/{id} says), so no later refusal may
+    // tell them whom it is assigned to or whether it is open.
+    if case.assigned_to.as_ref() != Some(caller.id()) {
+        return Err(ServiceError::not_found(format!("case {case_id}")));
+    }
+    // Shared so that the opt-in and policy cannot change until this
+    // request commits: once `PUT /lockbox {enabled: true}` returns, no
+    // request is approved by the system any more.
+    let tenant = tx
+        .share_tenant(&case.tenant)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("case {case_id} has no tenant")))?;
+    // Shared: a redefinition of the level waits for this request (and then
+    // records the change in this tenant's chain), or lands before it.
+    let level = tx.share_access_level(&draft.access_level).await?;
+    let owner = tx
+        .subscription_tenant(&draft.resource.subscription())
+        .await?;
+    let open = tx
+        .open_counts(&tenant.id, caller.id(), Some(&case.id), now)
+        .await?;
+    let facts = RequestFacts {
+        tenant: &tenant,
+        case: &case,
+        access_level: level.as_ref(),
+        resource_tenant: owner.as_ref(),
+        open,
+    };
+    let (request, events) = AccessRequest::create(
+        RequestId::generate(now)?,
+        &caller.principal,
+        draft,
+        facts,
+        now,
+    )?;
+    tx.insert_request(&request).await?;
+    let case = Locked::into_inner(case);
+    Ok((SeenRequest::new(caller, request, case), events))
+}
+
+/// Which requests a list shows, before the caller's own view narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestQuery {
+    /// Only this tenant's.
+    pub tenant: Option<TenantId>,
+    /// Only those in this state as of now (a pending request past its TTL
+    /// is `expired` before the sweeper records it).
+    pub status: Option<RequestStatus>,
+    /// Only this operator's.
+    pub requester: Option<PrincipalId>,
+    /// Only those under this case.
+    pub case: Option<CaseId>,
+}
+
+/// Requests the caller may see, newest first: approvers and the tenant's
+/// users see their tenant's (within their roles' scopes), operators their
+/// own, provider admins all.
+pub async fn list(
+    app: &AppState,
+    caller: &Caller,
+    query: RequestQuery,
+    page: &PageRequest,
+) -> Result<Page<SeenRequest>, ServiceError> {
+    let now = app.now();
+    let mut filter = RequestFilter {
+        tenant: query.tenant,
+        status: query.status.map(|status| StatusAt { status, at: now }),
+        requester: query.requester,
+        case: query.case,
+    };
+    if !authz::narrow_list(caller, &mut filter.tenant, &mut filter.requester)? {
+        return Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        });
+    }
+    let mut tx = app.store().read().await?;
+    let found = tx.requests(&filter, page).await?;
+    let visible: Vec<AccessRequest> = found
+        .items
+        .into_iter()
+        .filter(|r| authz::see_request(caller, r).is_ok())
+        .collect();
+    Ok(Page {
+        items: with_cases(&mut tx, caller, visible).await?,
+        next_cursor: found.next_cursor,
+    })
+}
+
+/// Requests with their cases, read in one statement, not one per request.
+async fn with_cases(
+    tx: &mut Tx,
+    caller: &Caller,
+    requests: Vec<AccessRequest>,
+) -> Result<Vec<SeenRequest>, ServiceError> {
+    let mut ids: Vec<CaseId> = requests.iter().map(|r| r.case).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let cases: HashMap<CaseId, SupportCase> = tx
+        .cases_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    requests
+        .into_iter()
+        .map(|r| {
+            let case = cases.get(&r.case).cloned().ok_or_else(|| {
+                ServiceError::Internal(format!("request {} refers to a missing case", r.id))
+            })?;
+            Ok(SeenRequest::new(caller, r, case))
+        })
+        .collect()
+}
+
+async fn with_case(
+    tx: &mut Tx,
+    caller: &Caller,
+    request: AccessRequest,
+) -> Result<SeenRequest, ServiceError> {
+    with_cases(tx, caller, vec![request])
+        .await?
+        .pop()
+        .ok_or_else(|| ServiceError::Internal("a request vanished while being presented".into()))
+}
+
+/// One request the caller may see.
+pub async fn get(
+    app: &AppState,
+    caller: &Caller,
+    id: &RequestId,
+) -> Result<SeenRequest, ServiceError> {
+    let mut tx = app.store().read().await?;
+    let r = tx
+        .request(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("request {id}")))?;
+    authz::see_request(caller, &r)?;
+    with_case(&mut tx, caller, r).await
+}
+
+/// A change of a request's state that someone asks for.
+#[derive(Debug, Clone)]
+pub enum RequestChange {
+    /// An approval, optionally for fewer hours.
+    Approve(Reason, Option<u32>),
+    /// A denial.
+    Deny(Reason),
+    /// A withdrawal by the requester.
+    Cancel(Option<Reason>),
+    /// An early end of the request's grant.
+    Revoke(Reason),
+}
+
+/// Locks the request, checks the caller may see it, and applies the
+/// change with the caller's roles as they are now. A refusal rolls the
+/// transaction back at once, releasing the request's lock before the
+/// answer leaves (rather than when the connection is next used).
+pub async fn change(
+    app: &AppState,
+    caller: &Caller,
+    id: &RequestId,
+    change: RequestChange,
+) -> Result<SeenRequest, ServiceError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    match change_in(&mut tx, caller, id, change, now).await {
+        Ok((request, events)) => {
+            let seen = with_case(&mut tx, caller, (*request).clone()).await?;
+            tx.save_request(request).await?;
+            tx.commit(events).await?;
+            Ok(seen)
+        }
+        Err(refused) => {
+            // Release the request's row before answering: a dropped
+            // transaction rolls back only when its connection is next
+            // used, and until then whoever acts on the request next (a
+            // retry, or the sweeper, which passes locked rows by) would
+            // find it still locked. A failed rollback changes nothing
+            // for the caller, whose answer is the refusal.
+            let _ = tx.rollback().await;
+            Err(refused)
+        }
+    }
+}
+
+/// The change, in `tx`: the request changed (still to be saved) and its
+/// events.
+async fn change_in(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &RequestId,
+    change: RequestChange,
+    now: Timestamp,
+) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>), ServiceError> {
+    let mut request = tx.lock_request(id).await?;
+    authz::see_request(caller, &request)?;
+    // The tenant's row is shared until the decision commits: a change of
+    // its roles or policy (which holds the row) either commits before the
+    // roles and policy below are read, or waits for this decision. Once a
+    // role removal returns, the role decides nothing more.
+    let tenant = tx
+        .share_tenant(&request.tenant)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("request {id} has no tenant")))?;
+    // Eligibility is decided on the roles held now, not when the caller's
+    // token was checked.
+    let (principal, roles) = tx
+        .principal_with_roles(caller.id())
+        .await?
+        .ok_or_else(|| ServiceError::unauthenticated("the caller no longer exists"))?;
+    let events = match change {
+        RequestChange::Approve(reason, hours) => {
+            // Earlier approvals of approvers disabled since do not count.
+            let mut disabled = Vec::new();
+            for earlier in &request.approvals {
+                if tx
+                    .principal(&earlier.approver)
+                    .await?
+                    .is_none_or(|p| !p.is_enabled())
+                {
+                    disabled.push(earlier.approver.clone());
+                }
+            }
+            request.approve_discounting(
+                &principal,
+                &roles,
+                reason,
+                hours,
+                &tenant.policy,
+                &disabled,
+                now,
+            )?
+        }
+        RequestChange::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
+        RequestChange::Cancel(reason) => request.cancel(&principal, reason, now)?,
+        RequestChange::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
+    };
+    Ok((request, events))
+}
+
+/// Which grants a list shows, before the caller's own view narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct GrantQuery {
+    /// Only this tenant's.
+    pub tenant: Option<TenantId>,
+    /// Only this principal's.
+    pub principal: Option<PrincipalId>,
+    /// Only those that allow something now.
+    pub active: bool,
+}
+
+/// Grants the caller may see, newest first: the holder's own, the
+/// tenant's approvers' (within their scopes), all for provider admins.
+pub async fn list_grants(
+    app: &AppState,
+    caller: &Caller,
+    query: GrantQuery,
+    page: &PageRequest,
+) -> Result<Page<Grant>, ServiceError> {
+    let mut filter = GrantFilter {
+        tenant: query.tenant,
+        principal: query.principal,
+        active_at: query.active.then(|| app.now()),
+    };
+    if !authz::narrow_list(caller, &mut filter.tenant, &mut filter.principal)? {
+        return Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        });
+    }
+    let found = app.store().read().await?.grants(&filter, page).await?;
+    Ok(Page {
+        items: found
+            .items
+            .into_iter()
+            .filter(|g| authz::see_grant(caller, g).is_ok())
+            .collect(),
+        next_cursor: found.next_cursor,
+    })
+}
+
+/// A grant, read outside a transaction; `not_found` when there is none.
+/// Who may see it is the caller's to ask.
+pub(crate) async fn read_grant(app: &AppState, id: &GrantId) -> Result<Grant, ServiceError> {
+    app.store()
+        .read()
+        .await?
+        .grant(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("grant {id}")))
+}
+
+/// One grant the caller may see.
+pub async fn grant(app: &AppState, caller: &Caller, id: &GrantId) -> Result<Grant, ServiceError> {
+    let grant = read_grant(app, id).await?;
+    authz::see_grant(caller, &grant)?;
+    Ok(grant)
+}
+
+/// Ends a grant early, with a reason (an eligible approver, or the holder
+/// giving access back): emergency grants, which have no request, are
+/// revoked this way. A refusal releases the grant's lock at once.
+pub async fn revoke_grant(
+    app: &AppState,
+    caller: &Caller,
+    id: &GrantId,
+    reason: Reason,
+) -> Result<Grant, ServiceError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let revoked = async {
+        let mut grant = tx.lock_grant(id).await?;
+        authz::see_grant(caller, &grant)?;
+        let (principal, roles) = tx
+            .principal_with_roles(caller.id())
+            .await?
+            .ok_or_else(|| ServiceError::unauthenticated("the caller no longer exists"))?;
+        let event = grant.revoke(&principal, &roles, reason, now)?;
+        Ok::<_, ServiceError>((grant, event))
+    }
+    .await;
+    match revoked {
+        Ok((grant, event)) => {
+            let out = (*grant).clone();
+            tx.save_grant(grant).await?;
+            tx.commit(vec![event]).await?;
+            Ok(out)
+        }
+        Err(refused) => {
+            // Release the grant's lock before answering.
+            let _ = tx.rollback().await;
+            Err(refused)
+        }
+    }
+}

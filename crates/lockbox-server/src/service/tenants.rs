@@ -1,0 +1,350 @@
+//! Tenants and their administration: onboarding (the provider), and the
+//! tenant's own users, roles, opt-in and policy (its TenantAdmins).
+
+use lockbox_core::principal::NewUser;
+use lockbox_core::text::DisplayName;
+use lockbox_core::{
+    AccountManager, LockboxSetting, Principal, PrincipalId, Role, RoleAssignment, RoleAssignmentId,
+    Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
+};
+use lockbox_store::{Directory as _, Page, PageRequest};
+
+use super::accounts::{self, Link, WithLink};
+use super::{Receipt, ServiceError};
+use crate::auth::Caller;
+use crate::{AppState, authz};
+
+/// A tenant just onboarded: the tenant, its first TenantAdmin, and the
+/// admin's one-time enrolment link.
+#[derive(Debug, Clone)]
+pub struct Onboarded {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its first TenantAdmin.
+    pub admin: Principal,
+    /// The admin's link, shown this once.
+    pub link: Link,
+}
+
+/// A tenant read outside a transaction; `not_found` when there is none.
+async fn read_tenant(app: &AppState, id: &TenantId) -> Result<Tenant, ServiceError> {
+    app.store()
+        .read()
+        .await?
+        .tenant(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("tenant {id}")))
+}
+
+/// Onboards a tenant with its first TenantAdmin (provider admins). Nothing
+/// is a credential: the admin gets a one-time enrolment link, which the
+/// provider sends to that person. `receipt` records the answer.
+pub async fn create<R: Receipt<Onboarded>>(
+    app: &AppState,
+    caller: &Caller,
+    id: TenantId,
+    display_name: DisplayName,
+    first: NewUser,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    let cap = authz::provider_admin(caller)?;
+    let now = app.now();
+    let on = Tenant::onboard(
+        &cap,
+        id,
+        display_name,
+        first,
+        RoleAssignmentId::generate(now).map_err(ServiceError::from)?,
+        now,
+    );
+    let mut events = on.events.clone();
+    let mut tx = app.store().begin().await.map_err(ServiceError::from)?;
+    let link = async {
+        tx.insert_tenant(&on.tenant).await?;
+        tx.insert_principal(&on.admin).await?;
+        tx.insert_role_assignment(&on.assignment).await?;
+        let manager = AccountManager::onboarding(cap);
+        let (link, link_events) =
+            accounts::issue_link(app, &mut tx, &manager, &on.admin, now).await?;
+        events.extend(link_events);
+        Ok::<_, ServiceError>(link)
+    }
+    .await?;
+    let made = Onboarded {
+        tenant: on.tenant,
+        admin: on.admin,
+        link,
+    };
+    let out = receipt.record(&mut tx, &made).await?;
+    tx.commit(events).await.map_err(ServiceError::from)?;
+    Ok(out)
+}
+
+/// Tenants the caller may see: all for provider admins, their own for a
+/// tenant's users.
+pub async fn list(
+    app: &AppState,
+    caller: &Caller,
+    page: &PageRequest,
+) -> Result<Page<Tenant>, ServiceError> {
+    let mut tx = app.store().read().await?;
+    match (authz::provider_admin(caller), caller.tenant()) {
+        (Ok(_), _) => Ok(tx.tenants(page).await?),
+        (Err(_), Some(own)) => {
+            let visible = tx
+                .tenant(own)
+                .await?
+                .filter(|t| page.cursor.as_deref().is_none_or(|c| t.id.as_str() > c));
+            Ok(Page {
+                items: visible.into_iter().collect(),
+                next_cursor: None,
+            })
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// One tenant (provider admins and the tenant's users).
+pub async fn get(app: &AppState, caller: &Caller, id: &TenantId) -> Result<Tenant, ServiceError> {
+    authz::see_tenant(caller, id)?;
+    read_tenant(app, id).await
+}
+
+/// Attaches a subscription to a tenant (provider admins). `receipt`
+/// records the answer.
+pub async fn add_subscription<R: Receipt<SubscriptionId>>(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    sub: SubscriptionId,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    let cap = authz::provider_admin(caller)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await.map_err(ServiceError::from)?;
+    let events = async {
+        let t = tx
+            .tenant(tenant)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("tenant {tenant}")))?;
+        let owner = tx.subscription_tenant(&sub).await?;
+        let event = t.add_subscription(&cap, &sub, owner.as_ref(), now)?;
+        let events: Vec<_> = event.into_iter().collect();
+        if !events.is_empty() {
+            tx.insert_subscription(&sub, tenant, now).await?;
+        }
+        Ok::<_, ServiceError>(events)
+    }
+    .await?;
+    let out = receipt.record(&mut tx, &sub).await?;
+    tx.commit(events).await.map_err(ServiceError::from)?;
+    Ok(out)
+}
+
+/// A tenant's subscriptions, in id order (provider admins and the
+/// tenant's users).
+pub async fn subscriptions(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    page: &PageRequest,
+) -> Result<Page<SubscriptionId>, ServiceError> {
+    authz::see_tenant(caller, tenant)?;
+    let mut tx = app.store().read().await?;
+    if tx.tenant(tenant).await?.is_none() {
+        return Err(ServiceError::not_found(format!("tenant {tenant}")));
+    }
+    Ok(tx.subscriptions(tenant, page).await?)
+}
+
+/// Creates a user in the tenant (its TenantAdmins), with a one-time
+/// enrolment link the person sets their own password with. An id taken
+/// anywhere in the installation is refused without saying where.
+/// `receipt` records the answer.
+pub async fn create_user<R: Receipt<WithLink>>(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    user: NewUser,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let (principal, event) =
+        Principal::create_user(&cap, user, app.now()).map_err(ServiceError::from)?;
+    let manager = AccountManager::Tenant(cap);
+    accounts::create_with_link(app, &manager, principal, event, receipt).await
+}
+
+/// The tenant's users, in id order (its TenantAdmins).
+pub async fn users(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    page: &PageRequest,
+) -> Result<Page<Principal>, ServiceError> {
+    authz::tenant_admin(caller, tenant)?;
+    Ok(app.store().read().await?.users(tenant, page).await?)
+}
+
+/// A role to give.
+#[derive(Debug, Clone)]
+pub struct NewRole {
+    /// To whom: a user of the tenant.
+    pub principal: PrincipalId,
+    /// Which role.
+    pub role: Role,
+    /// Where.
+    pub scope: Scope,
+}
+
+/// Gives a user of the tenant a role at a scope (its TenantAdmins).
+/// `receipt` records the answer.
+pub async fn assign_role<R: Receipt<RoleAssignment>>(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    new: NewRole,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await.map_err(ServiceError::from)?;
+    let (assignment, event) = async {
+        // Serializes changes of the tenant's roles (the last-admin rule).
+        let _tenant = tx.lock_tenant(tenant).await?;
+        let principal = tx
+            .principal(&new.principal)
+            .await?
+            .filter(|p| p.is_user_of(tenant))
+            .ok_or_else(|| {
+                ServiceError::invalid(format!(
+                    "{} is not a user of tenant {tenant}",
+                    new.principal
+                ))
+            })?;
+        let scope_tenant = match new.scope.subscription() {
+            Some(sub) => tx.subscription_tenant(&sub).await?,
+            None => None,
+        };
+        let (assignment, event) = RoleAssignment::assign(
+            &cap,
+            RoleAssignmentId::generate(now)?,
+            &principal,
+            new.role,
+            new.scope,
+            scope_tenant.as_ref(),
+            now,
+        )?;
+        tx.insert_role_assignment(&assignment).await?;
+        Ok::<_, ServiceError>((assignment, event))
+    }
+    .await?;
+    let out = receipt.record(&mut tx, &assignment).await?;
+    tx.commit(vec![event]).await.map_err(ServiceError::from)?;
+    Ok(out)
+}
+
+/// The tenant's role assignments, oldest first (its TenantAdmins).
+pub async fn roles(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    page: &PageRequest,
+) -> Result<Page<RoleAssignment>, ServiceError> {
+    authz::tenant_admin(caller, tenant)?;
+    Ok(app
+        .store()
+        .read()
+        .await?
+        .role_assignments(tenant, page)
+        .await?)
+}
+
+/// Removes a role assignment (its TenantAdmins). The last TenantAdmin
+/// cannot be removed.
+pub async fn remove_role(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    id: &RoleAssignmentId,
+) -> Result<(), ServiceError> {
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let _tenant = tx.lock_tenant(tenant).await?;
+    let assignment = tx
+        .role_assignment(id)
+        .await?
+        .filter(|a| &a.tenant == tenant)
+        .ok_or_else(|| ServiceError::not_found(format!("role assignment {id}")))?;
+    let admins = tx.count_tenant_admins(tenant).await?;
+    let event = assignment.remove(&cap, admins, now)?;
+    tx.delete_role_assignment(id).await?;
+    tx.commit(vec![event]).await?;
+    Ok(())
+}
+
+/// Whether the tenant has opted in (its TenantAdmins).
+pub async fn lockbox(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+) -> Result<LockboxSetting, ServiceError> {
+    authz::tenant_admin(caller, tenant)?;
+    Ok(read_tenant(app, tenant).await?.lockbox)
+}
+
+/// Opts in or out (its TenantAdmins); audited when it changes.
+pub async fn set_lockbox(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    enabled: bool,
+) -> Result<LockboxSetting, ServiceError> {
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut t = tx.lock_tenant(tenant).await?;
+    let events: Vec<_> = t.set_lockbox(&cap, enabled, now)?.into_iter().collect();
+    let out = t.lockbox.clone();
+    tx.save_tenant(t).await?;
+    if events.is_empty() {
+        tx.commit_unaudited().await?;
+    } else {
+        tx.commit(events).await?;
+    }
+    Ok(out)
+}
+
+/// The tenant's policy (its TenantAdmins).
+pub async fn policy(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+) -> Result<TenantPolicy, ServiceError> {
+    authz::tenant_admin(caller, tenant)?;
+    Ok(read_tenant(app, tenant).await?.policy)
+}
+
+/// Replaces the tenant's policy (its TenantAdmins); audited with the
+/// policy before and after when it changes.
+pub async fn set_policy(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    policy: TenantPolicy,
+) -> Result<TenantPolicy, ServiceError> {
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut t = tx.lock_tenant(tenant).await?;
+    let events: Vec<_> = t.set_policy(&cap, policy, now)?.into_iter().collect();
+    let out = t.policy;
+    tx.save_tenant(t).await?;
+    if events.is_empty() {
+        tx.commit_unaudited().await?;
+    } else {
+        tx.commit(events).await?;
+    }
+    Ok(out)
+}
