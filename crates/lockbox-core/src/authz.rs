@@ -11,7 +11,7 @@
 use crate::error::DomainError;
 use crate::id::{PrincipalId, TenantId};
 use crate::principal::{Principal, PrincipalKind, Role, RoleAssignment};
-use crate::resource::Scope;
+use crate::resource::{ResourceId, Scope};
 
 /// Proof that the caller is a provider administrator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,5 +85,76 @@ impl TenantAdmin {
     #[must_use]
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
+    }
+}
+
+/// Proof that the caller may approve, deny or revoke for a resource of a
+/// tenant, on access someone else asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    principal: PrincipalId,
+    tenant: TenantId,
+    resource: ResourceId,
+}
+
+impl Approver {
+    /// Admits `principal` if it may decide for `resource` in `tenant` when
+    /// `requester` asked, given the role assignments in force now.
+    ///
+    /// The rule: Owner or LockboxApprover at the resource's scope or above,
+    /// held by an enabled user of the same tenant, and never the requester.
+    /// `assignments` may hold anyone's assignments; only the principal's
+    /// own in this tenant count.
+    pub fn authorize(
+        principal: &Principal,
+        assignments: &[RoleAssignment],
+        tenant: &TenantId,
+        resource: &ResourceId,
+        requester: &PrincipalId,
+    ) -> Result<Self, DomainError> {
+        if &principal.id == requester {
+            return Err(DomainError::SelfApproval {
+                principal: principal.id.clone(),
+            });
+        }
+        let eligible = principal.is_user_of(tenant)
+            && principal.is_enabled()
+            && assignments.iter().any(|a| {
+                a.principal == principal.id
+                    && &a.tenant == tenant
+                    && a.role.approves()
+                    && a.scope.contains(resource)
+            });
+        if eligible {
+            Ok(Self {
+                principal: principal.id.clone(),
+                tenant: tenant.clone(),
+                resource: resource.clone(),
+            })
+        } else {
+            Err(DomainError::NotAnApprover {
+                principal: principal.id.clone(),
+                resource: resource.clone(),
+                tenant: tenant.clone(),
+            })
+        }
+    }
+
+    /// Who decides.
+    #[must_use]
+    pub fn principal(&self) -> &PrincipalId {
+        &self.principal
+    }
+
+    /// In which tenant.
+    #[must_use]
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// For which resource.
+    #[must_use]
+    pub fn resource(&self) -> &ResourceId {
+        &self.resource
     }
 }

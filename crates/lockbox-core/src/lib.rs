@@ -47,7 +47,7 @@ pub use audit::{
     Actor, AuditEvent, Chain, ChainFault, ChainHead, ChainVerifier, Checkpoint, CheckpointSigner,
     Digest, EventKind, FaultKind, PendingEvent, PublicKey, SealedEvent, VerifiedChain,
 };
-pub use authz::{ProviderAdmin, TenantAdmin};
+pub use authz::{Approver, ProviderAdmin, TenantAdmin};
 pub use case::{CaseStatus, Severity, SupportCase};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use enforce::{CheckOutcome, CheckReason, GrantIndex, IndexFull};

@@ -413,28 +413,8 @@ pub fn check_approver(
     resource: &ResourceId,
     requester: &PrincipalId,
 ) -> Result<(), DomainError> {
-    if &principal.id == requester {
-        return Err(DomainError::SelfApproval {
-            principal: principal.id.clone(),
-        });
-    }
-    let eligible = principal.is_user_of(tenant)
-        && principal.is_enabled()
-        && assignments.iter().any(|a| {
-            a.principal == principal.id
-                && &a.tenant == tenant
-                && a.role.approves()
-                && a.scope.contains(resource)
-        });
-    if eligible {
-        Ok(())
-    } else {
-        Err(DomainError::NotAnApprover {
-            principal: principal.id.clone(),
-            resource: resource.clone(),
-            tenant: tenant.clone(),
-        })
-    }
+    crate::authz::Approver::authorize(principal, assignments, tenant, resource, requester)
+        .map(|_| ())
 }
 
 /// Everyone who may decide on a request for `resource` in `tenant`: the

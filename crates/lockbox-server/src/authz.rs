@@ -4,7 +4,8 @@
 //! `ProviderAdmin`, a `TenantAdmin`) or for permission to see a thing, and
 //! get it only if the caller qualifies. Decisions on requests (approve,
 //! deny, revoke) are the domain's: it checks eligibility against the roles
-//! the store holds at that moment.
+//! the store holds at that moment; [`approver`] asks the same rule of the
+//! roles the caller authenticated with, for what a page offers.
 //!
 //! When the caller may not see something whose existence would leak across
 //! tenants, the answer is `404 not_found`, exactly as for something that
@@ -20,8 +21,8 @@
 //!   role (or TenantAdmin) at an overlapping scope.
 
 use lockbox_core::{
-    AccessRequest, Grant, Principal, PrincipalId, PrincipalKind, ProviderAdmin, ResourceId, Role,
-    Scope, SupportCase, TenantAdmin, TenantId,
+    AccessRequest, Approver, Grant, Principal, PrincipalId, PrincipalKind, ProviderAdmin,
+    ResourceId, Role, Scope, SupportCase, TenantAdmin, TenantId,
 };
 
 use crate::auth::Caller;
@@ -145,6 +146,25 @@ pub fn see_request(c: &Caller, r: &AccessRequest) -> Result<(), ServiceError> {
 #[must_use]
 pub fn shows_grant_of(c: &Caller, r: &AccessRequest) -> bool {
     r.grant.as_ref().is_none_or(|g| see_grant(c, g).is_ok())
+}
+
+/// The capability to decide for `resource` in `tenant` on access
+/// `requester` asked for (the domain's rule, on the roles the caller
+/// authenticated with; the decision itself checks again on the roles held
+/// when it is made).
+pub fn approver(
+    c: &Caller,
+    tenant: &TenantId,
+    resource: &ResourceId,
+    requester: &PrincipalId,
+) -> Result<Approver, ServiceError> {
+    Ok(Approver::authorize(
+        &c.principal,
+        &c.roles,
+        tenant,
+        resource,
+        requester,
+    )?)
 }
 
 /// Permission to ask for access: operators only.

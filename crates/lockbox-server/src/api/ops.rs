@@ -2,8 +2,6 @@
 //! authentication, except the bearer token `[metrics]` may require of
 //! `/metrics`.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -27,16 +25,15 @@ pub(crate) async fn healthz() -> Json<api::Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = api::Health), (status = 503, body = api::Health)))]
 pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<api::Health>) {
-    match tokio::time::timeout(Duration::from_secs(2), app.store().ping()).await {
-        Ok(Ok(())) => (
+    match crate::service::ops::ready(&app).await {
+        Ok(()) => (
             StatusCode::OK,
             Json(api::Health {
                 status: "ready".into(),
                 detail: None,
             }),
         ),
-        Ok(Err(e)) => unavailable(e.to_string()),
-        Err(_) => unavailable("the database did not answer within 2 s".into()),
+        Err(why) => unavailable(why),
     }
 }
 
@@ -102,33 +99,7 @@ async fn scrape(app: &AppState, headers: &HeaderMap) -> Response {
 }
 
 async fn metrics_text(app: &AppState) -> impl IntoResponse + use<> {
-    let now = app.now();
-    let mut readings = crate::metrics::Readings {
-        index_grants: app.enforcer().len(),
-        serving: app.enforcer().is_serving(),
-        ..Default::default()
-    };
-    if let Ok(mut tx) = app.store().read().await {
-        readings.requests_by_state = lockbox_store::Requests::count_requests_by_status(&mut tx)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(s, n)| (s.as_str().to_owned(), n))
-            .collect();
-        let mut oldest_of_all: Option<lockbox_core::Timestamp> = None;
-        for topic in [crate::notify::WEBHOOK, crate::notify::EMAIL] {
-            if let Ok((pending, oldest)) = lockbox_store::Outbox::backlog(&mut tx, topic).await {
-                readings.outbox_pending += pending;
-                oldest_of_all = match (oldest_of_all, oldest) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-        }
-        readings.outbox_oldest_seconds =
-            oldest_of_all.map_or(0, |t| (now - t).num_seconds().max(0));
-        let _ = tx.commit_unaudited().await;
-    }
+    let readings = crate::service::ops::readings(app).await;
     (
         [(
             header::CONTENT_TYPE,

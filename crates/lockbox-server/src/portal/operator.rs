@@ -84,8 +84,7 @@ pub(crate) async fn case(
         let mine = requests::list(&app, &session.caller, query, &wanted).await?;
         let now = app.now();
         let me = Viewer {
-            principal: &session.caller.principal,
-            roles: &session.caller.roles,
+            caller: &session.caller,
         };
         requests = mine
             .items

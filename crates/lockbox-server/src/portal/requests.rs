@@ -20,10 +20,7 @@ use crate::service::{ServiceError, tenants};
 const INBOX_MAX: usize = 500;
 
 fn viewer(s: &Session) -> Viewer<'_> {
-    Viewer {
-        principal: &s.caller.principal,
-        roles: &s.caller.roles,
-    }
+    Viewer { caller: &s.caller }
 }
 
 /// Requests as the service lists them to the session's person.

@@ -10,8 +10,9 @@ use lockbox_core::{
     ResourceId, RoleAssignment, SupportCase, TenantId, Timestamp,
 };
 
-use crate::present;
+use crate::auth::Caller;
 use crate::service::requests::SeenRequest;
+use crate::{authz, present};
 
 /// The header of every page: who is signed in, the navigation, and the
 /// sign-out form's CSRF token.
@@ -245,7 +246,7 @@ impl GrantView {
     pub(crate) fn new(g: &Grant, now: Timestamp, viewer: &Viewer<'_>) -> Self {
         let state = present::grant_state(g, now);
         let active = state == "active";
-        let mine = g.principal == viewer.principal.id;
+        let mine = &g.principal == viewer.caller.id();
         Self {
             id: g.id.to_string(),
             request: g.request.map(|r| r.to_string()),
@@ -283,30 +284,22 @@ fn actions(set: &ActionSet) -> String {
 }
 
 /// Who is looking: what decides which buttons a page offers. The buttons
-/// are a convenience; the handler behind each decides again.
+/// are a convenience; the service behind each decides again.
 #[derive(Debug)]
 pub(crate) struct Viewer<'a> {
-    pub(crate) principal: &'a Principal,
-    pub(crate) roles: &'a [RoleAssignment],
+    pub(crate) caller: &'a Caller,
 }
 
 impl Viewer<'_> {
     /// Whether the viewer may approve, deny or revoke for `resource` in
-    /// `tenant` when `requester` asked (the domain's rule).
+    /// `tenant` when `requester` asked (asked of [`authz::approver`]).
     pub(crate) fn may_decide(
         &self,
         tenant: &TenantId,
         resource: &ResourceId,
         requester: &PrincipalId,
     ) -> bool {
-        lockbox_core::principal::check_approver(
-            self.principal,
-            self.roles,
-            tenant,
-            resource,
-            requester,
-        )
-        .is_ok()
+        authz::approver(self.caller, tenant, resource, requester).is_ok()
     }
 }
 
@@ -342,7 +335,7 @@ pub(crate) struct RequestView {
 impl RequestView {
     pub(crate) fn new(seen: &SeenRequest, now: Timestamp, viewer: &Viewer<'_>) -> Self {
         let r = &seen.request;
-        let me = &viewer.principal.id;
+        let me = viewer.caller.id();
         let pending = r.status_at(now) == RequestStatus::Pending;
         let approved_by_me = r.approvals.iter().any(|a| &a.approver == me);
         Self {

@@ -10,6 +10,7 @@ pub mod cases;
 pub mod channels;
 pub mod enforce;
 mod error;
+pub mod ops;
 pub mod provider;
 pub mod requests;
 pub mod sessions;
