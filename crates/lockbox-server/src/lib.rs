@@ -41,7 +41,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::routing::get;
 use lockbox_core::{Clock, Timestamp};
-use lockbox_store::{Backend, Store};
+use lockbox_store::{Backend, Store, Wiring};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -166,7 +166,22 @@ impl AppState {
         kek: Kek,
         options: ServerOptions,
     ) -> Result<Self, ServiceError> {
-        let enforcer = Enforcer::new(store.backend() == Backend::Postgres, options.enforcement)?;
+        let enforcer = Arc::new(Enforcer::new(
+            store.backend() == Backend::Postgres,
+            options.enforcement,
+        )?);
+        // The store commits with this server's planner (the outbox jobs of
+        // notifications, in the commit that seals their events) and tells
+        // its enforcer what each commit changed.
+        let planner = notify::Planner::new(
+            &public_url,
+            options.mailer.is_some(),
+            options.reminder_before,
+        );
+        let store = store.wired(|weak| Wiring {
+            planner: Some(Arc::new(planner)),
+            observer: Some(enforce::observer(&enforcer, weak)),
+        });
         let (audit, queue) = audit_writer::channel();
         let state = Self {
             inner: Arc::new(Inner {
@@ -187,7 +202,7 @@ impl AppState {
                 trusted_proxies: options.trusted_proxies,
                 verifying: audit_log::ChainVerifications::default(),
                 metrics: Metrics::default(),
-                enforcer: Arc::new(enforcer),
+                enforcer,
                 audit,
                 allow_private_targets: options.allow_private_targets,
                 mailer: options.mailer,
@@ -195,7 +210,6 @@ impl AppState {
                 audit_queue: std::sync::Mutex::new(Some(queue)),
             }),
         };
-        notify::install(&state);
         Ok(state)
     }
 

@@ -211,23 +211,8 @@ impl Store {
         }
     }
 
-    /// Tells `observer` about every commit from now on (replacing any
-    /// observer set before).
-    pub fn observe(&self, observer: std::sync::Arc<dyn CommitObserver>) {
-        let mut slot = self
-            .inner
-            .observer
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = Some(observer);
-    }
-
     pub(crate) fn observer(&self) -> Option<std::sync::Arc<dyn CommitObserver>> {
-        self.inner
-            .observer
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.inner.observer.clone()
     }
 }
 

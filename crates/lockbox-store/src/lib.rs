@@ -145,9 +145,29 @@ struct Inner {
     /// until the grant index counts as stale.
     sync: Option<AnyPool>,
     /// Told about every commit (see [`CommitObserver`]).
-    observer: std::sync::RwLock<Option<Arc<dyn CommitObserver>>>,
+    observer: Option<Arc<dyn CommitObserver>>,
     /// Plans what commits cause (see [`CommitPlanner`]).
-    planner: std::sync::RwLock<Option<Arc<dyn CommitPlanner>>>,
+    planner: Option<Arc<dyn CommitPlanner>>,
+}
+
+/// What a store tells about its commits, given when it is made
+/// ([`Store::wired`]).
+#[derive(Default)]
+pub struct Wiring {
+    /// Plans the work every commit that seals events causes, in that
+    /// commit.
+    pub planner: Option<Arc<dyn CommitPlanner>>,
+    /// Is told about every commit once it succeeded.
+    pub observer: Option<Arc<dyn CommitObserver>>,
+}
+
+impl fmt::Debug for Wiring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wiring")
+            .field("planner", &self.planner.is_some())
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// A handle on a store that does not keep it open: for what the store
@@ -243,8 +263,8 @@ impl Store {
                     reader,
                     url: None,
                     sync: None,
-                    observer: std::sync::RwLock::new(None),
-                    planner: std::sync::RwLock::new(None),
+                    observer: None,
+                    planner: None,
                 }
             }
             Backend::Postgres => {
@@ -271,8 +291,8 @@ impl Store {
                     reader: pool,
                     url: Some(url.to_owned()),
                     sync: Some(sync),
-                    observer: std::sync::RwLock::new(None),
-                    planner: std::sync::RwLock::new(None),
+                    observer: None,
+                    planner: None,
                 }
             }
         };
@@ -288,6 +308,30 @@ impl Store {
             .run(&self.inner.writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// A store on the same pools whose commits are planned and observed
+    /// by what `wire` gives; `wire` gets a handle on the new store that
+    /// does not keep it open (for an observer that must reach the store
+    /// without a cycle). This handle's own commits stay as they were.
+    #[must_use]
+    pub fn wired(&self, wire: impl FnOnce(WeakStore) -> Wiring) -> Store {
+        let old = &self.inner;
+        let inner = Arc::new_cyclic(|weak| {
+            let Wiring { planner, observer } = wire(WeakStore {
+                inner: weak.clone(),
+            });
+            Inner {
+                backend: old.backend,
+                writer: old.writer.clone(),
+                reader: old.reader.clone(),
+                url: old.url.clone(),
+                sync: old.sync.clone(),
+                observer,
+                planner,
+            }
+        });
+        Store { inner }
     }
 
     /// A handle that does not keep the store open.

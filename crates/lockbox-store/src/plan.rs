@@ -25,22 +25,7 @@ pub trait CommitPlanner: Send + Sync {
 }
 
 impl Store {
-    /// Has `planner` plan every commit from now on (replacing any planner
-    /// set before).
-    pub fn plan_with(&self, planner: Arc<dyn CommitPlanner>) {
-        let mut slot = self
-            .inner
-            .planner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = Some(planner);
-    }
-
     pub(crate) fn planner(&self) -> Option<Arc<dyn CommitPlanner>> {
-        self.inner
-            .planner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.inner.planner.clone()
     }
 }

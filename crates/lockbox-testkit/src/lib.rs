@@ -211,7 +211,7 @@ impl TestServer {
         config.notifications.deliver = false;
         config.server.shutdown_grace_seconds = 5;
         (configure.0)(&mut config);
-        let server = Server::bind(&config, store.clone(), Arc::new(clock.clone()))
+        let server = Server::bind(&config, store, Arc::new(clock.clone()))
             .await
             .expect("bind");
         assert!(
@@ -228,6 +228,9 @@ impl TestServer {
             .expect("metrics address")
             .map(|a| format!("http://{a}"));
         let app = server.app().clone();
+        // The server's own handle: what a test writes through it is planned
+        // and observed as the server's own commits are.
+        let store = app.store().clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
             let _ = rx.await;

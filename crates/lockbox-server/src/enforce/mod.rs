@@ -146,6 +146,9 @@ pub struct Enforcer {
     /// This node has left the database's nodes for good (it is stopping):
     /// it answers no more checks.
     left: AtomicBool,
+    /// [`start`] has begun: the store's commits are applied to the index
+    /// from then on (before, the index is loaded whole when it starts).
+    observing: AtomicBool,
     /// Barriers this node sent, by number.
     waiting: Mutex<HashMap<u64, Waiting>>,
     next_barrier: AtomicU64,
@@ -190,6 +193,7 @@ impl Enforcer {
             resync: Notify::new(),
             node: hex::encode(lockbox_core::id::random_bytes::<8>()?),
             left: AtomicBool::new(false),
+            observing: AtomicBool::new(false),
             waiting: Mutex::new(HashMap::new()),
             next_barrier: AtomicU64::new(1),
             awaits_nodes: AtomicBool::new(true),
@@ -559,20 +563,32 @@ pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreErro
     Ok(index)
 }
 
-/// The store's view of the enforcer: every commit is applied, and a commit
-/// that narrowed access settles on this node and then waits for the other
-/// nodes ([`Enforcer::propagate`]) before it returns. Every caller that
-/// narrows access (a request's revoke, an emergency grant's revoke, a
-/// case's close, a token's revocation, the sweeper's recorded ends) gets
-/// this without asking.
+/// The store's view of the enforcer, given to the store when the server
+/// is made ([`observer`]): once enforcement has started, every commit is
+/// applied, and a commit that narrowed access settles on this node and
+/// then waits for the other nodes ([`Enforcer::propagate`]) before it
+/// returns. Every caller that narrows access (a request's revoke, an
+/// emergency grant's revoke, a case's close, a token's revocation, the
+/// sweeper's recorded ends) gets this without asking.
 struct Observer {
     enforcer: Arc<Enforcer>,
     /// Weak: the store holds this observer.
     store: WeakStore,
 }
 
+/// The commit observer of `enforcer` for the store `store` is a handle on.
+pub(crate) fn observer(enforcer: &Arc<Enforcer>, store: WeakStore) -> Arc<dyn CommitObserver> {
+    Arc::new(Observer {
+        enforcer: Arc::clone(enforcer),
+        store,
+    })
+}
+
 impl CommitObserver for Observer {
     fn committed(&self, changes: Vec<Change>) -> Settle {
+        if !self.enforcer.observing.load(Ordering::Acquire) {
+            return Box::pin(std::future::ready(()));
+        }
         let committed = Instant::now();
         let enforcer = Arc::clone(&self.enforcer);
         let store = self.store.clone();
@@ -591,11 +607,13 @@ impl CommitObserver for Observer {
     }
 
     fn unsure(&self) {
-        self.enforcer.request_resync();
+        if self.enforcer.observing.load(Ordering::Acquire) {
+            self.enforcer.request_resync();
+        }
     }
 }
 
-/// Starts enforcement: observes the store's commits, listens (PostgreSQL)
+/// Starts enforcement: applies the store's commits from now on, listens (PostgreSQL)
 /// before loading so that nothing falls between the two, loads the index,
 /// and spawns the tasks that keep it exact until `stop`.
 pub(crate) async fn start(
@@ -604,10 +622,7 @@ pub(crate) async fn start(
     clock: Arc<dyn lockbox_core::Clock>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, ServiceError> {
-    store.observe(Arc::new(Observer {
-        enforcer: Arc::clone(enforcer),
-        store: store.downgrade(),
-    }));
+    enforcer.observing.store(true, Ordering::Release);
     let acks = store.listen_acks().await?;
     let listener = store.listen().await?;
     enforcer.resync(store, clock.now()).await?;

@@ -47,12 +47,10 @@ pub use email::Mailer;
 pub use plan::Planner;
 pub use webhook::signature;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use crate::AppState;
 
 /// The outbox topic of webhook deliveries.
 pub const WEBHOOK: &str = "webhook";
@@ -80,7 +78,3 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// under [`LEASE`].
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(30);
 
-/// Sets `app`'s planner on its store.
-pub(crate) fn install(app: &AppState) {
-    app.store().plan_with(Arc::new(app.planner()));
-}

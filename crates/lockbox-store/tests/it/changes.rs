@@ -35,9 +35,13 @@ impl Recorder {
     }
 }
 
-async fn commits_tell_the_observer_what_they_changed(s: TestStore) {
+async fn commits_tell_the_observer_what_they_changed(mut s: TestStore) {
     let recorder = Arc::new(Recorder::default());
-    s.observe(recorder.clone());
+    let observer = recorder.clone();
+    s.store = s.store.wired(|_| lockbox_store::Wiring {
+        observer: Some(observer),
+        ..lockbox_store::Wiring::default()
+    });
     let seeded = seed(&s, 1).await;
     let seen = recorder.take();
     assert!(seen.contains(&Change::Subscription(
