@@ -61,7 +61,7 @@ use lockbox_core::{
 };
 use lockbox_server::{auth, bootstrap};
 use lockbox_store::testing::with_database;
-use lockbox_store::{Audit as _, Backend, Cases as _, Directory as _, Store};
+use lockbox_store::{Backend, Store};
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
 
 use crate::{Actor, Rng, World};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use lockbox_core::{Chain, Checkpoint, CheckpointSigner, PublicKey, Timestamp};
-use lockbox_store::{Audit as _, EventQuery, KeyPurpose, Store};
+use lockbox_store::{EventQuery, KeyPurpose, Store};
 use tokio::sync::watch;
 
 use crate::AppState;

@@ -15,7 +15,7 @@ use lockbox_core::{
     SupportCase, Tenant, TenantAdmin, TenantId, Timestamp,
 };
 use lockbox_core::{AccountManager, Enrollment, EnrollmentId};
-use lockbox_store::{Cases as _, Directory as _, Requests as _, Store, StoredEnrollment, Tx};
+use lockbox_store::{Store, StoredEnrollment, Tx};
 use serde_json::json;
 
 use crate::auth::{self, IssuedToken};

@@ -3,7 +3,6 @@
 //! `Idempotency-Key`, and the client's address. Every rejection is a problem
 //! document.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
@@ -15,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use lockbox_core::account::ClientInfo;
 use lockbox_core::{PrincipalId, Timestamp};
-use lockbox_store::{Constraint, Idempotency as _, PageRequest, StoreError, StoredResponse, Tx};
+use lockbox_store::{Constraint, PageRequest, StoreError, StoredResponse, Tx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
@@ -23,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use crate::AppState;
 use crate::api::ApiError;
 use crate::auth::Caller;
+pub use crate::client_addr::ClientAddr;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -492,12 +492,7 @@ where
     }
 }
 
-/// The client's address, by the server's trusted proxies (see the module's
-/// documentation). Never refuses: without a peer address (a request not
-/// from a socket, as in tests of handlers alone) it is `0.0.0.0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
+/// The client's address, as the extractors find it.
 impl ClientAddr {
     /// The client address of a request, by its parts.
     #[must_use]
@@ -507,12 +502,6 @@ impl ClientAddr {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
         Self(app.trusted_proxies().client(peer, &parts.headers))
-    }
-}
-
-impl fmt::Display for ClientAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -1,11 +1,13 @@
 //! Lockbox's HTTP server.
 //!
 //! The server translates HTTP to domain calls and back: it authenticates the
-//! caller ([`auth`]), decides what the caller may see and do ([`authz`], in
-//! one place), parses input at the edge ([`extract`]), runs each change as
-//! one store transaction with its audit events, and answers in the shapes
-//! of `lockbox-api`, errors as problem documents ([`error`]). Background
-//! work ([`jobs`]) runs beside the API under the same shutdown signal.
+//! caller ([`auth`]), parses input at the edge ([`extract`]), and hands it to
+//! a [`service`], which decides what the caller may do ([`authz`], in one
+//! place) and runs each change as one store transaction with its audit
+//! events; the [`api`] answers in the shapes of `lockbox-api`, errors as
+//! problem documents ([`api::ApiError`]), and the portal renders pages.
+//! Background work ([`jobs`]) runs beside the API under the same shutdown
+//! signal. `ARCHITECTURE.md` at the repository's root is the map.
 //!
 //! [`AppState`] is the server in one value: [`AppState::router`] is the
 //! whole HTTP surface, and [`serve::Server`] runs it from a [`config::Config`].

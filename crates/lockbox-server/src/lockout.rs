@@ -38,7 +38,7 @@ use chrono::TimeDelta;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use lockbox_core::id::random_bytes;
 use lockbox_core::{PrincipalId, Timestamp};
-use lockbox_store::{Lockout, ServerSecret, SignInGuard as _};
+use lockbox_store::{Lockout, ServerSecret};
 use sha2::Sha256;
 
 use crate::AppState;

@@ -17,7 +17,7 @@
 
 use lockbox_core::audit::{Actor, Chain, EventKind, PendingEvent};
 use lockbox_core::{PublicKey, Timestamp};
-use lockbox_store::{KeyPurpose, Keys as _, SigningKey, Store, StoreError, StoredSecret};
+use lockbox_store::{KeyPurpose, SigningKey, Store, StoreError, StoredSecret};
 use serde_json::json;
 
 use crate::kek::{Kek, KekError, OpenError};

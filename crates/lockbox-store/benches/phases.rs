@@ -20,7 +20,6 @@ use std::time::Instant;
 use fixture::*;
 use lockbox_core::text::Reason;
 use lockbox_store::testing::TestDatabase;
-use lockbox_store::{Directory as _, Requests as _};
 
 const COUNT: usize = 300;
 const PHASES: [&str; 7] = [

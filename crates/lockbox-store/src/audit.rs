@@ -3,8 +3,6 @@
 //! Events are appended only by [`crate::Tx::commit`]; this module reads
 //! them, and stores checkpoints.
 
-use std::future::Future;
-
 use lockbox_core::audit::{KeyId, Signature};
 use lockbox_core::{Actor, AuditEvent, Chain, ChainHead, Checkpoint, Digest, TenantId, Timestamp};
 use serde_json::{Map, Value};
@@ -69,55 +67,6 @@ impl Default for EventQuery {
             limit: crate::DEFAULT_PAGE,
         }
     }
-}
-
-/// Reading the audit log and storing checkpoints.
-pub trait Audit {
-    /// The chain's last sequence number and hash (of an empty chain: 0 and
-    /// zeros). No lock is taken.
-    fn chain_head(
-        &mut self,
-        chain: &Chain,
-    ) -> impl Future<Output = Result<ChainHead, StoreError>> + Send;
-
-    /// Every chain's head.
-    fn chain_heads(&mut self) -> impl Future<Output = Result<Vec<ChainHead>, StoreError>> + Send;
-
-    /// Events of a chain in sequence order.
-    fn events(
-        &mut self,
-        chain: &Chain,
-        query: &EventQuery,
-    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
-
-    /// Stores a checkpoint (a second one for the same head and key is
-    /// ignored).
-    fn insert_checkpoint(
-        &mut self,
-        checkpoint: &Checkpoint,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The checkpoint with the highest sequence number, the latest among
-    /// equals.
-    fn latest_checkpoint(
-        &mut self,
-        chain: &Chain,
-    ) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
-
-    /// Heads of chains with events no checkpoint covers yet, at most
-    /// `limit`, in chain order after `after` (a chain key from the previous
-    /// call's last head, to go through them all).
-    fn chains_behind_checkpoint(
-        &mut self,
-        after: Option<&Chain>,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<ChainHead>, StoreError>> + Send;
-
-    /// Takes the job lock named `job` for this transaction if no other
-    /// transaction holds it (PostgreSQL: an advisory transaction lock; on
-    /// SQLite the write transaction already excludes every other writer).
-    /// `false` when another node holds it.
-    fn try_job_lock(&mut self, job: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 const EVENT_COLUMNS: &str = "chain, seq, at_us, actor, kind, subject, data, prev_hash, hash";
@@ -219,8 +168,11 @@ pub(crate) async fn insert_events(tx: &mut Tx, events: &[AuditEvent]) -> Result<
     Ok(())
 }
 
-impl Audit for Tx {
-    async fn chain_head(&mut self, chain: &Chain) -> Result<ChainHead, StoreError> {
+/// Reading the audit log and storing checkpoints.
+impl Tx {
+    /// The chain's last sequence number and hash (of an empty chain: 0 and
+    /// zeros). No lock is taken.
+    pub async fn chain_head(&mut self, chain: &Chain) -> Result<ChainHead, StoreError> {
         let row = self
             .optional(
                 sqlx::query("SELECT seq, hash FROM audit_heads WHERE chain = $1")
@@ -237,7 +189,8 @@ impl Audit for Tx {
         }
     }
 
-    async fn chain_heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+    /// Every chain's head.
+    pub async fn chain_heads(&mut self) -> Result<Vec<ChainHead>, StoreError> {
         let rows = self
             .all(sqlx::query(
                 "SELECT chain, seq, hash FROM audit_heads ORDER BY chain",
@@ -246,7 +199,8 @@ impl Audit for Tx {
         rows.iter().map(head_of).collect()
     }
 
-    async fn events(
+    /// Events of a chain in sequence order.
+    pub async fn events(
         &mut self,
         chain: &Chain,
         query: &EventQuery,
@@ -258,7 +212,9 @@ impl Audit for Tx {
         rows.iter().map(event_of).collect()
     }
 
-    async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+    /// Stores a checkpoint (a second one for the same head and key is
+    /// ignored).
+    pub async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
         self.bookkeeping_write()?;
         self.run(
             sqlx::query(
@@ -276,7 +232,12 @@ impl Audit for Tx {
         Ok(())
     }
 
-    async fn latest_checkpoint(&mut self, chain: &Chain) -> Result<Option<Checkpoint>, StoreError> {
+    /// The checkpoint with the highest sequence number, the latest among
+    /// equals.
+    pub async fn latest_checkpoint(
+        &mut self,
+        chain: &Chain,
+    ) -> Result<Option<Checkpoint>, StoreError> {
         let row = self
             .optional(
                 sqlx::query(
@@ -289,7 +250,10 @@ impl Audit for Tx {
         row.as_ref().map(checkpoint_of).transpose()
     }
 
-    async fn chains_behind_checkpoint(
+    /// Heads of chains with events no checkpoint covers yet, at most
+    /// `limit`, in chain order after `after` (a chain key from the previous
+    /// call's last head, to go through them all).
+    pub async fn chains_behind_checkpoint(
         &mut self,
         after: Option<&Chain>,
         limit: u32,
@@ -311,7 +275,11 @@ impl Audit for Tx {
         rows.iter().map(head_of).collect()
     }
 
-    async fn try_job_lock(&mut self, job: &str) -> Result<bool, StoreError> {
+    /// Takes the job lock named `job` for this transaction if no other
+    /// transaction holds it (PostgreSQL: an advisory transaction lock; on
+    /// SQLite the write transaction already excludes every other writer).
+    /// `false` when another node holds it.
+    pub async fn try_job_lock(&mut self, job: &str) -> Result<bool, StoreError> {
         self.bookkeeping_write()?;
         match self.backend() {
             crate::Backend::Sqlite => Ok(true),

@@ -1,7 +1,5 @@
 //! Support cases.
 
-use std::future::Future;
-
 use lockbox_core::case::CaseRecord;
 use lockbox_core::text::CaseTitle;
 use lockbox_core::{CaseId, CaseStatus, PrincipalId, Severity, SupportCase, TenantId};
@@ -23,43 +21,6 @@ pub struct CaseFilter {
     pub assigned_to: Option<PrincipalId>,
     /// Cases in this state.
     pub status: Option<CaseStatus>,
-}
-
-/// Support cases.
-pub trait Cases {
-    /// Stores a new case.
-    fn insert_case(
-        &mut self,
-        case: &SupportCase,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A case.
-    fn case(
-        &mut self,
-        id: &CaseId,
-    ) -> impl Future<Output = Result<Option<SupportCase>, StoreError>> + Send;
-    /// The cases of `ids` that exist, in any order: one statement for a
-    /// page of requests' cases.
-    fn cases_by_id(
-        &mut self,
-        ids: &[CaseId],
-    ) -> impl Future<Output = Result<Vec<SupportCase>, StoreError>> + Send;
-    /// A case, locked for a change (and to keep it open while a request is
-    /// made against it).
-    fn lock_case(
-        &mut self,
-        id: &CaseId,
-    ) -> impl Future<Output = Result<Locked<SupportCase>, StoreError>> + Send;
-    /// Saves a locked case.
-    fn save_case(
-        &mut self,
-        case: Locked<SupportCase>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Cases, newest first.
-    fn cases(
-        &mut self,
-        filter: &CaseFilter,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<SupportCase>, StoreError>> + Send;
 }
 
 const CASE_COLUMNS: &str = "id, tenant_id, resource, title, severity, status, assigned_to, created_at_us, created_by, closed_at_us, closed_by";
@@ -117,8 +78,10 @@ fn case_of(row: &AnyRow) -> Result<SupportCase, StoreError> {
     Ok(SupportCase::restore(record)?)
 }
 
-impl Cases for Tx {
-    async fn insert_case(&mut self, c: &SupportCase) -> Result<(), StoreError> {
+/// Support cases.
+impl Tx {
+    /// Stores a new case.
+    pub async fn insert_case(&mut self, c: &SupportCase) -> Result<(), StoreError> {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO cases ({CASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -141,7 +104,8 @@ impl Cases for Tx {
         Ok(())
     }
 
-    async fn case(&mut self, id: &CaseId) -> Result<Option<SupportCase>, StoreError> {
+    /// A case.
+    pub async fn case(&mut self, id: &CaseId) -> Result<Option<SupportCase>, StoreError> {
         let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
         let row = self
             .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
@@ -149,7 +113,9 @@ impl Cases for Tx {
         row.as_ref().map(case_of).transpose()
     }
 
-    async fn cases_by_id(&mut self, ids: &[CaseId]) -> Result<Vec<SupportCase>, StoreError> {
+    /// The cases of `ids` that exist, in any order: one statement for a
+    /// page of requests' cases.
+    pub async fn cases_by_id(&mut self, ids: &[CaseId]) -> Result<Vec<SupportCase>, StoreError> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let select = format!("SELECT {CASE_COLUMNS} FROM cases");
         rows_by_id(self, &select, &ids)
@@ -159,7 +125,9 @@ impl Cases for Tx {
             .collect()
     }
 
-    async fn lock_case(&mut self, id: &CaseId) -> Result<Locked<SupportCase>, StoreError> {
+    /// A case, locked for a change (and to keep it open while a request is
+    /// made against it).
+    pub async fn lock_case(&mut self, id: &CaseId) -> Result<Locked<SupportCase>, StoreError> {
         let sql = self.locking(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
         let row = self
             .optional(sqlx::query(sql).bind(id.to_string()))
@@ -168,7 +136,8 @@ impl Cases for Tx {
         self.locked(case_of(&row)?)
     }
 
-    async fn save_case(&mut self, case: Locked<SupportCase>) -> Result<(), StoreError> {
+    /// Saves a locked case.
+    pub async fn save_case(&mut self, case: Locked<SupportCase>) -> Result<(), StoreError> {
         let (before, c) = self.unlock(case)?;
         if before.id != c.id {
             return Err(StoreError::corrupt(format!(
@@ -194,7 +163,8 @@ impl Cases for Tx {
         Ok(())
     }
 
-    async fn cases(
+    /// Cases, newest first.
+    pub async fn cases(
         &mut self,
         filter: &CaseFilter,
         page: &PageRequest,

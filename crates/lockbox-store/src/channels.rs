@@ -1,7 +1,5 @@
 //! A tenant's notification channels.
 
-use std::future::Future;
-
 use lockbox_core::channel::{Channel, ChannelTarget, WebhookFormat, WebhookSecret, WebhookUrl};
 use lockbox_core::text::Email;
 use lockbox_core::{ChannelId, TenantId};
@@ -12,31 +10,6 @@ use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
 use crate::query::tenant_page;
 use crate::tx::Tx;
-
-/// Storing channels.
-pub trait Channels {
-    /// Adds a channel (with its `channel.created` event in the same commit).
-    fn insert_channel(
-        &mut self,
-        channel: &Channel,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A channel.
-    fn channel(
-        &mut self,
-        id: &ChannelId,
-    ) -> impl Future<Output = Result<Option<Channel>, StoreError>> + Send;
-    /// A tenant's channels, in id order (ids are time-ordered).
-    fn channels(
-        &mut self,
-        tenant: &TenantId,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<Channel>, StoreError>> + Send;
-    /// Removes a channel.
-    fn delete_channel(
-        &mut self,
-        id: &ChannelId,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
 
 const COLUMNS: &str =
     "id, tenant_id, kind, url, secret, format, address, created_at_us, created_by";
@@ -76,8 +49,10 @@ fn channel_of(row: &AnyRow) -> Result<Channel, StoreError> {
     })
 }
 
-impl Channels for Tx {
-    async fn insert_channel(&mut self, c: &Channel) -> Result<(), StoreError> {
+/// Storing channels.
+impl Tx {
+    /// Adds a channel (with its `channel.created` event in the same commit).
+    pub async fn insert_channel(&mut self, c: &Channel) -> Result<(), StoreError> {
         self.audited_write()?;
         let (url, secret, format, address) = match &c.target {
             ChannelTarget::Webhook {
@@ -113,7 +88,8 @@ impl Channels for Tx {
         Ok(())
     }
 
-    async fn channel(&mut self, id: &ChannelId) -> Result<Option<Channel>, StoreError> {
+    /// A channel.
+    pub async fn channel(&mut self, id: &ChannelId) -> Result<Option<Channel>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM channels WHERE id = $1");
         let row = self
             .optional(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()))
@@ -121,7 +97,8 @@ impl Channels for Tx {
         row.as_ref().map(channel_of).transpose()
     }
 
-    async fn channels(
+    /// A tenant's channels, in id order (ids are time-ordered).
+    pub async fn channels(
         &mut self,
         tenant: &TenantId,
         page: &PageRequest,
@@ -133,7 +110,8 @@ impl Channels for Tx {
         Ok(Page::from_rows(items, page, |c| c.id.to_string()))
     }
 
-    async fn delete_channel(&mut self, id: &ChannelId) -> Result<(), StoreError> {
+    /// Removes a channel.
+    pub async fn delete_channel(&mut self, id: &ChannelId) -> Result<(), StoreError> {
         self.audited_write()?;
         let n = self
             .run(sqlx::query("DELETE FROM channels WHERE id = $1").bind(id.to_string()))

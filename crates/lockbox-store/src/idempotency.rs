@@ -6,8 +6,6 @@
 //! then fails on the key's constraint (a conflict the server answers by
 //! looking the key up again), so only one creation commits.
 
-use std::future::Future;
-
 use lockbox_core::{PrincipalId, Timestamp};
 use sqlx::any::AnyRow;
 
@@ -29,32 +27,6 @@ pub struct StoredResponse {
     pub created_at: Timestamp,
 }
 
-/// Idempotency keys, per principal.
-pub trait Idempotency {
-    /// The response saved under `key` by `principal` at or after
-    /// `not_before` (older ones have expired).
-    fn idempotent_response(
-        &mut self,
-        principal: &PrincipalId,
-        key: &str,
-        not_before: Timestamp,
-    ) -> impl Future<Output = Result<Option<StoredResponse>, StoreError>> + Send;
-    /// Saves a response under `key`, replacing an expired one (older than
-    /// `not_before`). A live one under the same key is a conflict.
-    fn save_idempotent_response(
-        &mut self,
-        principal: &PrincipalId,
-        key: &str,
-        response: &StoredResponse,
-        not_before: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Forgets responses saved before `before`; returns how many.
-    fn purge_idempotency_keys(
-        &mut self,
-        before: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-}
-
 fn response_of(row: &AnyRow) -> Result<StoredResponse, StoreError> {
     Ok(StoredResponse {
         request_hash: row
@@ -68,8 +40,11 @@ fn response_of(row: &AnyRow) -> Result<StoredResponse, StoreError> {
     })
 }
 
-impl Idempotency for Tx {
-    async fn idempotent_response(
+/// Idempotency keys, per principal.
+impl Tx {
+    /// The response saved under `key` by `principal` at or after
+    /// `not_before` (older ones have expired).
+    pub async fn idempotent_response(
         &mut self,
         principal: &PrincipalId,
         key: &str,
@@ -89,7 +64,9 @@ impl Idempotency for Tx {
         row.as_ref().map(response_of).transpose()
     }
 
-    async fn save_idempotent_response(
+    /// Saves a response under `key`, replacing an expired one (older than
+    /// `not_before`). A live one under the same key is a conflict.
+    pub async fn save_idempotent_response(
         &mut self,
         principal: &PrincipalId,
         key: &str,
@@ -121,7 +98,8 @@ impl Idempotency for Tx {
         Ok(())
     }
 
-    async fn purge_idempotency_keys(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+    /// Forgets responses saved before `before`; returns how many.
+    pub async fn purge_idempotency_keys(&mut self, before: Timestamp) -> Result<u64, StoreError> {
         self.bookkeeping_write()?;
         self.run(
             sqlx::query("DELETE FROM idempotency_keys WHERE created_at_us < $1")

@@ -10,7 +10,6 @@
 //! the sealed bytes and the id of the KEK that sealed them.
 
 use std::fmt;
-use std::future::Future;
 
 use lockbox_core::Timestamp;
 
@@ -64,7 +63,7 @@ pub enum StoredSecret {
     Sealed(SealedSecret),
     /// The 32-byte Ed25519 secret in clear: only in a database made before
     /// migration 0006, until the server seals it at start-up
-    /// ([`Keys::seal_signing_key`]).
+    /// ([`Tx::seal_signing_key`]).
     Clear([u8; 32]),
 }
 
@@ -107,45 +106,17 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Signing keys.
-pub trait Keys {
-    /// Stores a new key. Audited. A key whose secret is in clear is refused
-    /// ([`StoreError::Unsealed`]): the store writes sealed secrets only.
-    fn insert_signing_key(
-        &mut self,
-        key: &SigningKey,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every key of `purpose`, newest first.
-    fn signing_keys(
-        &mut self,
-        purpose: KeyPurpose,
-    ) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send;
-    /// Marks every unretired key of `purpose` but `keep` retired at `now`.
-    /// Audited. Returns how many it retired.
-    fn retire_signing_keys(
-        &mut self,
-        purpose: KeyPurpose,
-        keep: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Replaces the clear secret of key `id` by `sealed`. Audited. Returns
-    /// whether it did: `false` when the key is already sealed (another node
-    /// sealed it first) or does not exist.
-    fn seal_signing_key(
-        &mut self,
-        id: &str,
-        sealed: &SealedSecret,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
 fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::corrupt(format!("a signing key's {what} is not 32 bytes")))
 }
 
-impl Keys for Tx {
-    async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError> {
+/// Signing keys.
+impl Tx {
+    /// Stores a new key. Audited. A key whose secret is in clear is refused
+    /// ([`StoreError::Unsealed`]): the store writes sealed secrets only.
+    pub async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError> {
         let StoredSecret::Sealed(sealed) = &key.secret else {
             return Err(StoreError::Unsealed);
         };
@@ -167,7 +138,11 @@ impl Keys for Tx {
         Ok(())
     }
 
-    async fn signing_keys(&mut self, purpose: KeyPurpose) -> Result<Vec<SigningKey>, StoreError> {
+    /// Every key of `purpose`, newest first.
+    pub async fn signing_keys(
+        &mut self,
+        purpose: KeyPurpose,
+    ) -> Result<Vec<SigningKey>, StoreError> {
         let rows = self
             .all(
                 sqlx::query(
@@ -197,7 +172,9 @@ impl Keys for Tx {
             .collect()
     }
 
-    async fn retire_signing_keys(
+    /// Marks every unretired key of `purpose` but `keep` retired at `now`.
+    /// Audited. Returns how many it retired.
+    pub async fn retire_signing_keys(
         &mut self,
         purpose: KeyPurpose,
         keep: &str,
@@ -216,7 +193,10 @@ impl Keys for Tx {
         .await
     }
 
-    async fn seal_signing_key(
+    /// Replaces the clear secret of key `id` by `sealed`. Audited. Returns
+    /// whether it did: `false` when the key is already sealed (another node
+    /// sealed it first) or does not exist.
+    pub async fn seal_signing_key(
         &mut self,
         id: &str,
         sealed: &SealedSecret,

@@ -12,9 +12,10 @@
 //! and commits with the events: [`Tx::commit`] seals them into each
 //! tenant's hash chain under a lock on the chain's head, in the same
 //! transaction, so the chain never forks or gaps and no change is committed
-//! without its record. The capability traits ([`Directory`], [`Cases`],
-//! [`Requests`], [`Audit`], [`Outbox`], [`Idempotency`]) are what callers
-//! program against; [`StoreTx`] is all of them.
+//! without its record. What a transaction can do is methods on [`Tx`],
+//! one module per area: the directory (tenants, principals, credentials,
+//! access levels), cases, requests and grants, the audit chains, the
+//! outbox, idempotency records, keys and sign-in counters.
 //!
 //! Concurrency: on SQLite one connection writes (transactions start with
 //! `BEGIN IMMEDIATE` and run one at a time) while several read; on
@@ -24,7 +25,7 @@
 //! serialize and the later one sees the earlier one's result. A decision
 //! that depends on a row it does not change (a request made or decided
 //! under the tenant's opt-in, policy and roles) reads it with a share lock
-//! (`FOR SHARE`, [`Directory::share_tenant`]), which waits for the change
+//! (`FOR SHARE`, [`Tx::share_tenant`]), which waits for the change
 //! that holds the row and then sees its result. Chain heads
 //! are locked last, at commit, in a fixed order; callers lock entity rows
 //! parent first (a case before its requests) so that transactions do not
@@ -60,29 +61,20 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor as _};
 
-pub use audit::{Audit, EventQuery};
-pub use cases::{CaseFilter, Cases};
+pub use audit::EventQuery;
+pub use cases::CaseFilter;
 pub use changes::{CHANNEL, Change, ChangeListener, ChangeRef, CommitObserver, Notice, Settle};
-pub use channels::Channels;
-pub use directory::{ApiToken, Directory, RevokedToken, StoredEnrollment, TokenKind};
+pub use directory::{ApiToken, RevokedToken, StoredEnrollment, TokenKind};
 pub use error::{Constraint, StoreError};
-pub use idempotency::{Idempotency, StoredResponse};
-pub use keys::{KeyPurpose, Keys, SealedSecret, SigningKey, StoredSecret};
+pub use idempotency::StoredResponse;
+pub use keys::{KeyPurpose, SealedSecret, SigningKey, StoredSecret};
 pub use nodes::{ACK_CHANNEL, Ack, AckListener, LIVE_FOR_STALENESS, LiveNode};
-pub use outbox::{Job, JobState, NewJob, Outbox};
+pub use outbox::{Job, JobState, NewJob};
 pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
-pub use requests::{GrantFilter, RequestFilter, Requests, StatusAt};
-pub use sign_in::{Count, Lockout, ServerSecret, SignInGuard};
+pub use requests::{GrantFilter, RequestFilter, StatusAt};
+pub use sign_in::{Count, Lockout, ServerSecret};
 pub use tx::{Locked, Tx};
-
-/// Every capability, in one transaction.
-pub trait StoreTx:
-    Directory + Cases + Requests + Audit + Outbox + Idempotency + Keys + SignInGuard + Send
-{
-}
-
-impl StoreTx for Tx {}
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

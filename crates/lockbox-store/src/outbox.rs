@@ -9,8 +9,6 @@
 //! fences it, so a worker whose lease ran out can no longer complete, retry
 //! or bury the job another worker now holds.
 
-use std::future::Future;
-
 use chrono::TimeDelta;
 use lockbox_core::{JobId, TenantId, Timestamp};
 use serde_json::Value;
@@ -84,72 +82,6 @@ pub struct Job {
     pub finished_at: Option<Timestamp>,
 }
 
-/// The outbox.
-pub trait Outbox {
-    /// Records a job, to be committed with the change that causes it.
-    fn enqueue(
-        &mut self,
-        job: &NewJob,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Claims up to `limit` jobs of `topic` that are due at `now`, leasing
-    /// them for `lease`; each claim counts as an attempt.
-    fn claim(
-        &mut self,
-        topic: &str,
-        now: Timestamp,
-        lease: TimeDelta,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
-    /// Marks a claimed job done. The claim's attempt number fences it: false
-    /// (and nothing changed) if the lease was lost and another worker has
-    /// claimed the job since.
-    fn complete(
-        &mut self,
-        job: &Job,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records a failed attempt of a claimed job, due again at `at`; false
-    /// if the lease was lost.
-    fn retry_at(
-        &mut self,
-        job: &Job,
-        error: &str,
-        at: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Gives up on a claimed job: it becomes a dead letter; false if the
-    /// lease was lost.
-    fn bury(
-        &mut self,
-        job: &Job,
-        error: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Puts a dead letter back in the queue, due now; false if it was not
-    /// dead.
-    fn revive(
-        &mut self,
-        id: &JobId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// How many jobs of `topic` are pending, and when the oldest of them
-    /// was made.
-    fn backlog(
-        &mut self,
-        topic: &str,
-    ) -> impl Future<Output = Result<(u64, Option<Timestamp>), StoreError>> + Send;
-    /// A job.
-    fn job(&mut self, id: &JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
-    /// Jobs of a topic (and tenant, and state, if given), newest first.
-    fn jobs(
-        &mut self,
-        topic: &str,
-        tenant: Option<&TenantId>,
-        state: Option<JobState>,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<Job>, StoreError>> + Send;
-}
-
 const JOB_COLUMNS: &str = "id, topic, tenant_id, payload, state, attempts, created_at_us, available_at_us, last_error, finished_at_us";
 
 fn job_of(row: &AnyRow) -> Result<Job, StoreError> {
@@ -173,8 +105,10 @@ fn job_of(row: &AnyRow) -> Result<Job, StoreError> {
     })
 }
 
-impl Outbox for Tx {
-    async fn enqueue(&mut self, job: &NewJob, now: Timestamp) -> Result<(), StoreError> {
+/// The outbox.
+impl Tx {
+    /// Records a job, to be committed with the change that causes it.
+    pub async fn enqueue(&mut self, job: &NewJob, now: Timestamp) -> Result<(), StoreError> {
         self.bookkeeping_write()?;
         self.run(
             sqlx::query(
@@ -192,7 +126,9 @@ impl Outbox for Tx {
         Ok(())
     }
 
-    async fn claim(
+    /// Claims up to `limit` jobs of `topic` that are due at `now`, leasing
+    /// them for `lease`; each claim counts as an attempt.
+    pub async fn claim(
         &mut self,
         topic: &str,
         now: Timestamp,
@@ -223,11 +159,16 @@ impl Outbox for Tx {
         Ok(jobs)
     }
 
-    async fn complete(&mut self, job: &Job, now: Timestamp) -> Result<bool, StoreError> {
+    /// Marks a claimed job done. The claim's attempt number fences it: false
+    /// (and nothing changed) if the lease was lost and another worker has
+    /// claimed the job since.
+    pub async fn complete(&mut self, job: &Job, now: Timestamp) -> Result<bool, StoreError> {
         self.end_job(job, "done", None, now).await
     }
 
-    async fn retry_at(
+    /// Records a failed attempt of a claimed job, due again at `at`; false
+    /// if the lease was lost.
+    pub async fn retry_at(
         &mut self,
         job: &Job,
         error: &str,
@@ -249,11 +190,20 @@ impl Outbox for Tx {
         Ok(n > 0)
     }
 
-    async fn bury(&mut self, job: &Job, error: &str, now: Timestamp) -> Result<bool, StoreError> {
+    /// Gives up on a claimed job: it becomes a dead letter; false if the
+    /// lease was lost.
+    pub async fn bury(
+        &mut self,
+        job: &Job,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.end_job(job, "dead", Some(error), now).await
     }
 
-    async fn backlog(&mut self, topic: &str) -> Result<(u64, Option<Timestamp>), StoreError> {
+    /// How many jobs of `topic` are pending, and when the oldest of them
+    /// was made.
+    pub async fn backlog(&mut self, topic: &str) -> Result<(u64, Option<Timestamp>), StoreError> {
         let row = self
             .one(
                 sqlx::query(
@@ -269,7 +219,9 @@ impl Outbox for Tx {
         Ok((n, oldest))
     }
 
-    async fn revive(&mut self, id: &JobId, now: Timestamp) -> Result<bool, StoreError> {
+    /// Puts a dead letter back in the queue, due now; false if it was not
+    /// dead.
+    pub async fn revive(&mut self, id: &JobId, now: Timestamp) -> Result<bool, StoreError> {
         self.bookkeeping_write()?;
         let n = self
             .run(
@@ -284,7 +236,8 @@ impl Outbox for Tx {
         Ok(n > 0)
     }
 
-    async fn job(&mut self, id: &JobId) -> Result<Option<Job>, StoreError> {
+    /// A job.
+    pub async fn job(&mut self, id: &JobId) -> Result<Option<Job>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM outbox WHERE id = $1");
         let row = self
             .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
@@ -292,7 +245,8 @@ impl Outbox for Tx {
         row.as_ref().map(job_of).transpose()
     }
 
-    async fn jobs(
+    /// Jobs of a topic (and tenant, and state, if given), newest first.
+    pub async fn jobs(
         &mut self,
         topic: &str,
         tenant: Option<&TenantId>,

@@ -12,7 +12,6 @@
 //! several nodes are all counted.
 
 use std::fmt;
-use std::future::Future;
 
 use chrono::TimeDelta;
 use lockbox_core::Timestamp;
@@ -44,41 +43,6 @@ pub enum Count {
     Locked(Timestamp),
 }
 
-/// Failed sign-in attempts and the server's own secrets.
-pub trait SignInGuard {
-    /// Counts a failed attempt of `key` at `now` under `rule` (before the
-    /// attempt is checked: a success takes it back with
-    /// [`SignInGuard::forgive_failure`]), or says the key is locked.
-    fn count_failure(
-        &mut self,
-        key: &str,
-        now: Timestamp,
-        rule: &Lockout,
-    ) -> impl Future<Output = Result<Count, StoreError>> + Send;
-    /// Takes back one failure of `key` (an attempt counted beforehand that
-    /// succeeded), lifting a lock it no longer reaches.
-    fn forgive_failure(
-        &mut self,
-        key: &str,
-        rule: &Lockout,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Forgets the counts that started before `started_before` and whose
-    /// lock, if any, is over at `now`; returns how many.
-    fn purge_failures(
-        &mut self,
-        started_before: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// The server's secret `name`: the one stored, or else `candidate`,
-    /// stored now (two nodes asking at once get the same one).
-    fn server_secret(
-        &mut self,
-        name: &str,
-        candidate: &ServerSecret,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<ServerSecret, StoreError>> + Send;
-}
-
 /// 32 secret bytes. `Debug` never shows them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerSecret(pub [u8; 32]);
@@ -89,8 +53,12 @@ impl fmt::Debug for ServerSecret {
     }
 }
 
-impl SignInGuard for Tx {
-    async fn count_failure(
+/// Failed sign-in attempts and the server's own secrets.
+impl Tx {
+    /// Counts a failed attempt of `key` at `now` under `rule` (before the
+    /// attempt is checked: a success takes it back with
+    /// [`Tx::forgive_failure`]), or says the key is locked.
+    pub async fn count_failure(
         &mut self,
         key: &str,
         now: Timestamp,
@@ -138,7 +106,9 @@ impl SignInGuard for Tx {
         Ok(Count::Locked(until))
     }
 
-    async fn forgive_failure(&mut self, key: &str, rule: &Lockout) -> Result<(), StoreError> {
+    /// Takes back one failure of `key` (an attempt counted beforehand that
+    /// succeeded), lifting a lock it no longer reaches.
+    pub async fn forgive_failure(&mut self, key: &str, rule: &Lockout) -> Result<(), StoreError> {
         self.bookkeeping_write()?;
         self.run(
             sqlx::query(
@@ -153,7 +123,9 @@ impl SignInGuard for Tx {
         Ok(())
     }
 
-    async fn purge_failures(
+    /// Forgets the counts that started before `started_before` and whose
+    /// lock, if any, is over at `now`; returns how many.
+    pub async fn purge_failures(
         &mut self,
         started_before: Timestamp,
         now: Timestamp,
@@ -170,7 +142,9 @@ impl SignInGuard for Tx {
         .await
     }
 
-    async fn server_secret(
+    /// The server's secret `name`: the one stored, or else `candidate`,
+    /// stored now (two nodes asking at once get the same one).
+    pub async fn server_secret(
         &mut self,
         name: &str,
         candidate: &ServerSecret,

@@ -350,7 +350,6 @@ impl TestServer {
     /// API get theirs at creation).
     pub async fn set_password(&self, id: &str, password: &str) {
         use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId};
-        use lockbox_store::Directory as _;
         let hash = self
             .app
             .passwords()

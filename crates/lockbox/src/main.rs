@@ -559,7 +559,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn already_initialised(store: &lockbox_store::Store) -> Result<bool, String> {
-    use lockbox_store::Directory as _;
     let mut tx = store.read().await.map_err(|e| e.to_string())?;
     let has = tx.has_principals().await.map_err(|e| e.to_string())?;
     tx.commit_unaudited().await.map_err(|e| e.to_string())?;

@@ -27,7 +27,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use lockbox_core::{Principal, PrincipalKind, RoleAssignment, Timestamp, TokenId};
-use lockbox_store::Directory as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::AppState;

@@ -3,7 +3,7 @@
 //! A gateway calls `check` for every operator action, so reading its token
 //! and principal from the database on every call would make the database
 //! the bottleneck. A gateway's token, once authenticated the ordinary way
-//! ([`Caller`]), is remembered by its hash for at most [`CACHE_FOR`]; a
+//! ([`crate::auth::Caller`]), is remembered by its hash for at most [`CACHE_FOR`]; a
 //! revoked token is forgotten at once on this node (the commit observer)
 //! and on every other node with the grant changes (the change feed, under
 //! the same freshness rule as grants), and an expired one is refused by

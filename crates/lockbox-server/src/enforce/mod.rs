@@ -41,8 +41,8 @@ use lockbox_core::{
     Action, CheckOutcome, Grant, GrantId, GrantIndex, IndexFull, PrincipalId, ResourceId, Timestamp,
 };
 use lockbox_store::{
-    AckListener, Change, ChangeListener, ChangeRef, CommitObserver, Directory as _, Notice,
-    Requests as _, Settle, Store, StoreError, WeakStore,
+    AckListener, Change, ChangeListener, ChangeRef, CommitObserver, Notice, Settle, Store,
+    StoreError, WeakStore,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;

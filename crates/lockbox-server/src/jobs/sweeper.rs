@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use lockbox_core::{Grant, GrantId, RequestId, RequestStatus};
-use lockbox_store::{Idempotency as _, Requests as _, Tx};
+use lockbox_store::Tx;
 use tokio::sync::watch;
 
 use crate::AppState;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use lockbox_core::channel::Channel;
 use lockbox_core::{ChannelId, EventKind, PendingEvent, RequestId, RequestStatus};
-use lockbox_store::{Channels as _, Job, Outbox as _, Requests as _};
+use lockbox_store::Job;
 use serde_json::{Value, json};
 
 use crate::AppState;

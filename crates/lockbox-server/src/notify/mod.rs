@@ -51,7 +51,6 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-
 /// The outbox topic of webhook deliveries.
 pub const WEBHOOK: &str = "webhook";
 /// The outbox topic of e-mails.
@@ -77,4 +76,3 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole attempt (name resolution included) may take: well
 /// under [`LEASE`].
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(30);
-

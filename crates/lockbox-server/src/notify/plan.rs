@@ -11,10 +11,7 @@ use lockbox_core::{
     AccessRequest, AuditEvent, Chain, ChannelId, EventKind, JobId, Principal, RequestId, Role,
     RoleAssignment, TenantId, Timestamp,
 };
-use lockbox_store::{
-    Channels as _, CommitPlanner, Directory as _, NewJob, Outbox as _, PageRequest, Planned,
-    Requests as _, StoreError, Tx,
-};
+use lockbox_store::{CommitPlanner, NewJob, PageRequest, Planned, StoreError, Tx};
 use serde_json::{Value, json};
 
 use super::message::{actions_text, email_parts, json_body, slack_body, time};

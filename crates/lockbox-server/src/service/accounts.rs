@@ -14,15 +14,12 @@ use lockbox_core::{
     AccessRequest, AccountManager, Chain, Enrollment, EnrollmentId, EventKind, Grant, PendingEvent,
     Principal, PrincipalId, PrincipalKind, Role, Scope, Timestamp, TokenId,
 };
-use lockbox_store::{
-    ApiToken, Directory as _, Locked, Page, PageRequest, Requests as _, RevokedToken,
-    StoredEnrollment, Tx,
-};
+use lockbox_store::{ApiToken, Locked, Page, PageRequest, RevokedToken, StoredEnrollment, Tx};
 use serde_json::json;
 
 use super::{Receipt, Refusal, ServiceError};
 use crate::auth::{self, Caller, IssuedToken};
-use crate::extract::ClientAddr;
+use crate::client_addr::ClientAddr;
 use crate::{AppState, authz};
 
 /// A one-time enrolment link: its URL holds the secret, shown once.
@@ -509,7 +506,7 @@ pub(crate) async fn change_own_password(
     current: String,
     new: String,
 ) -> Result<(), ServiceError> {
-    use lockbox_store::{Count, SignInGuard as _};
+    use lockbox_store::Count;
     crate::passwords::check_rules(&new)?;
     if new == current {
         return Err(ServiceError::invalid(

@@ -9,7 +9,7 @@ use lockbox_core::audit::PublicKey;
 use lockbox_core::audit::VerifiedChain;
 use lockbox_core::audit::export::{ExportError, ExportVerifier};
 use lockbox_core::{AuditEvent, Chain, ChainHead, Checkpoint, TenantId, Timestamp};
-use lockbox_store::{Audit as _, EventQuery, SigningKey};
+use lockbox_store::{EventQuery, SigningKey};
 
 use super::ServiceError;
 use crate::audit_log::VerificationRefused;

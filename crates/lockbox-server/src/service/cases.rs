@@ -6,9 +6,7 @@ use lockbox_core::{
     AccessRequest, CaseId, CaseStatus, PrincipalId, PrincipalKind, ResourceId, Severity,
     SupportCase, TenantId,
 };
-use lockbox_store::{
-    CaseFilter, Cases as _, Directory as _, Locked, Page, PageRequest, Requests as _, Tx,
-};
+use lockbox_store::{CaseFilter, Locked, Page, PageRequest, Tx};
 
 use super::{Receipt, ServiceError};
 use crate::auth::Caller;

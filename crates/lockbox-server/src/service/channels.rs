@@ -5,7 +5,7 @@
 use lockbox_core::channel::{Channel, ChannelTarget, WebhookFormat, WebhookSecret, WebhookUrl};
 use lockbox_core::text::Email;
 use lockbox_core::{ChannelId, JobId, TenantId};
-use lockbox_store::{Channels as _, Directory as _, Job, JobState, Outbox as _, Page, PageRequest};
+use lockbox_store::{Job, JobState, Page, PageRequest};
 
 use super::{Receipt, ServiceError};
 use crate::auth::Caller;

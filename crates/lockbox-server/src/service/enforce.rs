@@ -4,7 +4,6 @@ use lockbox_core::text::Justification;
 use lockbox_core::{
     AccessLevelName, Action, CheckOutcome, Grant, GrantId, PrincipalId, ResourceId, Timestamp,
 };
-use lockbox_store::{Directory as _, Requests as _};
 
 use super::{Receipt, Refusal, ServiceError, still_enabled};
 use crate::auth::Caller;

@@ -19,7 +19,7 @@ pub mod tenants;
 use std::future::Future;
 
 use lockbox_core::PrincipalId;
-use lockbox_store::{Directory as _, Tx};
+use lockbox_store::Tx;
 
 pub use error::{Refusal, ServiceError};
 

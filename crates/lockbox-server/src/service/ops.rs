@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use lockbox_core::Timestamp;
-use lockbox_store::{Outbox as _, Requests as _};
 
 use crate::AppState;
 use crate::metrics::Readings;

@@ -3,7 +3,6 @@
 use lockbox_core::access::ActionSet;
 use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::{AccessLevel, AccessLevelName, AccountManager, Principal, PrincipalId};
-use lockbox_store::{Directory as _, Requests as _};
 
 use super::accounts::{self, WithLink};
 use super::{Receipt, ServiceError};

@@ -7,10 +7,7 @@ use lockbox_core::{
     AccessRequest, CaseId, Grant, GrantId, PendingEvent, PrincipalId, RequestDraft, RequestFacts,
     RequestId, RequestStatus, SupportCase, TenantId, Timestamp,
 };
-use lockbox_store::{
-    Cases as _, Directory as _, GrantFilter, Locked, Page, PageRequest, RequestFilter,
-    Requests as _, StatusAt, Tx,
-};
+use lockbox_store::{GrantFilter, Locked, Page, PageRequest, RequestFilter, StatusAt, Tx};
 
 use super::{Receipt, ServiceError, still_enabled};
 use crate::auth::Caller;

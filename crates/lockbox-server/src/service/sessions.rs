@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use chrono::TimeDelta;
 use lockbox_core::{Chain, EventKind, PendingEvent, PrincipalId, Timestamp};
-use lockbox_store::{Count, Directory as _, SignInGuard as _};
+use lockbox_store::Count;
 use serde_json::json;
 
 use super::ServiceError;

@@ -7,7 +7,7 @@ use lockbox_core::{
     AccountManager, LockboxSetting, Principal, PrincipalId, Role, RoleAssignment, RoleAssignmentId,
     Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
 };
-use lockbox_store::{Directory as _, Page, PageRequest};
+use lockbox_store::{Page, PageRequest};
 
 use super::accounts::{self, Link, WithLink};
 use super::{Receipt, ServiceError};

@@ -9,7 +9,7 @@ use lockbox_api as api;
 use lockbox_client::{AuditQuery, Client};
 use lockbox_core::audit::export::{self, ExportError, ExportVerifier};
 use lockbox_core::{Chain, Clock as _, FaultKind, PublicKey, TenantId, VerifiedChain};
-use lockbox_store::{Audit as _, Backend};
+use lockbox_store::Backend;
 use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 use sqlx::{Connection as _, Executor as _};

@@ -10,7 +10,6 @@ use chrono::TimeDelta;
 use lockbox_api as api;
 use lockbox_core::{AuditEvent, Chain, ChainVerifier, Clock as _};
 use lockbox_server::enforce::{self, KEEP_ENDED};
-use lockbox_store::Audit as _;
 use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 use serde_json::json;

@@ -2,7 +2,6 @@
 
 use lockbox_client::RawResponse;
 use lockbox_core::Chain;
-use lockbox_store::{Audit as _, Cases as _, Directory as _, Requests as _};
 use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 use serde_json::json;

@@ -12,7 +12,7 @@ use lockbox_server::kek::Kek;
 use lockbox_server::serve::{ServeError, Server};
 use lockbox_server::signing_keys;
 use lockbox_store::testing::TestDatabase;
-use lockbox_store::{Audit as _, Backend, KeyPurpose, Store};
+use lockbox_store::{Backend, KeyPurpose, Store};
 use lockbox_testkit::{Contoso, TestServer};
 use sqlx::Connection as _;
 

@@ -13,7 +13,7 @@ use chrono::TimeDelta;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use lockbox_api as api;
 use lockbox_core::Clock as _;
-use lockbox_store::{Backend, Channels as _, NewJob, Outbox as _};
+use lockbox_store::{Backend, NewJob};
 use lockbox_testkit::{Contoso, TestServer};
 use serde_json::{Value, json};
 use sha2::Sha256;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use lockbox_store::Requests as _;
 use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 

@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 use lockbox_core::Chain;
-use lockbox_store::{Audit as _, Backend, EventQuery, Requests as _};
+use lockbox_store::{Backend, EventQuery};
 use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 use sqlx::{Connection as _, Executor as _};

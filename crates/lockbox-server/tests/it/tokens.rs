@@ -5,7 +5,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lockbox_api as api;
 use lockbox_client::RawResponse;
 use lockbox_core::PrincipalId;
-use lockbox_store::Idempotency as _;
 use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 use serde_json::json;

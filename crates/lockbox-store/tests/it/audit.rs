@@ -4,7 +4,7 @@
 use lockbox_core::audit::verify_chain;
 use lockbox_core::text::DisplayName;
 use lockbox_core::*;
-use lockbox_store::{Audit as _, Directory as _, EventQuery, StoreError};
+use lockbox_store::{EventQuery, StoreError};
 use serde_json::json;
 
 use crate::fixture::*;
@@ -317,7 +317,6 @@ async fn the_database_refuses_forks_and_edits(s: TestStore) {
 }
 
 async fn locks_are_only_taken_and_saved_in_their_write_transaction(s: TestStore) {
-    use lockbox_store::{Directory as _, Requests as _};
     seed(&s, 1).await;
     // No locks in a read transaction: a value read there could be stale.
     let mut read = s.read().await.unwrap();
@@ -325,7 +324,8 @@ async fn locks_are_only_taken_and_saved_in_their_write_transaction(s: TestStore)
         read.lock_tenant(&tid()).await,
         Err(StoreError::ReadOnly)
     ));
-    let case = lockbox_store::Cases::cases(&mut read, &Default::default(), &Default::default())
+    let case = read
+        .cases(&Default::default(), &Default::default())
         .await
         .unwrap();
     let case_id = case.items[0].id;
@@ -368,7 +368,6 @@ fn create_request_in(r: &AccessRequest) -> AccessRequest {
 }
 
 async fn a_failed_statement_poisons_the_transaction(s: TestStore) {
-    use lockbox_store::Directory as _;
     let tenant = Tenant {
         id: tid(),
         display_name: DisplayName::parse("Contoso").unwrap(),
@@ -409,7 +408,6 @@ async fn a_failed_statement_poisons_the_transaction(s: TestStore) {
 /// UPDATE`. On SQLite, whose writers run one at a time, the two simply
 /// follow each other.
 async fn a_tenant_lock_does_not_block_inserts_that_refer_to_it(s: TestStore) {
-    use lockbox_store::{Directory as _, Requests as _};
     use std::time::Duration;
     let seeded = seed(&s, 1).await;
     let r = create_request(&s, "sam", seeded.case, None, t0())
@@ -439,7 +437,6 @@ async fn a_tenant_lock_does_not_block_inserts_that_refer_to_it(s: TestStore) {
 }
 
 async fn concurrent_sweepers_take_disjoint_work(s: TestStore) {
-    use lockbox_store::Requests as _;
     let seeded = seed(&s, 1).await;
     for i in 0..10 {
         create_request(

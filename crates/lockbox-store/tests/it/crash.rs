@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use lockbox_core::audit::verify_chain;
 use lockbox_core::*;
-use lockbox_store::{Audit as _, EventQuery, Requests as _, Store};
+use lockbox_store::{EventQuery, Store};
 
 use crate::fixture::*;
 use crate::harness::TestStore;

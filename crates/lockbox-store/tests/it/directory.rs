@@ -4,9 +4,7 @@ use lockbox_core::access::ActionSet;
 use lockbox_core::account::{Enrollment, EnrollmentState};
 use lockbox_core::text::{Description, DisplayName, Email};
 use lockbox_core::*;
-use lockbox_store::{
-    ApiToken, Constraint, Directory as _, PageRequest, StoreError, StoredEnrollment, TokenKind,
-};
+use lockbox_store::{ApiToken, Constraint, PageRequest, StoreError, StoredEnrollment, TokenKind};
 
 use crate::fixture::*;
 use crate::harness::TestStore;

@@ -6,7 +6,7 @@ use lockbox_core::access::ActionSet;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{CaseTitle, Description, DisplayName, Email, Justification, Reason};
 use lockbox_core::*;
-use lockbox_store::{Cases as _, Directory as _, Requests as _, Store, StoreError};
+use lockbox_store::{Store, StoreError};
 
 pub const VM: &str =
     "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-01";

@@ -4,8 +4,7 @@
 use lockbox_core::*;
 use lockbox_store::testing::{cases_list_sql, events_list_sql, grants_list_sql, requests_list_sql};
 use lockbox_store::{
-    Audit as _, Backend, CaseFilter, EventQuery, GrantFilter, PageRequest, RequestFilter,
-    Requests as _, StatusAt,
+    Backend, CaseFilter, EventQuery, GrantFilter, PageRequest, RequestFilter, StatusAt,
 };
 
 use crate::fixture::*;

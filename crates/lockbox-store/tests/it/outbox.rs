@@ -2,10 +2,7 @@
 
 use chrono::TimeDelta;
 use lockbox_core::*;
-use lockbox_store::{
-    Constraint, Idempotency as _, JobState, NewJob, Outbox as _, PageRequest, StoreError,
-    StoredResponse,
-};
+use lockbox_store::{Constraint, JobState, NewJob, PageRequest, StoreError, StoredResponse};
 use serde_json::json;
 
 use crate::fixture::*;

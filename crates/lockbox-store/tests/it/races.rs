@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lockbox_core::audit::verify_chain;
 use lockbox_core::*;
-use lockbox_store::{Audit as _, EventQuery, Requests as _};
+use lockbox_store::EventQuery;
 use tokio::sync::Barrier;
 
 use crate::fixture::*;

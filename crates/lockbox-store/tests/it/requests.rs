@@ -2,10 +2,7 @@
 
 use lockbox_core::text::{CaseTitle, Justification};
 use lockbox_core::*;
-use lockbox_store::{
-    CaseFilter, Cases as _, Directory as _, GrantFilter, PageRequest, RequestFilter, Requests as _,
-    StatusAt, StoreError,
-};
+use lockbox_store::{CaseFilter, GrantFilter, PageRequest, RequestFilter, StatusAt, StoreError};
 
 use crate::fixture::*;
 use crate::harness::TestStore;

@@ -3,7 +3,7 @@
 //! taking its count back, old counts purged, and server secrets made once.
 
 use chrono::TimeDelta;
-use lockbox_store::{Count, Lockout, ServerSecret, SignInGuard as _};
+use lockbox_store::{Count, Lockout, ServerSecret};
 
 use crate::fixture::*;
 use crate::harness::TestStore;

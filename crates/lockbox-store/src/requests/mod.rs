@@ -1,15 +1,16 @@
 //! Access requests, their approvals, and grants.
 
+mod grants;
+
 use std::collections::HashMap;
-use std::future::Future;
 
 use lockbox_core::access::{AccessLevelName, ActionSet};
 use lockbox_core::grant::GrantRecord;
 use lockbox_core::request::{Cancellation, RequestRecord};
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
-    AccessRequest, Approval, CaseId, Denial, Grant, GrantId, GrantState, OpenCounts, PrincipalId,
-    RequestId, RequestStatus, Revocation, TenantId, Timestamp,
+    AccessRequest, Approval, CaseId, Denial, Grant, GrantState, OpenCounts, PrincipalId, RequestId,
+    RequestStatus, Revocation, TenantId, Timestamp,
 };
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
@@ -19,7 +20,7 @@ use crate::changes::Change;
 use crate::codec::{RowExt as _, flag, json, micros, parse_text, placeholders, time};
 use crate::error::StoreError;
 use crate::page::{Page, PageRequest};
-use crate::query::{Arg, Conditions, bind_all, rows_by_id};
+use crate::query::{Arg, Conditions, bind_all};
 use crate::tx::{AnyQuery, Locked, Tx};
 
 /// Which requests to list; every field narrows the list.
@@ -69,159 +70,6 @@ pub struct GrantFilter {
     /// Only grants not revoked or ended whose time has not run out at this
     /// instant.
     pub active_at: Option<Timestamp>,
-}
-
-/// Access requests and grants.
-pub trait Requests {
-    /// Stores a new request, with its grant if the system approved it.
-    fn insert_request(
-        &mut self,
-        request: &AccessRequest,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A request.
-    fn request(
-        &mut self,
-        id: &RequestId,
-    ) -> impl Future<Output = Result<Option<AccessRequest>, StoreError>> + Send;
-    /// A request, locked for a transition.
-    fn lock_request(
-        &mut self,
-        id: &RequestId,
-    ) -> impl Future<Output = Result<Locked<AccessRequest>, StoreError>> + Send;
-    /// Saves a locked request: its state, new approvals, and its grant.
-    fn save_request(
-        &mut self,
-        request: Locked<AccessRequest>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The pending and approved requests of a case, locked (to close or
-    /// reassign it).
-    fn lock_open_requests_of_case(
-        &mut self,
-        case: &CaseId,
-    ) -> impl Future<Output = Result<Vec<Locked<AccessRequest>>, StoreError>> + Send;
-    /// The pending and approved requests a principal made, locked (to
-    /// disable it).
-    fn lock_open_requests_of_requester(
-        &mut self,
-        requester: &PrincipalId,
-    ) -> impl Future<Output = Result<Vec<Locked<AccessRequest>>, StoreError>> + Send;
-    /// A principal's emergency grants still recorded active, locked (to
-    /// disable it).
-    fn lock_active_emergency_grants_of(
-        &mut self,
-        principal: &PrincipalId,
-    ) -> impl Future<Output = Result<Vec<Locked<Grant>>, StoreError>> + Send;
-    /// Requests, newest first.
-    fn requests(
-        &mut self,
-        filter: &RequestFilter,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<AccessRequest>, StoreError>> + Send;
-    /// Up to `limit` requests due for the sweeper at `now`: pending past
-    /// their TTL, or approved with a grant that has run out. Locked; on
-    /// PostgreSQL, rows another node is sweeping are skipped.
-    fn lock_due_requests(
-        &mut self,
-        now: Timestamp,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<Locked<AccessRequest>>, StoreError>> + Send;
-
-    /// How many requests are in each (stored) state.
-    fn count_requests_by_status(
-        &mut self,
-    ) -> impl Future<Output = Result<Vec<(RequestStatus, i64)>, StoreError>> + Send;
-
-    /// The tenants with a request of `level` pending at `now` (and not past
-    /// its TTL) or a grant of it active (not revoked, ended or run out), in
-    /// id order: those a redefinition of the level concerns.
-    fn tenants_using_level(
-        &mut self,
-        level: &AccessLevelName,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<TenantId>, StoreError>> + Send;
-
-    /// Locks `operator`'s row until the transaction ends, so that the
-    /// operator's requests and emergency grants are made one at a time and
-    /// each counts ([`Requests::open_counts`]) what the one before made: two
-    /// cannot both count below a limit and both pass it. (On PostgreSQL;
-    /// SQLite's writer already excludes every other.) Take it first, before
-    /// the case and the tenant.
-    fn lock_requester(
-        &mut self,
-        operator: &PrincipalId,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// What `operator` has open in `tenant`, and `case` has, at `now`: its
-    /// requests still pending and not past their TTL, the case's, and its
-    /// grants not revoked, ended or run out (the policy's fan-out limits).
-    /// Under [`Requests::lock_requester`].
-    fn open_counts(
-        &mut self,
-        tenant: &TenantId,
-        operator: &PrincipalId,
-        case: Option<&CaseId>,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<OpenCounts, StoreError>> + Send;
-
-    /// Stores an emergency grant.
-    fn insert_grant(
-        &mut self,
-        grant: &Grant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A grant.
-    fn grant(
-        &mut self,
-        id: &GrantId,
-    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
-    /// The grants of `ids` that exist, in any order: a few statements for
-    /// many grants.
-    fn grants_by_id(
-        &mut self,
-        ids: &[GrantId],
-    ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
-    /// A grant, locked for a change (emergency grants; a request's grant
-    /// changes with its request).
-    fn lock_grant(
-        &mut self,
-        id: &GrantId,
-    ) -> impl Future<Output = Result<Locked<Grant>, StoreError>> + Send;
-    /// Saves a locked grant.
-    fn save_grant(
-        &mut self,
-        grant: Locked<Grant>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Grants, newest first.
-    fn grants(
-        &mut self,
-        filter: &GrantFilter,
-        page: &PageRequest,
-    ) -> impl Future<Output = Result<Page<Grant>, StoreError>> + Send;
-    /// Every grant that allows something at `now` or later: not revoked or
-    /// ended, and not run out.
-    fn active_grants(
-        &mut self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<Grant>, StoreError>> + Send;
-    /// Grants in any state whose end is after `since` (what the
-    /// enforcement index holds), a page at a time from the cursor `after`
-    /// (`None` for the first), in the order the table stores them: the
-    /// index loads them page by page. A page holds up to `limit` grants on
-    /// SQLite, and the grants of a range of blocks meant to hold about that
-    /// many on PostgreSQL (possibly none, while `next_cursor` says more
-    /// follow).
-    fn grants_ending_after(
-        &mut self,
-        since: Timestamp,
-        after: Option<&str>,
-        limit: u32,
-    ) -> impl Future<Output = Result<Page<Grant>, StoreError>> + Send;
-    /// Up to `limit` emergency grants whose time is over but whose end is
-    /// not yet recorded. Locked, skipping rows another node holds.
-    fn lock_due_grants(
-        &mut self,
-        now: Timestamp,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<Locked<Grant>>, StoreError>> + Send;
 }
 
 const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
@@ -671,8 +519,10 @@ impl Tx {
     }
 }
 
-impl Requests for Tx {
-    async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+/// Access requests and grants.
+impl Tx {
+    /// Stores a new request, with its grant if the system approved it.
+    pub async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
@@ -713,7 +563,8 @@ impl Requests for Tx {
         Ok(())
     }
 
-    async fn request(&mut self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+    /// A request.
+    pub async fn request(&mut self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
         let sql = format!("{} WHERE r.id = $1", request_select(self.backend()));
         Ok(self
             .fetch_requests(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
@@ -721,14 +572,19 @@ impl Requests for Tx {
             .pop())
     }
 
-    async fn lock_request(&mut self, id: &RequestId) -> Result<Locked<AccessRequest>, StoreError> {
+    /// A request, locked for a transition.
+    pub async fn lock_request(
+        &mut self,
+        id: &RequestId,
+    ) -> Result<Locked<AccessRequest>, StoreError> {
         self.lock_requests_where("r.id = $1", vec![Arg::Text(id.to_string())], false)
             .await?
             .pop()
             .ok_or_else(|| StoreError::not_found("request", id))
     }
 
-    async fn save_request(&mut self, request: Locked<AccessRequest>) -> Result<(), StoreError> {
+    /// Saves a locked request: its state, new approvals, and its grant.
+    pub async fn save_request(&mut self, request: Locked<AccessRequest>) -> Result<(), StoreError> {
         let (before, r) = self.unlock(request)?;
         if before == r {
             return Ok(());
@@ -773,7 +629,9 @@ impl Requests for Tx {
         Ok(())
     }
 
-    async fn lock_open_requests_of_case(
+    /// The pending and approved requests of a case, locked (to close or
+    /// reassign it).
+    pub async fn lock_open_requests_of_case(
         &mut self,
         case: &CaseId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
@@ -785,7 +643,9 @@ impl Requests for Tx {
         .await
     }
 
-    async fn lock_open_requests_of_requester(
+    /// The pending and approved requests a principal made, locked (to
+    /// disable it).
+    pub async fn lock_open_requests_of_requester(
         &mut self,
         requester: &PrincipalId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
@@ -797,23 +657,8 @@ impl Requests for Tx {
         .await
     }
 
-    async fn lock_active_emergency_grants_of(
-        &mut self,
-        principal: &PrincipalId,
-    ) -> Result<Vec<Locked<Grant>>, StoreError> {
-        let sql = self.locking(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE principal_id = $1 AND state = 'active' \
-             AND request_id IS NULL ORDER BY id"
-        ));
-        let rows = self
-            .all(sqlx::query(sql).bind(principal.as_str().to_owned()))
-            .await?;
-        rows.iter()
-            .map(|r| grant_of(r, "").and_then(|g| self.locked(g)))
-            .collect()
-    }
-
-    async fn requests(
+    /// Requests, newest first.
+    pub async fn requests(
         &mut self,
         filter: &RequestFilter,
         page: &PageRequest,
@@ -825,7 +670,10 @@ impl Requests for Tx {
         Ok(Page::from_rows(items, page, |r| r.id.to_string()))
     }
 
-    async fn lock_due_requests(
+    /// Up to `limit` requests due for the sweeper at `now`: pending past
+    /// their TTL, or approved with a grant that has run out. Locked; on
+    /// PostgreSQL, rows another node is sweeping are skipped.
+    pub async fn lock_due_requests(
         &mut self,
         now: Timestamp,
         limit: u32,
@@ -854,7 +702,10 @@ impl Requests for Tx {
         Ok(due)
     }
 
-    async fn count_requests_by_status(&mut self) -> Result<Vec<(RequestStatus, i64)>, StoreError> {
+    /// How many requests are in each (stored) state.
+    pub async fn count_requests_by_status(
+        &mut self,
+    ) -> Result<Vec<(RequestStatus, i64)>, StoreError> {
         let rows = self
             .all(sqlx::query(
                 "SELECT status, COUNT(*) AS n FROM requests GROUP BY status ORDER BY status",
@@ -865,7 +716,10 @@ impl Requests for Tx {
             .collect()
     }
 
-    async fn tenants_using_level(
+    /// The tenants with a request of `level` pending at `now` (and not past
+    /// its TTL) or a grant of it active (not revoked, ended or run out), in
+    /// id order: those a redefinition of the level concerns.
+    pub async fn tenants_using_level(
         &mut self,
         level: &AccessLevelName,
         now: Timestamp,
@@ -891,7 +745,13 @@ impl Requests for Tx {
         rows.iter().map(|r| r.parsed("tenant_id")).collect()
     }
 
-    async fn lock_requester(&mut self, operator: &PrincipalId) -> Result<(), StoreError> {
+    /// Locks `operator`'s row until the transaction ends, so that the
+    /// operator's requests and emergency grants are made one at a time and
+    /// each counts ([`Tx::open_counts`]) what the one before made: two
+    /// cannot both count below a limit and both pass it. (On PostgreSQL;
+    /// SQLite's writer already excludes every other.) Take it first, before
+    /// the case and the tenant.
+    pub async fn lock_requester(&mut self, operator: &PrincipalId) -> Result<(), StoreError> {
         let sql = self.locking("SELECT id FROM principals WHERE id = $1");
         self.optional(sqlx::query(sql).bind(operator.as_str().to_owned()))
             .await?
@@ -899,7 +759,11 @@ impl Requests for Tx {
         Ok(())
     }
 
-    async fn open_counts(
+    /// What `operator` has open in `tenant`, and `case` has, at `now`: its
+    /// requests still pending and not past their TTL, the case's, and its
+    /// grants not revoked, ended or run out (the policy's fan-out limits).
+    /// Under [`Tx::lock_requester`].
+    pub async fn open_counts(
         &mut self,
         tenant: &TenantId,
         operator: &PrincipalId,
@@ -939,187 +803,5 @@ impl Requests for Tx {
             pending_in_case: count("in_case")?,
             active_grants: count("grants")?,
         })
-    }
-
-    async fn insert_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
-        self.audited_write()?;
-        self.write_new_grant(g).await
-    }
-
-    async fn grant(&mut self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
-        let row = self
-            .optional(sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()))
-            .await?;
-        row.as_ref().map(|r| grant_of(r, "")).transpose()
-    }
-
-    async fn grants_by_id(&mut self, ids: &[GrantId]) -> Result<Vec<Grant>, StoreError> {
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let select = format!("SELECT {GRANT_COLUMNS} FROM grants");
-        rows_by_id(self, &select, &ids)
-            .await?
-            .iter()
-            .map(|r| grant_of(r, ""))
-            .collect()
-    }
-
-    async fn lock_grant(&mut self, id: &GrantId) -> Result<Locked<Grant>, StoreError> {
-        let sql = self.locking(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"));
-        let row = self
-            .optional(sqlx::query(sql).bind(id.to_string()))
-            .await?
-            .ok_or_else(|| StoreError::not_found("grant", id))?;
-        self.locked(grant_of(&row, "")?)
-    }
-
-    async fn save_grant(&mut self, grant: Locked<Grant>) -> Result<(), StoreError> {
-        let (before, g) = self.unlock(grant)?;
-        if before.id != g.id {
-            return Err(StoreError::corrupt(format!(
-                "grant {} was swapped for {}",
-                before.id, g.id
-            )));
-        }
-        if let Some(request) = g.request {
-            // Its state lives with its request's: saving it alone would
-            // leave the request contradicting it.
-            return Err(StoreError::corrupt(format!(
-                "grant {} belongs to request {request}; save the request",
-                g.id
-            )));
-        }
-        if before == g {
-            return Ok(());
-        }
-        self.audited_write()?;
-        self.write_grant_state(&g).await
-    }
-
-    async fn grants(
-        &mut self,
-        filter: &GrantFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Grant>, StoreError> {
-        let (sql, args) = grants_list(filter, page);
-        let rows = self
-            .all(bind_all(sqlx::query(AssertSqlSafe(sql)), args))
-            .await?;
-        let items = rows
-            .iter()
-            .map(|r| grant_of(r, ""))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(items, page, |g| g.id.to_string()))
-    }
-
-    async fn active_grants(&mut self, now: Timestamp) -> Result<Vec<Grant>, StoreError> {
-        let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'active' AND not_after_us > $1"
-        );
-        let rows = self
-            .all(sqlx::query(AssertSqlSafe(sql)).bind(micros(now)))
-            .await?;
-        rows.iter().map(|r| grant_of(r, "")).collect()
-    }
-
-    async fn grants_ending_after(
-        &mut self,
-        since: Timestamp,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<Grant>, StoreError> {
-        // The cursor is opaque. Both backends walk the table in the order
-        // its pages are stored, with no index lookups: SQLite by rowid,
-        // PostgreSQL by ranges of blocks (a TID range scan).
-        let limit = i64::from(limit.max(1));
-        let start: i64 = match after {
-            Some(a) => parse_text("cursor", a)?,
-            None => 0,
-        };
-        let mut actions = ActionSets::default();
-        match self.backend() {
-            Backend::Sqlite => {
-                // The page as one JSON document: reading rows one by one
-                // through the driver costs several times more.
-                let sql = format!(
-                    "SELECT json_group_array(json_array({GRANT_COLUMNS})) AS page, \
-                     count(*) AS n, max(rowid) AS last \
-                     FROM (SELECT rowid, {GRANT_COLUMNS} FROM grants \
-                           WHERE +not_after_us > $1 AND rowid > $2 ORDER BY rowid LIMIT $3)"
-                );
-                let q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(micros(since))
-                    .bind(start)
-                    .bind(limit);
-                let row = self.one(q).await?;
-                let full = row.int("n")? >= limit;
-                let last = row.opt_int("last")?;
-                let text = row.text("page")?;
-                let columns: Vec<GrantColumns> = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::corrupt(format!("a page of grants: {e}")))?;
-                let items = columns
-                    .into_iter()
-                    .map(|c| c.into_grant(Some(&mut actions)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Page {
-                    items,
-                    next_cursor: last.filter(|_| full).map(|l| l.to_string()),
-                })
-            }
-            Backend::Postgres => {
-                // About sixteen grants fit in a block of 8 KiB.
-                let end = start.saturating_add((limit / 16).max(1));
-                let blocks = self
-                    .one(sqlx::query(
-                        "SELECT pg_relation_size('grants') / \
-                         current_setting('block_size')::bigint AS blocks",
-                    ))
-                    .await?
-                    .int("blocks")?;
-                let sql = format!(
-                    "SELECT {GRANT_COLUMNS} FROM grants WHERE not_after_us > $1 \
-                     AND ctid >= format('(%s,0)', $2::bigint)::tid \
-                     AND ctid < format('(%s,0)', $3::bigint)::tid"
-                );
-                let q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(micros(since))
-                    .bind(start)
-                    .bind(end);
-                let items = self
-                    .all(q)
-                    .await?
-                    .iter()
-                    .map(|r| GrantColumns::of_row(r, "")?.into_grant(Some(&mut actions)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Page {
-                    items,
-                    next_cursor: (end < blocks).then(|| end.to_string()),
-                })
-            }
-        }
-    }
-
-    async fn lock_due_grants(
-        &mut self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Locked<Grant>>, StoreError> {
-        let sql = self.locking_skip(
-            &format!(
-                "SELECT {GRANT_COLUMNS} FROM grants g WHERE state = 'active' AND request_id IS NULL \
-                 AND not_after_us <= $1 ORDER BY not_after_us LIMIT $2"
-            ),
-            "g",
-        );
-        let rows = self
-            .all(
-                sqlx::query(sql)
-                    .bind(micros(now))
-                    .bind(i64::from(limit.max(1))),
-            )
-            .await?;
-        rows.iter()
-            .map(|r| grant_of(r, "").and_then(|g| self.locked(g)))
-            .collect()
     }
 }
