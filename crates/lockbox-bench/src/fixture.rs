@@ -53,13 +53,13 @@ use lockbox_core::access::ActionSet;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{CaseTitle, Description, DisplayName, Email, Justification, Reason};
 use lockbox_core::{
-    AccessLevel, AccessLevelName, AccessRequest, Action, AuditEvent, CaseId, Chain, ChainHead,
-    CheckOutcome, CheckReason, Grant, GrantId, GrantState, PendingEvent, PolicySettings, Principal,
-    PrincipalId, ProviderAdmin, RequestDraft, RequestFacts, RequestId, Role, RoleAssignment,
-    RoleAssignmentId, Scope, Severity, SupportCase, SystemClock, Tenant, TenantAdmin, TenantPolicy,
-    Timestamp,
+    AccessLevel, AccessLevelName, AccessRequest, Action, CaseId, Chain, ChainHead, CheckOutcome,
+    CheckReason, Grant, GrantId, GrantState, PendingEvent, PolicySettings, Principal, PrincipalId,
+    ProviderAdmin, RequestDraft, RequestFacts, RequestId, Role, RoleAssignment, RoleAssignmentId,
+    Scope, Severity, SupportCase, SystemClock, Tenant, TenantAdmin, TenantPolicy, Timestamp,
 };
 use lockbox_server::{auth, bootstrap};
+use lockbox_store::bulk::{self, Row, Table, Value};
 use lockbox_store::testing::with_database;
 use lockbox_store::{Backend, Store};
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
@@ -174,40 +174,15 @@ fn parsed<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }
 
-/// One column value.
-#[derive(Debug, Clone)]
-enum V {
-    T(String),
-    I(i64),
-    B(Vec<u8>),
-    N,
-}
-
-type Row = Vec<V>;
-
 /// The tables the bulk step writes, in the order they are flushed (parents
-/// first).
-const TABLES: [(&str, &str); 5] = [
-    (
-        "cases",
-        "id, tenant_id, resource, title, severity, status, assigned_to, created_at_us, created_by, closed_at_us, closed_by",
-    ),
-    (
-        "requests",
-        "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us",
-    ),
-    (
-        "approvals",
-        "request_id, approver, position, reason, at_us, duration_hours",
-    ),
-    (
-        "grants",
-        "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, not_after_us, state, revoked_by, revoke_reason, revoked_at_us, ended_at_us, emergency",
-    ),
-    (
-        "audit_events",
-        "chain, seq, at_us, actor, kind, subject, data, prev_hash, hash",
-    ),
+/// first): the store's own column lists, filled with rows the store encodes
+/// ([`lockbox_store::bulk`]).
+const TABLES: [Table; 5] = [
+    bulk::CASES,
+    bulk::REQUESTS,
+    bulk::APPROVALS,
+    bulk::GRANTS,
+    bulk::EVENTS,
 ];
 const CASES: usize = 0;
 const REQUESTS: usize = 1;
@@ -215,147 +190,9 @@ const APPROVALS: usize = 2;
 const GRANTS: usize = 3;
 const EVENTS: usize = 4;
 
-fn us(t: Timestamp) -> i64 {
-    t.timestamp_micros()
-}
-
-fn opt_us(t: Option<Timestamp>) -> V {
-    t.map_or(V::N, |t| V::I(us(t)))
-}
-
-fn opt_text(s: Option<&str>) -> V {
-    s.map_or(V::N, |s| V::T(s.to_owned()))
-}
-
-fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).expect("JSON of a domain value")
-}
-
-fn case_row(c: &SupportCase) -> Row {
-    vec![
-        V::T(c.id.to_string()),
-        V::T(c.tenant.as_str().to_owned()),
-        V::T(c.resource.to_string()),
-        V::T(c.title.as_str().to_owned()),
-        V::T(
-            match c.severity {
-                Severity::A => "A",
-                Severity::B => "B",
-                Severity::C => "C",
-            }
-            .to_owned(),
-        ),
-        V::T(
-            match c.status {
-                lockbox_core::CaseStatus::Open => "open",
-                lockbox_core::CaseStatus::Closed => "closed",
-            }
-            .to_owned(),
-        ),
-        opt_text(c.assigned_to.as_ref().map(PrincipalId::as_str)),
-        V::I(us(c.created_at)),
-        V::T(c.created_by.as_str().to_owned()),
-        opt_us(c.closed_at),
-        opt_text(c.closed_by.as_ref().map(PrincipalId::as_str)),
-    ]
-}
-
-fn request_row(r: &AccessRequest) -> Row {
-    vec![
-        V::T(r.id.to_string()),
-        V::T(r.tenant.as_str().to_owned()),
-        V::T(r.case.to_string()),
-        V::T(r.requester.as_str().to_owned()),
-        V::T(r.resource.to_string()),
-        V::T(r.access_level.as_str().to_owned()),
-        V::T(json(&r.actions)),
-        V::I(i64::from(r.duration_hours)),
-        V::T(r.justification.as_str().to_owned()),
-        V::T(r.status.as_str().to_owned()),
-        V::I(us(r.created_at)),
-        V::I(us(r.expires_at)),
-        V::I(i64::from(r.required_approvals)),
-        V::I(i64::from(r.decided_by_system)),
-        opt_text(r.denial.as_ref().map(|d| d.by.as_str())),
-        opt_text(r.denial.as_ref().map(|d| d.reason.as_str())),
-        opt_us(r.denial.as_ref().map(|d| d.at)),
-        opt_text(r.cancellation.as_ref().map(|c| c.by.as_str())),
-        opt_text(
-            r.cancellation
-                .as_ref()
-                .and_then(|c| c.reason.as_ref().map(|x| x.as_str())),
-        ),
-        opt_us(r.cancellation.as_ref().map(|c| c.at)),
-    ]
-}
-
-fn approval_rows(r: &AccessRequest) -> Vec<Row> {
-    r.approvals
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            vec![
-                V::T(r.id.to_string()),
-                V::T(a.approver.as_str().to_owned()),
-                V::I(i as i64),
-                V::T(a.reason.as_str().to_owned()),
-                V::I(us(a.at)),
-                a.duration_hours.map_or(V::N, |h| V::I(i64::from(h))),
-            ]
-        })
-        .collect()
-}
-
-fn grant_row(g: &Grant) -> Row {
-    let (state, by, reason, at, ended) = match &g.state {
-        GrantState::Active => ("active", V::N, V::N, V::N, V::N),
-        GrantState::Revoked(r) => (
-            "revoked",
-            V::T(r.by.as_str().to_owned()),
-            V::T(r.reason.as_str().to_owned()),
-            V::I(us(r.at)),
-            V::N,
-        ),
-        GrantState::Ended { at } => ("ended", V::N, V::N, V::N, V::I(us(*at))),
-    };
-    vec![
-        V::T(g.id.to_string()),
-        opt_text(g.request.map(|r| r.to_string()).as_deref()),
-        V::T(g.tenant.as_str().to_owned()),
-        V::T(g.principal.as_str().to_owned()),
-        V::T(g.scope.to_string()),
-        V::T(g.access_level.as_str().to_owned()),
-        V::T(json(&g.actions)),
-        V::I(us(g.not_before)),
-        V::I(us(g.not_after)),
-        V::T(state.to_owned()),
-        by,
-        reason,
-        at,
-        ended,
-        V::I(i64::from(g.emergency)),
-    ]
-}
-
-fn chain_key(chain: &Chain) -> String {
-    match chain {
-        Chain::Provider => "(provider)".to_owned(),
-        Chain::Tenant(t) => t.as_str().to_owned(),
-    }
-}
-
-fn event_row(e: &AuditEvent) -> Row {
-    vec![
-        V::T(chain_key(&e.chain)),
-        V::I(e.seq as i64),
-        V::I(us(e.at)),
-        V::T(e.actor.as_str().to_owned()),
-        V::T(e.kind.clone()),
-        V::T(e.subject.clone()),
-        V::T(json(&e.data)),
-        V::B(e.prev_hash.0.to_vec()),
-        V::B(e.hash.0.to_vec()),
-    ]
+/// A row the store could not encode.
+fn encode(e: lockbox_store::StoreError) -> String {
+    format!("cannot encode a row: {e}")
 }
 
 /// One tenant's rows, in insert order.
@@ -552,11 +389,11 @@ fn make_tenant(
                 }
             }
         }
-        batch.rows[CASES].push(case_row(&case));
-        batch.rows[REQUESTS].push(request_row(&request));
-        batch.rows[APPROVALS].extend(approval_rows(&request));
+        batch.rows[CASES].push(bulk::case_row(&case));
+        batch.rows[REQUESTS].push(bulk::request_row(&request).map_err(encode)?);
+        batch.rows[APPROVALS].extend(bulk::approval_rows(&request).map_err(encode)?);
         if let Some(grant) = &request.grant {
-            batch.rows[GRANTS].push(grant_row(grant));
+            batch.rows[GRANTS].push(bulk::grant_row(grant).map_err(encode)?);
             if matches!(grant.state, GrantState::Active) {
                 active.push((
                     grant.principal.clone(),
@@ -587,7 +424,7 @@ fn make_tenant(
         )
         .map_err(domain)?;
         events.extend(evs);
-        batch.rows[GRANTS].push(grant_row(&grant));
+        batch.rows[GRANTS].push(bulk::grant_row(&grant).map_err(encode)?);
         active.push((
             grant.principal.clone(),
             grant.scope.clone(),
@@ -638,7 +475,7 @@ fn make_tenant(
             .seal(e)
             .map_err(|e| format!("tenant {t}: cannot seal: {e}"))?
             .into_event();
-        batch.rows[EVENTS].push(event_row(&sealed));
+        batch.rows[EVENTS].push(bulk::event_row(&sealed).map_err(encode)?);
     }
     batch.head = Some(head);
     batch.active = active.len() as u64;
@@ -681,7 +518,7 @@ impl Sink {
         if rows.is_empty() {
             return Ok(());
         }
-        let (name, columns) = TABLES[table];
+        let Table { name, columns } = TABLES[table];
         let ncols = columns.split(',').count();
         match self {
             Self::Sqlite(conn) => {
@@ -706,10 +543,10 @@ impl Sink {
                     for row in chunk {
                         for v in row {
                             q = match v {
-                                V::T(s) => q.bind(s),
-                                V::I(i) => q.bind(i),
-                                V::B(b) => q.bind(b),
-                                V::N => q.bind(Option::<i64>::None),
+                                Value::Text(s) => q.bind(s),
+                                Value::Int(i) => q.bind(i),
+                                Value::Bytes(b) => q.bind(b),
+                                Value::Null => q.bind(Option::<i64>::None),
                             };
                         }
                     }
@@ -726,18 +563,18 @@ impl Sink {
                             data.push(b'\t');
                         }
                         match v {
-                            V::T(s) => copy_escape(&mut data, s),
-                            V::I(i) => {
+                            Value::Text(s) => copy_escape(&mut data, s),
+                            Value::Int(i) => {
                                 let _ = write!(ByteWriter(&mut data), "{i}");
                             }
-                            V::B(b) => {
+                            Value::Bytes(b) => {
                                 data.extend_from_slice(b"\\\\x");
                                 for byte in b {
                                     data.push(HEX[usize::from(byte >> 4)]);
                                     data.push(HEX[usize::from(byte & 15)]);
                                 }
                             }
-                            V::N => data.extend_from_slice(b"\\N"),
+                            Value::Null => data.extend_from_slice(b"\\N"),
                         }
                     }
                     data.push(b'\n');
@@ -1151,8 +988,8 @@ pub async fn generate(url: &str, scale: &Scale, progress: bool) -> Result<Genera
 
     let mut stats: Vec<TableStat> = TABLES
         .iter()
-        .map(|(name, _)| TableStat {
-            table: name,
+        .map(|t| TableStat {
+            table: t.name,
             rows: 0,
             time: Duration::ZERO,
         })
@@ -1186,10 +1023,10 @@ pub async fn generate(url: &str, scale: &Scale, progress: bool) -> Result<Genera
                 batch.rows[REQUESTS].len() as u64,
                 batch.rows[GRANTS].len() as u64,
             );
-            if let Some(V::T(scope)) = batch.rows[GRANTS].first().and_then(|g| g.get(4)) {
+            if let Some(Value::Text(scope)) = batch.rows[GRANTS].first().and_then(|g| g.get(4)) {
                 world.held = scope.clone();
             }
-            if let Some(V::T(holder)) = batch.rows[GRANTS].first().and_then(|g| g.get(3)) {
+            if let Some(Value::Text(holder)) = batch.rows[GRANTS].first().and_then(|g| g.get(3)) {
                 world.holder = holder.clone();
             }
         }
@@ -1255,7 +1092,7 @@ pub async fn generate(url: &str, scale: &Scale, progress: bool) -> Result<Genera
             let stored: HashMap<String, (i64, Vec<u8>)> =
                 rows.into_iter().map(|(c, s, h)| (c, (s, h))).collect();
             for h in &heads {
-                let key = chain_key(&h.chain);
+                let key = bulk::chain_column(&h.chain);
                 match stored.get(&key) {
                     Some((seq, hash)) if *seq == h.seq as i64 && hash[..] == h.hash.0[..] => {}
                     _ => return Err(format!("the head of chain {key} is not the sealed one")),
@@ -1276,15 +1113,15 @@ pub async fn generate(url: &str, scale: &Scale, progress: bool) -> Result<Genera
                 .iter()
                 .map(|h| {
                     vec![
-                        V::T(chain_key(&h.chain)),
-                        V::I(h.seq as i64),
-                        V::B(h.hash.0.to_vec()),
+                        Value::Text(bulk::chain_column(&h.chain)),
+                        Value::Int(h.seq as i64),
+                        Value::Bytes(h.hash.0.to_vec()),
                     ]
                 })
                 .collect();
             let mut data = Vec::new();
             for row in &rows {
-                if let [V::T(c), V::I(s), V::B(b)] = &row[..] {
+                if let [Value::Text(c), Value::Int(s), Value::Bytes(b)] = &row[..] {
                     copy_escape(&mut data, c);
                     let _ = write!(ByteWriter(&mut data), "\t{s}\t\\\\x");
                     for byte in b {

@@ -69,7 +69,8 @@ impl Default for EventQuery {
     }
 }
 
-const EVENT_COLUMNS: &str = "chain, seq, at_us, actor, kind, subject, data, prev_hash, hash";
+pub(crate) const EVENT_COLUMNS: &str =
+    "chain, seq, at_us, actor, kind, subject, data, prev_hash, hash";
 
 fn event_of(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let data: Map<String, Value> = row.json("data")?;
@@ -109,7 +110,7 @@ fn checkpoint_of(row: &AnyRow) -> Result<Checkpoint, StoreError> {
     })
 }
 
-fn seq_param(seq: u64) -> Result<i64, StoreError> {
+pub(crate) fn seq_param(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::corrupt("sequence number overflow"))
 }
 

@@ -23,9 +23,9 @@ pub struct CaseFilter {
     pub status: Option<CaseStatus>,
 }
 
-const CASE_COLUMNS: &str = "id, tenant_id, resource, title, severity, status, assigned_to, created_at_us, created_by, closed_at_us, closed_by";
+pub(crate) const CASE_COLUMNS: &str = "id, tenant_id, resource, title, severity, status, assigned_to, created_at_us, created_by, closed_at_us, closed_by";
 
-fn severity_text(s: Severity) -> &'static str {
+pub(crate) fn severity_text(s: Severity) -> &'static str {
     match s {
         Severity::A => "A",
         Severity::B => "B",
@@ -33,7 +33,7 @@ fn severity_text(s: Severity) -> &'static str {
     }
 }
 
-fn status_text(s: CaseStatus) -> &'static str {
+pub(crate) fn status_text(s: CaseStatus) -> &'static str {
     match s {
         CaseStatus::Open => "open",
         CaseStatus::Closed => "closed",

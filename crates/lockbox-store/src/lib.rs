@@ -34,6 +34,8 @@
 //! commit.
 
 mod audit;
+#[cfg(feature = "bulk")]
+pub mod bulk;
 mod cases;
 mod changes;
 mod channels;

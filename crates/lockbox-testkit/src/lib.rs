@@ -649,4 +649,20 @@ impl Contoso {
             .await
             .expect("create request")
     }
+
+    /// sam asks (as [`Contoso::request`]) and olivia approves: the request
+    /// as the approval answered it, its grant running.
+    pub async fn approved(
+        &self,
+        resource: &str,
+        level: &str,
+        hours: Option<u32>,
+    ) -> api::AccessRequest {
+        let asked = self.request(resource, level, hours).await;
+        self.olivia
+            .client
+            .approve(&asked.id, "ok", None)
+            .await
+            .expect("approve")
+    }
 }

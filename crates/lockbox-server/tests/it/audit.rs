@@ -588,13 +588,7 @@ async fn every_documented_kind_lands_with_its_actor(server: TestServer) {
         .cancel(&canceled.id, Some("fixed it"))
         .await
         .unwrap();
-    let revoked = world.request(Contoso::VM, "Reader", None).await;
-    world
-        .olivia
-        .client
-        .approve(&revoked.id, "ok", None)
-        .await
-        .unwrap();
+    let revoked = world.approved(Contoso::VM, "Reader", None).await;
     world
         .gate
         .client
@@ -609,13 +603,7 @@ async fn every_documented_kind_lands_with_its_actor(server: TestServer) {
         .await
         .unwrap();
     let expiring = world.request(Contoso::VM, "Reader", None).await;
-    let ending = world.request(Contoso::VM, "Reader", Some(1)).await;
-    world
-        .olivia
-        .client
-        .approve(&ending.id, "ok", None)
-        .await
-        .unwrap();
+    world.approved(Contoso::VM, "Reader", Some(1)).await;
     erin.client
         .emergency_access(&api::EmergencyAccess {
             resource: Contoso::VM.into(),

@@ -233,13 +233,7 @@ async fn revoke_and_case_close_deny_at_once(server: TestServer) {
     let after = check(&world, "sam", Contoso::VM, READ).await;
     assert_eq!((after.allowed, after.reason.as_str()), (false, "revoked"));
 
-    let again = world.request(Contoso::VM, "Reader", None).await;
-    world
-        .olivia
-        .client
-        .approve(&again.id, "ok", None)
-        .await
-        .unwrap();
+    world.approved(Contoso::VM, "Reader", None).await;
     assert!(check(&world, "sam", Contoso::VM, READ).await.allowed);
     world.olivia.client.close_case(&world.case).await.unwrap();
     let closed = check(&world, "sam", Contoso::VM, READ).await;
@@ -818,13 +812,7 @@ async fn two_nodes_agree_on_grants_and_revokes() {
     let gate_b = b.client(&world.gate.token);
     let bound = Duration::from_secs(5);
     for round in 0..5 {
-        let request = world.request(Contoso::VM, "Reader", None).await;
-        world
-            .olivia
-            .client
-            .approve(&request.id, "ok", None)
-            .await
-            .unwrap();
+        let request = world.approved(Contoso::VM, "Reader", None).await;
         // Approved on A: B allows once it has heard.
         let started = Instant::now();
         while !gate_b

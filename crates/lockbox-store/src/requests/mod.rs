@@ -72,10 +72,12 @@ pub struct GrantFilter {
     pub active_at: Option<Timestamp>,
 }
 
-const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
+pub(crate) const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
      denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us";
-const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
+pub(crate) const APPROVAL_COLUMNS: &str =
+    "request_id, approver, position, reason, at_us, duration_hours";
+pub(crate) const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
      not_after_us, state, revoked_by, revoke_reason, revoked_at_us, ended_at_us, emergency";
 
 /// `SELECT` of requests (aliased `r`) with their grant (outer-joined,
@@ -365,7 +367,7 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
     Ok(AccessRequest::restore(record)?)
 }
 
-type GrantStateColumns = (
+pub(crate) type GrantStateColumns = (
     &'static str,
     Option<String>,
     Option<String>,
@@ -373,7 +375,7 @@ type GrantStateColumns = (
     Option<i64>,
 );
 
-fn grant_state_columns(g: &Grant) -> GrantStateColumns {
+pub(crate) fn grant_state_columns(g: &Grant) -> GrantStateColumns {
     match &g.state {
         GrantState::Active => ("active", None, None, None, None),
         GrantState::Revoked(r) => (
@@ -455,10 +457,9 @@ impl Tx {
             let position =
                 i64::try_from(first + i).map_err(|_| StoreError::corrupt("too many approvals"))?;
             self.run(
-                sqlx::query(
-                    "INSERT INTO approvals (request_id, approver, position, reason, at_us, duration_hours) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                )))
                 .bind(id.to_string())
                 .bind(a.approver.as_str().to_owned())
                 .bind(position)

@@ -53,13 +53,7 @@ fn text(out: &Output) -> String {
 /// A world with some history: a request approved, checks, a revoke.
 async fn world_with_history(server: &TestServer) -> Contoso {
     let world = Contoso::seed(server).await;
-    let request = world.request(Contoso::VM, "Reader", None).await;
-    world
-        .olivia
-        .client
-        .approve(&request.id, "ok", None)
-        .await
-        .unwrap();
+    let request = world.approved(Contoso::VM, "Reader", None).await;
     for _ in 0..3 {
         world
             .gate
