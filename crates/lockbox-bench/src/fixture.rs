@@ -58,7 +58,8 @@ use lockbox_core::{
     ProviderAdmin, RequestDraft, RequestFacts, RequestId, Role, RoleAssignment, RoleAssignmentId,
     Scope, Severity, SupportCase, SystemClock, Tenant, TenantAdmin, TenantPolicy, Timestamp,
 };
-use lockbox_server::{auth, bootstrap};
+use lockbox_server::auth;
+use lockbox_server::service::bootstrap;
 use lockbox_store::bulk::{self, Row, Table, Value};
 use lockbox_store::testing::with_database;
 use lockbox_store::{Backend, Store};

@@ -131,6 +131,18 @@ pub fn see_case(c: &Caller, case: &SupportCase) -> Result<(), ServiceError> {
     }
 }
 
+/// Permission to act on a case as its operator: only the operator it is
+/// assigned to; for anyone else it does not exist (as `GET
+/// /v1/cases/{id}` says), so no later refusal may tell them whom it is
+/// assigned to or whether it is open.
+pub fn case_assignee(c: &Caller, case: &SupportCase) -> Result<(), ServiceError> {
+    if case.assigned_to.as_ref() == Some(c.id()) {
+        Ok(())
+    } else {
+        Err(ServiceError::not_found(format!("case {}", case.id)))
+    }
+}
+
 /// Permission to see a request.
 pub fn see_request(c: &Caller, r: &AccessRequest) -> Result<(), ServiceError> {
     if c.is_admin() || &r.requester == c.id() || c.has_role_over(&r.tenant, &r.resource, |_| true) {

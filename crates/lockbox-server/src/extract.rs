@@ -23,6 +23,7 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::auth::Caller;
 pub use crate::client_addr::ClientAddr;
+use crate::service::IDEMPOTENCY_HOURS;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -177,10 +178,6 @@ impl FromRequestParts<AppState> for IdempotencyKey {
         Ok(Self(Some(key.to_owned())))
     }
 }
-
-/// How long a key's first response is replayed (and kept: the sweeper
-/// purges older ones).
-pub(crate) const IDEMPOTENCY_HOURS: i64 = 24;
 
 /// An idempotent creation under way: replays the first response to a
 /// repeated request, and records the response to a new one in the creating

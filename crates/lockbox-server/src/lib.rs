@@ -16,7 +16,6 @@ pub mod access_token;
 pub mod audit_log;
 pub mod auth;
 pub mod authz;
-pub mod bootstrap;
 pub mod client_addr;
 pub mod config;
 pub mod enforce;

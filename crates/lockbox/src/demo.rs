@@ -12,7 +12,8 @@ use lockbox_core::audit::export::ExportVerifier;
 use lockbox_core::{Chain, Clock, PublicKey, SystemClock, TenantId};
 use lockbox_server::config::Config;
 use lockbox_server::serve::{self, Server};
-use lockbox_server::{access_token, bootstrap, notify};
+use lockbox_server::service::bootstrap;
+use lockbox_server::{access_token, notify};
 
 use crate::CliError;
 

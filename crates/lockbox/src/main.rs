@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use lockbox_core::{Clock, SystemClock};
-use lockbox_server::bootstrap;
 use lockbox_server::config::{Config, LogFormat, redact_url};
 use lockbox_server::kek::{self, Kek};
 use lockbox_server::serve::{self, Server};
+use lockbox_server::service::bootstrap;
 use output::Output;
 
 /// Customer-approved, just-in-time operator access.

@@ -289,3 +289,46 @@ through_service_error!(
     lockbox_core::text::TextError,
     lockbox_core::access::AccessError
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Moved from `passwords.rs`, which no longer knows HTTP: a password
+    /// pool that is full answers `503 busy`.
+    #[test]
+    fn busy_is_a_503() {
+        let (status, kind, _, _) =
+            ApiError::from(ServiceError::refused(Refusal::Busy, "full")).shown();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(kind, "busy");
+    }
+
+    #[test]
+    fn every_refusal_has_its_status() {
+        for (refusal, status) in [
+            (Refusal::InvalidInput, StatusCode::BAD_REQUEST),
+            (Refusal::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (Refusal::Forbidden, StatusCode::FORBIDDEN),
+            (Refusal::NotFound, StatusCode::NOT_FOUND),
+            (Refusal::Conflict, StatusCode::CONFLICT),
+            (Refusal::GrantNotActive, StatusCode::CONFLICT),
+            (Refusal::RateLimited, StatusCode::TOO_MANY_REQUESTS),
+            (
+                Refusal::EnforcementUnavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (Refusal::OutOfScope, StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                Refusal::UnknownAccessLevel,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let (shown, kind, _, detail) =
+                ApiError::from(ServiceError::refused(refusal, "why")).shown();
+            assert_eq!(shown, status, "{refusal:?}");
+            assert_eq!(kind, refusal.kind());
+            assert_eq!(detail, "why");
+        }
+    }
+}

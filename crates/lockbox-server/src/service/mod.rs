@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bootstrap;
 pub mod cases;
 pub mod channels;
 pub mod enforce;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod provider;
 pub mod requests;
 pub mod sessions;
+pub mod sweep;
 pub mod tenants;
 
 use std::future::Future;
@@ -22,6 +24,10 @@ use lockbox_core::PrincipalId;
 use lockbox_store::Tx;
 
 pub use error::{Refusal, ServiceError};
+
+/// How long a creation's first answer is replayed to a repeat with the same
+/// idempotency key (and kept: the sweeper purges older ones).
+pub(crate) const IDEMPOTENCY_HOURS: i64 = 24;
 
 /// What a creation records in its own transaction, just before it commits,
 /// and answers: the API's idempotency record of its response, or nothing.

@@ -87,12 +87,9 @@ async fn create_in(
     still_enabled(tx, caller.id()).await?;
     // Locked so that the case cannot close while the request is made.
     let case = tx.lock_case(&case_id).await?;
-    // Before anything else: a case not assigned to this operator does not
-    // exist for them (as GET /v1/cases/{id} says), so no later refusal may
-    // tell them whom it is assigned to or whether it is open.
-    if case.assigned_to.as_ref() != Some(caller.id()) {
-        return Err(ServiceError::not_found(format!("case {case_id}")));
-    }
+    // Before anything else: no later refusal may tell an operator anything
+    // about a case that is not theirs.
+    authz::case_assignee(caller, &case)?;
     // Shared so that the opt-in and policy cannot change until this
     // request commits: once `PUT /lockbox {enabled: true}` returns, no
     // request is approved by the system any more.

@@ -352,7 +352,7 @@ async fn clear_keys_of_an_older_database_are_sealed_at_start(backend: Backend) {
     };
     let store = db.open().await.unwrap();
     let now = lockbox_testkit::start_time();
-    lockbox_server::bootstrap::init(&store, now, "admin".parse().unwrap())
+    lockbox_server::service::bootstrap::init(&store, now, "admin".parse().unwrap())
         .await
         .unwrap();
     store.close().await;
