@@ -9,16 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use lockbox_api as api;
-use lockbox_core::{AuditEvent, Checkpoint, TenantId, Timestamp};
+use lockbox_core::{AuditEvent, Checkpoint, TenantId};
 
 use crate::api::ApiError;
 use crate::auth::Caller;
 use crate::extract::{Params, Path};
 use crate::service::audit::{self, EventFilter};
 use crate::{AppState, authz};
-
-/// Events per page unless `limit` says otherwise.
-const DEFAULT_LIMIT: u32 = 100;
 
 /// `GET /v1/tenants/{tenant}/audit` filters.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -39,41 +36,16 @@ pub(crate) struct AuditQuery {
     pub(crate) limit: Option<u32>,
 }
 
-fn time(name: &str, value: Option<&String>) -> Result<Option<Timestamp>, ApiError> {
-    value
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|e| ApiError::invalid(format!("{name}: not an RFC 3339 time ({e})")))
-        })
-        .transpose()
-}
-
 impl AuditQuery {
-    fn filter(&self) -> Result<EventFilter, ApiError> {
-        let cursor = self
-            .cursor
-            .as_ref()
-            .map(|c| {
-                c.parse::<u64>()
-                    .map_err(|_| ApiError::invalid("cursor: not a sequence number"))
-            })
-            .transpose()?;
-        let after_seq = match (self.after_seq, cursor) {
-            (Some(a), Some(c)) if a != c => {
-                return Err(ApiError::invalid(
-                    "after_seq and cursor disagree: give one of them",
-                ));
-            }
-            (a, c) => a.or(c).unwrap_or(0),
-        };
-        Ok(EventFilter {
-            after_seq,
-            kind: self.kind.clone(),
-            from: time("from", self.from.as_ref())?,
-            until: time("until", self.until.as_ref())?,
-            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
-        })
+    fn filter(self) -> EventFilter {
+        EventFilter {
+            after_seq: self.after_seq,
+            cursor: self.cursor,
+            kind: self.kind,
+            from: self.from,
+            until: self.until,
+            limit: self.limit,
+        }
     }
 }
 
@@ -105,7 +77,7 @@ pub(crate) async fn list_events(
 ) -> Result<Json<api::Page<api::AuditEvent>>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     authz::audit_reader(&caller, &tenant)?;
-    let found = audit::events(&app, &caller, &tenant, q.filter()?).await?;
+    let found = audit::events(&app, &caller, &tenant, q.filter()).await?;
     Ok(Json(api::Page {
         items: found
             .events

@@ -145,7 +145,7 @@ pub(crate) async fn list_deliveries(
     let id = ChannelId::parse(&id)?;
     // The channel first: one the caller may not see is `404` whatever the
     // filters say.
-    channels::get(&app, &caller, &tenant, &id).await?;
+    let own = channels::own(&app, &caller, &tenant, &id).await?;
     let state = match q.state.as_deref() {
         None => None,
         Some("pending") => Some(JobState::Pending),
@@ -162,7 +162,7 @@ pub(crate) async fn list_deliveries(
         cursor: q.cursor.clone(),
     }
     .page(JobId::parse)?;
-    let found = channels::deliveries(&app, &caller, &tenant, &id, state, &page).await?;
+    let found = channels::deliveries(&app, &own, state, &page).await?;
     Ok(Json(api::Page {
         items: found.items.iter().map(delivery).collect(),
         next_cursor: found.next_cursor,
@@ -184,7 +184,8 @@ pub(crate) async fn retry_delivery(
     let tenant = TenantId::parse(&tenant)?;
     authz::tenant_admin(&caller, &tenant)?;
     let id = ChannelId::parse(&id)?;
+    let own = channels::own(&app, &caller, &tenant, &id).await?;
     let job_id = JobId::parse(&delivery_id)?;
-    let revived = channels::retry(&app, &caller, &tenant, &id, &job_id).await?;
+    let revived = channels::retry(&app, &own, &job_id).await?;
     Ok(Json(delivery(&revived)))
 }

@@ -102,7 +102,9 @@ pub(crate) async fn emergency_access(
         )?,
         duration_minutes: b.duration_minutes,
     };
-    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    // Looked up in the creating transaction, on its connection, before
+    // the operator's row is locked.
+    let idem = Idempotent::later(&app, &caller, key.0, body.digest);
     let now = app.now();
     let reply = Reply {
         idem,

@@ -16,7 +16,7 @@ use crate::extract::{
     Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Reply,
 };
 use crate::service::requests::{self, RequestChange};
-use crate::{AppState, present};
+use crate::{AppState, authz, present};
 
 /// Ask for access (the operator assigned to the case). Approved by the
 /// system at once if the tenant has not opted in. A case not assigned to
@@ -38,6 +38,7 @@ pub(crate) async fn create_request(
     key: IdempotencyKey,
     body: JsonBody<api::NewRequest>,
 ) -> Result<Created, ApiError> {
+    authz::requester(&caller)?;
     let b = &body.value;
     let new = requests::NewRequest {
         case: CaseId::parse(&b.case)?,

@@ -36,6 +36,32 @@ fn new_user(u: &api::NewUser) -> Result<NewUser, ApiError> {
     })
 }
 
+/// What a repeat of a creation that made `made` is told instead of its
+/// link (`described` names what was made).
+pub(crate) fn link_withheld(
+    made: &WithLink,
+    described: fn(&lockbox_core::Principal) -> String,
+) -> Withheld {
+    Withheld {
+        field: "enrollment",
+        created: format!(
+            "{} with a one-time enrolment link (until {})",
+            described(&made.principal),
+            made.link.expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        renew: format!(
+            "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
+            made.principal.id
+        ),
+    }
+}
+
+/// A user of a tenant, as a repeat of its creation names it.
+pub(crate) fn described_user(p: &lockbox_core::Principal) -> String {
+    let tenant = p.tenant().map(ToString::to_string).unwrap_or_default();
+    format!("user {} of tenant {tenant}", p.id)
+}
+
 /// The API's receipt of a principal made with its first enrolment link:
 /// the principal and the link, shown this once; a repeat with the same
 /// `Idempotency-Key` is answered `409 replay_withheld`, naming what
@@ -47,18 +73,7 @@ pub(crate) fn with_link(
     Withholding {
         idem,
         present: move |made: &WithLink| {
-            let withheld = Withheld {
-                field: "enrollment",
-                created: format!(
-                    "{} with a one-time enrolment link (until {})",
-                    described(&made.principal),
-                    made.link.expires_at.format("%Y-%m-%d %H:%M UTC")
-                ),
-                renew: format!(
-                    "If the link was lost, issue a new one: POST /v1/principals/{}/enrollment.",
-                    made.principal.id
-                ),
-            };
+            let withheld = link_withheld(made, described);
             let out = api::PrincipalCreated {
                 principal: present::principal(&made.principal),
                 enrollment: super::accounts::link(&made.link),
@@ -234,10 +249,7 @@ pub(crate) async fn create_user(
     authz::tenant_admin(&caller, &tenant)?;
     let user = new_user(&body.value)?;
     let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
-    let receipt = with_link(idem, |p| {
-        let tenant = p.tenant().map(ToString::to_string).unwrap_or_default();
-        format!("user {} of tenant {tenant}", p.id)
-    });
+    let receipt = with_link(idem, described_user);
     tenants::create_user(&app, &caller, &tenant, user, receipt).await
 }
 

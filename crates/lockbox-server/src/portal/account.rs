@@ -18,10 +18,11 @@ use subtle::ConstantTimeEq as _;
 
 use super::view::{self, Notice, NoticeQuery};
 use super::{
-    Form, NoFields, PageResult, PortalError, Query, Session, bad_form, cookie_in, keep_id, once,
-    page, render, session_cookie, set_cookie, sign_in_cookie,
+    Form, NoFields, PageResult, PortalError, Query, Session, bad_form, cookie_in,
+    keep_id_withholding, once, page, render, session_cookie, set_cookie, sign_in_cookie,
 };
 use crate::api::ApiError;
+use crate::api::tenants::{described_user, link_withheld};
 use crate::extract::{ClientAddr, Path, client_info};
 use crate::service::ServiceError;
 use crate::service::accounts::{self, Link, WithLink};
@@ -321,24 +322,21 @@ pub(crate) async fn create_user(
     let what = format!("/v1/tenants/{tenant}/users");
     let answer = async {
         let idem = once(&app, caller, &f.nonce, &what, &[id, name, email]).await?;
-        let receipt = keep_id(idem, |made: &WithLink| made.principal.id.to_string());
+        let receipt = keep_id_withholding(
+            idem,
+            |made: &WithLink| made.principal.id.to_string(),
+            |made: &WithLink| Some(link_withheld(made, described_user)),
+        );
         tenants::create_user(&app, caller, &tenant, user, receipt).await
     };
-    match answer.await {
-        Ok(made) => Ok(link_page(
-            &form.session,
-            made.principal.id.as_str(),
-            &made.link,
-        )),
-        Err(ApiError::Replay { .. }) => Err(PortalError::new(
-            StatusCode::CONFLICT,
-            "Already created",
-            "This form was already sent and the user created; its enrolment link was shown \
-             then and is not shown again. Issue a new link from the settings page if it was \
-             lost.",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    // Sent again, the form is answered `replay_withheld`, as the API
+    // answers a repeated creation: the link was shown once.
+    let made = answer.await?;
+    Ok(link_page(
+        &form.session,
+        made.principal.id.as_str(),
+        &made.link,
+    ))
 }
 
 /// `POST /settings/users/{id}/enrollment`: a new link for a user.

@@ -143,7 +143,6 @@ pub(crate) async fn set_policy(
     form: Form<PolicyFields>,
 ) -> PageResult {
     let tenant = tenant_of(&form.session)?;
-    authz::tenant_admin(&form.session.caller, &tenant)?;
     let f = form.fields;
     let policy = PolicySettings {
         request_ttl_hours: required("The time a request waits", &f.request_ttl_hours)?,
@@ -165,6 +164,8 @@ pub(crate) async fn set_policy(
             &f.max_active_grants_per_holder,
         )?,
     };
+    // The fields first, then who may (as the API asks), then the rules.
+    authz::tenant_admin(&form.session.caller, &tenant)?;
     let policy = TenantPolicy::new(policy).map_err(ServiceError::from)?;
     tenants::set_policy(&app, &form.session.caller, &tenant, policy).await?;
     Ok(done("/settings", Notice::PolicySaved))
@@ -209,6 +210,7 @@ pub(crate) async fn remove_role(
     form: Form<NoFields>,
 ) -> PageResult {
     let tenant = tenant_of(&form.session)?;
+    authz::tenant_admin(&form.session.caller, &tenant)?;
     let id = RoleAssignmentId::parse(&id).map_err(ServiceError::from)?;
     tenants::remove_role(&app, &form.session.caller, &tenant, &id).await?;
     Ok(done("/settings", Notice::RoleRemoved))
@@ -280,6 +282,7 @@ pub(crate) async fn remove_channel(
     form: Form<NoFields>,
 ) -> PageResult {
     let tenant = tenant_of(&form.session)?;
+    authz::tenant_admin(&form.session.caller, &tenant)?;
     let id = ChannelId::parse(&id).map_err(ServiceError::from)?;
     channels::delete(&app, &form.session.caller, &tenant, &id).await?;
     Ok(done("/settings", Notice::ChannelRemoved))

@@ -58,8 +58,8 @@ async fn render_events(
     let upto = q.upto.unwrap_or(u64::MAX);
     let filter = EventFilter {
         kind,
-        after_seq: after,
-        limit: u32::try_from(PAGE).unwrap_or(100),
+        after_seq: Some(after),
+        limit: Some(u32::try_from(PAGE).unwrap_or(100)),
         ..EventFilter::default()
     };
     let page_of = audit::events(app, &session.caller, &tenant, filter).await?;

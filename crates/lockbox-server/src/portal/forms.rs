@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use crate::AppState;
 use crate::api::ApiError;
 use crate::auth::Caller;
-use crate::extract::Idempotent;
+use crate::extract::{Idempotent, Withheld};
 use crate::service::Receipt;
 use lockbox_store::Tx;
 
@@ -100,10 +100,9 @@ pub(super) async fn once(
     let mut hasher = Sha256::new();
     hasher.update(b"POST ");
     hasher.update(what.as_bytes());
-    for field in fields {
-        hasher.update(b"\n");
-        hasher.update(field.as_bytes());
-    }
+    hasher.update(b"\n");
+    // As JSON: two different lists of fields never hash alike.
+    hasher.update(serde_json::to_vec(fields).unwrap_or_default());
     Idempotent::begin(app, caller, key, hasher.finalize().into()).await
 }
 
@@ -116,20 +115,35 @@ pub(super) struct Made {
 
 /// The portal's receipt of a creation: [`Made`], recorded under the form's
 /// key; the answer is what was made.
-pub(super) struct Kept<F> {
+pub(super) struct Kept<F, W> {
     idem: Idempotent,
     id: F,
+    /// For a creation whose answer shows a secret: what a repeat is told
+    /// instead (as the API tells it), the secret never being kept.
+    withheld: W,
 }
 
 /// Keeps the id `id` gives of what is made, under the form's key.
-pub(super) fn keep_id<F>(idem: Idempotent, id: F) -> Kept<F> {
-    Kept { idem, id }
+pub(super) fn keep_id<T, F>(idem: Idempotent, id: F) -> Kept<F, fn(&T) -> Option<Withheld>> {
+    Kept {
+        idem,
+        id,
+        withheld: |_| None,
+    }
 }
 
-impl<T, F> Receipt<T> for Kept<F>
+/// Keeps the id of what is made, as [`keep_id`], for a creation whose
+/// answer shows a secret: a repeat is refused `replay_withheld` with what
+/// `withheld` says.
+pub(super) fn keep_id_withholding<F, W>(idem: Idempotent, id: F, withheld: W) -> Kept<F, W> {
+    Kept { idem, id, withheld }
+}
+
+impl<T, F, W> Receipt<T> for Kept<F, W>
 where
     T: Clone + Sync,
     F: FnOnce(&T) -> String + Send + Sync,
+    W: FnOnce(&T) -> Option<Withheld> + Send + Sync,
 {
     type Out = T;
     type Error = ApiError;
@@ -139,10 +153,21 @@ where
     }
 
     async fn record(self, tx: &mut Tx, made: &T) -> Result<T, ApiError> {
-        let kept = Made {
-            id: (self.id)(made),
-        };
-        self.idem.finish(tx, StatusCode::CREATED, &kept).await?;
+        let id = (self.id)(made);
+        match (self.withheld)(made) {
+            Some(withheld) => {
+                // The secret's field is recorded empty and then withheld.
+                let kept = serde_json::json!({ "id": id, (withheld.field): "" });
+                self.idem
+                    .finish_withholding(tx, StatusCode::CREATED, &kept, withheld)
+                    .await?;
+            }
+            None => {
+                self.idem
+                    .finish(tx, StatusCode::CREATED, &Made { id })
+                    .await?;
+            }
+        }
         Ok(made.clone())
     }
 }

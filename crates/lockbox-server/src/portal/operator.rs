@@ -13,10 +13,10 @@ use super::{
     Form, NoFields, Once, PageResult, Session, bad_form, filled, keep_id, link, made, number, once,
     page,
 };
-use crate::AppState;
-use crate::extract::Path;
+use crate::extract::{PageParams, Path};
 use crate::service::requests::{self, RequestQuery, SeenRequest};
 use crate::service::{ServiceError, cases, enforce, provider};
+use crate::{AppState, authz};
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct CasesQuery {
@@ -38,10 +38,11 @@ pub(crate) async fn cases(
         Some("closed") => Some(CaseStatus::Closed),
         Some(_) => return Err(bad_form("A case is `open` or `closed`.")),
     };
-    let wanted = PageRequest {
-        limit: 50,
+    let wanted = PageParams {
+        limit: Some(50),
         cursor: q.cursor.clone(),
-    };
+    }
+    .page(CaseId::parse)?;
     let page_of = cases::list(&app, &session.caller, None, status, &wanted).await?;
     let next = page_of
         .next_cursor
@@ -123,6 +124,7 @@ pub(crate) async fn request_access(
 ) -> PageResult {
     let f = form.fields;
     let caller = &form.session.caller;
+    authz::requester(caller)?;
     let hours = number("The duration", &f.duration_hours)?;
     let new = requests::NewRequest {
         case: CaseId::parse(&case).map_err(ServiceError::from)?,

@@ -12,7 +12,7 @@ use super::Query;
 use super::view::{self, Notice, NoticeQuery, RequestView, Viewer};
 use super::{Form, PageResult, Session, bad_form, done, filled, link, number, page};
 use crate::AppState;
-use crate::extract::Path;
+use crate::extract::{PageParams, Path};
 use crate::service::requests::{self, GrantQuery, RequestChange, RequestQuery, SeenRequest};
 use crate::service::{ServiceError, tenants};
 
@@ -172,6 +172,11 @@ pub(crate) async fn history(
     {
         return Err(bad_form(format!("There is no request status `{s}`.")));
     }
+    let wanted = PageParams {
+        limit: Some(50),
+        cursor: q.cursor.clone(),
+    }
+    .page(RequestId::parse)?;
     let query = RequestQuery {
         tenant: session.caller.tenant().cloned(),
         status: filled(&q.status)
@@ -184,7 +189,7 @@ pub(crate) async fn history(
             .map_err(ServiceError::from)?,
         case: None,
     };
-    let page_of = list(&app, &session, query, q.cursor.clone(), 50).await?;
+    let page_of = requests::list(&app, &session.caller, query, &wanted).await?;
     let now = app.now();
     let me = viewer(&session);
     let next = page_of.next_cursor.map(|c| {
@@ -232,10 +237,11 @@ pub(crate) async fn grants(
         principal: None,
         active: !all,
     };
-    let wanted = PageRequest {
-        limit: 50,
+    let wanted = PageParams {
+        limit: Some(50),
         cursor: q.cursor.clone(),
-    };
+    }
+    .page(GrantId::parse)?;
     let page_of = requests::list_grants(&app, &session.caller, query, &wanted).await?;
     let now = app.now();
     let me = viewer(&session);

@@ -16,34 +16,67 @@ use crate::audit_log::VerificationRefused;
 use crate::auth::Caller;
 use crate::{AppState, audit_log, authz};
 
+/// Events per page unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: u32 = 100;
 /// The most events a page may hold.
 pub const MAX_LIMIT: u32 = 1000;
 
-/// Which events, checked: after a sequence number, of a kind, in a time
-/// window, at most `limit`.
+/// Which events, as asked: after a sequence number (or the cursor of the
+/// previous page, which is the same), of a kind, in a time window
+/// (RFC 3339), at most `limit` (1 to [`MAX_LIMIT`], default
+/// [`DEFAULT_LIMIT`]). Checked by the service, in this order.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
-    /// Only events after this sequence number (0: from the first).
-    pub after_seq: u64,
+    /// Only events after this sequence number (default 0: from the first).
+    pub after_seq: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
     /// Only events of this kind, e.g. `request.approved`.
     pub kind: Option<String>,
     /// Only events at or after this time.
-    pub from: Option<Timestamp>,
+    pub from: Option<String>,
     /// Only events before this time.
-    pub until: Option<Timestamp>,
-    /// 1 to [`MAX_LIMIT`].
-    pub limit: u32,
+    pub until: Option<String>,
+    /// How many at most.
+    pub limit: Option<u32>,
+}
+
+fn time(name: &str, value: Option<&String>) -> Result<Option<Timestamp>, ServiceError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| ServiceError::invalid(format!("{name}: not an RFC 3339 time ({e})")))
+        })
+        .transpose()
 }
 
 impl EventFilter {
     /// The store's query, or why the filter is refused.
-    fn query(self) -> Result<EventQuery, ServiceError> {
-        if !(1..=MAX_LIMIT).contains(&self.limit) {
+    fn query(&self) -> Result<EventQuery, ServiceError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ServiceError::invalid(format!(
                 "limit must be between 1 and {MAX_LIMIT}"
             )));
         }
-        if self.after_seq > lockbox_core::audit::canonical::MAX_SAFE_INTEGER {
+        let cursor = self
+            .cursor
+            .as_ref()
+            .map(|c| {
+                c.parse::<u64>()
+                    .map_err(|_| ServiceError::invalid("cursor: not a sequence number"))
+            })
+            .transpose()?;
+        let after_seq = match (self.after_seq, cursor) {
+            (Some(a), Some(c)) if a != c => {
+                return Err(ServiceError::invalid(
+                    "after_seq and cursor disagree: give one of them",
+                ));
+            }
+            (a, c) => a.or(c).unwrap_or(0),
+        };
+        if after_seq > lockbox_core::audit::canonical::MAX_SAFE_INTEGER {
             return Err(ServiceError::invalid("after_seq is out of range"));
         }
         if let Some(kind) = &self.kind
@@ -57,17 +90,19 @@ impl EventFilter {
                 "kind: an event kind such as `request.approved`",
             ));
         }
-        if let (Some(f), Some(u)) = (self.from, self.until)
+        let from = time("from", self.from.as_ref())?;
+        let until = time("until", self.until.as_ref())?;
+        if let (Some(f), Some(u)) = (from, until)
             && f >= u
         {
             return Err(ServiceError::invalid("from must be before until"));
         }
         Ok(EventQuery {
-            after_seq: self.after_seq,
-            kind: self.kind,
-            from: self.from,
-            until: self.until,
-            limit: self.limit,
+            after_seq,
+            kind: self.kind.clone(),
+            from,
+            until,
+            limit,
         })
     }
 }

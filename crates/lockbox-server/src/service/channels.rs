@@ -178,13 +178,30 @@ fn topic_of(channel: &Channel) -> &'static str {
     }
 }
 
-/// A channel and its tenant's admin capability, or 404.
-async fn own_channel(
+/// One of a tenant's channels, with the proof that the caller administers
+/// the tenant: what the channel's deliveries are read and retried with.
+#[derive(Debug, Clone)]
+pub struct OwnChannel {
+    cap: lockbox_core::TenantAdmin,
+    channel: Channel,
+}
+
+impl OwnChannel {
+    /// The channel.
+    #[must_use]
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+/// One of the tenant's channels (its TenantAdmins); `not_found` for one of
+/// another tenant.
+pub async fn own(
     app: &AppState,
     caller: &Caller,
     tenant: &TenantId,
     id: &ChannelId,
-) -> Result<(lockbox_core::TenantAdmin, Channel), ServiceError> {
+) -> Result<OwnChannel, ServiceError> {
     let cap = authz::tenant_admin(caller, tenant)?;
     let mut tx = app.store().read().await?;
     let channel = tx.channel(id).await?;
@@ -192,17 +209,7 @@ async fn own_channel(
     let channel = channel
         .filter(|c| &c.tenant == tenant)
         .ok_or_else(|| ServiceError::not_found(format!("channel {id}")))?;
-    Ok((cap, channel))
-}
-
-/// One of the tenant's channels (its TenantAdmins).
-pub async fn get(
-    app: &AppState,
-    caller: &Caller,
-    tenant: &TenantId,
-    id: &ChannelId,
-) -> Result<Channel, ServiceError> {
-    Ok(own_channel(app, caller, tenant, id).await?.1)
+    Ok(OwnChannel { cap, channel })
 }
 
 /// Whether an outbox job is a delivery to `channel`.
@@ -222,22 +229,20 @@ fn delivers_to(job: &Job, channel: &Channel) -> bool {
 /// shorter than asked before the last.
 pub async fn deliveries(
     app: &AppState,
-    caller: &Caller,
-    tenant: &TenantId,
-    id: &ChannelId,
+    own: &OwnChannel,
     state: Option<JobState>,
     page: &PageRequest,
 ) -> Result<Page<Job>, ServiceError> {
-    let (_, channel) = own_channel(app, caller, tenant, id).await?;
+    let channel = &own.channel;
     let mut tx = app.store().read().await?;
     let Page { items, next_cursor } = tx
-        .jobs(topic_of(&channel), Some(&channel.tenant), state, page)
+        .jobs(topic_of(channel), Some(&channel.tenant), state, page)
         .await?;
     tx.commit_unaudited().await?;
     Ok(Page {
         items: items
             .into_iter()
-            .filter(|j| delivers_to(j, &channel))
+            .filter(|j| delivers_to(j, channel))
             .collect(),
         next_cursor,
     })
@@ -245,20 +250,14 @@ pub async fn deliveries(
 
 /// Sends a dead letter again (its tenant's admins): it is due at once,
 /// with the same delivery id. Audited as `notification.retried`.
-pub async fn retry(
-    app: &AppState,
-    caller: &Caller,
-    tenant: &TenantId,
-    id: &ChannelId,
-    job_id: &JobId,
-) -> Result<Job, ServiceError> {
-    let (cap, channel) = own_channel(app, caller, tenant, id).await?;
+pub async fn retry(app: &AppState, own: &OwnChannel, job_id: &JobId) -> Result<Job, ServiceError> {
+    let OwnChannel { cap, channel } = own;
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let job = tx
         .job(job_id)
         .await?
-        .filter(|j| delivers_to(j, &channel))
+        .filter(|j| delivers_to(j, channel))
         .ok_or_else(|| ServiceError::not_found(format!("delivery {job_id}")))?;
     if !tx.revive(&job.id, now).await? {
         return Err(ServiceError::conflict(format!(

@@ -252,8 +252,7 @@ pub async fn change(
     let now = app.now();
     let mut tx = app.store().begin().await?;
     match change_in(&mut tx, caller, id, change, now).await {
-        Ok((request, events)) => {
-            let seen = with_case(&mut tx, caller, (*request).clone()).await?;
+        Ok((request, events, seen)) => {
             tx.save_request(request).await?;
             tx.commit(events).await?;
             Ok(seen)
@@ -271,15 +270,15 @@ pub async fn change(
     }
 }
 
-/// The change, in `tx`: the request changed (still to be saved) and its
-/// events.
+/// The change, in `tx`: the request changed (still to be saved), its
+/// events, and the answer.
 async fn change_in(
     tx: &mut Tx,
     caller: &Caller,
     id: &RequestId,
     change: RequestChange,
     now: Timestamp,
-) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>), ServiceError> {
+) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>, SeenRequest), ServiceError> {
     let mut request = tx.lock_request(id).await?;
     authz::see_request(caller, &request)?;
     // The tenant's row is shared until the decision commits: a change of
@@ -323,7 +322,8 @@ async fn change_in(
         RequestChange::Cancel(reason) => request.cancel(&principal, reason, now)?,
         RequestChange::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
     };
-    Ok((request, events))
+    let seen = with_case(tx, caller, (*request).clone()).await?;
+    Ok((request, events, seen))
 }
 
 /// Which grants a list shows, before the caller's own view narrows it.
