@@ -889,7 +889,50 @@ on_both!(
     a_disabled_approvers_approval_stops_counting,
     a_stolen_token_cannot_guess_the_password,
     the_portal_enrols_people_and_lets_them_manage_their_account,
+    a_new_person_form_sent_twice_never_shows_the_link_again,
 );
+
+/// The Add-person form sent twice (a double click, a reload) makes one
+/// user, and the second answer is the API's `replay_withheld`: the link was
+/// shown once and is kept nowhere.
+async fn a_new_person_form_sent_twice_never_shows_the_link_again(server: TestServer) {
+    let w = Contoso::seed(&server).await;
+    let mut alice = Visitor::new(&server);
+    assert_eq!(
+        alice
+            .sign_in_with("alice", &TestServer::password_of("alice"))
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, settings) = alice.get("/settings").await;
+    let csrf = field(&settings, "csrf");
+    let nonce = field(&settings, "nonce");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("nonce", nonce.as_str()),
+        ("id", "erik"),
+        ("name", "Erik"),
+        ("email", "erik@contoso.example"),
+    ];
+    let (status, _, first) = alice.post("/settings/users", &form).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(first.contains("/enroll/lbe_"), "the link is shown once");
+    let (status, _, again) = alice.post("/settings/users", &form).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert!(!again.contains("/enroll/lbe_"), "never twice: {again}");
+    assert!(
+        again.contains("user erik of tenant contoso"),
+        "the answer says what the first one made: {again}"
+    );
+    let users = w
+        .alice
+        .client
+        .users("contoso", &Default::default())
+        .await
+        .unwrap();
+    let eriks = users.items.iter().filter(|u| u.id == "erik").count();
+    assert_eq!(eriks, 1, "one user made");
+}
 
 /// Two nodes on one PostgreSQL: when a disable returns on one, the
 /// principal's tokens no longer work on the other, not even a gateway's
