@@ -1,8 +1,8 @@
 //! What a service answers when it does not do what was asked.
 //!
-//! Nothing here knows HTTP: `api::ApiError` gives each variant its status
-//! (by an exhaustive match, so a new refusal must be given one there) and
-//! the portal its page.
+//! Nothing here knows HTTP: the API (`api/error.rs`) gives each variant
+//! its status (by an exhaustive match, so a new refusal must be given one
+//! there) and the portal its page.
 
 use lockbox_core::DomainError;
 use lockbox_store::StoreError;
