@@ -4,8 +4,9 @@
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::DisplayName;
 use lockbox_core::{
-    AccountManager, LockboxSetting, Principal, PrincipalId, Role, RoleAssignment, RoleAssignmentId,
-    Scope, SubscriptionId, Tenant, TenantId, TenantPolicy,
+    AccountManager, DomainError, LockboxSetting, PendingEvent, Principal, PrincipalId, Role,
+    RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantAdmin, TenantId,
+    TenantPolicy, Timestamp,
 };
 use lockbox_store::{Page, PageRequest};
 
@@ -294,6 +295,35 @@ pub async fn lockbox(
     Ok(read_tenant(app, tenant).await?.lockbox)
 }
 
+/// Changes the tenant's settings under its lock (its TenantAdmins):
+/// `change` is the domain's, audited when it changed something; the
+/// tenant as saved.
+async fn change_tenant(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    change: impl FnOnce(
+        &mut Tenant,
+        &TenantAdmin,
+        Timestamp,
+    ) -> Result<Option<PendingEvent>, DomainError>,
+) -> Result<Tenant, ServiceError> {
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut t = tx.lock_tenant(tenant).await?;
+    let event = change(&mut t, &cap, now)?;
+    let out = (*t).clone();
+    tx.save_tenant(t).await?;
+    match event {
+        Some(event) => {
+            tx.commit(vec![event]).await?;
+        }
+        None => tx.commit_unaudited().await?,
+    }
+    Ok(out)
+}
+
 /// Opts in or out (its TenantAdmins); audited when it changes.
 pub async fn set_lockbox(
     app: &AppState,
@@ -301,19 +331,11 @@ pub async fn set_lockbox(
     tenant: &TenantId,
     enabled: bool,
 ) -> Result<LockboxSetting, ServiceError> {
-    let cap = authz::tenant_admin(caller, tenant)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let mut t = tx.lock_tenant(tenant).await?;
-    let events: Vec<_> = t.set_lockbox(&cap, enabled, now)?.into_iter().collect();
-    let out = t.lockbox.clone();
-    tx.save_tenant(t).await?;
-    if events.is_empty() {
-        tx.commit_unaudited().await?;
-    } else {
-        tx.commit(events).await?;
-    }
-    Ok(out)
+    let t = change_tenant(app, caller, tenant, |t, cap, now| {
+        t.set_lockbox(cap, enabled, now)
+    })
+    .await?;
+    Ok(t.lockbox)
 }
 
 /// The tenant's policy (its TenantAdmins).
@@ -334,17 +356,9 @@ pub async fn set_policy(
     tenant: &TenantId,
     policy: TenantPolicy,
 ) -> Result<TenantPolicy, ServiceError> {
-    let cap = authz::tenant_admin(caller, tenant)?;
-    let now = app.now();
-    let mut tx = app.store().begin().await?;
-    let mut t = tx.lock_tenant(tenant).await?;
-    let events: Vec<_> = t.set_policy(&cap, policy, now)?.into_iter().collect();
-    let out = t.policy;
-    tx.save_tenant(t).await?;
-    if events.is_empty() {
-        tx.commit_unaudited().await?;
-    } else {
-        tx.commit(events).await?;
-    }
-    Ok(out)
+    let t = change_tenant(app, caller, tenant, |t, cap, now| {
+        t.set_policy(cap, policy, now)
+    })
+    .await?;
+    Ok(t.policy)
 }
