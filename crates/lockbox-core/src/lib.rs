@@ -38,6 +38,7 @@ pub mod policy;
 pub mod principal;
 pub mod request;
 pub mod resource;
+pub mod ssh;
 pub mod tenant;
 pub mod text;
 

@@ -1,0 +1,164 @@
+//! Lockbox's KRLs as OpenSSH reads them: `ssh-keygen -Q` checks real
+//! certificates (made by `ssh-keygen -s`) against KRLs `Krl::encode`
+//! wrote. Without `ssh-keygen` the test says so and passes, except in CI
+//! (`CI` set), where `.ci/run` installs it and a missing one fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use lockbox_core::ssh::krl::{Krl, RevokedCertificates};
+
+/// A directory of its own, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "lockbox-krl-{}-{}",
+            std::process::id(),
+            hex::encode(lockbox_core::id::random_bytes::<8>().unwrap())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn keygen(args: &[&str]) -> std::process::Output {
+    Command::new("ssh-keygen")
+        .args(args)
+        .output()
+        .expect("run ssh-keygen")
+}
+
+/// A new Ed25519 key pair at `path` (and `path.pub`).
+fn key(path: &Path) {
+    let out = keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The wire form of the public key in `path.pub`.
+fn public_blob(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let b64 = text.split_whitespace().nth(1).unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// `ssh-keygen -Q`'s verdict on `cert` under `krl`: revoked or not.
+fn revoked(scratch: &Scratch, krl: &Krl, cert: &Path) -> bool {
+    let file = scratch.path("krl");
+    std::fs::write(&file, krl.encode().unwrap()).unwrap();
+    let out = keygen(&["-Q", "-f", file.to_str().unwrap(), cert.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    match out.status.code() {
+        Some(0) if said.contains(": ok") => false,
+        Some(1) if said.contains("REVOKED") => true,
+        _ => panic!("ssh-keygen -Q did not read the KRL: {out:?}"),
+    }
+}
+
+#[test]
+fn openssh_reads_lockbox_krls() {
+    if Command::new("ssh-keygen").arg("-?").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs ssh-keygen (openssh-client): .ci/run installs it"
+        );
+        eprintln!("ssh-keygen is not installed: the KRL is not checked against OpenSSH");
+        return;
+    }
+    let s = Scratch::new();
+    let (ca, other_ca, user) = (s.path("ca"), s.path("other-ca"), s.path("user"));
+    for k in [&ca, &other_ca, &user] {
+        key(k);
+    }
+    // A certificate as Lockbox will issue them: serial 7, key id naming
+    // the grant.
+    let out = keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().unwrap(),
+        "-I",
+        "grant:01J0000000000000000000000:sam",
+        "-n",
+        "vm-1",
+        "-z",
+        "7",
+        user.with_extension("pub").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let cert = s.path("user-cert.pub");
+    let krl = |ca_key: Vec<u8>, serials: Vec<u64>, key_ids: Vec<&str>| Krl {
+        version: 3,
+        generated_at: 1_765_000_000,
+        comment: "lockbox test".into(),
+        certificates: vec![RevokedCertificates {
+            ca_key,
+            serials,
+            key_ids: key_ids.into_iter().map(str::to_owned).collect(),
+        }],
+    };
+    let ca_key = public_blob(&ca);
+    assert!(
+        !revoked(&s, &Krl::default(), &cert),
+        "an empty KRL revokes nothing"
+    );
+    assert!(
+        revoked(&s, &krl(ca_key.clone(), vec![7], vec![]), &cert),
+        "by serial"
+    );
+    assert!(
+        revoked(&s, &krl(ca_key.clone(), vec![5, 6, 7, 8], vec![]), &cert),
+        "by a range of serials"
+    );
+    assert!(
+        !revoked(
+            &s,
+            &krl(ca_key.clone(), vec![1, 2, 3, 9, 11], vec![]),
+            &cert
+        ),
+        "other serials"
+    );
+    assert!(
+        !revoked(&s, &krl(public_blob(&other_ca), vec![7], vec![]), &cert),
+        "another CA's serial 7"
+    );
+    assert!(
+        revoked(
+            &s,
+            &krl(
+                ca_key.clone(),
+                vec![],
+                vec!["grant:01J0000000000000000000000:sam"]
+            ),
+            &cert
+        ),
+        "by key id"
+    );
+    assert!(
+        !revoked(&s, &krl(ca_key, vec![], vec!["grant:other:sam"]), &cert),
+        "another key id"
+    );
+}
