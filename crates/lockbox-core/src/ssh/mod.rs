@@ -5,6 +5,7 @@
 //!
 //! No I/O: bytes in, bytes out.
 
+pub mod cert;
 pub mod krl;
 
 /// Why bytes are not what a format says.

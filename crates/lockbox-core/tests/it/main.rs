@@ -17,5 +17,5 @@ mod enforce;
 mod grants;
 mod props;
 mod requests;
-mod ssh_krl;
+mod ssh;
 mod world;

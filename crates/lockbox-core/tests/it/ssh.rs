@@ -1,12 +1,16 @@
-//! Lockbox's KRLs as OpenSSH reads them: `ssh-keygen -Q` checks real
-//! certificates (made by `ssh-keygen -s`) against KRLs `Krl::encode`
-//! wrote. Without `ssh-keygen` the test says so and passes, except in CI
-//! (`CI` set), where `.ci/run` installs it and a missing one fails.
+//! Lockbox's certificates and KRLs as OpenSSH reads them: `ssh-keygen -L`
+//! reads (and checks the CA's signature of) the certificates
+//! `sign_user_certificate` made, and `ssh-keygen -Q` checks certificates
+//! against KRLs `Krl::encode` wrote. Without `ssh-keygen` the tests say so
+//! and pass, except in CI (`CI` set), where `.ci/run` installs it and a
+//! missing one fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use lockbox_core::ssh::cert::{CertificateSpec, ed25519_public_key, sign_user_certificate};
 use lockbox_core::ssh::krl::{Krl, RevokedCertificates};
 
 /// A directory of its own, removed at the end.
@@ -79,14 +83,99 @@ fn revoked(scratch: &Scratch, krl: &Krl, cert: &Path) -> bool {
     }
 }
 
+/// Whether `ssh-keygen` can be run; in CI it must.
+fn have_keygen() -> bool {
+    if Command::new("ssh-keygen").arg("-?").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs ssh-keygen (openssh-client): .ci/run installs it"
+    );
+    eprintln!("ssh-keygen is not installed: nothing is checked against OpenSSH");
+    false
+}
+
+#[test]
+fn openssh_reads_lockbox_certificates() {
+    if !have_keygen() {
+        return;
+    }
+    let s = Scratch::new();
+    let user = s.path("user");
+    key(&user);
+    let ca = SigningKey::from_bytes(&lockbox_core::id::random_bytes::<32>().unwrap());
+    let spec = CertificateSpec {
+        serial: 42,
+        key_id: "grant:01J0000000000000000000000:sam".into(),
+        principals: vec![
+            "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-1"
+                .into(),
+            "support".into(),
+        ],
+        valid_after: 1_700_000_000,
+        valid_before: 4_000_000_000,
+        critical_options: vec![("force-command".into(), "/usr/bin/uptime".into())],
+        extensions: vec!["permit-pty".into(), "permit-agent-forwarding".into()],
+        nonce: lockbox_core::id::random_bytes::<32>().unwrap(),
+    };
+    let cert = sign_user_certificate(&ca, &public_blob(&user), &spec).unwrap();
+    let write = |name: &str, blob: &[u8]| {
+        let path = s.path(name);
+        let line = format!(
+            "ssh-ed25519-cert-v01@openssh.com {} sam\n",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        );
+        std::fs::write(&path, line).unwrap();
+        path
+    };
+    let path = write("user-cert.pub", &cert);
+    let out = keygen(&["-L", "-f", path.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    for expected in [
+        "Type: ssh-ed25519-cert-v01@openssh.com user certificate",
+        "Key ID: \"grant:01J0000000000000000000000:sam\"",
+        "Serial: 42",
+        "virtualMachines/vm-1",
+        "support",
+        "force-command /usr/bin/uptime",
+        "permit-agent-forwarding",
+        "permit-pty",
+    ] {
+        assert!(said.contains(expected), "`{expected}` in:\n{said}");
+    }
+    // A certificate whose signed part was changed does not parse.
+    let mut forged = cert.clone();
+    let at = forged.len() / 2;
+    forged[at] ^= 1;
+    let path = write("forged-cert.pub", &forged);
+    let out = keygen(&["-L", "-f", path.to_str().unwrap()]);
+    assert!(!out.status.success(), "a forged certificate: {out:?}");
+    // And a KRL revokes it by serial, under this CA's key.
+    let cert_path = s.path("user-cert.pub");
+    let krl = Krl {
+        certificates: vec![RevokedCertificates {
+            ca_key: ed25519_public_key(&ca.verifying_key()),
+            serials: vec![42],
+            key_ids: vec![],
+        }],
+        ..Krl::default()
+    };
+    assert!(revoked(&s, &krl, &cert_path));
+    let other = Krl {
+        certificates: vec![RevokedCertificates {
+            serials: vec![41, 43],
+            ..krl.certificates[0].clone()
+        }],
+        ..Krl::default()
+    };
+    assert!(!revoked(&s, &other, &cert_path));
+}
+
 #[test]
 fn openssh_reads_lockbox_krls() {
-    if Command::new("ssh-keygen").arg("-?").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs ssh-keygen (openssh-client): .ci/run installs it"
-        );
-        eprintln!("ssh-keygen is not installed: the KRL is not checked against OpenSSH");
+    if !have_keygen() {
         return;
     }
     let s = Scratch::new();
