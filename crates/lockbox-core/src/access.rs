@@ -21,6 +21,7 @@ use crate::audit::{Chain, EventKind, PendingEvent};
 use crate::authz::ProviderAdmin;
 use crate::clock::Timestamp;
 use crate::id::{TenantId, shorten};
+use crate::ssh::SshAccess;
 use crate::text::Description;
 
 /// The most patterns one access level may hold.
@@ -40,7 +41,7 @@ pub struct AccessError {
 }
 
 impl AccessError {
-    fn new(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
         Self {
             what,
             value: shorten(value),
@@ -208,27 +209,23 @@ pub struct AccessLevel {
     pub actions: ActionSet,
     /// What the level is for, shown to approvers.
     pub description: Description,
+    /// What an SSH login under the level is (none: no SSH certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
 }
 
 impl AccessLevel {
-    /// The provider defines a level, or redefines the one named `name`
+    /// The provider defines `level`, or redefines the level of its name
     /// (`previous` is its current definition). Redefining changes what new
-    /// requests ask for; requests already made keep the patterns they were
-    /// made with. Returns no event when nothing changes.
+    /// requests ask for; requests already made keep the patterns (and SSH
+    /// login) they were made with. Returns no event when nothing changes.
     #[must_use]
     pub fn define(
         by: &ProviderAdmin,
-        name: AccessLevelName,
-        actions: ActionSet,
-        description: Description,
+        level: AccessLevel,
         previous: Option<&AccessLevel>,
         now: Timestamp,
     ) -> (AccessLevel, Option<PendingEvent>) {
-        let level = AccessLevel {
-            name,
-            actions,
-            description,
-        };
         if previous == Some(&level) {
             return (level, None);
         }
@@ -241,7 +238,9 @@ impl AccessLevel {
             json!({
                 "actions": level.actions,
                 "description": level.description,
+                "ssh": level.ssh,
                 "previous_actions": previous.map(|p| &p.actions),
+                "previous_ssh": previous.and_then(|p| p.ssh.as_ref()),
             }),
         );
         (level, Some(event))
@@ -278,6 +277,8 @@ impl AccessLevel {
                         "actions": self.actions,
                         "previous_actions": previous.actions,
                         "description": self.description,
+                        "ssh": self.ssh,
+                        "previous_ssh": previous.ssh,
                     }),
                 )
             })
@@ -415,6 +416,7 @@ mod tests {
             name: AccessLevelName::parse("Test").unwrap(),
             actions: ActionSet::parse(patterns).unwrap(),
             description: Description::parse("").unwrap(),
+            ssh: None,
         }
     }
 

@@ -34,6 +34,7 @@ use crate::id::{CaseId, PrincipalId, RequestId, TenantId};
 use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
 use crate::resource::ResourceId;
+use crate::ssh::SshAccess;
 use crate::tenant::Tenant;
 use crate::text::{Justification, Reason};
 
@@ -162,6 +163,10 @@ pub struct RequestRecord {
     pub access_level: AccessLevelName,
     /// The level's patterns as they were when the request was made.
     pub actions: ActionSet,
+    /// The level's SSH login as it was when the request was made: what
+    /// certificates minted for its grant say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
     /// The duration asked for.
     pub duration_hours: u32,
     /// The requester's justification, shown to approvers.
@@ -411,6 +416,7 @@ impl AccessRequest {
             resource: draft.resource,
             access_level: level.name.clone(),
             actions: level.actions.clone(),
+            ssh: level.ssh.clone(),
             duration_hours: hours,
             justification: draft.justification,
             status: RequestStatus::Pending,
@@ -427,22 +433,27 @@ impl AccessRequest {
             grant: None,
             decided_by_system: false,
         });
+        let mut data = json!({
+            "case": request.case,
+            "resource": request.resource,
+            "access_level": request.access_level,
+            "actions": request.actions,
+            "duration_hours": request.duration_hours,
+            "justification": request.justification,
+            "expires_at": request.expires_at,
+            "required_approvals": request.required_approvals,
+        });
+        if let Some(ssh) = &request.ssh {
+            // What the approver approves: the login, and what it may do.
+            data["ssh"] = json!(ssh);
+        }
         let mut events = vec![PendingEvent::new(
             tenant.id.clone(),
             now,
             requester.id.clone(),
             EventKind::RequestCreated,
             id,
-            json!({
-                "case": request.case,
-                "resource": request.resource,
-                "access_level": request.access_level,
-                "actions": request.actions,
-                "duration_hours": request.duration_hours,
-                "justification": request.justification,
-                "expires_at": request.expires_at,
-                "required_approvals": request.required_approvals,
-            }),
+            data,
         )];
         if !enabled {
             events.push(PendingEvent::new(

@@ -131,6 +131,7 @@ pub fn request_row(r: &AccessRequest) -> Result<Row, StoreError> {
             .and_then(|c| c.reason.as_ref().map(|x| x.as_str().to_owned()))
             .into(),
         r.cancellation.as_ref().map(|c| micros(c.at)).into(),
+        r.ssh.as_ref().map(json).transpose()?.into(),
     ])
 }
 

@@ -99,6 +99,15 @@ pub(crate) trait RowExt {
         let text = self.text(col)?;
         serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
     }
+
+    /// Decodes a JSON column that may be NULL.
+    fn opt_json<T: DeserializeOwned>(&self, col: &str) -> Result<Option<T>, StoreError> {
+        self.opt_text(col)?
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+            })
+            .transpose()
+    }
 }
 
 impl RowExt for AnyRow {

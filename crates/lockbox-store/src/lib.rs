@@ -51,6 +51,7 @@ mod plan;
 mod query;
 mod requests;
 mod sign_in;
+mod ssh;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;
@@ -76,6 +77,7 @@ pub use page::{DEFAULT_PAGE, MAX_PAGE, Page, PageRequest};
 pub use plan::{CommitPlanner, Planned};
 pub use requests::{GrantFilter, RequestFilter, StatusAt};
 pub use sign_in::{Count, Lockout, ServerSecret};
+pub use ssh::{RevokedSshCertificate, SshAuthority, SshCertificate};
 pub use tx::{Locked, Tx};
 
 /// Which database a store runs on.
@@ -507,6 +509,7 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "sign-in guard",
                 include_str!("../migrations/sqlite/0007_sign_in_guard.sql"),
             ),
+            (8, "ssh", include_str!("../migrations/sqlite/0008_ssh.sql")),
         ],
         Backend::Postgres => &[
             (
@@ -543,6 +546,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 7,
                 "sign-in guard",
                 include_str!("../migrations/postgres/0007_sign_in_guard.sql"),
+            ),
+            (
+                8,
+                "ssh",
+                include_str!("../migrations/postgres/0008_ssh.sql"),
             ),
         ],
     };

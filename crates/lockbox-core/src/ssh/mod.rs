@@ -1,12 +1,17 @@
-//! OpenSSH's formats that Lockbox writes for its SSH access: the wire
+//! Lockbox's SSH access: what a login under a grant may do ([`SshAccess`],
+//! an access level's `ssh` section), and OpenSSH's formats that Lockbox
+//! writes for it: the wire
 //! encoding every OpenSSH structure is made of ([`Writer`], [`Reader`]),
 //! and key revocation lists ([`krl`], `PROTOCOL.krl`), which `sshd`'s
 //! `RevokedKeys` reads to refuse certificates of revoked grants.
 //!
 //! No I/O: bytes in, bytes out.
 
+pub mod access;
 pub mod cert;
 pub mod krl;
+
+pub use access::{ForceCommand, SshAccess, UnixLogin};
 
 /// Why bytes are not what a format says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -274,9 +274,12 @@ fn the_provider_defines_access_levels_in_its_own_chain() {
     let description = Description::parse("read and restart").unwrap();
     let (level, ev) = AccessLevel::define(
         &provider,
-        name.clone(),
-        actions.clone(),
-        description.clone(),
+        AccessLevel {
+            name: name.clone(),
+            actions: actions.clone(),
+            description: description.clone(),
+            ssh: None,
+        },
         None,
         w.now,
     );
@@ -292,16 +295,28 @@ fn the_provider_defines_access_levels_in_its_own_chain() {
     assert_eq!(ev.subject, "Operator");
     let (_, again) = AccessLevel::define(
         &provider,
-        name.clone(),
-        actions,
-        description.clone(),
+        AccessLevel {
+            name: name.clone(),
+            actions: actions,
+            description: description.clone(),
+            ssh: None,
+        },
         Some(&level),
         w.now,
     );
     assert!(again.is_none(), "no change, no event");
     let wider = ActionSet::parse(&["*"]).unwrap();
-    let (_, changed) =
-        AccessLevel::define(&provider, name, wider, description, Some(&level), w.now);
+    let (_, changed) = AccessLevel::define(
+        &provider,
+        AccessLevel {
+            name: name,
+            actions: wider,
+            description: description,
+            ssh: None,
+        },
+        Some(&level),
+        w.now,
+    );
     assert_eq!(
         changed.unwrap().data["previous_actions"][1],
         "Microsoft.Compute/virtualMachines/restart/action"
@@ -318,17 +333,23 @@ fn a_redefinition_is_recorded_in_each_concerned_tenants_chain() {
     let description = Description::parse("").unwrap();
     let (reader, _) = AccessLevel::define(
         &provider,
-        name.clone(),
-        ActionSet::parse(&["*/read"]).unwrap(),
-        description.clone(),
+        AccessLevel {
+            name: name.clone(),
+            actions: ActionSet::parse(&["*/read"]).unwrap(),
+            description: description.clone(),
+            ssh: None,
+        },
         None,
         w.now,
     );
     let (wider, _) = AccessLevel::define(
         &provider,
-        name,
-        ActionSet::parse(&["*/read", "*/delete"]).unwrap(),
-        description,
+        AccessLevel {
+            name: name,
+            actions: ActionSet::parse(&["*/read", "*/delete"]).unwrap(),
+            description: description,
+            ssh: None,
+        },
         Some(&reader),
         w.now,
     );
@@ -372,9 +393,12 @@ fn a_request_and_its_grant_keep_the_actions_they_were_made_with() {
     // The provider widens Reader after the request is made.
     let (wider, _) = AccessLevel::define(
         &w.provider(),
-        reader.name.clone(),
-        ActionSet::parse(&["*"]).unwrap(),
-        Description::parse("").unwrap(),
+        AccessLevel {
+            name: reader.name.clone(),
+            actions: ActionSet::parse(&["*"]).unwrap(),
+            description: Description::parse("").unwrap(),
+            ssh: None,
+        },
         Some(&reader),
         w.now,
     );

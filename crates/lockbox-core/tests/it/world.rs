@@ -192,6 +192,7 @@ impl World {
                     name: AccessLevelName::parse(name).unwrap(),
                     actions: ActionSet::parse(&patterns).unwrap(),
                     description: Description::parse("test level").unwrap(),
+                    ssh: None,
                 },
             );
         }

@@ -19,14 +19,15 @@ impl Tx {
         self.audited_write()?;
         self.run(
             sqlx::query(
-                "INSERT INTO access_levels (name, actions, description, updated_at_us) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO access_levels (name, actions, description, updated_at_us, ssh) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (name) DO UPDATE SET actions = excluded.actions, description = excluded.description, \
-                 updated_at_us = excluded.updated_at_us",
+                 updated_at_us = excluded.updated_at_us, ssh = excluded.ssh",
             )
             .bind(level.name.as_str().to_owned())
             .bind(json(&level.actions)?)
             .bind(level.description.as_str().to_owned())
-            .bind(micros(now)),
+            .bind(micros(now))
+            .bind(level.ssh.as_ref().map(json).transpose()?),
         )
         .await?;
         Ok(())
@@ -39,8 +40,10 @@ impl Tx {
     ) -> Result<Option<AccessLevel>, StoreError> {
         let row = self
             .optional(
-                sqlx::query("SELECT name, actions, description FROM access_levels WHERE name = $1")
-                    .bind(name.as_str().to_owned()),
+                sqlx::query(
+                    "SELECT name, actions, description, ssh FROM access_levels WHERE name = $1",
+                )
+                .bind(name.as_str().to_owned()),
             )
             .await?;
         row.as_ref().map(level_of).transpose()
@@ -55,8 +58,8 @@ impl Tx {
         &mut self,
         name: &AccessLevelName,
     ) -> Result<Option<AccessLevel>, StoreError> {
-        let sql =
-            self.sharing("SELECT name, actions, description FROM access_levels WHERE name = $1");
+        let sql = self
+            .sharing("SELECT name, actions, description, ssh FROM access_levels WHERE name = $1");
         let row = self
             .optional(sqlx::query(sql).bind(name.as_str().to_owned()))
             .await?;
@@ -69,8 +72,8 @@ impl Tx {
         &mut self,
         name: &AccessLevelName,
     ) -> Result<Option<AccessLevel>, StoreError> {
-        let sql =
-            self.locking("SELECT name, actions, description FROM access_levels WHERE name = $1");
+        let sql = self
+            .locking("SELECT name, actions, description, ssh FROM access_levels WHERE name = $1");
         let row = self
             .optional(sqlx::query(sql).bind(name.as_str().to_owned()))
             .await?;
@@ -81,7 +84,7 @@ impl Tx {
     pub async fn access_levels(&mut self) -> Result<Vec<AccessLevel>, StoreError> {
         let rows = self
             .all(sqlx::query(
-                "SELECT name, actions, description FROM access_levels ORDER BY name",
+                "SELECT name, actions, description, ssh FROM access_levels ORDER BY name",
             ))
             .await?;
         rows.iter().map(level_of).collect()

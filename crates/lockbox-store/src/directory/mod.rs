@@ -209,6 +209,7 @@ fn level_of(row: &AnyRow) -> Result<AccessLevel, StoreError> {
         name: row.parsed("name")?,
         actions: row.json("actions")?,
         description: Description::parse(&row.text("description")?).map_err(StoreError::corrupt)?,
+        ssh: row.opt_json("ssh")?,
     })
 }
 

@@ -74,7 +74,7 @@ pub struct GrantFilter {
 
 pub(crate) const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
-     denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us";
+     denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us, ssh";
 pub(crate) const APPROVAL_COLUMNS: &str =
     "request_id, approver, position, reason, at_us, duration_hours";
 pub(crate) const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
@@ -351,6 +351,7 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
         resource: row.parsed("resource")?,
         access_level: row.parsed("access_level")?,
         actions: row.json("actions")?,
+        ssh: row.opt_json("ssh")?,
         duration_hours: row.u32("duration_hours")?,
         justification: Justification::parse(&row.text("justification")?)
             .map_err(StoreError::corrupt)?,
@@ -527,7 +528,7 @@ impl Tx {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
         self.run(
             sqlx::query(AssertSqlSafe(sql))
@@ -554,7 +555,8 @@ impl Tx {
                         .as_ref()
                         .and_then(|c| c.reason.as_ref().map(|x| x.as_str().to_owned())),
                 )
-                .bind(r.cancellation.as_ref().map(|c| micros(c.at))),
+                .bind(r.cancellation.as_ref().map(|c| micros(c.at)))
+                .bind(r.ssh.as_ref().map(json).transpose()?),
         )
         .await?;
         self.insert_approvals(&r.id, &r.approvals, 0).await?;

@@ -400,13 +400,20 @@ async fn access_levels(s: TestStore) {
         name: AccessLevelName::parse("Operator").unwrap(),
         actions: ActionSet::parse(actions).unwrap(),
         description: Description::parse("read and restart").unwrap(),
+        ssh: None,
     };
+    let ssh: lockbox_core::ssh::SshAccess =
+        serde_json::from_value(serde_json::json!({"login": "support", "force_command": "uptime"}))
+            .unwrap();
     let mut tx = s.begin().await.unwrap();
     tx.put_access_level(&level(&["*/read"]), t0())
         .await
         .unwrap();
     tx.put_access_level(
-        &level(&["*/read", "Microsoft.Compute/virtualMachines/restart/action"]),
+        &AccessLevel {
+            ssh: Some(ssh.clone()),
+            ..level(&["*/read", "Microsoft.Compute/virtualMachines/restart/action"])
+        },
         t0(),
     )
     .await
@@ -419,6 +426,7 @@ async fn access_levels(s: TestStore) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.actions.patterns().len(), 2, "redefined in place");
+    assert_eq!(stored.ssh, Some(ssh), "the SSH section round-trips");
     assert_eq!(tx.access_levels().await.unwrap(), vec![stored]);
     assert_eq!(
         tx.access_level(&AccessLevelName::parse("Nope").unwrap())

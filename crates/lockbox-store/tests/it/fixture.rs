@@ -150,9 +150,12 @@ pub async fn seed(store: &Store, required_approvals: u32) -> Seeded {
     }
     let (level, ev) = AccessLevel::define(
         &provider,
-        AccessLevelName::parse("Reader").unwrap(),
-        ActionSet::parse(&["*/read"]).unwrap(),
-        Description::parse("read only").unwrap(),
+        AccessLevel {
+            name: AccessLevelName::parse("Reader").unwrap(),
+            actions: ActionSet::parse(&["*/read"]).unwrap(),
+            description: Description::parse("read only").unwrap(),
+            ssh: None,
+        },
         None,
         now,
     );

@@ -23,3 +23,4 @@ mod outbox;
 mod races;
 mod requests;
 mod sign_in;
+mod ssh;
