@@ -225,13 +225,17 @@ pub struct NewGateway {
 }
 
 /// `PUT /v1/access-levels/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutAccessLevel {
     /// Patterns such as `*/read` or `Microsoft.Compute/*`.
     pub actions: Vec<String>,
     #[serde(default)]
     pub description: String,
+    /// What an SSH login under the level is; absent: the level's grants get
+    /// no SSH certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
 }
 
 /// A named set of action patterns.
@@ -240,6 +244,121 @@ pub struct AccessLevel {
     pub name: String,
     pub actions: Vec<String>,
     pub description: String,
+    /// What an SSH login under the level is (absent: no SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An access level's `ssh` section: the Unix login its grants' SSH
+/// certificates are for, and what the session may do there. Snapshotted
+/// into each request made at the level, as its actions are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshAccess {
+    /// The Unix account (`support`, `root`): lowercase letters, digits,
+    /// `_` and `-`, at most 32.
+    pub login: String,
+    /// A command `sshd` runs instead of whatever the operator asks
+    /// (the certificate's `force-command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_command: Option<String>,
+    /// A terminal (`permit-pty`); default true.
+    #[serde(default = "yes")]
+    pub permit_pty: bool,
+    /// `permit-port-forwarding`; default false.
+    #[serde(default)]
+    pub port_forwarding: bool,
+    /// `permit-agent-forwarding`; default false.
+    #[serde(default)]
+    pub agent_forwarding: bool,
+    /// `permit-X11-forwarding`; default false.
+    #[serde(default)]
+    pub x11_forwarding: bool,
+}
+
+/// `POST /v1/grants/{id}/ssh-certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSshCertificate {
+    /// The operator's public key as in an `id_ed25519.pub` file (Ed25519,
+    /// or RSA of 2048 bits or more).
+    pub public_key: String,
+}
+
+/// An SSH user certificate for a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SshCertificate {
+    /// The certificate as one line of a `-cert.pub` file.
+    pub certificate: String,
+    /// Its serial, unique in the tenant (what a KRL revokes).
+    pub serial: u64,
+    /// Its key id: names the grant, the operator and the tenant.
+    pub key_id: String,
+    /// The grant's scope, for `sshd`'s authorized principals.
+    pub principals: Vec<String>,
+    /// The Unix login it is for.
+    pub login: String,
+    /// Valid from (a minute before it was made).
+    pub valid_after: DateTime<Utc>,
+    /// Valid until: `[ssh] certificate_minutes` from now or the grant's
+    /// end, whichever is sooner.
+    pub valid_before: DateTime<Utc>,
+    /// The fingerprint of the tenant's authority that signed it.
+    pub authority: String,
+}
+
+/// One of a tenant's SSH certificate authorities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SshAuthority {
+    /// The public key as a `TrustedUserCAKeys` line.
+    pub public_key: String,
+    /// Its SHA-256 fingerprint, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    /// When a newer authority replaced it.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/ssh/authorize`: may this certificate log in as `login` on
+/// `resource` now? What `lockbox ssh authorize` asks for `sshd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshLogin {
+    /// The certificate offered, in base64 (`sshd`'s `%k`).
+    pub certificate: String,
+    /// The VM (an ARM resource id).
+    pub resource: String,
+    /// The Unix account asked for (`sshd`'s `%u`).
+    pub login: String,
+    /// The account is an administrator's on this VM: the check's action is
+    /// `Microsoft.Compute/virtualMachines/loginAsAdmin/action` rather than
+    /// `…/login/action`.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// The answer to an SSH login, recorded in the VM's tenant's audit log
+/// (`ssh.login_allowed` / `ssh.login_denied`) before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SshLoginResult {
+    pub allowed: bool,
+    /// `granted`, or why not: `unknown_certificate`, `other_tenant`,
+    /// `certificate_expired`, `wrong_login`, `revoked`, `expired`,
+    /// `not_yet_valid`, `out_of_scope`, `action_not_in_access_level`.
+    pub reason: String,
+    /// What `sshd` is to accept: the certificate's principals, when
+    /// allowed; empty otherwise.
+    pub principals: Vec<String>,
+    /// The certificate's grant, when the certificate is Lockbox's.
+    pub grant: Option<String>,
+    /// The grant's holder, when the certificate is Lockbox's.
+    pub operator: Option<String>,
+    /// The certificate's serial, when it is Lockbox's.
+    pub serial: Option<u64>,
 }
 
 /// `POST /v1/principals/{id}/tokens`.
@@ -541,6 +660,10 @@ pub struct AccessRequest {
     pub grant: Option<Grant>,
     /// Approved by the system because the tenant had not opted in.
     pub decided_by_system: bool,
+    /// The access level's SSH login when the request was made: what
+    /// certificates minted for its grant say (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
 }
 
 /// A time-bound permission.

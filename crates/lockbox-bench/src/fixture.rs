@@ -657,9 +657,12 @@ async fn directory(
     ] {
         let (level, ev) = AccessLevel::define(
             &provider,
-            parsed(AccessLevelName::parse(name))?,
-            parsed(ActionSet::parse(&patterns))?,
-            text(Description::parse(description)),
+            AccessLevel {
+                name: parsed(AccessLevelName::parse(name))?,
+                actions: parsed(ActionSet::parse(&patterns))?,
+                description: text(Description::parse(description)),
+                ssh: None,
+            },
             None,
             setup_at,
         );

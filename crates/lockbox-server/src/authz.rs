@@ -298,7 +298,7 @@ pub fn grant_holder(c: &Caller, g: &Grant) -> Result<(), ServiceError> {
     }
     see_grant(c, g)?;
     Err(ServiceError::forbidden(format!(
-        "only the grant's holder ({}) may mint access tokens for it",
+        "only the grant's holder ({}) may mint access tokens or SSH certificates for it",
         g.principal
     )))
 }

@@ -57,6 +57,10 @@
 //! bearer_token_file = "/etc/lockbox/metrics.token"  # require `Authorization: Bearer <its content>`
 //! # bearer_token = "…"                          # or the token itself (16+ characters, never shown)
 //!
+//! [ssh]
+//! certificate_minutes = 60                      # an SSH certificate lasts this long at most (1 to 1440),
+//!                                               # and never past its grant's end
+//!
 //! [[access_tokens.audiences]]                   # an access token's `aud`: the audience of the longest
 //! scope = "/subscriptions/sub-1/resourceGroups/web"  # scope containing the grant's; else the grant's scope
 //! audience = "https://web-gw.example.com"
@@ -131,6 +135,34 @@ pub struct Config {
     /// Signed access tokens.
     #[serde(default)]
     pub access_tokens: AccessTokensConfig,
+    /// SSH certificates.
+    #[serde(default)]
+    pub ssh: SshConfig,
+}
+
+/// `[ssh]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// The longest an SSH certificate lasts, in minutes (default 60); never
+    /// past its grant's end.
+    #[serde(default = "default_certificate_minutes")]
+    pub certificate_minutes: u32,
+}
+
+fn default_certificate_minutes() -> u32 {
+    DEFAULT_SSH_CERTIFICATE_MINUTES
+}
+
+/// How long an SSH certificate lasts at most, unless configured.
+pub const DEFAULT_SSH_CERTIFICATE_MINUTES: u32 = 60;
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            certificate_minutes: default_certificate_minutes(),
+        }
+    }
 }
 
 /// `[auth]`
@@ -712,6 +744,11 @@ impl Config {
         if self.server.auth_failures_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "server.auth_failures_per_minute must be at least 1".into(),
+            ));
+        }
+        if !(1..=24 * 60).contains(&self.ssh.certificate_minutes) {
+            return Err(ConfigError::Invalid(
+                "ssh.certificate_minutes must be between 1 and 1440 (a day)".into(),
             ));
         }
         if !(1..=24 * 30).contains(&self.auth.enrollment_hours) {

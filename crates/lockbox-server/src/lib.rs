@@ -76,6 +76,8 @@ struct Inner {
     token_use: auth::TokenUse,
     /// How long enrolment links last.
     enrollment_hours: u32,
+    /// How long SSH certificates last at most.
+    ssh_certificate_minutes: u32,
     /// Every Argon2 computation of this server.
     passwords: passwords::PasswordPool,
     /// The proxies whose `X-Forwarded-For` names the client.
@@ -130,6 +132,9 @@ pub struct ServerOptions {
     pub access_token_audiences: access_token::Audiences,
     /// Who may read `/metrics`, and on which listener (`[metrics]`).
     pub metrics: MetricsAccess,
+    /// How long SSH certificates last at most (`[ssh]
+    /// certificate_minutes`).
+    pub ssh_certificate_minutes: u32,
 }
 
 impl Default for ServerOptions {
@@ -145,6 +150,7 @@ impl Default for ServerOptions {
             trusted_proxies: client_addr::TrustedProxies::default(),
             access_token_audiences: access_token::Audiences::default(),
             metrics: MetricsAccess::default(),
+            ssh_certificate_minutes: config::DEFAULT_SSH_CERTIFICATE_MINUTES,
         }
     }
 }
@@ -199,6 +205,7 @@ impl AppState {
                 sign_in: auth::SignInLimits::default(),
                 token_use: auth::TokenUse::default(),
                 enrollment_hours: options.enrollment_hours,
+                ssh_certificate_minutes: options.ssh_certificate_minutes,
                 passwords: passwords::PasswordPool::new(options.password_hash_workers, None)?,
                 trusted_proxies: options.trusted_proxies,
                 verifying: audit_log::ChainVerifications::default(),
@@ -225,6 +232,7 @@ impl AppState {
     ) -> Result<Vec<JoinHandle<()>>, ServiceError> {
         let store = self.store();
         signing_keys::prepare(store, &self.inner.kek, self.now()).await?;
+        service::ssh::prepare(store, &self.inner.kek, self.now()).await?;
         let mut tasks = enforce::start(
             &self.inner.enforcer,
             store,
@@ -343,6 +351,12 @@ impl AppState {
     #[must_use]
     pub fn enrollment_hours(&self) -> u32 {
         self.inner.enrollment_hours
+    }
+
+    /// How long SSH certificates last at most, in minutes.
+    #[must_use]
+    pub fn ssh_certificate_minutes(&self) -> u32 {
+        self.inner.ssh_certificate_minutes
     }
 
     pub(crate) fn sign_in_limits(&self) -> &auth::SignInLimits {

@@ -4,6 +4,7 @@
 
 use crate::service::requests::SeenRequest;
 use lockbox_api as api;
+use lockbox_core::ssh::SshAccess;
 use lockbox_core::{
     AccessLevel, AccessRequest, CaseStatus, Grant, GrantState, LockboxSetting, Principal,
     PrincipalKind, RoleAssignment, Severity, SupportCase, Tenant, TenantPolicy, Timestamp,
@@ -67,6 +68,17 @@ pub(crate) fn role_assignment(a: &RoleAssignment) -> api::RoleAssignment {
     }
 }
 
+pub(crate) fn ssh_access(s: &SshAccess) -> api::SshAccess {
+    api::SshAccess {
+        login: s.login.to_string(),
+        force_command: s.force_command.as_ref().map(|c| c.as_str().to_owned()),
+        permit_pty: s.permit_pty,
+        port_forwarding: s.port_forwarding,
+        agent_forwarding: s.agent_forwarding,
+        x11_forwarding: s.x11_forwarding,
+    }
+}
+
 pub(crate) fn access_level(l: &AccessLevel) -> api::AccessLevel {
     api::AccessLevel {
         name: l.name.to_string(),
@@ -77,6 +89,7 @@ pub(crate) fn access_level(l: &AccessLevel) -> api::AccessLevel {
             .map(ToString::to_string)
             .collect(),
         description: l.description.to_string(),
+        ssh: l.ssh.as_ref().map(ssh_access),
     }
 }
 
@@ -243,6 +256,7 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
         }),
         grant: r.grant.as_ref().map(|g| grant(g, now)),
         decided_by_system: r.decided_by_system,
+        ssh: r.ssh.as_ref().map(ssh_access),
     }
 }
 

@@ -201,6 +201,7 @@ impl Server {
             ),
             access_token_audiences: config.access_tokens.audiences(),
             metrics: metrics_access(config)?,
+            ssh_certificate_minutes: config.ssh.certificate_minutes,
         };
         let app = AppState::new(store, clock, public_url, kek, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;

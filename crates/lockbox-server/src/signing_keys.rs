@@ -126,7 +126,7 @@ impl std::fmt::Debug for OpenedKey {
     }
 }
 
-fn public_key_of(secret: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn public_key_of(secret: &[u8; 32]) -> [u8; 32] {
     ed25519_dalek::SigningKey::from_bytes(secret)
         .verifying_key()
         .to_bytes()
@@ -145,6 +145,11 @@ pub fn generate(
     let id = match purpose {
         KeyPurpose::AccessToken => crate::access_token::thumbprint(&public_key),
         KeyPurpose::Checkpoint => checkpoint_public_key(&public_key)?.key_id().to_string(),
+        KeyPurpose::SshAuthority => {
+            return Err(ServiceError::Internal(
+                "an SSH authority is not a signing key (see service::ssh)".to_owned(),
+            ));
+        }
     };
     let sealed = kek
         .seal(&id, purpose, &secret)

@@ -24,6 +24,9 @@ pub enum KeyPurpose {
     AccessToken,
     /// Audit checkpoints.
     Checkpoint,
+    /// A tenant's SSH user certificates (its SSH authority, kept apart from
+    /// the signing keys; the purpose binds a sealed secret to its table).
+    SshAuthority,
 }
 
 impl KeyPurpose {
@@ -33,6 +36,7 @@ impl KeyPurpose {
         match self {
             Self::AccessToken => "access_token",
             Self::Checkpoint => "checkpoint",
+            Self::SshAuthority => "ssh_authority",
         }
     }
 }

@@ -559,6 +559,7 @@ impl Contoso {
                     &api::PutAccessLevel {
                         actions: actions.into_iter().map(str::to_owned).collect(),
                         description: String::new(),
+                        ssh: None,
                     },
                 )
                 .await

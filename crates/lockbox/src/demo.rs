@@ -192,6 +192,7 @@ async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
             &api::PutAccessLevel {
                 actions: vec!["*/read".into()],
                 description: "Read-only".into(),
+                ssh: None,
             },
         )
         .await

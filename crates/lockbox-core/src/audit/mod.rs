@@ -296,6 +296,17 @@ event_kinds! {
     NotificationFailed = "notification.failed",
     /// A tenant admin sent a failed notification again.
     NotificationRetried = "notification.retried",
+    /// A tenant's SSH certificate authority was made (Lockbox enabled).
+    SshAuthorityCreated = "ssh.ca_created",
+    /// A tenant admin replaced the tenant's SSH certificate authority.
+    SshAuthorityRotated = "ssh.ca_rotated",
+    /// A grant's holder was given an SSH certificate (its serial, key
+    /// fingerprint, principals and window; never a key).
+    SshCertificateIssued = "ssh.certificate_issued",
+    /// A VM let a certificate's holder log in (`lockbox ssh authorize`).
+    SshLoginAllowed = "ssh.login_allowed",
+    /// A VM refused a certificate's login (`lockbox ssh authorize`).
+    SshLoginDenied = "ssh.login_denied",
 }
 
 impl fmt::Display for EventKind {

@@ -32,6 +32,72 @@ impl FormatError {
     }
 }
 
+/// The longest public key or certificate line Lockbox reads (an RSA key
+/// of 16 384 bits is about 2 800 characters).
+pub const MAX_KEY_LINE: usize = 8 * 1024;
+
+/// A key's or certificate's SHA-256 fingerprint as `ssh-keygen -l` prints
+/// it: `SHA256:` and the digest in base64 without padding.
+#[must_use]
+pub fn fingerprint(blob: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha2::Sha256::digest(blob))
+    )
+}
+
+/// A key or certificate as one line of an OpenSSH file (`id_ed25519.pub`,
+/// `-cert.pub`, `TrustedUserCAKeys`): its type, its wire form in base64,
+/// and a comment. `blob` must start with its type (as every wire form
+/// Lockbox makes does).
+#[must_use]
+pub fn to_line(blob: &[u8], comment: &str) -> String {
+    use base64::Engine as _;
+    let kind = Reader::new(blob, "key")
+        .string()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(blob);
+    if comment.is_empty() {
+        format!("{kind} {encoded}")
+    } else {
+        format!("{kind} {encoded} {comment}")
+    }
+}
+
+/// Reads one line of an OpenSSH public key file: `type base64 [comment]`.
+/// The wire form, which must name the same type as the line.
+pub fn from_line(line: &str) -> Result<Vec<u8>, FormatError> {
+    use base64::Engine as _;
+    let what = "public key line";
+    if line.len() > MAX_KEY_LINE {
+        return Err(FormatError::new(
+            what,
+            format!("longer than {MAX_KEY_LINE} characters"),
+        ));
+    }
+    let mut parts = line.split_ascii_whitespace();
+    let (Some(kind), Some(encoded)) = (parts.next(), parts.next()) else {
+        return Err(FormatError::new(
+            what,
+            "expected `<type> <base64> [comment]`, as in an id_ed25519.pub file",
+        ));
+    };
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| FormatError::new(what, format!("the key is not base64: {e}")))?;
+    let named = Reader::new(&blob, what).string()?;
+    if named != kind.as_bytes() {
+        return Err(FormatError::new(
+            what,
+            "the line's type is not the type inside the key",
+        ));
+    }
+    Ok(blob)
+}
+
 /// Writes SSH wire types (RFC 4251 §5): big-endian integers and
 /// length-prefixed strings.
 #[derive(Debug, Default, Clone)]

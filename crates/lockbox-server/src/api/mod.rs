@@ -11,6 +11,7 @@ pub mod error;
 pub(crate) mod ops;
 pub(crate) mod provider;
 pub(crate) mod requests;
+pub(crate) mod ssh;
 pub(crate) mod tenants;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -43,6 +44,7 @@ use crate::AppState;
         (name = "requests", description = "Access requests and decisions"),
         (name = "grants", description = "Time-bound grants"),
         (name = "enforcement", description = "Checks, signed access tokens and their keys, emergency access"),
+        (name = "ssh", description = "SSH access: each tenant's certificate authority and revocation list, certificates for grants, logins asked by VMs"),
         (name = "audit", description = "The tenant's tamper-evident audit log: events, export, checkpoints, public key"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -212,6 +214,11 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enforce::jwks))
         .routes(routes!(enforce::emergency_access))
         .routes(routes!(enforce::revoke_grant))
+        .routes(routes!(ssh::trusted_keys))
+        .routes(routes!(ssh::rotate))
+        .routes(routes!(ssh::krl))
+        .routes(routes!(ssh::issue_certificate))
+        .routes(routes!(ssh::authorize))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::export))
         .routes(routes!(audit::head))

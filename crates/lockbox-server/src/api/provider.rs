@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
-use lockbox_core::access::ActionSet;
+use lockbox_core::access::{AccessError, ActionSet};
+use lockbox_core::ssh::{ForceCommand, SshAccess, UnixLogin};
 use lockbox_core::text::{Description, DisplayName, Email};
-use lockbox_core::{AccessLevelName, PrincipalId, TokenId};
+use lockbox_core::{AccessLevel, AccessLevelName, PrincipalId, TokenId};
 use serde::Serialize;
 
 use crate::api::ApiError;
@@ -83,8 +84,35 @@ pub(crate) async fn put_access_level(
     let name = AccessLevelName::parse(&name)?;
     let actions = ActionSet::parse(&body.value.actions)?;
     let description = Description::parse(&body.value.description)?;
-    let level = provider::put_access_level(&app, &caller, name, actions, description).await?;
+    let ssh = body.value.ssh.as_ref().map(ssh_access).transpose()?;
+    let level = provider::put_access_level(
+        &app,
+        &caller,
+        AccessLevel {
+            name,
+            actions,
+            description,
+            ssh,
+        },
+    )
+    .await?;
     Ok(Json(present::access_level(&level)))
+}
+
+/// An access level's `ssh` section, parsed.
+fn ssh_access(s: &api::SshAccess) -> Result<SshAccess, AccessError> {
+    Ok(SshAccess {
+        login: UnixLogin::parse(&s.login)?,
+        force_command: s
+            .force_command
+            .as_deref()
+            .map(ForceCommand::parse)
+            .transpose()?,
+        permit_pty: s.permit_pty,
+        port_forwarding: s.port_forwarding,
+        agent_forwarding: s.agent_forwarding,
+        x11_forwarding: s.x11_forwarding,
+    })
 }
 
 /// The access levels (anyone signed in).

@@ -291,15 +291,37 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
     tx.insert_principal(&gateway).await?;
     events.push(ev);
     let mut reader = None;
-    for (name, patterns, description) in [
-        ("Reader", vec!["*/read"], "Read configuration and logs"),
-        ("Contributor", vec!["*"], "Full control"),
+    // Contributors log in to VMs over SSH as `support`.
+    let support = fixed(lockbox_core::ssh::UnixLogin::parse("support"))?;
+    for (name, patterns, description, ssh) in [
+        (
+            "Reader",
+            vec!["*/read"],
+            "Read configuration and logs",
+            None,
+        ),
+        (
+            "Contributor",
+            vec!["*"],
+            "Full control",
+            Some(lockbox_core::ssh::SshAccess {
+                login: support,
+                force_command: None,
+                permit_pty: true,
+                port_forwarding: false,
+                agent_forwarding: false,
+                x11_forwarding: false,
+            }),
+        ),
     ] {
         let (level, ev) = AccessLevel::define(
             &provider,
-            fixed(AccessLevelName::parse(name))?,
-            fixed(ActionSet::parse(&patterns))?,
-            fixed(Description::parse(description))?,
+            AccessLevel {
+                name: fixed(AccessLevelName::parse(name))?,
+                actions: fixed(ActionSet::parse(&patterns))?,
+                description: fixed(Description::parse(description))?,
+                ssh,
+            },
             None,
             now,
         );

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod provider;
 pub mod requests;
 pub mod sessions;
+pub mod ssh;
 pub mod sweep;
 pub mod tenants;
 

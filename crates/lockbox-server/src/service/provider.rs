@@ -1,8 +1,7 @@
 //! The provider's side: operators, gateways and access levels.
 
-use lockbox_core::access::ActionSet;
-use lockbox_core::text::{Description, DisplayName, Email};
-use lockbox_core::{AccessLevel, AccessLevelName, AccountManager, Principal, PrincipalId};
+use lockbox_core::text::{DisplayName, Email};
+use lockbox_core::{AccessLevel, AccountManager, Principal, PrincipalId};
 
 use super::accounts::{self, WithLink};
 use super::{Receipt, ServiceError};
@@ -76,18 +75,15 @@ pub async fn create_gateway<R: Receipt<WithLink>>(
 pub async fn put_access_level(
     app: &AppState,
     caller: &Caller,
-    name: AccessLevelName,
-    actions: ActionSet,
-    description: Description,
+    level: AccessLevel,
 ) -> Result<AccessLevel, ServiceError> {
     let cap = authz::provider_admin(caller)?;
     let now = app.now();
     let mut tx = app.store().begin().await?;
     // Locked: a request or emergency grant being made with the level's
     // actions (which reads it shared) commits first, and is counted below.
-    let previous = tx.lock_access_level(&name).await?;
-    let (level, event) =
-        AccessLevel::define(&cap, name, actions, description, previous.as_ref(), now);
+    let previous = tx.lock_access_level(&level.name).await?;
+    let (level, event) = AccessLevel::define(&cap, level, previous.as_ref(), now);
     match (event, previous) {
         (Some(event), previous) => {
             let mut events = vec![event];

@@ -324,18 +324,40 @@ async fn change_tenant(
     Ok(out)
 }
 
-/// Opts in or out (its TenantAdmins); audited when it changes.
+/// Opts in or out (its TenantAdmins); audited when it changes. The first
+/// time Lockbox is enabled, the tenant's SSH certificate authority is made
+/// in the same transaction (`ssh.ca_created`).
 pub async fn set_lockbox(
     app: &AppState,
     caller: &Caller,
     tenant: &TenantId,
     enabled: bool,
 ) -> Result<LockboxSetting, ServiceError> {
-    let t = change_tenant(app, caller, tenant, |t, cap, now| {
-        t.set_lockbox(cap, enabled, now)
-    })
-    .await?;
-    Ok(t.lockbox)
+    let cap = authz::tenant_admin(caller, tenant)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let mut t = tx.lock_tenant(tenant).await?;
+    let mut events: Vec<PendingEvent> = t.set_lockbox(&cap, enabled, now)?.into_iter().collect();
+    let setting = t.lockbox.clone();
+    tx.save_tenant(t).await?;
+    if enabled {
+        events.extend(
+            super::ssh::ensure_authority(
+                &mut tx,
+                app.kek(),
+                tenant,
+                caller.id().clone().into(),
+                now,
+            )
+            .await?,
+        );
+    }
+    if events.is_empty() {
+        tx.commit_unaudited().await?;
+    } else {
+        tx.commit(events).await?;
+    }
+    Ok(setting)
 }
 
 /// The tenant's policy (its TenantAdmins).

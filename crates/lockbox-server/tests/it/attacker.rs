@@ -104,6 +104,7 @@ async fn the_provider_cannot_act_for_the_customer(server: TestServer) {
             &api::PutAccessLevel {
                 actions: vec!["*".into()],
                 description: String::new(),
+                ssh: None,
             },
         )
         .await

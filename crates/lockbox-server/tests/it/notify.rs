@@ -469,6 +469,7 @@ async fn a_redefined_level_changes_nothing_already_asked(backend: Backend) {
     let redefine = |actions: &[&str]| api::PutAccessLevel {
         actions: actions.iter().map(|a| (*a).to_owned()).collect(),
         description: "reads, and more".into(),
+        ssh: None,
     };
     world
         .admin

@@ -149,6 +149,7 @@ async fn seed_world(base: &str, admin: &str) -> World {
             &api::PutAccessLevel {
                 actions: vec!["*/read".into()],
                 description: String::new(),
+                ssh: None,
             },
         )
         .await
