@@ -661,6 +661,94 @@ impl Client {
         .await
     }
 
+    /// `GET` of a non-JSON resource: its bytes and its `ETag`, or `None`
+    /// when `if_none_match` is still current (304).
+    async fn get_bytes(
+        &self,
+        path: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(tag) = if_none_match {
+            request = request.header("if-none-match", tag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if status.is_success() {
+            Ok(Some((bytes.to_vec(), etag)))
+        } else {
+            Err(problem_of(status, &String::from_utf8_lossy(&bytes)))
+        }
+    }
+
+    /// `GET /v1/tenants/{tenant}/ssh/ca` (anyone): the `TrustedUserCAKeys`
+    /// lines.
+    pub async fn ssh_trusted_keys(&self, tenant: &str) -> Result<String, ClientError> {
+        let (bytes, _) = self
+            .get_bytes(&format!("/v1/tenants/{tenant}/ssh/ca"), None)
+            .await?
+            .ok_or_else(|| ClientError::Decode("304 without If-None-Match".to_owned()))?;
+        String::from_utf8(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `GET /v1/tenants/{tenant}/ssh/krl` (anyone): the KRL and its `ETag`,
+    /// or `None` when `if_none_match` is still current.
+    pub async fn ssh_krl(
+        &self,
+        tenant: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, ClientError> {
+        self.get_bytes(&format!("/v1/tenants/{tenant}/ssh/krl"), if_none_match)
+            .await
+    }
+
+    /// `POST /v1/tenants/{tenant}/ssh/ca/rotate` (the tenant's admins).
+    pub async fn rotate_ssh_ca(&self, tenant: &str) -> Result<api::SshAuthority, ClientError> {
+        self.post_empty(&format!("/v1/tenants/{tenant}/ssh/ca/rotate"))
+            .await
+    }
+
+    /// `POST /v1/grants/{id}/ssh-certificate` (the grant's holder).
+    pub async fn ssh_certificate(
+        &self,
+        grant: &str,
+        public_key: &str,
+    ) -> Result<api::SshCertificate, ClientError> {
+        self.post(
+            &format!("/v1/grants/{grant}/ssh-certificate"),
+            &api::NewSshCertificate {
+                public_key: public_key.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/ssh/authorize` (gateways).
+    pub async fn ssh_authorize(
+        &self,
+        login: &api::SshLogin,
+    ) -> Result<api::SshLoginResult, ClientError> {
+        self.post("/v1/ssh/authorize", login).await
+    }
+
     /// `POST /v1/emergency-access` (emergency operators).
     pub async fn emergency_access(
         &self,

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod output;
 mod remote;
+mod ssh;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -214,6 +215,14 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// SSH access to VMs: certificates for grants, and what a VM's sshd
+    /// needs (the tenant's CA, its KRL, and a check of every login).
+    Ssh {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: ssh::SshCommand,
+    },
     /// Read, export and verify a tenant's tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -284,11 +293,14 @@ enum CliError {
     Conflict(String),
     /// The server failed or could not be reached (exit 6).
     Server(String),
+    /// A program Lockbox ran (`ssh`) ended with this code; it said why.
+    Exit(i32),
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
+            Self::Exit(code) => u8::try_from(*code).unwrap_or(1),
             Self::NotVerified | Self::Denied => 1,
             Self::Usage(_) | Self::Io(_) => 2,
             Self::Auth(_) => 3,
@@ -300,7 +312,7 @@ impl CliError {
 
     fn message(&self) -> Option<&str> {
         match self {
-            Self::NotVerified | Self::Denied => None,
+            Self::NotVerified | Self::Denied | Self::Exit(_) => None,
             Self::Usage(m)
             | Self::Io(m)
             | Self::Auth(m)
@@ -465,6 +477,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit { command } => audit::run(command).await,
+        Command::Ssh { remote, command } => ssh::run(&remote, command).await,
         Command::Demo => demo::run().await,
         Command::Login {
             server,

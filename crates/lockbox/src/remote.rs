@@ -140,6 +140,27 @@ impl Remote {
         Ok((server, token))
     }
 
+    /// The server alone: the flag or environment, else the profile's.
+    fn server(&self) -> Result<String, CliError> {
+        if let Some(server) = &self.server {
+            return Ok(server.clone());
+        }
+        Ok(read_profiles()?
+            .remove(&self.profile)
+            .map_or_else(|| DEFAULT_SERVER.to_owned(), |p| p.server))
+    }
+
+    /// A client with no token, for what anyone may read.
+    pub(crate) fn anonymous(&self) -> Result<Client, CliError> {
+        client_for(&self.server()?, None)
+    }
+
+    /// A client with `token` rather than the configured one (a gateway's,
+    /// read from its file).
+    pub(crate) fn with_token(&self, token: String) -> Result<Client, CliError> {
+        client_for(&self.server()?, Some(token))
+    }
+
     /// A client with a token.
     pub(crate) fn client(&self) -> Result<Client, CliError> {
         let (server, token) = self.resolve()?;

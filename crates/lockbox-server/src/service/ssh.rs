@@ -188,8 +188,10 @@ pub async fn trusted(
 ) -> Result<Vec<PublishedAuthority>, ServiceError> {
     let now = app.now();
     let mut tx = app.store().read().await?;
-    let authorities = tx.ssh_authorities(tenant).await?;
+    let mut authorities = tx.ssh_authorities(tenant).await?;
     tx.commit_unaudited().await?;
+    // The current one first, then the newest retired.
+    authorities.sort_by_key(|a| a.retired_at.is_some());
     let mut out = Vec::new();
     for a in authorities
         .iter()

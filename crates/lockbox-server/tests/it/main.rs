@@ -51,6 +51,7 @@ mod notify;
 mod ops;
 mod portal;
 mod sign_in;
+mod ssh;
 mod story;
 mod sweeper;
 mod tls;

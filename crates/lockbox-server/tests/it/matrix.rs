@@ -165,6 +165,35 @@ impl Ctx {
         (r, approved.grant.unwrap().id)
     }
 
+    /// A grant of the SSH level, approved.
+    async fn fresh_ssh_grant(&self) -> String {
+        self.fresh_request().await;
+        crate::ssh::define_level(&self.world).await;
+        self.world
+            .approved(Contoso::VM, crate::ssh::LEVEL, None)
+            .await
+            .grant
+            .unwrap()
+            .id
+    }
+
+    /// A certificate of an SSH grant, in base64.
+    async fn fresh_certificate(&self) -> String {
+        let g = self.fresh_ssh_grant().await;
+        let made = self
+            .world
+            .sam
+            .client
+            .ssh_certificate(&g, &crate::ssh::public_key(5))
+            .await
+            .unwrap();
+        made.certificate
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    }
+
     async fn fresh_emergency_grant(&self) -> String {
         // Other rows replace the policy; allow emergency access again.
         let alice = &self.world.alice.client;
@@ -953,6 +982,78 @@ fn rows() -> Vec<Row> {
                         "action": "Microsoft.Compute/virtualMachines/read",
                     })),
                 ))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/ssh/ca",
+            expect: OPEN,
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/ssh/ca".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/ssh/krl",
+            expect: OPEN,
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/tenants/contoso/ssh/krl".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "POST /v1/tenants/{tenant}/ssh/ca/rotate",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/ssh/ca/rotate".into(),
+                    None,
+                ))
+            },
+        },
+        Row {
+            route: "POST /v1/grants/{id}/ssh-certificate",
+            expect: [401, 403, 200, 404, 403, 403, 403, 404, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let g = cx.fresh_ssh_grant().await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/grants/{g}/ssh-certificate"),
+                        Some(json!({ "public_key": crate::ssh::public_key(6) })),
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "POST /v1/ssh/authorize",
+            expect: [401, 403, 403, 403, 403, 403, 403, 403, 403, 200],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let certificate = cx.fresh_certificate().await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        "/v1/ssh/authorize".into(),
+                        Some(json!({
+                            "certificate": certificate,
+                            "resource": Contoso::VM,
+                            "login": "support",
+                        })),
+                    )
+                    .await
+                })
             },
         },
         Row {
