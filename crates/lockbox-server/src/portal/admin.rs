@@ -1,5 +1,5 @@
-//! The tenant admin's page: the opt-in, the policy, role assignments and
-//! notification channels.
+//! The tenant admin's page: the opt-in, the policy, role assignments,
+//! notification channels, and the SSH certificate authority.
 
 use axum::extract::State;
 use lockbox_core::{
@@ -14,9 +14,9 @@ use super::{
     page,
 };
 use crate::extract::Path;
-use crate::service::ServiceError;
 use crate::service::channels::{self, NewChannel};
 use crate::service::tenants::{self, NewRole};
+use crate::service::{Refusal, ServiceError, ssh};
 use crate::{AppState, authz};
 
 /// The person's tenant (only a tenant's users administer one; the API
@@ -68,6 +68,15 @@ pub(crate) async fn settings(
         async move { channels::list(&app, caller, &tenant, &p).await }
     })
     .await?;
+    let ssh_ca = match ssh::trusted(&app, &tenant).await {
+        Ok(keys) => keys.into_iter().map(|k| k.line).collect(),
+        // None before Lockbox was first enabled.
+        Err(ServiceError::Refused {
+            refusal: Refusal::NotFound,
+            ..
+        }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     Ok(page(&view::Settings {
         chrome: session.chrome("/settings"),
         notice: notice.text(),
@@ -83,7 +92,16 @@ pub(crate) async fn settings(
         users,
         chrome_me_id: session.caller.id().clone(),
         channels: channels.iter().map(ChannelView::new).collect(),
+        ssh_ca,
+        public_url: app.public_url().to_owned(),
     }))
+}
+
+/// Replaces the tenant's SSH certificate authority (its TenantAdmins).
+pub(crate) async fn rotate_ssh_ca(State(app): State<AppState>, form: Form<NoFields>) -> PageResult {
+    let tenant = tenant_of(&form.session)?;
+    ssh::rotate(&app, &form.session.caller, &tenant).await?;
+    Ok(done("/settings#ssh-h", view::Notice::SshCaRotated))
 }
 
 #[derive(Debug, serde::Deserialize)]

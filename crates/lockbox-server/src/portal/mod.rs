@@ -59,12 +59,17 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/grants", get(requests::grants))
         .route("/grants/{id}/revoke", post(requests::revoke_grant))
         .route("/grants/{id}/token", post(operator::mint_token))
+        .route(
+            "/grants/{id}/ssh-certificate",
+            post(operator::mint_ssh_certificate),
+        )
         .route("/cases", get(operator::cases))
         .route("/cases/{id}", get(operator::case))
         .route("/cases/{id}/request", post(operator::request_access))
         .route("/settings", get(admin::settings))
         .route("/settings/lockbox", post(admin::set_lockbox))
         .route("/settings/policy", post(admin::set_policy))
+        .route("/settings/ssh-ca/rotate", post(admin::rotate_ssh_ca))
         .route("/settings/roles", post(admin::assign_role))
         .route("/settings/roles/{id}/remove", post(admin::remove_role))
         .route("/settings/channels", post(admin::add_channel))

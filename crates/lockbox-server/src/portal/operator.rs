@@ -1,5 +1,5 @@
 //! The operator's pages: cases, asking for access under a case, and a
-//! signed token for an active grant.
+//! signed token or an SSH certificate for an active grant.
 
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect};
@@ -15,7 +15,7 @@ use super::{
 };
 use crate::extract::{PageParams, Path};
 use crate::service::requests::{self, RequestQuery, SeenRequest};
-use crate::service::{ServiceError, cases, enforce, provider};
+use crate::service::{ServiceError, cases, enforce, provider, ssh};
 use crate::{AppState, authz};
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -158,6 +158,34 @@ pub(crate) async fn request_access(
         Notice::Requested.code()
     ))
     .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct SshKeyFields {
+    #[serde(default)]
+    public_key: String,
+}
+
+/// An SSH certificate for a public key the person pasted, under their
+/// active grant.
+pub(crate) async fn mint_ssh_certificate(
+    State(app): State<AppState>,
+    Path(grant): Path<String>,
+    form: Form<SshKeyFields>,
+) -> PageResult {
+    let id = GrantId::parse(&grant).map_err(ServiceError::from)?;
+    let minted =
+        ssh::issue_certificate(&app, &form.session.caller, &id, &form.fields.public_key).await?;
+    let r = &minted.record;
+    Ok(page(&view::SshCertificatePage {
+        chrome: form.session.chrome("/grants"),
+        grant,
+        certificate: minted.line.clone(),
+        serial: r.serial,
+        login: r.login.clone(),
+        principals: r.principals.join(", "),
+        expires: view::Deadline::new(app.now(), r.valid_before),
+    }))
 }
 
 /// A signed access token for the person's active grant, shown once.

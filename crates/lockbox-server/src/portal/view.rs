@@ -69,10 +69,11 @@ pub(crate) enum Notice {
     PasswordChanged,
     UserDisabled,
     UserEnabled,
+    SshCaRotated,
 }
 
 impl Notice {
-    const ALL: [Self; 17] = [
+    const ALL: [Self; 18] = [
         Self::Approved,
         Self::Denied,
         Self::Canceled,
@@ -90,6 +91,7 @@ impl Notice {
         Self::PasswordChanged,
         Self::UserDisabled,
         Self::UserEnabled,
+        Self::SshCaRotated,
     ];
 
     pub(crate) fn code(self) -> &'static str {
@@ -111,6 +113,7 @@ impl Notice {
             Self::PasswordChanged => "password-changed",
             Self::UserDisabled => "user-disabled",
             Self::UserEnabled => "user-enabled",
+            Self::SshCaRotated => "ssh-ca-rotated",
         }
     }
 
@@ -139,6 +142,9 @@ impl Notice {
             }
             Self::UserDisabled => "The user is disabled: their sessions and tokens no longer work.",
             Self::UserEnabled => "The user is enabled again.",
+            Self::SshCaRotated => {
+                "A new SSH certificate authority signs from now on; have your VMs fetch the CA keys again."
+            }
         }
     }
 
@@ -588,6 +594,23 @@ pub(crate) struct Settings {
     /// The signed-in admin's own id (no account actions on oneself).
     pub(crate) chrome_me_id: PrincipalId,
     pub(crate) channels: Vec<ChannelView>,
+    /// The SSH CA keys VMs trust (`TrustedUserCAKeys` lines), current
+    /// first; empty before Lockbox was first enabled.
+    pub(crate) ssh_ca: Vec<String>,
+    /// Where the API answers (for the `sshd_config` snippet).
+    pub(crate) public_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/ssh_certificate.html")]
+pub(crate) struct SshCertificatePage {
+    pub(crate) chrome: Chrome,
+    pub(crate) grant: String,
+    pub(crate) certificate: String,
+    pub(crate) serial: u64,
+    pub(crate) login: String,
+    pub(crate) principals: String,
+    pub(crate) expires: Deadline,
 }
 
 #[derive(Template)]

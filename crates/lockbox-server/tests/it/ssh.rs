@@ -685,7 +685,102 @@ async fn access_levels_carry_their_ssh_section(server: TestServer) {
     );
 }
 
+async fn the_portal_mints_certificates_and_shows_the_ca(server: TestServer) {
+    use crate::portal::{PASSWORD, Visitor, hidden};
+    use reqwest::StatusCode;
+    let world = Contoso::seed(&server).await;
+    let (_, grant) = ssh_grant(&world).await;
+    server.set_password("sam", PASSWORD).await;
+    server.set_password("alice", PASSWORD).await;
+    server.set_password("olivia", PASSWORD).await;
+
+    let mut sam = Visitor::new(&server);
+    sam.sign_in("sam", "/grants").await;
+    let (_, page) = sam.get("/grants").await;
+    let action = format!("action=\"/grants/{grant}/ssh-certificate\"");
+    assert!(page.contains(&action), "{page}");
+    let csrf = hidden(&page, "csrf");
+    let path = format!("/grants/{grant}/ssh-certificate");
+    let key = public_key(1);
+    let (status, _, shown) = sam
+        .post(&path, &[("csrf", &csrf), ("public_key", &key)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(
+        shown.contains("ssh-ed25519-cert-v01@openssh.com AAAA"),
+        "{shown}"
+    );
+    assert!(shown.contains("serial 1"), "{shown}");
+    let (status, _, refused) = sam
+        .post(&path, &[("csrf", &csrf), ("public_key", "not a key")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, _, _) = sam.post(&path, &[("public_key", &key)]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "no CSRF token, no certificate"
+    );
+    // Someone else's grant.
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/grants").await;
+    let (_, page) = olivia.get("/grants").await;
+    let csrf_o = hidden(&page, "csrf");
+    let (status, _, _) = olivia
+        .post(&path, &[("csrf", &csrf_o), ("public_key", &key)])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        events(&server, contoso(), "ssh.certificate_issued")
+            .await
+            .len(),
+        1,
+        "one certificate issued, by the one good form"
+    );
+    // An operator may not rotate the tenant's CA.
+    let (status, _, _) = sam
+        .post("/settings/ssh-ca/rotate", &[("csrf", &csrf)])
+        .await;
+    assert!(
+        status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+        "{status}"
+    );
+
+    let mut alice = Visitor::new(&server);
+    alice.sign_in("alice", "/settings").await;
+    let (status, settings) = alice.get("/settings").await;
+    assert_eq!(status, StatusCode::OK);
+    let ca = server
+        .anonymous()
+        .ssh_trusted_keys(Contoso::TENANT)
+        .await
+        .unwrap();
+    assert!(settings.contains(ca.trim()), "the CA line: {settings}");
+    assert!(
+        settings.contains("AuthorizedPrincipalsCommand /usr/local/bin/lockbox ssh authorize"),
+        "{settings}"
+    );
+    let csrf = hidden(&settings, "csrf");
+    let (status, location, _) = alice
+        .post("/settings/ssh-ca/rotate", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.unwrap().contains("notice=ssh-ca-rotated"));
+    let (_, settings) = alice.get("/settings").await;
+    let now = server
+        .anonymous()
+        .ssh_trusted_keys(Contoso::TENANT)
+        .await
+        .unwrap();
+    assert_eq!(now.lines().count(), 2, "{now}");
+    for line in now.lines() {
+        assert!(settings.contains(line), "{line} not shown");
+    }
+    assert_eq!(events(&server, contoso(), "ssh.ca_rotated").await.len(), 1);
+}
+
 on_both!(
+    the_portal_mints_certificates_and_shows_the_ca,
     the_ca_is_made_with_lockbox_and_published,
     a_holder_gets_a_certificate_sshd_reads,
     refusals_issue_nothing,
