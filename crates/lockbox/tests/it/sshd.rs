@@ -214,7 +214,8 @@ fn ssh(port: u16, key: &Path, user: &str, command: &str) -> (bool, String) {
         .stdin(Stdio::null());
     let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
     if cert.exists() {
-        cmd.arg("-o").arg(format!("CertificateFile={}", cert.display()));
+        cmd.arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()));
     }
     cmd.arg(format!("{user}@127.0.0.1")).arg(command);
     let out = cmd.output().unwrap();
@@ -326,7 +327,12 @@ async fn approved_elsewhere(world: &Contoso) -> api::AccessRequest {
         )
         .await
         .unwrap();
-    world.admin.client.assign_case(&case.id, "sam").await.unwrap();
+    world
+        .admin
+        .client
+        .assign_case(&case.id, "sam")
+        .await
+        .unwrap();
     let asked = world
         .sam
         .client
@@ -339,7 +345,12 @@ async fn approved_elsewhere(world: &Contoso) -> api::AccessRequest {
         })
         .await
         .unwrap();
-    world.olivia.client.approve(&asked.id, "ok", None).await.unwrap()
+    world
+        .olivia
+        .client
+        .approve(&asked.id, "ok", None)
+        .await
+        .unwrap()
 }
 
 async fn login_events(server: &TestServer) -> Vec<AuditEvent> {
