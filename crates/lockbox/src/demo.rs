@@ -16,6 +16,8 @@ use lockbox_server::service::bootstrap;
 use lockbox_server::{access_token, notify};
 
 use crate::CliError;
+use crate::demo_ssh::{self, DemoVm};
+use lockbox_core::ssh::UnixLogin;
 
 const VM: &str =
     "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/web-01";
@@ -45,6 +47,13 @@ impl Steps {
                 )))
             }
         }
+    }
+}
+
+impl Steps {
+    /// A step this machine cannot play, and why.
+    fn skip(&mut self, name: &str, why: &str) {
+        println!("    {name:<18} skip  {why}");
     }
 }
 
@@ -183,16 +192,31 @@ async fn enrol(
 /// provider never holds a credential of the customer's people). Returns
 /// the clients of alice (the customer's admin), olivia (its owner), sam
 /// (the operator) and the gateway.
-async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
+async fn set_up(
+    base: &str,
+    admin_token: &str,
+    ssh_login: Option<&UnixLogin>,
+) -> Result<[Client; 4], String> {
     let admin = Client::new(base, Some(admin_token.to_owned())).map_err(api_err)?;
     let anonymous = admin.anonymous();
     admin
         .put_access_level(
             "Reader",
             &api::PutAccessLevel {
-                actions: vec!["*/read".into()],
-                description: "Read-only".into(),
-                ssh: None,
+                actions: vec![
+                    "*/read".into(),
+                    "Microsoft.Compute/virtualMachines/login/action".into(),
+                ],
+                description: "Read-only, and an SSH login to read logs".into(),
+                // The demo's sshd runs as the demo's user: its only login.
+                ssh: ssh_login.map(|login| api::SshAccess {
+                    login: login.to_string(),
+                    force_command: None,
+                    permit_pty: false,
+                    port_forwarding: false,
+                    agent_forwarding: false,
+                    x11_forwarding: false,
+                }),
             },
         )
         .await
@@ -278,10 +302,11 @@ async fn set_up(base: &str, admin_token: &str) -> Result<[Client; 4], String> {
 async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
     let mut steps = Steps { n: 0 };
     let (hook, received) = receiver().await?;
+    let ssh_login = demo_ssh::login();
     let mut clients: Option<[Client; 4]> = None;
     steps
         .step("set up", async {
-            clients = Some(set_up(base, admin_token).await?);
+            clients = Some(set_up(base, admin_token, ssh_login.as_ref().ok()).await?);
             Ok("the provider onboards contoso; alice (its admin), olivia (its owner), operator sam and a gateway each enrol with a one-time link".into())
         })
         .await?;
@@ -426,6 +451,32 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
         })
         .await?;
 
+    let mut vm: Option<(DemoVm, std::path::PathBuf)> = None;
+    match &ssh_login {
+        Ok(login) => {
+            steps
+                .step("ssh login", async {
+                    let dir = std::env::temp_dir()
+                        .join(format!("lockbox-demo-ssh-{}", std::process::id()));
+                    let started =
+                        DemoVm::start(&gate.anonymous(), "contoso", VM, login.clone(), dir).await?;
+                    let (key, serial) = started.certified_key(&sam, &grant_id).await?;
+                    let said = started.log_in(&key)?;
+                    let port = started.port();
+                    vm = Some((started, key));
+                    (said == demo_ssh::GREETING)
+                        .then(|| {
+                            format!(
+                                "sam's certificate (serial {serial}, for {login}) logs in to web-01's sshd on port {port}: \"{said}\""
+                            )
+                        })
+                        .ok_or_else(|| format!("the VM said {said:?}"))
+                })
+                .await?;
+        }
+        Err(why) => steps.skip("ssh login", why),
+    }
+
     steps
         .step("revoke", async {
             let r = olivia
@@ -444,6 +495,20 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
                 .ok_or_else(|| "still allowed after the revoke".to_owned())
         })
         .await?;
+
+    if let Some((vm, key)) = &mut vm {
+        steps
+            .step("ssh refused", async {
+                vm.fetch_krl(&gate.anonymous(), "contoso").await?;
+                match vm.log_in(key) {
+                    Ok(said) => Err(format!("still logged in after the revoke: {said}")),
+                    Err(why) => Ok(format!(
+                        "web-01 fetches contoso's KRL: sshd refuses the revoked grant's certificate ({why})"
+                    )),
+                }
+            })
+            .await?;
+    }
 
     steps
         .step("export and verify", async {

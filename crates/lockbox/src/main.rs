@@ -4,6 +4,7 @@ mod accounts;
 mod audit;
 mod commands;
 mod demo;
+mod demo_ssh;
 mod output;
 mod remote;
 mod ssh;

@@ -291,28 +291,22 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
     tx.insert_principal(&gateway).await?;
     events.push(ev);
     let mut reader = None;
-    // Contributors log in to VMs over SSH as `support`.
-    let support = fixed(lockbox_core::ssh::UnixLogin::parse("support"))?;
-    for (name, patterns, description, ssh) in [
+    // Both levels log in to VMs over SSH as `support`.
+    let ssh = Some(lockbox_core::ssh::SshAccess {
+        login: fixed(lockbox_core::ssh::UnixLogin::parse("support"))?,
+        force_command: None,
+        permit_pty: true,
+        port_forwarding: false,
+        agent_forwarding: false,
+        x11_forwarding: false,
+    });
+    for (name, patterns, description) in [
         (
             "Reader",
-            vec!["*/read"],
-            "Read configuration and logs",
-            None,
+            vec!["*/read", "Microsoft.Compute/virtualMachines/login/action"],
+            "Read configuration and logs, and log in to read them",
         ),
-        (
-            "Contributor",
-            vec!["*"],
-            "Full control",
-            Some(lockbox_core::ssh::SshAccess {
-                login: support,
-                force_command: None,
-                permit_pty: true,
-                port_forwarding: false,
-                agent_forwarding: false,
-                x11_forwarding: false,
-            }),
-        ),
+        ("Contributor", vec!["*"], "Full control"),
     ] {
         let (level, ev) = AccessLevel::define(
             &provider,
@@ -320,7 +314,7 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
                 name: fixed(AccessLevelName::parse(name))?,
                 actions: fixed(ActionSet::parse(&patterns))?,
                 description: fixed(Description::parse(description))?,
-                ssh,
+                ssh: ssh.clone(),
             },
             None,
             now,
@@ -528,6 +522,20 @@ impl Demo {
                 gateway.token, self.resource
             );
         }
+        let _ = writeln!(
+            out,
+            "\nOnce approved, sam logs in to web-01 over SSH as `support` with a short-lived certificate \
+             for the grant (web-01's sshd set up as docs/SSH.md says; GRANT is the grant id the approval shows):\n"
+        );
+        let _ = writeln!(
+            out,
+            "  LOCKBOX_SERVER={url} LOCKBOX_TOKEN={} lockbox ssh connect GRANT web-01.contoso.example",
+            token_of("sam")
+        );
+        let _ = writeln!(
+            out,
+            "\n`lockbox demo` plays the whole story, SSH included, against a real sshd on this machine."
+        );
         let _ = writeln!(
             out,
             "\nExport contoso's audit log as alice, then verify it offline (from a checkout, `cargo run --release --` in place of `lockbox`):\n"

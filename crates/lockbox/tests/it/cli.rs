@@ -477,6 +477,25 @@ async fn the_demo_plays_the_whole_story() {
             "step `{step}` did not pass:\n{text}"
         );
     }
+    // With OpenSSH here (always in CI, where .ci/run installs it), a real
+    // sshd lets sam's certificate in, then refuses it once revoked.
+    if std::path::Path::new("/usr/sbin/sshd").exists() {
+        for step in ["ssh login", "ssh refused"] {
+            assert!(
+                text.lines().any(|l| l.contains(step) && l.contains(" ok ")),
+                "step `{step}` did not pass:\n{text}"
+            );
+        }
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI has OpenSSH: the demo's SSH step must run"
+        );
+        assert!(
+            text.contains("ssh login") && text.contains("skip"),
+            "{text}"
+        );
+    }
     assert!(text.contains("Every step did what it should."));
     let _ = std::fs::remove_dir_all(&config);
 }
