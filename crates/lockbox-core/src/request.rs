@@ -443,9 +443,9 @@ impl AccessRequest {
             "expires_at": request.expires_at,
             "required_approvals": request.required_approvals,
         });
-        if let Some(ssh) = &request.ssh {
+        if let (Some(ssh), Some(fields)) = (&request.ssh, data.as_object_mut()) {
             // What the approver approves: the login, and what it may do.
-            data["ssh"] = json!(ssh);
+            fields.insert("ssh".to_owned(), json!(ssh));
         }
         let mut events = vec![PendingEvent::new(
             tenant.id.clone(),

@@ -297,7 +297,7 @@ fn the_provider_defines_access_levels_in_its_own_chain() {
         &provider,
         AccessLevel {
             name: name.clone(),
-            actions: actions,
+            actions,
             description: description.clone(),
             ssh: None,
         },
@@ -309,9 +309,9 @@ fn the_provider_defines_access_levels_in_its_own_chain() {
     let (_, changed) = AccessLevel::define(
         &provider,
         AccessLevel {
-            name: name,
+            name,
             actions: wider,
-            description: description,
+            description,
             ssh: None,
         },
         Some(&level),
@@ -345,9 +345,9 @@ fn a_redefinition_is_recorded_in_each_concerned_tenants_chain() {
     let (wider, _) = AccessLevel::define(
         &provider,
         AccessLevel {
-            name: name,
+            name,
             actions: ActionSet::parse(&["*/read", "*/delete"]).unwrap(),
-            description: description,
+            description,
             ssh: None,
         },
         Some(&reader),

@@ -429,7 +429,8 @@ pub async fn krl(app: &AppState, tenant: &TenantId) -> Result<(Vec<u8>, String),
     let bytes = krl
         .encode()
         .map_err(|e| ServiceError::Internal(format!("cannot write the KRL: {e}")))?;
-    let etag = format!("W/\"{}\"", hex::encode(&tag.finalize()[..16]));
+    let digest = tag.finalize();
+    let etag = format!("W/\"{}\"", hex::encode(digest.get(..16).unwrap_or(&digest)));
     Ok((bytes, etag))
 }
 

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use lockbox_api as api;
-use lockbox_core::{AuditEvent, Chain};
+use lockbox_core::{AuditEvent, Chain, Clock as _, SystemClock};
 use lockbox_testkit::{Contoso, TestServer};
 
 use super::BIN;
@@ -411,7 +411,7 @@ async fn sshd_enforces_lockbox_grants() {
     let server = TestServer::sqlite().await;
     // sshd checks certificates against the real clock: the server's starts
     // two hours ago, so one certificate can be minted already expired.
-    server.clock.set(Utc::now() - TimeDelta::hours(2));
+    server.clock.set(SystemClock.now() - TimeDelta::hours(2));
     let world = Contoso::seed(&server).await;
     define_levels(&world).await;
     let sam = world.sam.token.clone();
@@ -419,7 +419,7 @@ async fn sshd_enforces_lockbox_grants() {
     let shell_grant = shell.grant.as_ref().unwrap().id.clone();
     let mut scratch = Scratch::new();
     let expired = certified_key(&scratch, &server, &sam, &shell_grant, "expired");
-    server.clock.set(Utc::now());
+    server.clock.set(SystemClock.now());
 
     // The VM: its CA file, its KRL, its gateway token, its principals.
     fetch_ca(&scratch, &server);
@@ -549,7 +549,7 @@ async fn sshd_enforces_lockbox_grants() {
     }
     // The server's clock past the old key's last certificate (sshd's is
     // real, so the certificates minted before stay within their window).
-    server.clock.set(Utc::now() + TimeDelta::minutes(61));
+    server.clock.set(SystemClock.now() + TimeDelta::minutes(61));
     fetch_ca(&scratch, &server);
     let (ok, said) = ssh(offline, &before, LOGIN, "id -un");
     assert!(!ok, "the old key is no longer trusted: {said}");
