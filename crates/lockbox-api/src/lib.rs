@@ -581,6 +581,12 @@ pub struct NewRequest {
     #[serde(default)]
     pub duration_hours: Option<u32>,
     pub justification: String,
+    /// Where the operator will log in from over SSH (IP addresses or
+    /// networks such as `10.0.0.0/8`, at most 16): the grant's SSH
+    /// certificates then work from these only (`source-address`). Only
+    /// for access levels with an `ssh` section.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_addresses: Vec<String>,
 }
 
 /// `POST /v1/requests/{id}/approve`.
@@ -660,6 +666,10 @@ pub struct AccessRequest {
     pub grant: Option<Grant>,
     /// Approved by the system because the tenant had not opted in.
     pub decided_by_system: bool,
+    /// Where the operator said they will log in from over SSH (the
+    /// grant's certificates work from these only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_addresses: Vec<String>,
     /// The access level's SSH login when the request was made: what
     /// certificates minted for its grant say (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]

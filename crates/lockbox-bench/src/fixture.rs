@@ -315,6 +315,7 @@ fn make_tenant(
             access_level: level.name.clone(),
             duration_hours: Some(8),
             justification: justification.clone(),
+            source_addresses: Vec::new(),
         };
         let facts = RequestFacts {
             tenant: &setup.tenant,

@@ -34,7 +34,7 @@ use crate::id::{CaseId, PrincipalId, RequestId, TenantId};
 use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
 use crate::resource::ResourceId;
-use crate::ssh::SshAccess;
+use crate::ssh::{SourceAddress, SshAccess};
 use crate::tenant::Tenant;
 use crate::text::{Justification, Reason};
 
@@ -167,6 +167,10 @@ pub struct RequestRecord {
     /// certificates minted for its grant say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshAccess>,
+    /// Where the operator logs in from, if the request said: the
+    /// `source-address` of the grant's SSH certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_addresses: Vec<SourceAddress>,
     /// The duration asked for.
     pub duration_hours: u32,
     /// The requester's justification, shown to approvers.
@@ -227,6 +231,9 @@ pub struct RequestDraft {
     pub duration_hours: Option<u32>,
     /// The requester's justification, shown to approvers.
     pub justification: Justification,
+    /// Where the operator will log in from, if said: SSH certificates
+    /// minted for the grant work from these addresses only.
+    pub source_addresses: Vec<SourceAddress>,
 }
 
 /// What the caller looked up for [`AccessRequest::create`].
@@ -390,6 +397,12 @@ impl AccessRequest {
             Some(level) if level.name == draft.access_level => level,
             _ => return Err(DomainError::UnknownAccessLevel(draft.access_level)),
         };
+        if !draft.source_addresses.is_empty() && level.ssh.is_none() {
+            return Err(DomainError::invalid(format!(
+                "source_addresses limit where SSH certificates work from, but access level {} gives no SSH login",
+                level.name
+            )));
+        }
         let policy = &tenant.policy;
         let hours = draft
             .duration_hours
@@ -417,6 +430,7 @@ impl AccessRequest {
             access_level: level.name.clone(),
             actions: level.actions.clone(),
             ssh: level.ssh.clone(),
+            source_addresses: draft.source_addresses,
             duration_hours: hours,
             justification: draft.justification,
             status: RequestStatus::Pending,
@@ -443,9 +457,18 @@ impl AccessRequest {
             "expires_at": request.expires_at,
             "required_approvals": request.required_approvals,
         });
-        if let (Some(ssh), Some(fields)) = (&request.ssh, data.as_object_mut()) {
-            // What the approver approves: the login, and what it may do.
-            fields.insert("ssh".to_owned(), json!(ssh));
+        if let Some(fields) = data.as_object_mut() {
+            // What the approver approves: the login, what it may do, and
+            // from where.
+            if let Some(ssh) = &request.ssh {
+                fields.insert("ssh".to_owned(), json!(ssh));
+            }
+            if !request.source_addresses.is_empty() {
+                fields.insert(
+                    "source_addresses".to_owned(),
+                    json!(request.source_addresses),
+                );
+            }
         }
         let mut events = vec![PendingEvent::new(
             tenant.id.clone(),

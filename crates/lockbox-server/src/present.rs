@@ -257,6 +257,7 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
         grant: r.grant.as_ref().map(|g| grant(g, now)),
         decided_by_system: r.decided_by_system,
         ssh: r.ssh.as_ref().map(ssh_access),
+        source_addresses: r.source_addresses.iter().map(ToString::to_string).collect(),
     }
 }
 

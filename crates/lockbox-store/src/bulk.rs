@@ -132,6 +132,7 @@ pub fn request_row(r: &AccessRequest) -> Result<Row, StoreError> {
             .into(),
         r.cancellation.as_ref().map(|c| micros(c.at)).into(),
         r.ssh.as_ref().map(json).transpose()?.into(),
+        crate::requests::source_addresses(r)?.into(),
     ])
 }
 

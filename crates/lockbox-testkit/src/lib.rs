@@ -646,6 +646,7 @@ impl Contoso {
                 access_level: level.into(),
                 duration_hours: hours,
                 justification: "investigating the boot failure".into(),
+                source_addresses: Vec::new(),
             })
             .await
             .expect("create request")

@@ -375,6 +375,7 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
                     access_level: "Reader".into(),
                     duration_hours: Some(4),
                     justification: "read the boot logs of web-01".into(),
+                    source_addresses: Vec::new(),
                 })
                 .await
                 .map_err(api_err)?;

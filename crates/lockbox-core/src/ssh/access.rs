@@ -3,6 +3,7 @@
 //! patterns are) and written into every certificate minted for the grant.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -132,6 +133,108 @@ impl<'de> Deserialize<'de> for ForceCommand {
     }
 }
 
+/// The most source addresses one request may name.
+pub const MAX_SOURCE_ADDRESSES: usize = 16;
+
+/// An address or network an SSH certificate may be used from (its
+/// `source-address` critical option): an IP address, or one with a prefix
+/// length (`10.0.0.0/8`, `2001:db8::/32`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceAddress {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl SourceAddress {
+    /// Parses an address or network.
+    pub fn parse(s: &str) -> Result<Self, AccessError> {
+        let what = "source address";
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            AccessError::new(
+                what,
+                s,
+                "is not an IP address or a network such as 10.0.0.0/8",
+            )
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                AccessError::new(what, s, format!("the prefix length must be 0 to {max}"))
+            })?,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Parses a list, refusing more than [`MAX_SOURCE_ADDRESSES`] and
+    /// dropping repeats.
+    pub fn parse_all<S: AsRef<str>>(list: &[S]) -> Result<Vec<Self>, AccessError> {
+        if list.len() > MAX_SOURCE_ADDRESSES {
+            return Err(AccessError::new(
+                "source addresses",
+                &format!("{} addresses", list.len()),
+                format!("at most {MAX_SOURCE_ADDRESSES}"),
+            ));
+        }
+        let mut out: Vec<Self> = Vec::with_capacity(list.len());
+        for s in list {
+            let a = Self::parse(s.as_ref().trim())?;
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The certificate's `source-address` option for `list`, if any.
+    #[must_use]
+    pub fn option(list: &[Self]) -> Option<(String, String)> {
+        (!list.is_empty()).then(|| {
+            (
+                "source-address".to_owned(),
+                list.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        })
+    }
+}
+
+impl fmt::Display for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+impl fmt::Debug for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for SourceAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -206,6 +309,37 @@ mod tests {
         assert!(ForceCommand::parse("a\nb").is_err());
         assert!(ForceCommand::parse(" ").is_err());
         assert!(ForceCommand::parse(&"x".repeat(MAX_FORCE_COMMAND + 1)).is_err());
+    }
+
+    #[test]
+    fn source_addresses_are_addresses_or_networks() {
+        let list = SourceAddress::parse_all(&[
+            "10.0.0.0/8",
+            "192.168.1.7",
+            "2001:db8::/32",
+            "192.168.1.7/32",
+        ])
+        .unwrap();
+        assert_eq!(
+            SourceAddress::option(&list),
+            Some((
+                "source-address".to_owned(),
+                "10.0.0.0/8,192.168.1.7,2001:db8::/32".to_owned()
+            )),
+            "a repeat dropped, a full prefix written as the address"
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "host.example",
+            "10.0.0.1/-1",
+            "10.0.0.1/8/8",
+        ] {
+            assert!(SourceAddress::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(SourceAddress::parse_all(&vec!["10.0.0.1"; MAX_SOURCE_ADDRESSES + 1]).is_err());
+        assert_eq!(SourceAddress::option(&[]), None);
     }
 
     #[test]

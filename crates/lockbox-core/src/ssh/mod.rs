@@ -11,7 +11,7 @@ pub mod access;
 pub mod cert;
 pub mod krl;
 
-pub use access::{ForceCommand, SshAccess, UnixLogin};
+pub use access::{ForceCommand, MAX_SOURCE_ADDRESSES, SourceAddress, SshAccess, UnixLogin};
 
 /// Why bytes are not what a format says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -344,6 +344,7 @@ impl World {
             access_level: AccessLevelName::parse(level).unwrap(),
             duration_hours,
             justification: Justification::parse("customer reports the VM does not boot").unwrap(),
+            source_addresses: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
+use lockbox_core::ssh::SourceAddress;
 use lockbox_core::text::{Justification, Reason};
 use lockbox_core::{
     AccessLevelName, CaseId, GrantId, PrincipalId, RequestDraft, RequestId, RequestStatus,
@@ -47,6 +48,7 @@ pub(crate) async fn create_request(
             access_level: AccessLevelName::parse(&b.access_level)?,
             duration_hours: b.duration_hours,
             justification: Justification::parse(&b.justification)?,
+            source_addresses: SourceAddress::parse_all(&b.source_addresses)?,
         },
     };
     let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;

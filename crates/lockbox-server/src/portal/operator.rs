@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect};
+use lockbox_core::ssh::SourceAddress;
 use lockbox_core::text::Justification;
 use lockbox_core::{AccessLevelName, CaseId, CaseStatus, GrantId, RequestDraft, ResourceId};
 use lockbox_store::PageRequest;
@@ -112,6 +113,10 @@ pub(crate) struct RequestFields {
     duration_hours: String,
     #[serde(default)]
     justification: String,
+    /// Where SSH logins will come from: addresses or networks, separated
+    /// by commas or spaces (empty: anywhere).
+    #[serde(default)]
+    source_addresses: String,
     #[serde(default)]
     nonce: String,
 }
@@ -126,6 +131,11 @@ pub(crate) async fn request_access(
     let caller = &form.session.caller;
     authz::requester(caller)?;
     let hours = number("The duration", &f.duration_hours)?;
+    let sources: Vec<&str> = f
+        .source_addresses
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect();
     let new = requests::NewRequest {
         case: CaseId::parse(&case).map_err(ServiceError::from)?,
         draft: RequestDraft {
@@ -134,6 +144,7 @@ pub(crate) async fn request_access(
                 .map_err(ServiceError::from)?,
             duration_hours: hours,
             justification: Justification::parse(&f.justification).map_err(ServiceError::from)?,
+            source_addresses: SourceAddress::parse_all(&sources).map_err(ServiceError::from)?,
         },
     };
     let hours = hours.map(|h| h.to_string()).unwrap_or_default();
@@ -143,6 +154,7 @@ pub(crate) async fn request_access(
         f.access_level.trim(),
         &hours,
         &f.justification,
+        &sources.join(","),
     ];
     let answer = async {
         let idem = once(&app, caller, &f.nonce, "/v1/requests", &fields).await?;

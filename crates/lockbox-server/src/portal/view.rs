@@ -321,6 +321,9 @@ pub(crate) struct RequestView {
     pub(crate) resource: String,
     pub(crate) access_level: String,
     pub(crate) actions: String,
+    /// The SSH login the grant's certificates are for, and what it may do
+    /// (empty: none).
+    pub(crate) ssh: String,
     pub(crate) duration_hours: u32,
     pub(crate) justification: String,
     pub(crate) status: String,
@@ -336,6 +339,37 @@ pub(crate) struct RequestView {
     pub(crate) awaits_me: bool,
     /// The viewer asked for it.
     pub(crate) mine: bool,
+}
+
+/// An SSH login as approvers read it: `support (force-command uptime;
+/// port forwarding) from 10.0.0.0/8`.
+fn ssh_login(
+    ssh: Option<&lockbox_core::ssh::SshAccess>,
+    sources: &[lockbox_core::ssh::SourceAddress],
+) -> String {
+    let Some(ssh) = ssh else {
+        return String::new();
+    };
+    let mut what: Vec<String> = ssh
+        .force_command
+        .iter()
+        .map(|c| format!("only runs `{}`", c.as_str()))
+        .collect();
+    what.extend(
+        ssh.extensions()
+            .iter()
+            .filter_map(|e| e.strip_prefix("permit-"))
+            .map(|e| e.replace('-', " ")),
+    );
+    let mut text = ssh.login.to_string();
+    if !what.is_empty() {
+        text.push_str(&format!(" ({})", what.join("; ")));
+    }
+    if !sources.is_empty() {
+        let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(" from {}", list.join(", ")));
+    }
+    text
 }
 
 impl RequestView {
@@ -354,6 +388,7 @@ impl RequestView {
             resource: r.resource.to_string(),
             access_level: r.access_level.to_string(),
             actions: actions(&r.actions),
+            ssh: ssh_login(r.ssh.as_ref(), &r.source_addresses),
             duration_hours: r.duration_hours,
             justification: r.justification.to_string(),
             status: r.status_at(now).as_str().to_owned(),

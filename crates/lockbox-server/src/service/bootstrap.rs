@@ -352,6 +352,7 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
         justification: fixed(Justification::parse(
             "Read the boot diagnostics of web-01 for the case",
         ))?,
+        source_addresses: Vec::new(),
     };
     let facts = RequestFacts {
         tenant: &tenant,

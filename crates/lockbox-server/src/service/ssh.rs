@@ -15,7 +15,7 @@ use chrono::TimeDelta;
 use lockbox_core::audit::{Actor, Chain, EventKind, PendingEvent};
 use lockbox_core::ssh::cert::{self, CertificateSpec};
 use lockbox_core::ssh::krl::{Krl, RevokedCertificates};
-use lockbox_core::ssh::{self as wire, SshAccess, UnixLogin};
+use lockbox_core::ssh::{self as wire, SourceAddress, SshAccess, UnixLogin};
 use lockbox_core::{Action, Grant, GrantId, ResourceId, TenantId, Timestamp};
 use lockbox_store::{KeyPurpose, SshAuthority, SshCertificate, Store, Tx};
 use serde_json::json;
@@ -263,20 +263,31 @@ fn at_second(t: Timestamp) -> Timestamp {
 /// The SSH login a grant's certificates are for: the one its request
 /// snapshotted from the access level, or, for emergency access (no
 /// request), the level's as it is now.
-async fn ssh_access_of(tx: &mut Tx, grant: &Grant) -> Result<SshAccess, ServiceError> {
-    let access = match grant.request {
-        Some(request) => tx.request(&request).await?.and_then(|r| r.ssh.clone()),
-        None => tx
-            .access_level(&grant.access_level)
-            .await?
-            .and_then(|l| l.ssh),
+/// The login's source addresses come from the request, when it named
+/// some.
+async fn ssh_access_of(
+    tx: &mut Tx,
+    grant: &Grant,
+) -> Result<(SshAccess, Vec<SourceAddress>), ServiceError> {
+    let (access, sources) = match grant.request {
+        Some(request) => match tx.request(&request).await? {
+            Some(r) => (r.ssh.clone(), r.source_addresses.clone()),
+            None => (None, Vec::new()),
+        },
+        None => (
+            tx.access_level(&grant.access_level)
+                .await?
+                .and_then(|l| l.ssh),
+            Vec::new(),
+        ),
     };
-    access.ok_or_else(|| {
+    let access = access.ok_or_else(|| {
         ServiceError::conflict(format!(
             "access level {} gives no SSH login (it has no `ssh` section), so grant {} gets no SSH certificate",
             grant.access_level, grant.id
         ))
-    })
+    })?;
+    Ok((access, sources))
 }
 
 /// Mints an SSH user certificate for `public_key` (a line of an
@@ -310,7 +321,7 @@ pub async fn issue_certificate(
             ),
         ));
     }
-    let access = ssh_access_of(&mut tx, &grant).await?;
+    let (access, sources) = ssh_access_of(&mut tx, &grant).await?;
     let authority = tx
         .ssh_authorities(&grant.tenant)
         .await?
@@ -340,7 +351,11 @@ pub async fn issue_certificate(
         principals: principals.clone(),
         valid_after: seconds(valid_after),
         valid_before: seconds(valid_before),
-        critical_options: access.critical_options(),
+        critical_options: access
+            .critical_options()
+            .into_iter()
+            .chain(SourceAddress::option(&sources))
+            .collect(),
         extensions: access.extensions(),
         nonce: lockbox_core::id::random_bytes::<32>()?,
     };
@@ -375,6 +390,7 @@ pub async fn issue_certificate(
             "principals": record.principals,
             "login": record.login,
             "force_command": access.force_command,
+            "source_addresses": sources,
             "extensions": spec.extensions,
             "valid_after": valid_after,
             "valid_before": valid_before,

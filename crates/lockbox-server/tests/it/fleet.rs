@@ -173,6 +173,7 @@ async fn revokes_under_load(a: TestServer) {
                         access_level: "Reader".into(),
                         duration_hours: None,
                         justification: "investigating".into(),
+                        source_addresses: Vec::new(),
                     })
                     .await
                     .unwrap();

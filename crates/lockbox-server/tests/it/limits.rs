@@ -19,6 +19,7 @@ fn new_request(case: &str) -> api::NewRequest {
         access_level: "Reader".into(),
         duration_hours: None,
         justification: "investigating the boot failure".into(),
+        source_addresses: Vec::new(),
     }
 }
 

@@ -689,10 +689,18 @@ async fn the_portal_mints_certificates_and_shows_the_ca(server: TestServer) {
     use crate::portal::{PASSWORD, Visitor, hidden};
     use reqwest::StatusCode;
     let world = Contoso::seed(&server).await;
-    let (_, grant) = ssh_grant(&world).await;
+    let (request, grant) = ssh_grant(&world).await;
     server.set_password("sam", PASSWORD).await;
     server.set_password("alice", PASSWORD).await;
     server.set_password("olivia", PASSWORD).await;
+
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/inbox").await;
+    let (_, history) = olivia.get(&format!("/requests/{request}")).await;
+    assert!(
+        history.contains("SSH login</dt><dd class=\"ssh-login\">support (only runs `uptime`; pty)"),
+        "{history}"
+    );
 
     let mut sam = Visitor::new(&server);
     sam.sign_in("sam", "/grants").await;
@@ -722,8 +730,6 @@ async fn the_portal_mints_certificates_and_shows_the_ca(server: TestServer) {
         "no CSRF token, no certificate"
     );
     // Someone else's grant.
-    let mut olivia = Visitor::new(&server);
-    olivia.sign_in("olivia", "/grants").await;
     let (_, page) = olivia.get("/grants").await;
     let csrf_o = hidden(&page, "csrf");
     let (status, _, _) = olivia
@@ -779,7 +785,63 @@ async fn the_portal_mints_certificates_and_shows_the_ca(server: TestServer) {
     assert_eq!(events(&server, contoso(), "ssh.ca_rotated").await.len(), 1);
 }
 
+async fn source_addresses_bind_the_certificates(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    define_level(&world).await;
+    let ask = |level: &str, sources: &[&str]| api::NewRequest {
+        case: world.case.clone(),
+        resource: Contoso::VM.into(),
+        access_level: level.into(),
+        duration_hours: Some(1),
+        justification: "from the office only".into(),
+        source_addresses: sources.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let sam = &world.sam.client;
+    for (what, body) in [
+        ("a host name", ask(LEVEL, &["office.example"])),
+        ("a prefix too long", ask(LEVEL, &["10.0.0.0/33"])),
+        ("a level without SSH", ask("Reader", &["10.0.0.0/8"])),
+        ("seventeen", ask(LEVEL, &["10.0.0.1"; 17])),
+    ] {
+        let e = sam.create_request(&body).await.unwrap_err();
+        assert!(e.to_string().contains("invalid_input"), "{what}: {e}");
+    }
+    let asked = sam
+        .create_request(&ask(
+            LEVEL,
+            &["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.source_addresses,
+        ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]
+    );
+    let approved = world
+        .olivia
+        .client
+        .approve(&asked.id, "ok", None)
+        .await
+        .unwrap();
+    let cert = sam
+        .ssh_certificate(&approved.grant.unwrap().id, &public_key(1))
+        .await
+        .unwrap();
+    let text = describe(&cert.certificate);
+    assert!(
+        text.contains("source-address 10.0.0.0/8,192.168.1.7,2001:db8::/32"),
+        "{text}"
+    );
+    let created = events(&server, contoso(), "request.created").await;
+    assert_eq!(
+        created.last().unwrap().data["source_addresses"],
+        json!(["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]),
+        "the approvers' record says where from"
+    );
+}
+
 on_both!(
+    source_addresses_bind_the_certificates,
     the_portal_mints_certificates_and_shows_the_ca,
     the_ca_is_made_with_lockbox_and_published,
     a_holder_gets_a_certificate_sshd_reads,

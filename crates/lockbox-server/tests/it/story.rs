@@ -229,6 +229,7 @@ impl RequestErr for Contoso {
                 access_level: "Reader".into(),
                 duration_hours: None,
                 justification: "again".into(),
+                source_addresses: Vec::new(),
             })
             .await
             .unwrap_err()

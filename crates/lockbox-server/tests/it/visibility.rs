@@ -106,6 +106,7 @@ async fn an_unassigned_operator_learns_nothing_of_the_case(server: TestServer) {
             access_level: "Reader".into(),
             duration_hours: None,
             justification: "again".into(),
+            source_addresses: Vec::new(),
         })
         .await
         .unwrap_err();

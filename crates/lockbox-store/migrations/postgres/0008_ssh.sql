@@ -1,12 +1,13 @@
 -- SSH access (issue 18): an access level's `ssh` section (the Unix login
 -- and what it may do, JSON), snapshotted into each request made at that
--- level; each tenant's SSH user certificate authorities (Ed25519, the
+-- level, and the addresses a request says its SSH logins come from (JSON); each tenant's SSH user certificate authorities (Ed25519, the
 -- secret sealed by the KEK as signing keys are); the certificates minted
 -- for grants, by serial (unique per tenant, counted in
 -- ssh_serials). Keep in step with the other backend's file.
 
 ALTER TABLE access_levels ADD COLUMN ssh TEXT;
 ALTER TABLE requests ADD COLUMN ssh TEXT;
+ALTER TABLE requests ADD COLUMN source_addresses TEXT;
 
 CREATE TABLE ssh_authorities (
     id            TEXT NOT NULL,

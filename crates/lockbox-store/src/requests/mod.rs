@@ -74,7 +74,14 @@ pub struct GrantFilter {
 
 pub(crate) const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
-     denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us, ssh";
+     denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us, ssh, source_addresses";
+/// A request's source addresses as stored: NULL when it named none.
+pub(crate) fn source_addresses(r: &AccessRequest) -> Result<Option<String>, StoreError> {
+    (!r.source_addresses.is_empty())
+        .then(|| json(&r.source_addresses))
+        .transpose()
+}
+
 pub(crate) const APPROVAL_COLUMNS: &str =
     "request_id, approver, position, reason, at_us, duration_hours";
 pub(crate) const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
@@ -352,6 +359,7 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
         access_level: row.parsed("access_level")?,
         actions: row.json("actions")?,
         ssh: row.opt_json("ssh")?,
+        source_addresses: row.opt_json("source_addresses")?.unwrap_or_default(),
         duration_hours: row.u32("duration_hours")?,
         justification: Justification::parse(&row.text("justification")?)
             .map_err(StoreError::corrupt)?,
@@ -528,7 +536,7 @@ impl Tx {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         );
         self.run(
             sqlx::query(AssertSqlSafe(sql))
@@ -556,7 +564,8 @@ impl Tx {
                         .and_then(|c| c.reason.as_ref().map(|x| x.as_str().to_owned())),
                 )
                 .bind(r.cancellation.as_ref().map(|c| micros(c.at)))
-                .bind(r.ssh.as_ref().map(json).transpose()?),
+                .bind(r.ssh.as_ref().map(json).transpose()?)
+                .bind(source_addresses(r)?),
         )
         .await?;
         self.insert_approvals(&r.id, &r.approvals, 0).await?;

@@ -209,6 +209,7 @@ pub async fn create_request(
         access_level: AccessLevelName::parse("Reader").unwrap(),
         duration_hours: hours,
         justification: Justification::parse("investigating the boot failure").unwrap(),
+        source_addresses: Vec::new(),
     };
     let facts = RequestFacts {
         tenant: &tenant,

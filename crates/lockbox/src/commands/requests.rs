@@ -32,6 +32,10 @@ pub(crate) enum RequestCommand {
         /// Why the access is needed (shown to the approvers).
         #[arg(long)]
         justification: String,
+        /// An address or network SSH logins under the grant will come from
+        /// (repeatable; the grant's SSH certificates work from these only).
+        #[arg(long = "source-address")]
+        source_addresses: Vec<String>,
     },
     /// Requests you may see, newest first.
     #[command(after_help = "Example:\n  lockbox request list --tenant contoso --status pending")]
@@ -198,6 +202,7 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
             level,
             hours,
             justification,
+            source_addresses,
         } => {
             c.create_request(&api::NewRequest {
                 case,
@@ -205,6 +210,7 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
                 access_level: level,
                 duration_hours: hours,
                 justification,
+                source_addresses,
             })
             .await?
         }

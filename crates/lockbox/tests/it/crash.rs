@@ -191,6 +191,7 @@ async fn work(base: String, world: Arc<World>, acks: Arc<Mutex<Vec<Ack>>>) {
                 access_level: "Reader".into(),
                 duration_hours: Some(1),
                 justification: "crash test".into(),
+                source_addresses: Vec::new(),
             })
             .await
         else {

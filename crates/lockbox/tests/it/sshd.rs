@@ -342,6 +342,7 @@ async fn approved_elsewhere(world: &Contoso) -> api::AccessRequest {
             access_level: SHELL.into(),
             duration_hours: Some(8),
             justification: "the other VM".into(),
+            source_addresses: Vec::new(),
         })
         .await
         .unwrap();
@@ -505,12 +506,41 @@ async fn sshd_enforces_lockbox_grants() {
         &elsewhere.grant.as_ref().unwrap().id,
         "elsewhere",
     );
+    // A request that said its logins come from 10.9.9.9: sshd refuses the
+    // certificate from 127.0.0.1.
+    let from_elsewhere = world
+        .sam
+        .client
+        .create_request(&api::NewRequest {
+            case: world.case.clone(),
+            resource: Contoso::VM.into(),
+            access_level: SHELL.into(),
+            duration_hours: Some(8),
+            justification: "from the jump host only".into(),
+            source_addresses: vec!["10.9.9.9".into()],
+        })
+        .await
+        .unwrap();
+    let from_elsewhere = world
+        .olivia
+        .client
+        .approve(&from_elsewhere.id, "ok", None)
+        .await
+        .unwrap();
+    let jump_key = certified_key(
+        &scratch,
+        &server,
+        &sam,
+        &from_elsewhere.grant.as_ref().unwrap().id,
+        "jump",
+    );
     for port in [online, offline] {
         for (what, key) in [
             ("no certificate", &plain),
             ("another CA", &foreign),
             ("expired", &expired),
             ("another VM's scope", &elsewhere_key),
+            ("another source address", &jump_key),
         ] {
             let (ok, said) = ssh(port, key, LOGIN, "id -un");
             assert!(!ok, "{what} on port {port} logged in: {said}");
