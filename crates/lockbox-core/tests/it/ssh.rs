@@ -251,3 +251,75 @@ fn openssh_reads_lockbox_krls() {
         "another key id"
     );
 }
+
+#[test]
+fn key_lines_and_fingerprints_are_as_openssh_writes_them() {
+    if !have_keygen() {
+        return;
+    }
+    let scratch = Scratch::new();
+    for (kind, bits) in [("ed25519", None), ("rsa", Some("2048"))] {
+        let path = scratch.path(kind);
+        let mut args = vec![
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            "",
+            "-C",
+            "me@laptop",
+            "-f",
+            path.to_str().unwrap(),
+        ];
+        if let Some(bits) = bits {
+            args.extend(["-b", bits]);
+        }
+        assert!(keygen(&args).status.success());
+        let line = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        let blob = lockbox_core::ssh::from_line(line.trim()).unwrap();
+        assert_eq!(blob, public_blob(&path));
+        assert!(
+            lockbox_core::ssh::cert::subject_key(&blob).is_ok(),
+            "{kind}"
+        );
+        assert_eq!(
+            lockbox_core::ssh::to_line(&blob, "me@laptop"),
+            line.trim(),
+            "{kind}: the line as ssh-keygen wrote it"
+        );
+        let listed = keygen(&["-l", "-f", path.with_extension("pub").to_str().unwrap()]);
+        let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+        assert_eq!(
+            listed.split_whitespace().nth(1),
+            Some(lockbox_core::ssh::fingerprint(&blob).as_str()),
+            "{kind}: {listed}"
+        );
+    }
+    // A line whose type is not its key's, and lines that are not keys.
+    let ed = std::fs::read_to_string(scratch.path("ed25519").with_extension("pub")).unwrap();
+    let lying = ed.replacen("ssh-ed25519", "ssh-rsa", 1);
+    assert!(lockbox_core::ssh::from_line(lying.trim()).is_err());
+    for bad in ["", "ssh-ed25519", "ssh-ed25519 ***", &"A".repeat(9000)] {
+        assert!(lockbox_core::ssh::from_line(bad).is_err(), "{bad:.20}");
+    }
+    // A 1024-bit RSA key is refused.
+    let small = scratch.path("small");
+    assert!(
+        keygen(&[
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "1024",
+            "-N",
+            "",
+            "-f",
+            small.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let line = std::fs::read_to_string(small.with_extension("pub")).unwrap();
+    let blob = lockbox_core::ssh::from_line(line.trim()).unwrap();
+    assert!(lockbox_core::ssh::cert::subject_key(&blob).is_err());
+}
