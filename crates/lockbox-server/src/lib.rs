@@ -232,7 +232,6 @@ impl AppState {
     ) -> Result<Vec<JoinHandle<()>>, ServiceError> {
         let store = self.store();
         signing_keys::prepare(store, &self.inner.kek, self.now()).await?;
-        service::ssh::prepare(store, &self.inner.kek, self.now()).await?;
         let mut tasks = enforce::start(
             &self.inner.enforcer,
             store,

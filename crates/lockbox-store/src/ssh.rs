@@ -195,18 +195,6 @@ impl Tx {
         row.u64("last")
     }
 
-    /// The tenants with Lockbox on that have no SSH authority yet (made
-    /// before SSH access existed).
-    pub async fn tenants_without_ssh_authority(&mut self) -> Result<Vec<TenantId>, StoreError> {
-        let rows = self
-            .all(sqlx::query(
-                "SELECT t.id FROM tenants t WHERE t.lockbox_enabled <> 0 AND NOT EXISTS \
-                 (SELECT 1 FROM ssh_authorities a WHERE a.tenant_id = t.id) ORDER BY t.id",
-            ))
-            .await?;
-        rows.iter().map(|r| r.parsed("id")).collect()
-    }
-
     /// Stores a minted certificate. Audited.
     pub async fn insert_ssh_certificate(&mut self, c: &SshCertificate) -> Result<(), StoreError> {
         self.audited_write()?;

@@ -2,8 +2,8 @@
 //! grants, the revocation list VMs fetch, and the logins VMs ask about.
 //!
 //! A tenant's authority is an Ed25519 key made when Lockbox is first
-//! enabled for it (or, for a tenant enabled before SSH access existed, at
-//! the next start), its secret sealed by the KEK with the tenant and the
+//! enabled for it (or, for a tenant enabled before SSH access existed, the
+//! first time it is needed), its secret sealed by the KEK with the tenant and the
 //! key's fingerprint bound in, so a sealed authority moved to another
 //! tenant does not open. A rotation makes a new one; the old one stays
 //! published while a certificate it signed lives.
@@ -17,11 +17,11 @@ use lockbox_core::ssh::cert::{self, CertificateSpec};
 use lockbox_core::ssh::krl::{Krl, RevokedCertificates};
 use lockbox_core::ssh::{self as wire, SourceAddress, SshAccess, UnixLogin};
 use lockbox_core::{Action, Grant, GrantId, ResourceId, TenantId, Timestamp};
-use lockbox_store::{KeyPurpose, SshAuthority, SshCertificate, Store, Tx};
+use lockbox_store::{KeyPurpose, SshAuthority, SshCertificate, Tx};
 use serde_json::json;
 use sha2::Digest as _;
 
-use super::{Refusal, ServiceError, still_enabled};
+use super::{Refusal, ServiceError, requests, still_enabled};
 use crate::auth::Caller;
 use crate::enforce::gateway::Gateway;
 use crate::kek::Kek;
@@ -119,28 +119,53 @@ pub(crate) async fn ensure_authority(
     )))
 }
 
-/// Gives every tenant with Lockbox on an authority (those enabled before
-/// SSH access existed, or seeded without the KEK). Run at start-up; safe
-/// on many nodes at once (the tenant's row is locked).
-pub async fn prepare(store: &Store, kek: &Kek, now: Timestamp) -> Result<(), ServiceError> {
-    let missing = {
-        let mut tx = store.read().await?;
-        let missing = tx.tenants_without_ssh_authority().await?;
-        tx.commit_unaudited().await?;
-        missing
+/// Gives `tenant` its authority if Lockbox is on for it and it has none
+/// (a tenant enabled before SSH access existed, or seeded directly): made
+/// the first time it is needed, audited as made by the system. Whether it
+/// made one.
+async fn backfill(app: &AppState, tenant: &TenantId) -> Result<bool, ServiceError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let Some(t) = tx.tenant(tenant).await? else {
+        return Ok(false);
     };
-    for tenant in missing {
-        let mut tx = store.begin().await?;
-        let locked = tx.lock_tenant(&tenant).await?;
-        match ensure_authority(&mut tx, kek, &tenant, Actor::System, now).await? {
-            Some(event) => {
-                tx.save_tenant(locked).await?;
-                tx.commit(vec![event]).await?;
-            }
-            None => tx.commit_unaudited().await?,
+    if !t.lockbox.enabled {
+        return Ok(false);
+    }
+    // Locked: two first uses at once make one authority.
+    let locked = tx.lock_tenant(tenant).await?;
+    let made = ensure_authority(&mut tx, app.kek(), tenant, Actor::System, now).await?;
+    tx.save_tenant(locked).await?;
+    match made {
+        Some(event) => {
+            tx.commit(vec![event]).await?;
+            Ok(true)
+        }
+        None => {
+            tx.commit_unaudited().await?;
+            Ok(false)
         }
     }
-    Ok(())
+}
+
+async fn read_authorities(
+    app: &AppState,
+    tenant: &TenantId,
+) -> Result<Vec<SshAuthority>, ServiceError> {
+    let mut tx = app.store().read().await?;
+    let all = tx.ssh_authorities(tenant).await?;
+    tx.commit_unaudited().await?;
+    Ok(all)
+}
+
+/// Every authority of `tenant`, newest first, after [`backfill`] if it
+/// has none.
+async fn authorities(app: &AppState, tenant: &TenantId) -> Result<Vec<SshAuthority>, ServiceError> {
+    let all = read_authorities(app, tenant).await?;
+    if all.is_empty() && backfill(app, tenant).await? {
+        return read_authorities(app, tenant).await;
+    }
+    Ok(all)
 }
 
 /// One of a tenant's authorities, as it is published.
@@ -187,9 +212,7 @@ pub async fn trusted(
     tenant: &TenantId,
 ) -> Result<Vec<PublishedAuthority>, ServiceError> {
     let now = app.now();
-    let mut tx = app.store().read().await?;
-    let mut authorities = tx.ssh_authorities(tenant).await?;
-    tx.commit_unaudited().await?;
+    let mut authorities = authorities(app, tenant).await?;
     // The current one first, then the newest retired.
     authorities.sort_by_key(|a| a.retired_at.is_some());
     let mut out = Vec::new();
@@ -307,6 +330,10 @@ pub async fn issue_certificate(
         .map_err(|e| ServiceError::invalid(format!("public_key: {e}")))?;
     cert::subject_key(&subject).map_err(|e| ServiceError::invalid(format!("public_key: {e}")))?;
     let now = app.now();
+    // The holder, and the tenant's authority made if it is the first use.
+    let seen = requests::read_grant(app, id).await?;
+    authz::grant_holder(caller, &seen)?;
+    authorities(app, &seen.tenant).await?;
     let mut tx = app.store().begin().await?;
     // Locked: a revoke either lands before this reads the grant, or waits
     // until the certificate is recorded (and then puts it in the KRL).
@@ -408,11 +435,10 @@ pub async fn issue_certificate(
 /// whichever node answers.
 pub async fn krl(app: &AppState, tenant: &TenantId) -> Result<(Vec<u8>, String), ServiceError> {
     let now = app.now();
-    let mut tx = app.store().read().await?;
-    let authorities = tx.ssh_authorities(tenant).await?;
-    if authorities.is_empty() {
+    if authorities(app, tenant).await?.is_empty() {
         return Err(no_authority(tenant));
     }
+    let mut tx = app.store().read().await?;
     let revoked = tx.revoked_ssh_certificates(tenant, now).await?;
     tx.commit_unaudited().await?;
     let mut by_authority: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();

@@ -172,6 +172,47 @@ async fn the_ca_is_made_with_lockbox_and_published(server: TestServer) {
     drop(world);
 }
 
+/// A tenant enabled before SSH access existed (here: its CA removed behind
+/// Lockbox's back) gets one the first time it is needed, once.
+async fn a_tenant_enabled_before_ssh_gets_its_ca_when_first_needed(server: TestServer) {
+    use sqlx::{Connection as _, Executor as _};
+    let world = Contoso::seed(&server).await;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(server.database_url())
+        .await
+        .unwrap();
+    conn.execute("DELETE FROM ssh_authorities").await.unwrap();
+    conn.close().await.unwrap();
+    let (_, grant) = ssh_grant(&world).await;
+    let (key, anyone) = (public_key(1), server.anonymous());
+    let (first, second) = tokio::join!(
+        world.sam.client.ssh_certificate(&grant, &key),
+        anyone.ssh_trusted_keys(Contoso::TENANT),
+    );
+    let (made, lines) = (first.unwrap(), second.unwrap());
+    assert_eq!(
+        lines.lines().count(),
+        1,
+        "one authority, however many first uses"
+    );
+    let again = anyone.ssh_trusted_keys(Contoso::TENANT).await.unwrap();
+    assert_eq!(again, lines);
+    assert!(!made.authority.is_empty());
+    let created = events(&server, contoso(), "ssh.ca_created").await;
+    assert_eq!(
+        created.len(),
+        2,
+        "made at enabling, then again after its loss"
+    );
+    assert_eq!(created[1].actor.to_string(), "system");
+    server
+        .anonymous()
+        .ssh_trusted_keys(Contoso::TENANT)
+        .await
+        .unwrap();
+    assert_eq!(events(&server, contoso(), "ssh.ca_created").await.len(), 2);
+}
+
 async fn a_holder_gets_a_certificate_sshd_reads(server: TestServer) {
     let world = Contoso::seed(&server).await;
     let (_, grant) = ssh_grant(&world).await;
@@ -841,6 +882,7 @@ async fn source_addresses_bind_the_certificates(server: TestServer) {
 }
 
 on_both!(
+    a_tenant_enabled_before_ssh_gets_its_ca_when_first_needed,
     source_addresses_bind_the_certificates,
     the_portal_mints_certificates_and_shows_the_ca,
     the_ca_is_made_with_lockbox_and_published,
