@@ -107,16 +107,46 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+/// The certificate authorities a client trusts for `https://` servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Roots {
+    /// The system's (read when the client is made: a few milliseconds).
+    System,
+    /// Only these PEM bundles (none: no `https://` at all), which spares a
+    /// short-lived process reading the system's store.
+    Only(Vec<Vec<u8>>),
+}
+
 impl Client {
     /// A client for the server at `base_url` (`http://host:port`), sending
     /// `token` as a bearer token if given.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_roots(base_url, token, &Roots::System)
+    }
+
+    /// A client as [`Client::new`], trusting `roots` for `https://`.
+    pub fn with_roots(
+        base_url: &str,
+        token: Option<String>,
+        roots: &Roots,
+    ) -> Result<Self, ClientError> {
         // One crypto provider for TLS across the process; a second install
         // is a harmless no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Roots::Only(pems) = roots {
+            let mut certs = Vec::new();
+            for pem in pems {
+                certs.extend(
+                    reqwest::Certificate::from_pem_bundle(pem)
+                        .map_err(|e| ClientError::Transport(format!("a CA certificate: {e}")))?,
+                );
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {

@@ -156,9 +156,25 @@ impl Remote {
     }
 
     /// A client with `token` rather than the configured one (a gateway's,
-    /// read from its file).
-    pub(crate) fn with_token(&self, token: String) -> Result<Client, CliError> {
-        client_for(&self.server()?, Some(token))
+    /// read from its file), trusting only `ca_file` for `https://` (none
+    /// at all for `http://`): the system's certificate store is not read,
+    /// which would take a short-lived process longer than its request.
+    pub(crate) fn with_token(
+        &self,
+        token: String,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Client, CliError> {
+        let server = self.server()?;
+        let roots = match ca_file {
+            Some(path) => lockbox_client::Roots::Only(vec![
+                std::fs::read(path)
+                    .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?,
+            ]),
+            None if server.starts_with("http://") => lockbox_client::Roots::Only(Vec::new()),
+            None => lockbox_client::Roots::System,
+        };
+        check_url(&server)?;
+        Client::with_roots(&server, Some(token), &roots).map_err(CliError::from)
     }
 
     /// A client with a token.
@@ -175,12 +191,18 @@ impl Remote {
 
 /// A client for `server`.
 pub(crate) fn client_for(server: &str, token: Option<String>) -> Result<Client, CliError> {
-    if !(server.starts_with("http://") || server.starts_with("https://")) {
-        return Err(CliError::Usage(format!(
-            "--server {server}: an http:// or https:// URL"
-        )));
-    }
+    check_url(server)?;
     Client::new(server, token).map_err(CliError::from)
+}
+
+fn check_url(server: &str) -> Result<(), CliError> {
+    if server.starts_with("http://") || server.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "--server {server}: an http:// or https:// URL"
+        )))
+    }
 }
 
 /// The tenant given, or the signed-in user's own.

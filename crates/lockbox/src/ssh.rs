@@ -111,6 +111,11 @@ pub(crate) enum SshCommand {
         /// closed).
         #[arg(long = "fallback-login")]
         fallback_logins: Vec<String>,
+        /// For an https:// server: the PEM file of the certificate
+        /// authority its certificate chains to (default: the system's
+        /// store, which takes a few milliseconds to read at every login).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// The login (`%u`).
         user: String,
         /// The certificate, base64 (`%k`).
@@ -156,12 +161,14 @@ pub(crate) async fn run(remote: &Remote, command: SshCommand) -> Result<(), CliE
             token_file,
             admin_logins,
             fallback_logins,
+            ca_file,
             user,
             certificate,
         } => {
             let asked = Asked {
                 resource: &resource,
                 token_file: &token_file,
+                ca_file: ca_file.as_deref(),
                 admin_logins: &admin_logins,
                 fallback_logins: &fallback_logins,
                 user: &user,
@@ -382,6 +389,7 @@ async fn connect(
 struct Asked<'a> {
     resource: &'a str,
     token_file: &'a Path,
+    ca_file: Option<&'a Path>,
     admin_logins: &'a [String],
     fallback_logins: &'a [String],
     user: &'a str,
@@ -413,7 +421,7 @@ async fn authorize(remote: &Remote, asked: &Asked<'_>) -> Result<(), CliError> {
     let resource = ResourceId::parse(asked.resource)
         .map_err(|e| CliError::Usage(format!("--resource: {e}")))?;
     let token = read_token(asked.token_file)?;
-    let client = remote.with_token(token)?;
+    let client = remote.with_token(token, asked.ca_file)?;
     let login = api::SshLogin {
         certificate: asked.certificate.to_owned(),
         resource: asked.resource.to_owned(),

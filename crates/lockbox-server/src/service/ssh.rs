@@ -121,16 +121,15 @@ pub(crate) async fn ensure_authority(
 
 /// Gives `tenant` its authority if Lockbox is on for it and it has none
 /// (a tenant enabled before SSH access existed, or seeded directly): made
-/// the first time it is needed, audited as made by the system. Whether it
-/// made one.
-async fn backfill(app: &AppState, tenant: &TenantId) -> Result<bool, ServiceError> {
+/// the first time it is needed, audited as made by the system.
+async fn backfill(app: &AppState, tenant: &TenantId) -> Result<(), ServiceError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let Some(t) = tx.tenant(tenant).await? else {
-        return Ok(false);
+        return Ok(());
     };
     if !t.lockbox.enabled {
-        return Ok(false);
+        return Ok(());
     }
     // Locked: two first uses at once make one authority.
     let locked = tx.lock_tenant(tenant).await?;
@@ -139,13 +138,10 @@ async fn backfill(app: &AppState, tenant: &TenantId) -> Result<bool, ServiceErro
     match made {
         Some(event) => {
             tx.commit(vec![event]).await?;
-            Ok(true)
         }
-        None => {
-            tx.commit_unaudited().await?;
-            Ok(false)
-        }
+        None => tx.commit_unaudited().await?,
     }
+    Ok(())
 }
 
 async fn read_authorities(
@@ -162,10 +158,12 @@ async fn read_authorities(
 /// has none.
 async fn authorities(app: &AppState, tenant: &TenantId) -> Result<Vec<SshAuthority>, ServiceError> {
     let all = read_authorities(app, tenant).await?;
-    if all.is_empty() && backfill(app, tenant).await? {
-        return read_authorities(app, tenant).await;
+    if !all.is_empty() {
+        return Ok(all);
     }
-    Ok(all)
+    // Made here, or by a first use at the same time: read again either way.
+    backfill(app, tenant).await?;
+    read_authorities(app, tenant).await
 }
 
 /// One of a tenant's authorities, as it is published.
