@@ -652,6 +652,34 @@ impl Contoso {
             .expect("create request")
     }
 
+    /// The provider defines (or redefines) access level `name`: reads,
+    /// and an SSH login to VMs as `login` (a terminal; running only
+    /// `force_command` when given).
+    pub async fn define_ssh_level(&self, name: &str, login: &str, force_command: Option<&str>) {
+        self.admin
+            .client
+            .put_access_level(
+                name,
+                &api::PutAccessLevel {
+                    actions: vec![
+                        "*/read".into(),
+                        "Microsoft.Compute/virtualMachines/login/action".into(),
+                    ],
+                    description: format!("Log in to VMs as {login}"),
+                    ssh: Some(api::SshAccess {
+                        login: login.into(),
+                        force_command: force_command.map(str::to_owned),
+                        permit_pty: true,
+                        port_forwarding: false,
+                        agent_forwarding: false,
+                        x11_forwarding: false,
+                    }),
+                },
+            )
+            .await
+            .expect("define the SSH level");
+    }
+
     /// sam asks (as [`Contoso::request`]) and olivia approves: the request
     /// as the approval answered it, its grant running.
     pub async fn approved(

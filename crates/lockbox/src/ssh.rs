@@ -373,8 +373,10 @@ async fn connect(
         .arg("-o")
         .arg(format!("CertificateFile={}", cert_path.display()))
         .args(["-o", "IdentitiesOnly=yes"])
-        .args(args)
+        // ssh takes options after the destination too, and its first
+        // other word begins the remote command.
         .arg(&target)
+        .args(args)
         .status()
         .map_err(|e| CliError::Io(format!("cannot run ssh: {e}")))?;
     drop(dir);

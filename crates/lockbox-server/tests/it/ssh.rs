@@ -18,31 +18,12 @@ use serde_json::json;
 /// only.
 pub(crate) const LEVEL: &str = "VmLogin";
 
-/// Defines [`LEVEL`] (again: idempotent).
+/// Defines [`LEVEL`] (again: idempotent): reads, and an SSH login as
+/// `support` running `uptime` only.
 pub(crate) async fn define_level(world: &Contoso) {
     world
-        .admin
-        .client
-        .put_access_level(
-            LEVEL,
-            &api::PutAccessLevel {
-                actions: vec![
-                    "*/read".into(),
-                    "Microsoft.Compute/virtualMachines/login/action".into(),
-                ],
-                description: "Log in to VMs as support".into(),
-                ssh: Some(api::SshAccess {
-                    login: "support".into(),
-                    force_command: Some("uptime".into()),
-                    permit_pty: true,
-                    port_forwarding: false,
-                    agent_forwarding: false,
-                    x11_forwarding: false,
-                }),
-            },
-        )
-        .await
-        .expect("define the SSH level");
+        .define_ssh_level(LEVEL, "support", Some("uptime"))
+        .await;
 }
 
 /// An Ed25519 public key line made from `seed`.
@@ -341,7 +322,7 @@ async fn refusals_issue_nothing(server: TestServer) {
         (
             "a huge body",
             &world.sam.client,
-            json!({ "public_key": format!("ssh-ed25519 {}", "A".repeat(2 * 1024 * 1024)) }),
+            json!({ "public_key": format!("ssh-ed25519 {}", "A".repeat(70 * 1024)) }),
             413,
         ),
         (

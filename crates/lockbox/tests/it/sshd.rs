@@ -281,34 +281,10 @@ fn certified_key(
 }
 
 async fn define_levels(world: &Contoso) {
-    for (name, force) in [
-        (SHELL, None),
-        (FORCED, Some(format!("echo {FORCED_OUTPUT}"))),
-    ] {
-        world
-            .admin
-            .client
-            .put_access_level(
-                name,
-                &api::PutAccessLevel {
-                    actions: vec![
-                        "*/read".into(),
-                        "Microsoft.Compute/virtualMachines/login/action".into(),
-                    ],
-                    description: "SSH".into(),
-                    ssh: Some(api::SshAccess {
-                        login: LOGIN.into(),
-                        force_command: force,
-                        permit_pty: false,
-                        port_forwarding: false,
-                        agent_forwarding: false,
-                        x11_forwarding: false,
-                    }),
-                },
-            )
-            .await
-            .unwrap();
-    }
+    world.define_ssh_level(SHELL, LOGIN, None).await;
+    world
+        .define_ssh_level(FORCED, LOGIN, Some(&format!("echo {FORCED_OUTPUT}")))
+        .await;
 }
 
 /// A grant of [`SHELL`] on another VM than the one sshd guards, under a
@@ -462,6 +438,38 @@ async fn sshd_enforces_lockbox_grants() {
         assert!(ok, "{said}");
         assert_eq!(said.trim(), LOGIN);
     }
+    // `lockbox ssh connect`: a throwaway key, its certificate, and ssh.
+    let connected = lockbox(
+        &server,
+        Some(&sam),
+        &[
+            "ssh",
+            "connect",
+            &shell_grant,
+            "127.0.0.1",
+            "--",
+            "-p",
+            &online.to_string(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "id",
+            "-un",
+        ],
+    );
+    assert!(
+        connected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&connected.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&connected.stdout).trim(),
+        LOGIN,
+        "as the certificate's login"
+    );
     // The level's force-command is what runs, whatever is asked.
     let forced = world.approved(Contoso::VM, FORCED, Some(8)).await;
     let forced_key = certified_key(
@@ -626,4 +634,57 @@ async fn sshd_enforces_lockbox_grants() {
         "{summary:?}"
     );
     drop(scratch);
+}
+
+/// `lockbox ssh authorize` when Lockbox cannot be reached: nothing printed
+/// (sshd refuses), unless the login is a fallback one, which gets the VM's
+/// own scopes (sshd then decides by certificate and KRL); and a token file
+/// others may read is refused. No sshd or root needed.
+#[test]
+fn authorize_fails_closed_unless_told_to_fall_back() {
+    let dir = std::env::temp_dir().join(format!("lockbox-authorize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("vm.token");
+    std::fs::write(&token, "lbx_not_checked").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Nothing listens on port 9 of loopback (discard, not served here).
+    let run = |user: &str, extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["ssh", "authorize", "--server", "http://127.0.0.1:9"])
+            .arg("--token-file")
+            .arg(&token)
+            .args(["--resource", Contoso::VM])
+            .args(extra)
+            .args([user, "AAAA"])
+            .env_remove("LOCKBOX_SERVER")
+            .env_remove("LOCKBOX_TOKEN")
+            .stdin(Stdio::null());
+        cmd.output().unwrap()
+    };
+    let closed = run(LOGIN, &[]);
+    assert!(!closed.status.success());
+    assert!(closed.stdout.is_empty(), "fails closed: nothing for sshd");
+    let fallback = run(LOGIN, &["--fallback-login", LOGIN]);
+    assert!(
+        fallback.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fallback.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&fallback.stdout),
+        [Contoso::SUB, Contoso::RG, Contoso::VM]
+            .iter()
+            .map(|s| format!("{}\n", s.to_ascii_lowercase()))
+            .collect::<String>()
+    );
+    let other = run("root", &["--fallback-login", LOGIN]);
+    assert!(
+        !other.status.success() && other.stdout.is_empty(),
+        "only the named logins fall back"
+    );
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = run(LOGIN, &["--fallback-login", LOGIN]);
+    assert!(!open.status.success() && open.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&open.stderr).contains("chmod 600"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
