@@ -123,8 +123,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Every authority of `tenant`, newest first, each with when the last
-    /// certificate it signed expires.
+    /// Every authority of `tenant`, the current one first, then the
+    /// retired newest first, each with when the last certificate it signed
+    /// expires.
     pub async fn ssh_authorities(
         &mut self,
         tenant: &TenantId,
@@ -134,7 +135,8 @@ impl Tx {
                 sqlx::query(
                     "SELECT a.id, a.tenant_id, a.secret, a.kek_id, a.public_key, a.created_at_us, a.retired_at_us, \
                      (SELECT MAX(c.valid_before_us) FROM ssh_certificates c WHERE c.authority = a.id) AS last_expiry_us \
-                     FROM ssh_authorities a WHERE a.tenant_id = $1 ORDER BY a.created_at_us DESC, a.id DESC",
+                     FROM ssh_authorities a WHERE a.tenant_id = $1 \
+                     ORDER BY CASE WHEN a.retired_at_us IS NULL THEN 0 ELSE 1 END, a.created_at_us DESC, a.id DESC",
                 )
                 .bind(tenant.as_str().to_owned()),
             )

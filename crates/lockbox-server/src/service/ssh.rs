@@ -21,7 +21,7 @@ use lockbox_store::{KeyPurpose, SshAuthority, SshCertificate, Tx};
 use serde_json::json;
 use sha2::Digest as _;
 
-use super::{Refusal, ServiceError, requests, still_enabled};
+use super::{Refusal, ServiceError, still_enabled};
 use crate::auth::Caller;
 use crate::enforce::gateway::Gateway;
 use crate::kek::Kek;
@@ -154,8 +154,8 @@ async fn read_authorities(
     Ok(all)
 }
 
-/// Every authority of `tenant`, newest first, after [`backfill`] if it
-/// has none.
+/// Every authority of `tenant`, the current one first, after [`backfill`]
+/// if it has none.
 async fn authorities(app: &AppState, tenant: &TenantId) -> Result<Vec<SshAuthority>, ServiceError> {
     let all = read_authorities(app, tenant).await?;
     if !all.is_empty() {
@@ -210,9 +210,7 @@ pub async fn trusted(
     tenant: &TenantId,
 ) -> Result<Vec<PublishedAuthority>, ServiceError> {
     let now = app.now();
-    let mut authorities = authorities(app, tenant).await?;
-    // The current one first, then the newest retired.
-    authorities.sort_by_key(|a| a.retired_at.is_some());
+    let authorities = authorities(app, tenant).await?;
     let mut out = Vec::new();
     for a in authorities
         .iter()
@@ -327,11 +325,31 @@ pub async fn issue_certificate(
     let subject = wire::from_line(public_key.trim())
         .map_err(|e| ServiceError::invalid(format!("public_key: {e}")))?;
     cert::subject_key(&subject).map_err(|e| ServiceError::invalid(format!("public_key: {e}")))?;
+    match mint(app, caller, id, &subject).await? {
+        Ok(minted) => Ok(minted),
+        // The first certificate of a tenant enabled before SSH access: its
+        // authority is made, and the mint tried once more.
+        Err(tenant) => {
+            backfill(app, &tenant).await?;
+            mint(app, caller, id, &subject).await?.map_err(|tenant| {
+                ServiceError::conflict(format!(
+                    "tenant {tenant} has no SSH certificate authority: Lockbox is not enabled for it"
+                ))
+            })
+        }
+    }
+}
+
+/// [`issue_certificate`]'s transaction, for a well-formed `subject` key:
+/// the certificate, or (writing nothing) the grant's tenant when it has no
+/// current authority.
+async fn mint(
+    app: &AppState,
+    caller: &Caller,
+    id: &GrantId,
+    subject: &[u8],
+) -> Result<Result<Minted, TenantId>, ServiceError> {
     let now = app.now();
-    // The holder, and the tenant's authority made if it is the first use.
-    let seen = requests::read_grant(app, id).await?;
-    authz::grant_holder(caller, &seen)?;
-    authorities(app, &seen.tenant).await?;
     let mut tx = app.store().begin().await?;
     // Locked: a revoke either lands before this reads the grant, or waits
     // until the certificate is recorded (and then puts it in the KRL).
@@ -347,17 +365,15 @@ pub async fn issue_certificate(
         ));
     }
     let (access, sources) = ssh_access_of(&mut tx, &grant).await?;
-    let authority = tx
+    let Some(authority) = tx
         .ssh_authorities(&grant.tenant)
         .await?
         .into_iter()
         .find(|a| a.retired_at.is_none())
-        .ok_or_else(|| {
-            ServiceError::conflict(format!(
-                "tenant {} has no SSH certificate authority: Lockbox is not enabled for it",
-                grant.tenant
-            ))
-        })?;
+    else {
+        // Dropped: nothing was written.
+        return Ok(Err(grant.tenant.clone()));
+    };
     let signer = open(app.kek(), &authority)?;
     let serial = tx.next_ssh_serial(&grant.tenant).await?;
     let valid_after = at_second(now - TimeDelta::seconds(BACKDATE_SECONDS));
@@ -384,7 +400,7 @@ pub async fn issue_certificate(
         extensions: access.extensions(),
         nonce: lockbox_core::id::random_bytes::<32>()?,
     };
-    let blob = cert::sign_user_certificate(&signer, &subject, &spec)
+    let blob = cert::sign_user_certificate(&signer, subject, &spec)
         .map_err(|e| ServiceError::invalid(format!("public_key: {e}")))?;
     let record = SshCertificate {
         tenant: grant.tenant.clone(),
@@ -393,7 +409,7 @@ pub async fn issue_certificate(
         grant: grant.id,
         principal: grant.principal.clone(),
         key_id,
-        key_fingerprint: wire::fingerprint(&subject),
+        key_fingerprint: wire::fingerprint(subject),
         digest: hex::encode(sha2::Sha256::digest(&blob)),
         principals,
         login: access.login.to_string(),
@@ -424,7 +440,7 @@ pub async fn issue_certificate(
     );
     tx.commit(vec![event]).await?;
     let line = wire::to_line(&blob, &format!("lockbox-grant-{}", grant.id));
-    Ok(Minted { record, line })
+    Ok(Ok(Minted { record, line }))
 }
 
 /// A tenant's key revocation list (anyone may fetch it): every live

@@ -136,7 +136,7 @@ async fn status(
 }
 
 async fn the_ca_is_made_with_lockbox_and_published(server: TestServer) {
-    let world = Contoso::seed(&server).await;
+    Contoso::seed(&server).await;
     let anyone = server.anonymous();
     let lines = anyone.ssh_trusted_keys(Contoso::TENANT).await.unwrap();
     assert_eq!(lines.lines().count(), 1, "{lines}");
@@ -150,7 +150,6 @@ async fn the_ca_is_made_with_lockbox_and_published(server: TestServer) {
         let e = anyone.ssh_krl(tenant, None).await.unwrap_err();
         assert!(e.to_string().contains("(not_found)"), "{tenant}: {e}");
     }
-    drop(world);
 }
 
 /// A tenant enabled before SSH access existed (here: its CA removed behind
