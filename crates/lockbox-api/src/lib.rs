@@ -216,12 +216,129 @@ pub struct NewOperator {
     pub emergency: bool,
 }
 
-/// `POST /v1/gateways`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// `POST /v1/gateways`: a gateway and what it is trusted with (fixed once
+/// registered).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGateway {
     pub id: String,
     pub display_name: String,
+    /// The only tenant it may ask about; absent: any (a provider-wide
+    /// gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The resource it fronts when a request names none (`Lockbox-Resource`);
+    /// for a Kubernetes API server, the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// A cookie that may carry the operator's access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_cookie: Option<String>,
+    /// A header the gateway sets to the id of a person it has already
+    /// authenticated; trusted only when no access token is presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_header: Option<String>,
+}
+
+/// `GET /v1/gateways/{id}`: a gateway and what it is trusted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Gateway {
+    pub id: String,
+    pub display_name: String,
+    pub tenant: Option<String>,
+    pub resource: Option<String>,
+    pub token_cookie: Option<String>,
+    /// In lowercase.
+    pub principal_header: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub enrolled_at: Option<DateTime<Utc>>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/authz/kubernetes`: a Kubernetes `SubjectAccessReview`
+/// (`authorization.k8s.io/v1` or `v1beta1`), as the API server's
+/// authorization webhook sends it; the answer is the same review with its
+/// `status`. Fields Lockbox does not use are accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReview {
+    /// `authorization.k8s.io/v1` or `authorization.k8s.io/v1beta1`.
+    pub api_version: String,
+    /// `SubjectAccessReview`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<SubjectAccessReviewSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SubjectAccessReviewStatus>,
+}
+
+/// What the API server asks about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReviewSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_attributes: Option<ResourceAttributes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_resource_attributes: Option<NonResourceAttributes>,
+    /// The user the API server authenticated: a Lockbox operator's id, or
+    /// anyone else (then Lockbox has no opinion).
+    #[serde(default)]
+    pub user: String,
+    /// Their groups (`v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// Their groups (`v1beta1` spells it `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+/// A request for an API object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAttributes {
+    /// Empty for cluster-scoped objects.
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub verb: String,
+    /// Empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub subresource: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A request for a path outside the object API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NonResourceAttributes {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub verb: String,
+}
+
+/// Lockbox's answer: `allowed`, or for a Lockbox operator without a grant
+/// that allows it an explicit `denied` (the cluster's RBAC is not asked);
+/// for anyone else neither (no opinion: the cluster's own authorizers
+/// decide).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReviewStatus {
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied: Option<bool>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub evaluation_error: String,
 }
 
 /// `PUT /v1/access-levels/{name}`.

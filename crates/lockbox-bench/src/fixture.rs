@@ -698,6 +698,7 @@ async fn directory(
         &provider,
         parsed("gateway".parse())?,
         text(DisplayName::parse("VM gateway")),
+        &lockbox_core::GatewaySettings::default(),
         setup_at,
     );
     tx.insert_principal(&gateway).await.map_err(&fail)?;
@@ -888,6 +889,7 @@ async fn directory(
         // `make_tenant`): filled in by `generate`.
         holder: crate::operator_id(0).to_string(),
         held: String::new(),
+        access_token: None,
     };
     let mut levels = levels.into_iter();
     let reader = levels.next().ok_or("no Reader")?;

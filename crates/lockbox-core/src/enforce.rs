@@ -395,6 +395,12 @@ impl GrantIndex {
         self.grants == 0
     }
 
+    /// Whether `principal` has been recorded.
+    #[must_use]
+    pub fn knows(&self, principal: &PrincipalId) -> bool {
+        self.principals.contains_key(principal)
+    }
+
     /// Records that `principal` exists.
     pub fn add_principal(&mut self, principal: PrincipalId) -> Result<(), IndexFull> {
         self.principal_no(principal).map(drop)
@@ -522,6 +528,32 @@ impl GrantIndex {
         action: &Action,
         now: Timestamp,
     ) -> CheckOutcome {
+        self.decide(principal, resource, action, now, None)
+    }
+
+    /// As [`GrantIndex::check`], under one grant only: what a credential
+    /// minted for that grant (an access token) may do. Another grant of
+    /// the same holder allows nothing here.
+    #[must_use]
+    pub fn check_grant(
+        &self,
+        principal: &PrincipalId,
+        grant: GrantId,
+        resource: &ResourceId,
+        action: &Action,
+        now: Timestamp,
+    ) -> CheckOutcome {
+        self.decide(principal, resource, action, now, Some(grant))
+    }
+
+    fn decide(
+        &self,
+        principal: &PrincipalId,
+        resource: &ResourceId,
+        action: &Action,
+        now: Timestamp,
+        only: Option<GrantId>,
+    ) -> CheckOutcome {
         let deny = |reason, tenant| CheckOutcome {
             reason,
             grant: None,
@@ -544,7 +576,7 @@ impl GrantIndex {
         let mut allowed: Option<&Entry> = None;
         let mut denied: Option<(CheckReason, &Entry)> = None;
         for entry in bucket.entries() {
-            if !entry.covers(self.head(entry.head), rest) {
+            if only.is_some_and(|id| id != entry.id) || !entry.covers(self.head(entry.head), rest) {
                 continue;
             }
             let allows = || entry.actions.allows(action);

@@ -19,7 +19,9 @@
 //!   support cases.
 //! - [`request`], [`grant`]: the access-request state machine, grants and
 //!   emergency access.
-//! - [`enforce`]: the in-memory grant index that `check` decides from.
+//! - [`enforce`]: the in-memory grant index that `check` decides from;
+//!   [`gateway`]: what gateways are trusted with, and how a proxied HTTP
+//!   request or a Kubernetes question becomes a resource and an action.
 //! - [`audit`]: events, the canonical encoding, the per-tenant hash chain,
 //!   signed checkpoints and the offline verifier.
 
@@ -32,6 +34,7 @@ pub mod channel;
 pub mod clock;
 pub mod enforce;
 pub mod error;
+pub mod gateway;
 pub mod grant;
 pub mod id;
 pub mod policy;
@@ -53,6 +56,7 @@ pub use case::{CaseStatus, Severity, SupportCase};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use enforce::{CheckOutcome, CheckReason, GrantIndex, IndexFull};
 pub use error::DomainError;
+pub use gateway::GatewaySettings;
 pub use grant::{CheckDenial, Grant, GrantState, Revocation};
 pub use id::{
     CaseId, ChannelId, EnrollmentId, GrantId, JobId, PrincipalId, RequestId, RoleAssignmentId,

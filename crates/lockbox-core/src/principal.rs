@@ -7,6 +7,7 @@ use crate::audit::{Chain, EventKind, PendingEvent};
 use crate::authz::{ProviderAdmin, TenantAdmin};
 use crate::clock::Timestamp;
 use crate::error::DomainError;
+use crate::gateway::GatewaySettings;
 use crate::id::{PrincipalId, RoleAssignmentId, TenantId};
 use crate::resource::{ResourceId, Scope};
 use crate::text::{DisplayName, Email};
@@ -199,6 +200,7 @@ impl Principal {
         by: &ProviderAdmin,
         id: PrincipalId,
         display_name: DisplayName,
+        settings: &GatewaySettings,
         now: Timestamp,
     ) -> (Principal, PendingEvent) {
         let principal = Principal {
@@ -217,7 +219,13 @@ impl Principal {
             by.principal().clone(),
             EventKind::GatewayRegistered,
             &principal.id,
-            json!({ "display_name": principal.display_name }),
+            json!({
+                "display_name": principal.display_name,
+                "tenant": settings.tenant,
+                "resource": settings.resource,
+                "token_cookie": settings.token_cookie,
+                "principal_header": settings.principal_header,
+            }),
         );
         (principal, event)
     }

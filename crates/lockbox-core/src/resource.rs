@@ -387,6 +387,35 @@ impl ResourceId {
             .unwrap_or_default()
     }
 
+    /// The resource's type in ARM's spelling, the prefix of its actions:
+    /// the provider namespace and each type without the names
+    /// (`Microsoft.Compute/virtualMachines`,
+    /// `Microsoft.Compute/virtualMachines/extensions`), or
+    /// `Microsoft.Resources/subscriptions[/resourceGroups]` for a
+    /// subscription or a resource group.
+    #[must_use]
+    pub fn resource_type(&self) -> String {
+        // `/subscriptions/{sub}[/resourceGroups/{rg}]/providers/{ns}/{type}/{name}…`,
+        // as parsing normalised it.
+        let mut segments = self.text.split('/').skip(3).peekable();
+        if segments.peek() == Some(&"resourceGroups") {
+            segments.nth(1);
+        }
+        if segments.next() != Some("providers") {
+            return match self.kind {
+                ResourceKind::ResourceGroup => "Microsoft.Resources/subscriptions/resourceGroups",
+                _ => "Microsoft.Resources/subscriptions",
+            }
+            .to_owned();
+        }
+        let mut out = segments.next().unwrap_or_default().to_owned();
+        for ty in segments.step_by(2) {
+            out.push('/');
+            out.push_str(ty);
+        }
+        out
+    }
+
     /// The lowercase form, for use as a key where ids must compare
     /// case-insensitively.
     #[must_use]
@@ -584,6 +613,28 @@ impl From<ResourceId> for Scope {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_types_are_arm_types() {
+        let ty = |s: &str| ResourceId::parse(s).unwrap().resource_type();
+        assert_eq!(ty("/subscriptions/s1"), "Microsoft.Resources/subscriptions");
+        assert_eq!(
+            ty("/subscriptions/s1/resourceGroups/providers"),
+            "Microsoft.Resources/subscriptions/resourceGroups"
+        );
+        assert_eq!(
+            ty(
+                "/subscriptions/s1/resourceGroups/providers/providers/Microsoft.Compute/virtualMachines/vm"
+            ),
+            "Microsoft.Compute/virtualMachines"
+        );
+        assert_eq!(
+            ty(
+                "/subscriptions/s1/providers/Microsoft.Kubernetes/connectedClusters/c1/namespaces/web"
+            ),
+            "Microsoft.Kubernetes/connectedClusters/namespaces"
+        );
+    }
+
     use super::*;
 
     const VM: &str = "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-01";

@@ -20,6 +20,10 @@
 //! use, rather than its RustCrypto provider, which would pull in RSA and
 //! ECDSA implementations Lockbox never uses.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
@@ -285,18 +289,41 @@ pub fn verify(
     expected: &Expected<'_>,
     now: Timestamp,
 ) -> Result<AccessClaims, String> {
-    provider();
-    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
-    let kid = header.kid.ok_or("the token names no key")?;
+    let kid = key_id(token)?;
     let jwk = jwks
         .keys
         .iter()
         .find(|k| k.kid == kid)
         .ok_or("the token's key is not published")?;
-    let key = DecodingKey::from_ed_components(&jwk.x).map_err(|e| e.to_string())?;
+    decode(token, &jwk.x, expected.issuer, Some(expected.audience), now)
+}
+
+/// The key id a token names in its header.
+fn key_id(token: &str) -> Result<String, String> {
+    provider();
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    header
+        .kid
+        .ok_or_else(|| "the token names no key".to_owned())
+}
+
+/// Checks a token's signature with the Ed25519 public key `x` (base64url),
+/// its issuer, its audience when one is expected, and its validity at `now`.
+fn decode(
+    token: &str,
+    x: &str,
+    issuer: &str,
+    audience: Option<&str>,
+    now: Timestamp,
+) -> Result<AccessClaims, String> {
+    provider();
+    let key = DecodingKey::from_ed_components(x).map_err(|e| e.to_string())?;
     let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
-    validation.set_issuer(&[expected.issuer]);
-    validation.set_audience(&[expected.audience]);
+    validation.set_issuer(&[issuer]);
+    match audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
     // Validity is judged by Lockbox's clock, below, not the machine's.
     validation.validate_exp = false;
     validation.validate_nbf = false;
@@ -311,4 +338,87 @@ pub fn verify(
         return Err("the token is not valid yet".to_owned());
     }
     Ok(data.claims)
+}
+
+/// How long the server trusts its copy of the published keys before it
+/// reads them again; a token naming a key it does not have makes it read
+/// them at once, at most once per [`KEY_MISS_EVERY`].
+const KEYS_FOR: Duration = Duration::from_secs(60);
+
+/// The least time between two reads of the keys for tokens naming an
+/// unknown key (a flood of forged key ids costs one read a second).
+const KEY_MISS_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct KeyCopy {
+    /// Key id → public key (base64url).
+    keys: HashMap<String, String>,
+    read_at: Option<Instant>,
+}
+
+/// This server's copy of the published access-token keys, for verifying
+/// the tokens operators present through gateways (`/v1/authz/…`) without
+/// a database read per request.
+#[derive(Debug, Default)]
+pub struct AccessKeys {
+    copy: RwLock<KeyCopy>,
+    /// Serialises the reads of the keys.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl AccessKeys {
+    fn cached(&self, kid: &str) -> (Option<String>, Option<Instant>) {
+        let copy = self.copy.read().unwrap_or_else(PoisonError::into_inner);
+        let fresh = copy.read_at.filter(|at| at.elapsed() < KEYS_FOR);
+        (
+            fresh.and_then(|_| copy.keys.get(kid).cloned()),
+            copy.read_at,
+        )
+    }
+
+    /// The public key (base64url) of `kid`, if it is published.
+    async fn key(&self, app: &crate::AppState, kid: &str) -> Result<Option<String>, ServiceError> {
+        if let (Some(x), _) = self.cached(kid) {
+            return Ok(Some(x));
+        }
+        let _reading = self.reading.lock().await;
+        // Read by another caller meanwhile, or read a moment ago.
+        let (hit, read_at) = self.cached(kid);
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        if read_at.is_some_and(|at| at.elapsed() < KEY_MISS_EVERY) {
+            let copy = self.copy.read().unwrap_or_else(PoisonError::into_inner);
+            return Ok(copy.keys.get(kid).cloned());
+        }
+        let published = jwks(app.store(), app.kek(), app.now()).await?;
+        let keys: HashMap<String, String> =
+            published.keys.into_iter().map(|k| (k.kid, k.x)).collect();
+        let found = keys.get(kid).cloned();
+        *self.copy.write().unwrap_or_else(PoisonError::into_inner) = KeyCopy {
+            keys,
+            read_at: Some(Instant::now()),
+        };
+        Ok(found)
+    }
+
+    /// Verifies a token this server issued, for any audience: its
+    /// signature by a published key, its issuer (this server's public
+    /// URL) and its validity at `now`. The inner error says why a token
+    /// is refused; the outer one is a failure to read the keys.
+    pub async fn verify(
+        &self,
+        app: &crate::AppState,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Result<AccessClaims, String>, ServiceError> {
+        let kid = match key_id(token) {
+            Ok(kid) => kid,
+            Err(why) => return Ok(Err(why)),
+        };
+        let Some(x) = self.key(app, &kid).await? else {
+            return Ok(Err("the token's key is not published".to_owned()));
+        };
+        Ok(decode(token, &x, app.public_url(), None, now))
+    }
 }

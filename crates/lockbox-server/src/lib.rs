@@ -74,6 +74,8 @@ struct Inner {
     sign_in: auth::SignInLimits,
     /// When tokens were last used, until written.
     token_use: auth::TokenUse,
+    /// The published access-token keys, for tokens presented to gateways.
+    access_keys: access_token::AccessKeys,
     /// How long enrolment links last.
     enrollment_hours: u32,
     /// How long SSH certificates last at most.
@@ -204,6 +206,7 @@ impl AppState {
                 ),
                 sign_in: auth::SignInLimits::default(),
                 token_use: auth::TokenUse::default(),
+                access_keys: access_token::AccessKeys::default(),
                 enrollment_hours: options.enrollment_hours,
                 ssh_certificate_minutes: options.ssh_certificate_minutes,
                 passwords: passwords::PasswordPool::new(options.password_hash_workers, None)?,
@@ -322,6 +325,11 @@ impl AppState {
     #[must_use]
     pub fn access_token_audiences(&self) -> &access_token::Audiences {
         &self.inner.access_token_audiences
+    }
+
+    /// The published access-token keys, as this server last read them.
+    pub(crate) fn access_keys(&self) -> &access_token::AccessKeys {
+        &self.inner.access_keys
     }
 
     /// Who may read `/metrics`, and where.

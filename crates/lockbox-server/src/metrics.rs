@@ -103,6 +103,7 @@ pub struct Metrics {
     sweeper_runs: Family<OutcomeLabels, Counter>,
     sweeper_transitions: Family<StateLabels, Counter>,
     checks: Family<ReasonLabels, Counter>,
+    gateway_checks: Family<ViaLabels, Counter>,
     index_grants: Gauge,
     enforcement_serving: Gauge,
     sweeper_skipped: Family<KindLabels, Counter>,
@@ -128,6 +129,12 @@ pub(crate) struct Readings {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViaLabels {
+    via: String,
     reason: String,
 }
 
@@ -161,6 +168,13 @@ impl Default for Metrics {
             "checks",
             "Check decisions by reason (`granted` when allowed)",
             checks.clone(),
+        );
+        let gateway_checks = Family::<ViaLabels, Counter>::default();
+        registry.register(
+            "gateway_checks",
+            "Check decisions asked by proxies and Kubernetes API servers, by protocol (forward, \
+             envoy, kubernetes) and reason; each is also counted in lockbox_checks",
+            gateway_checks.clone(),
         );
         let sweeper_skipped = Family::<KindLabels, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
@@ -220,6 +234,7 @@ impl Default for Metrics {
             sweeper_runs,
             sweeper_transitions,
             checks,
+            gateway_checks,
             index_grants,
             enforcement_serving,
             sweeper_skipped,
@@ -256,6 +271,18 @@ impl Metrics {
     pub(crate) fn check(&self, reason: &str) {
         self.checks
             .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records one check decision asked through a gateway protocol (also
+    /// counted by [`Metrics::check`]).
+    pub(crate) fn gateway_check(&self, via: &str, reason: &str) {
+        self.check(reason);
+        self.gateway_checks
+            .get_or_create(&ViaLabels {
+                via: via.to_owned(),
                 reason: reason.to_owned(),
             })
             .inc();

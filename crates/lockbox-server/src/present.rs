@@ -6,8 +6,9 @@ use crate::service::requests::SeenRequest;
 use lockbox_api as api;
 use lockbox_core::ssh::SshAccess;
 use lockbox_core::{
-    AccessLevel, AccessRequest, CaseStatus, Grant, GrantState, LockboxSetting, Principal,
-    PrincipalKind, RoleAssignment, Severity, SupportCase, Tenant, TenantPolicy, Timestamp,
+    AccessLevel, AccessRequest, CaseStatus, GatewaySettings, Grant, GrantState, LockboxSetting,
+    Principal, PrincipalKind, RoleAssignment, Severity, SupportCase, Tenant, TenantPolicy,
+    Timestamp,
 };
 
 pub(crate) fn tenant(t: &Tenant) -> api::Tenant {
@@ -28,6 +29,20 @@ pub(crate) fn principal(p: &Principal) -> api::Principal {
         email: p.email.as_ref().map(ToString::to_string),
         alternate_emails: p.alternate_emails.iter().map(ToString::to_string).collect(),
         emergency: matches!(p.kind, PrincipalKind::Operator { emergency: true }),
+        created_at: p.created_at,
+        enrolled_at: p.enrolled_at,
+        disabled_at: p.disabled_at,
+    }
+}
+
+pub(crate) fn gateway(p: &Principal, settings: &GatewaySettings) -> api::Gateway {
+    api::Gateway {
+        id: p.id.to_string(),
+        display_name: p.display_name.to_string(),
+        tenant: settings.tenant.as_ref().map(ToString::to_string),
+        resource: settings.resource.as_ref().map(ToString::to_string),
+        token_cookie: settings.token_cookie.clone(),
+        principal_header: settings.principal_header.clone(),
         created_at: p.created_at,
         enrolled_at: p.enrolled_at,
         disabled_at: p.disabled_at,

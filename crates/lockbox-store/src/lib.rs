@@ -510,6 +510,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 include_str!("../migrations/sqlite/0007_sign_in_guard.sql"),
             ),
             (8, "ssh", include_str!("../migrations/sqlite/0008_ssh.sql")),
+            (
+                9,
+                "gateway settings",
+                include_str!("../migrations/sqlite/0009_gateway_settings.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -551,6 +556,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 8,
                 "ssh",
                 include_str!("../migrations/postgres/0008_ssh.sql"),
+            ),
+            (
+                9,
+                "gateway settings",
+                include_str!("../migrations/postgres/0009_gateway_settings.sql"),
             ),
         ],
     };

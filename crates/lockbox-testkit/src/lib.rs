@@ -542,6 +542,7 @@ impl Contoso {
             .create_gateway(&api::NewGateway {
                 id: "gate".into(),
                 display_name: "VM gateway".into(),
+                ..Default::default()
             })
             .await
             .expect("gateway");

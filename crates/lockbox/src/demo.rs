@@ -292,6 +292,7 @@ async fn set_up(
         .create_gateway(&api::NewGateway {
             id: "web-01-gateway".into(),
             display_name: "web-01's gateway".into(),
+            ..Default::default()
         })
         .await
         .map_err(api_err)?;

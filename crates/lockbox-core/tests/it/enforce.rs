@@ -92,6 +92,35 @@ fn a_grant_allows_only_inside_its_window() {
 }
 
 #[test]
+fn a_check_under_one_grant_ignores_the_holders_others() {
+    let mut ix = index();
+    let reader = grant(1, "sam", VM, &["*/read"], 0, 8);
+    let writer = grant(2, "sam", RG, &["*"], 0, 8);
+    ix.upsert(&reader).unwrap();
+    ix.upsert(&writer).unwrap();
+    let now = t0() + hours(1);
+    let under = |ix: &GrantIndex, g: &Grant, act: &str| {
+        ix.check_grant(&pid("sam"), g.id, &rid(VM), &action(act), now)
+    };
+    assert!(check(&ix, "sam", VM, WRITE, now).allowed(), "any grant");
+    assert_eq!(
+        under(&ix, &reader, WRITE).reason,
+        CheckReason::ActionNotInAccessLevel
+    );
+    assert_eq!(under(&ix, &reader, READ).grant, Some(reader.id));
+    assert!(under(&ix, &writer, WRITE).allowed());
+    // Another holder's grant id decides nothing for sam.
+    assert_eq!(
+        ix.check_grant(&pid("oscar"), reader.id, &rid(VM), &action(READ), now)
+            .reason,
+        CheckReason::NoGrant
+    );
+    ix.upsert(&revoked(&reader)).unwrap();
+    assert_eq!(under(&ix, &reader, READ).reason, CheckReason::Revoked);
+    assert!(under(&ix, &writer, READ).allowed());
+}
+
+#[test]
 fn actions_scopes_principals_and_tenants_are_each_checked() {
     let mut ix = index();
     ix.upsert(&grant(1, "sam", RG, &["*/read"], 0, 8)).unwrap();

@@ -180,6 +180,7 @@ impl World {
             &provider,
             pid("gate"),
             DisplayName::parse("VM gateway").unwrap(),
+            &GatewaySettings::default(),
             now,
         );
         w.record(vec![ev]);

@@ -118,6 +118,7 @@ fn title(kind: &str) -> &'static str {
         "invalid_input" => "Invalid input",
         "unauthenticated" => "Authentication required",
         "forbidden" => "Forbidden",
+        "access_denied" => "Access denied",
         "not_found" => "Not found",
         "conflict" => "Conflict",
         "request_not_pending" => "Request is not pending",

@@ -1,9 +1,12 @@
 //! The HTTP API under `/v1`, and the operations endpoints. Every route is
 //! registered with `utoipa_axum::routes!` from its annotated handler, so the
-//! OpenAPI document cannot drift from the code.
+//! OpenAPI document cannot drift from the code (Envoy's checks, whose path
+//! holds the original path whole, are routed by hand and described by the
+//! same handler's annotation: [`routes`]).
 
 pub(crate) mod accounts;
 pub(crate) mod audit;
+pub(crate) mod authz;
 pub(crate) mod cases;
 pub(crate) mod channels;
 pub(crate) mod enforce;
@@ -160,9 +163,21 @@ impl Modify for Problems {
 /// routes' own annotations cannot say: see [`Problems`]).
 pub(crate) fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut openapi) = router().split_for_parts();
+    // Envoy appends the original path, `/` and all, to the prefix: a
+    // catch-all route, which `routes!` cannot make.
+    let envoy = axum::routing::any(authz::envoy);
+    let routes = routes
+        .route(&format!("{}/", authz::ENVOY_PREFIX), envoy.clone())
+        .route(&format!("{}/{{*path}}", authz::ENVOY_PREFIX), envoy);
+    openapi.merge(EnvoyDoc::openapi());
     Problems.modify(&mut openapi);
     (routes, openapi)
 }
+
+/// The description of Envoy's checks, routed by hand in [`routes`].
+#[derive(OpenApi)]
+#[openapi(paths(authz::envoy))]
+struct EnvoyDoc;
 
 /// Every route, with its OpenAPI description.
 fn router() -> OpenApiRouter<AppState> {
@@ -184,6 +199,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::get_policy, tenants::set_policy))
         .routes(routes!(provider::create_operator))
         .routes(routes!(provider::create_gateway))
+        .routes(routes!(provider::get_gateway))
         .routes(routes!(provider::list_access_levels))
         .routes(routes!(provider::put_access_level))
         .routes(routes!(provider::create_token))
@@ -214,6 +230,8 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enforce::jwks))
         .routes(routes!(enforce::emergency_access))
         .routes(routes!(enforce::revoke_grant))
+        .routes(routes!(authz::forward))
+        .routes(routes!(authz::kubernetes))
         .routes(routes!(ssh::trusted_keys))
         .routes(routes!(ssh::rotate))
         .routes(routes!(ssh::krl))

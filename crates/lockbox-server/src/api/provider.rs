@@ -7,7 +7,9 @@ use lockbox_api as api;
 use lockbox_core::access::{AccessError, ActionSet};
 use lockbox_core::ssh::{ForceCommand, SshAccess, UnixLogin};
 use lockbox_core::text::{Description, DisplayName, Email};
-use lockbox_core::{AccessLevel, AccessLevelName, PrincipalId, TokenId};
+use lockbox_core::{
+    AccessLevel, AccessLevelName, GatewaySettings, PrincipalId, ResourceId, TenantId, TokenId,
+};
 use serde::Serialize;
 
 use crate::api::ApiError;
@@ -57,11 +59,35 @@ pub(crate) async fn create_gateway(
     body: JsonBody<api::NewGateway>,
 ) -> Result<Created, ApiError> {
     authz::provider_admin(&caller)?;
-    let id: PrincipalId = body.value.id.parse()?;
-    let display_name = DisplayName::parse(&body.value.display_name)?;
+    let b = &body.value;
+    let id: PrincipalId = b.id.parse()?;
+    let display_name = DisplayName::parse(&b.display_name)?;
+    let settings = GatewaySettings::new(
+        b.tenant.as_deref().map(TenantId::parse).transpose()?,
+        b.resource.as_deref().map(ResourceId::parse).transpose()?,
+        b.token_cookie.as_deref(),
+        b.principal_header.as_deref(),
+    )
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
     let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
     let receipt = super::tenants::with_link(idem, |p| format!("gateway {}", p.id));
-    provider::create_gateway(&app, &caller, id, display_name, receipt).await
+    provider::create_gateway(&app, &caller, id, display_name, settings, receipt).await
+}
+
+/// A gateway and what it is trusted with (provider admins).
+#[utoipa::path(get, path = "/v1/gateways/{id}", tag = "provider",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api::Gateway), (status = 403, body = api::Problem),
+        (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_gateway(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Gateway>, ApiError> {
+    let id: PrincipalId = id.parse()?;
+    let (gateway, settings) = provider::gateway(&app, &caller, &id).await?;
+    Ok(Json(present::gateway(&gateway, &settings)))
 }
 
 /// Define or redefine an access level (provider admins). Requests already

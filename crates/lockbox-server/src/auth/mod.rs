@@ -20,7 +20,7 @@ use tokens::well_formed;
 pub use tokens::*;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::FromRequestParts;
@@ -127,20 +127,25 @@ impl FromRequestParts<AppState> for Caller {
             Ok(caller) => Ok(caller),
             // Only failures count, and only failures are refused: a valid
             // token passes whatever its address's record.
-            Err(detail) => {
-                let ClientAddr(client) = ClientAddr::of(parts, app);
-                if app.auth_failures().fail(client) {
-                    Err(ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        "too many failed authentication attempts from this address; wait a \
-                         minute (valid tokens are still accepted)",
-                    ))
-                } else {
-                    Err(ApiError::unauthenticated(detail))
-                }
-            }
+            Err(detail) => Err(refuse(parts, app, detail)),
         }
+    }
+}
+
+/// The refusal of a failed authentication, counted against the client's
+/// address: `unauthenticated`, or `rate_limited` once it has failed too
+/// often.
+fn refuse(parts: &Parts, app: &AppState, detail: &'static str) -> ApiError {
+    let ClientAddr(client) = ClientAddr::of(parts, app);
+    if app.auth_failures().fail(client) {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentication attempts from this address; wait a \
+             minute (valid tokens are still accepted)",
+        )
+    } else {
+        ApiError::unauthenticated(detail)
     }
 }
 
@@ -201,16 +206,23 @@ pub(crate) async fn caller_for_token(
         token_expires_at: stored.expires_at,
     }))
 }
-fn bearer_hash(parts: &Parts) -> Option<[u8; 32]> {
+/// The header a gateway presents its own token in, so that the operator's
+/// `Authorization` header stays the operator's (forward auth, Envoy).
+pub const GATEWAY_TOKEN_HEADER: &str = "lockbox-gateway-token";
+
+/// The token a gateway presents: `Lockbox-Gateway-Token`, else a bearer
+/// token (where the `Authorization` header is the gateway's own, as the
+/// Kubernetes webhook's and `check`'s are).
+fn gateway_token(parts: &Parts) -> Option<&str> {
+    if let Some(value) = parts.headers.get(GATEWAY_TOKEN_HEADER) {
+        return Some(value.to_str().unwrap_or_default().trim());
+    }
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;
-    let token = header.strip_prefix("Bearer ")?.trim();
-    token
-        .starts_with(crate::auth::TOKEN_PREFIX)
-        .then(|| token_hash(token))
+    header.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// A gateway's credentials: answered from the gateways' token cache
@@ -219,23 +231,37 @@ impl FromRequestParts<AppState> for Gateway {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = gateway_token(parts) else {
+            return Err(ApiError::unauthenticated(
+                "send the gateway's token: `Lockbox-Gateway-Token: lbx_…` (or `Authorization: Bearer lbx_…`)",
+            ));
+        };
         let now = app.now();
-        let hash = bearer_hash(parts);
+        let hash = token
+            .starts_with(crate::auth::TOKEN_PREFIX)
+            .then(|| token_hash(token));
         let cache = &app.enforcer().gateways;
         if let Some(hit) = hash.as_ref().and_then(|h| cache.get(h, now)) {
             return Ok(hit);
         }
         let read_at = cache.generation();
-        let caller = Caller::from_request_parts(parts, app).await?;
+        let caller = match caller_for_token(Credential::ApiToken, token, app).await? {
+            Ok(caller) => caller,
+            Err(detail) => return Err(refuse(parts, app, detail)),
+        };
         crate::authz::gateway(&caller)?;
+        let settings = {
+            let mut tx = app.store().read().await?;
+            Arc::new(tx.gateway_settings(&caller.principal.id).await?)
+        };
         if let Some(hash) = hash {
-            let expires_at = caller.token_expires_at;
             cache.put(
                 hash,
                 Entry {
                     token: caller.token,
                     principal: caller.principal.id.clone(),
-                    expires_at,
+                    settings: Arc::clone(&settings),
+                    expires_at: caller.token_expires_at,
                     cached_at: Instant::now(),
                 },
                 read_at,
@@ -245,6 +271,7 @@ impl FromRequestParts<AppState> for Gateway {
         Ok(Gateway {
             principal: caller.principal.id,
             token: caller.token,
+            settings,
         })
     }
 }

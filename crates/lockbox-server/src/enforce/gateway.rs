@@ -21,7 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use lockbox_core::{PrincipalId, Timestamp, TokenId};
+use std::sync::Arc;
+
+use lockbox_core::{GatewaySettings, PrincipalId, TenantId, Timestamp, TokenId};
+
+use crate::service::ServiceError;
 
 /// How long an authenticated gateway token is trusted without reading the
 /// database again.
@@ -35,6 +39,7 @@ const CAPACITY: usize = 4096;
 pub(crate) struct Entry {
     pub(crate) token: TokenId,
     pub(crate) principal: PrincipalId,
+    pub(crate) settings: Arc<GatewaySettings>,
     pub(crate) expires_at: Option<Timestamp>,
     pub(crate) cached_at: Instant,
 }
@@ -57,6 +62,7 @@ impl GatewayTokens {
         (fresh && unexpired).then(|| Gateway {
             principal: entry.principal.clone(),
             token: entry.token,
+            settings: Arc::clone(&entry.settings),
         })
     }
 
@@ -106,6 +112,22 @@ pub struct Gateway {
     pub principal: PrincipalId,
     /// The token it used.
     pub token: TokenId,
+    /// What it is trusted with.
+    pub settings: Arc<GatewaySettings>,
+}
+
+impl Gateway {
+    /// Refuses a question about a resource of `tenant` (`None`: a
+    /// resource of no tenant) from a gateway bound to another tenant.
+    pub fn may_ask_about(&self, tenant: Option<&TenantId>) -> Result<(), ServiceError> {
+        match &self.settings.tenant {
+            Some(own) if Some(own) != tenant => Err(ServiceError::forbidden(format!(
+                "gateway {} serves tenant {own} only; it may not ask about another tenant's resources",
+                self.principal
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +138,7 @@ mod tests {
         Entry {
             token,
             principal: "gate".parse().unwrap(),
+            settings: Arc::default(),
             expires_at: None,
             cached_at: Instant::now(),
         }

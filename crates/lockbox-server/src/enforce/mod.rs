@@ -226,21 +226,46 @@ impl Enforcer {
         action: &Action,
         now: Timestamp,
     ) -> Result<Decided<'_>, ServiceError> {
+        self.decide_under(principal, None, resource, action, now)
+            .await
+    }
+
+    /// As [`Enforcer::decide`], under the one grant `only` when given (what
+    /// an access token for that grant may do).
+    pub async fn decide_under(
+        &self,
+        principal: &PrincipalId,
+        only: Option<GrantId>,
+        resource: &ResourceId,
+        action: &Action,
+        now: Timestamp,
+    ) -> Result<Decided<'_>, ServiceError> {
         let guard = self.settle.read().await;
         if !self.is_serving() {
             return Err(unavailable(
                 "this node is reloading its grant index or has lost touch with the database; retry shortly",
             ));
         }
-        let outcome = self
-            .index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .check(principal, resource, action, now);
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match only {
+            None => index.check(principal, resource, action, now),
+            Some(grant) => index.check_grant(principal, grant, resource, action, now),
+        };
+        drop(index);
         Ok(Decided {
             outcome,
             _settle: guard,
         })
+    }
+
+    /// Whether the index knows `principal` as an operator (one who can
+    /// hold grants).
+    #[must_use]
+    pub fn knows(&self, principal: &PrincipalId) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .knows(principal)
     }
 
     /// A copy of the index as it is, whether or not this node is serving
@@ -523,7 +548,7 @@ fn index_full(full: IndexFull) -> StoreError {
 pub async fn load(store: &Store, now: Timestamp) -> Result<GrantIndex, StoreError> {
     let mut tx = store.read_for_sync().await?;
     let mut index = GrantIndex::new();
-    for id in tx.principal_ids().await? {
+    for id in tx.operator_ids().await? {
         index.add_principal(id).map_err(index_full)?;
     }
     for (subscription, tenant) in tx.subscription_owners().await? {

@@ -9,6 +9,7 @@
 //! not manage is answered exactly as one that does not exist.
 
 use chrono::TimeDelta;
+use lockbox_core::GatewaySettings;
 use lockbox_core::account::{Cleared, ClientInfo, chain_of};
 use lockbox_core::{
     AccessRequest, AccountManager, Chain, Enrollment, EnrollmentId, EventKind, Grant, PendingEvent,
@@ -134,6 +135,7 @@ pub(crate) async fn create_with_link<R: Receipt<WithLink>>(
     app: &AppState,
     manager: &AccountManager,
     principal: Principal,
+    gateway: Option<&GatewaySettings>,
     event: PendingEvent,
     receipt: R,
 ) -> Result<R::Out, R::Error> {
@@ -142,6 +144,11 @@ pub(crate) async fn create_with_link<R: Receipt<WithLink>>(
     tx.insert_principal(&principal)
         .await
         .map_err(ServiceError::from)?;
+    if let Some(settings) = gateway {
+        tx.insert_gateway_settings(&principal.id, settings)
+            .await
+            .map_err(ServiceError::from)?;
+    }
     let (link, link_events) = issue_link(app, &mut tx, manager, &principal, now).await?;
     let mut events = vec![event];
     events.extend(link_events);

@@ -286,6 +286,7 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
         &provider,
         fixed("vm-gateway".parse())?,
         fixed(DisplayName::parse("VM gateway"))?,
+        &lockbox_core::GatewaySettings::default(),
         now,
     );
     tx.insert_principal(&gateway).await?;

@@ -25,6 +25,7 @@ pub async fn check(
         .enforcer()
         .decide(principal, resource, action, now)
         .await?;
+    gateway.may_ask_about(decided.outcome.tenant.as_deref())?;
     let outcome = &decided.outcome;
     let event = outcome.event(&gateway.principal, principal, resource, action, now);
     app.audit_writer().append(event).await?;

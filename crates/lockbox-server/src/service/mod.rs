@@ -11,6 +11,7 @@ pub mod cases;
 pub mod channels;
 pub mod enforce;
 mod error;
+pub mod gateways;
 pub mod ops;
 pub mod provider;
 pub mod requests;

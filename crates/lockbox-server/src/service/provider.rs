@@ -1,10 +1,12 @@
 //! The provider's side: operators, gateways and access levels.
 
 use lockbox_core::text::{DisplayName, Email};
-use lockbox_core::{AccessLevel, AccountManager, Principal, PrincipalId};
+use lockbox_core::{
+    AccessLevel, AccountManager, GatewaySettings, Principal, PrincipalId, PrincipalKind,
+};
 
 use super::accounts::{self, WithLink};
-use super::{Receipt, ServiceError};
+use super::{Receipt, Refusal, ServiceError};
 use crate::auth::Caller;
 use crate::{AppState, authz};
 
@@ -36,7 +38,7 @@ pub async fn create_operator<R: Receipt<WithLink>>(
         app.now(),
     );
     let manager = AccountManager::Provider(cap);
-    accounts::create_with_link(app, &manager, operator, event, receipt).await
+    accounts::create_with_link(app, &manager, operator, None, event, receipt).await
 }
 
 /// A support engineer to register.
@@ -53,18 +55,66 @@ pub struct NewOperator {
 }
 
 /// Registers a resource gateway (provider admins), with a one-time
-/// enrolment link which yields the gateway's first API token.
+/// enrolment link which yields the gateway's first API token, and what it
+/// is trusted with (fixed from then on). A gateway bound to a tenant may
+/// only front a resource of that tenant's.
 pub async fn create_gateway<R: Receipt<WithLink>>(
     app: &AppState,
     caller: &Caller,
     id: PrincipalId,
     display_name: DisplayName,
+    settings: GatewaySettings,
     receipt: R,
 ) -> Result<R::Out, R::Error> {
     let cap = authz::provider_admin(caller)?;
-    let (gateway, event) = Principal::register_gateway(&cap, id, display_name, app.now());
+    {
+        let mut tx = app.store().read().await.map_err(ServiceError::from)?;
+        if let Some(tenant) = &settings.tenant
+            && tx
+                .tenant(tenant)
+                .await
+                .map_err(ServiceError::from)?
+                .is_none()
+        {
+            return Err(ServiceError::not_found(format!("tenant {tenant}")).into());
+        }
+        if let Some(resource) = &settings.resource {
+            let owner = tx
+                .subscription_tenant(&resource.subscription())
+                .await
+                .map_err(ServiceError::from)?;
+            if let (Some(own), Some(owner)) = (&settings.tenant, &owner)
+                && own != owner
+            {
+                return Err(ServiceError::refused(
+                    Refusal::OutOfScope,
+                    format!("{resource} is tenant {owner}'s, not {own}'s"),
+                )
+                .into());
+            }
+        }
+    }
+    let (gateway, event) =
+        Principal::register_gateway(&cap, id, display_name, &settings, app.now());
     let manager = AccountManager::Provider(cap);
-    accounts::create_with_link(app, &manager, gateway, event, receipt).await
+    accounts::create_with_link(app, &manager, gateway, Some(&settings), event, receipt).await
+}
+
+/// A gateway and what it is trusted with (provider admins).
+pub async fn gateway(
+    app: &AppState,
+    caller: &Caller,
+    id: &PrincipalId,
+) -> Result<(Principal, GatewaySettings), ServiceError> {
+    authz::provider_admin(caller)?;
+    let mut tx = app.store().read().await?;
+    let principal = tx
+        .principal(id)
+        .await?
+        .filter(|p| matches!(p.kind, PrincipalKind::Gateway))
+        .ok_or_else(|| ServiceError::not_found(format!("gateway {id}")))?;
+    let settings = tx.gateway_settings(id).await?;
+    Ok((principal, settings))
 }
 
 /// Defines or redefines an access level (provider admins). Requests

@@ -545,6 +545,7 @@ pub async fn authorize_login(
     let mut tx = app.store().begin().await?;
     let found = tx.ssh_certificate_by_digest(&digest).await?;
     let owner = tx.subscription_tenant(&resource.subscription()).await?;
+    gateway.may_ask_about(owner.as_ref())?;
     let reason = match &found {
         None => "unknown_certificate",
         Some(c) if owner.as_ref() != Some(&c.tenant) => "other_tenant",

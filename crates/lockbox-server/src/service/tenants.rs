@@ -173,7 +173,7 @@ pub async fn create_user<R: Receipt<WithLink>>(
     let (principal, event) =
         Principal::create_user(&cap, user, app.now()).map_err(ServiceError::from)?;
     let manager = AccountManager::Tenant(cap);
-    accounts::create_with_link(app, &manager, principal, event, receipt).await
+    accounts::create_with_link(app, &manager, principal, None, event, receipt).await
 }
 
 /// The tenant's users, in id order (its TenantAdmins).

@@ -184,6 +184,7 @@ async fn bad_links_change_nothing(server: TestServer) {
         .create_gateway(&api::NewGateway {
             id: "gate".into(),
             display_name: "Gate".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

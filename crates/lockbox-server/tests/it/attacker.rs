@@ -113,6 +113,7 @@ async fn the_provider_cannot_act_for_the_customer(server: TestServer) {
         .create_gateway(&api::NewGateway {
             id: "db-gateway".into(),
             display_name: "db-01's gateway".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -43,6 +43,7 @@ mod duties;
 mod enforce;
 mod faults;
 mod fleet;
+mod gateways;
 mod input;
 mod keys;
 mod limits;

@@ -32,6 +32,24 @@ struct Ctx {
     erin: Client,
     /// One channel the rows share (a tenant has at most 20).
     channel: tokio::sync::OnceCell<String>,
+    /// An access token of sam's for a Reader grant on the VM.
+    access_token: tokio::sync::OnceCell<String>,
+    /// A gateway registered for a Kubernetes cluster (the gateway caller
+    /// of the Kubernetes webhook's row).
+    cluster_gate: tokio::sync::OnceCell<Client>,
+}
+
+/// A proxy's question through `$path` with `$method`: the row's caller's
+/// token as the gateway's (`Lockbox-Gateway-Token`), sam's access token as
+/// the operator's.
+macro_rules! proxied_row {
+    ($route:literal, $method:expr, $path:literal) => {
+        Row {
+            route: $route,
+            expect: [401, 403, 403, 403, 403, 403, 403, 403, 403, 200],
+            call: |cx, i| Box::pin(cx.proxied(i, $method, $path)),
+        }
+    };
 }
 
 impl Ctx {
@@ -49,6 +67,88 @@ impl Ctx {
             8 => w.fred.client.clone(),
             _ => w.gate.client.clone(),
         }
+    }
+
+    /// Caller `i`'s API token (none for the anonymous caller).
+    fn token(&self, i: usize) -> Option<String> {
+        let w = &self.world;
+        let person = match i {
+            0 => return None,
+            1 => &w.admin,
+            2 => &w.sam,
+            3 => &w.oscar,
+            4 => &w.alice,
+            5 => &w.olivia,
+            6 => &w.bob,
+            7 => &w.rita,
+            8 => &w.fred,
+            _ => &w.gate,
+        };
+        Some(person.token.clone())
+    }
+
+    /// Asks through a proxy endpoint as caller `i`'s gateway token about
+    /// sam reading the VM with his access token.
+    async fn proxied(&self, i: usize, method: Method, path: &str) -> RawResponse {
+        let jwt = self
+            .access_token
+            .get_or_init(|| async {
+                let (_, grant) = self.fresh_grant().await;
+                self.world
+                    .sam
+                    .client
+                    .grant_token(&grant)
+                    .await
+                    .unwrap()
+                    .token
+            })
+            .await;
+        let bearer = format!("Bearer {jwt}");
+        let gateway = self.token(i);
+        let mut headers = vec![
+            ("authorization", bearer.as_str()),
+            ("lockbox-resource", Contoso::VM),
+            ("x-forwarded-method", "GET"),
+            // What a Reader may do, whatever the method.
+            ("lockbox-action", "Microsoft.Compute/virtualMachines/read"),
+        ];
+        if let Some(token) = &gateway {
+            headers.push(("lockbox-gateway-token", token.as_str()));
+        }
+        self.server
+            .anonymous()
+            .raw(method, path, None, &headers)
+            .await
+            .unwrap()
+    }
+
+    /// The gateway of a Kubernetes cluster in contoso's subscription.
+    async fn cluster_gate(&self) -> Client {
+        self.cluster_gate
+            .get_or_init(|| async {
+                let created = self
+                    .world
+                    .admin
+                    .client
+                    .create_gateway(&api::NewGateway {
+                        id: "cluster-gate".into(),
+                        display_name: "Cluster".into(),
+                        tenant: Some(Contoso::TENANT.into()),
+                        resource: Some(crate::gateways::CLUSTER.into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                let enrolled = self
+                    .server
+                    .anonymous()
+                    .enroll(&created.enrollment.url, None)
+                    .await
+                    .unwrap();
+                self.server.client(&enrolled.token.token)
+            })
+            .await
+            .clone()
     }
 
     async fn fresh_case(&self) -> String {
@@ -984,6 +1084,75 @@ fn rows() -> Vec<Row> {
                 ))
             },
         },
+        proxied_row!("GET /v1/authz/forward", Method::GET, "/v1/authz/forward"),
+        proxied_row!("POST /v1/authz/forward", Method::POST, "/v1/authz/forward"),
+        proxied_row!(
+            "GET /v1/authz/envoy/{path}",
+            Method::GET,
+            "/v1/authz/envoy/a/b?c=d"
+        ),
+        proxied_row!(
+            "POST /v1/authz/envoy/{path}",
+            Method::POST,
+            "/v1/authz/envoy/"
+        ),
+        proxied_row!(
+            "PUT /v1/authz/envoy/{path}",
+            Method::PUT,
+            "/v1/authz/envoy/x"
+        ),
+        proxied_row!(
+            "PATCH /v1/authz/envoy/{path}",
+            Method::PATCH,
+            "/v1/authz/envoy/x"
+        ),
+        proxied_row!(
+            "DELETE /v1/authz/envoy/{path}",
+            Method::DELETE,
+            "/v1/authz/envoy/x"
+        ),
+        proxied_row!(
+            "HEAD /v1/authz/envoy/{path}",
+            Method::HEAD,
+            "/v1/authz/envoy/x"
+        ),
+        proxied_row!(
+            "OPTIONS /v1/authz/envoy/{path}",
+            Method::OPTIONS,
+            "/v1/authz/envoy/x"
+        ),
+        Row {
+            route: "POST /v1/authz/kubernetes",
+            expect: [401, 403, 403, 403, 403, 403, 403, 403, 403, 200],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let client = if i == 9 {
+                        cx.cluster_gate().await
+                    } else {
+                        cx.caller(i)
+                    };
+                    send(
+                        client,
+                        Method::POST,
+                        "/v1/authz/kubernetes".into(),
+                        Some(crate::gateways::review("sam", "web", "pods", "get")),
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "GET /v1/gateways/{id}",
+            expect: [401, 200, 403, 403, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::GET,
+                    "/v1/gateways/gate".into(),
+                    None,
+                ))
+            },
+        },
         Row {
             route: "GET /v1/tenants/{tenant}/ssh/ca",
             expect: OPEN,
@@ -1182,6 +1351,8 @@ async fn every_route_answers_every_caller_as_expected(server: TestServer) {
         world,
         erin,
         channel: tokio::sync::OnceCell::new(),
+        access_token: tokio::sync::OnceCell::new(),
+        cluster_gate: tokio::sync::OnceCell::new(),
     };
     let mut wrong = Vec::new();
     for row in rows() {

@@ -2,7 +2,9 @@
 //! links.
 
 use lockbox_core::account::{Enrollment, EnrollmentState};
-use lockbox_core::{Principal, PrincipalId, PrincipalKind, RoleAssignment, TenantId, Timestamp};
+use lockbox_core::{
+    GatewaySettings, Principal, PrincipalId, PrincipalKind, RoleAssignment, TenantId, Timestamp,
+};
 
 use crate::changes::Change;
 use crate::codec::{RowExt as _, flag, json, micros, opt_micros};
@@ -41,14 +43,70 @@ impl Tx {
                 .bind(opt_micros(p.disabled_at)),
         )
         .await?;
-        self.feed(Change::Principal(p.id.clone()));
+        // Only operators hold grants: the grant index knows them alone.
+        if matches!(p.kind, PrincipalKind::Operator { .. }) {
+            self.feed(Change::Principal(p.id.clone()));
+        }
         Ok(())
     }
 
-    /// Every principal's id.
-    pub async fn principal_ids(&mut self) -> Result<Vec<PrincipalId>, StoreError> {
-        let rows = self.all(sqlx::query("SELECT id FROM principals")).await?;
+    /// Every operator's id (the principals that can hold grants).
+    pub async fn operator_ids(&mut self) -> Result<Vec<PrincipalId>, StoreError> {
+        let rows = self
+            .all(sqlx::query(
+                "SELECT id FROM principals WHERE kind = 'operator'",
+            ))
+            .await?;
         rows.iter().map(|r| r.parsed("id")).collect()
+    }
+
+    /// Stores what a new gateway is trusted with (in the transaction that
+    /// registers it; settings never change).
+    pub async fn insert_gateway_settings(
+        &mut self,
+        gateway: &PrincipalId,
+        settings: &GatewaySettings,
+    ) -> Result<(), StoreError> {
+        self.audited_write()?;
+        self.run(
+            sqlx::query(
+                "INSERT INTO gateway_settings (gateway_id, tenant_id, resource, token_cookie, principal_header) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(gateway.as_str().to_owned())
+            .bind(settings.tenant.as_ref().map(|t| t.as_str().to_owned()))
+            .bind(settings.resource.as_ref().map(|r| r.as_str().to_owned()))
+            .bind(settings.token_cookie.clone())
+            .bind(settings.principal_header.clone()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// What a gateway is trusted with (the defaults, for a gateway
+    /// registered before gateways had settings).
+    pub async fn gateway_settings(
+        &mut self,
+        gateway: &PrincipalId,
+    ) -> Result<GatewaySettings, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query(
+                    "SELECT tenant_id, resource, token_cookie, principal_header \
+                     FROM gateway_settings WHERE gateway_id = $1",
+                )
+                .bind(gateway.as_str().to_owned()),
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(GatewaySettings::default());
+        };
+        Ok(GatewaySettings {
+            tenant: row.opt_parsed("tenant_id")?,
+            resource: row.opt_parsed("resource")?,
+            token_cookie: row.opt_text("token_cookie")?,
+            principal_header: row.opt_text("principal_header")?,
+        })
     }
 
     /// A principal.

@@ -140,6 +140,7 @@ async fn seed_world(base: &str, admin: &str) -> World {
         .create_gateway(&api::NewGateway {
             id: "gate".into(),
             display_name: "gate".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
