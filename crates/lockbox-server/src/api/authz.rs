@@ -228,7 +228,21 @@ pub(crate) async fn forward(
     gateway: Gateway,
     headers: HeaderMap,
 ) -> Response {
-    let method = first(&headers, &["x-forwarded-method", "x-original-method"]).unwrap_or_default();
+    // Traefik says `X-Forwarded-Method`, the nginx snippet
+    // `X-Original-Method`. A proxy that sets one may pass a client's other
+    // on: if both are there they must agree, or a client could make a
+    // write look like a read.
+    let method = match (
+        text(&headers, "x-forwarded-method"),
+        text(&headers, "x-original-method"),
+    ) {
+        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b) => {
+            return challenge(ApiError::invalid(format!(
+                "X-Forwarded-Method ({a}) and X-Original-Method ({b}) disagree: the proxy passes a client's header on; clear the one it does not set"
+            )));
+        }
+        (a, b) => a.or(b).unwrap_or_default(),
+    };
     let via = Via {
         protocol: "forward",
         method,

@@ -101,8 +101,11 @@ impl Modify for Problems {
         for item in openapi.paths.paths.values_mut() {
             let ops = [
                 (&mut item.get, false),
+                (&mut item.head, false),
+                (&mut item.options, false),
                 (&mut item.put, true),
                 (&mut item.post, true),
+                (&mut item.patch, true),
                 (&mut item.delete, true),
             ];
             for (op, changes) in ops {

@@ -157,6 +157,15 @@ async fn forward_auth_decides_under_the_tokens_own_grant(server: TestServer) {
     )
     .await;
     assert_eq!(named.status, 200);
+    // A client's method header passed on beside the proxy's: refused.
+    let disguised = forward(
+        &server,
+        &gate,
+        "PUT",
+        &[("authorization", &bearer), ("x-forwarded-method", "GET")],
+    )
+    .await;
+    assert_eq!(disguised.status, 400, "{}", disguised.body);
     // A method that implies no action, and no action named: 400.
     assert_eq!(
         forward(&server, &gate, "PROPFIND", &with_token)
@@ -328,6 +337,20 @@ async fn gateways_are_bound_to_their_tenant_and_trusted_as_registered(server: Te
         .await
         .unwrap();
     assert_eq!(check.status, 403, "nor through check");
+    let login = server
+        .client(&fab)
+        .raw(
+            reqwest::Method::POST,
+            "/v1/ssh/authorize",
+            Some(
+                json!({"certificate": "AAAA", "resource": Contoso::VM, "login": "support"})
+                    .to_string(),
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.status, 403, "nor about an SSH login: {}", login.body);
     assert_eq!(events(&server, Contoso::TENANT).await.len(), before);
 
     // contoso's proxy, trusted with a cookie and a header.

@@ -15,6 +15,7 @@ use std::time::Duration;
 mod audit;
 mod cli;
 mod crash;
+mod proxies;
 mod sshd;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockbox");
