@@ -366,6 +366,11 @@ impl Client {
         self.post("/v1/gateways", body).await
     }
 
+    /// `GET /v1/gateways/{id}`.
+    pub async fn gateway(&self, id: &str) -> Result<api::Gateway, ClientError> {
+        self.get(&format!("/v1/gateways/{id}")).await
+    }
+
     /// `PUT /v1/access-levels/{name}`.
     pub async fn put_access_level(
         &self,

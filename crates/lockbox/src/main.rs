@@ -190,6 +190,13 @@ enum Command {
         #[command(subcommand)]
         command: commands::GrantCommand,
     },
+    /// Gateways: register one (the provider's admins), show one.
+    Gateway {
+        #[command(flatten)]
+        common: commands::Common,
+        #[command(subcommand)]
+        command: commands::GatewayCommand,
+    },
     /// Ask, as a gateway, whether a principal may do an action on a
     /// resource now (exit 0 allowed, 1 denied).
     #[command(
@@ -511,6 +518,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Channel { common, command } => commands::channel(&common, command).await,
         Command::Request { common, command } => commands::request(&common, command).await,
         Command::Grant { common, command } => commands::grant(&common, command).await,
+        Command::Gateway { common, command } => commands::gateway(&common, command).await,
         Command::Check {
             common,
             principal,

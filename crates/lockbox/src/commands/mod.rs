@@ -4,6 +4,7 @@
 
 mod cases;
 mod channels;
+mod gateways;
 mod grants;
 mod requests;
 mod tenants;
@@ -11,6 +12,7 @@ mod users;
 
 pub(crate) use cases::{CaseCommand, case};
 pub(crate) use channels::{ChannelCommand, channel};
+pub(crate) use gateways::{GatewayCommand, gateway};
 pub(crate) use grants::{GrantCommand, check, grant};
 pub(crate) use requests::{RequestCommand, request};
 pub(crate) use tenants::{TenantCommand, tenant};

@@ -729,3 +729,78 @@ async fn people_enrol_and_manage_their_accounts_from_the_cli() {
     let out = run(&admin_home, Some(url), alice, &["token", "list"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", said(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_registers_a_gateway_from_the_cli() {
+    let server = TestServer::sqlite().await;
+    let world = Contoso::seed(&server).await;
+    let url = server.url.as_str();
+    let config = home("gateway-admin");
+    let admin = Some(world.admin.token.as_str());
+    let cluster = "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Kubernetes/connectedClusters/aks-1";
+    let out = run(
+        &config,
+        Some(url),
+        admin,
+        &[
+            "gateway",
+            "register",
+            "aks-1",
+            "--name",
+            "aks-1 API server",
+            "--tenant",
+            "contoso",
+            "--resource",
+            cluster,
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/enroll/lbe_"));
+    let out = run(
+        &config,
+        Some(url),
+        admin,
+        &["gateway", "show", "aks-1", "-o", "json"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let shown = json_of(&out);
+    assert_eq!(shown["tenant"], "contoso");
+    assert_eq!(shown["resource"], cluster);
+    // A header that carries a credential cannot be trusted with a person;
+    // an operator cannot register gateways.
+    let out = run(
+        &config,
+        Some(url),
+        admin,
+        &[
+            "gateway",
+            "register",
+            "g2",
+            "--name",
+            "G",
+            "--principal-header",
+            "Authorization",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(said(&out).contains("principal_header"), "{}", said(&out));
+    let sam = Some(world.sam.token.as_str());
+    let out = run(
+        &config,
+        Some(url),
+        sam,
+        &["gateway", "register", "g3", "--name", "G"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let out = run(&config, Some(url), admin, &["gateway", "show", "g2"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "nothing was registered: {}",
+        said(&out)
+    );
+}
