@@ -356,14 +356,21 @@ struct KeyCopy {
     read_at: Option<Instant>,
 }
 
+/// Tokens remembered as verified, at most.
+const VERIFIED_CAPACITY: usize = 16_384;
+
 /// This server's copy of the published access-token keys, for verifying
 /// the tokens operators present through gateways (`/v1/authz/…`) without
-/// a database read per request.
+/// a database read per request; and the tokens it has verified, by their
+/// SHA-256, so that a token presented again (a browser's every request) is
+/// not verified again until it expires. (Revocation does not depend on
+/// this: every decision is made under the token's grant in the index.)
 #[derive(Debug, Default)]
 pub struct AccessKeys {
     copy: RwLock<KeyCopy>,
     /// Serialises the reads of the keys.
     reading: tokio::sync::Mutex<()>,
+    verified: RwLock<HashMap<[u8; 32], AccessClaims>>,
 }
 
 impl AccessKeys {
@@ -407,6 +414,44 @@ impl AccessKeys {
     /// URL) and its validity at `now`. The inner error says why a token
     /// is refused; the outer one is a failure to read the keys.
     pub async fn verify(
+        &self,
+        app: &crate::AppState,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Result<AccessClaims, String>, ServiceError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self
+            .verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+        {
+            // Verified before; its validity is judged again now.
+            return Ok(if claims.exp <= now.timestamp() {
+                Err("the token has expired".to_owned())
+            } else if claims.nbf > now.timestamp() {
+                Err("the token is not valid yet".to_owned())
+            } else {
+                Ok(claims.clone())
+            });
+        }
+        let verified = self.verify_signed(app, token, now).await?;
+        if let Ok(claims) = &verified {
+            let mut remembered = self.verified.write().unwrap_or_else(PoisonError::into_inner);
+            if remembered.len() >= VERIFIED_CAPACITY {
+                let now = now.timestamp();
+                remembered.retain(|_, c| c.exp > now);
+                if remembered.len() >= VERIFIED_CAPACITY {
+                    remembered.clear();
+                }
+            }
+            remembered.insert(digest, claims.clone());
+        }
+        Ok(verified)
+    }
+
+    /// [`AccessKeys::verify`] without the memory of verified tokens.
+    async fn verify_signed(
         &self,
         app: &crate::AppState,
         token: &str,
