@@ -678,6 +678,47 @@ impl Client {
         self.get("/.well-known/jwks.json").await
     }
 
+    /// `GET /v1/authz/forward`, as a proxy asks it: this client's token as
+    /// the gateway's (`Lockbox-Gateway-Token`), `access_token` as the
+    /// operator's, about `method` on `resource`. The answer's status (200
+    /// allowed, 401 no valid credential, 403 denied) and, when allowed,
+    /// the operator Lockbox names (`Lockbox-Principal`), else the reason
+    /// (`Lockbox-Reason`).
+    pub async fn forward_auth(
+        &self,
+        access_token: &str,
+        resource: &str,
+        method: &str,
+    ) -> Result<(u16, Option<String>), ClientError> {
+        let mut request = self
+            .http
+            .get(format!("{}/v1/authz/forward", self.base))
+            .bearer_auth(access_token)
+            .header("lockbox-resource", resource)
+            .header("x-forwarded-method", method);
+        if let Some(token) = &self.token {
+            request = request.header("lockbox-gateway-token", token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let said = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let detail = if status == 200 {
+            said("lockbox-principal")
+        } else {
+            said("lockbox-reason")
+        };
+        Ok((status, detail))
+    }
+
     /// `POST /v1/check` (gateways).
     pub async fn check(
         &self,

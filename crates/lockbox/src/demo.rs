@@ -453,6 +453,19 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
         })
         .await?;
 
+    let mut web_token = String::new();
+    steps
+        .step("proxy allowed", async {
+            web_token = sam.grant_token(&grant_id).await.map_err(api_err)?.token;
+            match gate.forward_auth(&web_token, VM, "GET").await.map_err(api_err)? {
+                (200, Some(who)) => Ok(format!(
+                    "web-01's console proxy asks (nginx auth_request, docs/GATEWAYS.md): GET by {who} with the access token passes"
+                )),
+                (status, why) => Err(format!("refused {status} ({})", why.unwrap_or_default())),
+            }
+        })
+        .await?;
+
     let mut vm: Option<(DemoVm, std::path::PathBuf)> = None;
     match &ssh_login {
         Ok(login) => {
@@ -495,6 +508,21 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
             (!c.allowed)
                 .then(|| format!("the gateway asks again: denied ({})", c.reason))
                 .ok_or_else(|| "still allowed after the revoke".to_owned())
+        })
+        .await?;
+
+    steps
+        .step("proxy refused", async {
+            match gate
+                .forward_auth(&web_token, VM, "GET")
+                .await
+                .map_err(api_err)?
+            {
+                (403, Some(why)) => Ok(format!(
+                    "the proxy asks again with the same, unexpired token: 403 ({why})"
+                )),
+                (status, _) => Err(format!("answered {status} after the revoke")),
+            }
         })
         .await?;
 

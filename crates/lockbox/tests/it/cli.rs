@@ -468,8 +468,10 @@ async fn the_demo_plays_the_whole_story() {
         "approve",
         "check allowed",
         "token verified",
+        "proxy allowed",
         "revoke",
         "check denied",
+        "proxy refused",
         "export and verify",
     ] {
         assert!(
