@@ -437,7 +437,10 @@ impl AccessKeys {
         }
         let verified = self.verify_signed(app, token, now).await?;
         if let Ok(claims) = &verified {
-            let mut remembered = self.verified.write().unwrap_or_else(PoisonError::into_inner);
+            let mut remembered = self
+                .verified
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             if remembered.len() >= VERIFIED_CAPACITY {
                 let now = now.timestamp();
                 remembered.retain(|_, c| c.exp > now);
