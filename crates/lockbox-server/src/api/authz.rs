@@ -129,15 +129,10 @@ fn action(headers: &HeaderMap, resource: &ResourceId, method: &str) -> Result<Ac
     })
 }
 
-/// The answer to a proxy: `200` with who and until when, or `403` with
-/// the reason.
+/// The answer to a proxy: `200` with who and until when in headers and
+/// no body (nginx keeps its connection to Lockbox open only after an
+/// `auth_request` answer without one), or `403` with the reason.
 fn answer(principal: &PrincipalId, outcome: &CheckOutcome) -> Response {
-    let result = api::CheckResult {
-        allowed: outcome.allowed(),
-        grant: outcome.grant.as_ref().map(ToString::to_string),
-        expires_at: outcome.expires_at,
-        reason: outcome.reason.as_str().to_owned(),
-    };
     if !outcome.allowed() {
         let mut response = ApiError::new(
             StatusCode::FORBIDDEN,
@@ -154,7 +149,7 @@ fn answer(principal: &PrincipalId, outcome: &CheckOutcome) -> Response {
         );
         return response;
     }
-    let mut response = Json(result).into_response();
+    let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::try_from(value) {
@@ -215,7 +210,7 @@ async fn decide(
         ("X-Original-URI" = Option<String>, Header, description = "The original URI (nginx)"),
     ),
     responses(
-        (status = 200, body = api::CheckResult, headers(
+        (status = 200, description = "Allowed; no body", headers(
             ("Lockbox-Principal" = String, description = "The operator"),
             ("Lockbox-Grant" = String, description = "The grant that allows it"),
             ("Lockbox-Expires" = String, description = "When that grant ends (RFC 3339)"))),
@@ -268,7 +263,7 @@ pub(crate) async fn forward(
         ("Lockbox-Action" = Option<String>, Header, description = "The action, instead of the method's"),
     ),
     responses(
-        (status = 200, body = api::CheckResult, headers(
+        (status = 200, description = "Allowed; no body", headers(
             ("Lockbox-Principal" = String, description = "The operator"),
             ("Lockbox-Grant" = String, description = "The grant that allows it"),
             ("Lockbox-Expires" = String, description = "When that grant ends (RFC 3339)"))),
