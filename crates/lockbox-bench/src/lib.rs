@@ -1,9 +1,10 @@
 //! What Lockbox's benchmarks share: latency summaries, the resident memory
 //! of the process, a description of the machine, and the synthetic
-//! population of grants the decision benchmarks search; and two tools, the
-//! load harness ([`load`], binary `lockbox-load`) and the scale fixture
+//! population of grants the decision benchmarks search; and three tools, the
+//! load harness ([`load`], binary `lockbox-load`), the scale fixture
 //! generator ([`fixture`], binary `lockbox-fixture`), which meet in a
-//! [`World`].
+//! [`World`], and the same load through nginx with and without Lockbox's
+//! `auth_request` ([`proxy`], binary `lockbox-proxy-bench`).
 //!
 //! The benchmarks themselves are in `benches/` (run them with
 //! `cargo bench -p lockbox-bench --bench NAME`); see `BENCHMARKS.md`.
@@ -14,6 +15,7 @@
 
 pub mod fixture;
 pub mod load;
+pub mod proxy;
 mod world;
 
 pub use world::{Actor, World};

@@ -12,7 +12,10 @@
 //!   the gateway checks the new grant, the approver revokes it;
 //! - `list`: the approver pages through the tenant's requests, grants and
 //!   audit events (up to ten pages deep, then from the start);
-//! - `mixed`: per iteration, 80% `check`, 10% `list` page, 10% `workflow`.
+//! - `mixed`: per iteration, 80% `check`, 10% `list` page, 10% `workflow`;
+//! - `get` (not offered by `lockbox-load`): the plan's one fixed [`Get`],
+//!   with the world's access token: a request through a proxy, or the
+//!   forward-auth question a proxy asks (`lockbox-proxy-bench`).
 //!
 //! Latencies are measured from when an iteration was due: with a fixed
 //! `rate` an iteration that starts late because the server was slow counts
@@ -43,6 +46,9 @@ pub enum Scenario {
     List,
     /// 80% check, 10% list, 10% workflow.
     Mixed,
+    /// The plan's fixed [`Get`] (`Plan::get`).
+    #[value(skip)]
+    Get,
 }
 
 impl std::fmt::Display for Scenario {
@@ -52,6 +58,7 @@ impl std::fmt::Display for Scenario {
             Self::Workflow => "workflow",
             Self::List => "list",
             Self::Mixed => "mixed",
+            Self::Get => "get",
         })
     }
 }
@@ -73,9 +80,11 @@ pub enum Op {
     ListGrants,
     /// `GET /v1/tenants/{t}/audit` (a page).
     ListAudit,
+    /// The plan's fixed [`Get`].
+    Get,
 }
 
-const OPS: [Op; 7] = [
+const OPS: [Op; 8] = [
     Op::Check,
     Op::Create,
     Op::Approve,
@@ -83,6 +92,7 @@ const OPS: [Op; 7] = [
     Op::ListRequests,
     Op::ListGrants,
     Op::ListAudit,
+    Op::Get,
 ];
 
 impl Op {
@@ -101,6 +111,7 @@ impl Op {
             Self::ListRequests => "list requests (page)",
             Self::ListGrants => "list grants (page)",
             Self::ListAudit => "list audit (page)",
+            Self::Get => "get",
         }
     }
 }
@@ -129,6 +140,23 @@ pub struct Plan {
     /// Check each answer's content (off for the bare handler, which gives
     /// the same answer to everything).
     pub verify: bool,
+    /// What the `get` scenario asks.
+    pub get: Option<Get>,
+}
+
+/// The one request of the `get` scenario: `GET path` with `headers`, and
+/// `Authorization: Bearer` the world's access token (its API token as the
+/// operator when it has none).
+#[derive(Debug, Clone)]
+pub struct Get {
+    /// The path and query.
+    pub path: String,
+    /// More request headers (name, value).
+    pub headers: Vec<(String, String)>,
+    /// When the plan verifies: the `Lockbox-Principal` the answer must
+    /// carry (Lockbox's forward-auth answer sets it; the upstream behind a
+    /// proxy echoes the one the proxy gave it).
+    pub principal: Option<String>,
 }
 
 /// Where the server listens (plain HTTP).
@@ -298,8 +326,9 @@ impl Conn {
         method: Method,
         path: &str,
         token: &str,
+        headers: &[(String, String)],
         body: Option<Bytes>,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<(hyper::HeaderMap, Bytes), Failure> {
         if self.sender.is_none() {
             let stream = tokio::net::TcpStream::connect(self.target.addr)
                 .await
@@ -327,6 +356,9 @@ impl Conn {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
         let request = request
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|_| Failure::Transport("bad request"))?;
@@ -337,8 +369,9 @@ impl Conn {
                 return Err(Failure::Transport("reset"));
             }
         };
-        let status = response.status();
-        let bytes = match response.into_body().collect().await {
+        let (parts, body) = response.into_parts();
+        let status = parts.status;
+        let bytes = match body.collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
                 self.sender = None;
@@ -346,7 +379,7 @@ impl Conn {
             }
         };
         if status.is_success() {
-            Ok(bytes)
+            Ok((parts.headers, bytes))
         } else {
             Err(Failure::Status(status))
         }
@@ -363,10 +396,11 @@ struct Calls {
     list_requests: String,
     list_grants: String,
     list_audit: String,
+    get: Option<Get>,
 }
 
 impl Calls {
-    fn new(world: &World) -> Self {
+    fn new(world: &World, get: Option<Get>) -> Self {
         let check = |principal: &str, resource: &str, action: &str| {
             Bytes::from(
                 serde_json::json!({"principal": principal, "resource": resource, "action": action})
@@ -398,6 +432,7 @@ impl Calls {
             list_requests: format!("/v1/requests?tenant={tenant}&limit=50"),
             list_grants: format!("/v1/grants?tenant={tenant}&limit=50"),
             list_audit: format!("/v1/tenants/{tenant}/audit?limit=50"),
+            get,
             world: world.clone(),
         }
     }
@@ -432,9 +467,25 @@ impl Worker {
         token_of: fn(&World) -> &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, String> {
+        self.op_with(op, method, path, token_of, &[], body)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    /// [`Worker::op`] with more request headers, answering the response's
+    /// headers too.
+    async fn op_with(
+        &mut self,
+        op: Op,
+        method: Method,
+        path: &str,
+        token_of: fn(&World) -> &str,
+        headers: &[(String, String)],
+        body: Option<Bytes>,
+    ) -> Result<(hyper::HeaderMap, Bytes), String> {
         let token = token_of(&self.calls.world).to_owned();
         let started = Instant::now();
-        let result = self.conn.call(method, path, &token, body).await;
+        let result = self.conn.call(method, path, &token, headers, body).await;
         if self.measuring {
             let us = started.elapsed().as_micros() as u64;
             let mut total = self.recorded.total();
@@ -576,6 +627,33 @@ impl Worker {
         Ok(())
     }
 
+    /// The plan's fixed GET, with the world's access token.
+    async fn get(&mut self) -> Result<(), String> {
+        let calls = self.calls.clone();
+        let Some(get) = &calls.get else {
+            return Err(self.wrong("the get scenario without a request to make"));
+        };
+        let (headers, _) = self
+            .op_with(
+                Op::Get,
+                Method::GET,
+                &get.path,
+                |w| w.access_token.as_deref().unwrap_or(&w.operator.token),
+                &get.headers,
+                None,
+            )
+            .await?;
+        if self.verify
+            && let Some(principal) = &get.principal
+            && headers
+                .get("lockbox-principal")
+                .is_none_or(|p| p.as_bytes() != principal.as_bytes())
+        {
+            return Err(self.wrong("an answer without the operator's Lockbox-Principal"));
+        }
+        Ok(())
+    }
+
     async fn iteration(&mut self, scenario: Scenario) -> Result<(), String> {
         self.turn += 1;
         match scenario {
@@ -587,6 +665,7 @@ impl Worker {
                 1 => self.list().await,
                 _ => self.check(self.turn.is_multiple_of(2)).await,
             },
+            Scenario::Get => self.get().await,
         }
     }
 }
@@ -615,7 +694,7 @@ struct Control {
 /// Runs `plan` against `target` as `world`'s people. Prints a line every
 /// `report_every` when set.
 pub async fn run(target: &Target, world: &World, plan: &Plan) -> Report {
-    let calls = Arc::new(Calls::new(world));
+    let calls = Arc::new(Calls::new(world, plan.get.clone()));
     let control = Arc::new(Control {
         // Without a warm-up, the first iteration is measured.
         measuring: AtomicBool::new(plan.warmup.is_zero()),
@@ -820,4 +899,26 @@ pub async fn bare_server() -> std::io::Result<(SocketAddr, tokio::task::JoinHand
 #[must_use]
 pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// A duration on the command line: `500ms`, `10s`, `10m`, `1h`.
+///
+/// # Errors
+/// When it is not a number and one of those units.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, as 10s"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }

@@ -47,6 +47,11 @@ pub struct World {
     pub holder: String,
     /// The resource the holder's grant covers.
     pub held: String,
+    /// An access token (JWT) of the holder's grant on `held`, for runs
+    /// through a proxy ([`World::mint_access_token`]). It lives minutes,
+    /// so it is never written to a world file.
+    #[serde(skip)]
+    pub access_token: Option<String>,
 }
 
 impl World {
@@ -128,6 +133,41 @@ impl World {
             gateway: actor(&world.gate),
             holder: world.sam.id.clone(),
             held: Contoso::VM.to_owned(),
+            access_token: None,
         })
+    }
+}
+
+impl World {
+    /// Mints an access token (`POST /v1/grants/{id}/token`, as the holder)
+    /// for the holder's active grant on `held` at the server at `url`, and
+    /// keeps it in [`World::access_token`]. Returns when it expires.
+    ///
+    /// # Errors
+    /// When the holder has no active grant on `held` or the mint fails.
+    pub async fn mint_access_token(&mut self, url: &str) -> Result<String, String> {
+        if self.holder != self.operator.id {
+            return Err(format!(
+                "the holder {} is not the operator whose token the world has",
+                self.holder
+            ));
+        }
+        let holder = lockbox_client::Client::new(url, Some(self.operator.token.clone()))
+            .map_err(|e| format!("client: {e}"))?;
+        let grants = holder
+            .grants(true)
+            .await
+            .map_err(|e| format!("list {}'s grants: {e}", self.holder))?;
+        let grant = grants
+            .items
+            .iter()
+            .find(|g| g.scope == self.held && g.principal == self.holder && g.state == "active")
+            .ok_or_else(|| format!("{} holds no active grant on {}", self.holder, self.held))?;
+        let minted = holder
+            .grant_token(&grant.id)
+            .await
+            .map_err(|e| format!("mint an access token for grant {}: {e}", grant.id))?;
+        self.access_token = Some(minted.token);
+        Ok(minted.expires_at.to_rfc3339())
     }
 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lockbox_bench::load::{self, Plan, Report, Scenario, Target, ms};
+use lockbox_bench::load::{self, Plan, Report, Scenario, Target, duration, ms};
 use lockbox_bench::{World, machine};
 use lockbox_store::Backend;
 use lockbox_testkit::TestServer;
@@ -77,25 +77,6 @@ enum BackendArg {
     Postgres,
 }
 
-/// `500ms`, `10s`, `10m`, `1h`.
-fn duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number and a unit, as 10s"))?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 fn row(name: &str, r: &Report, ceiling: Option<&Report>) {
     let ratio = ceiling.map_or(String::new(), |c| {
         format!(
@@ -125,6 +106,7 @@ async fn main_async(args: Args) -> Result<bool, String> {
         report_every: args.report_every,
         watch_pid: args.pid,
         verify: true,
+        get: None,
     };
     // The server under test: one started here, or the one given.
     let mut server = None;

@@ -22,6 +22,7 @@ fn plan(scenario: Scenario, count: u64) -> Plan {
         report_every: None,
         watch_pid: None,
         verify: true,
+        get: None,
     }
 }
 
