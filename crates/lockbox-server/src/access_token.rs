@@ -21,7 +21,7 @@
 //! ECDSA implementations Lockbox never uses.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -331,13 +331,19 @@ fn decode(
     validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "iss", "aud"]);
     let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
         .map_err(|e| e.to_string())?;
-    if data.claims.exp <= now.timestamp() {
+    valid_at(&data.claims, now)?;
+    Ok(data.claims)
+}
+
+/// Whether a token's claims are valid at `now` (`nbf ≤ now < exp`).
+fn valid_at(claims: &AccessClaims, now: Timestamp) -> Result<(), String> {
+    if claims.exp <= now.timestamp() {
         return Err("the token has expired".to_owned());
     }
-    if data.claims.nbf > now.timestamp() {
+    if claims.nbf > now.timestamp() {
         return Err("the token is not valid yet".to_owned());
     }
-    Ok(data.claims)
+    Ok(())
 }
 
 /// How long the server trusts its copy of the published keys before it
@@ -370,7 +376,7 @@ pub struct AccessKeys {
     copy: RwLock<KeyCopy>,
     /// Serialises the reads of the keys.
     reading: tokio::sync::Mutex<()>,
-    verified: RwLock<HashMap<[u8; 32], AccessClaims>>,
+    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
 }
 
 impl AccessKeys {
@@ -418,24 +424,19 @@ impl AccessKeys {
         app: &crate::AppState,
         token: &str,
         now: Timestamp,
-    ) -> Result<Result<AccessClaims, String>, ServiceError> {
+    ) -> Result<Result<Arc<AccessClaims>, String>, ServiceError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(claims) = self
+        let remembered = self
             .verified
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&digest)
-        {
+            .cloned();
+        if let Some(claims) = remembered {
             // Verified before; its validity is judged again now.
-            return Ok(if claims.exp <= now.timestamp() {
-                Err("the token has expired".to_owned())
-            } else if claims.nbf > now.timestamp() {
-                Err("the token is not valid yet".to_owned())
-            } else {
-                Ok(claims.clone())
-            });
+            return Ok(valid_at(&claims, now).map(|()| claims));
         }
-        let verified = self.verify_signed(app, token, now).await?;
+        let verified = self.verify_signed(app, token, now).await?.map(Arc::new);
         if let Ok(claims) = &verified {
             let mut remembered = self
                 .verified
@@ -448,7 +449,7 @@ impl AccessKeys {
                     remembered.clear();
                 }
             }
-            remembered.insert(digest, claims.clone());
+            remembered.insert(digest, Arc::clone(claims));
         }
         Ok(verified)
     }
