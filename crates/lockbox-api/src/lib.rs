@@ -986,3 +986,140 @@ pub struct Health {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
+
+/// `PUT /v1/tenants/{tenant}/identity-provider`: the tenant's own OpenID
+/// Provider. Register `redirect_uri` (from the answer; the portal's
+/// `/sign-in/callback`) at the IdP.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProviderInput {
+    /// The issuer identifier (`https://…`), exactly as its ID tokens carry
+    /// it; its `/.well-known/openid-configuration` must be reachable.
+    pub issuer: String,
+    /// Lockbox's client id at the IdP.
+    pub client_id: String,
+    /// Lockbox's client secret at the IdP. Write-only: never answered,
+    /// never logged or audited. May be left out to keep the current one
+    /// when the issuer and client id stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The claim that names the person (default `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_claim: Option<String>,
+    /// E-mail domains the tenant claims: people signing in with an address
+    /// in one are sent to this IdP.
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Only single sign-on for the tenant's people (default false): their
+    /// passwords are removed, their password sessions and tokens end, and
+    /// API tokens can then be minted only from an SSO session (12 hours at
+    /// most). Only an admin signed in through this IdP may turn it on.
+    #[serde(default)]
+    pub sso_only: bool,
+    /// Whether the first sign-in of an unknown person with a verified
+    /// address in an allowed domain creates them, named by
+    /// `principal_claim`, with no role (default false; needs
+    /// `allowed_email_domains`).
+    #[serde(default)]
+    pub create_on_first_sign_in: bool,
+    /// How recent an IdP authentication must be to approve, deny or revoke
+    /// in the portal, in minutes (1 to 1440, default 10). Every such
+    /// decision of a person linked to the IdP goes through it again, with
+    /// the decision's digest as the `nonce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_max_age_minutes: Option<u32>,
+    /// Whether every decision must carry the IdP's evidence (default
+    /// false): deciding with API tokens (and so the CLI) is then refused
+    /// for the tenant's people, and so is deciding in the portal for
+    /// people not linked to the IdP.
+    #[serde(default)]
+    pub require_decision_evidence: bool,
+}
+
+/// Never the client secret.
+impl std::fmt::Debug for IdentityProviderInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityProviderInput")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("principal_claim", &self.principal_claim)
+            .field("allowed_email_domains", &self.allowed_email_domains)
+            .field("sso_only", &self.sso_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /v1/tenants/{tenant}/identity-provider`: the tenant's IdP (never
+/// its client secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IdentityProvider {
+    pub tenant: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub principal_claim: String,
+    pub allowed_email_domains: Vec<String>,
+    pub sso_only: bool,
+    pub create_on_first_sign_in: bool,
+    pub decision_max_age_minutes: u32,
+    pub require_decision_evidence: bool,
+    /// The redirect URI to register at the IdP.
+    pub redirect_uri: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /v1/sso/device`: start signing in the command line through the
+/// account's identity provider (RFC 8628 device authorization, through
+/// Lockbox's client at the IdP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSignIn {
+    /// A principal id, or an e-mail address in a domain a tenant claims.
+    pub account: String,
+}
+
+/// What the person does to finish a device sign-in, and the handle to
+/// poll `POST /v1/sso/device/token` with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceAuthorization {
+    /// The handle (`lbd_…`): keep it secret; poll with it.
+    pub device_code: String,
+    /// The code to enter at the identity provider.
+    pub user_code: String,
+    /// Where to enter it.
+    pub verification_uri: String,
+    /// Where, with the code filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_uri_complete: Option<String>,
+    /// Seconds until the sign-in expires.
+    pub expires_in: u64,
+    /// Seconds to wait between polls.
+    pub interval: u64,
+}
+
+/// `POST /v1/sso/device/token`: poll a device sign-in.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTokenRequest {
+    /// The handle `POST /v1/sso/device` answered.
+    pub device_code: String,
+}
+
+/// Never the handle.
+impl std::fmt::Debug for DeviceTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceTokenRequest")
+    }
+}
+
+/// A finished device sign-in: an API token from single sign-on (12 hours).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceToken {
+    /// Whose it is.
+    pub principal: String,
+    /// The token.
+    pub token: TokenCreated,
+}

@@ -42,6 +42,7 @@ pub mod principal;
 pub mod request;
 pub mod resource;
 pub mod ssh;
+pub mod sso;
 pub mod tenant;
 pub mod text;
 

@@ -159,6 +159,46 @@ impl Principal {
         Ok((principal, event))
     }
 
+    /// A tenant's identity provider vouched for a person nobody created:
+    /// when the tenant allows it (`create_on_first_sign_in`), their first
+    /// sign-in creates them, enrolled and with no role, recorded as the
+    /// system's doing on the IdP's word (`issuer`).
+    #[must_use]
+    pub fn create_on_first_sign_in(
+        tenant: &TenantId,
+        user: NewUser,
+        issuer: &str,
+        now: Timestamp,
+    ) -> (Principal, PendingEvent) {
+        let principal = Principal {
+            id: user.id,
+            kind: PrincipalKind::User {
+                tenant: tenant.clone(),
+            },
+            display_name: user.display_name,
+            email: Some(user.email),
+            alternate_emails: Vec::new(),
+            created_at: now,
+            enrolled_at: Some(now),
+            disabled_at: None,
+        };
+        let event = PendingEvent::new(
+            tenant.clone(),
+            now,
+            crate::audit::Actor::System,
+            EventKind::UserCreated,
+            &principal.id,
+            json!({
+                "display_name": principal.display_name,
+                "email": principal.email,
+                "alternate_emails": principal.alternate_emails,
+                "created_on_first_sign_in": true,
+                "issuer": issuer,
+            }),
+        );
+        (principal, event)
+    }
+
     /// The provider registers a support engineer.
     #[must_use]
     pub fn register_operator(

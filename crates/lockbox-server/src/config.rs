@@ -138,6 +138,68 @@ pub struct Config {
     /// SSH certificates.
     #[serde(default)]
     pub ssh: SshConfig,
+    /// `[oidc]`
+    #[serde(default)]
+    pub oidc: OidcConfig,
+}
+
+/// `[oidc]`: the provider's own OpenID Provider, through which its people
+/// (operators, provider admins) sign in to the portal. Off unless
+/// `issuer` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer identifier (`https://…`), as its ID tokens carry it.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Lockbox's client id at the IdP.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A file holding Lockbox's client secret (less surrounding
+    /// whitespace).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The claim that names the person (default `email`).
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+}
+
+fn default_principal_claim() -> String {
+    "email".to_owned()
+}
+
+impl OidcConfig {
+    /// The provider's IdP, with its secret read from its file; `None`
+    /// when no issuer is configured.
+    pub fn provider_idp(&self) -> Result<Option<crate::ProviderIdp>, ConfigError> {
+        let Some(issuer) = &self.issuer else {
+            return Ok(None);
+        };
+        let (Some(client_id), Some(file)) = (&self.client_id, &self.client_secret_file) else {
+            return Err(ConfigError::Invalid(
+                "oidc.issuer needs oidc.client_id and oidc.client_secret_file".into(),
+            ));
+        };
+        let secret = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "oidc.client_secret_file {} is empty",
+                file.display()
+            )));
+        }
+        Ok(Some(crate::ProviderIdp {
+            idp: crate::oidc::Idp {
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret: secret.to_owned(),
+            },
+            principal_claim: self.principal_claim.clone(),
+        }))
+    }
 }
 
 /// `[ssh]`

@@ -202,6 +202,17 @@ impl Kek {
         purpose: KeyPurpose,
         secret: &[u8; 32],
     ) -> Result<SealedSecret, KekError> {
+        self.seal_bytes(id, purpose, secret)
+    }
+
+    /// Seals a secret of any length (a client secret) for `id` and
+    /// `purpose`.
+    pub fn seal_bytes(
+        &self,
+        id: &str,
+        purpose: KeyPurpose,
+        secret: &[u8],
+    ) -> Result<SealedSecret, KekError> {
         let nonce: [u8; NONCE_LEN] = lockbox_core::id::random_bytes()
             .map_err(|e| KekError::Crypto(format!("no randomness for a nonce: {e}")))?;
         let mut in_out = secret.to_vec();
@@ -228,6 +239,17 @@ impl Kek {
         purpose: KeyPurpose,
         sealed: &SealedSecret,
     ) -> Result<[u8; 32], OpenError> {
+        let plain = self.open_bytes(id, purpose, sealed)?;
+        <[u8; 32]>::try_from(plain.as_slice()).map_err(|_| OpenError::Tampered)
+    }
+
+    /// Opens a secret sealed by [`Kek::seal_bytes`].
+    pub fn open_bytes(
+        &self,
+        id: &str,
+        purpose: KeyPurpose,
+        sealed: &SealedSecret,
+    ) -> Result<Vec<u8>, OpenError> {
         if sealed.kek_id != self.inner.id {
             return Err(OpenError::OtherKek {
                 sealed_with: sealed.kek_id.clone(),
@@ -245,7 +267,7 @@ impl Kek {
             .key
             .open_in_place(nonce, Aad::from(aad(id, purpose)), &mut in_out)
             .map_err(|_| OpenError::Tampered)?;
-        <[u8; 32]>::try_from(&*plain).map_err(|_| OpenError::Tampered)
+        Ok(plain.to_vec())
     }
 }
 

@@ -19,12 +19,14 @@ pub mod authz;
 pub mod client_addr;
 pub mod config;
 pub mod enforce;
+pub mod evidence;
 pub mod extract;
 pub mod jobs;
 pub mod kek;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod passwords;
 pub mod serve;
 pub mod service;
@@ -93,6 +95,10 @@ struct Inner {
     allow_private_targets: bool,
     /// Where e-mail goes out.
     mailer: Option<notify::Mailer>,
+    /// OpenID Connect: discovered IdPs.
+    oidc: oidc::Oidc,
+    /// The provider's own IdP (`[oidc]`), for its people.
+    provider_idp: Option<ProviderIdp>,
     /// Reminders go out this long before a request expires.
     reminder_before: chrono::TimeDelta,
     /// The audit writer's queue, until [`AppState::start`] runs it.
@@ -137,6 +143,17 @@ pub struct ServerOptions {
     /// How long SSH certificates last at most (`[ssh]
     /// certificate_minutes`).
     pub ssh_certificate_minutes: u32,
+    /// The provider's own identity provider (`[oidc]`).
+    pub provider_idp: Option<ProviderIdp>,
+}
+
+/// The provider's own identity provider, for its people (`[oidc]`).
+#[derive(Debug, Clone)]
+pub struct ProviderIdp {
+    /// The IdP and Lockbox's client at it.
+    pub idp: oidc::Idp,
+    /// The claim that names the person.
+    pub principal_claim: String,
 }
 
 impl Default for ServerOptions {
@@ -153,6 +170,7 @@ impl Default for ServerOptions {
             access_token_audiences: access_token::Audiences::default(),
             metrics: MetricsAccess::default(),
             ssh_certificate_minutes: config::DEFAULT_SSH_CERTIFICATE_MINUTES,
+            provider_idp: None,
         }
     }
 }
@@ -192,6 +210,7 @@ impl AppState {
             observer: Some(enforce::observer(&enforcer, weak)),
         });
         let (audit, queue) = audit_writer::channel();
+        let redirect_uri = service::sso::redirect_uri_of(&public_url);
         let state = Self {
             inner: Arc::new(Inner {
                 store,
@@ -217,6 +236,8 @@ impl AppState {
                 audit,
                 allow_private_targets: options.allow_private_targets,
                 mailer: options.mailer,
+                oidc: oidc::Oidc::new(options.allow_private_targets, redirect_uri),
+                provider_idp: options.provider_idp,
                 reminder_before: options.reminder_before,
                 audit_queue: std::sync::Mutex::new(Some(queue)),
             }),
@@ -273,6 +294,18 @@ impl AppState {
     #[must_use]
     pub fn allow_private_targets(&self) -> bool {
         self.inner.allow_private_targets
+    }
+
+    /// The OpenID Connect relying party.
+    #[must_use]
+    pub fn oidc(&self) -> &oidc::Oidc {
+        &self.inner.oidc
+    }
+
+    /// The provider's own identity provider, if configured.
+    #[must_use]
+    pub fn provider_idp(&self) -> Option<&ProviderIdp> {
+        self.inner.provider_idp.as_ref()
     }
 
     /// Where e-mail goes out, if anywhere.

@@ -202,6 +202,10 @@ impl Server {
             access_token_audiences: config.access_tokens.audiences(),
             metrics: metrics_access(config)?,
             ssh_certificate_minutes: config.ssh.certificate_minutes,
+            provider_idp: config
+                .oidc
+                .provider_idp()
+                .map_err(|e| ServeError::Io(e.to_string()))?,
         };
         let app = AppState::new(store, clock, public_url, kek, options)
             .map_err(|e| ServeError::Io(format!("cannot start: {}", e.kind())))?;

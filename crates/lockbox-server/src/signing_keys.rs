@@ -145,10 +145,11 @@ pub fn generate(
     let id = match purpose {
         KeyPurpose::AccessToken => crate::access_token::thumbprint(&public_key),
         KeyPurpose::Checkpoint => checkpoint_public_key(&public_key)?.key_id().to_string(),
-        KeyPurpose::SshAuthority => {
-            return Err(ServiceError::Internal(
-                "an SSH authority is not a signing key (see service::ssh)".to_owned(),
-            ));
+        KeyPurpose::SshAuthority | KeyPurpose::IdpClientSecret => {
+            return Err(ServiceError::Internal(format!(
+                "a {} is not a signing key",
+                purpose.as_str()
+            )));
         }
     };
     let sealed = kek

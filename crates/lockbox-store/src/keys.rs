@@ -27,6 +27,8 @@ pub enum KeyPurpose {
     /// A tenant's SSH user certificates (its SSH authority, kept apart from
     /// the signing keys; the purpose binds a sealed secret to its table).
     SshAuthority,
+    /// A tenant's client secret at its identity provider.
+    IdpClientSecret,
 }
 
 impl KeyPurpose {
@@ -37,6 +39,7 @@ impl KeyPurpose {
             Self::AccessToken => "access_token",
             Self::Checkpoint => "checkpoint",
             Self::SshAuthority => "ssh_authority",
+            Self::IdpClientSecret => "idp_client_secret",
         }
     }
 }

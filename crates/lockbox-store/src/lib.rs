@@ -67,7 +67,9 @@ use sqlx::{AnyPool, Executor as _};
 pub use audit::EventQuery;
 pub use cases::CaseFilter;
 pub use changes::{CHANNEL, Change, ChangeListener, ChangeRef, CommitObserver, Notice, Settle};
-pub use directory::{ApiToken, RevokedToken, StoredEnrollment, TokenKind};
+pub use directory::{
+    ApiToken, IdentityLink, RevokedToken, StoredEnrollment, StoredIdentityProvider, TokenKind,
+};
 pub use error::{Constraint, StoreError};
 pub use idempotency::StoredResponse;
 pub use keys::{KeyPurpose, SealedSecret, SigningKey, StoredSecret};
@@ -515,6 +517,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "gateway settings",
                 include_str!("../migrations/sqlite/0009_gateway_settings.sql"),
             ),
+            (
+                10,
+                "identity",
+                include_str!("../migrations/sqlite/0010_identity.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -561,6 +568,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 9,
                 "gateway settings",
                 include_str!("../migrations/postgres/0009_gateway_settings.sql"),
+            ),
+            (
+                10,
+                "identity",
+                include_str!("../migrations/postgres/0010_identity.sql"),
             ),
         ],
     };

@@ -307,6 +307,17 @@ event_kinds! {
     SshLoginAllowed = "ssh.login_allowed",
     /// A VM refused a certificate's login (`lockbox ssh authorize`).
     SshLoginDenied = "ssh.login_denied",
+    /// A tenant admin set the tenant's identity provider (never its client
+    /// secret).
+    IdentityProviderSet = "identity_provider.set",
+    /// A tenant admin removed the tenant's identity provider.
+    IdentityProviderRemoved = "identity_provider.removed",
+    /// A principal was linked to a subject of an identity provider
+    /// (issuer and subject): later sign-ins through that IdP are theirs.
+    IdentityLinked = "principal.identity_linked",
+    /// A principal's link to an identity provider was removed (its
+    /// single sign-on sessions end).
+    IdentityUnlinked = "principal.identity_unlinked",
 }
 
 impl fmt::Display for EventKind {

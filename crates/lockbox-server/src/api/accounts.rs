@@ -162,3 +162,19 @@ pub(crate) async fn change_password(
     accounts::change_own_password(&app, &caller, current_password, new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Remove a person's link to their identity provider (who may disable
+/// them may): their single sign-on sessions, and the tokens minted from
+/// them, end at once. They link again through a new enrolment link.
+#[utoipa::path(delete, path = "/v1/principals/{id}/identity-link", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = api::Problem), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn unlink_identity(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    accounts::unlink_identity(&app, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

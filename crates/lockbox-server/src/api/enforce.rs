@@ -131,6 +131,6 @@ pub(crate) async fn revoke_grant(
 ) -> Result<Json<api::Grant>, ApiError> {
     let id = GrantId::parse(&id)?;
     let reason = Reason::parse(&body.value.reason)?;
-    let grant = crate::service::requests::revoke_grant(&app, &caller, &id, reason).await?;
+    let grant = crate::service::requests::revoke_grant(&app, &caller, &id, reason, None).await?;
     Ok(Json(present::grant(&grant, app.now())))
 }

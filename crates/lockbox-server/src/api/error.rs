@@ -146,6 +146,8 @@ fn title(kind: &str) -> &'static str {
         "grant_not_active" => "Grant is not active",
         "enrollment_unusable" => "Enrolment link no longer works",
         "principal_disabled" => "Principal is disabled",
+        "authorization_pending" => "Sign-in not finished yet",
+        "slow_down" => "Polled too soon",
         _ => "Internal error",
     }
 }
@@ -170,7 +172,9 @@ impl From<ServiceError> for ApiError {
 /// be given its status here.
 fn refusal_status(refusal: Refusal) -> StatusCode {
     match refusal {
-        Refusal::InvalidInput => StatusCode::BAD_REQUEST,
+        Refusal::InvalidInput | Refusal::AuthorizationPending | Refusal::SlowDown => {
+            StatusCode::BAD_REQUEST
+        }
         Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
         Refusal::Forbidden => StatusCode::FORBIDDEN,
         Refusal::NotFound => StatusCode::NOT_FOUND,

@@ -11,6 +11,7 @@ pub(crate) mod cases;
 pub(crate) mod channels;
 pub(crate) mod enforce;
 pub mod error;
+pub(crate) mod identity;
 pub(crate) mod ops;
 pub(crate) mod provider;
 pub(crate) mod requests;
@@ -200,6 +201,13 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::retry_delivery))
         .routes(routes!(tenants::get_lockbox, tenants::set_lockbox))
         .routes(routes!(tenants::get_policy, tenants::set_policy))
+        .routes(routes!(
+            identity::get_identity_provider,
+            identity::put_identity_provider,
+            identity::delete_identity_provider
+        ))
+        .routes(routes!(identity::start_device))
+        .routes(routes!(identity::poll_device))
         .routes(routes!(provider::create_operator))
         .routes(routes!(provider::create_gateway))
         .routes(routes!(provider::get_gateway))
@@ -212,6 +220,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::issue_enrollment))
         .routes(routes!(accounts::disable))
         .routes(routes!(accounts::enable))
+        .routes(routes!(accounts::unlink_identity))
         .routes(routes!(accounts::list_tokens))
         .routes(routes!(accounts::revoke_all_tokens))
         .routes(routes!(accounts::change_password))

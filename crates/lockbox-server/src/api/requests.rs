@@ -144,7 +144,7 @@ async fn change(
     id: &str,
     change: RequestChange,
 ) -> Result<Json<api::AccessRequest>, ApiError> {
-    let seen = requests::change(app, caller, &RequestId::parse(id)?, change).await?;
+    let seen = requests::change(app, caller, &RequestId::parse(id)?, change, None).await?;
     Ok(Json(present::seen_request(&seen, app.now())))
 }
 

@@ -112,6 +112,9 @@ pub struct Caller {
     pub token: TokenId,
     /// When the token presented expires, if ever.
     pub token_expires_at: Option<Timestamp>,
+    /// When the person's identity provider last authenticated them, if
+    /// the token comes from single sign-on.
+    pub sso_auth_time: Option<Timestamp>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -186,6 +189,20 @@ pub(crate) async fn caller_for_token(
         return Ok(Err("the token is not recognised"));
     }
     let now = app.now();
+    let caller = caller_of(&mut tx, stored, now).await?;
+    if let Ok(caller) = &caller {
+        app.token_use().record(caller.token, now);
+    }
+    Ok(caller)
+}
+
+/// The caller a stored token stands for at `now`, or why it stands for no
+/// one (revoked, expired, its principal gone or disabled).
+pub(crate) async fn caller_of(
+    tx: &mut lockbox_store::Tx,
+    stored: lockbox_store::ApiToken,
+    now: Timestamp,
+) -> Result<Result<Caller, &'static str>, lockbox_store::StoreError> {
     if stored.revoked_at.is_some() {
         return Ok(Err("the token has been revoked"));
     }
@@ -198,12 +215,12 @@ pub(crate) async fn caller_for_token(
     if !principal.is_enabled() {
         return Ok(Err("the token's principal is disabled"));
     }
-    app.token_use().record(stored.id, now);
     Ok(Ok(Caller {
         principal,
         roles,
         token: stored.id,
         token_expires_at: stored.expires_at,
+        sso_auth_time: stored.sso_auth_time,
     }))
 }
 /// The header a gateway presents its own token in, so that the operator's

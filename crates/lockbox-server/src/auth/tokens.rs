@@ -114,6 +114,7 @@ fn issue(
         },
         name: None,
         last_used_at: None,
+        sso_auth_time: None,
     };
     Ok(IssuedToken { secret, record })
 }

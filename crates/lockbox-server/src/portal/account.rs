@@ -50,7 +50,7 @@ fn form_token(headers: &HeaderMap, app: &AppState) -> Result<String, PortalError
     }
 }
 
-fn enroll_form(
+async fn enroll_form(
     app: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
@@ -59,6 +59,7 @@ fn enroll_form(
     error: Option<String>,
 ) -> Result<Response, PortalError> {
     let csrf = form_token(headers, app)?;
+    let (sso, sso_only) = crate::service::sso::available_for(app, who).await?;
     let mut response = render(
         status,
         &view::EnrollPage {
@@ -70,6 +71,8 @@ fn enroll_form(
             tenant: who.tenant().map(ToString::to_string),
             gateway: matches!(who.kind, lockbox_core::PrincipalKind::Gateway),
             error,
+            sso,
+            sso_only,
         },
     );
     response.headers_mut().append(
@@ -88,7 +91,7 @@ pub(crate) async fn enroll_page(
     headers: HeaderMap,
 ) -> Response {
     let result = match accounts::link_for(&app, &secret, client).await {
-        Ok((_, who)) => enroll_form(&app, &headers, StatusCode::OK, &secret, &who, None),
+        Ok((_, who)) => enroll_form(&app, &headers, StatusCode::OK, &secret, &who, None).await,
         Err(e) => Err(PortalError::from(e)),
     };
     no_referrer(result.unwrap_or_else(IntoResponse::into_response))
@@ -158,7 +161,8 @@ async fn enroll_inner(
                 secret,
                 &who,
                 Some("The two passwords differ.".to_owned()),
-            );
+            )
+            .await;
         }
         if let Err(e) = crate::passwords::check_rules(&fields.password) {
             let (_, _, _, detail) = ApiError::from(e).shown();
@@ -169,7 +173,8 @@ async fn enroll_inner(
                 secret,
                 &who,
                 Some(detail),
-            );
+            )
+            .await;
         }
         Some(fields.password)
     };

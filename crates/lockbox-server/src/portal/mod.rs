@@ -30,6 +30,7 @@ mod operator;
 mod requests;
 mod session;
 mod signed_in;
+mod sso;
 mod view;
 
 pub(crate) use errors::{fallback, method_not_allowed};
@@ -51,6 +52,8 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
             "/sign-in",
             get(session::sign_in_page).post(session::sign_in),
         )
+        .route("/sign-in/sso", post(sso::start))
+        .route("/sign-in/callback", get(sso::callback))
         .route("/sign-out", post(session::sign_out))
         .route("/inbox", get(requests::inbox))
         .route("/history", get(requests::history))
@@ -81,6 +84,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
             "/enroll/{secret}",
             get(account::enroll_page).post(account::enroll),
         )
+        .route("/enroll/{secret}/sso", post(sso::enroll))
         .route("/account", get(account::account))
         .route("/account/password", post(account::change_password))
         .route(

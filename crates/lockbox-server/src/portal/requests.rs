@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect};
+use lockbox_core::sso::Decision;
 use lockbox_core::text::Reason;
 use lockbox_core::{GrantId, PrincipalId, RequestId, RequestStatus};
 use lockbox_store::{Page, PageRequest};
@@ -14,7 +15,7 @@ use super::{Form, PageResult, Session, bad_form, done, filled, link, number, pag
 use crate::AppState;
 use crate::extract::{PageParams, Path};
 use crate::service::requests::{self, GrantQuery, RequestChange, RequestQuery, SeenRequest};
-use crate::service::{ServiceError, tenants};
+use crate::service::{ServiceError, sso, tenants};
 
 /// The most pending requests the inbox lists.
 const INBOX_MAX: usize = 500;
@@ -142,7 +143,29 @@ pub(crate) async fn decide(
         _ => return Err(ServiceError::not_found("route").into()),
     };
     let request = RequestId::parse(&id).map_err(ServiceError::from)?;
-    let _ = requests::change(&app, &form.session.caller, &request, decision).await?;
+    let next = format!("/requests/{request}?notice={}", notice.code());
+    let deciding = match &decision {
+        RequestChange::Approve(reason, hours) => Some((Decision::Approve, reason, *hours)),
+        RequestChange::Deny(reason) => Some((Decision::Deny, reason, None)),
+        RequestChange::Revoke(reason) => Some((Decision::Revoke, reason, None)),
+        RequestChange::Cancel(_) => None,
+    };
+    if let Some((decision, reason, duration_hours)) = deciding {
+        // The request's id, or for a revocation the id the grant's event
+        // records.
+        let deciding = sso::Deciding {
+            request: request.to_string(),
+            grant: None,
+            decision,
+            duration_hours,
+            reason: reason.clone(),
+            next: next.clone(),
+        };
+        if let Some(departure) = sso::step_up(&app, &form.session.caller, deciding).await? {
+            return Ok(super::sso::away_to(&app, &departure));
+        }
+    }
+    let _ = requests::change(&app, &form.session.caller, &request, decision, None).await?;
     Ok(done(&format!("/requests/{id}"), notice))
 }
 
@@ -271,6 +294,20 @@ pub(crate) async fn revoke_grant(
 ) -> PageResult {
     let id = GrantId::parse(&id).map_err(ServiceError::from)?;
     let reason = Reason::parse(&form.fields.reason).map_err(ServiceError::from)?;
-    let _ = requests::revoke_grant(&app, &form.session.caller, &id, reason).await?;
+    let grant = requests::grant(&app, &form.session.caller, &id).await?;
+    let deciding = sso::Deciding {
+        request: grant
+            .request
+            .map_or_else(|| grant.id.to_string(), |r| r.to_string()),
+        grant: Some(id),
+        decision: Decision::Revoke,
+        duration_hours: None,
+        reason: reason.clone(),
+        next: format!("/grants?notice={}", Notice::Revoked.code()),
+    };
+    if let Some(departure) = sso::step_up(&app, &form.session.caller, deciding).await? {
+        return Ok(super::sso::away_to(&app, &departure));
+    }
+    let _ = requests::revoke_grant(&app, &form.session.caller, &id, reason, None).await?;
     Ok(done("/grants", Notice::Revoked))
 }

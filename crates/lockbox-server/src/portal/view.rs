@@ -443,6 +443,19 @@ pub(crate) struct Continue {
     pub(crate) target: String,
 }
 
+/// A page that sends the browser on at once (to an identity provider, or
+/// back into the portal after one): a navigation, not a redirect, so that
+/// the portal's `form-action 'self'` allows it and its `SameSite=Strict`
+/// session cookie goes along once set.
+#[derive(Template)]
+#[template(path = "portal/away.html")]
+pub(crate) struct Away {
+    pub(crate) chrome: Chrome,
+    pub(crate) title: &'static str,
+    pub(crate) text: &'static str,
+    pub(crate) target: String,
+}
+
 #[derive(Template)]
 #[template(path = "portal/error.html")]
 pub(crate) struct ErrorPage {
@@ -659,6 +672,10 @@ pub(crate) struct EnrollPage {
     pub(crate) tenant: Option<String>,
     pub(crate) gateway: bool,
     pub(crate) error: Option<String>,
+    /// Whether the person may enrol with an identity provider.
+    pub(crate) sso: bool,
+    /// Whether only that is allowed (no password).
+    pub(crate) sso_only: bool,
 }
 
 #[derive(Template)]

@@ -246,9 +246,58 @@ pub async fn issue_enrollment(
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let (target, manager) = manage(&mut tx, caller, id, Purpose::Enrollment).await?;
-    let (link, events) = issue_link(app, &mut tx, &manager, &target, now).await?;
+    // The new link links anew: a link to an IdP subject goes with the
+    // old credentials.
+    let unlinked = tx.unlink_identity(&target.id).await?;
+    let (link, mut events) = issue_link(app, &mut tx, &manager, &target, now).await?;
+    if let Some(old) = unlinked {
+        events.push(super::sso::unlinked_event(
+            &target,
+            &old,
+            manager.principal(),
+            "enrollment_issued",
+            now,
+        ));
+    }
     tx.commit(events).await?;
     Ok(link)
+}
+
+/// Removes a person's link to their identity provider (who may disable
+/// them may): their single sign-on sessions and the tokens minted from
+/// them end at once; they sign in again only through a new enrolment
+/// link (or a password, if they have one).
+pub async fn unlink_identity(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ServiceError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let (target, manager) = manage(&mut tx, caller, id, Purpose::Status).await?;
+    let Some(old) = tx.unlink_identity(&target.id).await? else {
+        return Err(ServiceError::not_found(format!(
+            "identity provider link of {}",
+            target.id
+        )));
+    };
+    let revoked = tx.revoke_sso_tokens_of(&target.id, now).await?;
+    let mut events = vec![super::sso::unlinked_event(
+        &target,
+        &old,
+        manager.principal(),
+        "unlinked",
+        now,
+    )];
+    events.extend(revoked_events(
+        &revoked,
+        manager.principal(),
+        None,
+        "identity_unlinked",
+        now,
+    ));
+    tx.commit(events).await?;
+    Ok(())
 }
 
 /// What a `POST /v1/enroll` is refused with when the link is unknown: the
@@ -274,8 +323,18 @@ pub(crate) async fn link_for(
     if !auth::is_enrollment_secret(secret) {
         return Err(unknown_link(app, client));
     }
+    link_for_hash(app, &auth::token_hash(secret), client).await
+}
+
+/// [`link_for`], by the SHA-256 of the link's secret (what a sign-in
+/// through an identity provider keeps while the person is away).
+pub(crate) async fn link_for_hash(
+    app: &AppState,
+    hash: &[u8; 32],
+    client: ClientAddr,
+) -> Result<(Enrollment, Principal), ServiceError> {
     let mut tx = app.store().read().await?;
-    let Some(enrollment) = tx.enrollment_by_hash(&auth::token_hash(secret)).await? else {
+    let Some(enrollment) = tx.enrollment_by_hash(hash).await? else {
         return Err(unknown_link(app, client));
     };
     let principal = tx
@@ -345,6 +404,11 @@ pub(crate) async fn redeem(
     let Some(mut enrollment) = tx.lock_enrollment_by_hash(&link_hash).await? else {
         return Err(unknown_link(app, client));
     };
+    if hash.is_some() && super::sso::sso_only(&mut tx, &principal).await? {
+        return Err(ServiceError::forbidden(
+            "this tenant allows only single sign-on: enrol with its identity provider",
+        ));
+    }
     let enrolled = enrollment.redeem(&mut principal, info, now)?;
     if let Some(hash) = &hash {
         tx.set_password(&principal.id, hash, now).await?;
@@ -570,6 +634,11 @@ pub(crate) async fn change_own_password(
             "the password changed while this was being checked; try again",
         ));
     }
+    if super::sso::sso_only(&mut tx, &caller.principal).await? {
+        return Err(ServiceError::forbidden(
+            "this tenant allows only single sign-on: there are no passwords to change",
+        ));
+    }
     tx.set_password(caller.id(), &hash, now).await?;
     let ended = tx
         .revoke_sessions_of(caller.id(), &caller.token, now)
@@ -669,6 +738,11 @@ pub async fn create_token<R: Receipt<Minted>>(
             ))
             .into());
         }
+        if caller.sso_auth_time.is_none() && super::sso::sso_only(&mut tx, &target).await? {
+            return Err(ServiceError::forbidden(
+                "this tenant allows only single sign-on: mint tokens from a session signed in                  through its identity provider",
+            ));
+        }
         Ok(target)
     }
     .await?;
@@ -679,6 +753,8 @@ pub async fn create_token<R: Receipt<Minted>>(
     let mut token = auth::issue_token(&target.id, now, Some(expires_at))?;
     // Minted with the caller's token: revoking that one revokes this one.
     token.record.parent = Some(caller.token);
+    // From single sign-on if the token presented is.
+    token.record.sso_auth_time = caller.sso_auth_time;
     token.record.name = name;
     tx.insert_token(&token.record)
         .await

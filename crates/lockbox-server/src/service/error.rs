@@ -51,6 +51,10 @@ pub enum Refusal {
     OutOfScope,
     /// No access level has this name.
     UnknownAccessLevel,
+    /// A device sign-in is not finished yet (RFC 8628).
+    AuthorizationPending,
+    /// A device sign-in was polled too soon (RFC 8628).
+    SlowDown,
 }
 
 impl Refusal {
@@ -69,6 +73,8 @@ impl Refusal {
             Self::GrantNotActive => "grant_not_active",
             Self::OutOfScope => "out_of_scope",
             Self::UnknownAccessLevel => "unknown_access_level",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
         }
     }
 }

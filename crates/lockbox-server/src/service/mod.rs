@@ -17,6 +17,7 @@ pub mod provider;
 pub mod requests;
 pub mod sessions;
 pub mod ssh;
+pub mod sso;
 pub mod sweep;
 pub mod tenants;
 

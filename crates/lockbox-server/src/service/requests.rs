@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use lockbox_core::text::Reason;
 use lockbox_core::{
-    AccessRequest, CaseId, Grant, GrantId, PendingEvent, PrincipalId, RequestDraft, RequestFacts,
-    RequestId, RequestStatus, SupportCase, TenantId, Timestamp,
+    AccessRequest, Actor, CaseId, EventKind, Grant, GrantId, PendingEvent, PrincipalId,
+    RequestDraft, RequestFacts, RequestId, RequestStatus, SupportCase, TenantId, Timestamp,
 };
 use lockbox_store::{GrantFilter, Locked, Page, PageRequest, RequestFilter, StatusAt, Tx};
 
@@ -239,6 +239,61 @@ pub enum RequestChange {
     Revoke(Reason),
 }
 
+/// What a decision made after re-authenticating at the tenant's identity
+/// provider carries into its audit event (see [`crate::service::sso`]).
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// When the approver asked to decide (the digest's `time`).
+    pub asked_at: Timestamp,
+    /// The IdP's ID token, whose `nonce` is the decision's digest.
+    pub id_token: String,
+    /// The IdP's `auth_time`.
+    pub auth_time: Option<Timestamp>,
+    /// The IdP's `acr`.
+    pub acr: Option<String>,
+    /// The IdP's `amr`.
+    pub amr: Vec<String>,
+}
+
+impl Evidence {
+    /// Adds itself to the decision's event: the first of `kind` by
+    /// `actor`.
+    fn attach(&self, events: &mut [PendingEvent], kind: EventKind, actor: &PrincipalId) {
+        let Some(event) = events
+            .iter_mut()
+            .find(|e| e.kind == kind && e.actor == Actor::Principal(actor.clone()))
+        else {
+            return;
+        };
+        event.data.insert(
+            "evidence".to_owned(),
+            serde_json::json!({
+                "asked_at": self.asked_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "auth_time": self.auth_time,
+                "acr": self.acr,
+                "amr": self.amr,
+                "id_token": self.id_token,
+            }),
+        );
+    }
+}
+
+/// Refuses a decision without evidence when the caller's tenant requires
+/// its IdP's evidence for every decision.
+async fn evidence_required(tx: &mut Tx, caller: &Caller) -> Result<(), ServiceError> {
+    if let Some(tenant) = caller.principal.tenant()
+        && tx
+            .identity_provider(tenant)
+            .await?
+            .is_some_and(|p| p.provider.require_decision_evidence)
+    {
+        return Err(ServiceError::forbidden(
+            "this tenant requires its identity provider's evidence for every decision: approve,              deny or revoke in the portal, which sends you through the identity provider",
+        ));
+    }
+    Ok(())
+}
+
 /// Locks the request, checks the caller may see it, and applies the
 /// change with the caller's roles as they are now. A refusal rolls the
 /// transaction back at once, releasing the request's lock before the
@@ -248,11 +303,28 @@ pub async fn change(
     caller: &Caller,
     id: &RequestId,
     change: RequestChange,
+    evidence: Option<&Evidence>,
 ) -> Result<SeenRequest, ServiceError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    match change_in(&mut tx, caller, id, change, now).await {
-        Ok((request, events, seen)) => {
+    let kind = match &change {
+        RequestChange::Approve(..) => Some(EventKind::RequestApproved),
+        RequestChange::Deny(_) => Some(EventKind::RequestDenied),
+        RequestChange::Revoke(_) => Some(EventKind::GrantRevoked),
+        RequestChange::Cancel(_) => None,
+    };
+    let decided = async {
+        if kind.is_some() && evidence.is_none() {
+            evidence_required(&mut tx, caller).await?;
+        }
+        change_in(&mut tx, caller, id, change, now).await
+    }
+    .await;
+    match decided {
+        Ok((request, mut events, seen)) => {
+            if let (Some(evidence), Some(kind)) = (evidence, kind) {
+                evidence.attach(&mut events, kind, caller.id());
+            }
             tx.save_request(request).await?;
             tx.commit(events).await?;
             Ok(seen)
@@ -393,10 +465,14 @@ pub async fn revoke_grant(
     caller: &Caller,
     id: &GrantId,
     reason: Reason,
+    evidence: Option<&Evidence>,
 ) -> Result<Grant, ServiceError> {
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let revoked = async {
+        if evidence.is_none() {
+            evidence_required(&mut tx, caller).await?;
+        }
         let mut grant = tx.lock_grant(id).await?;
         authz::see_grant(caller, &grant)?;
         let (principal, roles) = tx
@@ -410,8 +486,12 @@ pub async fn revoke_grant(
     match revoked {
         Ok((grant, event)) => {
             let out = (*grant).clone();
+            let mut events = vec![event];
+            if let Some(evidence) = evidence {
+                evidence.attach(&mut events, EventKind::GrantRevoked, caller.id());
+            }
             tx.save_grant(grant).await?;
-            tx.commit(vec![event]).await?;
+            tx.commit(events).await?;
             Ok(out)
         }
         Err(refused) => {

@@ -120,6 +120,11 @@ pub async fn start_session(
         )
         .into());
     }
+    if super::sso::sso_only(&mut tx, &owner).await? {
+        return Err(ServiceError::forbidden(
+            "this tenant allows only single sign-on: sign in with its identity provider",
+        ));
+    }
     let current = tx.password_hash(principal).await?;
     if current.is_none() || current.as_deref() != verified {
         return Err(ServiceError::unauthenticated(

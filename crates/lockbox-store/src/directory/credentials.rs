@@ -17,7 +17,7 @@ impl Tx {
     pub async fn insert_token(&mut self, t: &ApiToken) -> Result<(), StoreError> {
         self.audited_write()?;
         let sql = format!(
-            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         );
         self.run(
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -30,7 +30,8 @@ impl Tx {
                 .bind(t.parent.map(|p| p.to_string()))
                 .bind(t.kind.as_str())
                 .bind(t.name.clone())
-                .bind(opt_micros(t.last_used_at)),
+                .bind(opt_micros(t.last_used_at))
+                .bind(opt_micros(t.sso_auth_time)),
         )
         .await?;
         Ok(())

@@ -3,6 +3,7 @@
 
 mod access_levels;
 mod credentials;
+mod identity;
 mod principals;
 mod tenants;
 
@@ -14,6 +15,8 @@ use lockbox_core::{
     Tenant, TenantId, TenantPolicy, Timestamp, TokenId,
 };
 use sqlx::any::AnyRow;
+
+pub use identity::{IdentityLink, StoredIdentityProvider};
 
 use crate::changes::Change;
 use crate::codec::{RowExt as _, micros};
@@ -44,6 +47,10 @@ pub struct ApiToken {
     pub name: Option<String>,
     /// When it last authenticated a call (kept to within a few seconds).
     pub last_used_at: Option<Timestamp>,
+    /// When the person's identity provider last authenticated them, for a
+    /// session signed in through single sign-on and the API tokens minted
+    /// from one (`None` for anything that comes from a password).
+    pub sso_auth_time: Option<Timestamp>,
 }
 
 /// What a token is for.
@@ -99,7 +106,7 @@ const TENANT_COLUMNS: &str = "id, display_name, created_at_us, lockbox_enabled, 
 const PRINCIPAL_COLUMNS: &str = "id, kind, tenant_id, emergency, display_name, email, alternate_emails, created_at_us, enrolled_at_us, disabled_at_us";
 const ASSIGNMENT_COLUMNS: &str =
     "id, tenant_id, principal_id, role, scope, created_at_us, created_by";
-const TOKEN_COLUMNS: &str = "id, principal_id, token_hash, created_at_us, expires_at_us, revoked_at_us, parent_id, kind, name, last_used_at_us";
+const TOKEN_COLUMNS: &str = "id, principal_id, token_hash, created_at_us, expires_at_us, revoked_at_us, parent_id, kind, name, last_used_at_us, sso_auth_time_us";
 const ENROLLMENT_COLUMNS: &str =
     "id, principal_id, issued_by, created_at_us, expires_at_us, used_at_us, replaced_at_us";
 
@@ -185,6 +192,7 @@ fn token_of(row: &AnyRow) -> Result<ApiToken, StoreError> {
         },
         name: row.opt_text("name")?,
         last_used_at: row.opt_time("last_used_at_us")?,
+        sso_auth_time: row.opt_time("sso_auth_time_us")?,
     })
 }
 

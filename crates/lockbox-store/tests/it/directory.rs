@@ -290,6 +290,7 @@ async fn tokens_and_passwords(s: TestStore) {
         kind: TokenKind::Api,
         name: Some("laptop".into()),
         last_used_at: None,
+        sso_auth_time: None,
     };
     tx.insert_token(&token).await.unwrap();
     tx.set_password(&sam.id, "$argon2id$v=19$first", t0())
@@ -499,6 +500,7 @@ fn token(principal: &str, parent: Option<TokenId>, byte: u8, kind: TokenKind) ->
         kind,
         name: None,
         last_used_at: None,
+        sso_auth_time: None,
     }
 }
 
