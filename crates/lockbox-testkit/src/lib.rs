@@ -11,6 +11,8 @@
 
 /// End-to-end browser tests: a small WebDriver client driving headless Chromium.
 pub mod browser;
+/// A real OpenID Provider (npm `oidc-provider` under Node.js) on loopback, and a browser-less user of it.
+pub mod oidc;
 
 use std::sync::Arc;
 

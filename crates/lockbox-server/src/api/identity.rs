@@ -121,7 +121,16 @@ pub(crate) async fn start_device(
         )
         .into());
     }
-    let login = sso::device_start(&app, &body.value.account).await?;
+    let b = body.value;
+    let home = match (b.account.as_deref(), b.tenant.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ServiceError::invalid("name an account or a tenant, not both").into());
+        }
+        (Some(account), None) => sso::Home::Account(account.to_owned()),
+        (None, Some(tenant)) => sso::Home::Tenant(TenantId::parse(tenant)?),
+        (None, None) => sso::Home::Provider,
+    };
+    let login = sso::device_start(&app, home).await?;
     Ok(Json(api::DeviceAuthorization {
         device_code: login.device_code,
         user_code: login.user_code,

@@ -212,6 +212,9 @@ pub(crate) async fn account(
     };
     let tokens = accounts::list_tokens(&app, &session.caller, &id, &wanted).await?;
     let current = session.caller.token;
+    let (sso_available, _) =
+        crate::service::sso::available_for(&app, &session.caller.principal).await?;
+    let sso_linked = crate::service::sso::linked_issuer(&app, session.caller.id()).await?;
     Ok(page(&view::AccountPage {
         chrome: session.chrome("/account"),
         notice: notice.text(),
@@ -231,6 +234,8 @@ pub(crate) async fn account(
                 last_used: t.last_used_at.map(view::when).unwrap_or_else(|| "-".into()),
             })
             .collect(),
+        sso_available,
+        sso_linked,
     }))
 }
 

@@ -87,6 +87,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/enroll/{secret}/sso", post(sso::enroll))
         .route("/account", get(account::account))
         .route("/account/password", post(account::change_password))
+        .route("/account/sso", post(sso::link))
         .route(
             "/account/sign-out-everywhere",
             post(account::sign_out_everywhere),

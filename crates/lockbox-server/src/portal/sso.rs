@@ -206,3 +206,12 @@ pub(crate) async fn callback(
         .append(header::SET_COOKIE, set_state_cookie(&app, "", 0));
     response
 }
+
+/// `POST /account/sso`: link the signed-in person to their IdP.
+pub(crate) async fn link(
+    State(app): State<AppState>,
+    form: super::Form<super::NoFields>,
+) -> PageResult {
+    let departure = sso::start_link(&app, &form.session.caller).await?;
+    Ok(away_to(&app, &departure))
+}

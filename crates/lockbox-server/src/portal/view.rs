@@ -705,6 +705,10 @@ pub(crate) struct AccountPage {
     pub(crate) chrome: Chrome,
     pub(crate) notice: Option<&'static str>,
     pub(crate) tokens: Vec<TokenView>,
+    /// Whether the person may link to an identity provider.
+    pub(crate) sso_available: bool,
+    /// The issuer they are linked to, if any.
+    pub(crate) sso_linked: Option<String>,
 }
 
 #[derive(Template)]

@@ -410,6 +410,11 @@ pub enum Purpose {
         /// SHA-256 of the link's secret, in hex.
         link: String,
     },
+    /// Linking the signed-in person (the session) to the IdP's subject.
+    Link {
+        /// The portal session it was asked from.
+        session: TokenId,
+    },
     /// A device authorization for the command line (`lockbox login
     /// --sso`), polled through Lockbox.
     Device {
@@ -626,6 +631,109 @@ fn random_nonce() -> Result<String, ServiceError> {
     Ok(hex::encode(lockbox_core::id::random_bytes::<32>()?))
 }
 
+/// The issuer `principal` is linked to, if any.
+pub async fn linked_issuer(
+    app: &AppState,
+    principal: &PrincipalId,
+) -> Result<Option<String>, ServiceError> {
+    let mut tx = app.store().read().await?;
+    Ok(tx.identity_link(principal).await?.map(|l| l.issuer))
+}
+
+/// Starts linking the signed-in person to their IdP (from their account
+/// page): they sign in there, and the subject it signs in is linked to
+/// them. For people enrolled with a password (a tenant's first admin
+/// among them) who now sign in through the IdP.
+pub async fn start_link(app: &AppState, caller: &Caller) -> Result<Departure, ServiceError> {
+    let (available, _) = available_for(app, &caller.principal).await?;
+    if !available {
+        return Err(ServiceError::invalid(
+            "single sign-on is not set up for your account",
+        ));
+    }
+    if linked_issuer(app, caller.id()).await?.is_some() {
+        return Err(ServiceError::conflict(
+            "your account is already linked to an identity provider; your administrator can \
+             unlink it",
+        ));
+    }
+    let ask = Ask {
+        nonce: random_nonce()?,
+        login: true,
+        ..Ask::default()
+    };
+    let purpose = Purpose::Link {
+        session: caller.token,
+    };
+    let tenant = caller.principal.tenant().cloned();
+    depart(app, tenant, purpose, "/account".to_owned(), ask).await
+}
+
+/// Links the person of a still-good session to the subject the IdP signed
+/// in (never one linked to someone else), and starts a session from
+/// single sign-on.
+async fn link_session(
+    app: &AppState,
+    session: &TokenId,
+    verified: &crate::oidc::Verified,
+    next: String,
+) -> Result<Arrival, ServiceError> {
+    let now = app.now();
+    let mut tx = app.store().begin().await?;
+    let stored = tx
+        .token(session)
+        .await?
+        .filter(|t| t.is_valid(now))
+        .ok_or_else(|| {
+            ServiceError::unauthenticated("your session ended meanwhile; sign in again")
+        })?;
+    let principal = tx.lock_principal(&stored.principal).await?;
+    if !principal.is_enabled() {
+        return Err(DomainError::PrincipalDisabled(
+            "this account is disabled; ask your administrator".to_owned(),
+        )
+        .into());
+    }
+    if let Some(other) = tx
+        .linked_principal(&verified.issuer, &verified.subject)
+        .await?
+    {
+        return Err(ServiceError::conflict(format!(
+            "this identity provider account is already linked to {other}"
+        )));
+    }
+    if tx.identity_link(&principal.id).await?.is_some() {
+        return Err(ServiceError::conflict(
+            "your account is already linked to an identity provider",
+        ));
+    }
+    let link = IdentityLink {
+        principal: principal.id.clone(),
+        issuer: verified.issuer.clone(),
+        subject: verified.subject.clone(),
+        claim: verified.claim.clone().unwrap_or_default(),
+        linked_at: now,
+    };
+    tx.link_identity(&link).await?;
+    let linked = PendingEvent::new(
+        chain_of(&principal),
+        now,
+        principal.id.clone(),
+        EventKind::IdentityLinked,
+        principal.id.as_str(),
+        json!({
+            "principal": principal.id,
+            "issuer": link.issuer,
+            "subject": link.subject,
+            "claim": link.claim,
+            "via": "session",
+        }),
+    );
+    let plain = (*principal).clone();
+    drop(principal);
+    start_sso_session(tx, plain, vec![linked], verified, next, now).await
+}
+
 /// A decision the portal is asked to make.
 #[derive(Debug, Clone)]
 pub struct Deciding {
@@ -799,6 +907,9 @@ pub async fn finish(
             next: flow.next,
         });
     }
+    if let Purpose::Link { session } = &flow.purpose {
+        return link_session(app, session, &verified, flow.next).await;
+    }
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let (principal, events) = match &flow.purpose {
@@ -861,7 +972,7 @@ pub async fn finish(
             tx.save_principal(principal).await?;
             (plain, vec![enrolled, linked])
         }
-        Purpose::Decide { .. } | Purpose::Device { .. } => {
+        Purpose::Decide { .. } | Purpose::Device { .. } | Purpose::Link { .. } => {
             return Err(ServiceError::Internal(
                 "only a sign-in or an enrolment mints a session here".into(),
             ));
@@ -1129,6 +1240,18 @@ async fn decide(
 /// How long an API token from `lockbox login --sso` lasts.
 pub const CLI_TOKEN_HOURS: i64 = 12;
 
+/// Whose identity provider a device sign-in uses.
+#[derive(Debug, Clone)]
+pub enum Home {
+    /// The IdP of an account (a principal id, or an e-mail address in a
+    /// domain a tenant claims).
+    Account(String),
+    /// A tenant's IdP.
+    Tenant(TenantId),
+    /// The provider's own IdP.
+    Provider,
+}
+
 /// A device sign-in started for the command line: what the person enters
 /// where, and the handle the command line polls with.
 #[derive(Debug, Clone)]
@@ -1148,10 +1271,30 @@ pub struct DeviceLogin {
     pub interval: u64,
 }
 
-/// Starts a device sign-in (RFC 8628) at the IdP of `account` (as for the
-/// portal), through Lockbox's client, for the command line.
-pub async fn device_start(app: &AppState, account: &str) -> Result<DeviceLogin, ServiceError> {
-    let tenant = home_of(app, account).await?;
+/// Starts a device sign-in (RFC 8628) at the IdP of `home`, through
+/// Lockbox's client there, for the command line.
+pub async fn device_start(app: &AppState, home: Home) -> Result<DeviceLogin, ServiceError> {
+    let tenant = match home {
+        Home::Account(account) => home_of(app, &account).await?,
+        Home::Tenant(tenant) => {
+            let mut tx = app.store().read().await?;
+            if tx.identity_provider(&tenant).await?.is_none() {
+                return Err(ServiceError::invalid(format!(
+                    "single sign-on is not set up for tenant {tenant}"
+                )));
+            }
+            Some(tenant)
+        }
+        Home::Provider => {
+            if app.provider_idp().is_none() {
+                return Err(ServiceError::invalid(
+                    "the provider has no identity provider ([oidc] in the configuration); \
+                     name a tenant or an account",
+                ));
+            }
+            None
+        }
+    };
     let resolved = resolve_idp(app, tenant.as_ref())
         .await?
         .ok_or_else(|| ServiceError::invalid("single sign-on is not set up for this account"))?;

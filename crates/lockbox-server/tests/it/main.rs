@@ -53,6 +53,7 @@ mod ops;
 mod portal;
 mod sign_in;
 mod ssh;
+mod sso;
 mod story;
 mod sweeper;
 mod tls;
