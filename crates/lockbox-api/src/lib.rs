@@ -1077,8 +1077,14 @@ pub struct IdentityProvider {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSignIn {
-    /// A principal id, or an e-mail address in a domain a tenant claims.
-    pub account: String,
+    /// A principal id, or an e-mail address in a domain a tenant claims:
+    /// its IdP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Or a tenant: its IdP. With neither, the provider's own IdP
+    /// (`[oidc]`), for the provider's people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// What the person does to finish a device sign-in, and the handle to
