@@ -11,6 +11,10 @@ use lockbox_testkit::{Contoso, TestServer};
 use reqwest::Method;
 use serde_json::json;
 
+/// The issuer of contoso's identity provider in the matrix: a private
+/// address, which a server (not allowing private targets) never calls.
+const IDP: &str = "https://127.0.0.1:9";
+
 /// The callers, in the order of every row's expectations.
 const CALLERS: [&str; 10] = [
     "anonymous",
@@ -220,6 +224,59 @@ impl Ctx {
             .await
             .unwrap();
         (created.principal.id, created.enrollment)
+    }
+
+    /// contoso's identity provider, stored directly (its issuer answers
+    /// nothing: a PUT through the API fetches it and is refused), and
+    /// `linked` linked to a subject of it.
+    async fn ensure_idp(&self, linked: Option<&str>) {
+        use lockbox_core::sso::IdentityProvider;
+        use lockbox_core::{Chain, EventKind, PendingEvent};
+        use lockbox_store::{IdentityLink, KeyPurpose, StoredIdentityProvider};
+        let app = self.server.app();
+        let now = app.now();
+        let mut tx = self.server.store().begin().await.unwrap();
+        let secret = app
+            .kek()
+            .seal_bytes("idp:contoso", KeyPurpose::IdpClientSecret, b"secret")
+            .unwrap();
+        tx.put_identity_provider(&StoredIdentityProvider {
+            provider: IdentityProvider {
+                tenant: Contoso::TENANT.parse().unwrap(),
+                issuer: IDP.into(),
+                client_id: "lockbox".into(),
+                principal_claim: "email".into(),
+                allowed_email_domains: vec![],
+                create_on_first_sign_in: false,
+                sso_only: false,
+                decision_max_age_minutes: 10,
+                require_decision_evidence: false,
+            },
+            secret,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+        if let Some(id) = linked {
+            tx.link_identity(&IdentityLink {
+                principal: id.parse().unwrap(),
+                issuer: IDP.into(),
+                subject: format!("sub-{id}"),
+                claim: id.into(),
+                linked_at: now,
+            })
+            .await
+            .unwrap();
+        }
+        let event = PendingEvent::new(
+            Chain::Tenant(Contoso::TENANT.parse().unwrap()),
+            now,
+            lockbox_core::Actor::System,
+            EventKind::IdentityProviderSet,
+            Contoso::TENANT,
+            json!({"issuer": IDP, "client_id": "lockbox", "linked": linked}),
+        );
+        tx.commit(vec![event]).await.unwrap();
     }
 
     /// A new operator, registered by the provider's admin: its id.
@@ -597,6 +654,95 @@ fn rows() -> Vec<Row> {
                     Some(json!({
                     "request_ttl_hours": 96, "default_access_hours": 8, "max_access_hours": 8,
                     "required_approvals": 1, "emergency_access": false, "emergency_max_minutes": 60})),
+                ))
+            },
+        },
+        Row {
+            route: "GET /v1/tenants/{tenant}/identity-provider",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    cx.ensure_idp(None).await;
+                    send(
+                        cx.caller(i),
+                        Method::GET,
+                        "/v1/tenants/contoso/identity-provider".into(),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            // The tenant admin is let through and refused only for the
+            // issuer, which is on a private address.
+            route: "PUT /v1/tenants/{tenant}/identity-provider",
+            expect: [401, 403, 403, 403, 400, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::PUT,
+                    "/v1/tenants/contoso/identity-provider".into(),
+                    Some(json!({"issuer": IDP, "client_id": "lockbox", "client_secret": "s"})),
+                ))
+            },
+        },
+        Row {
+            route: "DELETE /v1/tenants/{tenant}/identity-provider",
+            expect: [401, 403, 403, 403, 204, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    cx.ensure_idp(None).await;
+                    send(
+                        cx.caller(i),
+                        Method::DELETE,
+                        "/v1/tenants/contoso/identity-provider".into(),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            route: "DELETE /v1/principals/{id}/identity-link",
+            expect: [401, 404, 404, 404, 204, 403, 403, 403, 404, 404],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (id, _) = cx.fresh_user(&format!("linked{i}")).await;
+                    cx.ensure_idp(Some(&id)).await;
+                    send(
+                        cx.caller(i),
+                        Method::DELETE,
+                        format!("/v1/principals/{id}/identity-link"),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
+            // Anyone may start; this server has no IdP of the provider's.
+            route: "POST /v1/sso/device",
+            expect: [400; 10],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/sso/device".into(),
+                    Some(json!({})),
+                ))
+            },
+        },
+        Row {
+            // Anyone may poll; the handle is the credential.
+            route: "POST /v1/sso/device/token",
+            expect: [401; 10],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/sso/device/token".into(),
+                    Some(json!({"device_code": format!("lbd_{}", "0".repeat(64))})),
                 ))
             },
         },
