@@ -146,7 +146,7 @@ pub struct Config {
 /// `[oidc]`: the provider's own OpenID Provider, through which its people
 /// (operators, provider admins) sign in to the portal. Off unless
 /// `issuer` is set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The issuer identifier (`https://…`), as its ID tokens carry it.
@@ -166,6 +166,17 @@ pub struct OidcConfig {
 
 fn default_principal_claim() -> String {
     "email".to_owned()
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            client_id: None,
+            client_secret_file: None,
+            principal_claim: default_principal_claim(),
+        }
+    }
 }
 
 impl OidcConfig {
@@ -1009,8 +1020,44 @@ mod tests {
         assert_eq!(c.sweeper.interval_seconds, 7, "env beats the file");
         assert_eq!(c.public_url(), "https://lockbox.example.com");
         let debug = format!("{c:?}");
-        assert!(!debug.contains("secret"), "{debug}");
+        assert!(!debug.contains("u:secret@"), "{debug}");
         assert!(debug.contains("postgres://u:***@db/lockbox"), "{debug}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_providers_idp_reads_its_secret_from_a_file() {
+        let none = Config::load(None, env(&[]), &[]).unwrap();
+        assert!(none.oidc.provider_idp().unwrap().is_none());
+        assert_eq!(none.oidc.principal_claim, "email");
+        let dir = std::env::temp_dir().join(format!("lockbox-oidc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "  s3cret-value\n").unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("LOCKBOX_OIDC__ISSUER", "https://login.provider.example"),
+                ("LOCKBOX_OIDC__CLIENT_ID", "lockbox"),
+                ("LOCKBOX_OIDC__CLIENT_SECRET_FILE", secret.to_str().unwrap()),
+            ]),
+            &[],
+        )
+        .unwrap();
+        let idp = c.oidc.provider_idp().unwrap().unwrap();
+        assert_eq!(idp.idp.client_secret, "s3cret-value");
+        assert_eq!(idp.principal_claim, "email");
+        assert!(!format!("{idp:?}").contains("s3cret"));
+        // An issuer without a client, or with an empty secret file.
+        let half = Config::load(
+            None,
+            env(&[("LOCKBOX_OIDC__ISSUER", "https://login.provider.example")]),
+            &[],
+        )
+        .unwrap();
+        assert!(half.oidc.provider_idp().is_err());
+        std::fs::write(&secret, "\n").unwrap();
+        assert!(c.oidc.provider_idp().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

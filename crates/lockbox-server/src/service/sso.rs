@@ -152,6 +152,11 @@ pub async fn put(
             "client_secret: must be 1 to 4096 characters",
         ));
     }
+    {
+        let mut tx = app.store().read().await?;
+        let current = tx.identity_provider(tenant).await?;
+        refuse_new_issuer_under_sso_only(current.as_ref(), &provider)?;
+    }
     // Discovered before anything changes: an IdP that does not answer is
     // refused, and a private address is refused as for webhooks.
     app.oidc()
@@ -192,6 +197,7 @@ pub async fn put(
         }
     };
     let was_sso_only = before.as_ref().is_some_and(|b| b.provider.sso_only);
+    refuse_new_issuer_under_sso_only(before.as_ref(), &provider)?;
     let mut events = Vec::new();
     // A new issuer: nobody is linked to it yet.
     if let Some(b) = &before
@@ -265,6 +271,21 @@ pub async fn put(
     }
     tx.commit(events).await?;
     Ok(stored)
+}
+
+/// A new issuer unlinks everyone; under SSO only nobody could then sign
+/// in at all.
+fn refuse_new_issuer_under_sso_only(
+    current: Option<&StoredIdentityProvider>,
+    new: &IdentityProvider,
+) -> Result<(), ServiceError> {
+    if current.is_some_and(|c| c.provider.sso_only && c.provider.issuer != new.issuer) {
+        return Err(ServiceError::conflict(
+            "issuer: cannot change while sso_only is on (everyone would be unlinked, with no \
+             password to sign in with); turn sso_only off first",
+        ));
+    }
+    Ok(())
 }
 
 /// The `principal.identity_unlinked` events of removed links, with the

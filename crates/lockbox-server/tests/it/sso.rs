@@ -803,6 +803,15 @@ async fn sso_only_leaves_no_way_in_but_the_idp(backend: Backend) {
     )
     .await;
     assert_eq!(status, 403, "{body}");
+    // Nor can its issuer change (which unlinks everyone).
+    let (status, body) = put_idp(
+        &sso_alice,
+        "contoso",
+        &json!({"issuer": "https://login.elsewhere.example", "client_id": "x",
+                "client_secret": "y", "sso_only": true}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
     // The IdP cannot be removed while it is the only way in.
     let (status, _) = call(
         &sso_alice,
