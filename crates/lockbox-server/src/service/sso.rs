@@ -640,12 +640,19 @@ pub async fn start_enrollment(
             "single sign-on is not set up for this account",
         ));
     }
-    let link = hex::encode(auth::token_hash(secret));
+    let hash = hex::encode(auth::token_hash(secret));
     let ask = Ask {
         nonce: random_nonce()?,
         ..Ask::default()
     };
-    depart(app, tenant, Purpose::Enroll { link }, "/".to_owned(), ask).await
+    depart(
+        app,
+        tenant,
+        Purpose::Enroll { link: hash },
+        "/".to_owned(),
+        ask,
+    )
+    .await
 }
 
 fn random_nonce() -> Result<String, ServiceError> {
@@ -728,16 +735,34 @@ async fn link_session(
             "your account is already linked to an identity provider",
         ));
     }
+    let claim = verified.claim.clone().unwrap_or_default();
+    let linked = link_to(&mut tx, &principal, verified, claim, "session", now).await?;
+    let plain = (*principal).clone();
+    drop(principal);
+    start_sso_session(tx, plain, vec![linked], verified, next, now).await
+}
+
+/// Links `principal` to the subject of `verified` (refused when that
+/// subject is someone else's: the store's unique constraint), and makes
+/// `principal.identity_linked`, done `via` what.
+async fn link_to(
+    tx: &mut Tx,
+    principal: &Principal,
+    verified: &crate::oidc::Verified,
+    claim: String,
+    via: &str,
+    now: Timestamp,
+) -> Result<PendingEvent, ServiceError> {
     let link = IdentityLink {
         principal: principal.id.clone(),
         issuer: verified.issuer.clone(),
         subject: verified.subject.clone(),
-        claim: verified.claim.clone().unwrap_or_default(),
+        claim,
         linked_at: now,
     };
     tx.link_identity(&link).await?;
-    let linked = PendingEvent::new(
-        chain_of(&principal),
+    Ok(PendingEvent::new(
+        chain_of(principal),
         now,
         principal.id.clone(),
         EventKind::IdentityLinked,
@@ -747,12 +772,9 @@ async fn link_session(
             "issuer": link.issuer,
             "subject": link.subject,
             "claim": link.claim,
-            "via": "session",
+            "via": via,
         }),
-    );
-    let plain = (*principal).clone();
-    drop(principal);
-    start_sso_session(tx, plain, vec![linked], verified, next, now).await
+    ))
 }
 
 /// A decision the portal is asked to make.
@@ -965,29 +987,12 @@ pub async fn finish(
                 ));
             }
             let enrolled = enrollment.redeem(&mut principal, info, now)?;
-            let link = IdentityLink {
-                principal: principal.id.clone(),
-                issuer: verified.issuer.clone(),
-                subject: verified.subject.clone(),
-                claim: verified.claim.clone().unwrap_or_default(),
-                linked_at: now,
-            };
-            tx.link_identity(&link).await?;
-            let linked = PendingEvent::new(
-                chain_of(&principal),
-                now,
-                principal.id.clone(),
-                EventKind::IdentityLinked,
-                principal.id.as_str(),
-                json!({
-                    "principal": principal.id,
-                    "issuer": link.issuer,
-                    "subject": link.subject,
-                    "claim": link.claim,
-                    "via": "enrollment",
-                    "enrollment": enrollment.id,
-                }),
-            );
+            let claim = verified.claim.clone().unwrap_or_default();
+            let mut linked =
+                link_to(&mut tx, &principal, &verified, claim, "enrollment", now).await?;
+            linked
+                .data
+                .insert("enrollment".to_owned(), json!(enrollment.id));
             tx.save_enrollment(enrollment).await?;
             let plain = (*principal).clone();
             tx.save_principal(principal).await?;
@@ -1115,28 +1120,15 @@ async fn create_on_first_sign_in(
     let (principal, created) =
         Principal::create_on_first_sign_in(tenant, user, &verified.issuer, now);
     tx.insert_principal(&principal).await?;
-    let link = IdentityLink {
-        principal: principal.id.clone(),
-        issuer: verified.issuer.clone(),
-        subject: verified.subject.clone(),
-        claim: name.to_owned(),
-        linked_at: now,
-    };
-    tx.link_identity(&link).await?;
-    let linked = PendingEvent::new(
-        Chain::Tenant(tenant.clone()),
+    let linked = link_to(
+        tx,
+        &principal,
+        verified,
+        name.to_owned(),
+        "first_sign_in",
         now,
-        principal.id.clone(),
-        EventKind::IdentityLinked,
-        principal.id.as_str(),
-        json!({
-            "principal": principal.id,
-            "issuer": link.issuer,
-            "subject": link.subject,
-            "claim": link.claim,
-            "via": "first_sign_in",
-        }),
-    );
+    )
+    .await?;
     Ok((principal, vec![created, linked]))
 }
 
