@@ -541,6 +541,58 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/tenants/{tenant}/identity-provider` (never its client
+    /// secret).
+    pub async fn identity_provider(
+        &self,
+        tenant: &str,
+    ) -> Result<api::IdentityProvider, ClientError> {
+        self.get(&format!("/v1/tenants/{tenant}/identity-provider"))
+            .await
+    }
+
+    /// `PUT /v1/tenants/{tenant}/identity-provider`.
+    pub async fn set_identity_provider(
+        &self,
+        tenant: &str,
+        body: &api::IdentityProviderInput,
+    ) -> Result<api::IdentityProvider, ClientError> {
+        self.put(&format!("/v1/tenants/{tenant}/identity-provider"), body)
+            .await
+    }
+
+    /// `DELETE /v1/tenants/{tenant}/identity-provider`.
+    pub async fn delete_identity_provider(&self, tenant: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/tenants/{tenant}/identity-provider"))
+            .await
+    }
+
+    /// `DELETE /v1/principals/{id}/identity-link`: the person's link to
+    /// their identity provider, and the single sign-on tokens it gave.
+    pub async fn unlink_identity(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/principals/{id}/identity-link"))
+            .await
+    }
+
+    /// `POST /v1/sso/device`: starts signing in through an identity
+    /// provider (needs no token).
+    pub async fn start_device_sign_in(
+        &self,
+        body: &api::DeviceSignIn,
+    ) -> Result<api::DeviceAuthorization, ClientError> {
+        self.anonymous().post("/v1/sso/device", body).await
+    }
+
+    /// `POST /v1/sso/device/token`: polls a device sign-in (needs no
+    /// token). Until the person has signed in, a 400 problem whose
+    /// [`ClientError::kind`] is `authorization_pending` or `slow_down`.
+    pub async fn device_token(&self, device_code: &str) -> Result<api::DeviceToken, ClientError> {
+        let body = api::DeviceTokenRequest {
+            device_code: device_code.to_owned(),
+        };
+        self.anonymous().post("/v1/sso/device/token", &body).await
+    }
+
     /// `POST /v1/tenants/{tenant}/cases`.
     pub async fn open_case(
         &self,
@@ -979,6 +1031,46 @@ pub struct AuditQuery {
     /// Page size (1 to 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+}
+
+/// `GET url`, a document outside Lockbox's API (an identity provider's
+/// JSON Web Key Set, say): its body, when the answer is a success, within
+/// `timeout` all told. No token is sent and no redirect followed.
+pub async fn fetch_document(url: &str, timeout: Duration) -> Result<String, ClientError> {
+    let client = Client::new(url, None)?;
+    let response = client
+        .http
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| ClientError::Transport(transport_error(&e)))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| ClientError::Transport(transport_error(&e)))?;
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(problem_of(status, &text))
+    }
+}
+
+/// A transport error with its causes (reqwest's own text alone says only
+/// "error sending request").
+fn transport_error(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if e.is_timeout() && !text.contains("timed out") {
+        text.push_str(" (timed out)");
+    }
+    text
 }
 
 fn problem_of(status: reqwest::StatusCode, text: &str) -> ClientError {

@@ -280,7 +280,8 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_by_field() {
-        let cases: [(&str, fn(&mut IdentityProvider)); 7] = [
+        type Change = fn(&mut IdentityProvider);
+        let cases: [(&str, Change); 7] = [
             ("issuer", |p| p.issuer = "ftp://x.example".into()),
             ("issuer", |p| p.issuer = "https://x.example/?q=1".into()),
             ("issuer", |p| p.issuer = "https://u:p@x.example".into()),

@@ -203,7 +203,7 @@ pub struct Verified {
     pub id_token: String,
 }
 
-/// Discovered IdP configurations, by issuer, each for [`DISCOVERY_TTL`].
+/// Discovered IdP configurations, by issuer, each kept five minutes.
 #[derive(Debug)]
 pub struct Oidc {
     allow_private: bool,

@@ -186,8 +186,8 @@ pub struct IdpClient {
     /// Its `client_id`.
     pub client_id: String,
     /// Its secret: a confidential client (`client_secret_basic` or
-    /// `client_secret_post`, authorization code only); `None`: a public,
-    /// native client (`none`; authorization code and device code).
+    /// `client_secret_post`); `None`: a public, native client (`none`).
+    /// Either may use the authorization code and the device code grants.
     pub client_secret: Option<String>,
     /// Its registered redirect URIs.
     pub redirect_uris: Vec<String>,

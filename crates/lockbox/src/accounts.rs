@@ -1,6 +1,7 @@
 //! Account commands: `enroll` (take up one's credentials with a one-time
-//! link), `principal` (issue a new link, disable, enable), `token` (list,
-//! revoke, sign out everywhere) and `password` (change one's own).
+//! link), `principal` (issue a new link, disable, enable, unlink from the
+//! identity provider), `token` (list, revoke, sign out everywhere) and
+//! `password` (change one's own).
 
 use std::io::{BufRead as _, IsTerminal as _};
 
@@ -35,6 +36,14 @@ pub(crate) enum PrincipalCommand {
     /// Enable a disabled principal (it signs in again, or gets a new link).
     #[command(after_help = "Example:\n  lockbox principal enable bob")]
     Enable {
+        /// The principal.
+        id: String,
+    },
+    /// Unlink a person from their identity provider: their single sign-on
+    /// sessions, and the tokens minted from them, end at once; they link
+    /// again through a new enrolment link.
+    #[command(after_help = "Example:\n  lockbox principal unlink olivia")]
+    Unlink {
         /// The principal.
         id: String,
     },
@@ -236,6 +245,17 @@ pub(crate) async fn principal(common: &Common, command: PrincipalCommand) -> Res
                 "{} is disabled: its tokens and sessions no longer work, its pending requests \
                  are canceled and its grants revoked.",
                 p.id
+            );
+            Ok(())
+        }
+        PrincipalCommand::Unlink { id } => {
+            c.unlink_identity(&id).await?;
+            if out == Output::Json {
+                return json(&serde_json::json!({ "unlinked": id }));
+            }
+            println!(
+                "{id} is unlinked from their identity provider: their single sign-on sessions \
+                 and the tokens minted from them no longer work."
             );
             Ok(())
         }

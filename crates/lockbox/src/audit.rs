@@ -2,7 +2,10 @@
 //!
 //! `verify` works offline: it reads the export file and the public key and
 //! nothing else (no server, no database), in constant memory, and names the
-//! first bad event.
+//! first bad event. With `--idp-jwks` (the tenant's identity provider's
+//! keys, the one thing it may fetch) it also checks the evidence of every
+//! decision, in a second pass that reads the events leniently: an event
+//! edited and re-hashed by a forger still has its evidence checked.
 
 use std::fs::File;
 use std::io::{
@@ -14,8 +17,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use lockbox_client::{AuditQuery, Client};
 use lockbox_core::audit::export::{self, ExportError, ExportVerifier};
-use lockbox_core::{Chain, Checkpoint, PublicKey, TenantId, VerifiedChain};
-use serde_json::json;
+use lockbox_core::{AuditEvent, Chain, Checkpoint, PublicKey, TenantId, VerifiedChain};
+use lockbox_server::evidence::{EvidenceChecker, EvidenceReport};
+use serde_json::{Value, json};
 
 use crate::CliError;
 use crate::output::Output;
@@ -41,13 +45,22 @@ pub(crate) enum AuditCommand {
         output_file: Option<PathBuf>,
     },
     /// Check an export file offline: every event's hash and link, the
-    /// sequence, and the checkpoint's signature. Exits 0 if it verifies,
-    /// 1 if it does not (naming the first bad event), 2 if it cannot be
-    /// read.
+    /// sequence, and the checkpoint's signature; with `--idp-jwks`, also
+    /// the identity provider's evidence of every decision. Exits 0 if it
+    /// verifies, 1 if it does not (naming the first bad event) or if any
+    /// decision's evidence fails (decisions without evidence are listed,
+    /// but do not fail it), 2 if it cannot be read.
     #[command(after_help = "Examples:\n  \
         curl -s https://lockbox.example.com/v1/audit/public-key > lockbox-key.json\n  \
         lockbox audit verify contoso-audit.ndjson --public-key lockbox-key.json\n  \
-        lockbox audit verify audit.ndjson --public-key 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c --output json")]
+        lockbox audit verify audit.ndjson --public-key 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c --output json\n  \
+        lockbox audit verify contoso-audit.ndjson --public-key lockbox-key.json --idp-jwks https://login.contoso.com/jwks\n  \
+        lockbox audit verify contoso-audit.ndjson --public-key lockbox-key.json --idp-jwks idp-keys-2026.json --idp-jwks idp-keys-2027.json\n\n\
+        With --idp-jwks, each approval, denial and revocation made in the portal after signing in\n\
+        again at the tenant's identity provider carries the ID token the IdP signed for it; its\n\
+        signature, issuer, audience, subject (the approver's link) and nonce (the decision's\n\
+        digest) are checked. Save the IdP's key set (its discovery document's jwks_uri) while\n\
+        its keys are current: an IdP drops old keys after rotating them.")]
     Verify {
         /// The export file.
         file: PathBuf,
@@ -65,6 +78,12 @@ pub(crate) enum AuditCommand {
         /// checkpoint names).
         #[arg(long)]
         tenant: Option<String>,
+        /// The tenant's identity provider's public keys, a JSON Web Key
+        /// Set: a file, or an `https://` (or `http://`) URL fetched once.
+        /// Checks the evidence each decision carries. Repeat for the key
+        /// sets of other times.
+        #[arg(long = "idp-jwks", value_name = "FILE_OR_URL")]
+        idp_jwks: Vec<String>,
         /// `table` (sentences) or `json`.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -111,8 +130,23 @@ pub(crate) async fn run(command: AuditCommand) -> Result<(), CliError> {
             public_keys,
             checkpoints,
             tenant,
+            idp_jwks,
             output,
-        } => verify(&file, &public_keys, &checkpoints, tenant.as_deref(), output),
+        } => {
+            let evidence = if idp_jwks.is_empty() {
+                None
+            } else {
+                Some(evidence_checker(&idp_jwks).await?)
+            };
+            verify(
+                &file,
+                &public_keys,
+                &checkpoints,
+                tenant.as_deref(),
+                evidence,
+                output,
+            )
+        }
         AuditCommand::Tail {
             remote,
             tenant,
@@ -304,11 +338,118 @@ fn kept_checkpoints(paths: &[PathBuf]) -> Result<Vec<Checkpoint>, CliError> {
         .collect()
 }
 
+/// How long fetching an `--idp-jwks` URL may take.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A checker trusting every key of the `--idp-jwks` sets (each a file or a
+/// URL, checked on its own so that a bad one is named).
+async fn evidence_checker(sources: &[String]) -> Result<EvidenceChecker, CliError> {
+    let mut keys: Vec<Value> = Vec::new();
+    for source in sources {
+        let text = if source.starts_with("https://") || source.starts_with("http://") {
+            lockbox_client::fetch_document(source, JWKS_TIMEOUT)
+                .await
+                .map_err(|e| {
+                    let why = match e {
+                        lockbox_client::ClientError::Transport(why) => why,
+                        lockbox_client::ClientError::Api { status, problem } => {
+                            format!("HTTP {status}: {}", problem.detail)
+                        }
+                        e => e.to_string(),
+                    };
+                    CliError::Io(format!("--idp-jwks {source}: cannot fetch it: {why}"))
+                })?
+        } else {
+            std::fs::read_to_string(source)
+                .map_err(|e| CliError::Io(format!("--idp-jwks {source}: cannot read it: {e}")))?
+        };
+        EvidenceChecker::new(&text)
+            .map_err(|e| CliError::Usage(format!("--idp-jwks {source}: {e}")))?;
+        let set: Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::Usage(format!("--idp-jwks {source}: {e}")))?;
+        for key in set
+            .get("keys")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            // A key in two sets (kept across a rotation) once: the same
+            // `kid` twice would be ambiguous.
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+    }
+    EvidenceChecker::new(&json!({ "keys": keys }).to_string())
+        .map_err(|e| CliError::Usage(format!("--idp-jwks: the keys together: {e}")))
+}
+
+/// What the evidence pass found.
+#[derive(Debug)]
+struct Evidence {
+    report: EvidenceReport,
+    /// Lines neither an event nor the checkpoint (the chain's verification
+    /// fails on them too).
+    unreadable: u64,
+}
+
+/// Reads the export again, every event leniently (its hash unchecked), in
+/// order, through `checker`.
+fn evidence_pass(path: &Path, mut checker: EvidenceChecker) -> Result<Evidence, CliError> {
+    let file = File::open(path)
+        .map_err(|e| CliError::Io(format!("cannot open {}: {e}", path.display())))?;
+    let size = file
+        .metadata()
+        .map_err(|e| CliError::Io(e.to_string()))?
+        .len();
+    let progress = bar(Some(size), "bytes");
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let (mut read, mut unreadable) = (0u64, 0u64);
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        progress.set_position(read);
+        let Ok(text) = std::str::from_utf8(&line) else {
+            unreadable += 1;
+            continue;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<AuditEvent>(text) {
+            Ok(event) => checker.observe(&event),
+            Err(_) if is_checkpoint_line(text) => {}
+            Err(_) => unreadable += 1,
+        }
+    }
+    progress.finish_and_clear();
+    Ok(Evidence {
+        report: checker.finish(),
+        unreadable,
+    })
+}
+
+/// Whether `line` is the checkpoint line: an object with a `checkpoint`
+/// member.
+fn is_checkpoint_line(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, Value>>(line)
+        .is_ok_and(|members| members.contains_key("checkpoint"))
+}
+
 fn verify(
     path: &Path,
     key_args: &[String],
     checkpoint_args: &[PathBuf],
     tenant: Option<&str>,
+    evidence: Option<EvidenceChecker>,
     output: Output,
 ) -> Result<(), CliError> {
     let keys = public_keys(key_args)?;
@@ -335,11 +476,18 @@ fn verify(
         .read_all(&mut reader, threads, |read| progress.set_position(read))
         .map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
     progress.finish_and_clear();
+    let result = verifier.finish(&keys);
+    // Even when the chain fails: a rewritten log is caught by its evidence
+    // too, and both are reported.
+    let evidence = evidence
+        .map(|checker| evidence_pass(path, checker))
+        .transpose()?;
     report(
         path,
         &chain,
-        verifier.finish(&keys),
+        result,
         keys.is_empty(),
+        evidence.as_ref(),
         output,
     )
 }
@@ -349,26 +497,131 @@ fn report(
     chain: &Chain,
     result: Result<VerifiedChain, ExportError>,
     no_keys: bool,
+    evidence: Option<&Evidence>,
     output: Output,
 ) -> Result<(), CliError> {
-    match (result, output) {
-        (Ok(v), Output::Json) => {
-            let cp = v.checkpoint.as_ref();
-            println!(
-                "{}",
-                json!({
-                    "verified": true,
-                    "tenant": chain.tenant().map(TenantId::as_str),
-                    "events": v.events,
-                    "first_seq": v.first_seq,
-                    "last_seq": v.head.seq,
-                    "head_hash": v.head.hash.to_string(),
-                    "checkpoint": cp,
-                })
-            );
-            Ok(())
+    let holds = evidence.is_none_or(|e| e.report.holds());
+    match output {
+        Output::Json => {
+            let mut said = chain_json(chain, &result, no_keys);
+            if let (Some(e), Some(members)) = (evidence, said.as_object_mut()) {
+                let mut report =
+                    serde_json::to_value(&e.report).map_err(|e| CliError::Io(e.to_string()))?;
+                if let Some(r) = report.as_object_mut() {
+                    r.insert("unreadable_lines".into(), e.unreadable.into());
+                }
+                members.insert("evidence".into(), report);
+            }
+            println!("{said}");
         }
-        (Ok(v), Output::Table) => {
+        Output::Table => {
+            chain_table(path, chain, &result, no_keys);
+            if let Some(e) = evidence {
+                evidence_table(e);
+            }
+        }
+    }
+    if result.is_ok() && holds {
+        Ok(())
+    } else {
+        Err(CliError::NotVerified)
+    }
+}
+
+/// Decisions listed at most, of those without evidence.
+const LISTED: usize = 20;
+
+fn evidence_table(e: &Evidence) {
+    let r = &e.report;
+    let decisions = |n: usize| {
+        if n == 1 {
+            "1 decision carries".to_owned()
+        } else {
+            format!("{n} decisions carry")
+        }
+    };
+    let proven = usize::try_from(r.proven).unwrap_or(usize::MAX);
+    let none = format!(
+        "{} none{}",
+        decisions(r.unproven.len()),
+        if r.unproven.is_empty() { "." } else { ":" }
+    );
+    println!(
+        "Evidence: {} valid evidence from the tenant's identity provider; {none}",
+        decisions(proven)
+    );
+    for u in r.unproven.iter().take(LISTED) {
+        println!("  {} {} {} by {}", u.seq, u.kind, u.subject, u.actor);
+    }
+    if r.unproven.len() > LISTED {
+        println!("  …and {} more", r.unproven.len() - LISTED);
+    }
+    if !r.faults.is_empty() {
+        let whose = if r.faults.len() == 1 {
+            "1 decision's".to_owned()
+        } else {
+            format!("{} decisions'", r.faults.len())
+        };
+        println!("{whose} evidence FAILS:");
+        for f in &r.faults {
+            println!("  {} {} {}: {}", f.seq, f.kind, f.subject, f.reason);
+        }
+    }
+    if e.unreadable > 0 {
+        println!(
+            "{} lines are not events that can be read; their evidence was not checked.",
+            e.unreadable
+        );
+    }
+}
+
+/// Why the chain did not verify, and what may help.
+fn chain_fault(
+    e: &ExportError,
+    no_keys: bool,
+) -> (Option<&lockbox_core::ChainFault>, Option<&'static str>) {
+    let fault = match e {
+        ExportError::Fault(f) => Some(f),
+        ExportError::NoCheckpoint => None,
+    };
+    let hint = (no_keys
+        && fault.is_some_and(|f| f.kind == lockbox_core::FaultKind::BadCheckpointSignature))
+    .then_some("pass the checkpoint key with --public-key (GET /v1/audit/public-key publishes it)");
+    (fault, hint)
+}
+
+fn chain_json(chain: &Chain, result: &Result<VerifiedChain, ExportError>, no_keys: bool) -> Value {
+    match result {
+        Ok(v) => json!({
+            "verified": true,
+            "tenant": chain.tenant().map(TenantId::as_str),
+            "events": v.events,
+            "first_seq": v.first_seq,
+            "last_seq": v.head.seq,
+            "head_hash": v.head.hash.to_string(),
+            "checkpoint": v.checkpoint.as_ref(),
+        }),
+        Err(e) => {
+            let (fault, hint) = chain_fault(e, no_keys);
+            json!({
+                "verified": false,
+                "tenant": chain.tenant().map(TenantId::as_str),
+                "fault": fault,
+                "error": e.to_string(),
+                "hint": hint,
+            })
+        }
+    }
+}
+
+fn chain_table(
+    path: &Path,
+    chain: &Chain,
+    result: &Result<VerifiedChain, ExportError>,
+    no_keys: bool,
+) {
+    match result {
+        Ok(v) => {
             if v.events == 0 {
                 println!("Verified: {} holds no events for {chain}.", path.display());
             } else {
@@ -386,38 +639,12 @@ fn report(
                     cp.key_id
                 );
             }
-            Ok(())
         }
-        (Err(e), output) => {
-            let fault = match &e {
-                ExportError::Fault(f) => Some(f),
-                ExportError::NoCheckpoint => None,
-            };
-            let hint = (no_keys
-                && fault
-                    .is_some_and(|f| f.kind == lockbox_core::FaultKind::BadCheckpointSignature))
-            .then_some(
-                "pass the checkpoint key with --public-key (GET /v1/audit/public-key publishes it)",
-            );
-            match output {
-                Output::Json => println!(
-                    "{}",
-                    json!({
-                        "verified": false,
-                        "tenant": chain.tenant().map(TenantId::as_str),
-                        "fault": fault,
-                        "error": e.to_string(),
-                        "hint": hint,
-                    })
-                ),
-                Output::Table => {
-                    println!("NOT VERIFIED: {}: {e}", path.display());
-                    if let Some(hint) = hint {
-                        println!("Hint: {hint}.");
-                    }
-                }
+        Err(e) => {
+            println!("NOT VERIFIED: {}: {e}", path.display());
+            if let (_, Some(hint)) = chain_fault(e, no_keys) {
+                println!("Hint: {hint}.");
             }
-            Err(CliError::NotVerified)
         }
     }
 }

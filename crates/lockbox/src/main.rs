@@ -85,17 +85,35 @@ enum Command {
     #[command(after_help = "Example:\n  lockbox demo")]
     Demo,
     /// Check a token against a server and save it as a profile (in
-    /// $XDG_CONFIG_HOME/lockbox/profiles.toml, readable by you only).
+    /// $XDG_CONFIG_HOME/lockbox/profiles.toml, readable by you only). With
+    /// `--sso`, sign in through your identity provider instead: open the
+    /// address shown, enter the code, and the API token Lockbox then gives
+    /// (for 12 hours) is saved the same way.
     #[command(
-        after_help = "Examples:\n  lockbox login --server https://lockbox.example.com --token lbx_…\n  lockbox login --profile staging --server https://lockbox.staging.example.com --token lbx_…"
+        after_help = "Examples:\n  lockbox login --server https://lockbox.example.com --token lbx_…\n  lockbox login --profile staging --server https://lockbox.staging.example.com --token lbx_…\n  lockbox login --sso --tenant contoso --server https://lockbox.example.com\n  lockbox login --sso --account olivia@contoso.com --server https://lockbox.example.com --profile contoso\n  lockbox login --sso --server https://lockbox.example.com"
     )]
     Login {
         /// The server's URL.
         #[arg(long)]
         server: String,
-        /// The API token.
-        #[arg(long, env = "LOCKBOX_TOKEN", hide_env_values = true)]
-        token: String,
+        /// The API token (default: the LOCKBOX_TOKEN environment
+        /// variable, which the process list does not show).
+        // Read from the environment by hand: clap would count a token in
+        // the environment as given, and refuse `--sso` beside it.
+        #[arg(long, conflicts_with_all = ["sso", "tenant", "account"])]
+        token: Option<String>,
+        /// Sign in through an identity provider (single sign-on), from
+        /// any device with a browser: the tenant's (`--tenant`), the
+        /// account's (`--account`), else the provider's own.
+        #[arg(long)]
+        sso: bool,
+        /// With `--sso`: the tenant whose identity provider to use.
+        #[arg(long, conflicts_with = "account")]
+        tenant: Option<String>,
+        /// With `--sso`: your principal id or e-mail address, whose
+        /// identity provider to use.
+        #[arg(long)]
+        account: Option<String>,
         /// The profile's name.
         #[arg(long, default_value = "default")]
         profile: String,
@@ -128,7 +146,8 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// A principal's account: a new enrolment link, disable, enable.
+    /// A principal's account: a new enrolment link, disable, enable,
+    /// unlink from its identity provider.
     Principal {
         #[command(flatten)]
         common: commands::Common,
@@ -148,7 +167,8 @@ enum Command {
         #[command(flatten)]
         common: commands::Common,
     },
-    /// Tenants: onboard, list, show, enable or disable Lockbox, policy.
+    /// Tenants: onboard, list, show, enable or disable Lockbox, policy,
+    /// identity provider.
     Tenant {
         #[command(flatten)]
         common: commands::Common,
@@ -490,9 +510,35 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login {
             server,
             token,
+            sso,
+            tenant,
+            account,
             profile,
             output,
-        } => commands::login(&server, &token, &profile, output).await,
+        } => {
+            if sso {
+                let home = lockbox_api::DeviceSignIn { account, tenant };
+                commands::login_sso(&server, home, &profile, output, clock.as_ref()).await
+            } else if tenant.is_some() || account.is_some() {
+                Err(CliError::Usage(
+                    "--tenant and --account go with --sso (signing in through an identity \
+                     provider)"
+                        .into(),
+                ))
+            } else {
+                let token = token
+                    .or_else(|| std::env::var("LOCKBOX_TOKEN").ok())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        CliError::Usage(
+                            "give the API token (--token, or LOCKBOX_TOKEN), or sign in through \
+                             your identity provider with --sso"
+                                .into(),
+                        )
+                    })?;
+                commands::login(&server, &token, &profile, output).await
+            }
+        }
         Command::Enroll {
             link,
             server,

@@ -1453,13 +1453,17 @@ pub async fn device_poll(app: &AppState, handle: &str) -> Result<DeviceToken, Se
             });
         }
     };
-    check_domain(&resolved, &verified)?;
+    // Taken once, whatever comes of it: a second poll that raced this one
+    // finds nothing, and a refused sign-in is not tried again.
     let now = app.now();
     let mut tx = app.store().begin().await?;
-    // Taken once: a second poll that raced this one finds nothing.
-    if tx.take_sign_in_flow(&key, now).await?.is_none() {
+    let taken = tx.take_sign_in_flow(&key, now).await?;
+    tx.commit_unaudited().await?;
+    if taken.is_none() {
         return Err(unknown());
     }
+    check_domain(&resolved, &verified)?;
+    let mut tx = app.store().begin().await?;
     let (principal, mut events) =
         signing_in(&mut tx, flow.tenant.as_ref(), &resolved, &verified, now).await?;
     let auth_time = verified.auth_time.unwrap_or(now).min(now);

@@ -82,7 +82,7 @@ async fn world(backend: Backend) -> Option<World> {
         c.notifications.allow_private_targets = true;
     })
     .await?;
-    server.advance(Utc::now() - start_time());
+    server.advance(lockbox_core::Clock::now(&lockbox_core::SystemClock) - start_time());
     let callback = format!("{}/sign-in/callback", server.url);
     let config = IdpConfig {
         clients: vec![
@@ -682,7 +682,8 @@ async fn decisions_step_up_and_carry_the_idps_evidence(backend: Backend) {
     assert_eq!(report.unproven.len(), 1, "{report:?}");
     assert_eq!(report.unproven[0].actor, "bob");
     // Any edit of the decision, its evidence or its approver fails it.
-    let edits: [(&str, fn(&mut Value)); 5] = [
+    type Edit = fn(&mut Value);
+    let edits: [(&str, Edit); 5] = [
         ("reason", |e| e["data"]["reason"] = json!("ticket 4712")),
         ("duration", |e| e["data"]["duration_hours"] = json!(8)),
         ("asked_at", |e| {

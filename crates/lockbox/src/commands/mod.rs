@@ -6,7 +6,9 @@ mod cases;
 mod channels;
 mod gateways;
 mod grants;
+mod identity_providers;
 mod requests;
+mod sso;
 mod tenants;
 mod users;
 
@@ -15,11 +17,12 @@ pub(crate) use channels::{ChannelCommand, channel};
 pub(crate) use gateways::{GatewayCommand, gateway};
 pub(crate) use grants::{GrantCommand, check, grant};
 pub(crate) use requests::{RequestCommand, request};
+pub(crate) use sso::login_sso;
 pub(crate) use tenants::{TenantCommand, tenant};
 pub(crate) use users::{UserCommand, user};
 
 use crate::CliError;
-use crate::output::{Output, json};
+use crate::output::{Output, json, when};
 use crate::remote::{self, Profile, Remote};
 
 /// How a client command prints, and where it goes.
@@ -54,6 +57,19 @@ pub(crate) async fn login(
     profile: &str,
     output: Output,
 ) -> Result<(), CliError> {
+    save_login(server, token, profile, output, None).await
+}
+
+/// Checks `token` against the server, saves it as `profile`, and says who
+/// is signed in (never the token); `sso_until` is when a token from single
+/// sign-on stops working.
+async fn save_login(
+    server: &str,
+    token: &str,
+    profile: &str,
+    output: Output,
+    sso_until: Option<&chrono::DateTime<chrono::Utc>>,
+) -> Result<(), CliError> {
     let client = remote::client_for(server, Some(token.to_owned()))?;
     let me = client.me().await?;
     let path = remote::save_profile(
@@ -70,8 +86,11 @@ pub(crate) async fn login(
                 .pointer("/principal/id")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("?");
+            let how = sso_until.map_or_else(String::new, |until| {
+                format!(" through single sign-on until {}", when(until))
+            });
             println!(
-                "Signed in to {server} as {who}; profile `{profile}` saved in {} (readable by you only).",
+                "Signed in to {server} as {who}{how}; profile `{profile}` saved in {} (readable by you only).",
                 path.display()
             );
             Ok(())

@@ -1,8 +1,10 @@
-//! `lockbox tenant …`: onboarding, listing, the Lockbox opt-in, policy.
+//! `lockbox tenant …`: onboarding, listing, the Lockbox opt-in, policy,
+//! the identity provider.
 
 use lockbox_api as api;
 use lockbox_client::Client;
 
+use super::identity_providers::{IdentityProviderCommand, identity_provider};
 use super::{Common, id};
 use crate::CliError;
 use crate::output::{Output, Row, fields, json, rows, when};
@@ -88,6 +90,12 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         max_active_grants_per_holder: Option<u32>,
     },
+    /// The tenant's identity provider, for single sign-on (its
+    /// TenantAdmins): set, show, remove.
+    IdentityProvider {
+        #[command(subcommand)]
+        action: IdentityProviderCommand,
+    },
 }
 
 impl Row for api::Tenant {
@@ -168,6 +176,7 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
             ]);
             Ok(())
         }
+        TenantCommand::IdentityProvider { action } => identity_provider(&c, out, action).await,
         TenantCommand::Enable { tenant } => set_lockbox(&c, out, &tenant, true).await,
         TenantCommand::Disable { tenant } => set_lockbox(&c, out, &tenant, false).await,
         TenantCommand::Policy {

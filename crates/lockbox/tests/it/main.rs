@@ -15,8 +15,10 @@ use std::time::Duration;
 mod audit;
 mod cli;
 mod crash;
+mod evidence;
 mod proxies;
 mod sshd;
+mod sso;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockbox");
 
