@@ -933,6 +933,97 @@ async fn a_first_sign_in_creates_a_person_when_the_tenant_allows_it(backend: Bac
     }
 }
 
+/// The provider's own IdP (`[oidc]`): an operator enrols through it with a
+/// new enrolment link and then signs in by subject; a tenant's person
+/// cannot sign in through it.
+async fn the_providers_people_sign_in_through_the_providers_idp(backend: Backend) {
+    // The IdP must know the server's redirect URI before the server
+    // starts: a free port, chosen first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callback = format!("http://127.0.0.1:{port}/sign-in/callback");
+    let config = IdpConfig {
+        clients: vec![IdpClient::confidential(
+            "lockbox-provider",
+            SECRET,
+            &callback,
+        )],
+        accounts: vec![
+            IdpAccount::new("sub-sam", "sam", "pw-sam", "sam@provider.example", "Sam"),
+            IdpAccount::new(
+                "sub-olivia",
+                "olivia",
+                "pw-olivia",
+                "olivia@contoso.com",
+                "O",
+            ),
+        ],
+        ..IdpConfig::default()
+    };
+    let Some(idp) = Idp::start(&config).await.expect("start the IdP") else {
+        eprintln!("skipped: node or the IdP's node_modules is missing");
+        return;
+    };
+    let secret_file = std::env::temp_dir().join(format!(
+        "lockbox-provider-idp-{}-{port}",
+        std::process::id()
+    ));
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let issuer = idp.issuer().to_owned();
+    let file = secret_file.clone();
+    let Some(server) = TestServer::configured(backend, move |c| {
+        c.notifications.allow_private_targets = true;
+        c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.oidc.issuer = Some(issuer.clone());
+        c.oidc.client_id = Some("lockbox-provider".into());
+        c.oidc.client_secret_file = Some(file.clone());
+    })
+    .await
+    else {
+        return;
+    };
+    server.advance(lockbox_core::Clock::now(&lockbox_core::SystemClock) - start_time());
+    let c = Contoso::seed(&server).await;
+    let w = World { server, idp, c };
+    // sam's new link, from the provider's admin: enrol with the IdP.
+    let link = w.c.admin.client.issue_enrollment("sam").await.unwrap();
+    let secret = link.url.rsplit('/').next().unwrap();
+    let mut v = Visitor::new(&w.server);
+    let (status, page) = v.get(&format!("/enroll/{secret}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let csrf = hidden(&page, "csrf");
+    let (status, _, page) = v
+        .post(&format!("/enroll/{secret}/sso"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let back = w
+        .person("sam")
+        .authorize(&refresh_target(&page))
+        .await
+        .unwrap();
+    let (status, page) = v.get(&w.path(&back)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // Then by subject.
+    let (mut v, status, page) = w.sign_in("sam", "sam").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (status, page) = v.get("/cases").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // contoso has no IdP: olivia has no single sign-on, whoever she is at
+    // the provider's IdP.
+    let mut v = Visitor::new(&w.server);
+    let (_, page) = v.get("/sign-in").await;
+    let csrf = hidden(&page, "csrf");
+    let (status, _, page) = v
+        .post("/sign-in/sso", &[("csrf", &csrf), ("account", "olivia")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("not set up"), "{page}");
+    let _ = std::fs::remove_file(&secret_file);
+}
+
 on_both!(an_idp_on_a_private_address_is_refused);
 
 macro_rules! on_both_backends {
@@ -966,4 +1057,5 @@ on_both_backends!(
     decisions_step_up_and_carry_the_idps_evidence,
     sso_only_leaves_no_way_in_but_the_idp,
     a_first_sign_in_creates_a_person_when_the_tenant_allows_it,
+    the_providers_people_sign_in_through_the_providers_idp,
 );
