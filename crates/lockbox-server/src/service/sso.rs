@@ -601,6 +601,14 @@ async fn depart(
     })
 }
 
+/// The SHA-256 of an enrolment link's secret, as a flow keeps it (hex).
+fn link_hash(hex_text: &str) -> Result<[u8; 32], ServiceError> {
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ServiceError::Internal("a malformed enrolment hash".into()))
+}
+
 fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))
 }
@@ -953,6 +961,12 @@ pub async fn finish(
     if let Purpose::Link { session } = &flow.purpose {
         return link_session(app, session, &verified, flow.next).await;
     }
+    // The enrolment link checked usable (on a connection of its own)
+    // before this transaction takes one: it is checked again, locked,
+    // inside it.
+    if let Purpose::Enroll { link } = &flow.purpose {
+        accounts::link_for_hash(app, &link_hash(link)?, client).await?;
+    }
     let now = app.now();
     let mut tx = app.store().begin().await?;
     let (principal, events) = match &flow.purpose {
@@ -960,11 +974,7 @@ pub async fn finish(
             signing_in(&mut tx, flow.tenant.as_ref(), &resolved, &verified, now).await?
         }
         Purpose::Enroll { link } => {
-            let hash: [u8; 32] = hex::decode(link)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| ServiceError::Internal("a malformed enrolment hash".into()))?;
-            accounts::link_for_hash(app, &hash, client).await?;
+            let hash = link_hash(link)?;
             if let Some(other) = tx
                 .linked_principal(&verified.issuer, &verified.subject)
                 .await?

@@ -660,6 +660,35 @@ async fn decisions_step_up_and_carry_the_idps_evidence(backend: Backend) {
         w.c.sam.client.request(&asked.id).await.unwrap().status,
         "denied"
     );
+    // A revocation of the first request's grant, likewise.
+    let first = approved
+        .iter()
+        .find(|e| e["data"]["evidence"].is_object())
+        .unwrap()["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, page) = v.get(&format!("/requests/{first}")).await;
+    let csrf = hidden(&page, "csrf");
+    let (status, _, page) = v
+        .post(
+            &format!("/requests/{first}/revoke"),
+            &[("csrf", &csrf), ("reason", "done early")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let back = olivia.authorize(&refresh_target(&page)).await.unwrap();
+    let (status, page) = v.get(&w.path(&back)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        w.c.sam.client.request(&first).await.unwrap().status,
+        "revoked"
+    );
+    let revoked = w.events("grant.revoked").await;
+    assert!(
+        revoked[0]["data"]["evidence"]["id_token"].is_string(),
+        "{revoked:?}"
+    );
     // A decision with an API token carries no evidence.
     let asked = w.c.request(Contoso::VM, "Reader", Some(1)).await;
     w.c.bob
@@ -677,7 +706,7 @@ async fn decisions_step_up_and_carry_the_idps_evidence(backend: Backend) {
         .unwrap();
     let text = String::from_utf8(export).unwrap();
     let report = check_evidence(&w, &text);
-    assert_eq!(report.proven, 2, "{report:?}");
+    assert_eq!(report.proven, 3, "{report:?}");
     assert!(report.faults.is_empty(), "{report:?}");
     assert_eq!(report.unproven.len(), 1, "{report:?}");
     assert_eq!(report.unproven[0].actor, "bob");
