@@ -292,7 +292,12 @@ await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(0, '127.0.0.1', resolve);
 });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+// The issuer may name another host for 127.0.0.1 (`localhost`: another
+// site than a relying party on 127.0.0.1, as a real IdP is).
+const issuerHost = typeof config.host === 'string' && /^[a-z0-9.-]+$/.test(config.host)
+  ? config.host
+  : '127.0.0.1';
+const issuer = `http://${issuerHost}:${server.address().port}`;
 
 const provider = new Provider(issuer, {
   clients,

@@ -281,6 +281,11 @@ pub struct IdpConfig {
     pub accounts: Vec<IdpAccount>,
     /// Its signing key.
     pub key: KeyType,
+    /// The host name its issuer names (`None`: `127.0.0.1`); it listens on
+    /// 127.0.0.1 whatever the name. `localhost` makes it another *site*
+    /// than a server on `127.0.0.1`, as a real IdP is, so a browser treats
+    /// the way back from it as a cross-site navigation.
+    pub host: Option<String>,
 }
 
 impl IdpConfig {
@@ -317,7 +322,12 @@ impl IdpConfig {
                 })
             })
             .collect();
-        json!({ "clients": clients, "accounts": accounts, "key": self.key.alg() })
+        json!({
+            "clients": clients,
+            "accounts": accounts,
+            "key": self.key.alg(),
+            "host": self.host.as_deref().unwrap_or("127.0.0.1"),
+        })
     }
 }
 
@@ -1124,6 +1134,7 @@ mod tests {
             ],
             accounts: vec![olivia, bob],
             key,
+            host: None,
         }
     }
 

@@ -84,6 +84,10 @@ async fn an_approval_through_the_customers_idp_is_proven_offline() {
             "olivia@contoso.com",
             "Olivia",
         )],
+        // Another site than the server (127.0.0.1), as a real IdP is: the
+        // way back from it is a cross-site navigation, on which the
+        // portal's SameSite=Strict session cookie is not sent.
+        host: Some("localhost".into()),
         ..IdpConfig::default()
     };
     let Some(idp) = Idp::start(&config).await.expect("start the IdP") else {
