@@ -1,5 +1,7 @@
 //! The tenant admin's page: the opt-in, the policy, role assignments,
-//! notification channels, and the SSH certificate authority.
+//! notification channels, the SSH certificate authority, and single
+//! sign-on (shown; set through the API or `lockbox tenant
+//! identity-provider`).
 
 use axum::extract::State;
 use lockbox_core::{
@@ -16,7 +18,7 @@ use super::{
 use crate::extract::Path;
 use crate::service::channels::{self, NewChannel};
 use crate::service::tenants::{self, NewRole};
-use crate::service::{Refusal, ServiceError, ssh};
+use crate::service::{Refusal, ServiceError, ssh, sso};
 use crate::{AppState, authz};
 
 /// The person's tenant (only a tenant's users administer one; the API
@@ -77,6 +79,14 @@ pub(crate) async fn settings(
         }) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    let idp = match sso::get(&app, caller, &tenant).await {
+        Ok(stored) => Some(stored.provider),
+        Err(ServiceError::Refused {
+            refusal: Refusal::NotFound,
+            ..
+        }) => None,
+        Err(e) => return Err(e.into()),
+    };
     Ok(page(&view::Settings {
         chrome: session.chrome("/settings"),
         notice: notice.text(),
@@ -94,6 +104,8 @@ pub(crate) async fn settings(
         channels: channels.iter().map(ChannelView::new).collect(),
         ssh_ca,
         public_url: app.public_url().to_owned(),
+        idp,
+        redirect_uri: sso::redirect_uri(&app),
     }))
 }
 

@@ -647,6 +647,10 @@ pub(crate) struct Settings {
     pub(crate) ssh_ca: Vec<String>,
     /// Where the API answers (for the `sshd_config` snippet).
     pub(crate) public_url: String,
+    /// The tenant's identity provider, if it has one.
+    pub(crate) idp: Option<lockbox_core::sso::IdentityProvider>,
+    /// The redirect URI to register at an IdP.
+    pub(crate) redirect_uri: String,
 }
 
 #[derive(Template)]

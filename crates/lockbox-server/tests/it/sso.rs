@@ -300,9 +300,23 @@ async fn only_the_tenants_admins_set_its_idp_and_the_secret_never_comes_back(bac
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    // The admin's settings page says there is none, and what to register.
+    w.server.set_password("alice", PASSWORD).await;
+    let mut portal = Visitor::new(&w.server);
+    assert_eq!(
+        portal.sign_in("alice", "/settings").await.0,
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = portal.get("/settings").await;
+    assert!(page.contains("sso-none"), "{page}");
+    assert!(page.contains(&format!("{}/sign-in/callback", w.server.url)));
     let (status, body) = w.set_idp(json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["issuer"], w.idp.issuer());
+    let (_, page) = portal.get("/settings").await;
+    assert!(page.contains("sso-settings"), "{page}");
+    assert!(page.contains(w.idp.issuer()), "{page}");
+    assert!(!page.contains(SECRET));
     assert_eq!(body["principal_claim"], "email");
     assert_eq!(body["decision_max_age_minutes"], 10);
     assert_eq!(
@@ -858,6 +872,50 @@ async fn sso_only_leaves_no_way_in_but_the_idp(backend: Backend) {
     );
 }
 
+/// A device sign-in the IdP finished but Lockbox refuses (an address
+/// outside the tenant's domains) is spent: polled again, it is unknown.
+async fn a_refused_device_sign_in_is_spent(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    assert_eq!(w.set_idp(json!({})).await.0, 200);
+    let anon = w.server.anonymous();
+    let (status, started) = call(
+        &anon,
+        Method::POST,
+        "/v1/sso/device",
+        Some(&json!({"tenant": "contoso"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    w.person("eve")
+        .approve_device(
+            started["verification_uri"].as_str().unwrap(),
+            started["user_code"].as_str().unwrap(),
+        )
+        .await
+        .unwrap();
+    let handle = json!({"device_code": started["device_code"]});
+    let (status, body) = call(&anon, Method::POST, "/v1/sso/device/token", Some(&handle)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("domain"),
+        "{body}"
+    );
+    w.server.advance(TimeDelta::seconds(
+        started["interval"].as_i64().unwrap() + 1,
+    ));
+    let (status, body) = call(&anon, Method::POST, "/v1/sso/device/token", Some(&handle)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no such device sign-in"),
+        "{body}"
+    );
+}
+
 /// Sets olivia's password (for the password paths SSO only must close).
 async fn server_password(w: &World) {
     w.server.set_password("olivia", PASSWORD).await;
@@ -1087,4 +1145,5 @@ on_both_backends!(
     sso_only_leaves_no_way_in_but_the_idp,
     a_first_sign_in_creates_a_person_when_the_tenant_allows_it,
     the_providers_people_sign_in_through_the_providers_idp,
+    a_refused_device_sign_in_is_spent,
 );
