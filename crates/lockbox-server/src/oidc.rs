@@ -31,9 +31,8 @@ use openidconnect::core::{
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse as _,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
 };
 use serde_json::Value;
 
@@ -331,7 +330,6 @@ impl Oidc {
                 }
                 other => OidcError::Exchange(other.to_string()),
             })?;
-        let _ = response.access_token();
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::IdToken("the answer carries no ID token".to_owned()))?;
@@ -483,7 +481,7 @@ impl Oidc {
 }
 
 /// A device authorization started at an IdP.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct DeviceStart {
     /// The IdP's device code (kept by Lockbox, never shown).
     pub device_code: String,

@@ -745,9 +745,8 @@ async fn link_session(
     }
     let claim = verified.claim.clone().unwrap_or_default();
     let linked = link_to(&mut tx, &principal, verified, claim, "session", now).await?;
-    let plain = (*principal).clone();
-    drop(principal);
-    start_sso_session(tx, plain, vec![linked], verified, next, now).await
+    let principal = (*principal).clone();
+    start_sso_session(tx, principal, vec![linked], verified, next, now).await
 }
 
 /// Links `principal` to the subject of `verified` (refused when that
@@ -864,15 +863,13 @@ pub async fn step_up(
         .map(Some)
 }
 
-/// A sign-in finished: the session's secret (`lbs_…`), whose it is, and
-/// where the person goes next.
+/// A sign-in finished: the session's secret (`lbs_…`), and where the
+/// person goes next.
 #[derive(Debug)]
 pub struct Arrival {
     /// The new session token (none after a decision: the session it was
     /// asked from goes on).
     pub session: Option<String>,
-    /// Who signed in.
-    pub principal: PrincipalId,
     /// Where to go.
     pub next: String,
 }
@@ -943,7 +940,7 @@ pub async fn finish(
         max_age_minutes,
     } = &flow.purpose
     {
-        let principal = decide(
+        decide(
             app,
             &verified,
             digest,
@@ -954,7 +951,6 @@ pub async fn finish(
         .await?;
         return Ok(Arrival {
             session: None,
-            principal,
             next: flow.next,
         });
     }
@@ -1142,6 +1138,51 @@ async fn create_on_first_sign_in(
     Ok((principal, vec![created, linked]))
 }
 
+/// Stores `token` as one from single sign-on (the IdP's `auth_time` on
+/// it) and makes its `token.created`: the owner, the expiry, `extra`'s
+/// members, and the IdP's issuer, subject, `auth_time`, `acr` and `amr`
+/// (with `via`, when given).
+async fn insert_sso_token(
+    tx: &mut Tx,
+    principal: &Principal,
+    token: &auth::IssuedToken,
+    verified: &crate::oidc::Verified,
+    now: Timestamp,
+    extra: serde_json::Value,
+    via: Option<&str>,
+) -> Result<PendingEvent, ServiceError> {
+    let auth_time = verified.auth_time.unwrap_or(now).min(now);
+    let mut record = token.record.clone();
+    record.sso_auth_time = Some(auth_time);
+    tx.insert_token(&record).await?;
+    let mut sso = json!({
+        "issuer": verified.issuer,
+        "subject": verified.subject,
+        "auth_time": auth_time,
+        "acr": verified.acr,
+        "amr": verified.amr,
+    });
+    if let (Some(via), Some(fields)) = (via, sso.as_object_mut()) {
+        fields.insert("via".to_owned(), json!(via));
+    }
+    let mut data = json!({
+        "principal": principal.id,
+        "expires_at": record.expires_at,
+        "sso": sso,
+    });
+    if let (Some(fields), Some(more)) = (data.as_object_mut(), extra.as_object()) {
+        fields.extend(more.clone());
+    }
+    Ok(PendingEvent::new(
+        chain_of(principal),
+        now,
+        principal.id.clone(),
+        EventKind::TokenCreated,
+        record.id,
+        data,
+    ))
+}
+
 /// Mints a session from single sign-on for `principal` (recording
 /// `token.created` with the IdP's `auth_time`, `acr` and `amr`) and
 /// commits it with `events`.
@@ -1153,33 +1194,22 @@ async fn start_sso_session(
     next: String,
     now: Timestamp,
 ) -> Result<Arrival, ServiceError> {
-    let auth_time = verified.auth_time.unwrap_or(now).min(now);
-    let mut token = auth::issue_session(&principal.id, now, now + TimeDelta::hours(SESSION_HOURS))?;
-    token.record.sso_auth_time = Some(auth_time);
-    tx.insert_token(&token.record).await?;
-    events.push(PendingEvent::new(
-        chain_of(&principal),
-        now,
-        principal.id.clone(),
-        EventKind::TokenCreated,
-        token.record.id,
-        json!({
-            "principal": principal.id,
-            "expires_at": token.record.expires_at,
-            "session": true,
-            "sso": {
-                "issuer": verified.issuer,
-                "subject": verified.subject,
-                "auth_time": auth_time,
-                "acr": verified.acr,
-                "amr": verified.amr,
-            },
-        }),
-    ));
+    let token = auth::issue_session(&principal.id, now, now + TimeDelta::hours(SESSION_HOURS))?;
+    events.push(
+        insert_sso_token(
+            &mut tx,
+            &principal,
+            &token,
+            verified,
+            now,
+            json!({ "session": true }),
+            None,
+        )
+        .await?,
+    );
     tx.commit(events).await?;
     Ok(Arrival {
         session: Some(token.secret),
-        principal: principal.id,
         next,
     })
 }
@@ -1196,7 +1226,7 @@ async fn decide(
     session: &TokenId,
     grant: Option<&GrantId>,
     max_age_minutes: u32,
-) -> Result<PrincipalId, ServiceError> {
+) -> Result<(), ServiceError> {
     let now = app.now();
     let caller = {
         let mut tx = app.store().read().await?;
@@ -1255,7 +1285,7 @@ async fn decide(
     tx.set_sso_auth_time(session, verified.auth_time.unwrap_or(now).min(now))
         .await?;
     tx.commit_unaudited().await?;
-    Ok(caller.principal.id)
+    Ok(())
 }
 
 // ------------------------------------------------------------ the command line
@@ -1405,13 +1435,14 @@ pub async fn device_poll(app: &AppState, handle: &str) -> Result<DeviceToken, Se
     else {
         return Err(unknown());
     };
+    let every = *interval;
     if now < *next_poll {
         return Err(ServiceError::refused(
             super::Refusal::SlowDown,
-            format!("poll at most every {interval} seconds"),
+            format!("poll at most every {every} seconds"),
         ));
     }
-    *next_poll = now + TimeDelta::seconds(i64::try_from(*interval).unwrap_or(5));
+    *next_poll = now + TimeDelta::seconds(i64::try_from(every).unwrap_or(5));
     let device_code = device_code.clone();
     let updated =
         serde_json::to_string(&flow).map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -1443,10 +1474,7 @@ pub async fn device_poll(app: &AppState, handle: &str) -> Result<DeviceToken, Se
         Ok(crate::oidc::DevicePoll::SlowDown) => {
             return Err(ServiceError::refused(
                 super::Refusal::SlowDown,
-                format!(
-                    "poll at most every {interval} seconds",
-                    interval = interval_of(&flow)
-                ),
+                format!("poll at most every {every} seconds"),
             ));
         }
         Ok(crate::oidc::DevicePoll::Done(verified)) => *verified,
@@ -1476,45 +1504,27 @@ pub async fn device_poll(app: &AppState, handle: &str) -> Result<DeviceToken, Se
     let mut tx = app.store().begin().await?;
     let (principal, mut events) =
         signing_in(&mut tx, flow.tenant.as_ref(), &resolved, &verified, now).await?;
-    let auth_time = verified.auth_time.unwrap_or(now).min(now);
     let mut token = auth::issue_token(
         &principal.id,
         now,
         Some(now + TimeDelta::hours(CLI_TOKEN_HOURS)),
     )?;
-    token.record.sso_auth_time = Some(auth_time);
     token.record.name = Some("lockbox login --sso".to_owned());
-    tx.insert_token(&token.record).await?;
-    events.push(PendingEvent::new(
-        chain_of(&principal),
-        now,
-        principal.id.clone(),
-        EventKind::TokenCreated,
-        token.record.id,
-        json!({
-            "principal": principal.id,
-            "expires_at": token.record.expires_at,
-            "name": token.record.name,
-            "sso": {
-                "issuer": verified.issuer,
-                "subject": verified.subject,
-                "auth_time": auth_time,
-                "acr": verified.acr,
-                "amr": verified.amr,
-                "via": "device",
-            },
-        }),
-    ));
+    events.push(
+        insert_sso_token(
+            &mut tx,
+            &principal,
+            &token,
+            &verified,
+            now,
+            json!({ "name": token.record.name }),
+            Some("device"),
+        )
+        .await?,
+    );
     tx.commit(events).await?;
     Ok(DeviceToken {
         principal: principal.id,
         token,
     })
-}
-
-fn interval_of(flow: &Flow) -> u64 {
-    match &flow.purpose {
-        Purpose::Device { interval, .. } => *interval,
-        _ => 5,
-    }
 }

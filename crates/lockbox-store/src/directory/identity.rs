@@ -187,13 +187,15 @@ impl Tx {
             .iter()
             .map(link_of)
             .collect::<Result<Vec<_>, _>>()?;
-        for link in &links {
-            self.run(
-                sqlx::query("DELETE FROM identity_links WHERE principal_id = $1")
-                    .bind(link.principal.as_str().to_owned()),
+        self.run(
+            sqlx::query(
+                "DELETE FROM identity_links WHERE issuer = $2 AND principal_id IN \
+                 (SELECT id FROM principals WHERE tenant_id = $1)",
             )
-            .await?;
-        }
+            .bind(tenant.as_str().to_owned())
+            .bind(stored.provider.issuer.clone()),
+        )
+        .await?;
         self.run(
             sqlx::query("DELETE FROM identity_providers WHERE tenant_id = $1")
                 .bind(tenant.as_str().to_owned()),
