@@ -16,10 +16,12 @@
 //! and a notification about the same grant, a reload racing a revoke) and
 //! the index still ends where the database is.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet, HashTable};
 
 use chrono::TimeDelta;
 use serde::Serialize;
@@ -230,6 +232,14 @@ impl Entry {
             && matches!(inner.get(end), None | Some(b'/'))
     }
 
+    /// Moves the entry forward to `state` (never back): whether it was
+    /// active and is no longer.
+    fn advance(&mut self, state: EntryState) -> bool {
+        let was = self.state;
+        self.state = self.state.max(state);
+        was == EntryState::Active && self.state != EntryState::Active
+    }
+
     /// `None` when the entry allows; otherwise why not. The caller has
     /// checked that the scope covers the resource.
     fn deny_reason(&self, allows: impl Fn() -> bool, now_us: i64) -> Option<CheckReason> {
@@ -244,49 +254,514 @@ impl Entry {
     }
 }
 
-/// A holder's grants in one subscription: almost always one, kept inline
-/// so that a decision reads it from the table itself.
-#[derive(Debug, Clone)]
-enum Bucket {
-    One(Entry),
-    Many(Vec<Entry>),
+/// A bucket holding more than this many grants is indexed by scope; up to
+/// it, a decision reads every entry, which costs less than hashing.
+const SCAN_LIMIT: usize = 8;
+
+/// What a bucket's scope index needs from the index around it: the scope
+/// heads (entries keep only their number) and the key its hashes use.
+#[derive(Clone, Copy)]
+struct Scopes<'a> {
+    heads: &'a [Box<str>],
+    hasher: &'a ScopeHasher,
 }
 
-impl Bucket {
-    fn entries(&self) -> &[Entry] {
-        match self {
-            Self::One(e) => std::slice::from_ref(e),
-            Self::Many(v) => v,
+/// The keyed hasher of scopes (a new key for every index, so nobody can
+/// choose scopes that collide).
+type ScopeHasher = hashbrown::DefaultHashBuilder;
+
+/// The hash of the whole subscription as a scope (no segment).
+const ROOT: u64 = 0;
+
+impl<'a> Scopes<'a> {
+    fn head(&self, n: u32) -> &'a [u8] {
+        numbered(self.heads, n).map_or(&[][..], |h| h.as_bytes())
+    }
+
+    /// The hash of a scope one segment below the scope hashed `parent`:
+    /// each segment is hashed on its own, ignoring case, and chained, so
+    /// that every scope above a resource is hashed in one pass over its id.
+    fn child(&self, parent: u64, segment: &[u8]) -> u64 {
+        let mut folded = [0u8; 64];
+        let segment_hash = match folded.get_mut(..segment.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(segment);
+                slot.make_ascii_lowercase();
+                self.hasher.hash_one(&*slot)
+            }
+            None => self.hasher.hash_one(segment.to_ascii_lowercase()),
+        };
+        self.hasher.hash_one((parent, segment_hash))
+    }
+
+    /// An entry's scope: its hash and its depth (segments).
+    fn key(&self, entry: &Entry) -> (u64, u32) {
+        let (head, name) = (self.head(entry.head), entry.name.as_bytes());
+        if head.is_empty() && name.is_empty() {
+            return (ROOT, 0);
+        }
+        let mut hash = ROOT;
+        let mut depth = 0;
+        for segment in head.split(|&b| b == b'/').skip(1).chain([name]) {
+            hash = self.child(hash, segment);
+            depth += 1;
+        }
+        (hash, depth)
+    }
+
+    /// Whether `entry`'s scope is exactly `scope` (what follows the
+    /// subscription), ignoring case.
+    fn is(&self, entry: &Entry, scope: &str) -> bool {
+        let (head, name) = (self.head(entry.head), entry.name.as_bytes());
+        if head.is_empty() && name.is_empty() {
+            scope.is_empty()
+        } else {
+            scope.len() == head.len() + 1 + name.len() && entry.covers(head, scope)
         }
     }
 
-    fn entries_mut(&mut self) -> &mut [Entry] {
+    /// Whether two entries have the same scope, ignoring case.
+    fn same(&self, a: &Entry, b: &Entry) -> bool {
+        self.head(a.head).eq_ignore_ascii_case(self.head(b.head))
+            && a.name.as_bytes().eq_ignore_ascii_case(b.name.as_bytes())
+    }
+}
+
+/// The bit of a depth in [`Scoped::depths`] (depths past 63 share one).
+fn depth_bit(depth: u32) -> u64 {
+    1 << depth.min(63)
+}
+
+/// What a decision has found so far among the entries covering the
+/// resource, and how many entries it has read.
+#[derive(Default)]
+struct Finding<'a> {
+    /// The allowing entry that lasts longest.
+    allowed: Option<&'a Entry>,
+    /// The denial closest to an allow.
+    denied: Option<(CheckReason, &'a Entry)>,
+    inspected: usize,
+}
+
+impl<'a> Finding<'a> {
+    /// Judges `entry`, whose scope covers the resource; returns why it
+    /// does not allow, or `None` when it does.
+    fn judge(&mut self, entry: &'a Entry, action: &Action, now_us: i64) -> Option<CheckReason> {
+        let reason = entry.deny_reason(|| entry.actions.allows(action), now_us);
+        match reason {
+            None => {
+                if self
+                    .allowed
+                    .is_none_or(|best| entry.not_after_us > best.not_after_us)
+                {
+                    self.allowed = Some(entry);
+                }
+            }
+            Some(reason) => {
+                if self
+                    .denied
+                    .is_none_or(|(best, _)| reason.rank() > best.rank())
+                {
+                    self.denied = Some((reason, entry));
+                }
+            }
+        }
+        reason
+    }
+}
+
+/// The grants of one bucket with one scope (ignoring case).
+#[derive(Debug, Clone)]
+enum Group {
+    One(Entry),
+    Crowd(Box<Crowd>),
+}
+
+/// Several grants with the same scope: the active ones (few: a policy
+/// bounds how many a holder has) by end, latest first; the revoked and
+/// the ended ones (any number) by id, so that a decision reads one of each
+/// and a change finds its grant without a scan.
+#[derive(Debug, Clone, Default)]
+struct Crowd {
+    live: Vec<Entry>,
+    revoked: BTreeMap<GrantId, Entry>,
+    ended: BTreeMap<GrantId, Entry>,
+}
+
+impl Crowd {
+    fn place(&mut self, entry: Entry) {
+        match entry.state {
+            EntryState::Active => {
+                let at = self
+                    .live
+                    .partition_point(|e| e.not_after_us > entry.not_after_us);
+                self.live.insert(at, entry);
+            }
+            EntryState::Revoked => {
+                self.revoked.insert(entry.id, entry);
+            }
+            EntryState::Ended => {
+                self.ended.insert(entry.id, entry);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.live.len() + self.revoked.len() + self.ended.len()
+    }
+
+    fn first(&self) -> Option<&Entry> {
+        self.live
+            .first()
+            .or_else(|| self.revoked.values().next())
+            .or_else(|| self.ended.values().next())
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.live
+            .iter()
+            .chain(self.revoked.values())
+            .chain(self.ended.values())
+    }
+
+    fn get(&self, id: GrantId) -> Option<&Entry> {
+        self.live
+            .iter()
+            .find(|e| e.id == id)
+            .or_else(|| self.revoked.get(&id))
+            .or_else(|| self.ended.get(&id))
+    }
+
+    /// Moves grant `id` forward to `state`; `None` when it is not here.
+    fn advance(&mut self, id: GrantId, state: EntryState) -> Option<bool> {
+        if let Some(at) = self.live.iter().position(|e| e.id == id) {
+            if state == EntryState::Active {
+                return Some(false);
+            }
+            let mut entry = self.live.remove(at);
+            entry.state = state;
+            self.place(entry);
+            return Some(true);
+        }
+        if state == EntryState::Ended
+            && let Some(mut entry) = self.revoked.remove(&id)
+        {
+            entry.state = state;
+            self.place(entry);
+            return Some(false);
+        }
+        (self.revoked.contains_key(&id) || self.ended.contains_key(&id)).then_some(false)
+    }
+
+    /// Keeps the entries `keep` accepts.
+    fn retain(&mut self, keep: &impl Fn(&Entry) -> bool) {
+        self.live.retain(keep);
+        self.revoked.retain(|_, e| keep(e));
+        self.ended.retain(|_, e| keep(e));
+    }
+
+    /// Judges the entries that can change the answer: active ones until one
+    /// allows or has run out (those after it end earlier still), then the
+    /// latest revoked and the latest ended.
+    fn decide<'a>(
+        &'a self,
+        finding: &mut Finding<'a>,
+        only: Option<GrantId>,
+        action: &Action,
+        now_us: i64,
+    ) {
+        if let Some(id) = only {
+            if let Some(entry) = self.get(id) {
+                finding.inspected += 1;
+                finding.judge(entry, action, now_us);
+            }
+            return;
+        }
+        for entry in &self.live {
+            finding.inspected += 1;
+            match finding.judge(entry, action, now_us) {
+                None | Some(CheckReason::Expired) => break,
+                Some(_) => {}
+            }
+        }
+        for entry in [&self.revoked, &self.ended]
+            .into_iter()
+            .filter_map(|over| over.values().next_back())
+        {
+            finding.inspected += 1;
+            finding.judge(entry, action, now_us);
+        }
+    }
+}
+
+impl Group {
+    fn first(&self) -> Option<&Entry> {
         match self {
-            Self::One(e) => std::slice::from_mut(e),
-            Self::Many(v) => v,
+            Self::One(e) => Some(e),
+            Self::Crowd(c) => c.first(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Crowd(c) => c.len(),
+        }
+    }
+
+    fn for_each<'a>(&'a self, f: &mut impl FnMut(&'a Entry)) {
+        match self {
+            Self::One(e) => f(e),
+            Self::Crowd(c) => c.entries().for_each(f),
         }
     }
 
     fn push(&mut self, entry: Entry) {
         match self {
             Self::One(first) => {
-                let first = first.clone();
-                *self = Self::Many(vec![first, entry]);
+                let mut crowd = Crowd::default();
+                crowd.place(first.clone());
+                crowd.place(entry);
+                *self = Self::Crowd(Box::new(crowd));
             }
-            Self::Many(v) => v.push(entry),
+            Self::Crowd(c) => c.place(entry),
+        }
+    }
+
+    fn advance(&mut self, id: GrantId, state: EntryState) -> Option<bool> {
+        match self {
+            Self::One(e) => (e.id == id).then(|| e.advance(state)),
+            Self::Crowd(c) => c.advance(id, state),
         }
     }
 
     /// Keeps the entries `keep` accepts; `false` when none is left.
-    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> bool {
+    fn retain(&mut self, keep: &impl Fn(&Entry) -> bool) -> bool {
         match self {
             Self::One(e) => keep(e),
-            Self::Many(v) => {
-                v.retain(|e| keep(e));
-                if let [only] = v.as_slice() {
+            Self::Crowd(c) => {
+                c.retain(keep);
+                if c.len() == 1
+                    && let Some(only) = c.first()
+                {
                     *self = Self::One(only.clone());
                 }
-                !self.entries().is_empty()
+                self.len() > 0
+            }
+        }
+    }
+
+    fn decide<'a>(
+        &'a self,
+        finding: &mut Finding<'a>,
+        only: Option<GrantId>,
+        action: &Action,
+        now_us: i64,
+    ) {
+        match self {
+            Self::One(e) => {
+                if only.is_none_or(|id| id == e.id) {
+                    finding.inspected += 1;
+                    finding.judge(e, action, now_us);
+                }
+            }
+            Self::Crowd(c) => c.decide(finding, only, action, now_us),
+        }
+    }
+}
+
+/// A bucket with more than [`SCAN_LIMIT`] grants: its grants by scope, so
+/// that a decision looks up each scope above the resource (only at the
+/// depths some grant's scope has) and judges a bounded number of entries
+/// there, however many grants the holder has in the subscription.
+#[derive(Debug, Clone, Default)]
+struct Scoped {
+    groups: HashTable<Group>,
+    /// Bit `d` is set when some scope has `d` segments.
+    depths: u64,
+    len: usize,
+}
+
+impl Scoped {
+    fn insert(&mut self, scopes: Scopes<'_>, entry: Entry) {
+        let (hash, depth) = scopes.key(&entry);
+        self.depths |= depth_bit(depth);
+        self.len += 1;
+        let same = |g: &Group| g.first().is_some_and(|f| scopes.same(f, &entry));
+        match self.groups.find_mut(hash, same) {
+            Some(group) => group.push(entry),
+            None => {
+                self.groups.insert_unique(hash, Group::One(entry), |g| {
+                    g.first().map_or(ROOT, |f| scopes.key(f).0)
+                });
+            }
+        }
+    }
+
+    /// Calls `visit` with every group whose scope contains the resource
+    /// whose id after the subscription is `rest`, shallowest first.
+    fn covering<'a>(&'a self, scopes: Scopes<'_>, rest: &str, mut visit: impl FnMut(&'a Group)) {
+        let mut probe = |hash: u64, scope: &str| {
+            if let Some(group) = self
+                .groups
+                .find(hash, |g| g.first().is_some_and(|f| scopes.is(f, scope)))
+            {
+                visit(group);
+            }
+        };
+        if self.depths & 1 != 0 {
+            probe(ROOT, "");
+        }
+        let mut hash = ROOT;
+        let mut end = 0;
+        for (depth, segment) in (1u32..).zip(rest.split('/').skip(1)) {
+            if self.depths.checked_shr(depth).unwrap_or(0) == 0 {
+                break;
+            }
+            end += 1 + segment.len();
+            hash = scopes.child(hash, segment.as_bytes());
+            if self.depths & depth_bit(depth) != 0 {
+                probe(hash, rest.get(..end).unwrap_or_default());
+            }
+        }
+    }
+
+    fn advance(
+        &mut self,
+        scopes: Scopes<'_>,
+        rest: &str,
+        id: GrantId,
+        state: EntryState,
+    ) -> Option<bool> {
+        let hash = rest
+            .split('/')
+            .skip(1)
+            .fold(ROOT, |hash, segment| scopes.child(hash, segment.as_bytes()));
+        self.groups
+            .find_mut(hash, |g| g.first().is_some_and(|f| scopes.is(f, rest)))
+            .and_then(|group| group.advance(id, state))
+    }
+}
+
+/// A holder's grants in one subscription: almost always one, kept inline
+/// so that a decision reads it from the table itself; a few, read in
+/// turn; or many, indexed by scope.
+#[derive(Debug, Clone)]
+enum Bucket {
+    One(Entry),
+    Few(Vec<Entry>),
+    Scoped(Box<Scoped>),
+}
+
+impl Bucket {
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Few(v) => v.len(),
+            Self::Scoped(s) => s.len,
+        }
+    }
+
+    fn for_each<'a>(&'a self, mut f: impl FnMut(&'a Entry)) {
+        match self {
+            Self::One(e) => f(e),
+            Self::Few(v) => v.iter().for_each(f),
+            Self::Scoped(s) => s.groups.iter().for_each(|g| g.for_each(&mut f)),
+        }
+    }
+
+    fn push(&mut self, scopes: Scopes<'_>, entry: Entry) {
+        match self {
+            Self::One(first) => {
+                let first = first.clone();
+                *self = Self::Few(vec![first, entry]);
+            }
+            Self::Few(v) if v.len() < SCAN_LIMIT => v.push(entry),
+            Self::Few(v) => {
+                let mut scoped = Scoped::default();
+                for e in v.drain(..).chain([entry]) {
+                    scoped.insert(scopes, e);
+                }
+                *self = Self::Scoped(Box::new(scoped));
+            }
+            Self::Scoped(s) => s.insert(scopes, entry),
+        }
+    }
+
+    /// Moves the grant `id` (with scope `rest`) forward to `state`:
+    /// whether it was active and is no longer, or `None` when the bucket
+    /// does not hold it.
+    fn advance(
+        &mut self,
+        scopes: Scopes<'_>,
+        rest: &str,
+        id: GrantId,
+        state: EntryState,
+    ) -> Option<bool> {
+        match self {
+            Self::One(e) => (e.id == id).then(|| e.advance(state)),
+            Self::Few(v) => v.iter_mut().find(|e| e.id == id).map(|e| e.advance(state)),
+            Self::Scoped(s) => s.advance(scopes, rest, id, state),
+        }
+    }
+
+    /// Keeps the entries `keep` accepts; `false` when none is left.
+    fn retain(&mut self, scopes: Scopes<'_>, keep: impl Fn(&Entry) -> bool) -> bool {
+        match self {
+            Self::One(e) => return keep(e),
+            Self::Few(v) => v.retain(&keep),
+            Self::Scoped(s) => {
+                s.groups.retain(|g| g.retain(&keep));
+                s.len = 0;
+                s.depths = 0;
+                for g in &s.groups {
+                    s.len += g.len();
+                    if let Some(first) = g.first() {
+                        s.depths |= depth_bit(scopes.key(first).1);
+                    }
+                }
+                if s.len <= SCAN_LIMIT {
+                    let mut few = Vec::with_capacity(s.len);
+                    for g in &s.groups {
+                        g.for_each(&mut |e| few.push(e.clone()));
+                    }
+                    *self = Self::Few(few);
+                }
+            }
+        }
+        if let Self::Few(v) = self
+            && v.len() <= 1
+        {
+            let Some(only) = v.pop() else { return false };
+            *self = Self::One(only);
+        }
+        true
+    }
+
+    /// Judges the entries covering the resource (whose id after the
+    /// subscription is `rest`) that can change the answer.
+    fn decide<'a>(
+        &'a self,
+        scopes: Scopes<'_>,
+        finding: &mut Finding<'a>,
+        rest: &str,
+        only: Option<GrantId>,
+        action: &Action,
+        now_us: i64,
+    ) {
+        let entries = match self {
+            Self::One(e) => std::slice::from_ref(e),
+            Self::Few(v) => v.as_slice(),
+            Self::Scoped(s) => {
+                s.covering(scopes, rest, |g| g.decide(finding, only, action, now_us));
+                return;
+            }
+        };
+        // Few enough to read every one.
+        for e in entries {
+            finding.inspected += 1;
+            if only.is_none_or(|id| id == e.id) && e.covers(scopes.head(e.head), rest) {
+                finding.judge(e, action, now_us);
             }
         }
     }
@@ -369,6 +844,8 @@ pub struct GrantIndex {
     /// (most grants use one of a few access levels); [`GrantIndex::prune`]
     /// drops those no entry uses any more.
     action_sets: HashSet<Arc<ActionSet>>,
+    /// The key of the scope hashes of buckets indexed by scope.
+    scope_hasher: ScopeHasher,
     grants: usize,
 }
 
@@ -451,8 +928,11 @@ impl GrantIndex {
         Ok(n)
     }
 
-    fn head(&self, n: u32) -> &[u8] {
-        numbered(&self.head_names, n).map_or(&[][..], |h| h.as_bytes())
+    fn scopes(&self) -> Scopes<'_> {
+        Scopes {
+            heads: &self.head_names,
+            hasher: &self.scope_hasher,
+        }
     }
 
     /// The index's copy of `actions`, shared with every entry that has the
@@ -490,14 +970,17 @@ impl GrantIndex {
             None => self.subscription_no(grant.scope.subscription(), grant.tenant.clone())?,
         };
         let key = (principal, subscription);
+        let rest = rest_of(&grant.scope);
+        let scopes = Scopes {
+            heads: &self.head_names,
+            hasher: &self.scope_hasher,
+        };
         if let Some(bucket) = self.buckets.get_mut(&key)
-            && let Some(entry) = bucket.entries_mut().iter_mut().find(|e| e.id == grant.id)
+            && let Some(narrowed) = bucket.advance(scopes, rest, grant.id, state)
         {
-            let was = entry.state;
-            entry.state = entry.state.max(state);
-            return Ok(was == EntryState::Active && entry.state != EntryState::Active);
+            return Ok(narrowed);
         }
-        let (head, name) = rest_of(&grant.scope).rsplit_once('/').unwrap_or(("", ""));
+        let (head, name) = rest.rsplit_once('/').unwrap_or(("", ""));
         let entry = Entry {
             id: grant.id,
             head: self.head_no(head)?,
@@ -507,8 +990,12 @@ impl GrantIndex {
             actions: self.action_set(&grant.actions),
             state,
         };
+        let scopes = Scopes {
+            heads: &self.head_names,
+            hasher: &self.scope_hasher,
+        };
         match self.buckets.get_mut(&key) {
-            Some(bucket) => bucket.push(entry),
+            Some(bucket) => bucket.push(scopes, entry),
             None => {
                 self.buckets.insert(key, Bucket::One(entry));
             }
@@ -528,7 +1015,7 @@ impl GrantIndex {
         action: &Action,
         now: Timestamp,
     ) -> CheckOutcome {
-        self.decide(principal, resource, action, now, None)
+        self.decide(principal, resource, action, now, None, &mut 0)
     }
 
     /// As [`GrantIndex::check`], under one grant only: what a credential
@@ -543,9 +1030,13 @@ impl GrantIndex {
         action: &Action,
         now: Timestamp,
     ) -> CheckOutcome {
-        self.decide(principal, resource, action, now, Some(grant))
+        self.decide(principal, resource, action, now, Some(grant), &mut 0)
     }
 
+    /// Decides, and counts in `inspected` the entries it judged: however
+    /// many grants the holder has in the subscription, only those whose
+    /// scope is one of the resource's (and of those, the ones that can
+    /// change the answer) once a bucket is indexed by scope.
     fn decide(
         &self,
         principal: &PrincipalId,
@@ -553,6 +1044,7 @@ impl GrantIndex {
         action: &Action,
         now: Timestamp,
         only: Option<GrantId>,
+        inspected: &mut usize,
     ) -> CheckOutcome {
         let deny = |reason, tenant| CheckOutcome {
             reason,
@@ -571,29 +1063,17 @@ impl GrantIndex {
         let Some(bucket) = self.buckets.get(&(holder, *subscription)) else {
             return deny(CheckReason::NoGrant, tenant);
         };
-        let rest = rest_of(resource);
-        let now_us = micros(now);
-        let mut allowed: Option<&Entry> = None;
-        let mut denied: Option<(CheckReason, &Entry)> = None;
-        for entry in bucket.entries() {
-            if only.is_some_and(|id| id != entry.id) || !entry.covers(self.head(entry.head), rest) {
-                continue;
-            }
-            let allows = || entry.actions.allows(action);
-            match entry.deny_reason(allows, now_us) {
-                None => {
-                    if allowed.is_none_or(|best| entry.not_after_us > best.not_after_us) {
-                        allowed = Some(entry);
-                    }
-                }
-                Some(reason) => {
-                    if denied.is_none_or(|(best, _)| reason.rank() > best.rank()) {
-                        denied = Some((reason, entry));
-                    }
-                }
-            }
-        }
-        match (allowed, denied) {
+        let mut finding = Finding::default();
+        bucket.decide(
+            self.scopes(),
+            &mut finding,
+            rest_of(resource),
+            only,
+            action,
+            micros(now),
+        );
+        *inspected = finding.inspected;
+        match (finding.allowed, finding.denied) {
             (Some(entry), _) => CheckOutcome {
                 reason: CheckReason::Granted,
                 grant: Some(entry.id),
@@ -618,10 +1098,14 @@ impl GrantIndex {
         let horizon = micros(now - keep);
         let before = self.grants;
         let mut kept = 0;
+        let scopes = Scopes {
+            heads: &self.head_names,
+            hasher: &self.scope_hasher,
+        };
         self.buckets.retain(|_, bucket| {
-            let alive = bucket.retain(|e| e.not_after_us > horizon);
+            let alive = bucket.retain(scopes, |e| e.not_after_us > horizon);
             if alive {
-                kept += bucket.entries().len();
+                kept += bucket.len();
             }
             alive
         });
@@ -642,12 +1126,12 @@ impl GrantIndex {
                 .map_or_else(String::new, ToString::to_string);
             let subscription = numbered(&self.subscription_names, subscription)
                 .map_or_else(String::new, ToString::to_string);
-            for e in bucket.entries() {
+            bucket.for_each(|e| {
                 out.push(IndexedGrant {
                     id: e.id,
                     principal: principal.clone(),
                     scope: {
-                        let head = String::from_utf8_lossy(self.head(e.head));
+                        let head = String::from_utf8_lossy(self.scopes().head(e.head));
                         let name = String::from_utf8_lossy(e.name.as_bytes());
                         if head.is_empty() && name.is_empty() {
                             format!("/subscriptions/{subscription}")
@@ -669,7 +1153,7 @@ impl GrantIndex {
                         EntryState::Ended => "ended",
                     },
                 });
-            }
+            });
         }
         out.sort();
         out
@@ -728,6 +1212,169 @@ mod tests {
         );
         assert_eq!(ix.action_set_count(), 0);
         assert!(ix.is_empty());
+    }
+
+    /// A grant of sam's on `scope` (after `/subscriptions/sub-1`), number
+    /// `n`, from `from` to `to` hours after t0.
+    fn grant_on(n: u64, scope: &str, patterns: &[&str], state: GrantState) -> Grant {
+        let mut id = [0u8; 10];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        Grant::restore(GrantRecord {
+            id: GrantId::from_parts(t0(), id),
+            scope: ResourceId::parse(&format!("/subscriptions/sub-1{scope}")).unwrap(),
+            actions: ActionSet::parse(patterns).unwrap(),
+            not_before: t0(),
+            not_after: t0() + TimeDelta::hours(8),
+            state,
+            ..grant(0, patterns, 8).record().clone()
+        })
+        .unwrap()
+    }
+
+    fn vm(i: u64) -> String {
+        format!(
+            "/resourceGroups/rg-{}/providers/Microsoft.Compute/virtualMachines/vm-{i}",
+            i % 16
+        )
+    }
+
+    fn revoked() -> GrantState {
+        GrantState::Revoked(crate::grant::Revocation {
+            by: PrincipalId::parse("alex").unwrap(),
+            at: t0(),
+            reason: crate::text::Reason::parse("done").unwrap(),
+        })
+    }
+
+    /// Decides as `check` (or `check_grant` under `only`) does, with the
+    /// number of entries read.
+    fn decide(
+        ix: &GrantIndex,
+        resource: &str,
+        action: &str,
+        hours: i64,
+        only: Option<GrantId>,
+    ) -> (CheckReason, Option<GrantId>, usize) {
+        let mut inspected = 0;
+        let out = ix.decide(
+            &PrincipalId::parse("sam").unwrap(),
+            &ResourceId::parse(&format!("/subscriptions/sub-1{resource}")).unwrap(),
+            &Action::parse(action).unwrap(),
+            t0() + TimeDelta::hours(hours),
+            only,
+            &mut inspected,
+        );
+        (out.reason, out.grant, inspected)
+    }
+
+    #[test]
+    fn a_decision_reads_a_bounded_number_of_grants_however_many_the_holder_has() {
+        // One holder, one subscription (one bucket): an active grant on
+        // each of the first 1 000 VMs, then grants revoked or ended on
+        // the same VMs (the soak's shape: cycle after cycle of the same
+        // operator), 1, 1 000 and 100 000 in all.
+        const READ: &str = "Microsoft.Compute/virtualMachines/read";
+        const WRITE: &str = "Microsoft.Compute/virtualMachines/write";
+        let mut most = 0;
+        for total in [1u64, 1_000, 100_000] {
+            let mut ix = GrantIndex::new();
+            for n in 0..total {
+                let state = match n {
+                    0..1_000 => GrantState::Active,
+                    _ if n % 2 == 0 => revoked(),
+                    _ => GrantState::Ended { at: t0() },
+                };
+                ix.upsert(&grant_on(n, &vm(n % 1_000), &["*/read"], state))
+                    .unwrap();
+            }
+            assert_eq!(ix.len(), usize::try_from(total).unwrap());
+            let first = grant_on(0, &vm(0), &["*/read"], GrantState::Active).id;
+            let over = if total > 2_000 {
+                CheckReason::Revoked
+            } else {
+                CheckReason::Expired
+            };
+            let cases = [
+                (vm(0), READ, 1, None, CheckReason::Granted),
+                (vm(0).to_uppercase(), READ, 1, None, CheckReason::Granted),
+                (vm(0), WRITE, 1, None, CheckReason::ActionNotInAccessLevel),
+                (format!("{}/extensions/agent", vm(0)), READ, 1, None, CheckReason::Granted),
+                // Over: revoked grants on the VM say more than ended ones.
+                (vm(0), READ, 9, None, over),
+                (vm(0), READ, 1, Some(first), CheckReason::Granted),
+                (vm(5_000), READ, 1, None, CheckReason::NoGrant),
+                ("/resourceGroups/rg-0".to_owned(), READ, 1, None, CheckReason::NoGrant),
+            ];
+            for (resource, action, hours, only, expected) in cases {
+                let (reason, grant, inspected) = decide(&ix, &resource, action, hours, only);
+                assert_eq!(reason, expected, "{total} grants: {resource} {action} at +{hours} h");
+                if expected == CheckReason::Granted {
+                    assert_eq!(grant, Some(first));
+                }
+                most = most.max(inspected);
+                assert!(
+                    inspected <= 3,
+                    "{total} grants: {resource} read {inspected} entries"
+                );
+            }
+            // Revoked among the many grants of its VM, a grant says so.
+            if total > 1 {
+                ix.upsert(&grant_on(2, &vm(2), &["*/read"], revoked()))
+                    .unwrap();
+                let (reason, _, inspected) = decide(&ix, &vm(2), READ, 1, None);
+                assert_eq!(reason, CheckReason::Revoked);
+                assert!(inspected <= 3, "{total} grants: read {inspected} entries");
+            }
+        }
+        assert!(most >= 1, "the decisions read the grants they judged");
+    }
+
+    #[test]
+    fn a_scope_hashes_the_same_from_an_entry_as_from_a_resource_id() {
+        let mut ix = GrantIndex::new();
+        let scopes = ["", "/resourceGroups/rg-1", &vm(3), &format!("{}/extensions/x", vm(3))];
+        for (n, scope) in (0u64..).zip(scopes) {
+            ix.upsert(&grant_on(n, scope, &["*"], GrantState::Active)).unwrap();
+        }
+        let heads = ix.scopes();
+        ix.buckets.values().for_each(|b| {
+            b.for_each(|e| {
+                let (hash, depth) = heads.key(e);
+                let text = format!(
+                    "{}/{}",
+                    String::from_utf8_lossy(heads.head(e.head)),
+                    String::from_utf8_lossy(e.name.as_bytes())
+                );
+                let text = if depth == 0 { String::new() } else { text.to_uppercase() };
+                let from_text = text
+                    .split('/')
+                    .skip(1)
+                    .fold(ROOT, |h, s| heads.child(h, s.as_bytes()));
+                assert_eq!(hash, from_text, "{text}");
+                assert_eq!(
+                    usize::try_from(depth).unwrap(),
+                    text.split('/').skip(1).count()
+                );
+            });
+        });
+    }
+
+    #[test]
+    fn a_bucket_indexed_by_scope_shrinks_back_when_pruned() {
+        let mut ix = GrantIndex::new();
+        for n in 0..20u64 {
+            let mut g = grant_on(n, &vm(n), &["*"], GrantState::Active).record().clone();
+            if n >= 2 {
+                g.not_after = t0() + TimeDelta::hours(1);
+            }
+            ix.upsert(&Grant::restore(g).unwrap()).unwrap();
+        }
+        assert!(matches!(ix.buckets.values().next(), Some(Bucket::Scoped(_))));
+        assert_eq!(ix.prune(t0() + TimeDelta::hours(3), TimeDelta::hours(1)), 18);
+        assert!(matches!(ix.buckets.values().next(), Some(Bucket::Few(v)) if v.len() == 2));
+        assert_eq!(decide(&ix, &vm(1), "a/read", 2, None).0, CheckReason::Granted);
+        assert_eq!(ix.prune(t0() + TimeDelta::hours(10), TimeDelta::hours(1)), 2);
+        assert!(ix.buckets.is_empty());
     }
 
     #[test]
