@@ -10,6 +10,11 @@
 //!   reported in nanoseconds, with the heap the index holds per grant
 //!   (counted by the allocator). For scale, the latency of one random
 //!   memory access on the machine is measured too.
+//! - One holder with 1, 1 k, 100 k and 1 M grants on one subscription (one
+//!   bucket of the index; most of them revoked or ended on the same 1 000
+//!   VMs, as a long soak leaves them): the decision's median, which must
+//!   not grow with the bucket, and the time loading took per grant, which
+//!   must not either.
 //! - Cedar (`cedar-policy`), the same kind of decision with one policy per
 //!   grant (principal, resource, validity window and action pattern in the
 //!   policy), at 1, 100 and 1 000 policies, timed the same way (20 k checks
@@ -37,8 +42,15 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
 };
 use chrono::{TimeZone as _, Utc};
-use lockbox_bench::{Population, Rng, Summary, machine, random_access_ns, summarize};
-use lockbox_core::Timestamp;
+use chrono::TimeDelta;
+use lockbox_bench::{
+    Population, Rng, Summary, machine, operator_id, random_access_ns, subscription, summarize,
+    tenant_id, vm,
+};
+use lockbox_core::access::{AccessLevelName, ActionSet};
+use lockbox_core::grant::{GrantRecord, Revocation};
+use lockbox_core::text::Reason;
+use lockbox_core::{Action, Grant, GrantId, GrantIndex, GrantState, ResourceId, Timestamp};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Counts every allocation, to tell the index's memory exactly.
@@ -127,6 +139,70 @@ fn lockbox(grants: usize) -> Lockbox {
     }
 }
 
+/// One holder's grants on one subscription, `grants` of them in the
+/// soak's shape (issue 21): an active grant on each of up to 1 000 VMs,
+/// and the rest revoked or ended on the same VMs, as cycle after cycle of
+/// one operator leaves them. Returns the decision's summary (checks on
+/// those VMs: half on one with an active grant, half on one without any),
+/// how many were allowed, and the time loading took per grant.
+fn one_holder(grants: usize) -> (Summary, usize, f64) {
+    let now = now();
+    let vms = grants.min(1_000);
+    let tenant = tenant_id(0);
+    let operator = operator_id(0);
+    let record = |n: usize| {
+        let mut id = [0u8; 10];
+        id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        let state = match n {
+            _ if n < vms => GrantState::Active,
+            _ if n % 2 == 0 => GrantState::Ended { at: now },
+            _ => GrantState::Revoked(Revocation {
+                by: operator_id(1),
+                reason: Reason::parse("done").unwrap(),
+                at: now,
+            }),
+        };
+        Grant::restore(GrantRecord {
+            id: GrantId::from_parts(now, id),
+            request: None,
+            tenant: tenant.clone(),
+            principal: operator.clone(),
+            scope: vm(0, n % vms),
+            access_level: AccessLevelName::parse("Reader").unwrap(),
+            actions: ActionSet::parse(&["*/read"]).unwrap(),
+            not_before: now - TimeDelta::hours(1),
+            not_after: now + TimeDelta::hours(7),
+            state,
+            emergency: true,
+        })
+        .unwrap()
+    };
+    let all: Vec<Grant> = (0..grants).map(record).collect();
+    let mut index = GrantIndex::new();
+    index.add_subscription(subscription(0), tenant).unwrap();
+    let start = Instant::now();
+    for g in &all {
+        index.upsert(g).unwrap();
+    }
+    let load_ns = start.elapsed().as_nanos() as f64 / grants as f64;
+    drop(all);
+    let mut rng = Rng::new(11);
+    let read = Action::parse("Microsoft.Compute/virtualMachines/read").unwrap();
+    let queries: Vec<ResourceId> = (0..QUERIES)
+        .map(|k| {
+            let i = rng.below(vms as u64) as usize;
+            vm(0, if k % 2 == 0 { i } else { i + 1_000_000 })
+        })
+        .collect();
+    for q in queries.iter().take(10_000) {
+        black_box(index.check(&operator, q, &read, now));
+    }
+    let (summary, allowed) = time_each(queries.len(), |i| {
+        index.check(&operator, &queries[i], &read, now).allowed()
+    });
+    (summary, allowed, load_ns)
+}
+
 fn cedar(policies: usize) -> (Summary, usize) {
     let population = Population {
         grants: policies,
@@ -206,6 +282,27 @@ fn main() {
         "one random memory access (dependent loads over 1 GiB): {:.0} ns\n",
         random_access_ns(1 << 30, 2_000_000)
     );
+    println!("One holder's grants on one subscription (one bucket of the index):\n");
+    println!("| grants | median ns | p99 ns | allowed | load ns per grant |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    let mut crowded = Vec::new();
+    for grants in [1, 1_000, 100_000, 1_000_000] {
+        let (s, allowed, load) = one_holder(grants);
+        println!(
+            "| {grants} | {:.0} | {:.0} | {allowed} | {load:.0} |",
+            s.p50, s.p99
+        );
+        crowded.push((grants, s));
+    }
+    if let (Some((_, one)), Some((_, many))) = (
+        crowded.first(),
+        crowded.iter().find(|(n, _)| *n == 100_000),
+    ) {
+        println!(
+            "\none holder: median at 100 000 grants / at 1 grant: {:.2}\n",
+            many.p50 / one.p50
+        );
+    }
     println!(
         "| engine | grants / policies | median ns | p99 ns | allowed | hot 10 k: median ns | hot p99 ns | heap bytes per grant | allocations per grant |"
     );

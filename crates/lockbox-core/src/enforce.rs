@@ -270,43 +270,43 @@ struct Scopes<'a> {
 /// choose scopes that collide).
 type ScopeHasher = hashbrown::DefaultHashBuilder;
 
-/// The hash of the whole subscription as a scope (no segment).
-const ROOT: u64 = 0;
+/// Calls `f` with `text` in lower case (on the stack when short, as
+/// nearly every resource id is).
+fn with_folded<R>(text: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    let mut short = [0u8; 160];
+    match short.get_mut(..text.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(text);
+            slot.make_ascii_lowercase();
+            f(slot)
+        }
+        None => f(&text.to_ascii_lowercase()),
+    }
+}
 
 impl<'a> Scopes<'a> {
     fn head(&self, n: u32) -> &'a [u8] {
         numbered(self.heads, n).map_or(&[][..], |h| h.as_bytes())
     }
 
-    /// The hash of a scope one segment below the scope hashed `parent`:
-    /// each segment is hashed on its own, ignoring case, and chained, so
-    /// that every scope above a resource is hashed in one pass over its id.
-    fn child(&self, parent: u64, segment: &[u8]) -> u64 {
-        let mut folded = [0u8; 64];
-        let segment_hash = match folded.get_mut(..segment.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(segment);
-                slot.make_ascii_lowercase();
-                self.hasher.hash_one(&*slot)
-            }
-            None => self.hasher.hash_one(segment.to_ascii_lowercase()),
-        };
-        self.hasher.hash_one((parent, segment_hash))
+    /// The hash of a scope (what follows the subscription) in lower case.
+    fn hash(&self, folded: &[u8]) -> u64 {
+        self.hasher.hash_one(folded)
     }
 
     /// An entry's scope: its hash and its depth (segments).
     fn key(&self, entry: &Entry) -> (u64, u32) {
         let (head, name) = (self.head(entry.head), entry.name.as_bytes());
         if head.is_empty() && name.is_empty() {
-            return (ROOT, 0);
+            return (self.hash(&[]), 0);
         }
-        let mut hash = ROOT;
-        let mut depth = 0;
-        for segment in head.split(|&b| b == b'/').skip(1).chain([name]) {
-            hash = self.child(hash, segment);
-            depth += 1;
-        }
-        (hash, depth)
+        let mut text = Vec::with_capacity(head.len() + 1 + name.len());
+        text.extend_from_slice(head);
+        text.push(b'/');
+        text.extend_from_slice(name);
+        text.make_ascii_lowercase();
+        let depth = head.iter().filter(|&&b| b == b'/').count() + 1;
+        (self.hash(&text), u32::try_from(depth).unwrap_or(u32::MAX))
     }
 
     /// Whether `entry`'s scope is exactly `scope` (what follows the
@@ -461,8 +461,8 @@ impl Crowd {
     }
 
     /// Judges the entries that can change the answer: active ones until one
-    /// allows or has run out (those after it end earlier still), then the
-    /// latest revoked and the latest ended.
+    /// allows (then nothing else matters) or has run out (those after it
+    /// end earlier still), then the latest revoked and the latest ended.
     fn decide<'a>(
         &'a self,
         finding: &mut Finding<'a>,
@@ -480,7 +480,9 @@ impl Crowd {
         for entry in &self.live {
             finding.inspected += 1;
             match finding.judge(entry, action, now_us) {
-                None | Some(CheckReason::Expired) => break,
+                // An allow stands whatever was revoked or ended.
+                None => return,
+                Some(CheckReason::Expired) => break,
                 Some(_) => {}
             }
         }
@@ -592,38 +594,48 @@ impl Scoped {
             Some(group) => group.push(entry),
             None => {
                 self.groups.insert_unique(hash, Group::One(entry), |g| {
-                    g.first().map_or(ROOT, |f| scopes.key(f).0)
+                    g.first().map_or(0, |f| scopes.key(f).0)
                 });
             }
         }
     }
 
     /// Calls `visit` with every group whose scope contains the resource
-    /// whose id after the subscription is `rest`, shallowest first.
+    /// whose id after the subscription is `rest`, shallowest first: one
+    /// lookup for each scope above the resource at a depth some group has.
     fn covering<'a>(&'a self, scopes: Scopes<'_>, rest: &str, mut visit: impl FnMut(&'a Group)) {
-        let mut probe = |hash: u64, scope: &str| {
-            if let Some(group) = self
-                .groups
-                .find(hash, |g| g.first().is_some_and(|f| scopes.is(f, scope)))
-            {
-                visit(group);
+        with_folded(rest.as_bytes(), |folded| {
+            let mut probe = |end: usize| {
+                let (Some(prefix), Some(scope)) = (folded.get(..end), rest.get(..end)) else {
+                    return;
+                };
+                if let Some(group) = self.groups.find(scopes.hash(prefix), |g| {
+                    g.first().is_some_and(|f| scopes.is(f, scope))
+                }) {
+                    visit(group);
+                }
+            };
+            if self.depths & 1 != 0 {
+                probe(0);
             }
-        };
-        if self.depths & 1 != 0 {
-            probe(ROOT, "");
-        }
-        let mut hash = ROOT;
-        let mut end = 0;
-        for (depth, segment) in (1u32..).zip(rest.split('/').skip(1)) {
-            if self.depths.checked_shr(depth).unwrap_or(0) == 0 {
-                break;
+            // Where each scope below the subscription ends: before each
+            // `/` but the first, and at the end.
+            let ends = folded
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|&(_, &b)| b == b'/')
+                .map(|(i, _)| i)
+                .chain((!folded.is_empty()).then_some(folded.len()));
+            for (depth, end) in (1u32..).zip(ends) {
+                if self.depths.checked_shr(depth).unwrap_or(0) == 0 {
+                    break;
+                }
+                if self.depths & depth_bit(depth) != 0 {
+                    probe(end);
+                }
             }
-            end += 1 + segment.len();
-            hash = scopes.child(hash, segment.as_bytes());
-            if self.depths & depth_bit(depth) != 0 {
-                probe(hash, rest.get(..end).unwrap_or_default());
-            }
-        }
+        });
     }
 
     fn advance(
@@ -633,10 +645,7 @@ impl Scoped {
         id: GrantId,
         state: EntryState,
     ) -> Option<bool> {
-        let hash = rest
-            .split('/')
-            .skip(1)
-            .fold(ROOT, |hash, segment| scopes.child(hash, segment.as_bytes()));
+        let hash = with_folded(rest.as_bytes(), |folded| scopes.hash(folded));
         self.groups
             .find_mut(hash, |g| g.first().is_some_and(|f| scopes.is(f, rest)))
             .and_then(|group| group.advance(id, state))
@@ -1346,10 +1355,7 @@ mod tests {
                     String::from_utf8_lossy(e.name.as_bytes())
                 );
                 let text = if depth == 0 { String::new() } else { text.to_uppercase() };
-                let from_text = text
-                    .split('/')
-                    .skip(1)
-                    .fold(ROOT, |h, s| heads.child(h, s.as_bytes()));
+                let from_text = heads.hash(text.to_lowercase().as_bytes());
                 assert_eq!(hash, from_text, "{text}");
                 assert_eq!(
                     usize::try_from(depth).unwrap(),
