@@ -4,7 +4,11 @@
 //! active ones, and revoked or ended ones until a while after their end, so
 //! that a denial can say why — keyed by holder and then by subscription, so
 //! a decision touches only the holder's grants in the resource's
-//! subscription however many grants the index holds. It also knows every
+//! subscription however many grants the index holds; and where a holder has
+//! more than a few there, by scope, so that a decision reads a bounded
+//! number of them (the scopes above the resource, and in each the active
+//! grants and the latest revoked and ended one) however many the holder
+//! has, live or over, and loading them is linear. It also knows every
 //! principal (to tell `unknown_principal`) and which tenant owns each
 //! subscription (to tell `unknown_resource`, and to know whose audit chain
 //! a decision belongs to).
@@ -831,7 +835,9 @@ pub struct IndexedGrant {
 /// Principals and subscriptions are numbered (both tables are small next to
 /// the grants: thousands to hundreds of thousands of entries, which stay in
 /// the processor's cache), and the grants are found by one lookup of the
-/// pair of numbers in a table that holds them inline. A decision therefore
+/// pair of numbers in a table that holds them inline (or, for a holder with
+/// many grants in the subscription, one more lookup for each depth of
+/// scope above the resource that some of them have). A decision therefore
 /// reads little besides the grant itself, however many grants there are.
 ///
 /// Numbers are 32 bits (they keep an entry and its key in 80 bytes), and

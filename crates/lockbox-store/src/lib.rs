@@ -522,6 +522,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "identity",
                 include_str!("../migrations/sqlite/0010_identity.sql"),
             ),
+            (
+                11,
+                "open counts",
+                include_str!("../migrations/sqlite/0011_open_counts.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -573,6 +578,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 10,
                 "identity",
                 include_str!("../migrations/postgres/0010_identity.sql"),
+            ),
+            (
+                11,
+                "open counts",
+                include_str!("../migrations/postgres/0011_open_counts.sql"),
             ),
         ],
     };

@@ -182,6 +182,13 @@ pub fn requests_list_sql(
     crate::requests::requests_list(backend, filter, page).0
 }
 
+/// The SQL text with which the store counts what an operator and a case
+/// have open (as [`requests_list_sql`]).
+#[must_use]
+pub fn open_counts_sql() -> &'static str {
+    crate::requests::OPEN_COUNTS
+}
+
 /// The SQL text with which the store lists grants (as
 /// [`requests_list_sql`]).
 #[must_use]

@@ -782,19 +782,9 @@ impl Tx {
         case: Option<&CaseId>,
         now: Timestamp,
     ) -> Result<OpenCounts, StoreError> {
-        // Each count uses an index: requests by requester, by case, and
-        // active grants by principal.
         let row = self
             .one(
-                sqlx::query(
-                    "SELECT \
-                     (SELECT COUNT(*) FROM requests WHERE requester = $1 AND tenant_id = $2 \
-                      AND status = 'pending' AND expires_at_us > $3) AS by_operator, \
-                     (SELECT COUNT(*) FROM requests WHERE case_id = $4 \
-                      AND status = 'pending' AND expires_at_us > $5) AS in_case, \
-                     (SELECT COUNT(*) FROM grants WHERE principal_id = $6 AND tenant_id = $7 \
-                      AND state = 'active' AND not_after_us > $8) AS grants",
-                )
+                sqlx::query(OPEN_COUNTS)
                 .bind(operator.as_str().to_owned())
                 .bind(tenant.as_str().to_owned())
                 .bind(micros(now))
@@ -817,3 +807,15 @@ impl Tx {
         })
     }
 }
+
+/// What [`Tx::open_counts`] asks: each count reads only what is open (the
+/// partial indexes of pending requests by requester and by case, and of
+/// active grants by holder and tenant), never a case's or an operator's
+/// whole history.
+pub(crate) const OPEN_COUNTS: &str = "SELECT \
+     (SELECT COUNT(*) FROM requests WHERE requester = $1 AND tenant_id = $2 \
+      AND status = 'pending' AND expires_at_us > $3) AS by_operator, \
+     (SELECT COUNT(*) FROM requests WHERE case_id = $4 \
+      AND status = 'pending' AND expires_at_us > $5) AS in_case, \
+     (SELECT COUNT(*) FROM grants WHERE principal_id = $6 AND tenant_id = $7 \
+      AND state = 'active' AND not_after_us > $8) AS grants";

@@ -2,7 +2,9 @@
 //! does, page by page; and on SQLite the lists by tenant use an index.
 
 use lockbox_core::*;
-use lockbox_store::testing::{cases_list_sql, events_list_sql, grants_list_sql, requests_list_sql};
+use lockbox_store::testing::{
+    cases_list_sql, events_list_sql, grants_list_sql, open_counts_sql, requests_list_sql,
+};
 use lockbox_store::{
     Backend, CaseFilter, EventQuery, GrantFilter, PageRequest, RequestFilter, StatusAt,
 };
@@ -303,6 +305,27 @@ async fn sqlite_lists_by_tenant_use_an_index() {
         "audit_events_by_kind",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_counts_what_is_open_without_reading_history() {
+    // Each count of the policy's limits reads the open rows only: a case
+    // or an operator with a long history once made every new request read
+    // all of it (the soak of issue 21 fell behind on it).
+    let s = crate::harness::sqlite().await;
+    let plan = plan(&s, open_counts_sql()).await;
+    for index in [
+        "requests_pending_by_requester (requester=? AND tenant_id=? AND expires_at_us>?)",
+        "requests_pending_by_case (case_id=? AND expires_at_us>?)",
+        "grants_active_by_holder_in_tenant (principal_id=? AND tenant_id=? AND not_after_us>?)",
+    ] {
+        assert!(
+            plan.iter()
+                .any(|(_, step)| step.contains(&format!("USING COVERING INDEX {index}"))
+                    || step.contains(&format!("USING INDEX {index}"))),
+            "{index}: {plan:#?}"
+        );
+    }
 }
 
 crate::conformance!(every_filter_combination_lists_what_filtering_in_rust_does);
