@@ -41,8 +41,8 @@ use std::time::Instant;
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
 };
-use chrono::{TimeZone as _, Utc};
 use chrono::TimeDelta;
+use chrono::{TimeZone as _, Utc};
 use lockbox_bench::{
     Population, Rng, Summary, machine, operator_id, random_access_ns, subscription, summarize,
     tenant_id, vm,
@@ -155,7 +155,7 @@ fn one_holder(grants: usize) -> (Summary, usize, f64) {
         id[..8].copy_from_slice(&(n as u64).to_be_bytes());
         let state = match n {
             _ if n < vms => GrantState::Active,
-            _ if n % 2 == 0 => GrantState::Ended { at: now },
+            _ if n.is_multiple_of(2) => GrantState::Ended { at: now },
             _ => GrantState::Revoked(Revocation {
                 by: operator_id(1),
                 reason: Reason::parse("done").unwrap(),
@@ -294,10 +294,9 @@ fn main() {
         );
         crowded.push((grants, s));
     }
-    if let (Some((_, one)), Some((_, many))) = (
-        crowded.first(),
-        crowded.iter().find(|(n, _)| *n == 100_000),
-    ) {
+    if let (Some((_, one)), Some((_, many))) =
+        (crowded.first(), crowded.iter().find(|(n, _)| *n == 100_000))
+    {
         println!(
             "\none holder: median at 100 000 grants / at 1 grant: {:.2}\n",
             many.p50 / one.p50

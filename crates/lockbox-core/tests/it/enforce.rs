@@ -374,7 +374,8 @@ fn expected_reason(
     let r = rid(resource);
     let mut best = (CheckReason::NoGrant, Vec::new());
     for g in held {
-        if g.principal.as_str() != who || !g.scope.contains(&r) || only.is_some_and(|id| id != g.id) {
+        if g.principal.as_str() != who || !g.scope.contains(&r) || only.is_some_and(|id| id != g.id)
+        {
             continue;
         }
         let reason = match g.check(&r, &action(act), now) {

@@ -785,15 +785,15 @@ impl Tx {
         let row = self
             .one(
                 sqlx::query(OPEN_COUNTS)
-                .bind(operator.as_str().to_owned())
-                .bind(tenant.as_str().to_owned())
-                .bind(micros(now))
-                // No case has an empty id: no case, nothing counted.
-                .bind(case.map(ToString::to_string).unwrap_or_default())
-                .bind(micros(now))
-                .bind(operator.as_str().to_owned())
-                .bind(tenant.as_str().to_owned())
-                .bind(micros(now)),
+                    .bind(operator.as_str().to_owned())
+                    .bind(tenant.as_str().to_owned())
+                    .bind(micros(now))
+                    // No case has an empty id: no case, nothing counted.
+                    .bind(case.map(ToString::to_string).unwrap_or_default())
+                    .bind(micros(now))
+                    .bind(operator.as_str().to_owned())
+                    .bind(tenant.as_str().to_owned())
+                    .bind(micros(now)),
             )
             .await?;
         let count = |col: &str| {

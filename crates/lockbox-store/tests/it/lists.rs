@@ -320,9 +320,10 @@ async fn sqlite_counts_what_is_open_without_reading_history() {
         "grants_active_by_holder_in_tenant (principal_id=? AND tenant_id=? AND not_after_us>?)",
     ] {
         assert!(
-            plan.iter()
-                .any(|(_, step)| step.contains(&format!("USING COVERING INDEX {index}"))
-                    || step.contains(&format!("USING INDEX {index}"))),
+            plan.iter().any(
+                |(_, step)| step.contains(&format!("USING COVERING INDEX {index}"))
+                    || step.contains(&format!("USING INDEX {index}"))
+            ),
             "{index}: {plan:#?}"
         );
     }
