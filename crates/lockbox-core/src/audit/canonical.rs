@@ -133,7 +133,7 @@ impl serde::Serialize for Sorted<'_> {
 
 /// Orders strings by UTF-16 code units, as RFC 8785 requires. For ASCII this
 /// is byte order.
-fn utf16_cmp(a: &str, b: &str) -> Ordering {
+pub(crate) fn utf16_cmp(a: &str, b: &str) -> Ordering {
     if a.is_ascii() && b.is_ascii() {
         a.as_bytes().cmp(b.as_bytes())
     } else {

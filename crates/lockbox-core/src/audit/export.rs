@@ -3,11 +3,14 @@
 //! of any size is verified in constant memory; the caller owns the I/O.
 
 use std::fmt;
+use std::io::BufRead;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde::de::IgnoredAny;
 
 use super::canonical::NotCanonical;
+use super::exact::{self, ExactEvent};
 use super::{
     AuditEvent, Chain, ChainFault, ChainVerifier, Checkpoint, Digest, FaultKind, FormatError,
     PublicKey, VerifiedChain,
@@ -52,11 +55,11 @@ fn is_checkpoint_line(line: &str) -> bool {
 
 /// Parses one line of an export (surrounding whitespace is ignored).
 pub fn parse_line(line: &str) -> Result<ExportLine, FormatError> {
-    match ParsedLine::parse(line.as_bytes()).0 {
-        Parsed::Event(event, _) => Ok(ExportLine::Event(*event)),
-        Parsed::Checkpoint(checkpoint) => checkpoint.map(ExportLine::Checkpoint),
-        Parsed::Malformed(why) => Err(why),
-        Parsed::Unverified(why) => Err(FormatError::Event(why.to_owned())),
+    match full_parse(line.as_bytes()) {
+        Full::Event(event, _) => Ok(ExportLine::Event(*event)),
+        Full::Checkpoint(checkpoint) => checkpoint.map(ExportLine::Checkpoint),
+        Full::Malformed(why) => Err(why),
+        Full::Unverified(why) => Err(FormatError::Event(why.to_owned())),
     }
 }
 
@@ -111,11 +114,24 @@ pub enum ExportError {
 /// part of verification that depends on the line alone, so that many lines
 /// can be prepared at once on several threads ([`parse_lines`]) and then
 /// checked in order by [`ExportVerifier::accept`].
+///
+/// An event line in exactly the form Lockbox writes is checked and hashed
+/// in one pass over its bytes, without building the event; any other line
+/// goes the full way (read into an [`AuditEvent`], encoded canonically,
+/// hashed). Both give the same verdict, digest and fault for every line.
 #[derive(Debug)]
 pub struct ParsedLine(Parsed);
 
 #[derive(Debug)]
 enum Parsed {
+    /// An event line in exactly the written form, read on the fast path.
+    Exact(ExactEvent),
+    /// Any line, read the full way.
+    Full(Full),
+}
+
+#[derive(Debug)]
+enum Full {
     Malformed(FormatError),
     /// Not taken apart, for the reason given.
     Unverified(&'static str),
@@ -123,60 +139,161 @@ enum Parsed {
     Event(Box<AuditEvent>, Result<Digest, NotCanonical>),
 }
 
+/// Takes apart one line the full way.
+fn full_parse(bytes: &[u8]) -> Full {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Full::Malformed(FormatError::NotUtf8);
+    };
+    if is_checkpoint_line(text.trim()) {
+        return Full::Checkpoint(parse_checkpoint_line(text.trim()));
+    }
+    match serde_json::from_str::<AuditEvent>(text) {
+        Ok(event) => {
+            let computed = event.compute_hash();
+            Full::Event(Box::new(event), computed)
+        }
+        Err(e) => Full::Malformed(FormatError::Event(e.to_string())),
+    }
+}
+
 impl ParsedLine {
     /// Takes apart one line (its bytes without the line feed).
     #[must_use]
     pub fn parse(bytes: &[u8]) -> Self {
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return Self(Parsed::Malformed(FormatError::NotUtf8));
-        };
-        if is_checkpoint_line(text.trim()) {
-            return Self(Parsed::Checkpoint(parse_checkpoint_line(text.trim())));
+        Self::parse_with(bytes, &mut Vec::new())
+    }
+
+    /// [`parse`](Self::parse), with `scratch` as room for the canonical
+    /// encoding.
+    fn parse_with(bytes: &[u8], scratch: &mut Vec<u8>) -> Self {
+        match exact::read(bytes, scratch) {
+            Some(event) => Self(Parsed::Exact(event)),
+            None => Self::parse_full(bytes),
         }
-        match serde_json::from_str::<AuditEvent>(text) {
-            Ok(event) => {
-                let computed = event.compute_hash();
-                Self(Parsed::Event(Box::new(event), computed))
-            }
-            Err(e) => Self(Parsed::Malformed(FormatError::Event(e.to_string()))),
-        }
+    }
+
+    /// Takes apart one line the full way, never the fast path: the
+    /// reference that [`parse`](Self::parse) must agree with.
+    #[must_use]
+    pub fn parse_full(bytes: &[u8]) -> Self {
+        Self(Parsed::Full(full_parse(bytes)))
+    }
+
+    /// Whether the line was read on the fast path (an event line in
+    /// exactly the form Lockbox writes).
+    #[must_use]
+    pub fn is_exact_form(&self) -> bool {
+        matches!(self.0, Parsed::Exact(_))
     }
 }
 
 /// Takes apart `lines` on up to `threads` threads, keeping their order.
 #[must_use]
 pub fn parse_lines(lines: &[&[u8]], threads: usize) -> Vec<ParsedLine> {
+    /// Lines a thread takes at a time: small enough that a thread the
+    /// system lets run less than the others does not hold the rest up.
+    const SHARE: usize = 256;
     let threads = threads.clamp(1, 64);
     if threads == 1 || lines.len() < 64 {
-        return lines.iter().map(|l| ParsedLine::parse(l)).collect();
-    }
-    let per = lines.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = lines
-            .chunks(per)
-            .map(|chunk| {
-                let handle = scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|l| ParsedLine::parse(l))
-                        .collect::<Vec<_>>()
-                });
-                (chunk.len(), handle)
-            })
+        let mut scratch = Vec::new();
+        return lines
+            .iter()
+            .map(|l| ParsedLine::parse_with(l, &mut scratch))
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|(len, part)| {
-                // A thread that failed leaves its lines unverified, never
-                // silently skipped.
-                part.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| ParsedLine(Parsed::Unverified("a verifying thread failed")))
-                        .collect()
+    }
+    let shares: Vec<&[&[u8]]> = lines.chunks(SHARE).collect();
+    let next = AtomicUsize::new(0);
+    let mut parsed: Vec<Option<Vec<ParsedLine>>> = shares.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(shares.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let mut scratch = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(share) = shares.get(i) else {
+                            return done;
+                        };
+                        let lines: Vec<ParsedLine> = share
+                            .iter()
+                            .map(|l| ParsedLine::parse_with(l, &mut scratch))
+                            .collect();
+                        done.push((i, lines));
+                    }
                 })
             })
-            .collect()
-    })
+            .collect();
+        for worker in workers {
+            // A thread that failed leaves the lines it took unverified
+            // (below), never silently skipped.
+            let Ok(done) = worker.join() else { continue };
+            for (i, lines) in done {
+                if let Some(slot) = parsed.get_mut(i) {
+                    *slot = Some(lines);
+                }
+            }
+        }
+    });
+    parsed
+        .into_iter()
+        .zip(&shares)
+        .flat_map(|(lines, share)| lines.unwrap_or_else(|| unverified(share.len())))
+        .collect()
+}
+
+/// `lines` lines that a failed thread leaves unverified, never silently
+/// skipped.
+fn unverified(lines: usize) -> Vec<ParsedLine> {
+    (0..lines)
+        .map(|_| ParsedLine(Parsed::Full(Full::Unverified("a verifying thread failed"))))
+        .collect()
+}
+
+/// Lines read into one buffer, and where each is in it: no allocation per
+/// line.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Each line's start and end (before its line feed).
+    spans: Vec<(usize, usize)>,
+    /// Bytes read up to the end of the batch.
+    end: u64,
+}
+
+impl Batch {
+    /// Reads the next [`BATCH_LINES`] lines (fewer at the end of the
+    /// input), after `start` bytes read before.
+    fn fill(&mut self, reader: &mut impl BufRead, start: u64) -> std::io::Result<()> {
+        self.bytes.clear();
+        self.spans.clear();
+        self.end = start;
+        while self.spans.len() < BATCH_LINES {
+            let line_start = self.bytes.len();
+            let n = reader.read_until(b'\n', &mut self.bytes)?;
+            if n == 0 {
+                break;
+            }
+            self.end += n as u64;
+            let line_end = self.bytes.len() - usize::from(self.bytes.last() == Some(&b'\n'));
+            self.spans.push((line_start, line_end));
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.spans
+            .iter()
+            .map(|&(start, end)| self.bytes.get(start..end).unwrap_or_default())
+    }
 }
 
 /// Verifies an export file line by line (see the module documentation).
@@ -192,6 +309,8 @@ pub struct ExportVerifier {
     kept: Vec<Checkpoint>,
     /// The first disagreement with one of them.
     earlier_fault: Option<ChainFault>,
+    /// Room for an event's canonical encoding.
+    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for ExportVerifier {
@@ -216,6 +335,7 @@ impl ExportVerifier {
             earlier: Vec::new(),
             kept: Vec::new(),
             earlier_fault: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -277,71 +397,138 @@ impl ExportVerifier {
 
     /// Checks the next line (its bytes without the line feed).
     pub fn line(&mut self, bytes: &[u8]) {
-        self.accept(ParsedLine::parse(bytes));
+        match exact::read(bytes, &mut self.scratch) {
+            Some(event) => self.accept_exact(&event),
+            None => self.accept_full(full_parse(bytes)),
+        }
     }
 
     /// Checks the next line, taken apart beforehand (see [`ParsedLine`]).
     pub fn accept(&mut self, line: ParsedLine) {
+        match line.0 {
+            Parsed::Exact(event) => self.accept_exact(&event),
+            Parsed::Full(full) => self.accept_full(full),
+        }
+    }
+
+    fn accept_exact(&mut self, event: &ExactEvent) {
+        if self.count_line() {
+            self.chain.push_link(event.link(), Ok(event.hash_matches()));
+            self.reach_earlier_if_any();
+        }
+    }
+
+    fn accept_full(&mut self, line: Full) {
+        if !self.count_line() {
+            return;
+        }
+        match line {
+            Full::Malformed(why) => self.chain.malformed(why.to_string()),
+            Full::Unverified(why) => self.chain.malformed(why),
+            Full::Checkpoint(parsed) => {
+                if let Err(e) = &parsed {
+                    self.chain.malformed(e.to_string());
+                }
+                self.checkpoint = Some(parsed);
+            }
+            Full::Event(event, computed) => {
+                self.chain.push_hashed(&event, computed);
+                self.reach_earlier_if_any();
+            }
+        }
+    }
+
+    /// Counts a line; whether it is still to be checked (nothing after
+    /// the checkpoint line is).
+    fn count_line(&mut self) -> bool {
         self.lines += 1;
         if self.checkpoint.is_some() {
             if !self.after_checkpoint {
                 self.after_checkpoint = true;
                 self.chain.malformed("a line after the checkpoint line");
             }
-            return;
+            return false;
         }
-        match line.0 {
-            Parsed::Malformed(why) => self.chain.malformed(why.to_string()),
-            Parsed::Unverified(why) => self.chain.malformed(why),
-            Parsed::Checkpoint(parsed) => {
-                if let Err(e) = &parsed {
-                    self.chain.malformed(e.to_string());
-                }
-                self.checkpoint = Some(parsed);
-            }
-            Parsed::Event(event, computed) => {
-                self.chain.push_hashed(&event, computed);
-                if !self.earlier.is_empty() && self.chain.fault().is_none() {
-                    self.reach_earlier();
-                }
-            }
+        true
+    }
+
+    fn reach_earlier_if_any(&mut self) {
+        if !self.earlier.is_empty() && self.chain.fault().is_none() {
+            self.reach_earlier();
         }
     }
 
     /// Checks every line `reader` holds, in batches of [`BATCH_LINES`]
-    /// taken apart and hashed on up to `threads` threads, then checked in
-    /// order; `progress` is told the bytes read so far after each batch.
+    /// taken apart and hashed on up to `threads` threads (while the next
+    /// batch is read), then checked in order; `progress` is told the bytes
+    /// read so far after each batch.
     pub fn read_all(
         &mut self,
-        reader: &mut impl std::io::BufRead,
+        reader: &mut impl BufRead,
         threads: usize,
         mut progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
-        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH_LINES);
-        let mut read = 0u64;
-        loop {
-            batch.clear();
-            while batch.len() < BATCH_LINES {
-                let mut line = Vec::with_capacity(512);
-                let n = reader.read_until(b'\n', &mut line)?;
-                if n == 0 {
-                    break;
+        let mut batch = Batch::default();
+        batch.fill(reader, 0)?;
+        if threads <= 1 {
+            while !batch.is_empty() {
+                for line in batch.lines() {
+                    self.line(line);
                 }
-                read += n as u64;
-                if line.last() == Some(&b'\n') {
-                    line.pop();
-                }
-                batch.push(line);
+                progress(batch.end);
+                let end = batch.end;
+                batch.fill(reader, end)?;
             }
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            for parsed in parse_lines(&lines, threads) {
-                self.accept(parsed);
-            }
-            progress(read);
+            return Ok(());
         }
+        std::thread::scope(|scope| {
+            let mut spare = Batch::default();
+            let mut in_flight = None;
+            loop {
+                // Batch k is taken apart on other threads while batch k − 1
+                // is checked here and batch k + 1 read.
+                let next = (!batch.is_empty()).then(|| {
+                    let (lines, end) = (batch.len(), batch.end);
+                    let parsing = scope.spawn(move || {
+                        let parsed = parse_lines(&batch.lines().collect::<Vec<_>>(), threads);
+                        (batch, parsed)
+                    });
+                    (parsing, lines, end)
+                });
+                if let Some((parsing, lines, end)) = in_flight.take() {
+                    spare = self.accept_batch(parsing, lines);
+                    progress(end);
+                }
+                let Some((parsing, lines, end)) = next else {
+                    return Ok(());
+                };
+                batch = std::mem::take(&mut spare);
+                if let Err(e) = batch.fill(reader, end) {
+                    // What was read before is checked, as a reader that
+                    // failed at the end of a batch leaves it.
+                    self.accept_batch(parsing, lines);
+                    progress(end);
+                    return Err(e);
+                }
+                in_flight = Some((parsing, lines, end));
+            }
+        })
+    }
+
+    /// Checks a batch taken apart on another thread, and hands back its
+    /// buffer.
+    fn accept_batch(
+        &mut self,
+        parsing: std::thread::ScopedJoinHandle<'_, (Batch, Vec<ParsedLine>)>,
+        lines: usize,
+    ) -> Batch {
+        let (batch, parsed) = parsing
+            .join()
+            .unwrap_or_else(|_| (Batch::default(), unverified(lines)));
+        for line in parsed {
+            self.accept(line);
+        }
+        batch
     }
 
     /// Ends verification with the trusted public keys.

@@ -20,6 +20,7 @@
 
 pub mod canonical;
 mod checkpoint;
+mod exact;
 pub mod export;
 mod verify;
 
@@ -64,9 +65,20 @@ impl Chain {
 
 impl fmt::Display for Chain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Provider => f.write_str("the provider chain"),
-            Self::Tenant(t) => write!(f, "tenant {t}"),
+        ChainName(self.tenant().map(TenantId::as_str)).fmt(f)
+    }
+}
+
+/// A chain named by its tenant id as text (`None` for the provider chain),
+/// shown as [`Chain`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainName<'a>(pub(crate) Option<&'a str>);
+
+impl fmt::Display for ChainName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("the provider chain"),
+            Some(t) => write!(f, "tenant {t}"),
         }
     }
 }

@@ -11,7 +11,8 @@ use std::fmt;
 use serde::Serialize;
 
 use super::canonical::NotCanonical;
-use super::{AuditEvent, Chain, ChainHead, Checkpoint, Digest, PublicKey};
+use super::{AuditEvent, Chain, ChainHead, ChainName, Checkpoint, Digest, PublicKey};
+use crate::id::TenantId;
 
 /// What is wrong at the first bad event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -100,6 +101,28 @@ pub struct VerifiedChain {
     pub checkpoint: Option<Checkpoint>,
 }
 
+/// What the chain check reads of an event: its place in the chain. Its
+/// contents count only through the hash they give, passed beside it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventLink<'a> {
+    pub(crate) seq: u64,
+    /// The chain, as the tenant id's text (`None`: the provider chain).
+    pub(crate) tenant: Option<&'a str>,
+    pub(crate) prev_hash: Digest,
+    pub(crate) hash: Digest,
+}
+
+impl<'a> EventLink<'a> {
+    fn of(event: &'a AuditEvent) -> Self {
+        Self {
+            seq: event.seq,
+            tenant: event.chain.tenant().map(TenantId::as_str),
+            prev_hash: event.prev_hash,
+            hash: event.hash,
+        }
+    }
+}
+
 /// A streaming chain verifier. See the module documentation.
 #[derive(Debug)]
 pub struct ChainVerifier {
@@ -166,6 +189,19 @@ impl ChainVerifier {
     /// depends on the event alone) was computed beforehand, perhaps on
     /// another thread.
     pub fn push_hashed(&mut self, event: &AuditEvent, computed: Result<Digest, NotCanonical>) {
+        let matches = computed.map(|hash| hash == event.hash);
+        self.push_link(EventLink::of(event), matches);
+    }
+
+    /// Checks the next event from its place in the chain and whether its
+    /// contents hash to its `hash` (all that
+    /// [`push_hashed`](Self::push_hashed) reads of an event), for an event
+    /// line hashed without building the event.
+    pub(crate) fn push_link(
+        &mut self,
+        event: EventLink<'_>,
+        hash_matches: Result<bool, NotCanonical>,
+    ) {
         if self.fault.is_some() {
             if self.gap == Some(event.seq) {
                 if let Some(fault) = &mut self.fault {
@@ -180,23 +216,24 @@ impl ChainVerifier {
             return;
         }
         let expected = self.head.seq + 1;
-        if event.chain != self.head.chain {
+        if event.tenant != self.head.chain.tenant().map(TenantId::as_str) {
             return self.fail(
                 expected,
                 FaultKind::WrongChain,
                 format!(
                     "the event belongs to {}, not {}",
-                    event.chain, self.head.chain
+                    ChainName(event.tenant),
+                    self.head.chain
                 ),
             );
         }
         let links = event.prev_hash == self.head.hash;
         if event.seq == expected {
-            match computed {
+            match hash_matches {
                 Err(e) => {
                     return self.fail(expected, FaultKind::Malformed, e.to_string());
                 }
-                Ok(hash) if hash != event.hash => {
+                Ok(false) => {
                     let what = if links {
                         "its contents do not match its hash"
                     } else {
