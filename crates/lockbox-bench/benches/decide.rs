@@ -26,7 +26,8 @@
 //! included in every figure on both sides.
 //!
 //! Run: `cargo bench -p lockbox-bench --features cedar --bench decide [-- MAX_GRANTS]`
-//! (default 10 000 000; the largest index needs about 3 GiB).
+//! (default 10 000 000; the largest index needs about 3 GiB), or
+//! `… -- holder` for the one-holder table alone.
 
 #![allow(
     clippy::expect_used,
@@ -97,6 +98,11 @@ struct Lockbox {
     hot: Summary,
     allowed: usize,
     memory: Memory,
+    /// Pruning the whole index at once when nothing is due, and the
+    /// longest of its parts pruned one by one (what the server does, one
+    /// part a second, holding the index's write lock), milliseconds.
+    prune_ms: f64,
+    prune_part_ms: f64,
 }
 
 fn lockbox(grants: usize) -> Lockbox {
@@ -130,22 +136,43 @@ fn lockbox(grants: usize) -> Lockbox {
     };
     let (uniform, allowed) = measure(&population.queries(QUERIES, now, &mut Rng::new(7)));
     let (hot, _) = measure(&population.queries_among(QUERIES, HOT, now, &mut Rng::new(9)));
+    let mut index = index;
+    let start = Instant::now();
+    let pruned = index.prune(now, TimeDelta::hours(1));
+    let prune_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(pruned, 0, "every grant is active");
+    let prune_part_ms = (0..GrantIndex::PRUNE_PARTS)
+        .map(|part| {
+            let start = Instant::now();
+            index.prune_part(part, now, TimeDelta::hours(1));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(0.0, f64::max);
     drop(index);
     Lockbox {
         uniform,
         hot,
         allowed,
         memory,
+        prune_ms,
+        prune_part_ms,
     }
 }
 
 /// One holder's grants on one subscription, `grants` of them in the
 /// soak's shape (issue 21): an active grant on each of up to 1 000 VMs,
 /// and the rest revoked or ended on the same VMs, as cycle after cycle of
-/// one operator leaves them. Returns the decision's summary (checks on
-/// those VMs: half on one with an active grant, half on one without any),
-/// how many were allowed, and the time loading took per grant.
-fn one_holder(grants: usize) -> (Summary, usize, f64) {
+/// one operator leaves them; the checks to ask (on those VMs: half on one
+/// with an active grant, half on one without any), and the time loading
+/// took per grant.
+struct Holder {
+    grants: usize,
+    index: GrantIndex,
+    queries: Vec<ResourceId>,
+    load_ns: f64,
+}
+
+fn one_holder(grants: usize) -> Holder {
     let now = now();
     let vms = grants.min(1_000);
     let tenant = tenant_id(0);
@@ -187,20 +214,51 @@ fn one_holder(grants: usize) -> (Summary, usize, f64) {
     let load_ns = start.elapsed().as_nanos() as f64 / grants as f64;
     drop(all);
     let mut rng = Rng::new(11);
-    let read = Action::parse("Microsoft.Compute/virtualMachines/read").unwrap();
     let queries: Vec<ResourceId> = (0..QUERIES)
         .map(|k| {
             let i = rng.below(vms as u64) as usize;
             vm(0, if k % 2 == 0 { i } else { i + 1_000_000 })
         })
         .collect();
-    for q in queries.iter().take(10_000) {
-        black_box(index.check(&operator, q, &read, now));
+    Holder {
+        grants,
+        index,
+        queries,
+        load_ns,
     }
-    let (summary, allowed) = time_each(queries.len(), |i| {
-        index.check(&operator, &queries[i], &read, now).allowed()
-    });
-    (summary, allowed, load_ns)
+}
+
+/// Times the checks of every holder in turn, a slice of each per round,
+/// so that a slow spell of the machine falls on all of them alike: each
+/// holder's summary and how many of its checks were allowed.
+fn time_holders(holders: &[Holder]) -> Vec<(Summary, usize)> {
+    const ROUNDS: usize = 20;
+    let read = Action::parse("Microsoft.Compute/virtualMachines/read").unwrap();
+    let operator = operator_id(0);
+    let now = now();
+    for h in holders {
+        for q in h.queries.iter().take(10_000) {
+            black_box(h.index.check(&operator, q, &read, now));
+        }
+    }
+    let mut samples = vec![Vec::with_capacity(QUERIES); holders.len()];
+    let mut allowed = vec![0; holders.len()];
+    for round in 0..ROUNDS {
+        for (k, h) in holders.iter().enumerate() {
+            let slice = QUERIES / ROUNDS;
+            for q in &h.queries[round * slice..(round + 1) * slice] {
+                let start = Instant::now();
+                let ok = black_box(h.index.check(&operator, q, &read, now).allowed());
+                samples[k].push(start.elapsed().as_nanos() as f64);
+                allowed[k] += usize::from(ok);
+            }
+        }
+    }
+    samples
+        .iter_mut()
+        .zip(allowed)
+        .map(|(s, a)| (summarize(s).expect("samples"), a))
+        .collect()
 }
 
 fn cedar(policies: usize) -> (Summary, usize) {
@@ -269,6 +327,8 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_000_000);
+    // `holder`: the one-holder table alone.
+    let holder_only = std::env::args().skip(1).any(|a| a == "holder");
     println!(
         "decide: {QUERIES} checks per row, each timed alone; {}",
         machine()
@@ -285,27 +345,29 @@ fn main() {
     println!("One holder's grants on one subscription (one bucket of the index):\n");
     println!("| grants | median ns | p99 ns | allowed | load ns per grant |");
     println!("| ---: | ---: | ---: | ---: | ---: |");
-    let mut crowded = Vec::new();
-    for grants in [1, 1_000, 100_000, 1_000_000] {
-        let (s, allowed, load) = one_holder(grants);
+    let holders: Vec<Holder> = [1, 1_000, 100_000, 1_000_000]
+        .into_iter()
+        .map(one_holder)
+        .collect();
+    let timed = time_holders(&holders);
+    for (h, (s, allowed)) in holders.iter().zip(&timed) {
         println!(
-            "| {grants} | {:.0} | {:.0} | {allowed} | {load:.0} |",
-            s.p50, s.p99
-        );
-        crowded.push((grants, s));
-    }
-    if let (Some((_, one)), Some((_, many))) =
-        (crowded.first(), crowded.iter().find(|(n, _)| *n == 100_000))
-    {
-        println!(
-            "\none holder: median at 100 000 grants / at 1 grant: {:.2}\n",
-            many.p50 / one.p50
+            "| {} | {:.0} | {:.0} | {allowed} | {:.0} |",
+            h.grants, s.p50, s.p99, h.load_ns
         );
     }
     println!(
-        "| engine | grants / policies | median ns | p99 ns | allowed | hot 10 k: median ns | hot p99 ns | heap bytes per grant | allocations per grant |"
+        "\none holder: median at 100 000 grants / at 1 grant: {:.2}\n",
+        timed[2].0.p50 / timed[0].0.p50
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    drop(holders);
+    if holder_only {
+        return;
+    }
+    println!(
+        "| engine | grants / policies | median ns | p99 ns | allowed | hot 10 k: median ns | hot p99 ns | heap bytes per grant | allocations per grant | prune all ms | longest part ms |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut cedar_one = None;
     for policies in [1, 100, 1_000] {
         let (s, allowed) = cedar(policies);
@@ -313,7 +375,7 @@ fn main() {
             cedar_one = Some(s);
         }
         println!(
-            "| cedar-policy | {policies} | {:.0} | {:.0} | {allowed} | | | | |",
+            "| cedar-policy | {policies} | {:.0} | {:.0} | {allowed} | | | | | | |",
             s.p50, s.p99
         );
     }
@@ -323,14 +385,16 @@ fn main() {
         let run = lockbox(size);
         let s = run.uniform;
         println!(
-            "| lockbox index | {size} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            "| lockbox index | {size} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.2} |",
             s.p50,
             s.p99,
             run.allowed,
             run.hot.p50,
             run.hot.p99,
             run.memory.bytes,
-            run.memory.allocations
+            run.memory.allocations,
+            run.prune_ms,
+            run.prune_part_ms
         );
         ours.push((size, s, run.hot));
         size *= 10;

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::BuildHasher as _;
+use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet, HashTable};
@@ -274,18 +274,33 @@ struct Scopes<'a> {
 /// choose scopes that collide).
 type ScopeHasher = hashbrown::DefaultHashBuilder;
 
-/// Calls `f` with `text` in lower case (on the stack when short, as
-/// nearly every resource id is).
-fn with_folded<R>(text: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    let mut short = [0u8; 160];
-    match short.get_mut(..text.len()) {
-        Some(slot) => {
-            slot.copy_from_slice(text);
-            slot.make_ascii_lowercase();
-            f(slot)
-        }
-        None => f(&text.to_ascii_lowercase()),
+/// `word`'s eight bytes with their ASCII capitals in lower case (any
+/// other byte, ASCII or not, unchanged), all at once.
+fn fold_word(word: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let low = word & LOW;
+    // A byte's high bit is set when its low seven bits are past 'Z', and
+    // (second) when they are at least 'A'; neither sum carries into the
+    // next byte.
+    let past_z = low + 0x2525_2525_2525_2525;
+    let from_a = low + 0x3f3f_3f3f_3f3f_3f3f;
+    let capital = !word & from_a & !past_z & HIGH;
+    word | (capital >> 2)
+}
+
+/// Eight bytes as a word (zero when `chunk` is not eight bytes long).
+fn word(chunk: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes)
+}
+
+/// The last bytes of a text (fewer than eight), padded with zeros.
+fn tail_word(tail: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(to) = word.get_mut(..tail.len()) {
+        to.copy_from_slice(tail);
     }
+    u64::from_le_bytes(word)
 }
 
 impl<'a> Scopes<'a> {
@@ -293,9 +308,18 @@ impl<'a> Scopes<'a> {
         numbered(self.heads, n).map_or(&[][..], |h| h.as_bytes())
     }
 
-    /// The hash of a scope (what follows the subscription) in lower case.
-    fn hash(&self, folded: &[u8]) -> u64 {
-        self.hasher.hash_one(folded)
+    /// The hash of a scope (what follows the subscription) ignoring ASCII
+    /// case: folded and hashed eight bytes at a time, with no copy.
+    fn hash(&self, scope: &[u8]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        let words = scope.chunks_exact(8);
+        let tail = tail_word(words.remainder());
+        for chunk in words {
+            hasher.write_u64(fold_word(word(chunk)));
+        }
+        hasher.write_u64(fold_word(tail));
+        hasher.write_usize(scope.len());
+        hasher.finish()
     }
 
     /// An entry's scope: its hash and its depth (segments).
@@ -308,7 +332,6 @@ impl<'a> Scopes<'a> {
         text.extend_from_slice(head);
         text.push(b'/');
         text.extend_from_slice(name);
-        text.make_ascii_lowercase();
         let depth = head.iter().filter(|&&b| b == b'/').count() + 1;
         (self.hash(&text), u32::try_from(depth).unwrap_or(u32::MAX))
     }
@@ -608,38 +631,34 @@ impl Scoped {
     /// whose id after the subscription is `rest`, shallowest first: one
     /// lookup for each scope above the resource at a depth some group has.
     fn covering<'a>(&'a self, scopes: Scopes<'_>, rest: &str, mut visit: impl FnMut(&'a Group)) {
-        with_folded(rest.as_bytes(), |folded| {
-            let mut probe = |end: usize| {
-                let (Some(prefix), Some(scope)) = (folded.get(..end), rest.get(..end)) else {
-                    return;
-                };
-                if let Some(group) = self.groups.find(scopes.hash(prefix), |g| {
-                    g.first().is_some_and(|f| scopes.is(f, scope))
-                }) {
-                    visit(group);
-                }
+        let bytes = rest.as_bytes();
+        let mut probe = |end: usize| {
+            let (Some(prefix), Some(scope)) = (bytes.get(..end), rest.get(..end)) else {
+                return;
             };
-            if self.depths & 1 != 0 {
-                probe(0);
+            if let Some(group) = self.groups.find(scopes.hash(prefix), |g| {
+                g.first().is_some_and(|f| scopes.is(f, scope))
+            }) {
+                visit(group);
             }
-            // Where each scope below the subscription ends: before each
-            // `/` but the first, and at the end.
-            let ends = folded
-                .iter()
-                .enumerate()
-                .skip(1)
-                .filter(|&(_, &b)| b == b'/')
-                .map(|(i, _)| i)
-                .chain((!folded.is_empty()).then_some(folded.len()));
-            for (depth, end) in (1u32..).zip(ends) {
-                if self.depths.checked_shr(depth).unwrap_or(0) == 0 {
-                    break;
-                }
-                if self.depths & depth_bit(depth) != 0 {
-                    probe(end);
-                }
+        };
+        if self.depths & 1 != 0 {
+            probe(0);
+        }
+        // Where each scope below the subscription ends: before each `/`
+        // but the first, and at the end; found no further than the
+        // deepest scope the bucket has.
+        let ends = memchr::memchr_iter(b'/', bytes.get(1..).unwrap_or_default())
+            .map(|i| i + 1)
+            .chain((!bytes.is_empty()).then_some(bytes.len()));
+        for (depth, end) in (1u32..).zip(ends) {
+            if self.depths.checked_shr(depth).unwrap_or(0) == 0 {
+                break;
             }
-        });
+            if self.depths & depth_bit(depth) != 0 {
+                probe(end);
+            }
+        }
     }
 
     fn advance(
@@ -649,7 +668,7 @@ impl Scoped {
         id: GrantId,
         state: EntryState,
     ) -> Option<bool> {
-        let hash = with_folded(rest.as_bytes(), |folded| scopes.hash(folded));
+        let hash = scopes.hash(rest.as_bytes());
         self.groups
             .find_mut(hash, |g| g.first().is_some_and(|f| scopes.is(f, rest)))
             .and_then(|group| group.advance(id, state))
@@ -783,6 +802,66 @@ impl Bucket {
 /// A bucket's key: the holder's number and the subscription's.
 type BucketKey = (u32, u32);
 
+/// The buckets, in [`GrantIndex::PRUNE_PARTS`] tables by key, so that
+/// forgetting grants long over can walk one table at a time (a short hold
+/// of the index) instead of every bucket at once.
+#[derive(Debug, Clone)]
+struct Buckets(Box<[HashMap<BucketKey, Bucket>]>);
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self(
+            (0..GrantIndex::PRUNE_PARTS)
+                .map(|_| HashMap::new())
+                .collect(),
+        )
+    }
+}
+
+impl Buckets {
+    /// The table of `key`: the top bits of a multiplicative hash of the
+    /// two numbers (which the index assigns in turn, so nobody chooses).
+    fn part(key: BucketKey) -> usize {
+        let both = (u64::from(key.0) << 32) | u64::from(key.1);
+        let top = both.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58;
+        usize::try_from(top).unwrap_or_default()
+    }
+
+    fn table(&self, key: BucketKey) -> Option<&HashMap<BucketKey, Bucket>> {
+        self.0.get(Self::part(key))
+    }
+
+    fn get(&self, key: &BucketKey) -> Option<&Bucket> {
+        self.table(*key).and_then(|t| t.get(key))
+    }
+
+    fn get_mut(&mut self, key: &BucketKey) -> Option<&mut Bucket> {
+        self.0
+            .get_mut(Self::part(*key))
+            .and_then(|t| t.get_mut(key))
+    }
+
+    fn insert(&mut self, key: BucketKey, bucket: Bucket) {
+        if let Some(table) = self.0.get_mut(Self::part(key)) {
+            table.insert(key, bucket);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&BucketKey, &Bucket)> {
+        self.0.iter().flatten()
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = &Bucket> {
+        self.iter().map(|(_, b)| b)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(HashMap::is_empty)
+    }
+}
+
 /// The index has numbered as many principals, subscriptions or scope heads
 /// as 32 bits tell apart, and cannot hold one more. Never clamped to a
 /// number in use: that would make one grant decide with another's scope
@@ -850,7 +929,7 @@ pub struct GrantIndex {
     principal_names: Vec<PrincipalId>,
     subscriptions: HashMap<SubscriptionId, (u32, Arc<TenantId>)>,
     subscription_names: Vec<SubscriptionId>,
-    buckets: HashMap<BucketKey, Bucket>,
+    buckets: Buckets,
     /// Scope heads (a scope without its subscription and last segment),
     /// each kept once.
     heads: HashMap<Box<str>, u32>,
@@ -1105,30 +1184,45 @@ impl GrantIndex {
         }
     }
 
+    /// Into how many parts [`GrantIndex::prune_part`] divides the index.
+    pub const PRUNE_PARTS: usize = 64;
+
     /// Forgets grants that ended more than `keep` before `now` (after that
     /// a check says `no_grant` instead of `expired` or `revoked`), and the
     /// action sets no grant it keeps uses. Returns how many grants it
     /// forgot.
     pub fn prune(&mut self, now: Timestamp, keep: TimeDelta) -> usize {
+        (0..Self::PRUNE_PARTS)
+            .map(|part| self.prune_part(part, now, keep))
+            .sum()
+    }
+
+    /// As [`GrantIndex::prune`], in part `part` (modulo
+    /// [`GrantIndex::PRUNE_PARTS`]) of the index only: about one
+    /// sixty-fourth of its buckets, so that a caller holding the index
+    /// while it prunes holds it that much less long. Calling it for every
+    /// part in turn prunes the whole index.
+    pub fn prune_part(&mut self, part: usize, now: Timestamp, keep: TimeDelta) -> usize {
         let horizon = micros(now - keep);
-        let before = self.grants;
-        let mut kept = 0;
         let scopes = Scopes {
             heads: &self.head_names,
             hasher: &self.scope_hasher,
         };
-        self.buckets.retain(|_, bucket| {
+        let Some(table) = self.buckets.0.get_mut(part % Self::PRUNE_PARTS) else {
+            return 0;
+        };
+        let mut forgot = 0;
+        table.retain(|_, bucket| {
+            let before = bucket.len();
             let alive = bucket.retain(scopes, |e| e.not_after_us > horizon);
-            if alive {
-                kept += bucket.len();
-            }
+            forgot += if alive { before - bucket.len() } else { before };
             alive
         });
-        self.grants = kept;
+        self.grants -= forgot;
         // A set only the table holds is no grant's. (A set a clone of the
         // index still uses is dropped at a later prune.)
         self.action_sets.retain(|set| Arc::strong_count(set) > 1);
-        before - kept
+        forgot
     }
 
     /// Every grant held, sorted by id: to compare the index with the
@@ -1136,7 +1230,7 @@ impl GrantIndex {
     #[must_use]
     pub fn grants(&self) -> Vec<IndexedGrant> {
         let mut out: Vec<IndexedGrant> = Vec::with_capacity(self.grants);
-        for (&(principal, subscription), bucket) in &self.buckets {
+        for (&(principal, subscription), bucket) in self.buckets.iter() {
             let principal = numbered(&self.principal_names, principal)
                 .map_or_else(String::new, ToString::to_string);
             let subscription = numbered(&self.subscription_names, subscription)
@@ -1360,6 +1454,23 @@ mod tests {
     }
 
     #[test]
+    fn folding_eight_bytes_at_once_agrees_with_folding_each() {
+        // Every byte value in every lane, beside every other in the next.
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let text = [a, b, a, b, b, a, 0xff, b'Z'];
+                let mut one_by_one = text;
+                one_by_one.make_ascii_lowercase();
+                assert_eq!(
+                    fold_word(u64::from_le_bytes(text)).to_le_bytes(),
+                    one_by_one,
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_scope_hashes_the_same_from_an_entry_as_from_a_resource_id() {
         let mut ix = GrantIndex::new();
         let scopes = [
@@ -1387,7 +1498,7 @@ mod tests {
                 } else {
                     text.to_uppercase()
                 };
-                let from_text = with_folded(text.as_bytes(), |folded| heads.hash(folded));
+                let from_text = heads.hash(text.as_bytes());
                 assert_eq!(hash, from_text, "{text}");
                 assert_eq!(
                     usize::try_from(depth).unwrap(),

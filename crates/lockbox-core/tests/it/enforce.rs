@@ -266,6 +266,41 @@ fn pruning_forgets_only_grants_long_over() {
 }
 
 #[test]
+fn pruning_part_by_part_forgets_what_pruning_at_once_does() {
+    // 300 holders, each with a grant over two hours ago and one that
+    // lasts, spread over the parts.
+    let mut ix = GrantIndex::new();
+    ix.add_subscription(SubscriptionId::parse("sub-1").unwrap(), tid("contoso"))
+        .unwrap();
+    for n in 0..300u16 {
+        let who = format!("op-{n}");
+        ix.add_principal(pid(&who)).unwrap();
+        for (k, to) in [(0u8, 1), (1u8, 8)] {
+            let mut record = grant(0, &who, VM, &["*"], 0, to).record().clone();
+            let [hi, lo] = n.to_be_bytes();
+            record.id = GrantId::from_parts(t0(), [hi, lo, k, 0, 0, 0, 0, 0, 0, 0]);
+            ix.upsert(&Grant::restore(record).unwrap()).unwrap();
+        }
+    }
+    let now = t0() + hours(2);
+    let mut at_once = ix.clone();
+    assert_eq!(at_once.prune(now, hours(1)), 300);
+    let mut touched = 0;
+    let mut forgot = 0;
+    for part in 0..GrantIndex::PRUNE_PARTS {
+        let n = ix.prune_part(part, now, hours(1));
+        touched += usize::from(n > 0);
+        forgot += n;
+        assert!(n < 300, "one part holds a fraction of the buckets");
+    }
+    assert_eq!(forgot, 300);
+    assert!(touched > GrantIndex::PRUNE_PARTS / 2, "{touched} parts");
+    assert_eq!(ix.len(), 300);
+    assert_eq!(ix.grants(), at_once.grants());
+    assert_eq!(ix.prune(now, hours(1)), 0);
+}
+
+#[test]
 fn a_decision_is_recorded_in_the_resource_owners_chain() {
     let mut ix = index();
     ix.upsert(&grant(1, "sam", VM, &["*"], 0, 8)).unwrap();

@@ -54,8 +54,11 @@ use gateway::GatewayTokens;
 /// says `expired` or `revoked` rather than `no_grant`.
 pub const KEEP_ENDED: TimeDelta = TimeDelta::hours(1);
 
-/// How often the index forgets grants long over.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often the index forgets grants long over: one part of it
+/// ([`GrantIndex::PRUNE_PARTS`]) at each tick, so that the whole is walked
+/// about once a minute and the write lock is never held for long (pruning
+/// a million grants at once held it for 20–30 ms).
+const PRUNE_EVERY: Duration = Duration::from_millis(60_000 / 64);
 
 /// Acknowledgements waiting to be sent; beyond this many, barriers go
 /// unacknowledged (their nodes wait out `max_staleness`).
@@ -869,6 +872,7 @@ async fn sync_task(
 ) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut part = 0;
     let mut retry = Duration::from_millis(50);
     loop {
         let notice = async {
@@ -884,8 +888,11 @@ async fn sync_task(
                     .index
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .prune(clock.now(), KEEP_ENDED);
-                tracing::debug!(removed, "pruned the grant index");
+                    .prune_part(part, clock.now(), KEEP_ENDED);
+                if removed > 0 {
+                    tracing::debug!(removed, part, "pruned the grant index");
+                }
+                part = (part + 1) % GrantIndex::PRUNE_PARTS;
                 false
             }
             () = enforcer.resync.notified() => true,
