@@ -189,6 +189,13 @@ pub fn open_counts_sql() -> &'static str {
     crate::requests::OPEN_COUNTS
 }
 
+/// The SQL text with which the sweeper finds the grants without a request
+/// that are due to end (as [`requests_list_sql`]).
+#[must_use]
+pub fn due_grants_sql(backend: Backend) -> String {
+    crate::requests::due_grants_sql(backend)
+}
+
 /// The SQL text with which the store lists grants (as
 /// [`requests_list_sql`]).
 #[must_use]

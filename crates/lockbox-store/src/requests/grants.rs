@@ -13,6 +13,23 @@ use crate::tx::{Locked, Tx};
 
 use super::*;
 
+/// The grants without a request (break-glass) past their end but still
+/// recorded active, oldest end first: what the sweeper ends. SQLite is told
+/// which index to read: left to itself it reads every grant without a
+/// request through the unique index of `request_id` (`IS NULL` looks
+/// selective there) and sorts them, which at 50 000 emergency grants held
+/// the only writer for 200 ms every sweep.
+pub(crate) fn due_grants_sql(backend: Backend) -> String {
+    let from = match backend {
+        Backend::Sqlite => "grants g INDEXED BY grants_active_by_end",
+        Backend::Postgres => "grants g",
+    };
+    format!(
+        "SELECT {GRANT_COLUMNS} FROM {from} WHERE state = 'active' AND request_id IS NULL \
+         AND not_after_us <= $1 ORDER BY not_after_us LIMIT $2"
+    )
+}
+
 impl Tx {
     /// A principal's emergency grants still recorded active, locked (to
     /// disable it).
@@ -214,13 +231,7 @@ impl Tx {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<Locked<Grant>>, StoreError> {
-        let sql = self.locking_skip(
-            &format!(
-                "SELECT {GRANT_COLUMNS} FROM grants g WHERE state = 'active' AND request_id IS NULL \
-                 AND not_after_us <= $1 ORDER BY not_after_us LIMIT $2"
-            ),
-            "g",
-        );
+        let sql = self.locking_skip(&due_grants_sql(self.backend()), "g");
         let rows = self
             .all(
                 sqlx::query(sql)

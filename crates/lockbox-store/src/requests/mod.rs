@@ -1,6 +1,7 @@
 //! Access requests, their approvals, and grants.
 
 mod grants;
+pub(crate) use grants::due_grants_sql;
 
 use std::collections::HashMap;
 
