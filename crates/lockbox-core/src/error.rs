@@ -131,6 +131,16 @@ pub enum DomainError {
         advice: &'static str,
     },
     /// The operation clashes with existing state.
+    /// The request falls short of what the tenant's policy requires of
+    /// its reasons: a reason type it does not allow, a justification too
+    /// short, a reference missing or of the wrong form.
+    #[error("{detail} (the tenant's policy: {requirement})")]
+    PolicyRequirement {
+        /// The policy key (`allowed_reason_types`, …).
+        requirement: &'static str,
+        /// What is wrong, in the caller's terms.
+        detail: String,
+    },
     #[error("{0}")]
     Conflict(String),
     /// Nothing by that id that the caller may see: the same answer whether
@@ -170,6 +180,7 @@ impl DomainError {
             Self::EmergencyAccessDisabled(_) => "emergency_access_disabled",
             Self::NotDue { .. } => "not_due",
             Self::LimitReached { .. } => "limit_reached",
+            Self::PolicyRequirement { .. } => "policy_requirement",
             Self::Conflict(_) => "conflict",
             Self::NotFound(_) => "not_found",
             Self::EnrollmentUnusable(_) => "enrollment_unusable",

@@ -222,8 +222,8 @@ impl Grant {
         self.check(resource, action, now).is_ok()
     }
 
-    /// The grant an approved request creates, from `now` for `hours`.
-    pub(crate) fn for_request(request: &RequestRecord, now: Timestamp, hours: u32) -> Self {
+    /// The grant an approved request creates, from `start` for `hours`.
+    pub(crate) fn for_request(request: &RequestRecord, start: Timestamp, hours: u32) -> Self {
         Self(GrantRecord {
             id: GrantId::for_request(&request.id),
             request: Some(request.id),
@@ -232,18 +232,19 @@ impl Grant {
             scope: request.resource.clone(),
             access_level: request.access_level.clone(),
             actions: request.actions.clone(),
-            not_before: now,
-            not_after: now + TimeDelta::hours(i64::from(hours)),
+            not_before: start,
+            not_after: start + TimeDelta::hours(i64::from(hours)),
             state: GrantState::Active,
             emergency: false,
         })
     }
 
-    /// The `grant.created` event.
-    pub(crate) fn created_event(&self, actor: Actor) -> PendingEvent {
+    /// The `grant.created` event, recorded at `now` (a scheduled grant
+    /// starts later).
+    pub(crate) fn created_event(&self, actor: Actor, now: Timestamp) -> PendingEvent {
         PendingEvent::new(
             self.tenant.clone(),
-            self.not_before,
+            now,
             actor,
             EventKind::GrantCreated,
             self.id,
@@ -396,7 +397,7 @@ impl Grant {
                     "not_after": grant.not_after,
                 }),
             ),
-            grant.created_event(actor),
+            grant.created_event(actor, now),
         ];
         Ok((grant, events))
     }

@@ -18,7 +18,8 @@
 //! - [`tenant`], [`policy`], [`case`]: tenants, their opt-in and policy,
 //!   support cases.
 //! - [`request`], [`grant`]: the access-request state machine, grants and
-//!   emergency access.
+//!   emergency access; [`reason`]: a request's reason type and reference,
+//!   and what a policy requires of them.
 //! - [`enforce`]: the in-memory grant index that `check` decides from;
 //!   [`gateway`]: what gateways are trusted with, and how a proxied HTTP
 //!   request or a Kubernetes question becomes a resource and an action.
@@ -39,6 +40,7 @@ pub mod grant;
 pub mod id;
 pub mod policy;
 pub mod principal;
+pub mod reason;
 pub mod request;
 pub mod resource;
 pub mod ssh;
@@ -65,6 +67,7 @@ pub use id::{
 };
 pub use policy::{LockboxSetting, OpenCounts, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
+pub use reason::{ReasonType, ReferencePattern};
 pub use request::{AccessRequest, Approval, Denial, RequestDraft, RequestFacts, RequestStatus};
 pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};
 pub use tenant::Tenant;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::id::{CaseId, PrincipalId, TenantId};
+use crate::reason::{ReasonType, ReferencePattern, RequestRequirements};
+use crate::text::{JustificationKind, TextKind};
 
 /// Whether the tenant has opted in to Lockbox. Off by default: until a
 /// tenant admin enables it, requests are approved by the system at once (and
@@ -27,8 +29,8 @@ pub struct LockboxSetting {
     pub changed_by: Option<PrincipalId>,
 }
 
-/// The numbers a tenant admin sets; checked by [`TenantPolicy::new`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a tenant admin sets; checked by [`TenantPolicy::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySettings {
     /// How long a request waits for a decision before it expires.
@@ -53,6 +55,16 @@ pub struct PolicySettings {
     /// How many active grants one operator may hold in the tenant.
     #[serde(default = "defaults::max_active_grants_per_holder")]
     pub max_active_grants_per_holder: u32,
+    /// The fewest characters a request's justification may have.
+    #[serde(default = "defaults::min_justification_length")]
+    pub min_justification_length: u32,
+    /// The reason types a request may give (sorted, without repeats).
+    #[serde(default = "defaults::allowed_reason_types")]
+    pub allowed_reason_types: Vec<ReasonType>,
+    /// What every request's reference must match whole; `None`: no
+    /// reference is required.
+    #[serde(default)]
+    pub reference_pattern: Option<ReferencePattern>,
 }
 
 /// The defaults of the fan-out limits, for policies stored without them.
@@ -66,13 +78,20 @@ mod defaults {
     pub(super) fn max_active_grants_per_holder() -> u32 {
         20
     }
+    pub(super) fn min_justification_length() -> u32 {
+        1
+    }
+    pub(super) fn allowed_reason_types() -> Vec<super::ReasonType> {
+        super::ReasonType::ALL.to_vec()
+    }
 }
 
 impl Default for PolicySettings {
     /// The defaults of Azure Customer Lockbox: requests wait 4 days, access
     /// lasts 8 hours, one approval, no break-glass; and an operator may
     /// have 10 requests waiting in the tenant (5 under one case) and hold
-    /// 20 grants there.
+    /// 20 grants there; any reason type, any justification, no reference
+    /// required.
     fn default() -> Self {
         Self {
             request_ttl_hours: 96,
@@ -84,6 +103,9 @@ impl Default for PolicySettings {
             max_pending_requests_per_operator: defaults::max_pending_requests_per_operator(),
             max_pending_requests_per_case: defaults::max_pending_requests_per_case(),
             max_active_grants_per_holder: defaults::max_active_grants_per_holder(),
+            min_justification_length: defaults::min_justification_length(),
+            allowed_reason_types: defaults::allowed_reason_types(),
+            reference_pattern: None,
         }
     }
 }
@@ -103,14 +125,14 @@ pub const MAX_FAN_OUT_LIMIT: u32 = 1000;
 /// A validated policy. Only [`TenantPolicy::new`] makes one, so every policy
 /// in the system has at least one required approval, positive durations, and
 /// a default no longer than the maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "PolicySettings", into = "PolicySettings")]
 pub struct TenantPolicy(PolicySettings);
 
 impl TenantPolicy {
     /// Checks `settings`.
     pub fn new(settings: PolicySettings) -> Result<Self, DomainError> {
-        let s = settings;
+        let mut s = settings;
         let range = |name: &str, value: u32, max: u32, unit: &str| {
             if value == 0 || value > max {
                 Err(DomainError::invalid(format!(
@@ -168,6 +190,20 @@ impl TenantPolicy {
             MAX_FAN_OUT_LIMIT,
             "grants",
         )?;
+        range(
+            "min_justification_length",
+            s.min_justification_length,
+            u32::try_from(JustificationKind::MAX_CHARS).unwrap_or(u32::MAX),
+            "characters",
+        )?;
+        s.allowed_reason_types.sort_unstable();
+        s.allowed_reason_types.dedup();
+        if s.allowed_reason_types.is_empty() {
+            return Err(DomainError::invalid(format!(
+                "allowed_reason_types must name at least one of {}",
+                ReasonType::names()
+            )));
+        }
         if s.default_access_hours > s.max_access_hours {
             return Err(DomainError::invalid(format!(
                 "default_access_hours ({}) must not exceed max_access_hours ({})",
@@ -177,10 +213,20 @@ impl TenantPolicy {
         Ok(Self(s))
     }
 
-    /// The numbers.
+    /// What the tenant admin set.
     #[must_use]
-    pub fn settings(&self) -> PolicySettings {
-        self.0
+    pub fn settings(&self) -> &PolicySettings {
+        &self.0
+    }
+
+    /// What a request's reasons must meet.
+    #[must_use]
+    pub fn requirements(&self) -> RequestRequirements<'_> {
+        RequestRequirements {
+            min_justification_length: self.0.min_justification_length,
+            allowed_reason_types: &self.0.allowed_reason_types,
+            reference_pattern: self.0.reference_pattern.as_ref(),
+        }
     }
 
     /// How long a request waits for a decision.
@@ -336,58 +382,79 @@ mod tests {
             (
                 PolicySettings {
                     required_approvals: 0,
-                    ..base
+                    ..base.clone()
                 },
                 "required_approvals",
             ),
             (
                 PolicySettings {
                     request_ttl_hours: 0,
-                    ..base
+                    ..base.clone()
                 },
                 "request_ttl_hours",
             ),
             (
                 PolicySettings {
                     default_access_hours: 0,
-                    ..base
+                    ..base.clone()
                 },
                 "default_access_hours",
             ),
             (
                 PolicySettings {
                     max_access_hours: 0,
-                    ..base
+                    ..base.clone()
                 },
                 "max_access_hours",
             ),
             (
                 PolicySettings {
                     emergency_max_minutes: 0,
-                    ..base
+                    ..base.clone()
                 },
                 "emergency_max_minutes",
             ),
             (
                 PolicySettings {
                     default_access_hours: 9,
-                    ..base
+                    ..base.clone()
                 },
                 "must not exceed max_access_hours",
             ),
             (
                 PolicySettings {
                     required_approvals: 11,
-                    ..base
+                    ..base.clone()
                 },
                 "required_approvals",
             ),
             (
                 PolicySettings {
                     max_access_hours: 721,
-                    ..base
+                    ..base.clone()
                 },
                 "max_access_hours",
+            ),
+            (
+                PolicySettings {
+                    min_justification_length: 0,
+                    ..base.clone()
+                },
+                "min_justification_length",
+            ),
+            (
+                PolicySettings {
+                    min_justification_length: 2001,
+                    ..base.clone()
+                },
+                "min_justification_length",
+            ),
+            (
+                PolicySettings {
+                    allowed_reason_types: vec![],
+                    ..base.clone()
+                },
+                "allowed_reason_types",
             ),
         ];
         for (settings, needle) in cases {
@@ -402,7 +469,7 @@ mod tests {
             TenantPolicy::new(PolicySettings {
                 required_approvals: 2,
                 max_access_hours: 24,
-                ..base
+                ..base.clone()
             })
             .is_ok()
         );
@@ -422,11 +489,19 @@ mod tests {
         assert_eq!(p.settings().max_pending_requests_per_operator, 10);
         assert_eq!(p.settings().max_pending_requests_per_case, 5);
         assert_eq!(p.settings().max_active_grants_per_holder, 20);
+        // So do the reason requirements: any reason, no reference.
+        assert_eq!(p.settings().min_justification_length, 1);
+        assert_eq!(p.settings().allowed_reason_types, ReasonType::ALL);
+        assert_eq!(p.settings().reference_pattern, None);
         let now = ok.replace(
             "}",
             ",\"max_pending_requests_per_operator\":10,\"max_pending_requests_per_case\":5,\"max_active_grants_per_holder\":20}",
         );
-        assert_eq!(serde_json::to_string(&p).unwrap(), now);
+        let written = now.replace(
+            "}",
+            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null}",
+        );
+        assert_eq!(serde_json::to_string(&p).unwrap(), written);
         let limited = now.replace(
             "\"max_pending_requests_per_case\":5",
             "\"max_pending_requests_per_case\":0",
@@ -435,6 +510,38 @@ mod tests {
         assert!(
             err.to_string().contains("max_pending_requests_per_case"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn reason_types_are_kept_sorted_and_once_and_a_bad_pattern_is_refused_on_read() {
+        let p = TenantPolicy::new(PolicySettings {
+            allowed_reason_types: vec![
+                ReasonType::ProductionAlert,
+                ReasonType::CustomerInitiatedSupport,
+                ReasonType::ProductionAlert,
+            ],
+            ..PolicySettings::default()
+        })
+        .unwrap();
+        assert_eq!(
+            p.settings().allowed_reason_types,
+            [
+                ReasonType::CustomerInitiatedSupport,
+                ReasonType::ProductionAlert
+            ]
+        );
+        let stored = r#"{"request_ttl_hours":96,"default_access_hours":4,"max_access_hours":8,"required_approvals":2,"emergency_access":true,"emergency_max_minutes":30,"reference_pattern":"INC-[0-9"}"#;
+        let err = serde_json::from_str::<TenantPolicy>(stored).unwrap_err();
+        assert!(err.to_string().contains("reference_pattern"), "{err}");
+        let stored = stored.replace("INC-[0-9", "INC-[0-9]+");
+        let p: TenantPolicy = serde_json::from_str(&stored).unwrap();
+        assert!(
+            p.settings()
+                .reference_pattern
+                .as_ref()
+                .unwrap()
+                .matches("INC-7")
         );
     }
 

@@ -33,10 +33,11 @@ use crate::grant::{Grant, GrantState};
 use crate::id::{CaseId, PrincipalId, RequestId, TenantId};
 use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
+use crate::reason::ReasonType;
 use crate::resource::ResourceId;
 use crate::ssh::{SourceAddress, SshAccess};
 use crate::tenant::Tenant;
-use crate::text::{Justification, Reason};
+use crate::text::{Justification, Reason, Reference};
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -175,6 +176,17 @@ pub struct RequestRecord {
     pub duration_hours: u32,
     /// The requester's justification, shown to approvers.
     pub justification: Justification,
+    /// Why, in the categories approvers sort by.
+    #[serde(default)]
+    pub reason_type: ReasonType,
+    /// The ticket or incident id it is made under, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
+    /// When the access should start, if later than the approval: its grant
+    /// starts then (or at the approval, if that comes later) and lasts
+    /// `duration_hours` from its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
     /// Where it is in its life.
     pub status: RequestStatus,
     /// When it was made.
@@ -231,10 +243,24 @@ pub struct RequestDraft {
     pub duration_hours: Option<u32>,
     /// The requester's justification, shown to approvers.
     pub justification: Justification,
+    /// Why, in the categories approvers sort by.
+    pub reason_type: ReasonType,
+    /// The ticket or incident id it is made under, if any.
+    pub reference: Option<Reference>,
+    /// When the access should start; `None`: as soon as it is approved.
+    /// At most [`MAX_SCHEDULE_AHEAD_DAYS`] ahead.
+    pub starts_at: Option<Timestamp>,
     /// Where the operator will log in from, if said: SSH certificates
     /// minted for the grant work from these addresses only.
     pub source_addresses: Vec<SourceAddress>,
 }
+
+/// How far ahead a request may schedule its access.
+pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 14;
+
+/// How far in the past a `starts_at` may lie and still be taken as "now":
+/// clocks of clients and servers differ.
+pub const STARTS_AT_SKEW_SECONDS: i64 = 300;
 
 /// What the caller looked up for [`AccessRequest::create`].
 #[derive(Debug, Clone, Copy)]
@@ -418,6 +444,23 @@ impl AccessRequest {
                 limit: "the tenant's maximum",
             });
         }
+        if let Some(start) = draft.starts_at {
+            if start > now + TimeDelta::days(MAX_SCHEDULE_AHEAD_DAYS) {
+                return Err(DomainError::invalid(format!(
+                    "starts_at {start} is more than {MAX_SCHEDULE_AHEAD_DAYS} days ahead; request access nearer the time"
+                )));
+            }
+            if start < now - TimeDelta::seconds(STARTS_AT_SKEW_SECONDS) {
+                return Err(DomainError::invalid(format!(
+                    "starts_at {start} is in the past; leave it out to start as soon as the request is approved"
+                )));
+            }
+        }
+        policy.requirements().check(
+            draft.reason_type,
+            &draft.justification,
+            draft.reference.as_ref(),
+        )?;
         policy.admit_request(&tenant.id, &requester.id, case.id, open)?;
 
         let enabled = tenant.lockbox.enabled;
@@ -433,6 +476,9 @@ impl AccessRequest {
             source_addresses: draft.source_addresses,
             duration_hours: hours,
             justification: draft.justification,
+            reason_type: draft.reason_type,
+            reference: draft.reference,
+            starts_at: draft.starts_at,
             status: RequestStatus::Pending,
             created_at: now,
             expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
@@ -454,6 +500,7 @@ impl AccessRequest {
             "actions": request.actions,
             "duration_hours": request.duration_hours,
             "justification": request.justification,
+            "reason_type": request.reason_type,
             "expires_at": request.expires_at,
             "required_approvals": request.required_approvals,
         });
@@ -468,6 +515,12 @@ impl AccessRequest {
                     "source_addresses".to_owned(),
                     json!(request.source_addresses),
                 );
+            }
+            if let Some(reference) = &request.reference {
+                fields.insert("reference".to_owned(), json!(reference));
+            }
+            if let Some(start) = request.starts_at {
+                fields.insert("starts_at".to_owned(), json!(start));
             }
         }
         let mut events = vec![PendingEvent::new(
@@ -522,10 +575,18 @@ impl AccessRequest {
         )
     }
 
-    /// Moves to approved and starts the grant; returns `grant.created`.
+    /// When a grant approved at `now` starts: then, or at the request's
+    /// `starts_at` if that is later.
+    #[must_use]
+    pub fn grant_start(&self, now: Timestamp) -> Timestamp {
+        self.starts_at.map_or(now, |start| start.max(now))
+    }
+
+    /// Moves to approved and makes the grant, from [`Self::grant_start`]
+    /// for `hours`; returns `grant.created`.
     fn grant_now(&mut self, hours: u32, actor: Actor, now: Timestamp) -> Vec<PendingEvent> {
-        let grant = Grant::for_request(&self.0, now, hours);
-        let event = grant.created_event(actor);
+        let grant = Grant::for_request(&self.0, self.grant_start(now), hours);
+        let event = grant.created_event(actor, now);
         self.0.grant = Some(grant);
         self.0.status = RequestStatus::Approved;
         vec![event]

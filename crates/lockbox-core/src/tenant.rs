@@ -212,7 +212,7 @@ impl Tenant {
         if self.policy == policy {
             return Ok(None);
         }
-        let before = self.policy;
+        let data = json!({ "before": self.policy, "after": policy });
         self.policy = policy;
         Ok(Some(PendingEvent::new(
             self.id.clone(),
@@ -220,7 +220,7 @@ impl Tenant {
             by.principal().clone(),
             EventKind::PolicyChanged,
             &self.id,
-            json!({ "before": before, "after": policy }),
+            data,
         )))
     }
 }

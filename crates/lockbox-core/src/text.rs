@@ -149,6 +149,11 @@ text_kind!(
     Justification, JustificationKind, "justification", 2000, MULTILINE = true
 );
 text_kind!(
+    /// A request's reference: the ticket or incident id it is made under
+    /// (`INC-123456`).
+    Reference, ReferenceKind, "reference", 100
+);
+text_kind!(
     /// A support case's title.
     CaseTitle, CaseTitleKind, "title", 200
 );

@@ -69,7 +69,7 @@ fn policy_changes_are_audited_with_before_and_after() {
     })
     .unwrap();
     let now = w.now;
-    let ev = w.tenant.set_policy(&cap, p, now).unwrap().unwrap();
+    let ev = w.tenant.set_policy(&cap, p.clone(), now).unwrap().unwrap();
     assert_eq!(ev.kind, EventKind::PolicyChanged);
     assert_eq!(ev.data["before"]["required_approvals"], 1);
     assert_eq!(ev.data["after"]["required_approvals"], 2);

@@ -18,5 +18,6 @@ mod exact_lines;
 mod grants;
 mod props;
 mod requests;
+mod schedule;
 mod ssh;
 mod world;

@@ -125,7 +125,7 @@ fn run(
 
     for op in ops {
         let now = w.now;
-        let policy = w.tenant.policy;
+        let policy = w.tenant.policy.clone();
         match op {
             Op::Create { scope, hours } => {
                 let want = hours.unwrap_or(policy.default_access_hours());

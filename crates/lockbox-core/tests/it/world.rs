@@ -345,6 +345,9 @@ impl World {
             access_level: AccessLevelName::parse(level).unwrap(),
             duration_hours,
             justification: Justification::parse("customer reports the VM does not boot").unwrap(),
+            reason_type: ReasonType::default(),
+            reference: None,
+            starts_at: None,
             source_addresses: Vec::new(),
         }
     }
@@ -394,7 +397,7 @@ impl World {
         who: &str,
         hours: Option<u32>,
     ) -> Result<(), DomainError> {
-        let policy = self.tenant.policy;
+        let policy = self.tenant.policy.clone();
         let events = req.approve(
             &self.p(who),
             &self.assignments,
@@ -439,7 +442,7 @@ impl World {
 
     /// Replaces the policy through the tenant admin.
     pub fn set_policy(&mut self, f: impl FnOnce(&mut PolicySettings)) {
-        let mut s = self.tenant.policy.settings();
+        let mut s = self.tenant.policy.settings().clone();
         f(&mut s);
         let cap = self.tenant_admin();
         if let Some(ev) = self
