@@ -609,7 +609,7 @@ pub struct SetLockbox {
 
 /// A tenant's policy (`GET`/`PUT /v1/tenants/{tenant}/policy`). A `PUT`
 /// replaces it whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// How long a request waits for a decision (default 96).
@@ -636,6 +636,22 @@ pub struct Policy {
     /// 1000; default 20): a request or emergency access past it is refused.
     #[serde(default = "policy_defaults::max_active_grants_per_holder")]
     pub max_active_grants_per_holder: u32,
+    /// The fewest characters a request's justification may have (1 to
+    /// 2000; default 1).
+    #[serde(default = "policy_defaults::min_justification_length")]
+    pub min_justification_length: u32,
+    /// The reason types a request may give (default: all of
+    /// `customer_initiated_support`, `provider_initiated_service`,
+    /// `provider_review`, `legal_request`, `production_alert`; at least
+    /// one; answered sorted, each once).
+    #[serde(default = "policy_defaults::allowed_reason_types")]
+    pub allowed_reason_types: Vec<String>,
+    /// A regular expression every request's `reference` must match whole
+    /// (for example `INC-[0-9]{6}`; at most 200 characters); absent or
+    /// `null`: no reference is required. A request short of any of these
+    /// three is refused with `policy_requirement` (422).
+    #[serde(default)]
+    pub reference_pattern: Option<String>,
 }
 
 /// The defaults of [`Policy`]'s fan-out limits, when a body leaves them out.
@@ -648,6 +664,20 @@ mod policy_defaults {
     }
     pub(super) fn max_active_grants_per_holder() -> u32 {
         20
+    }
+    pub(super) fn min_justification_length() -> u32 {
+        1
+    }
+    pub(super) fn allowed_reason_types() -> Vec<String> {
+        [
+            "customer_initiated_support",
+            "provider_initiated_service",
+            "provider_review",
+            "legal_request",
+            "production_alert",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 }
 
@@ -687,7 +717,7 @@ pub struct Case {
 }
 
 /// `POST /v1/requests`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     pub case: String,
@@ -698,6 +728,21 @@ pub struct NewRequest {
     #[serde(default)]
     pub duration_hours: Option<u32>,
     pub justification: String,
+    /// Why: `customer_initiated_support` (the default),
+    /// `provider_initiated_service`, `provider_review`, `legal_request` or
+    /// `production_alert`. The tenant's policy may allow only some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_type: Option<String>,
+    /// The ticket or incident id the request is made under (at most 100
+    /// characters); required when the tenant's policy has a
+    /// `reference_pattern`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When the access should start, at most 14 days ahead: an approval
+    /// before then makes a grant that is `not_yet_valid` until then, and
+    /// lasts `duration_hours` from its start. Absent: as soon as approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<DateTime<Utc>>,
     /// Where the operator will log in from over SSH (IP addresses or
     /// networks such as `10.0.0.0/8`, at most 16): the grant's SSH
     /// certificates then work from these only (`source-address`). Only
@@ -768,6 +813,12 @@ pub struct AccessRequest {
     pub actions: Vec<String>,
     pub duration_hours: u32,
     pub justification: String,
+    /// Why, in one of the reason types.
+    pub reason_type: String,
+    /// The ticket or incident id, if given.
+    pub reference: Option<String>,
+    /// When the access was asked to start (`null`: when approved).
+    pub starts_at: Option<DateTime<Utc>>,
     /// `pending`, `approved`, `denied`, `expired`, `canceled`, `revoked` or
     /// `completed` (as of now, even before the sweeper records it).
     pub status: String,

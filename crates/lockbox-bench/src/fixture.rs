@@ -315,6 +315,9 @@ fn make_tenant(
             access_level: level.name.clone(),
             duration_hours: Some(8),
             justification: justification.clone(),
+            reason_type: lockbox_core::ReasonType::CustomerInitiatedSupport,
+            reference: None,
+            starts_at: None,
             source_addresses: Vec::new(),
         };
         let facts = RequestFacts {
@@ -748,7 +751,11 @@ async fn directory(
             let cap = TenantAdmin::authorize(&on.admin, std::slice::from_ref(&on.assignment), &tid)
                 .map_err(&dom)?;
             events.extend(tenant.set_lockbox(&cap, true, setup_at).map_err(&dom)?);
-            events.extend(tenant.set_policy(&cap, policy, setup_at).map_err(&dom)?);
+            events.extend(
+                tenant
+                    .set_policy(&cap, policy.clone(), setup_at)
+                    .map_err(&dom)?,
+            );
             let (approver, ev) = Principal::create_user(
                 &cap,
                 NewUser {

@@ -70,6 +70,18 @@ impl ReasonType {
             })
     }
 
+    /// Its name in words, for people.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CustomerInitiatedSupport => "Customer-initiated support",
+            Self::ProviderInitiatedService => "Provider-initiated service",
+            Self::ProviderReview => "Provider review",
+            Self::LegalRequest => "Legal request",
+            Self::ProductionAlert => "Production alert",
+        }
+    }
+
     /// Every name, comma-separated.
     #[must_use]
     pub fn names() -> String {

@@ -128,6 +128,13 @@ pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
         max_pending_requests_per_operator: s.max_pending_requests_per_operator,
         max_pending_requests_per_case: s.max_pending_requests_per_case,
         max_active_grants_per_holder: s.max_active_grants_per_holder,
+        min_justification_length: s.min_justification_length,
+        allowed_reason_types: s
+            .allowed_reason_types
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+        reference_pattern: s.reference_pattern.as_ref().map(|p| p.as_str().to_owned()),
     }
 }
 
@@ -245,6 +252,9 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
             .collect(),
         duration_hours: r.duration_hours,
         justification: r.justification.to_string(),
+        reason_type: r.reason_type.as_str().to_owned(),
+        reference: r.reference.as_ref().map(ToString::to_string),
+        starts_at: r.starts_at,
         status: r.status_at(now).as_str().to_owned(),
         created_at: r.created_at,
         expires_at: r.expires_at,

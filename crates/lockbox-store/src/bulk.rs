@@ -133,6 +133,9 @@ pub fn request_row(r: &AccessRequest) -> Result<Row, StoreError> {
         r.cancellation.as_ref().map(|c| micros(c.at)).into(),
         r.ssh.as_ref().map(json).transpose()?.into(),
         crate::requests::source_addresses(r)?.into(),
+        text(r.reason_type.as_str()),
+        r.reference.as_ref().map(|x| x.as_str().to_owned()).into(),
+        r.starts_at.map(micros).into(),
     ])
 }
 

@@ -527,6 +527,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "open counts",
                 include_str!("../migrations/sqlite/0011_open_counts.sql"),
             ),
+            (
+                12,
+                "request reasons",
+                include_str!("../migrations/sqlite/0012_request_reasons.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -583,6 +588,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 11,
                 "open counts",
                 include_str!("../migrations/postgres/0011_open_counts.sql"),
+            ),
+            (
+                12,
+                "request reasons",
+                include_str!("../migrations/postgres/0012_request_reasons.sql"),
             ),
         ],
     };

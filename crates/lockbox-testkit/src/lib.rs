@@ -650,6 +650,7 @@ impl Contoso {
                 duration_hours: hours,
                 justification: "investigating the boot failure".into(),
                 source_addresses: Vec::new(),
+                ..Default::default()
             })
             .await
             .expect("create request")

@@ -377,6 +377,7 @@ async fn story(base: &str, admin_token: &str) -> Result<(), CliError> {
                     duration_hours: Some(4),
                     justification: "read the boot logs of web-01".into(),
                     source_addresses: Vec::new(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(api_err)?;

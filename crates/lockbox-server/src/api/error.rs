@@ -9,7 +9,9 @@
 //!   request or emergency grant past one of the tenant's fan-out limits
 //!   (the detail names the policy key), and `replay_withheld` for a
 //!   repeated creation whose first response carried a secret, 409; rules
-//!   about the input such as `out_of_scope`, `duration_too_long`, 422),
+//!   about the input such as `out_of_scope`, `duration_too_long`, and
+//!   `policy_requirement` for a request whose reasons fall short of the
+//!   tenant's policy, 422),
 //!   things the caller may not see or that do not exist (`not_found`, 404:
 //!   the same answer for both, so existence never leaks across tenants),
 //!   oversized bodies (`payload_too_large`, 413) and too many failed
@@ -134,6 +136,7 @@ fn title(kind: &str) -> &'static str {
         "emergency_access_disabled" => "Emergency access is disabled",
         "not_due" => "Not due yet",
         "limit_reached" => "A limit of the tenant's policy is reached",
+        "policy_requirement" => "The request falls short of the tenant's policy",
         "idempotency_key_reused" => "Idempotency key reused",
         "replay_withheld" => "Already done; its secret is not shown again",
         "payload_too_large" => "Payload too large",
@@ -204,6 +207,7 @@ fn domain_status(e: &DomainError) -> Option<StatusCode> {
         | DomainError::LimitReached { .. }
         | DomainError::NotDue { .. } => StatusCode::CONFLICT,
         DomainError::OutOfScope(_)
+        | DomainError::PolicyRequirement { .. }
         | DomainError::DurationTooLong { .. }
         | DomainError::UnknownAccessLevel(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::ssh::SourceAddress;
-use lockbox_core::text::{Justification, Reason};
+use lockbox_core::text::{Justification, Reason, Reference};
 use lockbox_core::{
-    AccessLevelName, CaseId, GrantId, PrincipalId, RequestDraft, RequestId, RequestStatus,
-    ResourceId, TenantId,
+    AccessLevelName, CaseId, GrantId, PrincipalId, ReasonType, RequestDraft, RequestId,
+    RequestStatus, ResourceId, TenantId,
 };
 
 use crate::api::ApiError;
@@ -26,7 +26,11 @@ use crate::{AppState, authz, present};
 /// reached: the operator's pending requests in the tenant
 /// (`max_pending_requests_per_operator`), the case's
 /// (`max_pending_requests_per_case`), or the operator's active grants in
-/// the tenant (`max_active_grants_per_holder`).
+/// the tenant (`max_active_grants_per_holder`). Refused with
+/// `policy_requirement` (422) when its reasons fall short of the tenant's
+/// policy (`allowed_reason_types`, `min_justification_length`,
+/// `reference_pattern`; the detail names which). `starts_at` more than 14
+/// days ahead, or in the past, is `invalid_input` (400).
 #[utoipa::path(post, path = "/v1/requests", tag = "requests",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewRequest,
@@ -48,6 +52,14 @@ pub(crate) async fn create_request(
             access_level: AccessLevelName::parse(&b.access_level)?,
             duration_hours: b.duration_hours,
             justification: Justification::parse(&b.justification)?,
+            reason_type: b
+                .reason_type
+                .as_deref()
+                .map(ReasonType::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            reference: b.reference.as_deref().map(Reference::parse).transpose()?,
+            starts_at: b.starts_at,
             source_addresses: SourceAddress::parse_all(&b.source_addresses)?,
         },
     };

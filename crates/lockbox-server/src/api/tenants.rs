@@ -9,8 +9,8 @@ use lockbox_api as api;
 use lockbox_core::principal::NewUser;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    PolicySettings, PrincipalId, Role, RoleAssignmentId, Scope, SubscriptionId, TenantId,
-    TenantPolicy,
+    PolicySettings, PrincipalId, ReasonType, ReferencePattern, Role, RoleAssignmentId, Scope,
+    SubscriptionId, TenantId, TenantPolicy,
 };
 
 use crate::api::ApiError;
@@ -423,5 +423,16 @@ pub(crate) fn policy_of(p: api::Policy) -> Result<TenantPolicy, ApiError> {
         max_pending_requests_per_operator: p.max_pending_requests_per_operator,
         max_pending_requests_per_case: p.max_pending_requests_per_case,
         max_active_grants_per_holder: p.max_active_grants_per_holder,
+        min_justification_length: p.min_justification_length,
+        allowed_reason_types: p
+            .allowed_reason_types
+            .iter()
+            .map(|r| ReasonType::parse(r))
+            .collect::<Result<_, _>>()?,
+        reference_pattern: p
+            .reference_pattern
+            .as_deref()
+            .map(ReferencePattern::parse)
+            .transpose()?,
     })?)
 }

@@ -26,6 +26,9 @@ fn request_json(r: &AccessRequest, portal: &str) -> Value {
         "actions": r.actions,
         "duration_hours": r.duration_hours,
         "justification": r.justification,
+        "reason_type": r.reason_type.as_str(),
+        "reference": r.reference,
+        "starts_at": r.starts_at.as_ref().map(time),
         "status": r.status.as_str(),
         "approvals": r.approvals.iter().map(|a| a.approver.to_string()).collect::<Vec<_>>(),
         "expires_at": time(&r.expires_at),
@@ -71,12 +74,20 @@ pub(super) fn slack_body(notice: &Notice, portal: &str) -> Value {
     let mut text = format!("*Lockbox* · {}", slack_escape(&headline(notice)));
     if let Some(r) = &notice.request {
         text.push_str(&format!(
-            "\n{} access (`{}`) to `{}` for {} h (case {}): “{}”\n<{}|Open request {}>",
+            "\n{} access (`{}`) to `{}` for {} h{} (case {}; {}{}): “{}”\n<{}|Open request {}>",
             slack_escape(r.access_level.as_str()),
             slack_escape(&actions_text(&r.actions)),
             slack_escape(&r.resource.to_string()),
             r.duration_hours,
+            r.starts_at
+                .map(|t| format!(" from {}", time(&t)))
+                .unwrap_or_default(),
             r.case,
+            r.reason_type.label(),
+            r.reference
+                .as_ref()
+                .map(|x| format!(", {}", slack_escape(x.as_str())))
+                .unwrap_or_default(),
             slack_escape(r.justification.as_str()),
             link(portal, r),
             r.id
@@ -133,9 +144,19 @@ pub(super) fn email_parts(notice: &Notice, portal: &str) -> (String, String, Str
                 ("Access level", r.access_level.to_string()),
                 ("Actions", actions_text(&r.actions)),
                 ("Duration", format!("{} hours", r.duration_hours)),
+                ("Reason", r.reason_type.label().to_owned()),
                 ("Justification", r.justification.to_string()),
                 ("Status", r.status.as_str().to_owned()),
             ]);
+            if let Some(reference) = &r.reference {
+                rows.push(("Reference", reference.to_string()));
+            }
+            if let Some(start) = &r.starts_at {
+                rows.push((
+                    "Starts",
+                    format!("{} (or when approved, if later)", time(start)),
+                ));
+            }
             if r.status == RequestStatus::Pending {
                 rows.push(("Expires", time(&r.expires_at)));
             }

@@ -5,7 +5,8 @@
 
 use axum::extract::State;
 use lockbox_core::{
-    ChannelId, PolicySettings, Role, RoleAssignmentId, Scope, TenantId, TenantPolicy,
+    ChannelId, PolicySettings, ReasonType, ReferencePattern, Role, RoleAssignmentId, Scope,
+    TenantId, TenantPolicy,
 };
 use lockbox_store::{Page, PageRequest};
 
@@ -97,7 +98,17 @@ pub(crate) async fn settings(
             (Some(at), None) => view::when(at),
             _ => String::new(),
         },
-        policy: policy.settings(),
+        reason_types: ReasonType::ALL
+            .into_iter()
+            .map(|r| (r, policy.settings().allowed_reason_types.contains(&r)))
+            .collect(),
+        reference_pattern: policy
+            .settings()
+            .reference_pattern
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        policy: policy.settings().clone(),
         roles: roles.iter().map(RoleView::new).collect(),
         users,
         chrome_me_id: session.caller.id().clone(),
@@ -162,6 +173,40 @@ pub(crate) struct PolicyFields {
     max_pending_requests_per_case: String,
     #[serde(default)]
     max_active_grants_per_holder: String,
+    #[serde(default)]
+    min_justification_length: String,
+    /// One checkbox per reason type allowed.
+    reason_customer_initiated_support: Option<String>,
+    reason_provider_initiated_service: Option<String>,
+    reason_provider_review: Option<String>,
+    reason_legal_request: Option<String>,
+    reason_production_alert: Option<String>,
+    /// Empty: no reference required.
+    #[serde(default)]
+    reference_pattern: String,
+}
+
+impl PolicyFields {
+    /// The reason types whose boxes are ticked.
+    fn allowed_reason_types(&self) -> Vec<ReasonType> {
+        [
+            (
+                &self.reason_customer_initiated_support,
+                ReasonType::CustomerInitiatedSupport,
+            ),
+            (
+                &self.reason_provider_initiated_service,
+                ReasonType::ProviderInitiatedService,
+            ),
+            (&self.reason_provider_review, ReasonType::ProviderReview),
+            (&self.reason_legal_request, ReasonType::LegalRequest),
+            (&self.reason_production_alert, ReasonType::ProductionAlert),
+        ]
+        .into_iter()
+        .filter(|(ticked, _)| ticked.as_deref() == Some("true"))
+        .map(|(_, r)| r)
+        .collect()
+    }
 }
 
 fn required(name: &str, value: &str) -> Result<u32, PortalError> {
@@ -193,6 +238,15 @@ pub(crate) async fn set_policy(
             "The active grants per operator",
             &f.max_active_grants_per_holder,
         )?,
+        min_justification_length: required(
+            "The shortest justification",
+            &f.min_justification_length,
+        )?,
+        allowed_reason_types: f.allowed_reason_types(),
+        reference_pattern: match f.reference_pattern.trim() {
+            "" => None,
+            p => Some(ReferencePattern::parse(p).map_err(ServiceError::from)?),
+        },
     };
     // The fields first, then who may (as the API asks), then the rules.
     authz::tenant_admin(&form.session.caller, &tenant)?;

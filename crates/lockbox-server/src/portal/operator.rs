@@ -4,15 +4,17 @@
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect};
 use lockbox_core::ssh::SourceAddress;
-use lockbox_core::text::Justification;
-use lockbox_core::{AccessLevelName, CaseId, CaseStatus, GrantId, RequestDraft, ResourceId};
+use lockbox_core::text::{Justification, Reference};
+use lockbox_core::{
+    AccessLevelName, CaseId, CaseStatus, GrantId, ReasonType, RequestDraft, ResourceId, Timestamp,
+};
 use lockbox_store::PageRequest;
 
 use super::Query;
 use super::view::{self, CaseView, Notice, NoticeQuery, RequestView, Viewer};
 use super::{
-    Form, NoFields, Once, PageResult, Session, bad_form, filled, keep_id, link, made, number, once,
-    page,
+    Form, NoFields, Once, PageResult, PortalError, Session, bad_form, filled, keep_id, link, made,
+    number, once, page,
 };
 use crate::extract::{PageParams, Path};
 use crate::service::requests::{self, RequestQuery, SeenRequest};
@@ -99,8 +101,27 @@ pub(crate) async fn case(
         case: CaseView::new(&case),
         may_request,
         levels,
+        reason_types: ReasonType::ALL,
         requests,
     }))
+}
+
+/// A time as a `datetime-local` field sends it (`2026-12-24T09:00`, with
+/// or without seconds), read as UTC; `None` when empty.
+fn utc_minute(name: &str, value: &str) -> Result<Option<Timestamp>, PortalError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(value, f).ok())
+        .map(|t| Some(t.and_utc()))
+        .ok_or_else(|| {
+            bad_form(format!(
+                "{name} must be a date and time such as 2026-12-24T09:00 (UTC)."
+            ))
+        })
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -113,6 +134,14 @@ pub(crate) struct RequestFields {
     duration_hours: String,
     #[serde(default)]
     justification: String,
+    #[serde(default)]
+    reason_type: String,
+    #[serde(default)]
+    reference: String,
+    /// When the access should start, in UTC (`2026-12-24T09:00`; empty:
+    /// when approved).
+    #[serde(default)]
+    starts_at: String,
     /// Where SSH logins will come from: addresses or networks, separated
     /// by commas or spaces (empty: anywhere).
     #[serde(default)]
@@ -144,6 +173,15 @@ pub(crate) async fn request_access(
                 .map_err(ServiceError::from)?,
             duration_hours: hours,
             justification: Justification::parse(&f.justification).map_err(ServiceError::from)?,
+            reason_type: match f.reason_type.trim() {
+                "" => ReasonType::default(),
+                name => ReasonType::parse(name).map_err(ServiceError::from)?,
+            },
+            reference: match f.reference.trim() {
+                "" => None,
+                r => Some(Reference::parse(r).map_err(ServiceError::from)?),
+            },
+            starts_at: utc_minute("The start", &f.starts_at)?,
             source_addresses: SourceAddress::parse_all(&sources).map_err(ServiceError::from)?,
         },
     };
@@ -154,6 +192,9 @@ pub(crate) async fn request_access(
         f.access_level.trim(),
         &hours,
         &f.justification,
+        f.reason_type.trim(),
+        f.reference.trim(),
+        f.starts_at.trim(),
         &sources.join(","),
     ];
     let answer = async {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use lockbox_core::access::ActionSet;
 use lockbox_core::channel::{Channel, ChannelTarget};
 use lockbox_core::{
-    AccessLevel, Grant, GrantState, PolicySettings, Principal, PrincipalId, RequestStatus,
-    ResourceId, RoleAssignment, SupportCase, TenantId, Timestamp,
+    AccessLevel, Grant, GrantState, PolicySettings, Principal, PrincipalId, ReasonType,
+    RequestStatus, ResourceId, RoleAssignment, SupportCase, TenantId, Timestamp,
 };
 
 use crate::auth::Caller;
@@ -326,6 +326,12 @@ pub(crate) struct RequestView {
     pub(crate) ssh: String,
     pub(crate) duration_hours: u32,
     pub(crate) justification: String,
+    /// The reason type, in words.
+    pub(crate) reason: &'static str,
+    /// The ticket or incident id (empty: none given).
+    pub(crate) reference: String,
+    /// When the access was asked to start (empty: when approved).
+    pub(crate) starts: String,
     pub(crate) status: String,
     pub(crate) created: String,
     pub(crate) expires: Deadline,
@@ -391,6 +397,13 @@ impl RequestView {
             ssh: ssh_login(r.ssh.as_ref(), &r.source_addresses),
             duration_hours: r.duration_hours,
             justification: r.justification.to_string(),
+            reason: r.reason_type.label(),
+            reference: r
+                .reference
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            starts: r.starts_at.map(when).unwrap_or_default(),
             status: r.status_at(now).as_str().to_owned(),
             created: when(r.created_at),
             expires: Deadline::new(now, r.expires_at),
@@ -575,6 +588,8 @@ pub(crate) struct CasePage {
     /// The request form, for the operator the open case is assigned to.
     pub(crate) may_request: bool,
     pub(crate) levels: Vec<AccessLevel>,
+    /// The reason types the form offers.
+    pub(crate) reason_types: [ReasonType; 5],
     pub(crate) requests: Vec<RequestView>,
 }
 
@@ -637,6 +652,10 @@ pub(crate) struct Settings {
     pub(crate) enabled: bool,
     pub(crate) changed: String,
     pub(crate) policy: PolicySettings,
+    /// Every reason type, and whether the policy allows it.
+    pub(crate) reason_types: Vec<(ReasonType, bool)>,
+    /// The policy's reference pattern (empty: none).
+    pub(crate) reference_pattern: String,
     pub(crate) roles: Vec<RoleView>,
     pub(crate) users: Vec<Principal>,
     /// The signed-in admin's own id (no account actions on oneself).

@@ -10,8 +10,8 @@ use lockbox_core::principal::NewUser;
 use lockbox_core::text::{CaseTitle, Description, DisplayName, Email, Justification};
 use lockbox_core::{
     AccessLevel, AccessLevelName, AccessRequest, Actor, CaseId, Chain, EventKind, PendingEvent,
-    Principal, PrincipalId, PrincipalKind, ProviderAdmin, RequestDraft, RequestFacts, RequestId,
-    ResourceId, Role, RoleAssignment, RoleAssignmentId, Scope, Severity, SubscriptionId,
+    Principal, PrincipalId, PrincipalKind, ProviderAdmin, ReasonType, RequestDraft, RequestFacts,
+    RequestId, ResourceId, Role, RoleAssignment, RoleAssignmentId, Scope, Severity, SubscriptionId,
     SupportCase, Tenant, TenantAdmin, TenantId, Timestamp,
 };
 use lockbox_core::{AccountManager, Enrollment, EnrollmentId};
@@ -353,6 +353,9 @@ pub async fn demo(store: &Store, now: Timestamp) -> Result<Option<Demo>, Bootstr
         justification: fixed(Justification::parse(
             "Read the boot diagnostics of web-01 for the case",
         ))?,
+        reason_type: ReasonType::CustomerInitiatedSupport,
+        reference: None,
+        starts_at: None,
         source_addresses: Vec::new(),
     };
     let facts = RequestFacts {

@@ -251,6 +251,7 @@ async fn the_provider_cannot_act_for_the_customer(server: TestServer) {
             duration_hours: Some(8),
             justification: "look at the slow queries".into(),
             source_addresses: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -738,6 +738,7 @@ async fn the_index_agrees_with_the_database(server: TestServer) {
                         duration_hours: Some(u32::try_from(1 + next(4)).unwrap()),
                         justification: "random".into(),
                         source_addresses: Vec::new(),
+                        ..Default::default()
                     })
                     .await
                 {

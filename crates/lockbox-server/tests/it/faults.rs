@@ -183,6 +183,7 @@ async fn postgres_stopping_and_starting_under_load_fails_closed_and_recovers() {
             duration_hours: None,
             justification: "while the database is away".into(),
             source_addresses: Vec::new(),
+            ..Default::default()
         })
         .await
     {

@@ -174,6 +174,7 @@ async fn revokes_under_load(a: TestServer) {
                         duration_hours: None,
                         justification: "investigating".into(),
                         source_addresses: Vec::new(),
+                        ..Default::default()
                     })
                     .await
                     .unwrap();

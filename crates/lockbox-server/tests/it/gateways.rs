@@ -516,6 +516,7 @@ async fn kubernetes_reviews_are_answered_field_by_field(server: TestServer) {
             duration_hours: Some(1),
             justification: "reading the crashing pods' logs".into(),
             source_addresses: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

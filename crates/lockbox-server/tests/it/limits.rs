@@ -20,6 +20,7 @@ fn new_request(case: &str) -> api::NewRequest {
         duration_hours: None,
         justification: "investigating the boot failure".into(),
         source_addresses: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -816,6 +816,7 @@ async fn source_addresses_bind_the_certificates(server: TestServer) {
         duration_hours: Some(1),
         justification: "from the office only".into(),
         source_addresses: sources.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
     };
     let sam = &world.sam.client;
     for (what, body) in [

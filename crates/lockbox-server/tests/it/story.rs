@@ -113,6 +113,15 @@ async fn two_approvals_when_the_policy_says_so(server: TestServer) {
             max_pending_requests_per_operator: 10,
             max_pending_requests_per_case: 5,
             max_active_grants_per_holder: 20,
+            min_justification_length: 1,
+            allowed_reason_types: vec![
+                "customer_initiated_support".into(),
+                "provider_initiated_service".into(),
+                "provider_review".into(),
+                "legal_request".into(),
+                "production_alert".into(),
+            ],
+            reference_pattern: None,
         },
         "the documented defaults"
     );
@@ -230,6 +239,7 @@ impl RequestErr for Contoso {
                 duration_hours: None,
                 justification: "again".into(),
                 source_addresses: Vec::new(),
+                ..Default::default()
             })
             .await
             .unwrap_err()

@@ -107,6 +107,7 @@ async fn an_unassigned_operator_learns_nothing_of_the_case(server: TestServer) {
             duration_hours: None,
             justification: "again".into(),
             source_addresses: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

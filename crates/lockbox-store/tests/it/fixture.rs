@@ -189,6 +189,18 @@ pub async fn create_request(
     hours: Option<u32>,
     now: Timestamp,
 ) -> Result<AccessRequest, OpError> {
+    create_request_with(store, requester, case, hours, now, |_| {}).await
+}
+
+/// As [`create_request`], with `edit` changing the draft first.
+pub async fn create_request_with(
+    store: &Store,
+    requester: &str,
+    case: CaseId,
+    hours: Option<u32>,
+    now: Timestamp,
+    edit: impl FnOnce(&mut RequestDraft),
+) -> Result<AccessRequest, OpError> {
     let mut tx = store.begin().await?;
     let case = tx.lock_case(&case).await?;
     let tenant = tx
@@ -204,13 +216,17 @@ pub async fn create_request(
         .principal(&pid(requester))
         .await?
         .ok_or_else(|| StoreError::Corrupt("no requester".into()))?;
-    let draft = RequestDraft {
+    let mut draft = RequestDraft {
         resource,
         access_level: AccessLevelName::parse("Reader").unwrap(),
         duration_hours: hours,
         justification: Justification::parse("investigating the boot failure").unwrap(),
+        reason_type: ReasonType::default(),
+        reference: None,
+        starts_at: None,
         source_addresses: Vec::new(),
     };
+    edit(&mut draft);
     let facts = RequestFacts {
         tenant: &tenant,
         case: &case,

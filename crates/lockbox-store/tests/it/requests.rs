@@ -1,6 +1,6 @@
 //! Cases, requests and grants in the store.
 
-use lockbox_core::text::{CaseTitle, Justification};
+use lockbox_core::text::{CaseTitle, Justification, Reference};
 use lockbox_core::*;
 use lockbox_store::{CaseFilter, GrantFilter, PageRequest, RequestFilter, StatusAt, StoreError};
 
@@ -52,6 +52,39 @@ async fn a_request_and_its_approvals_round_trip(s: TestStore) {
         tx.request(&RequestId::generate(t0()).unwrap()).await,
         Ok(None)
     ));
+    drop(tx);
+
+    // A reason type, a reference and a start read back as written, and
+    // the grant starts then.
+    let start = t0() + hours(30);
+    let scheduled = create_request_with(&s, "sam", seeded.case, Some(4), t0(), |d| {
+        d.reason_type = ReasonType::ProductionAlert;
+        d.reference = Some(Reference::parse("INC-123456").unwrap());
+        d.starts_at = Some(start);
+    })
+    .await
+    .unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(
+        tx.request(&scheduled.id).await.unwrap().as_ref(),
+        Some(&scheduled)
+    );
+    drop(tx);
+    transition(&s, scheduled.id, "olivia", Step::Approve, t0() + hours(1))
+        .await
+        .unwrap();
+    let approved = transition(&s, scheduled.id, "bob", Step::Approve, t0() + hours(1))
+        .await
+        .unwrap();
+    let mut tx = s.read().await.unwrap();
+    let stored = tx.request(&scheduled.id).await.unwrap().unwrap();
+    assert_eq!(stored, approved);
+    assert_eq!(stored.reason_type, ReasonType::ProductionAlert);
+    let grant = stored.grant.clone().unwrap();
+    assert_eq!(
+        (grant.not_before, grant.not_after),
+        (start, start + hours(4))
+    );
 }
 
 async fn every_transition_is_stored(s: TestStore) {
@@ -519,7 +552,7 @@ async fn emergency_grants(s: TestStore) {
     let cap = TenantAdmin::authorize(&alice, &tx.assignments_of(&alice.id).await.unwrap(), &tid())
         .unwrap();
     let mut tenant = tx.lock_tenant(&tid()).await.unwrap();
-    let mut settings = tenant.policy.settings();
+    let mut settings = tenant.policy.settings().clone();
     settings.emergency_access = true;
     let mut events: Vec<_> = tenant
         .set_policy(&cap, TenantPolicy::new(settings).unwrap(), now)

@@ -14,7 +14,7 @@ use crate::output::{Output, Row, fields, json, or_dash, rows, when};
 pub(crate) enum RequestCommand {
     /// Ask for access to a resource, for a case (operators).
     #[command(
-        after_help = "Example:\n  lockbox request create --case case_0193… --resource /subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/web-01 --level Reader --hours 4 --justification 'read the boot logs'"
+        after_help = "Example:\n  lockbox request create --case case_0193… --resource /subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/web-01 --level Reader --hours 4 --justification 'read the boot logs' --reason-type customer_initiated_support --reference INC-123456"
     )]
     Create {
         /// The case.
@@ -32,6 +32,19 @@ pub(crate) enum RequestCommand {
         /// Why the access is needed (shown to the approvers).
         #[arg(long)]
         justification: String,
+        /// Why: customer_initiated_support (default),
+        /// provider_initiated_service, provider_review, legal_request or
+        /// production_alert.
+        #[arg(long)]
+        reason_type: Option<String>,
+        /// The ticket or incident id (the tenant's policy may require one
+        /// of a given form).
+        #[arg(long)]
+        reference: Option<String>,
+        /// When the access should start (RFC 3339, at most 14 days ahead;
+        /// default: as soon as it is approved).
+        #[arg(long)]
+        starts_at: Option<chrono::DateTime<chrono::Utc>>,
         /// An address or network SSH logins under the grant will come from
         /// (repeatable; the grant's SSH certificates work from these only).
         #[arg(long = "source-address")]
@@ -131,6 +144,14 @@ fn request_fields(r: &api::AccessRequest) -> Vec<(&'static str, String)> {
         ("access_level", r.access_level.clone()),
         ("duration", format!("{} h", r.duration_hours)),
         ("justification", r.justification.clone()),
+        ("reason_type", r.reason_type.clone()),
+        ("reference", or_dash(r.reference.as_deref())),
+        (
+            "starts",
+            r.starts_at
+                .as_ref()
+                .map_or_else(|| "when approved".to_owned(), when),
+        ),
         ("created", when(&r.created_at)),
         ("expires", when(&r.expires_at)),
         (
@@ -157,7 +178,13 @@ fn request_fields(r: &api::AccessRequest) -> Vec<(&'static str, String)> {
     if let Some(g) = &r.grant {
         f.push((
             "grant",
-            format!("{} until {} ({})", g.id, when(&g.not_after), g.state),
+            format!(
+                "{} from {} until {} ({})",
+                g.id,
+                when(&g.not_before),
+                when(&g.not_after),
+                g.state
+            ),
         ));
     }
     if let Some(d) = &r.denial {
@@ -202,6 +229,9 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
             level,
             hours,
             justification,
+            reason_type,
+            reference,
+            starts_at,
             source_addresses,
         } => {
             c.create_request(&api::NewRequest {
@@ -210,6 +240,9 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
                 access_level: level,
                 duration_hours: hours,
                 justification,
+                reason_type,
+                reference,
+                starts_at,
                 source_addresses,
             })
             .await?

@@ -7,7 +7,7 @@ use lockbox_client::Client;
 use super::identity_providers::{IdentityProviderCommand, identity_provider};
 use super::{Common, id};
 use crate::CliError;
-use crate::output::{Output, Row, fields, json, rows, when};
+use crate::output::{Output, Row, fields, json, or_dash, rows, when};
 
 /// `lockbox tenant …`
 #[derive(Debug, clap::Subcommand)]
@@ -57,7 +57,7 @@ pub(crate) enum TenantCommand {
     },
     /// Show the tenant's policy, or change the settings given.
     #[command(
-        after_help = "Examples:\n  lockbox tenant policy contoso\n  lockbox tenant policy contoso --required-approvals 2 --max-access-hours 8"
+        after_help = "Examples:\n  lockbox tenant policy contoso\n  lockbox tenant policy contoso --required-approvals 2 --max-access-hours 8\n  lockbox tenant policy contoso --allowed-reason-types customer_initiated_support,production_alert --reference-pattern 'INC-[0-9]{6}'"
     )]
     Policy {
         /// The tenant.
@@ -89,6 +89,21 @@ pub(crate) enum TenantCommand {
         /// How many active grants one operator may hold in the tenant.
         #[arg(long)]
         max_active_grants_per_holder: Option<u32>,
+        /// The fewest characters a request's justification may have.
+        #[arg(long)]
+        min_justification_length: Option<u32>,
+        /// The reason types requests may give, comma-separated
+        /// (customer_initiated_support, provider_initiated_service,
+        /// provider_review, legal_request, production_alert).
+        #[arg(long, value_delimiter = ',')]
+        allowed_reason_types: Option<Vec<String>>,
+        /// A regular expression every request's reference must match
+        /// whole (for example 'INC-[0-9]{6}').
+        #[arg(long, conflicts_with = "no_reference_pattern")]
+        reference_pattern: Option<String>,
+        /// Require no reference any more.
+        #[arg(long)]
+        no_reference_pattern: bool,
     },
     /// The tenant's identity provider, for single sign-on (its
     /// TenantAdmins): set, show, remove.
@@ -190,6 +205,10 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
             max_pending_requests_per_operator,
             max_pending_requests_per_case,
             max_active_grants_per_holder,
+            min_justification_length,
+            allowed_reason_types,
+            reference_pattern,
+            no_reference_pattern,
         } => {
             let tenant = id("tenant", &tenant)?;
             let mut policy = c.policy(&tenant).await?;
@@ -203,6 +222,10 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 max_pending_requests_per_operator.is_some(),
                 max_pending_requests_per_case.is_some(),
                 max_active_grants_per_holder.is_some(),
+                min_justification_length.is_some(),
+                allowed_reason_types.is_some(),
+                reference_pattern.is_some(),
+                no_reference_pattern,
             ];
             if changes.iter().any(|&c| c) {
                 if let Some(v) = request_ttl_hours {
@@ -231,6 +254,15 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 }
                 if let Some(v) = max_active_grants_per_holder {
                     policy.max_active_grants_per_holder = v;
+                }
+                if let Some(v) = min_justification_length {
+                    policy.min_justification_length = v;
+                }
+                if let Some(v) = allowed_reason_types {
+                    policy.allowed_reason_types = v;
+                }
+                if reference_pattern.is_some() || no_reference_pattern {
+                    policy.reference_pattern = reference_pattern;
                 }
                 policy = c.set_policy(&tenant, &policy).await?;
             }
@@ -261,6 +293,18 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 (
                     "max_active_grants_per_holder",
                     policy.max_active_grants_per_holder.to_string(),
+                ),
+                (
+                    "min_justification_length",
+                    policy.min_justification_length.to_string(),
+                ),
+                (
+                    "allowed_reason_types",
+                    policy.allowed_reason_types.join(", "),
+                ),
+                (
+                    "reference_pattern",
+                    or_dash(policy.reference_pattern.as_deref()),
                 ),
             ]);
             Ok(())

@@ -193,6 +193,7 @@ async fn work(base: String, world: Arc<World>, acks: Arc<Mutex<Vec<Ack>>>) {
                 duration_hours: Some(1),
                 justification: "crash test".into(),
                 source_addresses: Vec::new(),
+                ..Default::default()
             })
             .await
         else {

@@ -319,6 +319,7 @@ async fn approved_elsewhere(world: &Contoso) -> api::AccessRequest {
             duration_hours: Some(8),
             justification: "the other VM".into(),
             source_addresses: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -526,6 +527,7 @@ async fn sshd_enforces_lockbox_grants() {
             duration_hours: Some(8),
             justification: "from the jump host only".into(),
             source_addresses: vec!["10.9.9.9".into()],
+            ..Default::default()
         })
         .await
         .unwrap();
