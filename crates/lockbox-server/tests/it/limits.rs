@@ -338,6 +338,10 @@ async fn the_portal_policy_form_sets_the_limits(server: TestServer) {
                 ("max_pending_requests_per_operator", "7"),
                 ("max_pending_requests_per_case", "3"),
                 ("max_active_grants_per_holder", "9"),
+                ("min_justification_length", "12"),
+                ("reason_customer_initiated_support", "true"),
+                ("reason_production_alert", "true"),
+                ("reference_pattern", "INC-[0-9]+"),
             ],
         )
         .await;
@@ -351,6 +355,30 @@ async fn the_portal_policy_form_sets_the_limits(server: TestServer) {
             policy.max_active_grants_per_holder
         ),
         (7, 3, 9)
+    );
+    // The reason requirements: the ticked boxes only, the pattern as typed.
+    assert_eq!(
+        (
+            policy.min_justification_length,
+            policy.allowed_reason_types.clone(),
+            policy.reference_pattern.as_deref()
+        ),
+        (
+            12,
+            vec![
+                "customer_initiated_support".to_owned(),
+                "production_alert".to_owned()
+            ],
+            Some("INC-[0-9]+")
+        )
+    );
+    let (_, page) = alice.get("/settings").await;
+    assert!(
+        page.contains("name=\"reason_production_alert\" type=\"checkbox\" value=\"true\" checked")
+            && !page
+                .contains("name=\"reason_legal_request\" type=\"checkbox\" value=\"true\" checked")
+            && page.contains("value=\"INC-[0-9]+\""),
+        "{page}"
     );
 }
 

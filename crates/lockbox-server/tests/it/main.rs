@@ -51,6 +51,7 @@ mod matrix;
 mod notify;
 mod ops;
 mod portal;
+mod reasons;
 mod sign_in;
 mod ssh;
 mod sso;

@@ -1,0 +1,296 @@
+//! A request's reasons (reason type, reference) and what the tenant's
+//! policy requires of them; scheduled access (`starts_at`). Over HTTP, on
+//! both backends.
+
+use chrono::TimeDelta;
+use lockbox_api as api;
+use lockbox_client::{AuditQuery, ClientError};
+use lockbox_core::Clock as _;
+use lockbox_testkit::{Contoso, TestServer};
+
+const READ: &str = "Microsoft.Compute/virtualMachines/read";
+const LONG: &str = "the customer reports the VM does not boot after patching";
+
+fn ask(case: &str) -> api::NewRequest {
+    api::NewRequest {
+        case: case.into(),
+        resource: Contoso::VM.into(),
+        access_level: "Reader".into(),
+        justification: LONG.into(),
+        ..Default::default()
+    }
+}
+
+/// The status and type of a refusal.
+fn refusal(e: &ClientError) -> (u16, String, String) {
+    match e {
+        ClientError::Api { status, problem } => {
+            (*status, problem.kind.clone(), problem.detail.clone())
+        }
+        other => panic!("not a refusal: {other}"),
+    }
+}
+
+/// The newest audit event of `kind` in the tenant.
+async fn last_event(world: &Contoso, kind: &str) -> api::AuditEvent {
+    world
+        .alice
+        .client
+        .audit_events(
+            Contoso::TENANT,
+            &AuditQuery {
+                kind: Some(kind.into()),
+                limit: Some(500),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .pop()
+        .unwrap_or_else(|| panic!("no {kind} event"))
+}
+
+async fn a_policy_requires_reasons_and_refuses_a_request_short_of_them(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let alice = &world.alice.client;
+    let sam = &world.sam.client;
+
+    // Any reason, no reference, by default.
+    let made = sam.create_request(&ask(&world.case)).await.unwrap();
+    assert_eq!(made.reason_type, "customer_initiated_support");
+    assert_eq!((made.reference.as_deref(), made.starts_at), (None, None));
+
+    let mut policy = alice.policy(Contoso::TENANT).await.unwrap();
+    policy.allowed_reason_types = vec![
+        "production_alert".into(),
+        "customer_initiated_support".into(),
+        "production_alert".into(),
+    ];
+    policy.min_justification_length = 20;
+    policy.reference_pattern = Some("INC-[0-9]{6}".into());
+    let saved = alice.set_policy(Contoso::TENANT, &policy).await.unwrap();
+    assert_eq!(
+        saved.allowed_reason_types,
+        ["customer_initiated_support", "production_alert"],
+        "sorted, each once"
+    );
+    assert_eq!(alice.policy(Contoso::TENANT).await.unwrap(), saved);
+    let changed = last_event(&world, "policy.changed").await;
+    assert_eq!(
+        changed.data["before"]["reference_pattern"],
+        serde_json::Value::Null
+    );
+    assert_eq!(changed.data["after"]["reference_pattern"], "INC-[0-9]{6}");
+    assert_eq!(changed.data["after"]["min_justification_length"], 20);
+
+    // Each shortfall: 422, naming the policy key; nothing is made.
+    let head = alice.audit_head(Contoso::TENANT).await.unwrap();
+    let with = |f: &dyn Fn(&mut api::NewRequest)| {
+        let mut r = ask(&world.case);
+        r.reference = Some("INC-123456".into());
+        r.reason_type = Some("production_alert".into());
+        f(&mut r);
+        r
+    };
+    let shortfalls: [(api::NewRequest, &str); 4] = [
+        (
+            with(&|r| r.reason_type = Some("legal_request".into())),
+            "allowed_reason_types",
+        ),
+        (
+            with(&|r| r.justification = "too short".into()),
+            "min_justification_length",
+        ),
+        (with(&|r| r.reference = None), "reference_pattern"),
+        (
+            with(&|r| r.reference = Some("INC-12345".into())),
+            "reference_pattern",
+        ),
+    ];
+    for (body, key) in shortfalls {
+        let e = sam.create_request(&body).await.unwrap_err();
+        let (status, kind, detail) = refusal(&e);
+        assert_eq!(
+            (status, kind.as_str()),
+            (422, "policy_requirement"),
+            "{detail}"
+        );
+        assert!(detail.contains(key), "{key} in {detail}");
+    }
+    // An unknown reason type is bad input, not a policy matter.
+    let e = sam
+        .create_request(&with(&|r| r.reason_type = Some("curiosity".into())))
+        .await
+        .unwrap_err();
+    let (status, kind, detail) = refusal(&e);
+    assert_eq!((status, kind.as_str()), (400, "invalid_input"));
+    assert!(detail.contains("production_alert"), "{detail}");
+    assert_eq!(alice.audit_head(Contoso::TENANT).await.unwrap(), head);
+
+    // Meeting it: the reasons are kept, shown and audited.
+    let made = sam.create_request(&with(&|_| {})).await.unwrap();
+    assert_eq!(made.reason_type, "production_alert");
+    assert_eq!(made.reference.as_deref(), Some("INC-123456"));
+    let seen = world.olivia.client.request(&made.id).await.unwrap();
+    assert_eq!(
+        (seen.reason_type.as_str(), seen.reference.as_deref()),
+        ("production_alert", Some("INC-123456"))
+    );
+    let created = last_event(&world, "request.created").await;
+    assert_eq!(created.data["reason_type"], "production_alert");
+    assert_eq!(created.data["reference"], "INC-123456");
+}
+
+async fn a_bad_reason_policy_is_refused_and_changes_nothing(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let alice = &world.alice.client;
+    let before = alice.policy(Contoso::TENANT).await.unwrap();
+    let head = alice.audit_head(Contoso::TENANT).await.unwrap();
+    let bad: [(&dyn Fn(&mut api::Policy), &str); 5] = [
+        (
+            &|p| p.reference_pattern = Some("INC-[0-9".into()),
+            "reference_pattern",
+        ),
+        (
+            &|p| p.reference_pattern = Some(String::new()),
+            "reference_pattern",
+        ),
+        (&|p| p.allowed_reason_types = vec![], "allowed_reason_types"),
+        (
+            &|p| p.allowed_reason_types = vec!["curiosity".into()],
+            "reason_type",
+        ),
+        (
+            &|p| p.min_justification_length = 0,
+            "min_justification_length",
+        ),
+    ];
+    for (edit, key) in bad {
+        let mut p = before.clone();
+        edit(&mut p);
+        let e = alice.set_policy(Contoso::TENANT, &p).await.unwrap_err();
+        let (status, kind, detail) = refusal(&e);
+        assert_eq!((status, kind.as_str()), (400, "invalid_input"), "{detail}");
+        assert!(detail.contains(key), "{key} in {detail}");
+    }
+    assert_eq!(alice.policy(Contoso::TENANT).await.unwrap(), before);
+    assert_eq!(alice.audit_head(Contoso::TENANT).await.unwrap(), head);
+}
+
+async fn a_scheduled_grant_allows_nothing_before_its_start(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let sam = &world.sam.client;
+    let gate = &world.gate.client;
+    let start = server.clock.now() + TimeDelta::hours(2);
+    let mut body = ask(&world.case);
+    body.starts_at = Some(start);
+    body.duration_hours = Some(4);
+    let made = sam.create_request(&body).await.unwrap();
+    assert_eq!(made.starts_at, Some(start));
+    assert_eq!(
+        last_event(&world, "request.created").await.data["starts_at"],
+        serde_json::json!(start)
+    );
+    let approved = world
+        .olivia
+        .client
+        .approve(&made.id, "planned maintenance window", None)
+        .await
+        .unwrap();
+    let grant = approved.grant.unwrap();
+    assert_eq!(
+        (grant.not_before, grant.not_after),
+        (start, start + TimeDelta::hours(4)),
+        "four hours from its start, not from the approval"
+    );
+
+    // Before its start: no check allows, no token or certificate is minted.
+    let check = gate.check("sam", Contoso::VM, READ).await.unwrap();
+    assert_eq!(
+        (check.allowed, check.reason.as_str()),
+        (false, "not_yet_valid")
+    );
+    let e = sam.grant_token(&grant.id).await.unwrap_err();
+    assert_eq!(refusal(&e).1, "grant_not_active");
+
+    // From its start, for its hours.
+    server.advance(TimeDelta::hours(2));
+    let check = gate.check("sam", Contoso::VM, READ).await.unwrap();
+    assert_eq!((check.allowed, check.reason.as_str()), (true, "granted"));
+    sam.grant_token(&grant.id).await.unwrap();
+    server.advance(TimeDelta::hours(4));
+    let check = gate.check("sam", Contoso::VM, READ).await.unwrap();
+    assert!(!check.allowed);
+}
+
+async fn starts_at_is_refused_too_far_ahead_or_in_the_past(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    let sam = &world.sam.client;
+    let head = world
+        .alice
+        .client
+        .audit_head(Contoso::TENANT)
+        .await
+        .unwrap();
+    let now = server.clock.now();
+    for (at, says) in [
+        (now + TimeDelta::days(14) + TimeDelta::minutes(1), "14 days"),
+        (now - TimeDelta::hours(1), "in the past"),
+    ] {
+        let mut body = ask(&world.case);
+        body.starts_at = Some(at);
+        let e = sam.create_request(&body).await.unwrap_err();
+        let (status, kind, detail) = refusal(&e);
+        assert_eq!((status, kind.as_str()), (400, "invalid_input"));
+        assert!(
+            detail.contains("starts_at") && detail.contains(says),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        world
+            .alice
+            .client
+            .audit_head(Contoso::TENANT)
+            .await
+            .unwrap(),
+        head
+    );
+    // Fourteen days ahead is allowed.
+    let mut body = ask(&world.case);
+    body.starts_at = Some(now + TimeDelta::days(14));
+    sam.create_request(&body).await.unwrap();
+}
+
+async fn without_opt_in_a_scheduled_request_is_granted_for_its_start(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    world
+        .alice
+        .client
+        .set_lockbox(Contoso::TENANT, false)
+        .await
+        .unwrap();
+    let start = server.clock.now() + TimeDelta::hours(24);
+    let mut body = ask(&world.case);
+    body.starts_at = Some(start);
+    let made = world.sam.client.create_request(&body).await.unwrap();
+    assert!(made.decided_by_system);
+    let grant = made.grant.unwrap();
+    assert_eq!(grant.not_before, start);
+    let check = world
+        .gate
+        .client
+        .check("sam", Contoso::VM, READ)
+        .await
+        .unwrap();
+    assert_eq!(check.reason, "not_yet_valid");
+}
+
+on_both!(
+    a_policy_requires_reasons_and_refuses_a_request_short_of_them,
+    a_bad_reason_policy_is_refused_and_changes_nothing,
+    a_scheduled_grant_allows_nothing_before_its_start,
+    starts_at_is_refused_too_far_ahead_or_in_the_past,
+    without_opt_in_a_scheduled_request_is_granted_for_its_start,
+);
