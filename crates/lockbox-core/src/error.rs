@@ -141,6 +141,14 @@ pub enum DomainError {
         /// What is wrong, in the caller's terms.
         detail: String,
     },
+    /// A rule of the tenant's policy refuses the request.
+    #[error("rule `{rule}` of the tenant's policy refuses this request: {reason}")]
+    DeniedByRule {
+        /// The rule's name.
+        rule: String,
+        /// The rule's reason.
+        reason: String,
+    },
     #[error("{0}")]
     Conflict(String),
     /// Nothing by that id that the caller may see: the same answer whether
@@ -181,6 +189,7 @@ impl DomainError {
             Self::NotDue { .. } => "not_due",
             Self::LimitReached { .. } => "limit_reached",
             Self::PolicyRequirement { .. } => "policy_requirement",
+            Self::DeniedByRule { .. } => "denied_by_rule",
             Self::Conflict(_) => "conflict",
             Self::NotFound(_) => "not_found",
             Self::EnrollmentUnusable(_) => "enrollment_unusable",

@@ -19,7 +19,8 @@
 //!   support cases.
 //! - [`request`], [`grant`]: the access-request state machine, grants and
 //!   emergency access; [`reason`]: a request's reason type and reference,
-//!   and what a policy requires of them.
+//!   and what a policy requires of them; [`rules`]: a policy's approval
+//!   rules.
 //! - [`enforce`]: the in-memory grant index that `check` decides from;
 //!   [`gateway`]: what gateways are trusted with, and how a proxied HTTP
 //!   request or a Kubernetes question becomes a resource and an action.
@@ -43,6 +44,7 @@ pub mod principal;
 pub mod reason;
 pub mod request;
 pub mod resource;
+pub mod rules;
 pub mod ssh;
 pub mod sso;
 pub mod tenant;

@@ -14,6 +14,7 @@ use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::id::{CaseId, PrincipalId, TenantId};
 use crate::reason::{ReasonType, ReferencePattern, RequestRequirements};
+use crate::rules::{Rule, check_rules};
 use crate::text::{JustificationKind, TextKind};
 
 /// Whether the tenant has opted in to Lockbox. Off by default: until a
@@ -65,6 +66,10 @@ pub struct PolicySettings {
     /// reference is required.
     #[serde(default)]
     pub reference_pattern: Option<ReferencePattern>,
+    /// Approval rules, in order: the first that matches a request decides
+    /// what it needs ([`crate::rules`]).
+    #[serde(default)]
+    pub rules: Vec<Rule>,
 }
 
 /// The defaults of the fan-out limits, for policies stored without them.
@@ -106,6 +111,7 @@ impl Default for PolicySettings {
             min_justification_length: defaults::min_justification_length(),
             allowed_reason_types: defaults::allowed_reason_types(),
             reference_pattern: None,
+            rules: Vec::new(),
         }
     }
 }
@@ -204,6 +210,7 @@ impl TenantPolicy {
                 ReasonType::names()
             )));
         }
+        check_rules(&s.rules)?;
         if s.default_access_hours > s.max_access_hours {
             return Err(DomainError::invalid(format!(
                 "default_access_hours ({}) must not exceed max_access_hours ({})",
@@ -499,7 +506,7 @@ mod tests {
         );
         let written = now.replace(
             "}",
-            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null}",
+            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null,\"rules\":[]}",
         );
         assert_eq!(serde_json::to_string(&p).unwrap(), written);
         let limited = now.replace(

@@ -35,9 +35,10 @@ use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
 use crate::reason::ReasonType;
 use crate::resource::ResourceId;
+use crate::rules::{Outcome, RuleInput};
 use crate::ssh::{SourceAddress, SshAccess};
 use crate::tenant::Tenant;
-use crate::text::{Justification, Reason, Reference};
+use crate::text::{Justification, Reason, Reference, RuleName};
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -187,6 +188,10 @@ pub struct RequestRecord {
     /// `duration_hours` from its start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<Timestamp>,
+    /// The rule of the tenant's policy that applied when it was made, if
+    /// one did: it set `required_approvals`, or approved it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleName>,
     /// Where it is in its life.
     pub status: RequestStatus,
     /// When it was made.
@@ -461,9 +466,32 @@ impl AccessRequest {
             &draft.justification,
             draft.reference.as_ref(),
         )?;
+        // The tenant's rules, once it has opted in: the first that matches
+        // decides; none, the defaults.
+        let outcome = Outcome::of(
+            policy,
+            tenant.lockbox.enabled,
+            &RuleInput {
+                access_level: &level.name,
+                resource: &draft.resource,
+                severity: case.severity,
+                reason_type: draft.reason_type,
+                operator: &requester.id,
+                at: now,
+            },
+        )?;
+        if let Outcome::Denied(r, reason) = outcome {
+            return Err(DomainError::DeniedByRule {
+                rule: r.name.to_string(),
+                reason: reason.to_string(),
+            });
+        }
         policy.admit_request(&tenant.id, &requester.id, case.id, open)?;
-
-        let enabled = tenant.lockbox.enabled;
+        let rule = outcome.rule();
+        let required_approvals = match outcome {
+            Outcome::Waits { approvals, .. } => approvals,
+            Outcome::NotEnabled | Outcome::Approved(_) | Outcome::Denied(..) => 0,
+        };
         let mut request = AccessRequest(RequestRecord {
             id,
             tenant: tenant.id.clone(),
@@ -479,14 +507,11 @@ impl AccessRequest {
             reason_type: draft.reason_type,
             reference: draft.reference,
             starts_at: draft.starts_at,
+            rule: rule.map(|r| r.name.clone()),
             status: RequestStatus::Pending,
             created_at: now,
             expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
-            required_approvals: if enabled {
-                policy.required_approvals()
-            } else {
-                0
-            },
+            required_approvals,
             approvals: Vec::new(),
             denial: None,
             cancellation: None,
@@ -522,6 +547,14 @@ impl AccessRequest {
             if let Some(start) = request.starts_at {
                 fields.insert("starts_at".to_owned(), json!(start));
             }
+            if let Some(r) = rule {
+                // Which rule applied, and what it said: a later change of
+                // the rules changes nothing for this request.
+                fields.insert(
+                    "rule".to_owned(),
+                    json!({ "name": r.name, "effect": r.effect }),
+                );
+            }
         }
         let mut events = vec![PendingEvent::new(
             tenant.id.clone(),
@@ -531,17 +564,26 @@ impl AccessRequest {
             id,
             data,
         )];
-        if !enabled {
+        let approved_now = match outcome {
+            Outcome::NotEnabled => Some(json!({
+                "decided_by_system": true,
+                "reason": format!("Lockbox is not enabled for tenant {}: approved at once", tenant.id),
+            })),
+            Outcome::Approved(r) => Some(json!({
+                "decided_by_system": true,
+                "rule": r.name,
+                "reason": format!("rule `{}` of the tenant's policy approves it", r.name),
+            })),
+            Outcome::Denied(..) | Outcome::Waits { .. } => None,
+        };
+        if let Some(data) = approved_now {
             events.push(PendingEvent::new(
                 tenant.id.clone(),
                 now,
                 Actor::System,
                 EventKind::RequestApproved,
                 id,
-                json!({
-                    "decided_by_system": true,
-                    "reason": format!("Lockbox is not enabled for tenant {}: approved at once", tenant.id),
-                }),
+                data,
             ));
             request.0.decided_by_system = true;
             events.extend(request.grant_now(hours, Actor::System, now));

@@ -154,6 +154,10 @@ text_kind!(
     Reference, ReferenceKind, "reference", 100
 );
 text_kind!(
+    /// The name of a rule of a tenant's policy.
+    RuleName, RuleNameKind, "rule name", 100
+);
+text_kind!(
     /// A support case's title.
     CaseTitle, CaseTitleKind, "title", 200
 );

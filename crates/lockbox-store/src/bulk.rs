@@ -136,6 +136,7 @@ pub fn request_row(r: &AccessRequest) -> Result<Row, StoreError> {
         text(r.reason_type.as_str()),
         r.reference.as_ref().map(|x| x.as_str().to_owned()).into(),
         r.starts_at.map(micros).into(),
+        r.rule.as_ref().map(|x| x.as_str().to_owned()).into(),
     ])
 }
 

@@ -18,6 +18,7 @@ mod exact_lines;
 mod grants;
 mod props;
 mod requests;
+mod rules;
 mod schedule;
 mod ssh;
 mod world;

@@ -34,8 +34,8 @@ use crate::{AppState, authz, present};
 #[utoipa::path(post, path = "/v1/requests", tag = "requests",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = api::NewRequest,
-    responses((status = 201, body = api::AccessRequest), (status = 403, body = api::Problem), (status = 404, body = api::Problem),
-        (status = 409, body = api::Problem), (status = 422, body = api::Problem)),
+    responses((status = 201, body = api::AccessRequest), (status = 400, body = api::Problem), (status = 403, body = api::Problem),
+        (status = 404, body = api::Problem), (status = 409, body = api::Problem), (status = 422, body = api::Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn create_request(
     State(app): State<AppState>,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use lockbox_core::access::{AccessLevelName, ActionSet};
 use lockbox_core::grant::GrantRecord;
 use lockbox_core::request::{Cancellation, RequestRecord};
-use lockbox_core::text::{Justification, Reason, Reference};
+use lockbox_core::text::{Justification, Reason, Reference, RuleName};
 use lockbox_core::{
     AccessRequest, Approval, CaseId, Denial, Grant, GrantState, OpenCounts, PrincipalId,
     ReasonType, RequestId, RequestStatus, Revocation, TenantId, Timestamp,
@@ -76,7 +76,7 @@ pub struct GrantFilter {
 pub(crate) const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
      denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us, ssh, source_addresses, \
-     reason_type, reference, starts_at_us";
+     reason_type, reference, starts_at_us, rule";
 /// A request's source addresses as stored: NULL when it named none.
 pub(crate) fn source_addresses(r: &AccessRequest) -> Result<Option<String>, StoreError> {
     (!r.source_addresses.is_empty())
@@ -372,6 +372,11 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
             .transpose()
             .map_err(StoreError::corrupt)?,
         starts_at: row.opt_time("starts_at_us")?,
+        rule: row
+            .opt_text("rule")?
+            .map(|r| RuleName::parse(&r))
+            .transpose()
+            .map_err(StoreError::corrupt)?,
         status: RequestStatus::parse(&row.text("status")?)?,
         created_at: row.time("created_at_us")?,
         expires_at: row.time("expires_at_us")?,
@@ -545,7 +550,7 @@ impl Tx {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
         );
         self.run(
             sqlx::query(AssertSqlSafe(sql))
@@ -577,7 +582,8 @@ impl Tx {
                 .bind(source_addresses(r)?)
                 .bind(r.reason_type.as_str())
                 .bind(r.reference.as_ref().map(|x| x.as_str().to_owned()))
-                .bind(r.starts_at.map(micros)),
+                .bind(r.starts_at.map(micros))
+                .bind(r.rule.as_ref().map(|x| x.as_str().to_owned())),
         )
         .await?;
         self.insert_approvals(&r.id, &r.approvals, 0).await?;

@@ -108,6 +108,10 @@ async fn the_story_through_the_cli_only() {
                 "12",
                 "--max-pending-requests-per-case",
                 "3",
+                "--allowed-reason-types",
+                "production_alert,customer_initiated_support",
+                "--reference-pattern",
+                "INC-[0-9]+",
                 "-o",
                 "json",
             ],
@@ -117,6 +121,17 @@ async fn the_story_through_the_cli_only() {
     assert_eq!(policy["max_access_hours"], 12);
     assert_eq!(policy["max_pending_requests_per_case"], 3);
     assert_eq!(policy["max_pending_requests_per_operator"], 10, "unchanged");
+    assert_eq!(
+        policy["allowed_reason_types"],
+        serde_json::json!(["customer_initiated_support", "production_alert"])
+    );
+    assert_eq!(policy["reference_pattern"], "INC-[0-9]+");
+    let shown = run(&config, None, None, &["tenant", "policy", "contoso"]).await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("reference_pattern") && text.contains("INC-[0-9]+"),
+        "{text}"
+    );
     let users = json_of(
         &run(
             &config,
@@ -182,6 +197,10 @@ async fn the_story_through_the_cli_only() {
                 "2",
                 "--justification",
                 "read the boot logs",
+                "--reason-type",
+                "production_alert",
+                "--reference",
+                "INC-4711",
                 "--output",
                 "json",
             ],
@@ -191,6 +210,45 @@ async fn the_story_through_the_cli_only() {
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["status"], "pending");
     assert_eq!(created["requester"], "sam");
+    assert_eq!(
+        (&created["reason_type"], &created["reference"]),
+        (
+            &serde_json::json!("production_alert"),
+            &serde_json::json!("INC-4711")
+        )
+    );
+    // Without the reference the tenant requires, or with a start too far
+    // ahead, nothing is made and the CLI says why.
+    let start =
+        (lockbox_core::Clock::now(&server.clock) + chrono::TimeDelta::days(30)).to_rfc3339();
+    for (extra, says) in [
+        (vec![], "reference_pattern"),
+        (
+            vec!["--reference", "INC-1", "--starts-at", start.as_str()],
+            "14 days",
+        ),
+        (
+            vec!["--reference", "INC-1", "--starts-at", "tomorrow"],
+            "--starts-at",
+        ),
+    ] {
+        let mut args = vec![
+            "request",
+            "create",
+            "--case",
+            &world.case,
+            "--resource",
+            Contoso::VM,
+            "--level",
+            "Reader",
+            "--justification",
+            "read the boot logs",
+        ];
+        args.extend(extra);
+        let out = run(&config, Some(url), sam, &args).await;
+        assert!(!out.status.success());
+        assert!(said(&out).contains(says), "{says} in {}", said(&out));
+    }
 
     // bob sees it waiting; olivia approves it.
     let bob = Some(world.bob.token.as_str());
