@@ -652,6 +652,117 @@ pub struct Policy {
     /// three is refused with `policy_requirement` (422).
     #[serde(default)]
     pub reference_pattern: Option<String>,
+    /// Approval rules, in order: the first that matches a request decides
+    /// (at most 50; names unique). Absent: none, the defaults above apply
+    /// to every request. Rules apply once the tenant has opted in.
+    #[serde(default)]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// A rule of a tenant's policy (`docs/POLICY.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Unique within the policy (at most 100 characters).
+    pub name: String,
+    /// What a request must be for the rule to apply; absent: anything.
+    #[serde(default)]
+    pub when: RuleConditions,
+    pub effect: RuleEffect,
+}
+
+/// A rule's conditions: all must hold. An empty list or an absent value
+/// matches anything; a list matches any of its values (at most 50).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConditions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_levels: Vec<String>,
+    /// A scope the requested resource must lie within (or be).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The case's severities: `A`, `B`, `C`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub severities: Vec<String>,
+    /// The request's reason types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reason_types: Vec<String>,
+    /// The operators asking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
+    /// When the request is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<RuleWindow>,
+}
+
+/// Days and hours in a time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleWindow {
+    /// `mon` … `sun`; empty: every day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    /// `HH:MM`, included.
+    pub from: String,
+    /// `HH:MM`, excluded; before `from`: over midnight (`days` names the
+    /// day it starts).
+    pub until: String,
+    /// An IANA time zone, such as `Europe/Berlin` or `UTC`.
+    pub time_zone: String,
+}
+
+/// What a rule does: `approve` (at once, by the policy), `deny` (with
+/// `reason`), or `require_approvals` (`approvals`, 1 to 10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEffect {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+}
+
+/// `POST /v1/tenants/{tenant}/policy/simulate`: a draft request, to see
+/// which rule it would meet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySimulation {
+    /// The resource or scope asked for.
+    pub resource: String,
+    pub access_level: String,
+    /// The operator asking.
+    pub operator: String,
+    /// The case's severity: `A`, `B` or `C`.
+    pub severity: String,
+    /// Default `customer_initiated_support`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_type: Option<String>,
+    /// When it would be made; default now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// A policy to try instead of the tenant's (checked as a `PUT` would
+    /// check it; nothing is saved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// What would happen to the draft request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SimulationResult {
+    /// `approve` (at once), `deny`, or `require_approvals`.
+    pub decision: String,
+    /// The rule that would apply; `null`: none (the defaults, or the tenant
+    /// has not opted in).
+    pub rule: Option<String>,
+    /// Distinct approvals it would need (0 when approved at once or
+    /// denied).
+    pub required_approvals: u32,
+    /// Whether the tenant has opted in (rules apply only then).
+    pub lockbox_enabled: bool,
+    /// In words.
+    pub explanation: String,
 }
 
 /// The defaults of [`Policy`]'s fan-out limits, when a body leaves them out.
@@ -819,6 +930,9 @@ pub struct AccessRequest {
     pub reference: Option<String>,
     /// When the access was asked to start (`null`: when approved).
     pub starts_at: Option<DateTime<Utc>>,
+    /// The rule of the tenant's policy that applied when the request was
+    /// made (`null`: none, the defaults).
+    pub rule: Option<String>,
     /// `pending`, `approved`, `denied`, `expired`, `canceled`, `revoked` or
     /// `completed` (as of now, even before the sweeper records it).
     pub status: String,

@@ -541,6 +541,16 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/tenants/{tenant}/policy/simulate`.
+    pub async fn simulate_policy(
+        &self,
+        tenant: &str,
+        draft: &api::PolicySimulation,
+    ) -> Result<api::SimulationResult, ClientError> {
+        self.post(&format!("/v1/tenants/{tenant}/policy/simulate"), draft)
+            .await
+    }
+
     /// `GET /v1/tenants/{tenant}/identity-provider` (never its client
     /// secret).
     pub async fn identity_provider(

@@ -100,6 +100,20 @@ pub enum Day {
 }
 
 impl Day {
+    /// Its name: `mon` … `sun`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mon => "mon",
+            Self::Tue => "tue",
+            Self::Wed => "wed",
+            Self::Thu => "thu",
+            Self::Fri => "fri",
+            Self::Sat => "sat",
+            Self::Sun => "sun",
+        }
+    }
+
     fn of(w: jiff::civil::Weekday) -> Self {
         use jiff::civil::Weekday as W;
         match w {

@@ -4,6 +4,7 @@
 
 use crate::service::requests::SeenRequest;
 use lockbox_api as api;
+use lockbox_core::rules::{Effect, Rule};
 use lockbox_core::ssh::SshAccess;
 use lockbox_core::{
     AccessLevel, AccessRequest, CaseStatus, GatewaySettings, Grant, GrantState, LockboxSetting,
@@ -135,6 +136,53 @@ pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
             .map(|r| r.as_str().to_owned())
             .collect(),
         reference_pattern: s.reference_pattern.as_ref().map(|p| p.as_str().to_owned()),
+        rules: s.rules.iter().map(rule).collect(),
+    }
+}
+
+/// A rule in its wire form.
+fn rule(r: &Rule) -> api::PolicyRule {
+    let w = &r.when;
+    api::PolicyRule {
+        name: r.name.to_string(),
+        when: api::RuleConditions {
+            access_levels: w.access_levels.iter().map(ToString::to_string).collect(),
+            scope: w.scope.as_ref().map(ToString::to_string),
+            severities: w
+                .severities
+                .iter()
+                .map(|s| severity(*s).to_owned())
+                .collect(),
+            reason_types: w
+                .reason_types
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
+            operators: w.operators.iter().map(ToString::to_string).collect(),
+            window: w.window.as_ref().map(|win| api::RuleWindow {
+                days: win.days.iter().map(|d| d.as_str().to_owned()).collect(),
+                from: win.from.to_string(),
+                until: win.until.to_string(),
+                time_zone: win.time_zone.clone(),
+            }),
+        },
+        effect: match &r.effect {
+            Effect::Approve => api::RuleEffect {
+                kind: "approve".to_owned(),
+                reason: None,
+                approvals: None,
+            },
+            Effect::Deny { reason } => api::RuleEffect {
+                kind: "deny".to_owned(),
+                reason: Some(reason.to_string()),
+                approvals: None,
+            },
+            Effect::RequireApprovals { approvals } => api::RuleEffect {
+                kind: "require_approvals".to_owned(),
+                reason: None,
+                approvals: Some(*approvals),
+            },
+        },
     }
 }
 
@@ -255,6 +303,7 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
         reason_type: r.reason_type.as_str().to_owned(),
         reference: r.reference.as_ref().map(ToString::to_string),
         starts_at: r.starts_at,
+        rule: r.rule.as_ref().map(ToString::to_string),
         status: r.status_at(now).as_str().to_owned(),
         created_at: r.created_at,
         expires_at: r.expires_at,

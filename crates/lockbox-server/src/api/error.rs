@@ -137,6 +137,7 @@ fn title(kind: &str) -> &'static str {
         "not_due" => "Not due yet",
         "limit_reached" => "A limit of the tenant's policy is reached",
         "policy_requirement" => "The request falls short of the tenant's policy",
+        "denied_by_rule" => "A rule of the tenant's policy refuses the request",
         "idempotency_key_reused" => "Idempotency key reused",
         "replay_withheld" => "Already done; its secret is not shown again",
         "payload_too_large" => "Payload too large",
@@ -198,6 +199,7 @@ fn domain_status(e: &DomainError) -> Option<StatusCode> {
         | DomainError::NotAnApprover { .. }
         | DomainError::NotAssigned { .. }
         | DomainError::EmergencyAccessDisabled(_)
+        | DomainError::DeniedByRule { .. }
         | DomainError::PrincipalDisabled(_) => StatusCode::FORBIDDEN,
         DomainError::RequestNotPending { .. }
         | DomainError::RequestNotActive { .. }

@@ -201,6 +201,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::retry_delivery))
         .routes(routes!(tenants::get_lockbox, tenants::set_lockbox))
         .routes(routes!(tenants::get_policy, tenants::set_policy))
+        .routes(routes!(tenants::simulate_policy))
         .routes(routes!(
             identity::get_identity_provider,
             identity::put_identity_provider,

@@ -7,10 +7,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
 use lockbox_core::principal::NewUser;
+use lockbox_core::rules::Rule;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    PolicySettings, PrincipalId, ReasonType, ReferencePattern, Role, RoleAssignmentId, Scope,
-    SubscriptionId, TenantId, TenantPolicy,
+    AccessLevelName, PolicySettings, PrincipalId, ReasonType, ReferencePattern, ResourceId, Role,
+    RoleAssignmentId, Scope, Severity, SubscriptionId, TenantId, TenantPolicy,
 };
 
 use crate::api::ApiError;
@@ -19,6 +20,7 @@ use crate::extract::{
     Created, IdempotencyKey, Idempotent, JsonBody, PageParams, Params, Path, Reply, Withheld,
     Withholding,
 };
+use crate::service::ServiceError;
 use crate::service::accounts::WithLink;
 use crate::service::tenants::{self, NewRole, Onboarded};
 use crate::{AppState, authz, present};
@@ -434,5 +436,65 @@ pub(crate) fn policy_of(p: api::Policy) -> Result<TenantPolicy, ApiError> {
             .as_deref()
             .map(ReferencePattern::parse)
             .transpose()?,
+        rules: p
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rule_of(i, r))
+            .collect::<Result<_, _>>()?,
     })?)
+}
+
+/// A rule as the API sends it, read by the domain's own rules (the wire
+/// form is the domain's, field for field). `i` is its place in the list.
+pub(crate) fn rule_of(i: usize, r: &api::PolicyRule) -> Result<Rule, ServiceError> {
+    serde_json::to_value(r)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            ServiceError::invalid(format!(
+                "rules[{i}] (`{}`): {e}",
+                r.name.chars().take(100).collect::<String>()
+            ))
+        })
+}
+
+/// Which rule a draft request would meet, and what would happen (the
+/// tenant's TenantAdmins). Nothing is created or changed; with `policy`,
+/// a policy not yet saved is tried instead of the tenant's.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/policy/simulate", tag = "tenant administration",
+    params(("tenant" = String, Path)),
+    request_body = api::PolicySimulation,
+    responses((status = 200, body = api::SimulationResult), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn simulate_policy(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    body: JsonBody<api::PolicySimulation>,
+) -> Result<Json<api::SimulationResult>, ApiError> {
+    let tenant = TenantId::parse(&tenant)?;
+    authz::tenant_admin(&caller, &tenant)?;
+    let b = body.value;
+    let draft = tenants::Draft {
+        resource: ResourceId::parse(&b.resource)?,
+        access_level: AccessLevelName::parse(&b.access_level)?,
+        operator: PrincipalId::parse(&b.operator)?,
+        severity: Severity::parse(&b.severity)?,
+        reason_type: b
+            .reason_type
+            .as_deref()
+            .map(ReasonType::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        at: b.at,
+    };
+    let policy = b.policy.map(policy_of).transpose()?;
+    let s = tenants::simulate(&app, &caller, &tenant, &draft, policy).await?;
+    Ok(Json(api::SimulationResult {
+        decision: s.decision.to_owned(),
+        rule: s.rule,
+        required_approvals: s.required_approvals,
+        lockbox_enabled: s.lockbox_enabled,
+        explanation: s.explanation,
+    }))
 }

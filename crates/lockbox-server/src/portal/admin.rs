@@ -108,6 +108,8 @@ pub(crate) async fn settings(
             .as_ref()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default(),
+        rules_json: serde_json::to_string_pretty(&crate::present::policy(&policy).rules)
+            .unwrap_or_default(),
         policy: policy.settings().clone(),
         roles: roles.iter().map(RoleView::new).collect(),
         users,
@@ -247,11 +249,55 @@ pub(crate) async fn set_policy(
             "" => None,
             p => Some(ReferencePattern::parse(p).map_err(ServiceError::from)?),
         },
+        rules: Vec::new(),
     };
     // The fields first, then who may (as the API asks), then the rules.
     authz::tenant_admin(&form.session.caller, &tenant)?;
-    let policy = TenantPolicy::new(policy).map_err(ServiceError::from)?;
-    tenants::set_policy(&app, &form.session.caller, &tenant, policy).await?;
+    // The approval rules are edited apart: saving these keeps them.
+    tenants::set_policy_with(&app, &form.session.caller, &tenant, |current| {
+        TenantPolicy::new(PolicySettings {
+            rules: current.settings().rules.clone(),
+            ..policy
+        })
+    })
+    .await?;
+    Ok(done("/settings", Notice::PolicySaved))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RulesFields {
+    /// The rules as `PUT /v1/tenants/{tenant}/policy` takes them: a JSON
+    /// array (empty: no rules).
+    #[serde(default)]
+    rules: String,
+}
+
+/// Replaces the tenant's approval rules, keeping the rest of its policy.
+pub(crate) async fn set_rules(State(app): State<AppState>, form: Form<RulesFields>) -> PageResult {
+    let tenant = tenant_of(&form.session)?;
+    let text = form.fields.rules.trim();
+    let wire: Vec<lockbox_api::PolicyRule> = if text.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(text).map_err(|e| {
+            bad_form(format!(
+                "The rules must be a JSON list of rules, as the API takes them: {e}"
+            ))
+        })?
+    };
+    let rules = wire
+        .iter()
+        .enumerate()
+        .map(|(i, r)| crate::api::tenants::rule_of(i, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    authz::tenant_admin(&form.session.caller, &tenant)?;
+    tenants::set_policy_with(&app, &form.session.caller, &tenant, |current| {
+        TenantPolicy::new(PolicySettings {
+            rules,
+            ..current.settings().clone()
+        })
+    })
+    .await?;
     Ok(done("/settings", Notice::PolicySaved))
 }
 

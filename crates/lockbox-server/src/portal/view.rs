@@ -332,6 +332,8 @@ pub(crate) struct RequestView {
     pub(crate) reference: String,
     /// When the access was asked to start (empty: when approved).
     pub(crate) starts: String,
+    /// The rule of the policy that applied (empty: none).
+    pub(crate) rule: String,
     pub(crate) status: String,
     pub(crate) created: String,
     pub(crate) expires: Deadline,
@@ -404,6 +406,7 @@ impl RequestView {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             starts: r.starts_at.map(when).unwrap_or_default(),
+            rule: r.rule.as_ref().map(ToString::to_string).unwrap_or_default(),
             status: r.status_at(now).as_str().to_owned(),
             created: when(r.created_at),
             expires: Deadline::new(now, r.expires_at),
@@ -656,6 +659,8 @@ pub(crate) struct Settings {
     pub(crate) reason_types: Vec<(ReasonType, bool)>,
     /// The policy's reference pattern (empty: none).
     pub(crate) reference_pattern: String,
+    /// The approval rules, as the API writes them (pretty JSON).
+    pub(crate) rules_json: String,
     pub(crate) roles: Vec<RoleView>,
     pub(crate) users: Vec<Principal>,
     /// The signed-in admin's own id (no account actions on oneself).

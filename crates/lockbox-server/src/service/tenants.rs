@@ -2,11 +2,12 @@
 //! tenant's own users, roles, opt-in and policy (its TenantAdmins).
 
 use lockbox_core::principal::NewUser;
+use lockbox_core::rules::{Outcome, RuleInput};
 use lockbox_core::text::DisplayName;
 use lockbox_core::{
-    AccountManager, DomainError, LockboxSetting, PendingEvent, Principal, PrincipalId, Role,
-    RoleAssignment, RoleAssignmentId, Scope, SubscriptionId, Tenant, TenantAdmin, TenantId,
-    TenantPolicy, Timestamp,
+    AccessLevelName, AccountManager, DomainError, LockboxSetting, PendingEvent, Principal,
+    PrincipalId, ReasonType, ResourceId, Role, RoleAssignment, RoleAssignmentId, Scope, Severity,
+    SubscriptionId, Tenant, TenantAdmin, TenantId, TenantPolicy, Timestamp,
 };
 use lockbox_store::{Page, PageRequest};
 
@@ -370,6 +371,104 @@ pub async fn policy(
     Ok(read_tenant(app, tenant).await?.policy)
 }
 
+/// A draft request, for [`simulate`].
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// The resource or scope.
+    pub resource: ResourceId,
+    /// The access level.
+    pub access_level: AccessLevelName,
+    /// Who would ask.
+    pub operator: PrincipalId,
+    /// The case's severity.
+    pub severity: Severity,
+    /// The reason type.
+    pub reason_type: ReasonType,
+    /// When; `None`: now.
+    pub at: Option<Timestamp>,
+}
+
+/// What [`simulate`] found.
+#[derive(Debug, Clone)]
+pub struct Simulated {
+    /// `approve`, `deny` or `require_approvals`.
+    pub decision: &'static str,
+    /// The rule that would apply.
+    pub rule: Option<String>,
+    /// Approvals it would need.
+    pub required_approvals: u32,
+    /// Whether the tenant has opted in.
+    pub lockbox_enabled: bool,
+    /// In words.
+    pub explanation: String,
+}
+
+/// Which rule of the tenant's policy (or of `policy`, not saved) a draft
+/// request would meet, and what would happen (its TenantAdmins). Reads
+/// only.
+pub async fn simulate(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    draft: &Draft,
+    policy: Option<TenantPolicy>,
+) -> Result<Simulated, ServiceError> {
+    authz::tenant_admin(caller, tenant)?;
+    let t = read_tenant(app, tenant).await?;
+    let policy = policy.unwrap_or(t.policy);
+    let enabled = t.lockbox.enabled;
+    let input = RuleInput {
+        access_level: &draft.access_level,
+        resource: &draft.resource,
+        severity: draft.severity,
+        reason_type: draft.reason_type,
+        operator: &draft.operator,
+        at: draft.at.unwrap_or_else(|| app.now()),
+    };
+    let outcome = Outcome::of(&policy, enabled, &input)?;
+    let rule = outcome.rule().map(|r| r.name.to_string());
+    let (decision, required_approvals, explanation) = match outcome {
+        Outcome::NotEnabled => (
+            "approve",
+            0,
+            format!(
+                "Lockbox is not enabled for tenant {tenant}: the system approves every request at once, whatever the rules"
+            ),
+        ),
+        Outcome::Approved(r) => (
+            "approve",
+            0,
+            format!("rule `{}` approves it at once", r.name),
+        ),
+        Outcome::Denied(r, reason) => {
+            ("deny", 0, format!("rule `{}` refuses it: {reason}", r.name))
+        }
+        Outcome::Waits {
+            approvals,
+            rule: Some(r),
+        } => (
+            "require_approvals",
+            approvals,
+            format!("rule `{}` requires {approvals} distinct approvals", r.name),
+        ),
+        Outcome::Waits {
+            approvals,
+            rule: None,
+        } => (
+            "require_approvals",
+            approvals,
+            format!("no rule matches: the policy's default of {approvals} distinct approvals"),
+        ),
+    };
+    Ok(Simulated {
+        decision,
+        rule,
+        required_approvals,
+        lockbox_enabled: enabled,
+        explanation,
+    })
+}
+
 /// Replaces the tenant's policy (its TenantAdmins); audited with the
 /// policy before and after when it changes.
 pub async fn set_policy(
@@ -378,7 +477,20 @@ pub async fn set_policy(
     tenant: &TenantId,
     policy: TenantPolicy,
 ) -> Result<TenantPolicy, ServiceError> {
+    set_policy_with(app, caller, tenant, |_| Ok(policy)).await
+}
+
+/// Replaces the tenant's policy with what `edit` makes of the current one,
+/// read and written in one transaction (so that a form that changes only
+/// some keys never undoes a change made meanwhile to the others).
+pub async fn set_policy_with(
+    app: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    edit: impl FnOnce(&TenantPolicy) -> Result<TenantPolicy, DomainError>,
+) -> Result<TenantPolicy, ServiceError> {
     let t = change_tenant(app, caller, tenant, |t, cap, now| {
+        let policy = edit(&t.policy)?;
         t.set_policy(cap, policy, now)
     })
     .await?;

@@ -52,6 +52,7 @@ mod notify;
 mod ops;
 mod portal;
 mod reasons;
+mod rules;
 mod sign_in;
 mod ssh;
 mod sso;

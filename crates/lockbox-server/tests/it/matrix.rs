@@ -658,6 +658,20 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            route: "POST /v1/tenants/{tenant}/policy/simulate",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::POST,
+                    "/v1/tenants/contoso/policy/simulate".into(),
+                    Some(json!({
+                    "resource": Contoso::VM, "access_level": "Reader", "operator": "sam",
+                    "severity": "A"})),
+                ))
+            },
+        },
+        Row {
             route: "GET /v1/tenants/{tenant}/identity-provider",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
             call: |cx, i| {

@@ -122,6 +122,7 @@ async fn two_approvals_when_the_policy_says_so(server: TestServer) {
                 "production_alert".into(),
             ],
             reference_pattern: None,
+            rules: vec![],
         },
         "the documented defaults"
     );

@@ -105,6 +105,45 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         no_reference_pattern: bool,
     },
+    /// Show the tenant's approval rules, or replace them with those of a
+    /// JSON file (a list of rules, as the API takes them; `[]` for none).
+    #[command(
+        after_help = "Examples:\n  lockbox tenant rules contoso\n  lockbox tenant rules contoso --file rules.json\n\nA rule: {\"name\": \"readers in hours\", \"when\": {\"access_levels\": [\"Reader\"], \"window\": {\"days\": [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"], \"from\": \"09:00\", \"until\": \"17:00\", \"time_zone\": \"Europe/Berlin\"}}, \"effect\": {\"type\": \"approve\"}}"
+    )]
+    Rules {
+        /// The tenant.
+        tenant: String,
+        /// Replace the rules with this file's (`-`: standard input).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Which rule a request would meet, and what would happen; nothing is
+    /// made.
+    #[command(
+        after_help = "Example:\n  lockbox tenant simulate contoso --resource /subscriptions/sub-1 --level Reader --operator sam --severity A"
+    )]
+    Simulate {
+        /// The tenant.
+        tenant: String,
+        /// The resource or scope asked for.
+        #[arg(long)]
+        resource: String,
+        /// The access level.
+        #[arg(long)]
+        level: String,
+        /// The operator asking.
+        #[arg(long)]
+        operator: String,
+        /// The case's severity (A, B or C).
+        #[arg(long)]
+        severity: String,
+        /// The reason type (default customer_initiated_support).
+        #[arg(long)]
+        reason_type: Option<String>,
+        /// When (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// The tenant's identity provider, for single sign-on (its
     /// TenantAdmins): set, show, remove.
     IdentityProvider {
@@ -194,6 +233,69 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
         TenantCommand::IdentityProvider { action } => identity_provider(&c, out, action).await,
         TenantCommand::Enable { tenant } => set_lockbox(&c, out, &tenant, true).await,
         TenantCommand::Disable { tenant } => set_lockbox(&c, out, &tenant, false).await,
+        TenantCommand::Rules { tenant, file } => {
+            let tenant = id("tenant", &tenant)?;
+            let mut policy = c.policy(&tenant).await?;
+            if let Some(file) = file {
+                let text = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())
+                } else {
+                    std::fs::read_to_string(&file)
+                }
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+                policy.rules = serde_json::from_str(&text).map_err(|e| {
+                    CliError::Usage(format!(
+                        "{} is not a JSON list of rules: {e}",
+                        file.display()
+                    ))
+                })?;
+                policy = c.set_policy(&tenant, &policy).await?;
+            }
+            if out == Output::Json || policy.rules.is_empty() {
+                return json(&policy.rules);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy.rules).unwrap_or_default()
+            );
+            Ok(())
+        }
+        TenantCommand::Simulate {
+            tenant,
+            resource,
+            level,
+            operator,
+            severity,
+            reason_type,
+            at,
+        } => {
+            let tenant = id("tenant", &tenant)?;
+            let result = c
+                .simulate_policy(
+                    &tenant,
+                    &api::PolicySimulation {
+                        resource,
+                        access_level: level,
+                        operator,
+                        severity,
+                        reason_type,
+                        at,
+                        policy: None,
+                    },
+                )
+                .await?;
+            if out == Output::Json {
+                return json(&result);
+            }
+            fields(&[
+                ("decision", result.decision.clone()),
+                ("rule", or_dash(result.rule.as_deref())),
+                ("required_approvals", result.required_approvals.to_string()),
+                ("lockbox_enabled", result.lockbox_enabled.to_string()),
+                ("explanation", result.explanation.clone()),
+            ]);
+            Ok(())
+        }
         TenantCommand::Policy {
             tenant,
             request_ttl_hours,
