@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use lockbox_testkit::{Contoso, TestServer};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::BIN;
 
@@ -126,6 +126,81 @@ async fn the_story_through_the_cli_only() {
         serde_json::json!(["customer_initiated_support", "production_alert"])
     );
     assert_eq!(policy["reference_pattern"], "INC-[0-9]+");
+    // Rules from a file; the simulation names the one a request would meet.
+    let rules_file = config.join("rules.json");
+    std::fs::write(
+        &rules_file,
+        r#"[{"name": "legal through counsel", "when": {"reason_types": ["legal_request"]},
+             "effect": {"type": "deny", "reason": "ask counsel"}}]"#,
+    )
+    .unwrap();
+    let set = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &[
+                "tenant",
+                "rules",
+                "contoso",
+                "--file",
+                rules_file.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(set[0]["name"], "legal through counsel");
+    let simulated = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &[
+                "tenant",
+                "simulate",
+                "contoso",
+                "--resource",
+                Contoso::VM,
+                "--level",
+                "Reader",
+                "--operator",
+                "sam",
+                "--severity",
+                "A",
+                "--reason-type",
+                "legal_request",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        (&simulated["decision"], &simulated["rule"]),
+        (&json!("deny"), &json!("legal through counsel"))
+    );
+    std::fs::write(&rules_file, "[{").unwrap();
+    let out = run(
+        &config,
+        None,
+        None,
+        &[
+            "tenant",
+            "rules",
+            "contoso",
+            "--file",
+            rules_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(
+        said(&out).contains("not a JSON list of rules"),
+        "{}",
+        said(&out)
+    );
     let shown = run(&config, None, None, &["tenant", "policy", "contoso"]).await;
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(
