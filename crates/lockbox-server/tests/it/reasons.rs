@@ -147,7 +147,8 @@ async fn a_bad_reason_policy_is_refused_and_changes_nothing(server: TestServer) 
     let alice = &world.alice.client;
     let before = alice.policy(Contoso::TENANT).await.unwrap();
     let head = alice.audit_head(Contoso::TENANT).await.unwrap();
-    let bad: [(&dyn Fn(&mut api::Policy), &str); 5] = [
+    type Edit<'a> = &'a dyn Fn(&mut api::Policy);
+    let bad: [(Edit<'_>, &str); 5] = [
         (
             &|p| p.reference_pattern = Some("INC-[0-9".into()),
             "reference_pattern",
