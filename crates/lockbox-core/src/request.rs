@@ -364,11 +364,17 @@ impl AccessRequest {
     /// operator; the case is open, of the same tenant, and assigned to the
     /// requester; the requested resource lies in the tenant and contains the
     /// case's resource; the access level is defined; the duration is at
-    /// least one hour and at most the tenant's maximum; and no fan-out
-    /// limit of the tenant's policy is reached ([`TenantPolicy::admit_request`]).
+    /// least one hour and at most the tenant's maximum; `starts_at`, if
+    /// given, is at most [`MAX_SCHEDULE_AHEAD_DAYS`] ahead and not in the
+    /// past; the reasons meet the policy's requirements
+    /// ([`crate::reason::RequestRequirements`]); no rule of the policy
+    /// denies it ([`crate::rules`]); and no fan-out limit of the tenant's
+    /// policy is reached ([`TenantPolicy::admit_request`]).
     ///
     /// If the tenant has not opted in, the system approves the request at
-    /// once and the grant starts now; this is recorded as such.
+    /// once, and so does a rule that approves; this is recorded as such. A
+    /// rule that requires approvals sets how many. The grant starts at the
+    /// approval, or at `starts_at` if that is later.
     pub fn create(
         id: RequestId,
         requester: &Principal,

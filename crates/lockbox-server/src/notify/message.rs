@@ -47,8 +47,13 @@ pub(super) fn json_body(notice: &Notice, portal: &str) -> Value {
 /// A sentence for the notice: who did what.
 fn headline(notice: &Notice) -> String {
     let actor = &notice.actor;
+    let rule = notice.event.pointer("/data/rule").and_then(Value::as_str);
     match notice.kind.as_str() {
         "request.created" => format!("{actor} asks for access"),
+        "request.approved" if rule.is_some() => format!(
+            "Rule “{}” of the policy approved the request",
+            rule.unwrap_or_default()
+        ),
         "request.approved" => format!("{actor} approved the request"),
         "request.denied" => format!("{actor} denied the request"),
         "request.expired" => "The request expired unanswered".to_owned(),
@@ -224,6 +229,27 @@ mod tests {
         assert_eq!(
             slack_escape("<!channel> <https://evil.example|Approve> & more"),
             "&lt;!channel&gt; &lt;https://evil.example|Approve&gt; &amp; more"
+        );
+    }
+
+    #[test]
+    fn an_approval_by_a_rule_is_headlined_as_the_rules() {
+        let notice = |data: Value| Notice {
+            kind: "request.approved".into(),
+            tenant: "contoso".parse().unwrap(),
+            at: Timestamp::UNIX_EPOCH,
+            actor: "system".into(),
+            event: json!({ "data": data }),
+            request: None,
+            resource: None,
+        };
+        assert_eq!(
+            headline(&notice(json!({"rule": "readers in hours"}))),
+            "Rule “readers in hours” of the policy approved the request"
+        );
+        assert_eq!(
+            headline(&notice(json!({"decided_by_system": true}))),
+            "system approved the request"
         );
     }
 }
