@@ -82,6 +82,12 @@ impl ReasonType {
         }
     }
 
+    /// Parses a name if one is given; none: the default
+    /// (`customer_initiated_support`).
+    pub fn parse_or_default(s: Option<&str>) -> Result<Self, DomainError> {
+        s.map_or(Ok(Self::default()), Self::parse)
+    }
+
     /// Every name, comma-separated.
     #[must_use]
     pub fn names() -> String {

@@ -52,12 +52,7 @@ pub(crate) async fn create_request(
             access_level: AccessLevelName::parse(&b.access_level)?,
             duration_hours: b.duration_hours,
             justification: Justification::parse(&b.justification)?,
-            reason_type: b
-                .reason_type
-                .as_deref()
-                .map(ReasonType::parse)
-                .transpose()?
-                .unwrap_or_default(),
+            reason_type: ReasonType::parse_or_default(b.reason_type.as_deref())?,
             reference: b.reference.as_deref().map(Reference::parse).transpose()?,
             starts_at: b.starts_at,
             source_addresses: SourceAddress::parse_all(&b.source_addresses)?,

@@ -480,12 +480,7 @@ pub(crate) async fn simulate_policy(
         access_level: AccessLevelName::parse(&b.access_level)?,
         operator: PrincipalId::parse(&b.operator)?,
         severity: Severity::parse(&b.severity)?,
-        reason_type: b
-            .reason_type
-            .as_deref()
-            .map(ReasonType::parse)
-            .transpose()?
-            .unwrap_or_default(),
+        reason_type: ReasonType::parse_or_default(b.reason_type.as_deref())?,
         at: b.at,
     };
     let policy = b.policy.map(policy_of).transpose()?;

@@ -21,8 +21,8 @@ fn ask(case: &str) -> api::NewRequest {
     }
 }
 
-/// The status and type of a refusal.
-fn refusal(e: &ClientError) -> (u16, String, String) {
+/// The status, type and detail of a refusal.
+pub(crate) fn refusal(e: &ClientError) -> (u16, String, String) {
     match e {
         ClientError::Api { status, problem } => {
             (*status, problem.kind.clone(), problem.detail.clone())
@@ -32,7 +32,7 @@ fn refusal(e: &ClientError) -> (u16, String, String) {
 }
 
 /// The newest audit event of `kind` in the tenant.
-async fn last_event(world: &Contoso, kind: &str) -> api::AuditEvent {
+pub(crate) async fn last_event(world: &Contoso, kind: &str) -> api::AuditEvent {
     world
         .alice
         .client

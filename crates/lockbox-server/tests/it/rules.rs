@@ -3,9 +3,11 @@
 //! change, the simulation, and the portal's editor.
 
 use lockbox_api as api;
-use lockbox_client::{AuditQuery, ClientError};
+use lockbox_client::AuditQuery;
 use lockbox_testkit::{Contoso, TestServer};
 use serde_json::json;
+
+use crate::reasons::{last_event, refusal};
 
 const READ: &str = "Microsoft.Compute/virtualMachines/read";
 
@@ -31,15 +33,6 @@ fn ask(case: &str, level: &str) -> api::NewRequest {
         access_level: level.into(),
         justification: "the VM does not boot".into(),
         ..Default::default()
-    }
-}
-
-fn refusal(e: &ClientError) -> (u16, String, String) {
-    match e {
-        ClientError::Api { status, problem } => {
-            (*status, problem.kind.clone(), problem.detail.clone())
-        }
-        other => panic!("not a refusal: {other}"),
     }
 }
 
@@ -127,20 +120,7 @@ async fn rules_approve_deny_and_count_and_the_rule_at_creation_holds(server: Tes
     assert_eq!(created.data["rule"]["name"], "critical needs two");
     assert_eq!(created.data["rule"]["effect"]["approvals"], 2);
     // The policy change was audited with the rules before and after.
-    let changed = alice
-        .audit_events(
-            Contoso::TENANT,
-            &AuditQuery {
-                kind: Some("policy.changed".into()),
-                limit: Some(500),
-                ..AuditQuery::default()
-            },
-        )
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .unwrap();
+    let changed = last_event(&world, "policy.changed").await;
     assert_eq!(
         changed.data["before"]["rules"][2]["name"],
         "critical needs two"
