@@ -517,6 +517,7 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         format!("/cases/{}/request", c.case),
         "/settings/lockbox".to_owned(),
         "/settings/policy".to_owned(),
+        "/settings/rules".to_owned(),
         "/settings/ssh-ca/rotate".to_owned(),
         "/settings/roles".to_owned(),
         format!("/settings/roles/{role}/remove"),

@@ -306,6 +306,21 @@ async fn the_portal_edits_the_rules_apart_from_the_policy(server: TestServer) {
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let policy = world.alice.client.policy(Contoso::TENANT).await.unwrap();
     assert_eq!((policy.required_approvals, policy.rules), (2, the_rules()));
+    // An approver of the tenant, not its admin, may not replace them.
+    server.set_password("olivia", PASSWORD).await;
+    let mut olivia = Visitor::new(&server);
+    olivia.sign_in("olivia", "/inbox").await;
+    let (_, page) = olivia.get("/inbox").await;
+    let csrf = hidden(&page, "csrf");
+    let (status, _, _) = olivia
+        .post(
+            "/settings/rules",
+            &[("csrf", csrf.as_str()), ("rules", "[]")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let policy = world.alice.client.policy(Contoso::TENANT).await.unwrap();
+    assert_eq!(policy.rules, the_rules(), "unchanged");
 }
 
 on_both!(
