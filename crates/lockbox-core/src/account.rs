@@ -398,7 +398,7 @@ impl Principal {
                 RequestStatus::Pending => {
                     events.push(request.cancel_unchecked(actor, Some(reason.clone()), now));
                 }
-                RequestStatus::Approved => {
+                RequestStatus::Approved if request.extends.is_none() => {
                     events.extend(request.revoke_unchecked(actor, reason.clone(), now));
                 }
                 _ => {}

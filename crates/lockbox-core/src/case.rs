@@ -304,6 +304,9 @@ impl AccessRequest {
     ) -> Vec<PendingEvent> {
         match self.status_at(now) {
             RequestStatus::Pending => vec![self.cancel_unchecked(by, Some(reason.clone()), now)],
+            // An approved extension holds nothing: the request it extends
+            // holds the grant.
+            RequestStatus::Approved if self.extends.is_some() => Vec::new(),
             RequestStatus::Approved => self.revoke_unchecked(by, reason.clone(), now),
             RequestStatus::Expired if self.status == RequestStatus::Pending => {
                 vec![self.expire_unchecked(now)]

@@ -160,6 +160,14 @@ enum EntryState {
     Ended,
 }
 
+/// Where a known grant's newer copy moves its entry: its state, and its end
+/// (later when an extension was approved).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    state: EntryState,
+    not_after_us: i64,
+}
+
 impl EntryState {
     fn of(state: &GrantState) -> Self {
         match state {
@@ -236,11 +244,14 @@ impl Entry {
             && matches!(inner.get(end), None | Some(b'/'))
     }
 
-    /// Moves the entry forward to `state` (never back): whether it was
-    /// active and is no longer.
-    fn advance(&mut self, state: EntryState) -> bool {
+    /// Moves the entry forward to `step` (never back: a later state, a
+    /// later end while active): whether it was active and is no longer.
+    fn advance(&mut self, step: Step) -> bool {
         let was = self.state;
-        self.state = self.state.max(state);
+        self.state = self.state.max(step.state);
+        if self.state == EntryState::Active {
+            self.not_after_us = self.not_after_us.max(step.not_after_us);
+        }
         was == EntryState::Active && self.state != EntryState::Active
     }
 
@@ -459,16 +470,15 @@ impl Crowd {
             .or_else(|| self.ended.get(&id))
     }
 
-    /// Moves grant `id` forward to `state`; `None` when it is not here.
-    fn advance(&mut self, id: GrantId, state: EntryState) -> Option<bool> {
+    /// Moves grant `id` forward to `step`; `None` when it is not here.
+    fn advance(&mut self, id: GrantId, step: Step) -> Option<bool> {
+        let state = step.state;
         if let Some(at) = self.live.iter().position(|e| e.id == id) {
-            if state == EntryState::Active {
-                return Some(false);
-            }
             let mut entry = self.live.remove(at);
-            entry.state = state;
+            let narrowed = entry.advance(step);
+            // Placed again: the live entries are kept by end.
             self.place(entry);
-            return Some(true);
+            return Some(narrowed);
         }
         if state == EntryState::Ended
             && let Some(mut entry) = self.revoked.remove(&id)
@@ -557,10 +567,10 @@ impl Group {
         }
     }
 
-    fn advance(&mut self, id: GrantId, state: EntryState) -> Option<bool> {
+    fn advance(&mut self, id: GrantId, step: Step) -> Option<bool> {
         match self {
-            Self::One(e) => (e.id == id).then(|| e.advance(state)),
-            Self::Crowd(c) => c.advance(id, state),
+            Self::One(e) => (e.id == id).then(|| e.advance(step)),
+            Self::Crowd(c) => c.advance(id, step),
         }
     }
 
@@ -666,12 +676,12 @@ impl Scoped {
         scopes: Scopes<'_>,
         rest: &str,
         id: GrantId,
-        state: EntryState,
+        step: Step,
     ) -> Option<bool> {
         let hash = scopes.hash(rest.as_bytes());
         self.groups
             .find_mut(hash, |g| g.first().is_some_and(|f| scopes.is(f, rest)))
-            .and_then(|group| group.advance(id, state))
+            .and_then(|group| group.advance(id, step))
     }
 }
 
@@ -728,12 +738,12 @@ impl Bucket {
         scopes: Scopes<'_>,
         rest: &str,
         id: GrantId,
-        state: EntryState,
+        step: Step,
     ) -> Option<bool> {
         match self {
-            Self::One(e) => (e.id == id).then(|| e.advance(state)),
-            Self::Few(v) => v.iter_mut().find(|e| e.id == id).map(|e| e.advance(state)),
-            Self::Scoped(s) => s.advance(scopes, rest, id, state),
+            Self::One(e) => (e.id == id).then(|| e.advance(step)),
+            Self::Few(v) => v.iter_mut().find(|e| e.id == id).map(|e| e.advance(step)),
+            Self::Scoped(s) => s.advance(scopes, rest, id, step),
         }
     }
 
@@ -1047,8 +1057,9 @@ impl GrantIndex {
     }
 
     /// Adds a grant, or moves a known one forward (active → revoked or
-    /// ended). Never moves a grant back to active: a stale copy of a grant
-    /// changes nothing. Returns whether a grant the index held as active
+    /// ended; an active grant's end later, when it was extended). Never
+    /// moves a grant back to active or its end earlier: a stale copy of a
+    /// grant changes nothing. Returns whether a grant the index held as active
     /// is no longer (access narrowed); or [`IndexFull`], leaving the grant
     /// out (the caller must then stop answering checks from this index).
     pub fn upsert(&mut self, grant: &Grant) -> Result<bool, IndexFull> {
@@ -1070,7 +1081,15 @@ impl GrantIndex {
             hasher: &self.scope_hasher,
         };
         if let Some(bucket) = self.buckets.get_mut(&key)
-            && let Some(narrowed) = bucket.advance(scopes, rest, grant.id, state)
+            && let Some(narrowed) = bucket.advance(
+                scopes,
+                rest,
+                grant.id,
+                Step {
+                    state,
+                    not_after_us: micros(grant.not_after),
+                },
+            )
         {
             return Ok(narrowed);
         }

@@ -261,6 +261,45 @@ impl Grant {
         )
     }
 
+    /// Moves the grant's end `hours` later because `extension` was
+    /// approved, and returns `grant.extended` (recorded at `now`, naming
+    /// the old and the new end). The caller has checked that the grant is
+    /// running and that the new length is within the policy.
+    pub(crate) fn extend_unchecked(
+        &mut self,
+        hours: u32,
+        actor: Actor,
+        extension: RequestId,
+        now: Timestamp,
+    ) -> PendingEvent {
+        let from = self.not_after;
+        let to = from + TimeDelta::hours(i64::from(hours));
+        self.0.not_after = to;
+        PendingEvent::new(
+            self.tenant.clone(),
+            now,
+            actor,
+            EventKind::GrantExtended,
+            self.id,
+            json!({
+                "request": self.request,
+                "extension": extension,
+                "principal": self.principal,
+                "hours": hours,
+                "from": from,
+                "to": to,
+            }),
+        )
+    }
+
+    /// How long the grant lasts, from its start to its end, in whole hours
+    /// (rounded up).
+    #[must_use]
+    pub fn length_hours(&self) -> i64 {
+        let minutes = (self.not_after - self.not_before).num_minutes();
+        (minutes + 59).div_euclid(60)
+    }
+
     /// Marks the grant revoked and returns `grant.revoked`. The caller has
     /// checked that it may.
     pub(crate) fn revoke_unchecked(

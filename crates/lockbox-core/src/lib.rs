@@ -70,6 +70,9 @@ pub use id::{
 pub use policy::{LockboxSetting, OpenCounts, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
 pub use reason::{ReasonType, ReferencePattern};
-pub use request::{AccessRequest, Approval, Denial, RequestDraft, RequestFacts, RequestStatus};
+pub use request::{
+    AccessRequest, Approval, Denial, ExtensionDraft, ExtensionFacts, RequestDraft, RequestFacts,
+    RequestStatus,
+};
 pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};
 pub use tenant::Tenant;

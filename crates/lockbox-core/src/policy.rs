@@ -70,6 +70,11 @@ pub struct PolicySettings {
     /// what it needs ([`crate::rules`]).
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// The longest a grant may last with its extensions, from its start to
+    /// its end; `None`: the default, [`DEFAULT_MAX_TOTAL_HOURS`] or
+    /// `max_access_hours` if that is longer.
+    #[serde(default)]
+    pub max_total_hours: Option<u32>,
 }
 
 /// The defaults of the fan-out limits, for policies stored without them.
@@ -112,6 +117,7 @@ impl Default for PolicySettings {
             allowed_reason_types: defaults::allowed_reason_types(),
             reference_pattern: None,
             rules: Vec::new(),
+            max_total_hours: None,
         }
     }
 }
@@ -125,6 +131,11 @@ pub const MAX_ACCESS_HOURS: u32 = 720;
 pub const MAX_REQUIRED_APPROVALS: u32 = 10;
 /// See [`MAX_REQUEST_TTL_HOURS`].
 pub const MAX_EMERGENCY_MINUTES: u32 = 1440;
+/// The longest a grant may last with its extensions: 90 days.
+pub const MAX_TOTAL_HOURS: u32 = 2160;
+/// How long a grant may last with its extensions when the policy does not
+/// say (or `max_access_hours`, if that is longer).
+pub const DEFAULT_MAX_TOTAL_HOURS: u32 = 24;
 /// The highest any fan-out limit may be set: a bound that still bounds.
 pub const MAX_FAN_OUT_LIMIT: u32 = 1000;
 
@@ -211,6 +222,15 @@ impl TenantPolicy {
             )));
         }
         check_rules(&s.rules)?;
+        if let Some(total) = s.max_total_hours {
+            range("max_total_hours", total, MAX_TOTAL_HOURS, "hours")?;
+            if total < s.max_access_hours {
+                return Err(DomainError::invalid(format!(
+                    "max_total_hours ({total}) must be at least max_access_hours ({}): it bounds a grant with its extensions",
+                    s.max_access_hours
+                )));
+            }
+        }
         if s.default_access_hours > s.max_access_hours {
             return Err(DomainError::invalid(format!(
                 "default_access_hours ({}) must not exceed max_access_hours ({})",
@@ -254,6 +274,14 @@ impl TenantPolicy {
         self.0.max_access_hours
     }
 
+    /// The longest a grant may last with its extensions, from its start.
+    #[must_use]
+    pub fn max_total_hours(&self) -> u32 {
+        self.0
+            .max_total_hours
+            .unwrap_or(DEFAULT_MAX_TOTAL_HOURS.max(self.0.max_access_hours))
+    }
+
     /// How many distinct approvals are needed.
     #[must_use]
     pub fn required_approvals(&self) -> u32 {
@@ -286,6 +314,19 @@ impl TenantPolicy {
         open: OpenCounts,
     ) -> Result<(), DomainError> {
         self.admit_grant(tenant, operator, open)?;
+        self.admit_pending(tenant, operator, case, open)
+    }
+
+    /// Refuses a new request of `operator` under `case` that would take the
+    /// operator's or the case's pending requests past the policy's limits
+    /// (an extension, which makes no new grant, meets only these).
+    pub fn admit_pending(
+        &self,
+        tenant: &TenantId,
+        operator: &PrincipalId,
+        case: CaseId,
+        open: OpenCounts,
+    ) -> Result<(), DomainError> {
         let s = &self.0;
         if open.pending_by_operator >= u64::from(s.max_pending_requests_per_operator) {
             return Err(DomainError::LimitReached {
@@ -380,6 +421,28 @@ mod tests {
             !LockboxSetting::default().enabled,
             "Lockbox is off by default"
         );
+    }
+
+    #[test]
+    fn max_total_hours_is_bounded_and_never_below_max_access_hours() {
+        let with = |max_access_hours, total| {
+            TenantPolicy::new(PolicySettings {
+                max_access_hours,
+                max_total_hours: total,
+                ..PolicySettings::default()
+            })
+        };
+        assert_eq!(with(8, None).unwrap().max_total_hours(), 24);
+        assert_eq!(with(48, None).unwrap().max_total_hours(), 48);
+        assert_eq!(with(8, Some(8)).unwrap().max_total_hours(), 8);
+        assert_eq!(
+            with(8, Some(MAX_TOTAL_HOURS)).unwrap().max_total_hours(),
+            MAX_TOTAL_HOURS
+        );
+        for (max_access, total) in [(8, 0), (8, MAX_TOTAL_HOURS + 1), (8, 7), (48, 24)] {
+            let err = with(max_access, Some(total)).unwrap_err();
+            assert!(err.to_string().contains("max_total_hours"), "{err}");
+        }
     }
 
     #[test]
@@ -500,14 +563,17 @@ mod tests {
         assert_eq!(p.settings().min_justification_length, 1);
         assert_eq!(p.settings().allowed_reason_types, ReasonType::ALL);
         assert_eq!(p.settings().reference_pattern, None);
+        assert_eq!(p.settings().max_total_hours, None);
         let now = ok.replace(
             "}",
             ",\"max_pending_requests_per_operator\":10,\"max_pending_requests_per_case\":5,\"max_active_grants_per_holder\":20}",
         );
         let written = now.replace(
             "}",
-            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null,\"rules\":[]}",
+            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null,\"rules\":[],\"max_total_hours\":null}",
         );
+        // Without max_total_hours: 24 hours, or max_access_hours if longer.
+        assert_eq!(p.max_total_hours(), DEFAULT_MAX_TOTAL_HOURS.max(p.max_access_hours()));
         assert_eq!(serde_json::to_string(&p).unwrap(), written);
         let limited = now.replace(
             "\"max_pending_requests_per_case\":5",

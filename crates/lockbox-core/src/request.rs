@@ -13,6 +13,13 @@
 //! and every successful one returns the audit events it causes, naming the
 //! real actor. Terminal states are final.
 //!
+//! An extension ([`AccessRequest::extend`]) is a request that names the
+//! request whose running grant it would lengthen. It is decided as any
+//! request is, but holds no grant of its own: approved, it moves the end
+//! of the grant it extends (`grant.extended`) and its life is over there;
+//! the grant it extended goes on to be revoked or completed with its
+//! request.
+//!
 //! Time is read from the `now` argument only. A pending request whose TTL
 //! has passed cannot be approved even if the sweeper has not yet marked it
 //! expired; [`AccessRequest::status_at`] reports such a request as expired.
@@ -192,6 +199,11 @@ pub struct RequestRecord {
     /// one did: it set `required_approvals`, or approved it at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleName>,
+    /// The request whose grant this one asks to extend, if it is an
+    /// extension. An extension never holds a grant of its own: approved,
+    /// it moves the end of the grant it extends, and its life is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<RequestId>,
     /// Where it is in its life.
     pub status: RequestStatus,
     /// When it was made.
@@ -260,6 +272,32 @@ pub struct RequestDraft {
     pub source_addresses: Vec<SourceAddress>,
 }
 
+/// What the holder of a running grant asks for to make it last longer.
+#[derive(Debug, Clone)]
+pub struct ExtensionDraft {
+    /// How many hours more.
+    pub hours: u32,
+    /// Why, shown to approvers.
+    pub justification: Justification,
+    /// Why, in the categories approvers sort by; `None`: the extended
+    /// request's.
+    pub reason_type: Option<ReasonType>,
+}
+
+/// What the caller looked up for [`AccessRequest::extend`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExtensionFacts<'a> {
+    /// The tenant (its opt-in and policy, now).
+    pub tenant: &'a Tenant,
+    /// The case of the extended request.
+    pub case: &'a SupportCase,
+    /// What the holder has open in the tenant, and the case, now.
+    pub open: OpenCounts,
+    /// An extension of the same grant still waiting for its decision, if
+    /// there is one.
+    pub pending_extension: Option<RequestId>,
+}
+
 /// How far ahead a request may schedule its access.
 pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 14;
 
@@ -303,6 +341,12 @@ impl AccessRequest {
                 return bad("an approver appears twice");
             }
         }
+        if r.extends == Some(r.id) {
+            return bad("it extends itself");
+        }
+        if r.extends.is_some() && r.grant.is_some() {
+            return bad("an extension holds a grant of its own");
+        }
         if let Some(g) = &r.grant {
             let matches = g.request == Some(r.id)
                 && g.tenant == r.tenant
@@ -321,6 +365,8 @@ impl AccessRequest {
             RequestStatus::Pending => {
                 r.grant.is_none() && r.denial.is_none() && r.cancellation.is_none()
             }
+            // An approved extension moved its grant's end and is done.
+            RequestStatus::Approved if r.extends.is_some() => enough,
             RequestStatus::Approved => enough && matches!(grant_state, Some(GrantState::Active)),
             RequestStatus::Revoked => enough && matches!(grant_state, Some(GrantState::Revoked(_))),
             RequestStatus::Completed => {
@@ -389,35 +435,7 @@ impl AccessRequest {
             resource_tenant,
             open,
         } = facts;
-        if !requester.is_operator() {
-            return Err(DomainError::forbidden(format!(
-                "{} is a {}; only operators request access",
-                requester.id,
-                requester.kind.name()
-            )));
-        }
-        if case.tenant != tenant.id {
-            return Err(DomainError::corrupt(format!(
-                "case {} is in tenant {}, not {}",
-                case.id, case.tenant, tenant.id
-            )));
-        }
-        if case.status != CaseStatus::Open {
-            return Err(DomainError::CaseNotOpen {
-                case: case.id,
-                status: case.status,
-            });
-        }
-        if case.assigned_to.as_ref() != Some(&requester.id) {
-            return Err(DomainError::NotAssigned {
-                case: case.id,
-                principal: requester.id.clone(),
-                assignment: case.assigned_to.as_ref().map_or_else(
-                    || "not assigned to anyone".to_owned(),
-                    |a| format!("assigned to {a}"),
-                ),
-            });
-        }
+        check_case(requester, tenant, case)?;
         if resource_tenant != Some(&tenant.id) {
             return Err(DomainError::OutOfScope(format!(
                 "{} is not in a subscription of tenant {}",
@@ -514,6 +532,7 @@ impl AccessRequest {
             reference: draft.reference,
             starts_at: draft.starts_at,
             rule: rule.map(|r| r.name.clone()),
+            extends: None,
             status: RequestStatus::Pending,
             created_at: now,
             expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
@@ -595,6 +614,221 @@ impl AccessRequest {
             events.extend(request.grant_now(hours, Actor::System, now));
         }
         Ok((request, events))
+    }
+
+    /// The holder of a running grant asks for `draft.hours` more: a new
+    /// request that names the one it extends (`extends`), for the same
+    /// resource, access level and case, decided under the tenant's policy
+    /// and rules as any request is. Approved, it moves the grant's end
+    /// ([`AccessRequest::approve_extension`]); denied, expired or
+    /// canceled, the grant ends as it would have.
+    ///
+    /// Refusals, each before anything changes: the caller is not the
+    /// grant's holder (`forbidden`); `original` is itself an extension
+    /// (`conflict`); its grant is not running (`request_not_active`); the
+    /// case is not open or not the holder's; the hours are more than the
+    /// tenant's `max_access_hours`, or would make the grant last longer
+    /// than its `max_total_hours` (`duration_too_long`); another extension
+    /// of the grant is waiting (`conflict`); the reasons fall short of the
+    /// policy; a rule denies it; a pending-request limit is reached.
+    ///
+    /// If the tenant has not opted in, or a rule approves it, the system
+    /// approves it at once and `original`'s grant is extended now.
+    pub fn extend(
+        id: RequestId,
+        original: &mut AccessRequest,
+        requester: &Principal,
+        draft: ExtensionDraft,
+        facts: ExtensionFacts<'_>,
+        now: Timestamp,
+    ) -> Result<(AccessRequest, Vec<PendingEvent>), DomainError> {
+        let ExtensionFacts {
+            tenant,
+            case,
+            open,
+            pending_extension,
+        } = facts;
+        if original.requester != requester.id {
+            return Err(DomainError::forbidden(format!(
+                "only the holder of request {}'s grant ({}) can extend it",
+                original.id, original.requester
+            )));
+        }
+        if let Some(first) = original.extends {
+            return Err(DomainError::Conflict(format!(
+                "request {} is an extension of request {first}; extend {first}, which holds the grant",
+                original.id
+            )));
+        }
+        if case.id != original.case {
+            return Err(DomainError::corrupt(format!(
+                "case {} is not the case of request {}",
+                case.id, original.id
+            )));
+        }
+        check_case(requester, tenant, case)?;
+        let grant = original.running_grant(now)?;
+        let policy = &tenant.policy;
+        if draft.hours == 0 {
+            return Err(DomainError::invalid("hours must be at least 1"));
+        }
+        if draft.hours > policy.max_access_hours() {
+            return Err(DomainError::DurationTooLong {
+                requested: draft.hours,
+                max: policy.max_access_hours(),
+                unit: "hours",
+                limit: "the tenant's maximum",
+            });
+        }
+        let room = grant_room(grant, policy);
+        if i64::from(draft.hours) > room {
+            return Err(DomainError::DurationTooLong {
+                requested: draft.hours,
+                max: u32::try_from(room.max(0)).unwrap_or(0),
+                unit: "hours",
+                limit: "what the tenant's max_total_hours leaves of the grant with its extensions",
+            });
+        }
+        if let Some(waiting) = pending_extension {
+            return Err(DomainError::Conflict(format!(
+                "request {waiting} already asks to extend this grant; wait for its decision, or cancel it"
+            )));
+        }
+        let reason_type = draft.reason_type.unwrap_or(original.reason_type);
+        policy.requirements().check(
+            reason_type,
+            &draft.justification,
+            original.reference.as_ref(),
+        )?;
+        let outcome = Outcome::of(
+            policy,
+            tenant.lockbox.enabled,
+            &RuleInput {
+                access_level: &original.access_level,
+                resource: &original.resource,
+                severity: case.severity,
+                reason_type,
+                operator: &requester.id,
+                at: now,
+            },
+        )?;
+        if let Outcome::Denied(r, reason) = outcome {
+            return Err(DomainError::DeniedByRule {
+                rule: r.name.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        policy.admit_pending(&tenant.id, &requester.id, case.id, open)?;
+        let rule = outcome.rule();
+        let required_approvals = match outcome {
+            Outcome::Waits { approvals, .. } => approvals,
+            Outcome::NotEnabled | Outcome::Approved(_) | Outcome::Denied(..) => 0,
+        };
+        let grant_end = grant.not_after;
+        let used = (now - grant.not_before).max(TimeDelta::zero());
+        let mut extension = AccessRequest(RequestRecord {
+            id,
+            extends: Some(original.id),
+            duration_hours: draft.hours,
+            justification: draft.justification,
+            reason_type,
+            starts_at: None,
+            rule: rule.map(|r| r.name.clone()),
+            status: RequestStatus::Pending,
+            created_at: now,
+            expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
+            required_approvals,
+            approvals: Vec::new(),
+            denial: None,
+            cancellation: None,
+            grant: None,
+            decided_by_system: false,
+            ..original.0.clone()
+        });
+        let mut data = json!({
+            "case": extension.case,
+            "resource": extension.resource,
+            "access_level": extension.access_level,
+            "actions": extension.actions,
+            "duration_hours": extension.duration_hours,
+            "justification": extension.justification,
+            "reason_type": extension.reason_type,
+            "expires_at": extension.expires_at,
+            "required_approvals": extension.required_approvals,
+            "extends": original.id,
+            "grant_not_after": grant_end,
+            "used_minutes": used.num_minutes(),
+        });
+        if let (Some(r), Some(fields)) = (rule, data.as_object_mut()) {
+            fields.insert(
+                "rule".to_owned(),
+                json!({ "name": r.name, "effect": r.effect }),
+            );
+        }
+        let mut events = vec![PendingEvent::new(
+            tenant.id.clone(),
+            now,
+            requester.id.clone(),
+            EventKind::RequestCreated,
+            id,
+            data,
+        )];
+        let approved_now = match outcome {
+            Outcome::NotEnabled => Some(json!({
+                "decided_by_system": true,
+                "reason": format!("Lockbox is not enabled for tenant {}: approved at once", tenant.id),
+            })),
+            Outcome::Approved(r) => Some(json!({
+                "decided_by_system": true,
+                "rule": r.name,
+                "reason": format!("rule `{}` of the tenant's policy approves it", r.name),
+            })),
+            Outcome::Denied(..) | Outcome::Waits { .. } => None,
+        };
+        if let Some(data) = approved_now {
+            events.push(PendingEvent::new(
+                tenant.id.clone(),
+                now,
+                Actor::System,
+                EventKind::RequestApproved,
+                id,
+                data,
+            ));
+            extension.0.decided_by_system = true;
+            events.push(extension.apply_to(original, draft.hours, Actor::System, now)?);
+        }
+        Ok((extension, events))
+    }
+
+    /// The grant, if it is running at `now` (or scheduled and not yet
+    /// started): approved, not revoked, not run out.
+    fn running_grant(&self, now: Timestamp) -> Result<&Grant, DomainError> {
+        match (&self.grant, self.status_at(now)) {
+            (Some(grant), RequestStatus::Approved) => Ok(grant),
+            (_, status) => Err(DomainError::RequestNotActive {
+                status,
+                detail: format!(
+                    "request {}'s grant is not running; only a running grant can be extended",
+                    self.id
+                ),
+            }),
+        }
+    }
+
+    /// Marks this extension approved and moves `original`'s grant's end
+    /// `hours` later; returns `grant.extended`.
+    fn apply_to(
+        &mut self,
+        original: &mut AccessRequest,
+        hours: u32,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<PendingEvent, DomainError> {
+        let grant = original.0.grant.as_mut().ok_or_else(|| {
+            DomainError::corrupt(format!("request {} has no grant to extend", original.0.id))
+        })?;
+        self.0.status = RequestStatus::Approved;
+        Ok(grant.extend_unchecked(hours, actor, self.0.id, now))
     }
 
     /// Refuses unless the request is pending and its TTL has not passed.
@@ -686,6 +920,89 @@ impl AccessRequest {
         disabled: &[PrincipalId],
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
+        if let Some(original) = self.extends {
+            return Err(DomainError::Conflict(format!(
+                "request {} extends request {original}; it is approved together with it",
+                self.id
+            )));
+        }
+        self.approve_inner(
+            None,
+            approver,
+            assignments,
+            reason,
+            duration_hours,
+            policy,
+            disabled,
+            now,
+        )
+    }
+
+    /// As [`AccessRequest::approve_discounting`], for an extension:
+    /// `original` is the request it extends, locked before this one. The
+    /// approval that reaches the required count moves the end of
+    /// `original`'s grant by the shortest duration any approver allowed,
+    /// never past the tenant's `max_total_hours` at that moment.
+    ///
+    /// Refused, besides the refusals of any approval, when `original`'s
+    /// grant is no longer running (`request_not_active`: revoked, or run
+    /// out) or the grant has already reached `max_total_hours`
+    /// (`duration_too_long`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn approve_extension(
+        &mut self,
+        original: &mut AccessRequest,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        reason: Reason,
+        duration_hours: Option<u32>,
+        policy: &TenantPolicy,
+        disabled: &[PrincipalId],
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
+        if self.extends != Some(original.id) {
+            return Err(DomainError::corrupt(format!(
+                "request {} does not extend request {}",
+                self.id, original.id
+            )));
+        }
+        self.check_decider(approver, assignments, now)?;
+        let grant = original.running_grant(now)?;
+        let room = grant_room(grant, policy);
+        if room < 1 {
+            return Err(DomainError::DurationTooLong {
+                requested: self.duration_hours,
+                max: 0,
+                unit: "hours",
+                limit: "what the tenant's max_total_hours leaves of the grant with its extensions",
+            });
+        }
+        self.approve_inner(
+            Some(original),
+            approver,
+            assignments,
+            reason,
+            duration_hours,
+            policy,
+            disabled,
+            now,
+        )
+    }
+
+    /// An approval: of a request, or (with `original`) of an extension of
+    /// `original`'s running grant.
+    #[allow(clippy::too_many_arguments)]
+    fn approve_inner(
+        &mut self,
+        original: Option<&mut AccessRequest>,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        reason: Reason,
+        duration_hours: Option<u32>,
+        policy: &TenantPolicy,
+        disabled: &[PrincipalId],
+        now: Timestamp,
+    ) -> Result<Vec<PendingEvent>, DomainError> {
         self.check_decider(approver, assignments, now)?;
         if self.approvals.iter().any(|a| a.approver == approver.id) {
             return Err(DomainError::AlreadyApproved {
@@ -745,7 +1062,20 @@ impl AccessRequest {
                 .chain([self.duration_hours, policy.max_access_hours()])
                 .min()
                 .unwrap_or(self.duration_hours);
-            events.extend(self.grant_now(hours, Actor::Principal(approver.id.clone()), now));
+            let actor = Actor::Principal(approver.id.clone());
+            match original {
+                None => events.extend(self.grant_now(hours, actor, now)),
+                Some(original) => {
+                    // Never past max_total_hours: the caller has checked
+                    // that at least an hour is left.
+                    let room = original
+                        .grant
+                        .as_ref()
+                        .map_or(0, |g| grant_room(g, policy));
+                    let hours = u32::try_from(room.clamp(1, i64::from(hours))).unwrap_or(1);
+                    events.push(self.apply_to(original, hours, actor, now)?);
+                }
+            }
         }
         Ok(events)
     }
@@ -856,6 +1186,15 @@ impl AccessRequest {
         reason: Reason,
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
+        if let Some(original) = self.extends {
+            return Err(DomainError::RequestNotActive {
+                status: self.status_at(now),
+                detail: format!(
+                    "request {} is an extension: revoke request {original}, which holds the grant",
+                    self.id
+                ),
+            });
+        }
         let status = self.status_at(now);
         let grant = match (&self.grant, status) {
             (Some(grant), RequestStatus::Approved) => grant,
@@ -920,6 +1259,51 @@ impl AccessRequest {
         self.0.status = RequestStatus::Completed;
         events
     }
+}
+
+/// Refuses unless `requester` is an operator and `case` is an open case of
+/// `tenant` assigned to them.
+fn check_case(
+    requester: &Principal,
+    tenant: &Tenant,
+    case: &SupportCase,
+) -> Result<(), DomainError> {
+    if !requester.is_operator() {
+        return Err(DomainError::forbidden(format!(
+            "{} is a {}; only operators request access",
+            requester.id,
+            requester.kind.name()
+        )));
+    }
+    if case.tenant != tenant.id {
+        return Err(DomainError::corrupt(format!(
+            "case {} is in tenant {}, not {}",
+            case.id, case.tenant, tenant.id
+        )));
+    }
+    if case.status != CaseStatus::Open {
+        return Err(DomainError::CaseNotOpen {
+            case: case.id,
+            status: case.status,
+        });
+    }
+    if case.assigned_to.as_ref() != Some(&requester.id) {
+        return Err(DomainError::NotAssigned {
+            case: case.id,
+            principal: requester.id.clone(),
+            assignment: case.assigned_to.as_ref().map_or_else(
+                || "not assigned to anyone".to_owned(),
+                |a| format!("assigned to {a}"),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// How many whole hours the policy's `max_total_hours` still leaves
+/// `grant` (negative when a lowered maximum is already passed).
+fn grant_room(grant: &Grant, policy: &TenantPolicy) -> i64 {
+    i64::from(policy.max_total_hours()) - grant.length_hours()
 }
 
 fn count(n: u32) -> usize {

@@ -282,6 +282,9 @@ event_kinds! {
     RequestExpired = "request.expired",
     /// A grant began.
     GrantCreated = "grant.created",
+    /// An approved extension moved a grant's end (from and to, and the
+    /// extension that did).
+    GrantExtended = "grant.extended",
     /// A grant was revoked before its end.
     GrantRevoked = "grant.revoked",
     /// A grant ran out.

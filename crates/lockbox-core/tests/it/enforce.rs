@@ -217,6 +217,53 @@ fn revocation_is_final_whatever_order_changes_arrive_in() {
     assert_eq!(late.grants(), ix.grants(), "the same end in either order");
 }
 
+/// The same grant, lasting until `to` hours (as an approved extension
+/// leaves it).
+fn ending(g: &Grant, to: i64) -> Grant {
+    let mut record = g.record().clone();
+    record.not_after = t0() + hours(to);
+    Grant::restore(record).unwrap()
+}
+
+#[test]
+fn an_extended_grant_allows_until_its_new_end_and_a_stale_copy_never_shortens_it() {
+    // Alone in its bucket, among a few, among many, and among others of
+    // the same scope (each kept differently).
+    for others in [0u8, 3, 12] {
+        let mut ix = index();
+        for n in 0..others {
+            let scope = if n % 2 == 0 {
+                VM.to_owned()
+            } else {
+                format!("{RG}/providers/Microsoft.Web/sites/site-{n}")
+            };
+            ix.upsert(&grant(100 + n, "sam", &scope, &["*/write"], 0, 2))
+                .unwrap();
+        }
+        let g = grant(1, "sam", VM, &["*/read"], 0, 8);
+        ix.upsert(&g).unwrap();
+        let at_9 = t0() + hours(9);
+        assert_eq!(check(&ix, "sam", VM, READ, at_9).reason, CheckReason::Expired);
+        let longer = ending(&g, 10);
+        assert_eq!(ix.upsert(&longer), Ok(false), "an extension narrows nothing");
+        let allowed = check(&ix, "sam", VM, READ, at_9);
+        assert!(allowed.allowed(), "{others} others: {allowed:?}");
+        assert_eq!(allowed.expires_at, Some(longer.not_after));
+        ix.upsert(&g).unwrap();
+        assert!(
+            check(&ix, "sam", VM, READ, at_9).allowed(),
+            "{others} others: a stale copy does not shorten it"
+        );
+        assert_eq!(
+            check(&ix, "sam", VM, READ, t0() + hours(10)).reason,
+            CheckReason::Expired
+        );
+        assert_eq!(ix.upsert(&revoked(&longer)), Ok(true));
+        assert_eq!(check(&ix, "sam", VM, READ, at_9).reason, CheckReason::Revoked);
+        assert_eq!(ix.len(), usize::from(others) + 1);
+    }
+}
+
 #[test]
 fn the_longest_allowing_grant_is_named_and_denials_say_the_closest_reason() {
     let mut ix = index();

@@ -14,6 +14,7 @@ mod audit_format;
 mod cases;
 mod chain_props;
 mod enforce;
+mod extensions;
 mod exact_lines;
 mod grants;
 mod props;

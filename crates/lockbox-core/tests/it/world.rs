@@ -440,6 +440,57 @@ impl World {
         Ok(())
     }
 
+    /// `who` asks to extend `original`'s grant by `hours`.
+    pub fn try_extend(
+        &mut self,
+        original: &mut AccessRequest,
+        who: &str,
+        hours: u32,
+        pending_extension: Option<RequestId>,
+    ) -> Result<AccessRequest, DomainError> {
+        let id = self.request_id();
+        let facts = ExtensionFacts {
+            tenant: &self.tenant,
+            case: &self.case,
+            open: self.open,
+            pending_extension,
+        };
+        let draft = ExtensionDraft {
+            hours,
+            justification: lockbox_core::text::Justification::parse("the migration runs longer")
+                .unwrap(),
+            reason_type: None,
+        };
+        let (ext, events) =
+            AccessRequest::extend(id, original, &self.p(who), draft, facts, self.now)?;
+        self.record(events);
+        Ok(ext)
+    }
+
+    /// `who` approves extension `ext` of `original`, as the server does:
+    /// the original first.
+    pub fn approve_extension(
+        &mut self,
+        ext: &mut AccessRequest,
+        original: &mut AccessRequest,
+        who: &str,
+        hours: Option<u32>,
+    ) -> Result<(), DomainError> {
+        let policy = self.tenant.policy.clone();
+        let events = ext.approve_extension(
+            original,
+            &self.p(who),
+            &self.assignments,
+            reason("ok, finish it"),
+            hours,
+            &policy,
+            &[],
+            self.now,
+        )?;
+        self.record(events);
+        Ok(())
+    }
+
     /// Replaces the policy through the tenant admin.
     pub fn set_policy(&mut self, f: impl FnOnce(&mut PolicySettings)) {
         let mut s = self.tenant.policy.settings().clone();
