@@ -137,6 +137,7 @@ pub fn request_row(r: &AccessRequest) -> Result<Row, StoreError> {
         r.reference.as_ref().map(|x| x.as_str().to_owned()).into(),
         r.starts_at.map(micros).into(),
         r.rule.as_ref().map(|x| x.as_str().to_owned()).into(),
+        r.extends.map(|x| x.to_string()).into(),
     ])
 }
 

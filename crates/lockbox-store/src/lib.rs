@@ -532,6 +532,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 "request reasons",
                 include_str!("../migrations/sqlite/0012_request_reasons.sql"),
             ),
+            (
+                13,
+                "request extensions",
+                include_str!("../migrations/sqlite/0013_request_extensions.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -593,6 +598,11 @@ fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
                 12,
                 "request reasons",
                 include_str!("../migrations/postgres/0012_request_reasons.sql"),
+            ),
+            (
+                13,
+                "request extensions",
+                include_str!("../migrations/postgres/0013_request_extensions.sql"),
             ),
         ],
     };

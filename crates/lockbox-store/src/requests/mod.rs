@@ -76,7 +76,7 @@ pub struct GrantFilter {
 pub(crate) const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
      denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us, ssh, source_addresses, \
-     reason_type, reference, starts_at_us, rule";
+     reason_type, reference, starts_at_us, rule, extends";
 /// A request's source addresses as stored: NULL when it named none.
 pub(crate) fn source_addresses(r: &AccessRequest) -> Result<Option<String>, StoreError> {
     (!r.source_addresses.is_empty())
@@ -377,6 +377,11 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
             .map(|r| RuleName::parse(&r))
             .transpose()
             .map_err(StoreError::corrupt)?,
+        extends: row
+            .opt_text("extends")?
+            .map(|r| r.parse())
+            .transpose()
+            .map_err(StoreError::corrupt)?,
         status: RequestStatus::parse(&row.text("status")?)?,
         created_at: row.time("created_at_us")?,
         expires_at: row.time("expires_at_us")?,
@@ -528,14 +533,15 @@ impl Tx {
         self.run(
             sqlx::query(
                 "UPDATE grants SET state = $2, revoked_by = $3, revoke_reason = $4, revoked_at_us = $5, \
-                 ended_at_us = $6 WHERE id = $1",
+                 ended_at_us = $6, not_after_us = $7 WHERE id = $1",
             )
             .bind(g.id.to_string())
             .bind(state)
             .bind(revoked_by)
             .bind(revoke_reason)
             .bind(revoked_at)
-            .bind(ended_at),
+            .bind(ended_at)
+            .bind(micros(g.not_after)),
         )
         .await?;
         self.feed(Change::Grant(g.clone()));
@@ -550,7 +556,7 @@ impl Tx {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
         );
         self.run(
             sqlx::query(AssertSqlSafe(sql))
@@ -583,7 +589,8 @@ impl Tx {
                 .bind(r.reason_type.as_str())
                 .bind(r.reference.as_ref().map(|x| x.as_str().to_owned()))
                 .bind(r.starts_at.map(micros))
-                .bind(r.rule.as_ref().map(|x| x.as_str().to_owned())),
+                .bind(r.rule.as_ref().map(|x| x.as_str().to_owned()))
+                .bind(r.extends.map(|x| x.to_string())),
         )
         .await?;
         self.insert_approvals(&r.id, &r.approvals, 0).await?;
@@ -659,6 +666,36 @@ impl Tx {
         Ok(())
     }
 
+    /// The extensions of `original`'s grant still waiting for a decision,
+    /// locked (to cancel them when the grant is revoked). The caller holds
+    /// `original`'s lock: extensions are locked after what they extend.
+    pub async fn lock_pending_extensions_of(
+        &mut self,
+        original: &RequestId,
+    ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
+        self.lock_requests_where(
+            "r.extends = $1 AND r.status = 'pending' ORDER BY r.id",
+            vec![Arg::Text(original.to_string())],
+            false,
+        )
+        .await
+    }
+
+    /// The extension of `original`'s grant waiting for a decision, if one
+    /// does (the caller holds `original`'s lock, so none can be added).
+    pub async fn pending_extension_of(
+        &mut self,
+        original: &RequestId,
+    ) -> Result<Option<RequestId>, StoreError> {
+        let row = self
+            .optional(
+                sqlx::query("SELECT id FROM requests WHERE extends = $1 AND status = 'pending' ORDER BY id LIMIT 1")
+                    .bind(original.to_string()),
+            )
+            .await?;
+        row.map(|r| r.parsed("id")).transpose()
+    }
+
     /// The pending and approved requests of a case, locked (to close or
     /// reassign it).
     pub async fn lock_open_requests_of_case(
@@ -666,7 +703,7 @@ impl Tx {
         case: &CaseId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
         self.lock_requests_where(
-            "r.case_id = $1 AND r.status IN ('pending', 'approved') ORDER BY r.id",
+            "r.case_id = $1 AND r.status IN ('pending', 'approved') AND NOT (r.status = 'approved' AND r.extends IS NOT NULL) ORDER BY r.id",
             vec![Arg::Text(case.to_string())],
             false,
         )
@@ -680,7 +717,7 @@ impl Tx {
         requester: &PrincipalId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
         self.lock_requests_where(
-            "r.requester = $1 AND r.status IN ('pending', 'approved') ORDER BY r.id",
+            "r.requester = $1 AND r.status IN ('pending', 'approved') AND NOT (r.status = 'approved' AND r.extends IS NOT NULL) ORDER BY r.id",
             vec![Arg::Text(requester.as_str().to_owned())],
             false,
         )

@@ -711,7 +711,110 @@ async fn open_requests_and_grants_are_counted(s: TestStore) {
     ));
 }
 
+/// sam asks to extend `original`'s grant by `hours` at `now`, as the
+/// server does: the original locked first.
+async fn extend(
+    s: &TestStore,
+    original: RequestId,
+    hours: u32,
+    now: Timestamp,
+) -> Result<AccessRequest, StoreError> {
+    let mut tx = s.begin().await?;
+    let mut orig = tx.lock_request(&original).await?;
+    let case = tx.lock_case(&orig.case).await?;
+    let tenant = tx.tenant(&orig.tenant).await?.unwrap();
+    let principal = tx.principal(&pid("sam")).await?.unwrap();
+    let pending_extension = tx.pending_extension_of(&original).await?;
+    let facts = ExtensionFacts {
+        tenant: &tenant,
+        case: &case,
+        open: OpenCounts::default(),
+        pending_extension,
+    };
+    let draft = ExtensionDraft {
+        hours,
+        justification: Justification::parse("the restore runs longer").unwrap(),
+        reason_type: None,
+    };
+    let (ext, events) = AccessRequest::extend(
+        RequestId::generate(now).unwrap(),
+        &mut orig,
+        &principal,
+        draft,
+        facts,
+        now,
+    )
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.insert_request(&ext).await?;
+    tx.save_request(orig).await?;
+    tx.commit(events).await?;
+    Ok(ext)
+}
+
+async fn an_extension_and_the_end_it_moves_round_trip(s: TestStore) {
+    let seeded = seed(&s, 1).await;
+    let original = create_request(&s, "sam", seeded.case, Some(4), t0())
+        .await
+        .unwrap();
+    transition(&s, original.id, "olivia", Step::Approve, t0())
+        .await
+        .unwrap();
+    let ext = extend(&s, original.id, 2, t0() + hours(3)).await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.request(&ext.id).await.unwrap().as_ref(), Some(&ext));
+    assert_eq!(ext.extends, Some(original.id));
+    assert_eq!(tx.pending_extension_of(&original.id).await.unwrap(), Some(ext.id));
+    drop(tx);
+    assert!(
+        extend(&s, original.id, 1, t0() + hours(3)).await.is_err(),
+        "one extension waits at a time"
+    );
+
+    // Approved: the original first, then the extension, in one commit.
+    let at = t0() + hours(3);
+    let mut tx = s.begin().await.unwrap();
+    let mut orig = tx.lock_request(&original.id).await.unwrap();
+    let mut e = tx.lock_request(&ext.id).await.unwrap();
+    let (olivia, roles) = tx.principal_with_roles(&pid("olivia")).await.unwrap().unwrap();
+    let tenant = tx.tenant(&orig.tenant).await.unwrap().unwrap();
+    let events = e
+        .approve_extension(
+            &mut orig,
+            &olivia,
+            &roles,
+            lockbox_core::text::Reason::parse("finish it").unwrap(),
+            None,
+            &tenant.policy,
+            &[],
+            at,
+        )
+        .unwrap();
+    let (o_after, e_after) = ((*orig).clone(), (*e).clone());
+    tx.save_request(orig).await.unwrap();
+    tx.save_request(e).await.unwrap();
+    tx.commit(events).await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.request(&original.id).await.unwrap().unwrap(), o_after);
+    assert_eq!(tx.request(&ext.id).await.unwrap().unwrap(), e_after);
+    let grant = o_after.grant.clone().unwrap();
+    assert_eq!(grant.not_after, t0() + hours(6));
+    assert_eq!(tx.grant(&grant.id).await.unwrap(), Some(grant));
+    assert_eq!(tx.pending_extension_of(&original.id).await.unwrap(), None);
+    // The sweeper completes the grant at its new end, not the old one.
+    drop(tx);
+    assert!(
+        transition(&s, original.id, "olivia", Step::Complete, t0() + hours(5))
+            .await
+            .is_err()
+    );
+    transition(&s, original.id, "olivia", Step::Complete, t0() + hours(6))
+        .await
+        .unwrap();
+}
+
 crate::conformance!(
+    an_extension_and_the_end_it_moves_round_trip,
     open_requests_and_grants_are_counted,
     a_request_and_its_approvals_round_trip,
     every_transition_is_stored,
