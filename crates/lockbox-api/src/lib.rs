@@ -657,6 +657,11 @@ pub struct Policy {
     /// to every request. Rules apply once the tenant has opted in.
     #[serde(default)]
     pub rules: Vec<PolicyRule>,
+    /// The longest a grant may last with its extensions, from its start to
+    /// its end (at least `max_access_hours`, at most 2160). Absent or
+    /// `null`: 24 hours, or `max_access_hours` if that is longer.
+    #[serde(default)]
+    pub max_total_hours: Option<u32>,
 }
 
 /// A rule of a tenant's policy (`docs/POLICY.md`).
@@ -872,6 +877,20 @@ pub struct Approve {
     pub duration_hours: Option<u32>,
 }
 
+/// `POST /v1/requests/{id}/extend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Extend {
+    /// How many hours more (at least 1, at most the tenant's
+    /// `max_access_hours`, and no more than its `max_total_hours` leaves).
+    pub hours: u32,
+    /// Why, shown to approvers.
+    pub justification: String,
+    /// Absent: the extended request's.
+    #[serde(default)]
+    pub reason_type: Option<String>,
+}
+
 /// `POST /v1/requests/{id}/deny` and `/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -933,6 +952,11 @@ pub struct AccessRequest {
     /// The rule of the tenant's policy that applied when the request was
     /// made (`null`: none, the defaults).
     pub rule: Option<String>,
+    /// The request whose grant this one asks to extend (`null`: it is not
+    /// an extension). An extension holds no grant: approved, it moves the
+    /// end of the grant it extends, and stays `approved`.
+    #[serde(default)]
+    pub extends: Option<String>,
     /// `pending`, `approved`, `denied`, `expired`, `canceled`, `revoked` or
     /// `completed` (as of now, even before the sweeper records it).
     pub status: String,

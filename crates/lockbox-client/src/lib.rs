@@ -648,6 +648,15 @@ impl Client {
         self.post("/v1/requests", body).await
     }
 
+    /// `POST /v1/requests/{id}/extend`: more time on a running grant.
+    pub async fn extend_request(
+        &self,
+        id: &str,
+        body: &api::Extend,
+    ) -> Result<api::AccessRequest, ClientError> {
+        self.post(&format!("/v1/requests/{id}/extend"), body).await
+    }
+
     /// `GET /v1/requests`.
     pub async fn requests(
         &self,

@@ -1124,6 +1124,26 @@ impl AccessRequest {
         Ok(vec![self.cancel_unchecked(&by.id, reason, now)])
     }
 
+    /// Ends this extension, still waiting, because the grant it would
+    /// extend was revoked (by `by`): canceled, naming why (or expired, if
+    /// its time was already over). A decided extension is left as it is.
+    pub fn end_with_revoked_grant(&mut self, by: &PrincipalId, now: Timestamp) -> Vec<PendingEvent> {
+        if self.extends.is_none() {
+            return Vec::new();
+        }
+        match self.status_at(now) {
+            RequestStatus::Pending => vec![self.cancel_unchecked(
+                by,
+                Some(Reason::fixed("the grant it would extend was revoked")),
+                now,
+            )],
+            RequestStatus::Expired if self.status == RequestStatus::Pending => {
+                vec![self.expire_unchecked(now)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn cancel_unchecked(
         &mut self,
         by: &PrincipalId,

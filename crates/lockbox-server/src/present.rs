@@ -137,6 +137,7 @@ pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
             .collect(),
         reference_pattern: s.reference_pattern.as_ref().map(|p| p.as_str().to_owned()),
         rules: s.rules.iter().map(rule).collect(),
+        max_total_hours: s.max_total_hours,
     }
 }
 
@@ -304,6 +305,7 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
         reference: r.reference.as_ref().map(ToString::to_string),
         starts_at: r.starts_at,
         rule: r.rule.as_ref().map(ToString::to_string),
+        extends: r.extends.map(|x| x.to_string()),
         status: r.status_at(now).as_str().to_owned(),
         created_at: r.created_at,
         expires_at: r.expires_at,

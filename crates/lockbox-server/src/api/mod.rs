@@ -233,6 +233,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(requests::create_request, requests::list_requests))
         .routes(routes!(requests::get_request))
         .routes(routes!(requests::approve))
+        .routes(routes!(requests::extend))
         .routes(routes!(requests::deny))
         .routes(routes!(requests::cancel))
         .routes(routes!(requests::revoke))

@@ -7,8 +7,8 @@ use lockbox_api as api;
 use lockbox_core::ssh::SourceAddress;
 use lockbox_core::text::{Justification, Reason, Reference};
 use lockbox_core::{
-    AccessLevelName, CaseId, GrantId, PrincipalId, ReasonType, RequestDraft, RequestId,
-    RequestStatus, ResourceId, TenantId,
+    AccessLevelName, CaseId, ExtensionDraft, GrantId, PrincipalId, ReasonType, RequestDraft,
+    RequestId, RequestStatus, ResourceId, TenantId,
 };
 
 use crate::api::ApiError;
@@ -153,6 +153,48 @@ async fn change(
 ) -> Result<Json<api::AccessRequest>, ApiError> {
     let seen = requests::change(app, caller, &RequestId::parse(id)?, change, None).await?;
     Ok(Json(present::seen_request(&seen, app.now())))
+}
+
+/// Ask for more time on a running grant (its holder): an extension, a new
+/// request naming the one it extends (`extends`), for the same resource,
+/// access level and case, decided under the tenant's policy and rules as
+/// any request is, and approved at once by the system if the tenant has
+/// not opted in. Approved, the grant's end moves (`grant.extended`); denied
+/// or expired, the grant ends as it would have. One extension of a grant
+/// waits at a time (`conflict`, 409). Refusals: another operator's grant
+/// (403), a grant not running (`request_not_active`, 409), more hours than
+/// `max_access_hours` or than `max_total_hours` leaves the grant with its
+/// extensions (`duration_too_long`, 400), an extension of an extension
+/// (`conflict`, 409), and the refusals of `POST /v1/requests`.
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "requests",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = api::Extend,
+    responses((status = 201, body = api::AccessRequest), (status = 400, body = api::Problem), (status = 403, body = api::Problem),
+        (status = 404, body = api::Problem), (status = 409, body = api::Problem), (status = 422, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn extend(
+    State(app): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    Path(id): Path<String>,
+    body: JsonBody<api::Extend>,
+) -> Result<Created, ApiError> {
+    authz::requester(&caller)?;
+    let original = RequestId::parse(&id)?;
+    let b = &body.value;
+    let draft = ExtensionDraft {
+        hours: b.hours,
+        justification: Justification::parse(&b.justification)?,
+        reason_type: b.reason_type.as_deref().map(ReasonType::parse).transpose()?,
+    };
+    let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
+    let now = app.now();
+    let reply = Reply {
+        idem,
+        status: StatusCode::CREATED,
+        present: |seen: &requests::SeenRequest| present::seen_request(seen, now),
+    };
+    requests::extend(&app, &caller, &original, draft, reply).await
 }
 
 /// Approve, with a reason, optionally shortening the duration (an eligible

@@ -442,6 +442,7 @@ pub(crate) fn policy_of(p: api::Policy) -> Result<TenantPolicy, ApiError> {
             .enumerate()
             .map(|(i, r)| rule_of(i, r))
             .collect::<Result<_, _>>()?,
+        max_total_hours: p.max_total_hours,
     })?)
 }
 

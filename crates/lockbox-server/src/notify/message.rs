@@ -29,6 +29,7 @@ fn request_json(r: &AccessRequest, portal: &str) -> Value {
         "reason_type": r.reason_type.as_str(),
         "reference": r.reference,
         "starts_at": r.starts_at.as_ref().map(time),
+        "extends": r.extends,
         "status": r.status.as_str(),
         "approvals": r.approvals.iter().map(|a| a.approver.to_string()).collect::<Vec<_>>(),
         "expires_at": time(&r.expires_at),
@@ -48,7 +49,12 @@ pub(super) fn json_body(notice: &Notice, portal: &str) -> Value {
 fn headline(notice: &Notice) -> String {
     let actor = &notice.actor;
     let rule = notice.event.pointer("/data/rule").and_then(Value::as_str);
+    let extends = notice.request.as_ref().and_then(|r| r.extends);
     match notice.kind.as_str() {
+        "request.created" if extends.is_some() => format!(
+            "{actor} asks to extend the access of request {}",
+            extends.map(|r| r.to_string()).unwrap_or_default()
+        ),
         "request.created" => format!("{actor} asks for access"),
         "request.approved" if rule.is_some() => format!(
             "Rule “{}” of the policy approved the request",
@@ -60,6 +66,14 @@ fn headline(notice: &Notice) -> String {
         "request.canceled" => format!("{actor} canceled the request"),
         "grant.revoked" => format!("{actor} revoked the access"),
         "grant.ended" => "The access ended".to_owned(),
+        "grant.extended" => format!(
+            "The access was extended until {}",
+            notice
+                .event
+                .pointer("/data/to")
+                .and_then(Value::as_str)
+                .unwrap_or("a later time")
+        ),
         "emergency.access" => format!("EMERGENCY access by {actor}"),
         REMINDER_KIND => "A request is waiting for a decision and expires soon".to_owned(),
         other => format!("{actor}: {other}"),

@@ -31,7 +31,7 @@ fn audience(kind: &str) -> Option<Audience> {
         "request.approved" | "request.denied" | "request.expired" | "request.canceled" => {
             (true, true, true, false)
         }
-        "grant.revoked" | "grant.ended" => (true, false, true, false),
+        "grant.revoked" | "grant.ended" | "grant.extended" => (true, false, true, false),
         "emergency.access" => (true, false, false, true),
         _ => return None,
     };

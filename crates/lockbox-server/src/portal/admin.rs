@@ -108,6 +108,11 @@ pub(crate) async fn settings(
             .as_ref()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default(),
+        max_total_hours: policy
+            .settings()
+            .max_total_hours
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
         rules_json: serde_json::to_string_pretty(&crate::present::policy(&policy).rules)
             .unwrap_or_default(),
         policy: policy.settings().clone(),
@@ -177,6 +182,9 @@ pub(crate) struct PolicyFields {
     max_active_grants_per_holder: String,
     #[serde(default)]
     min_justification_length: String,
+    /// Empty: the default.
+    #[serde(default)]
+    max_total_hours: String,
     /// One checkbox per reason type allowed.
     reason_customer_initiated_support: Option<String>,
     reason_provider_initiated_service: Option<String>,
@@ -250,6 +258,10 @@ pub(crate) async fn set_policy(
             p => Some(ReferencePattern::parse(p).map_err(ServiceError::from)?),
         },
         rules: Vec::new(),
+        max_total_hours: super::number(
+            "The longest a grant may last with its extensions",
+            &f.max_total_hours,
+        )?,
     };
     // The fields first, then who may (as the API asks), then the rules.
     authz::tenant_admin(&form.session.caller, &tenant)?;

@@ -58,6 +58,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/inbox", get(requests::inbox))
         .route("/history", get(requests::history))
         .route("/requests/{id}", get(requests::detail))
+        .route("/requests/{id}/extend", post(operator::extend_grant))
         .route("/requests/{id}/{decision}", post(requests::decide))
         .route("/grants", get(requests::grants))
         .route("/grants/{id}/revoke", post(requests::revoke_grant))

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse as _, Redirect};
 use lockbox_core::ssh::SourceAddress;
 use lockbox_core::text::{Justification, Reference};
 use lockbox_core::{
-    AccessLevelName, CaseId, CaseStatus, GrantId, ReasonType, RequestDraft, ResourceId, Timestamp,
+    AccessLevelName, CaseId, CaseStatus, ExtensionDraft, GrantId, ReasonType, RequestDraft,
+    RequestId, ResourceId, Timestamp,
 };
 use lockbox_store::PageRequest;
 
@@ -201,6 +202,52 @@ pub(crate) async fn request_access(
         let idem = once(&app, caller, &f.nonce, "/v1/requests", &fields).await?;
         let receipt = keep_id(idem, |seen: &SeenRequest| seen.request.id.to_string());
         requests::create(&app, caller, new, receipt).await
+    };
+    let id = match made(answer.await)? {
+        Once::First(seen) => seen.request.id.to_string(),
+        Once::Again(id) => id,
+    };
+    Ok(Redirect::to(&format!(
+        "/requests/{id}?notice={}",
+        Notice::Requested.code()
+    ))
+    .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ExtendFields {
+    #[serde(default)]
+    hours: String,
+    #[serde(default)]
+    justification: String,
+    #[serde(default)]
+    nonce: String,
+}
+
+/// Asks for more time on the person's running grant (an extension of the
+/// request that holds it); on to the extension's page.
+pub(crate) async fn extend_grant(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<ExtendFields>,
+) -> PageResult {
+    let f = form.fields;
+    let caller = &form.session.caller;
+    authz::requester(caller)?;
+    let original = RequestId::parse(&id).map_err(ServiceError::from)?;
+    let hours = number("The extra time", &f.hours)?
+        .ok_or_else(|| bad_form("The extra time is required.".to_owned()))?;
+    let draft = ExtensionDraft {
+        hours,
+        justification: Justification::parse(&f.justification).map_err(ServiceError::from)?,
+        reason_type: None,
+    };
+    let hours = hours.to_string();
+    let what = format!("/v1/requests/{original}/extend");
+    let answer = async {
+        let idem = once(&app, caller, &f.nonce, &what, &[&hours, &f.justification]).await?;
+        let receipt = keep_id(idem, |seen: &SeenRequest| seen.request.id.to_string());
+        requests::extend(&app, caller, &original, draft, receipt).await
     };
     let id = match made(answer.await)? {
         Once::First(seen) => seen.request.id.to_string(),

@@ -98,11 +98,22 @@ pub(crate) async fn detail(
 ) -> PageResult {
     let id = RequestId::parse(&id).map_err(ServiceError::from)?;
     let seen = requests::get(&app, &session.caller, &id).await?;
-    let view = RequestView::new(&seen, app.now(), &viewer(&session));
+    let now = app.now();
+    let view = RequestView::new(&seen, now, &viewer(&session));
+    // An extension is shown with the grant it would lengthen, if the
+    // person may see that grant.
+    let extends = match seen.request.extends {
+        Some(original) => requests::get(&app, &session.caller, &original)
+            .await?
+            .grant()
+            .map(|g| view::ExtendsView::new(g, now)),
+        None => None,
+    };
     Ok(page(&view::RequestPage {
         chrome: session.chrome(""),
         notice: notice.text(),
         r: view,
+        extends,
     }))
 }
 

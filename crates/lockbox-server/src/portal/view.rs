@@ -334,6 +334,9 @@ pub(crate) struct RequestView {
     pub(crate) starts: String,
     /// The rule of the policy that applied (empty: none).
     pub(crate) rule: String,
+    /// The request whose grant it asks to extend (empty: not an
+    /// extension).
+    pub(crate) extends: String,
     pub(crate) status: String,
     pub(crate) created: String,
     pub(crate) expires: Deadline,
@@ -407,6 +410,7 @@ impl RequestView {
                 .unwrap_or_default(),
             starts: r.starts_at.map(when).unwrap_or_default(),
             rule: r.rule.as_ref().map(ToString::to_string).unwrap_or_default(),
+            extends: r.extends.map(|x| x.to_string()).unwrap_or_default(),
             status: r.status_at(now).as_str().to_owned(),
             created: when(r.created_at),
             expires: Deadline::new(now, r.expires_at),
@@ -509,6 +513,35 @@ pub(crate) struct RequestPage {
     pub(crate) chrome: Chrome,
     pub(crate) notice: Option<&'static str>,
     pub(crate) r: RequestView,
+    /// For an extension: the grant it extends, as it stands now.
+    pub(crate) extends: Option<ExtendsView>,
+}
+
+/// The grant an extension would lengthen, with the time already used.
+#[derive(Debug, Clone)]
+pub(crate) struct ExtendsView {
+    pub(crate) from: String,
+    pub(crate) until: String,
+    /// "3 h 10 min of 4 h".
+    pub(crate) used: String,
+}
+
+impl ExtendsView {
+    pub(crate) fn new(grant: &Grant, now: Timestamp) -> Self {
+        let used = (now.min(grant.not_after) - grant.not_before)
+            .num_minutes()
+            .max(0);
+        let total = (grant.not_after - grant.not_before).num_minutes();
+        let hm = |m: i64| match m % 60 {
+            0 => format!("{} h", m / 60),
+            rest => format!("{} h {rest} min", m / 60),
+        };
+        Self {
+            from: when(grant.not_before),
+            until: when(grant.not_after),
+            used: format!("{} of {}", hm(used), hm(total)),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -659,6 +692,8 @@ pub(crate) struct Settings {
     pub(crate) reason_types: Vec<(ReasonType, bool)>,
     /// The policy's reference pattern (empty: none).
     pub(crate) reference_pattern: String,
+    /// The policy's `max_total_hours`, empty for the default.
+    pub(crate) max_total_hours: String,
     /// The approval rules, as the API writes them (pretty JSON).
     pub(crate) rules_json: String,
     pub(crate) roles: Vec<RoleView>,

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use lockbox_core::text::Reason;
 use lockbox_core::{
-    AccessRequest, Actor, CaseId, EventKind, Grant, GrantId, PendingEvent, PrincipalId,
-    RequestDraft, RequestFacts, RequestId, RequestStatus, SupportCase, TenantId, Timestamp,
+    AccessRequest, Actor, CaseId, EventKind, ExtensionDraft, ExtensionFacts, Grant, GrantId,
+    PendingEvent, PrincipalId, RequestDraft, RequestFacts, RequestId, RequestStatus, SupportCase,
+    TenantId, Timestamp,
 };
 use lockbox_store::{GrantFilter, Locked, Page, PageRequest, RequestFilter, StatusAt, Tx};
 
@@ -123,6 +124,85 @@ async fn create_in(
     tx.insert_request(&request).await?;
     let case = Locked::into_inner(case);
     Ok((SeenRequest::new(caller, request, case), events))
+}
+
+/// The holder of a running grant asks for more time: an extension of
+/// request `original`, decided as any request is (see
+/// [`AccessRequest::extend`]). A request the caller may not see is
+/// `not_found`; one of another operator's, `forbidden`. `receipt` records
+/// the answer in the same transaction.
+pub async fn extend<R: Receipt<SeenRequest>>(
+    app: &AppState,
+    caller: &Caller,
+    original: &RequestId,
+    draft: ExtensionDraft,
+    receipt: R,
+) -> Result<R::Out, R::Error> {
+    authz::requester(caller)?;
+    let now = app.now();
+    let mut tx = app.store().begin().await.map_err(ServiceError::from)?;
+    let made = extend_in(&mut tx, caller, original, draft, now).await;
+    let (seen, events) = match made {
+        Ok(made) => made,
+        Err(refused) => {
+            // Release the locks before answering.
+            let _ = tx.rollback().await;
+            return Err(refused.into());
+        }
+    };
+    let out = receipt.record(&mut tx, &seen).await?;
+    tx.commit(events).await.map_err(ServiceError::from)?;
+    Ok(out)
+}
+
+async fn extend_in(
+    tx: &mut Tx,
+    caller: &Caller,
+    original: &RequestId,
+    draft: ExtensionDraft,
+    now: Timestamp,
+) -> Result<(SeenRequest, Vec<PendingEvent>), ServiceError> {
+    tx.lock_requester(caller.id()).await?;
+    still_enabled(tx, caller.id()).await?;
+    // The case is locked before its requests, as closing it does; its id
+    // never changes, so it is read first without a lock.
+    let case_id = tx
+        .request(original)
+        .await?
+        .filter(|r| authz::see_request(caller, r).is_ok())
+        .ok_or_else(|| ServiceError::not_found(format!("request {original}")))?
+        .case;
+    let case = tx.lock_case(&case_id).await?;
+    // Locked: an approval, revocation or other extension of this grant
+    // waits for this one, or lands before it.
+    let mut request = tx.lock_request(original).await?;
+    authz::see_request(caller, &request)?;
+    let tenant = tx
+        .share_tenant(&request.tenant)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(format!("request {original} has no tenant")))?;
+    let open = tx
+        .open_counts(&tenant.id, caller.id(), Some(&case.id), now)
+        .await?;
+    let pending_extension = tx.pending_extension_of(original).await?;
+    let facts = ExtensionFacts {
+        tenant: &tenant,
+        case: &case,
+        open,
+        pending_extension,
+    };
+    let (extension, events) = AccessRequest::extend(
+        RequestId::generate(now)?,
+        &mut request,
+        &caller.principal,
+        draft,
+        facts,
+        now,
+    )?;
+    tx.insert_request(&extension).await?;
+    tx.save_request(request).await?;
+    let case = Locked::into_inner(case);
+    Ok((SeenRequest::new(caller, extension, case), events))
 }
 
 /// Which requests a list shows, before the caller's own view narrows it.
@@ -321,11 +401,13 @@ pub async fn change(
     }
     .await;
     match decided {
-        Ok((request, mut events, seen)) => {
+        Ok((changed, mut events, seen)) => {
             if let (Some(evidence), Some(kind)) = (evidence, kind) {
                 evidence.attach(&mut events, kind, caller.id());
             }
-            tx.save_request(request).await?;
+            for request in changed {
+                tx.save_request(request).await?;
+            }
             tx.commit(events).await?;
             Ok(seen)
         }
@@ -342,7 +424,7 @@ pub async fn change(
     }
 }
 
-/// The change, in `tx`: the request changed (still to be saved), its
+/// The change, in `tx`: the requests changed (still to be saved), its
 /// events, and the answer.
 async fn change_in(
     tx: &mut Tx,
@@ -350,7 +432,20 @@ async fn change_in(
     id: &RequestId,
     change: RequestChange,
     now: Timestamp,
-) -> Result<(Locked<AccessRequest>, Vec<PendingEvent>, SeenRequest), ServiceError> {
+) -> Result<(Vec<Locked<AccessRequest>>, Vec<PendingEvent>, SeenRequest), ServiceError> {
+    // An extension is decided with the request it extends, locked first
+    // (as revoking that request, which cancels its pending extensions,
+    // locks them): `extends` never changes, so it is read without a lock.
+    let extends = tx
+        .request(id)
+        .await?
+        .filter(|r| authz::see_request(caller, r).is_ok())
+        .ok_or_else(|| ServiceError::not_found(format!("request {id}")))?
+        .extends;
+    let mut original = match &extends {
+        Some(original) => Some(tx.lock_request(original).await?),
+        None => None,
+    };
     let mut request = tx.lock_request(id).await?;
     authz::see_request(caller, &request)?;
     // The tenant's row is shared until the decision commits: a change of
@@ -367,6 +462,7 @@ async fn change_in(
         .principal_with_roles(caller.id())
         .await?
         .ok_or_else(|| ServiceError::unauthenticated("the caller no longer exists"))?;
+    let mut cascade = Vec::new();
     let events = match change {
         RequestChange::Approve(reason, hours) => {
             // Earlier approvals of approvers disabled since do not count.
@@ -380,22 +476,45 @@ async fn change_in(
                     disabled.push(earlier.approver.clone());
                 }
             }
-            request.approve_discounting(
-                &principal,
-                &roles,
-                reason,
-                hours,
-                &tenant.policy,
-                &disabled,
-                now,
-            )?
+            match original.as_mut() {
+                Some(original) => request.approve_extension(
+                    original,
+                    &principal,
+                    &roles,
+                    reason,
+                    hours,
+                    &tenant.policy,
+                    &disabled,
+                    now,
+                )?,
+                None => request.approve_discounting(
+                    &principal,
+                    &roles,
+                    reason,
+                    hours,
+                    &tenant.policy,
+                    &disabled,
+                    now,
+                )?,
+            }
         }
         RequestChange::Deny(reason) => request.deny(&principal, &roles, reason, now)?,
         RequestChange::Cancel(reason) => request.cancel(&principal, reason, now)?,
-        RequestChange::Revoke(reason) => request.revoke(&principal, &roles, reason, now)?,
+        RequestChange::Revoke(reason) => {
+            let mut events = request.revoke(&principal, &roles, reason, now)?;
+            // Its waiting extensions have nothing left to extend.
+            for mut extension in tx.lock_pending_extensions_of(id).await? {
+                events.extend(extension.end_with_revoked_grant(&principal.id, now));
+                cascade.push(extension);
+            }
+            events
+        }
     };
     let seen = with_case(tx, caller, (*request).clone()).await?;
-    Ok((request, events, seen))
+    let mut changed: Vec<_> = original.into_iter().collect();
+    changed.push(request);
+    changed.extend(cascade);
+    Ok((changed, events, seen))
 }
 
 /// Which grants a list shows, before the caller's own view narrows it.

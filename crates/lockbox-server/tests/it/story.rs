@@ -123,6 +123,7 @@ async fn two_approvals_when_the_policy_says_so(server: TestServer) {
             ],
             reference_pattern: None,
             rules: vec![],
+            max_total_hours: None,
         },
         "the documented defaults"
     );

@@ -71,6 +71,24 @@ pub(crate) enum RequestCommand {
         /// The request.
         id: String,
     },
+    /// Ask for more time on your running grant: an extension, decided as
+    /// any request is; approved, the grant's end moves.
+    #[command(
+        after_help = "Example:\n  lockbox request extend req_0193… --hours 2 --justification 'the restore needs two more hours'"
+    )]
+    Extend {
+        /// The request whose grant to extend.
+        id: String,
+        /// How many hours more.
+        #[arg(long)]
+        hours: u32,
+        /// Why (shown to the approvers).
+        #[arg(long)]
+        justification: String,
+        /// Why, by type (default: the extended request's).
+        #[arg(long)]
+        reason_type: Option<String>,
+    },
     /// Approve (eligible approvers), optionally for fewer hours.
     #[command(
         after_help = "Example:\n  lockbox request approve req_0193… --reason 'OK for the boot failure case' --hours 2"
@@ -142,7 +160,13 @@ fn request_fields(r: &api::AccessRequest) -> Vec<(&'static str, String)> {
         ("requester", r.requester.clone()),
         ("resource", r.resource.clone()),
         ("access_level", r.access_level.clone()),
-        ("duration", format!("{} h", r.duration_hours)),
+        (
+            "duration",
+            match &r.extends {
+                Some(original) => format!("{} h more (extends {original})", r.duration_hours),
+                None => format!("{} h", r.duration_hours),
+            },
+        ),
         ("justification", r.justification.clone()),
         ("reason_type", r.reason_type.clone()),
         ("reference", or_dash(r.reference.as_deref())),
@@ -269,6 +293,22 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
             return Ok(());
         }
         RequestCommand::Show { id: r } => c.request(&id("request", &r)?).await?,
+        RequestCommand::Extend {
+            id: r,
+            hours,
+            justification,
+            reason_type,
+        } => {
+            c.extend_request(
+                &id("request", &r)?,
+                &api::Extend {
+                    hours,
+                    justification,
+                    reason_type,
+                },
+            )
+            .await?
+        }
         RequestCommand::Approve {
             id: r,
             reason,

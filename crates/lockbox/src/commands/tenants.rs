@@ -104,6 +104,9 @@ pub(crate) enum TenantCommand {
         /// Require no reference any more.
         #[arg(long)]
         no_reference_pattern: bool,
+        /// The longest a grant may last with its extensions (hours).
+        #[arg(long)]
+        max_total_hours: Option<u32>,
     },
     /// Show the tenant's approval rules, or replace them with those of a
     /// JSON file (a list of rules, as the API takes them; `[]` for none).
@@ -311,6 +314,7 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
             allowed_reason_types,
             reference_pattern,
             no_reference_pattern,
+            max_total_hours,
         } => {
             let tenant = id("tenant", &tenant)?;
             let mut policy = c.policy(&tenant).await?;
@@ -328,6 +332,7 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 allowed_reason_types.is_some(),
                 reference_pattern.is_some(),
                 no_reference_pattern,
+                max_total_hours.is_some(),
             ];
             if changes.iter().any(|&c| c) {
                 if let Some(v) = request_ttl_hours {
@@ -365,6 +370,9 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 }
                 if reference_pattern.is_some() || no_reference_pattern {
                     policy.reference_pattern = reference_pattern;
+                }
+                if max_total_hours.is_some() {
+                    policy.max_total_hours = max_total_hours;
                 }
                 policy = c.set_policy(&tenant, &policy).await?;
             }
@@ -407,6 +415,13 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
                 (
                     "reference_pattern",
                     or_dash(policy.reference_pattern.as_deref()),
+                ),
+                (
+                    "max_total_hours",
+                    policy.max_total_hours.map_or_else(
+                        || format!("default ({})", 24.max(policy.max_access_hours)),
+                        |h| h.to_string(),
+                    ),
                 ),
             ]);
             Ok(())
