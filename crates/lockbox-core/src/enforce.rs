@@ -671,13 +671,7 @@ impl Scoped {
         }
     }
 
-    fn advance(
-        &mut self,
-        scopes: Scopes<'_>,
-        rest: &str,
-        id: GrantId,
-        step: Step,
-    ) -> Option<bool> {
+    fn advance(&mut self, scopes: Scopes<'_>, rest: &str, id: GrantId, step: Step) -> Option<bool> {
         let hash = scopes.hash(rest.as_bytes());
         self.groups
             .find_mut(hash, |g| g.first().is_some_and(|f| scopes.is(f, rest)))
@@ -733,13 +727,7 @@ impl Bucket {
     /// Moves the grant `id` (with scope `rest`) forward to `state`:
     /// whether it was active and is no longer, or `None` when the bucket
     /// does not hold it.
-    fn advance(
-        &mut self,
-        scopes: Scopes<'_>,
-        rest: &str,
-        id: GrantId,
-        step: Step,
-    ) -> Option<bool> {
+    fn advance(&mut self, scopes: Scopes<'_>, rest: &str, id: GrantId, step: Step) -> Option<bool> {
         match self {
             Self::One(e) => (e.id == id).then(|| e.advance(step)),
             Self::Few(v) => v.iter_mut().find(|e| e.id == id).map(|e| e.advance(step)),

@@ -573,7 +573,10 @@ mod tests {
             ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null,\"rules\":[],\"max_total_hours\":null}",
         );
         // Without max_total_hours: 24 hours, or max_access_hours if longer.
-        assert_eq!(p.max_total_hours(), DEFAULT_MAX_TOTAL_HOURS.max(p.max_access_hours()));
+        assert_eq!(
+            p.max_total_hours(),
+            DEFAULT_MAX_TOTAL_HOURS.max(p.max_access_hours())
+        );
         assert_eq!(serde_json::to_string(&p).unwrap(), written);
         let limited = now.replace(
             "\"max_pending_requests_per_case\":5",

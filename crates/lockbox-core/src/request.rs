@@ -1068,10 +1068,7 @@ impl AccessRequest {
                 Some(original) => {
                     // Never past max_total_hours: the caller has checked
                     // that at least an hour is left.
-                    let room = original
-                        .grant
-                        .as_ref()
-                        .map_or(0, |g| grant_room(g, policy));
+                    let room = original.grant.as_ref().map_or(0, |g| grant_room(g, policy));
                     let hours = u32::try_from(room.clamp(1, i64::from(hours))).unwrap_or(1);
                     events.push(self.apply_to(original, hours, actor, now)?);
                 }
@@ -1127,7 +1124,11 @@ impl AccessRequest {
     /// Ends this extension, still waiting, because the grant it would
     /// extend was revoked (by `by`): canceled, naming why (or expired, if
     /// its time was already over). A decided extension is left as it is.
-    pub fn end_with_revoked_grant(&mut self, by: &PrincipalId, now: Timestamp) -> Vec<PendingEvent> {
+    pub fn end_with_revoked_grant(
+        &mut self,
+        by: &PrincipalId,
+        now: Timestamp,
+    ) -> Vec<PendingEvent> {
         if self.extends.is_none() {
             return Vec::new();
         }

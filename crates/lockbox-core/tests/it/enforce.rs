@@ -243,9 +243,16 @@ fn an_extended_grant_allows_until_its_new_end_and_a_stale_copy_never_shortens_it
         let g = grant(1, "sam", VM, &["*/read"], 0, 8);
         ix.upsert(&g).unwrap();
         let at_9 = t0() + hours(9);
-        assert_eq!(check(&ix, "sam", VM, READ, at_9).reason, CheckReason::Expired);
+        assert_eq!(
+            check(&ix, "sam", VM, READ, at_9).reason,
+            CheckReason::Expired
+        );
         let longer = ending(&g, 10);
-        assert_eq!(ix.upsert(&longer), Ok(false), "an extension narrows nothing");
+        assert_eq!(
+            ix.upsert(&longer),
+            Ok(false),
+            "an extension narrows nothing"
+        );
         let allowed = check(&ix, "sam", VM, READ, at_9);
         assert!(allowed.allowed(), "{others} others: {allowed:?}");
         assert_eq!(allowed.expires_at, Some(longer.not_after));
@@ -259,7 +266,10 @@ fn an_extended_grant_allows_until_its_new_end_and_a_stale_copy_never_shortens_it
             CheckReason::Expired
         );
         assert_eq!(ix.upsert(&revoked(&longer)), Ok(true));
-        assert_eq!(check(&ix, "sam", VM, READ, at_9).reason, CheckReason::Revoked);
+        assert_eq!(
+            check(&ix, "sam", VM, READ, at_9).reason,
+            CheckReason::Revoked
+        );
         assert_eq!(ix.len(), usize::from(others) + 1);
     }
 }

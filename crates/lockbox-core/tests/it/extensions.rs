@@ -28,7 +28,12 @@ fn an_approved_extension_moves_the_grant_s_end_and_says_so() {
     assert_eq!(ext.status, RequestStatus::Pending);
     assert!(ext.grant.is_none());
     assert_eq!(
-        (ext.case, &ext.resource, &ext.access_level, ext.duration_hours),
+        (
+            ext.case,
+            &ext.resource,
+            &ext.access_level,
+            ext.duration_hours
+        ),
         (original.case, &original.resource, &original.access_level, 2)
     );
     let created = w.log().last().unwrap().clone();
@@ -45,19 +50,28 @@ fn an_approved_extension_moves_the_grant_s_end_and_says_so() {
         .unwrap();
     assert_eq!(ext.status, RequestStatus::Approved);
     let grant = original.grant.clone().unwrap();
-    assert_eq!((grant.not_before, grant.not_after), (start, start + hours(6)));
+    assert_eq!(
+        (grant.not_before, grant.not_after),
+        (start, start + hours(6))
+    );
     assert!(grant.covers(&rid(VM), &action(READ), start + hours(5)));
     let events = w.last_events(2);
     assert_eq!(events[0].0, "request.approved");
-    assert_eq!(events[1], ("grant.extended".into(), "olivia".into(), grant.id.to_string()));
+    assert_eq!(
+        events[1],
+        (
+            "grant.extended".into(),
+            "olivia".into(),
+            grant.id.to_string()
+        )
+    );
     let extended = w.log().last().unwrap();
     assert_eq!(extended.data["from"], serde_json::json!(start + hours(4)));
     assert_eq!(extended.data["to"], serde_json::json!(start + hours(6)));
     assert_eq!(extended.data["extension"], serde_json::json!(ext.id));
     // Both read back from their stored forms.
     for r in [&ext, &original] {
-        let back: AccessRequest =
-            serde_json::from_value(serde_json::to_value(r).unwrap()).unwrap();
+        let back: AccessRequest = serde_json::from_value(serde_json::to_value(r).unwrap()).unwrap();
         assert_eq!(&back, r);
     }
     // The extension is done; the original goes on, and completes at the

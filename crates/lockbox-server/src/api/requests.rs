@@ -164,7 +164,7 @@ async fn change(
 /// waits at a time (`conflict`, 409). Refusals: another operator's grant
 /// (403), a grant not running (`request_not_active`, 409), more hours than
 /// `max_access_hours` or than `max_total_hours` leaves the grant with its
-/// extensions (`duration_too_long`, 400), an extension of an extension
+/// extensions (`duration_too_long`, 422), an extension of an extension
 /// (`conflict`, 409), and the refusals of `POST /v1/requests`.
 #[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "requests",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -185,7 +185,11 @@ pub(crate) async fn extend(
     let draft = ExtensionDraft {
         hours: b.hours,
         justification: Justification::parse(&b.justification)?,
-        reason_type: b.reason_type.as_deref().map(ReasonType::parse).transpose()?,
+        reason_type: b
+            .reason_type
+            .as_deref()
+            .map(ReasonType::parse)
+            .transpose()?,
     };
     let idem = Idempotent::begin(&app, &caller, key.0, body.digest).await?;
     let now = app.now();

@@ -41,6 +41,7 @@ mod browser;
 mod channels;
 mod duties;
 mod enforce;
+mod extensions;
 mod faults;
 mod fleet;
 mod gateways;

@@ -1166,6 +1166,22 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            route: "POST /v1/requests/{id}/extend",
+            expect: [401, 403, 201, 404, 403, 403, 403, 403, 403, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    let (r, _) = cx.fresh_grant().await;
+                    send(
+                        cx.caller(i),
+                        Method::POST,
+                        format!("/v1/requests/{r}/extend"),
+                        Some(json!({"hours": 1, "justification": "one more hour"})),
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
             route: "POST /v1/requests/{id}/revoke",
             expect: [401, 403, 200, 404, 403, 200, 200, 403, 404, 404],
             call: |cx, i| {

@@ -511,6 +511,7 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         format!("/requests/{}/deny", r.id),
         format!("/requests/{}/cancel", r.id),
         format!("/requests/{}/revoke", r.id),
+        format!("/requests/{}/extend", r.id),
         "/grants/grant_x/revoke".to_owned(),
         "/grants/grant_x/token".to_owned(),
         "/grants/grant_x/ssh-certificate".to_owned(),

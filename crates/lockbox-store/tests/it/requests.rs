@@ -763,7 +763,10 @@ async fn an_extension_and_the_end_it_moves_round_trip(s: TestStore) {
     let mut tx = s.read().await.unwrap();
     assert_eq!(tx.request(&ext.id).await.unwrap().as_ref(), Some(&ext));
     assert_eq!(ext.extends, Some(original.id));
-    assert_eq!(tx.pending_extension_of(&original.id).await.unwrap(), Some(ext.id));
+    assert_eq!(
+        tx.pending_extension_of(&original.id).await.unwrap(),
+        Some(ext.id)
+    );
     drop(tx);
     assert!(
         extend(&s, original.id, 1, t0() + hours(3)).await.is_err(),
@@ -775,7 +778,11 @@ async fn an_extension_and_the_end_it_moves_round_trip(s: TestStore) {
     let mut tx = s.begin().await.unwrap();
     let mut orig = tx.lock_request(&original.id).await.unwrap();
     let mut e = tx.lock_request(&ext.id).await.unwrap();
-    let (olivia, roles) = tx.principal_with_roles(&pid("olivia")).await.unwrap().unwrap();
+    let (olivia, roles) = tx
+        .principal_with_roles(&pid("olivia"))
+        .await
+        .unwrap()
+        .unwrap();
     let tenant = tx.tenant(&orig.tenant).await.unwrap().unwrap();
     let events = e
         .approve_extension(
