@@ -393,6 +393,84 @@ async fn the_story_through_the_cli_only() {
         said(&shown)
     );
 
+    // sam asks for one more hour; the table says it extends the request;
+    // olivia approves, and the grant's end moves by an hour. Asking too
+    // much is refused with the limit named.
+    let before = approved["grant"]["not_after"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let too_much = run(
+        &config,
+        Some(url),
+        sam,
+        &[
+            "request",
+            "extend",
+            &id,
+            "--hours",
+            "99",
+            "--justification",
+            "more",
+        ],
+    )
+    .await;
+    assert!(!too_much.status.success());
+    assert!(
+        said(&too_much).contains("at most 12 hours"),
+        "{}",
+        said(&too_much)
+    );
+    let table = run(
+        &config,
+        Some(url),
+        sam,
+        &[
+            "request",
+            "extend",
+            &id,
+            "--hours",
+            "1",
+            "--justification",
+            "the logs are long",
+        ],
+    )
+    .await;
+    assert!(table.status.success(), "{}", said(&table));
+    let text = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(text.contains(&format!("1 h more (extends {id})")), "{text}");
+    let extension = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id"))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap();
+    let done = run(
+        &config,
+        Some(url),
+        olivia,
+        &[
+            "request", "approve", &extension, "--reason", "ok", "-o", "json",
+        ],
+    )
+    .await;
+    assert!(done.status.success(), "{}", said(&done));
+    let shown = json_of(
+        &run(
+            &config,
+            Some(url),
+            sam,
+            &["request", "show", &id, "-o", "json"],
+        )
+        .await,
+    );
+    let after = shown["grant"]["not_after"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    assert_eq!(after - before, chrono::TimeDelta::hours(1));
+
     // olivia revokes: the check is denied, exit 1, still answered.
     let revoked = run(
         &config,
