@@ -342,6 +342,7 @@ async fn the_portal_policy_form_sets_the_limits(server: TestServer) {
                 ("reason_customer_initiated_support", "true"),
                 ("reason_production_alert", "true"),
                 ("reference_pattern", "INC-[0-9]+"),
+                ("max_total_hours", "36"),
             ],
         )
         .await;
@@ -372,12 +373,16 @@ async fn the_portal_policy_form_sets_the_limits(server: TestServer) {
             Some("INC-[0-9]+")
         )
     );
+    assert_eq!(policy.max_total_hours, Some(36));
     let (_, page) = alice.get("/settings").await;
     assert!(
         page.contains("name=\"reason_production_alert\" type=\"checkbox\" value=\"true\" checked")
             && !page
                 .contains("name=\"reason_legal_request\" type=\"checkbox\" value=\"true\" checked")
-            && page.contains("value=\"INC-[0-9]+\""),
+            && page.contains("value=\"INC-[0-9]+\"")
+            && page.contains(
+                "name=\"max_total_hours\" type=\"number\" min=\"1\" max=\"2160\" value=\"36\""
+            ),
         "{page}"
     );
 }
