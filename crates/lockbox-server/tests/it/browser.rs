@@ -282,5 +282,27 @@ async fn the_portal_in_a_real_browser() {
     assert_eq!(asked.duration_hours, 2);
     assert_eq!(asked.justification, "read the boot diagnostics");
 
+    // Approved, the operator asks for more time from the request's page;
+    // the extension's page names the grant it would lengthen.
+    c.olivia.client.approve(id, "ok", None).await.unwrap();
+    browser
+        .goto(&format!("{}/requests/{id}", server.url))
+        .await
+        .unwrap();
+    browser.fill("#extend-hours", "1").await.unwrap();
+    browser
+        .fill("#extend-justification", "the diagnostics take longer")
+        .await
+        .unwrap();
+    browser.click("#extend").await.unwrap();
+    shows(&browser, "#notice", "sent").await;
+    assert_eq!(browser.text("#request-status").await.unwrap(), "pending");
+    let extension = browser.text(".extension").await.unwrap();
+    assert!(
+        extension.contains("1 h more") && extension.contains(id),
+        "{extension}"
+    );
+    browser.screenshot(&shot("extension")).await.unwrap();
+
     browser.quit().await.unwrap();
 }
