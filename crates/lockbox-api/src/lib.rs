@@ -662,6 +662,10 @@ pub struct Policy {
     /// `null`: 24 hours, or `max_access_hours` if that is longer.
     #[serde(default)]
     pub max_total_hours: Option<u32>,
+    /// Named groups of the tenant's approvers, which rules may require one
+    /// approval from each of (at most 20; names unique). Absent: none.
+    #[serde(default)]
+    pub approver_groups: Vec<ApproverGroup>,
 }
 
 /// A rule of a tenant's policy (`docs/POLICY.md`).
@@ -727,6 +731,43 @@ pub struct RuleEffect {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<u32>,
+    /// For `require_approvals`: approver groups (of `approver_groups`) each
+    /// of which must give one of the approvals; `approvals` must be at
+    /// least as many.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A named group of a tenant's approvers (`docs/POLICY.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverGroup {
+    /// A letter, then up to 63 letters, digits, `.`, `_` or `-`.
+    pub name: String,
+    /// 1 to 100.
+    pub members: Vec<GroupMember>,
+}
+
+/// A group's member: a principal (`{"principal": "olivia"}`), or whoever
+/// holds an approving role at a scope or above it (`{"role":
+/// "LockboxApprover", "scope": "/subscriptions/sub-1"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// `Owner` or `LockboxApprover`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// `PUT /v1/tenants/{tenant}/approver-groups/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMembers {
+    pub members: Vec<GroupMember>,
 }
 
 /// `POST /v1/tenants/{tenant}/policy/simulate`: a draft request, to see
@@ -764,6 +805,9 @@ pub struct SimulationResult {
     /// Distinct approvals it would need (0 when approved at once or
     /// denied).
     pub required_approvals: u32,
+    /// Approver groups each of which would have to give one of them.
+    #[serde(default)]
+    pub required_groups: Vec<String>,
     /// Whether the tenant has opted in (rules apply only then).
     pub lockbox_enabled: bool,
     /// In words.
@@ -875,6 +919,12 @@ pub struct Approve {
     /// A shorter duration than requested.
     #[serde(default)]
     pub duration_hours: Option<u32>,
+    /// For a request that needs approvals from groups: the one of its
+    /// `required_groups` this approval counts for (the approver must be
+    /// in it). Absent: whichever of them the approver is in, as best
+    /// completes the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// `POST /v1/requests/{id}/extend`.
@@ -914,6 +964,10 @@ pub struct Approval {
     pub at: DateTime<Utc>,
     /// A shorter duration this approver insisted on.
     pub duration_hours: Option<u32>,
+    /// The request's required groups this approval may count for (it
+    /// counts for one of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// A denial, revocation or cancellation: who, why, when.
@@ -963,6 +1017,13 @@ pub struct AccessRequest {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub required_approvals: u32,
+    /// Approver groups each of which must give one of the approvals (set
+    /// by the rule that applied).
+    #[serde(default)]
+    pub required_groups: Vec<String>,
+    /// Those of `required_groups` no approval counts for yet.
+    #[serde(default)]
+    pub groups_missing: Vec<String>,
     pub approvals: Vec<Approval>,
     pub denial: Option<Decision>,
     pub cancellation: Option<Decision>,

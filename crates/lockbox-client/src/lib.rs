@@ -541,6 +541,40 @@ impl Client {
             .await
     }
 
+    /// `PUT /v1/tenants/{tenant}/approver-groups/{name}`: adds or replaces
+    /// one approver group; answers the whole policy.
+    pub async fn set_approver_group(
+        &self,
+        tenant: &str,
+        name: &str,
+        members: &[api::GroupMember],
+    ) -> Result<api::Policy, ClientError> {
+        let body = api::GroupMembers {
+            members: members.to_vec(),
+        };
+        self.put(
+            &format!("/v1/tenants/{tenant}/approver-groups/{name}"),
+            &body,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/tenants/{tenant}/approver-groups/{name}`; answers the
+    /// whole policy.
+    pub async fn remove_approver_group(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<api::Policy, ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}/approver-groups/{name}"),
+            None::<&()>,
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `POST /v1/tenants/{tenant}/policy/simulate`.
     pub async fn simulate_policy(
         &self,
@@ -677,9 +711,22 @@ impl Client {
         reason: &str,
         duration_hours: Option<u32>,
     ) -> Result<api::AccessRequest, ClientError> {
+        self.approve_for(id, reason, duration_hours, None).await
+    }
+
+    /// `POST /v1/requests/{id}/approve`, counting for one of the request's
+    /// required approver groups.
+    pub async fn approve_for(
+        &self,
+        id: &str,
+        reason: &str,
+        duration_hours: Option<u32>,
+        group: Option<&str>,
+    ) -> Result<api::AccessRequest, ClientError> {
         let body = api::Approve {
             reason: reason.into(),
             duration_hours,
+            group: group.map(str::to_owned),
         };
         self.post(&format!("/v1/requests/{id}/approve"), &body)
             .await

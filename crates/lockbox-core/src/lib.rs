@@ -38,6 +38,7 @@ pub mod enforce;
 pub mod error;
 pub mod gateway;
 pub mod grant;
+pub mod groups;
 pub mod id;
 pub mod policy;
 pub mod principal;
@@ -71,8 +72,8 @@ pub use policy::{LockboxSetting, OpenCounts, PolicySettings, TenantPolicy};
 pub use principal::{Principal, PrincipalKind, Role, RoleAssignment};
 pub use reason::{ReasonType, ReferencePattern};
 pub use request::{
-    AccessRequest, Approval, Denial, ExtensionDraft, ExtensionFacts, RequestDraft, RequestFacts,
-    RequestStatus,
+    AccessRequest, Approval, ApprovalDraft, Denial, ExtensionDraft, ExtensionFacts, RequestDraft,
+    RequestFacts, RequestStatus,
 };
 pub use resource::{ResourceId, ResourceIdError, Scope, SubscriptionId};
 pub use tenant::Tenant;

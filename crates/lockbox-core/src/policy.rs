@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::DomainError;
+use crate::groups::{ApproverGroup, GroupName, check_groups};
 use crate::id::{CaseId, PrincipalId, TenantId};
+use crate::principal::RoleAssignment;
 use crate::reason::{ReasonType, ReferencePattern, RequestRequirements};
-use crate::rules::{Rule, check_rules};
+use crate::rules::{Effect, Rule, check_rules};
 use crate::text::{JustificationKind, TextKind};
 
 /// Whether the tenant has opted in to Lockbox. Off by default: until a
@@ -75,6 +77,10 @@ pub struct PolicySettings {
     /// `max_access_hours` if that is longer.
     #[serde(default)]
     pub max_total_hours: Option<u32>,
+    /// Named groups of the tenant's approvers, which rules may require one
+    /// approval from each of ([`crate::groups`]).
+    #[serde(default)]
+    pub approver_groups: Vec<ApproverGroup>,
 }
 
 /// The defaults of the fan-out limits, for policies stored without them.
@@ -118,6 +124,7 @@ impl Default for PolicySettings {
             reference_pattern: None,
             rules: Vec::new(),
             max_total_hours: None,
+            approver_groups: Vec::new(),
         }
     }
 }
@@ -222,6 +229,19 @@ impl TenantPolicy {
             )));
         }
         check_rules(&s.rules)?;
+        check_groups(&s.approver_groups)?;
+        for rule in &s.rules {
+            if let Effect::RequireApprovals { groups, .. } = &rule.effect
+                && let Some(missing) = groups
+                    .iter()
+                    .find(|g| !s.approver_groups.iter().any(|a| &a.name == *g))
+            {
+                return Err(DomainError::invalid(format!(
+                    "rule `{}` requires group `{missing}`, which approver_groups does not define",
+                    rule.name
+                )));
+            }
+        }
         if let Some(total) = s.max_total_hours {
             range("max_total_hours", total, MAX_TOTAL_HOURS, "hours")?;
             if total < s.max_access_hours {
@@ -272,6 +292,21 @@ impl TenantPolicy {
     #[must_use]
     pub fn max_access_hours(&self) -> u32 {
         self.0.max_access_hours
+    }
+
+    /// The groups `principal`, holding `assignments`, belongs to now.
+    #[must_use]
+    pub fn groups_of(
+        &self,
+        principal: &PrincipalId,
+        assignments: &[RoleAssignment],
+    ) -> Vec<GroupName> {
+        self.0
+            .approver_groups
+            .iter()
+            .filter(|g| g.includes(principal, assignments))
+            .map(|g| g.name.clone())
+            .collect()
     }
 
     /// The longest a grant may last with its extensions, from its start.
@@ -570,7 +605,7 @@ mod tests {
         );
         let written = now.replace(
             "}",
-            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null,\"rules\":[],\"max_total_hours\":null}",
+            ",\"min_justification_length\":1,\"allowed_reason_types\":[\"customer_initiated_support\",\"provider_initiated_service\",\"provider_review\",\"legal_request\",\"production_alert\"],\"reference_pattern\":null,\"rules\":[],\"max_total_hours\":null,\"approver_groups\":[]}",
         );
         // Without max_total_hours: 24 hours, or max_access_hours if longer.
         assert_eq!(

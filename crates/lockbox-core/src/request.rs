@@ -37,6 +37,7 @@ use crate::case::{CaseStatus, SupportCase};
 use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::grant::{Grant, GrantState};
+use crate::groups::{GroupName, groups_met};
 use crate::id::{CaseId, PrincipalId, RequestId, TenantId};
 use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
@@ -130,6 +131,24 @@ pub struct Approval {
     pub at: Timestamp,
     /// A shorter duration this approver insisted on, if any.
     pub duration_hours: Option<u32>,
+    /// The request's required groups this approval may count for: the one
+    /// the approver chose, or every one they belonged to when they
+    /// approved (it counts for one of them only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupName>,
+}
+
+/// What an approver says when approving.
+#[derive(Debug, Clone)]
+pub struct ApprovalDraft {
+    /// Why, for the log.
+    pub reason: Reason,
+    /// A shorter duration than requested, if any.
+    pub duration_hours: Option<u32>,
+    /// The required group the approval is to count for (the approver must
+    /// belong to it); `None`: whichever of the request's groups the
+    /// approver belongs to, as best completes the request.
+    pub group: Option<GroupName>,
 }
 
 /// Who denied a request, and why.
@@ -212,6 +231,10 @@ pub struct RequestRecord {
     pub expires_at: Timestamp,
     /// How many distinct approvals it needs (0 when the system approved it).
     pub required_approvals: u32,
+    /// Approver groups each of which must give one of those approvals
+    /// (set by the rule that applied; fixed when it was made).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_groups: Vec<GroupName>,
     /// Approvals so far, in order.
     pub approvals: Vec<Approval>,
     /// The denial, if denied.
@@ -357,7 +380,15 @@ impl AccessRequest {
                 return bad("its grant belongs to something else");
             }
         }
-        let enough = r.decided_by_system || r.approvals.len() >= count(r.required_approvals);
+        if r.approvals
+            .iter()
+            .any(|a| a.groups.iter().any(|g| !r.required_groups.contains(g)))
+        {
+            return bad("an approval counts for a group the request does not need");
+        }
+        let enough = r.decided_by_system
+            || (r.approvals.len() >= count(r.required_approvals)
+                && missing_groups(&r.required_groups, r.approvals.iter()).is_empty());
         let grant_state = r.grant.as_ref().map(|g| &g.state);
         let consistent = match r.status {
             // A pending request may hold as many approvals as it needs:
@@ -512,10 +543,7 @@ impl AccessRequest {
         }
         policy.admit_request(&tenant.id, &requester.id, case.id, open)?;
         let rule = outcome.rule();
-        let required_approvals = match outcome {
-            Outcome::Waits { approvals, .. } => approvals,
-            Outcome::NotEnabled | Outcome::Approved(_) | Outcome::Denied(..) => 0,
-        };
+        let (required_approvals, required_groups) = outcome.requirements();
         let mut request = AccessRequest(RequestRecord {
             id,
             tenant: tenant.id.clone(),
@@ -537,6 +565,7 @@ impl AccessRequest {
             created_at: now,
             expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
             required_approvals,
+            required_groups,
             approvals: Vec::new(),
             denial: None,
             cancellation: None,
@@ -554,6 +583,9 @@ impl AccessRequest {
             "expires_at": request.expires_at,
             "required_approvals": request.required_approvals,
         });
+        if let (false, Some(fields)) = (request.required_groups.is_empty(), data.as_object_mut()) {
+            fields.insert("required_groups".to_owned(), json!(request.required_groups));
+        }
         if let Some(fields) = data.as_object_mut() {
             // What the approver approves: the login, what it may do, and
             // from where.
@@ -720,10 +752,7 @@ impl AccessRequest {
         }
         policy.admit_pending(&tenant.id, &requester.id, case.id, open)?;
         let rule = outcome.rule();
-        let required_approvals = match outcome {
-            Outcome::Waits { approvals, .. } => approvals,
-            Outcome::NotEnabled | Outcome::Approved(_) | Outcome::Denied(..) => 0,
-        };
+        let (required_approvals, required_groups) = outcome.requirements();
         let grant_end = grant.not_after;
         let used = (now - grant.not_before).max(TimeDelta::zero());
         let mut extension = AccessRequest(RequestRecord {
@@ -738,6 +767,7 @@ impl AccessRequest {
             created_at: now,
             expires_at: now + TimeDelta::hours(i64::from(policy.request_ttl_hours())),
             required_approvals,
+            required_groups,
             approvals: Vec::new(),
             denial: None,
             cancellation: None,
@@ -759,6 +789,13 @@ impl AccessRequest {
             "grant_not_after": grant_end,
             "used_minutes": used.num_minutes(),
         });
+        if let (false, Some(fields)) = (extension.required_groups.is_empty(), data.as_object_mut())
+        {
+            fields.insert(
+                "required_groups".to_owned(),
+                json!(extension.required_groups),
+            );
+        }
         if let (Some(r), Some(fields)) = (rule, data.as_object_mut()) {
             fields.insert(
                 "rule".to_owned(),
@@ -894,28 +931,23 @@ impl AccessRequest {
         policy: &TenantPolicy,
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
-        self.approve_discounting(
-            approver,
-            assignments,
+        let draft = ApprovalDraft {
             reason,
             duration_hours,
-            policy,
-            &[],
-            now,
-        )
+            group: None,
+        };
+        self.approve_discounting(approver, assignments, draft, policy, &[], now)
     }
 
     /// As [`AccessRequest::approve`], not counting the earlier approvals of
     /// `disabled` (approvers disabled since they approved: a compromised
     /// approver's approval stops counting once the customer disables
     /// them).
-    #[allow(clippy::too_many_arguments)]
     pub fn approve_discounting(
         &mut self,
         approver: &Principal,
         assignments: &[RoleAssignment],
-        reason: Reason,
-        duration_hours: Option<u32>,
+        draft: ApprovalDraft,
         policy: &TenantPolicy,
         disabled: &[PrincipalId],
         now: Timestamp,
@@ -926,16 +958,7 @@ impl AccessRequest {
                 self.id
             )));
         }
-        self.approve_inner(
-            None,
-            approver,
-            assignments,
-            reason,
-            duration_hours,
-            policy,
-            disabled,
-            now,
-        )
+        self.approve_inner(None, approver, assignments, draft, policy, disabled, now)
     }
 
     /// As [`AccessRequest::approve_discounting`], for an extension:
@@ -954,8 +977,7 @@ impl AccessRequest {
         original: &mut AccessRequest,
         approver: &Principal,
         assignments: &[RoleAssignment],
-        reason: Reason,
-        duration_hours: Option<u32>,
+        draft: ApprovalDraft,
         policy: &TenantPolicy,
         disabled: &[PrincipalId],
         now: Timestamp,
@@ -981,8 +1003,7 @@ impl AccessRequest {
             Some(original),
             approver,
             assignments,
-            reason,
-            duration_hours,
+            draft,
             policy,
             disabled,
             now,
@@ -997,12 +1018,16 @@ impl AccessRequest {
         original: Option<&mut AccessRequest>,
         approver: &Principal,
         assignments: &[RoleAssignment],
-        reason: Reason,
-        duration_hours: Option<u32>,
+        draft: ApprovalDraft,
         policy: &TenantPolicy,
         disabled: &[PrincipalId],
         now: Timestamp,
     ) -> Result<Vec<PendingEvent>, DomainError> {
+        let ApprovalDraft {
+            reason,
+            duration_hours,
+            group,
+        } = draft;
         self.check_decider(approver, assignments, now)?;
         if self.approvals.iter().any(|a| a.approver == approver.id) {
             return Err(DomainError::AlreadyApproved {
@@ -1021,18 +1046,32 @@ impl AccessRequest {
             }
             _ => {}
         }
+        let groups = self.groups_for(approver, assignments, group, policy)?;
         self.0.approvals.push(Approval {
             approver: approver.id.clone(),
             reason: reason.clone(),
             at: now,
             duration_hours,
+            groups: groups.clone(),
         });
+        let missing = missing_groups(
+            &self.required_groups,
+            self.approvals
+                .iter()
+                .filter(|a| !disabled.contains(&a.approver)),
+        );
         let mut data = json!({
             "reason": reason,
             "duration_hours": duration_hours,
             "approvals": self.approvals.len(),
             "required_approvals": self.required_approvals,
         });
+        if let (false, Some(fields)) = (self.required_groups.is_empty(), data.as_object_mut()) {
+            // Which groups this approval may count for, and which still
+            // want one.
+            fields.insert("groups".to_owned(), json!(groups));
+            fields.insert("groups_missing".to_owned(), json!(missing));
+        }
         let discounted: Vec<&PrincipalId> = self
             .approvals
             .iter()
@@ -1056,7 +1095,7 @@ impl AccessRequest {
                 .iter()
                 .filter(|a| !disabled.contains(&a.approver))
         };
-        if counted().count() >= count(self.required_approvals) {
+        if counted().count() >= count(self.required_approvals) && missing.is_empty() {
             let hours = counted()
                 .filter_map(|a| a.duration_hours)
                 .chain([self.duration_hours, policy.max_access_hours()])
@@ -1075,6 +1114,53 @@ impl AccessRequest {
             }
         }
         Ok(events)
+    }
+
+    /// The request's required groups an approval by `approver` counts
+    /// for: `choice` (which must be one of them, and theirs), or all of
+    /// them the approver belongs to under `policy` now.
+    fn groups_for(
+        &self,
+        approver: &Principal,
+        assignments: &[RoleAssignment],
+        choice: Option<GroupName>,
+        policy: &TenantPolicy,
+    ) -> Result<Vec<GroupName>, DomainError> {
+        let member_of = policy.groups_of(&approver.id, assignments);
+        match choice {
+            None => Ok(self
+                .required_groups
+                .iter()
+                .filter(|g| member_of.contains(g))
+                .cloned()
+                .collect()),
+            Some(g) if !self.required_groups.contains(&g) => {
+                Err(DomainError::invalid(if self.required_groups.is_empty() {
+                    format!(
+                        "request {} needs no approval from a group; leave group out",
+                        self.id
+                    )
+                } else {
+                    format!(
+                        "request {} needs no approval from group `{g}`; it needs one from each of {}",
+                        self.id,
+                        names(&self.required_groups)
+                    )
+                }))
+            }
+            Some(g) if !member_of.contains(&g) => Err(DomainError::forbidden(format!(
+                "{} is not in approver group `{g}`",
+                approver.id
+            ))),
+            Some(g) => Ok(vec![g]),
+        }
+    }
+
+    /// The required groups no approval counts for yet (as best the
+    /// approvals so far can be spread over them).
+    #[must_use]
+    pub fn groups_missing(&self) -> Vec<GroupName> {
+        missing_groups(&self.required_groups, self.approvals.iter())
     }
 
     /// An eligible approver denies, with a reason. One denial ends the
@@ -1319,6 +1405,33 @@ fn check_case(
         });
     }
     Ok(())
+}
+
+/// The groups of `required` that `approvals` leave without one, each
+/// approval counting for one group at most.
+fn missing_groups<'a>(
+    required: &[GroupName],
+    approvals: impl Iterator<Item = &'a Approval>,
+) -> Vec<GroupName> {
+    if required.is_empty() {
+        return Vec::new();
+    }
+    let eligible: Vec<&[GroupName]> = approvals.map(|a| a.groups.as_slice()).collect();
+    groups_met(required, &eligible)
+        .iter()
+        .zip(required)
+        .filter(|(holder, _)| holder.is_none())
+        .map(|(_, g)| g.clone())
+        .collect()
+}
+
+/// `a, b and c`.
+fn names(groups: &[GroupName]) -> String {
+    groups
+        .iter()
+        .map(|g| format!("`{g}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How many whole hours the policy's `max_total_hours` still leaves

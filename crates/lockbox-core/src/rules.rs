@@ -20,6 +20,7 @@ use crate::access::AccessLevelName;
 use crate::case::Severity;
 use crate::clock::Timestamp;
 use crate::error::DomainError;
+use crate::groups::{GroupName, MAX_REQUIRED_GROUPS};
 use crate::id::PrincipalId;
 use crate::policy::MAX_REQUIRED_APPROVALS;
 use crate::reason::ReasonType;
@@ -203,10 +204,16 @@ pub enum Effect {
         /// Shown to the operator and recorded.
         reason: Reason,
     },
-    /// Waits for this many distinct approvals.
+    /// Waits for this many distinct approvals, among them one from each
+    /// of `groups`.
     RequireApprovals {
-        /// 1 to [`MAX_REQUIRED_APPROVALS`].
+        /// 1 to [`MAX_REQUIRED_APPROVALS`], and at least as many as
+        /// `groups`.
         approvals: u32,
+        /// Approver groups of the tenant's policy each of which must give
+        /// one of the approvals (an approver counts for one group only).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<GroupName>,
     },
 }
 
@@ -307,12 +314,34 @@ impl Rule {
             win.time_zone()
                 .map_err(|e| DomainError::invalid(format!("rule `{name}`: {e}")))?;
         }
-        if let Effect::RequireApprovals { approvals } = self.effect
-            && (approvals == 0 || approvals > MAX_REQUIRED_APPROVALS)
-        {
-            return Err(DomainError::invalid(format!(
-                "rule `{name}`: approvals must be between 1 and {MAX_REQUIRED_APPROVALS}, not {approvals}"
-            )));
+        if let Effect::RequireApprovals { approvals, groups } = &self.effect {
+            let approvals = *approvals;
+            if approvals == 0 || approvals > MAX_REQUIRED_APPROVALS {
+                return Err(DomainError::invalid(format!(
+                    "rule `{name}`: approvals must be between 1 and {MAX_REQUIRED_APPROVALS}, not {approvals}"
+                )));
+            }
+            if groups.len() > MAX_REQUIRED_GROUPS {
+                return Err(DomainError::invalid(format!(
+                    "rule `{name}`: at most {MAX_REQUIRED_GROUPS} groups, not {}",
+                    groups.len()
+                )));
+            }
+            if groups.len() > usize::try_from(approvals).unwrap_or(usize::MAX) {
+                return Err(DomainError::invalid(format!(
+                    "rule `{name}`: {approvals} approvals cannot include one from each of {} groups; \
+                     require at least {}",
+                    groups.len(),
+                    groups.len()
+                )));
+            }
+            for (i, g) in groups.iter().enumerate() {
+                if groups.iter().take(i).any(|h| h == g) {
+                    return Err(DomainError::invalid(format!(
+                        "rule `{name}` names group `{g}` twice"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -395,12 +424,27 @@ pub enum Outcome<'r> {
     Waits {
         /// How many.
         approvals: u32,
+        /// Groups each of which must give one of them (none when no rule
+        /// matched).
+        groups: &'r [GroupName],
         /// The rule that said so; `None`: the default.
         rule: Option<&'r Rule>,
     },
 }
 
 impl<'r> Outcome<'r> {
+    /// The approvals and groups a request it applies to waits for (none
+    /// when it is approved or refused at once).
+    #[must_use]
+    pub fn requirements(&self) -> (u32, Vec<GroupName>) {
+        match *self {
+            Self::Waits {
+                approvals, groups, ..
+            } => (approvals, groups.to_vec()),
+            Self::NotEnabled | Self::Approved(_) | Self::Denied(..) => (0, Vec::new()),
+        }
+    }
+
     /// The rule that applied, if one did.
     #[must_use]
     pub fn rule(&self) -> Option<&'r Rule> {
@@ -426,13 +470,15 @@ impl<'r> Outcome<'r> {
             Some(r) => match &r.effect {
                 Effect::Approve => Self::Approved(r),
                 Effect::Deny { reason } => Self::Denied(r, reason),
-                Effect::RequireApprovals { approvals } => Self::Waits {
+                Effect::RequireApprovals { approvals, groups } => Self::Waits {
                     approvals: *approvals,
+                    groups,
                     rule: Some(r),
                 },
             },
             None => Self::Waits {
                 approvals: policy.required_approvals(),
+                groups: &[],
                 rule: None,
             },
         })

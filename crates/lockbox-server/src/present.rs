@@ -4,6 +4,7 @@
 
 use crate::service::requests::SeenRequest;
 use lockbox_api as api;
+use lockbox_core::groups::{ApproverGroup, Member};
 use lockbox_core::rules::{Effect, Rule};
 use lockbox_core::ssh::SshAccess;
 use lockbox_core::{
@@ -138,6 +139,30 @@ pub(crate) fn policy(p: &TenantPolicy) -> api::Policy {
         reference_pattern: s.reference_pattern.as_ref().map(|p| p.as_str().to_owned()),
         rules: s.rules.iter().map(rule).collect(),
         max_total_hours: s.max_total_hours,
+        approver_groups: s.approver_groups.iter().map(group).collect(),
+    }
+}
+
+/// An approver group in its wire form.
+pub(crate) fn group(g: &ApproverGroup) -> api::ApproverGroup {
+    api::ApproverGroup {
+        name: g.name.to_string(),
+        members: g
+            .members
+            .iter()
+            .map(|m| match m {
+                Member::Principal(p) => api::GroupMember {
+                    principal: Some(p.to_string()),
+                    role: None,
+                    scope: None,
+                },
+                Member::Role { role, scope } => api::GroupMember {
+                    principal: None,
+                    role: Some(role.as_str().to_owned()),
+                    scope: Some(scope.to_string()),
+                },
+            })
+            .collect(),
     }
 }
 
@@ -172,16 +197,19 @@ fn rule(r: &Rule) -> api::PolicyRule {
                 kind: "approve".to_owned(),
                 reason: None,
                 approvals: None,
+                groups: Vec::new(),
             },
             Effect::Deny { reason } => api::RuleEffect {
                 kind: "deny".to_owned(),
                 reason: Some(reason.to_string()),
                 approvals: None,
+                groups: Vec::new(),
             },
-            Effect::RequireApprovals { approvals } => api::RuleEffect {
+            Effect::RequireApprovals { approvals, groups } => api::RuleEffect {
                 kind: "require_approvals".to_owned(),
                 reason: None,
                 approvals: Some(*approvals),
+                groups: groups.iter().map(ToString::to_string).collect(),
             },
         },
     }
@@ -310,6 +338,8 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
         created_at: r.created_at,
         expires_at: r.expires_at,
         required_approvals: r.required_approvals,
+        required_groups: r.required_groups.iter().map(ToString::to_string).collect(),
+        groups_missing: r.groups_missing().iter().map(ToString::to_string).collect(),
         approvals: r
             .approvals
             .iter()
@@ -318,6 +348,7 @@ pub(crate) fn request(r: &AccessRequest, case: &SupportCase, now: Timestamp) -> 
                 reason: a.reason.to_string(),
                 at: a.at,
                 duration_hours: a.duration_hours,
+                groups: a.groups.iter().map(ToString::to_string).collect(),
             })
             .collect(),
         denial: r.denial.as_ref().map(|d| api::Decision {

@@ -138,6 +138,7 @@ pub fn request_row(r: &AccessRequest) -> Result<Row, StoreError> {
         r.starts_at.map(micros).into(),
         r.rule.as_ref().map(|x| x.as_str().to_owned()).into(),
         r.extends.map(|x| x.to_string()).into(),
+        crate::requests::required_groups(r)?.into(),
     ])
 }
 
@@ -156,6 +157,7 @@ pub fn approval_rows(r: &AccessRequest) -> Result<Vec<Row>, StoreError> {
                 text(a.reason.as_str()),
                 Value::Int(micros(a.at)),
                 a.duration_hours.map(i64::from).into(),
+                crate::requests::approval_groups(a)?.into(),
             ])
         })
         .collect()

@@ -17,6 +17,7 @@ mod enforce;
 mod exact_lines;
 mod extensions;
 mod grants;
+mod groups;
 mod props;
 mod requests;
 mod rules;

@@ -45,7 +45,7 @@ pub fn hours(h: i64) -> TimeDelta {
     TimeDelta::hours(h)
 }
 
-fn pid(s: &str) -> PrincipalId {
+pub fn pid(s: &str) -> PrincipalId {
     PrincipalId::parse(s).unwrap()
 }
 
@@ -477,12 +477,16 @@ impl World {
         hours: Option<u32>,
     ) -> Result<(), DomainError> {
         let policy = self.tenant.policy.clone();
+        let draft = ApprovalDraft {
+            reason: reason("ok, finish it"),
+            duration_hours: hours,
+            group: None,
+        };
         let events = ext.approve_extension(
             original,
             &self.p(who),
             &self.assignments,
-            reason("ok, finish it"),
-            hours,
+            draft,
             &policy,
             &[],
             self.now,

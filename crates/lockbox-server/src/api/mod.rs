@@ -202,6 +202,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::get_lockbox, tenants::set_lockbox))
         .routes(routes!(tenants::get_policy, tenants::set_policy))
         .routes(routes!(tenants::simulate_policy))
+        .routes(routes!(tenants::set_group, tenants::remove_group))
         .routes(routes!(
             identity::get_identity_provider,
             identity::put_identity_provider,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
+use lockbox_core::groups::GroupName;
 use lockbox_core::ssh::SourceAddress;
 use lockbox_core::text::{Justification, Reason, Reference};
 use lockbox_core::{
@@ -221,7 +222,15 @@ pub(crate) async fn approve(
         &app,
         &caller,
         &id,
-        RequestChange::Approve(reason, body.value.duration_hours),
+        RequestChange::Approve(
+            reason,
+            body.value.duration_hours,
+            body.value
+                .group
+                .as_deref()
+                .map(GroupName::parse)
+                .transpose()?,
+        ),
     )
     .await
 }

@@ -6,12 +6,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lockbox_api as api;
+use lockbox_core::groups::{ApproverGroup, GroupName};
 use lockbox_core::principal::NewUser;
 use lockbox_core::rules::Rule;
 use lockbox_core::text::{DisplayName, Email};
 use lockbox_core::{
-    AccessLevelName, PolicySettings, PrincipalId, ReasonType, ReferencePattern, ResourceId, Role,
-    RoleAssignmentId, Scope, Severity, SubscriptionId, TenantId, TenantPolicy,
+    AccessLevelName, DomainError, PolicySettings, PrincipalId, ReasonType, ReferencePattern,
+    ResourceId, Role, RoleAssignmentId, Scope, Severity, SubscriptionId, TenantId, TenantPolicy,
 };
 
 use crate::api::ApiError;
@@ -443,7 +444,84 @@ pub(crate) fn policy_of(p: api::Policy) -> Result<TenantPolicy, ApiError> {
             .map(|(i, r)| rule_of(i, r))
             .collect::<Result<_, _>>()?,
         max_total_hours: p.max_total_hours,
+        approver_groups: p
+            .approver_groups
+            .iter()
+            .map(group_of)
+            .collect::<Result<_, _>>()?,
     })?)
+}
+
+/// An approver group as the API sends it, read by the domain (the wire
+/// form is the domain's, field for field).
+pub(crate) fn group_of(g: &api::ApproverGroup) -> Result<ApproverGroup, ServiceError> {
+    serde_json::to_value(g)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            ServiceError::invalid(format!(
+                "group `{}`: {e}",
+                g.name.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
+/// Add or replace one approver group of the tenant's policy (its
+/// TenantAdmins), leaving the rest of the policy as it is; audited as
+/// `policy.changed`.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/approver-groups/{name}", tag = "tenant administration",
+    params(("tenant" = String, Path), ("name" = String, Path)),
+    request_body = api::GroupMembers,
+    responses((status = 200, body = api::Policy), (status = 400, body = api::Problem), (status = 403, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn set_group(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+    body: JsonBody<api::GroupMembers>,
+) -> Result<Json<api::Policy>, ApiError> {
+    let tenant = TenantId::parse(&tenant)?;
+    authz::tenant_admin(&caller, &tenant)?;
+    let group = group_of(&api::ApproverGroup {
+        name,
+        members: body.value.members,
+    })?;
+    let policy = tenants::set_policy_with(&app, &caller, &tenant, |current| {
+        let mut s = current.settings().clone();
+        match s.approver_groups.iter_mut().find(|g| g.name == group.name) {
+            Some(g) => *g = group,
+            None => s.approver_groups.push(group),
+        }
+        TenantPolicy::new(s)
+    })
+    .await?;
+    Ok(Json(present::policy(&policy)))
+}
+
+/// Remove one approver group (its TenantAdmins): refused (400) while a
+/// rule requires it, and 404 when there is none by that name.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/approver-groups/{name}", tag = "tenant administration",
+    params(("tenant" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = api::Policy), (status = 400, body = api::Problem), (status = 403, body = api::Problem), (status = 404, body = api::Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn remove_group(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Json<api::Policy>, ApiError> {
+    let tenant = TenantId::parse(&tenant)?;
+    authz::tenant_admin(&caller, &tenant)?;
+    let name = GroupName::parse(&name)?;
+    let policy = tenants::set_policy_with(&app, &caller, &tenant, |current| {
+        let mut s = current.settings().clone();
+        let before = s.approver_groups.len();
+        s.approver_groups.retain(|g| g.name != name);
+        if s.approver_groups.len() == before {
+            return Err(DomainError::NotFound(format!("approver group `{name}`")));
+        }
+        TenantPolicy::new(s)
+    })
+    .await?;
+    Ok(Json(present::policy(&policy)))
 }
 
 /// A rule as the API sends it, read by the domain's own rules (the wire
@@ -490,6 +568,7 @@ pub(crate) async fn simulate_policy(
         decision: s.decision.to_owned(),
         rule: s.rule,
         required_approvals: s.required_approvals,
+        required_groups: s.required_groups,
         lockbox_enabled: s.lockbox_enabled,
         explanation: s.explanation,
     }))

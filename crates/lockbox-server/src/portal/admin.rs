@@ -115,6 +115,8 @@ pub(crate) async fn settings(
             .unwrap_or_default(),
         rules_json: serde_json::to_string_pretty(&crate::present::policy(&policy).rules)
             .unwrap_or_default(),
+        groups_json: serde_json::to_string_pretty(&crate::present::policy(&policy).approver_groups)
+            .unwrap_or_default(),
         policy: policy.settings().clone(),
         roles: roles.iter().map(RoleView::new).collect(),
         users,
@@ -262,13 +264,16 @@ pub(crate) async fn set_policy(
             "The longest a grant may last with its extensions",
             &f.max_total_hours,
         )?,
+        approver_groups: Vec::new(),
     };
     // The fields first, then who may (as the API asks), then the rules.
     authz::tenant_admin(&form.session.caller, &tenant)?;
-    // The approval rules are edited apart: saving these keeps them.
+    // The approval rules and groups are edited apart: saving these keeps
+    // them.
     tenants::set_policy_with(&app, &form.session.caller, &tenant, |current| {
         TenantPolicy::new(PolicySettings {
             rules: current.settings().rules.clone(),
+            approver_groups: current.settings().approver_groups.clone(),
             ..policy
         })
     })
@@ -282,6 +287,10 @@ pub(crate) struct RulesFields {
     /// array (empty: no rules).
     #[serde(default)]
     rules: String,
+    /// The approver groups the rules may name, as the policy's
+    /// `approver_groups` (empty: none).
+    #[serde(default)]
+    groups: String,
 }
 
 /// Replaces the tenant's approval rules, keeping the rest of its policy.
@@ -302,10 +311,25 @@ pub(crate) async fn set_rules(State(app): State<AppState>, form: Form<RulesField
         .enumerate()
         .map(|(i, r)| crate::api::tenants::rule_of(i, r))
         .collect::<Result<Vec<_>, _>>()?;
+    let text = form.fields.groups.trim();
+    let wire: Vec<lockbox_api::ApproverGroup> = if text.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(text).map_err(|e| {
+            bad_form(format!(
+                "The approver groups must be a JSON list of groups, as the API takes them: {e}"
+            ))
+        })?
+    };
+    let approver_groups = wire
+        .iter()
+        .map(crate::api::tenants::group_of)
+        .collect::<Result<Vec<_>, _>>()?;
     authz::tenant_admin(&form.session.caller, &tenant)?;
     tenants::set_policy_with(&app, &form.session.caller, &tenant, |current| {
         TenantPolicy::new(PolicySettings {
             rules,
+            approver_groups,
             ..current.settings().clone()
         })
     })

@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect};
+use lockbox_core::groups::GroupName;
 use lockbox_core::sso::Decision;
 use lockbox_core::text::Reason;
 use lockbox_core::{GrantId, PrincipalId, RequestId, RequestStatus};
@@ -123,6 +124,9 @@ pub(crate) struct ReasonFields {
     reason: String,
     #[serde(default)]
     duration_hours: String,
+    /// Empty: whichever of the request's groups the approver is in.
+    #[serde(default)]
+    group: String,
 }
 
 /// A decision on a request from its page: `approve` (optionally for
@@ -137,7 +141,14 @@ pub(crate) async fn decide(
     let reason = || Reason::parse(&f.reason).map_err(ServiceError::from);
     let (decision, notice) = match action.as_str() {
         "approve" => (
-            RequestChange::Approve(reason()?, number("The duration", &f.duration_hours)?),
+            RequestChange::Approve(
+                reason()?,
+                number("The duration", &f.duration_hours)?,
+                filled(&f.group)
+                    .map(GroupName::parse)
+                    .transpose()
+                    .map_err(ServiceError::from)?,
+            ),
             Notice::Approved,
         ),
         "deny" => (RequestChange::Deny(reason()?), Notice::Denied),
@@ -156,7 +167,7 @@ pub(crate) async fn decide(
     let request = RequestId::parse(&id).map_err(ServiceError::from)?;
     let next = format!("/requests/{request}?notice={}", notice.code());
     let deciding = match &decision {
-        RequestChange::Approve(reason, hours) => Some((Decision::Approve, reason, *hours)),
+        RequestChange::Approve(reason, hours, _) => Some((Decision::Approve, reason, *hours)),
         RequestChange::Deny(reason) => Some((Decision::Deny, reason, None)),
         RequestChange::Revoke(reason) => Some((Decision::Revoke, reason, None)),
         RequestChange::Cancel(_) => None,

@@ -341,6 +341,8 @@ pub(crate) struct RequestView {
     pub(crate) created: String,
     pub(crate) expires: Deadline,
     pub(crate) required_approvals: u32,
+    /// Each required group, and whether an approval counts for it yet.
+    pub(crate) groups: Vec<(String, bool)>,
     pub(crate) approvals: Vec<ApprovalView>,
     pub(crate) denial: Option<DecisionView>,
     pub(crate) cancellation: Option<DecisionView>,
@@ -415,6 +417,13 @@ impl RequestView {
             created: when(r.created_at),
             expires: Deadline::new(now, r.expires_at),
             required_approvals: r.required_approvals,
+            groups: {
+                let missing = r.groups_missing();
+                r.required_groups
+                    .iter()
+                    .map(|g| (g.to_string(), !missing.contains(g)))
+                    .collect()
+            },
             approvals: r
                 .approvals
                 .iter()
@@ -451,6 +460,15 @@ impl RequestView {
     /// "1 of 2".
     pub(crate) fn approval_count(&self) -> String {
         format!("{} of {}", self.approvals.len(), self.required_approvals)
+    }
+
+    /// "1 of security, 0 of operations" (empty when no group is needed).
+    pub(crate) fn group_count(&self) -> String {
+        self.groups
+            .iter()
+            .map(|(g, met)| format!("{} of {g}", u8::from(*met)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -695,6 +713,8 @@ pub(crate) struct Settings {
     /// The policy's `max_total_hours`, empty for the default.
     pub(crate) max_total_hours: String,
     /// The approval rules, as the API writes them (pretty JSON).
+    /// The approver groups, as JSON, for their editor.
+    pub(crate) groups_json: String,
     pub(crate) rules_json: String,
     pub(crate) roles: Vec<RoleView>,
     pub(crate) users: Vec<Principal>,

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
+use lockbox_core::groups::GroupName;
 use lockbox_core::text::Reason;
 use lockbox_core::{
-    AccessRequest, Actor, CaseId, EventKind, ExtensionDraft, ExtensionFacts, Grant, GrantId,
-    PendingEvent, PrincipalId, RequestDraft, RequestFacts, RequestId, RequestStatus, SupportCase,
-    TenantId, Timestamp,
+    AccessRequest, Actor, ApprovalDraft, CaseId, EventKind, ExtensionDraft, ExtensionFacts, Grant,
+    GrantId, PendingEvent, PrincipalId, RequestDraft, RequestFacts, RequestId, RequestStatus,
+    SupportCase, TenantId, Timestamp,
 };
 use lockbox_store::{GrantFilter, Locked, Page, PageRequest, RequestFilter, StatusAt, Tx};
 
@@ -309,8 +310,9 @@ pub async fn get(
 /// A change of a request's state that someone asks for.
 #[derive(Debug, Clone)]
 pub enum RequestChange {
-    /// An approval, optionally for fewer hours.
-    Approve(Reason, Option<u32>),
+    /// An approval, optionally for fewer hours, optionally counting for
+    /// one of the request's required groups.
+    Approve(Reason, Option<u32>, Option<GroupName>),
     /// A denial.
     Deny(Reason),
     /// A withdrawal by the requester.
@@ -464,7 +466,7 @@ async fn change_in(
         .ok_or_else(|| ServiceError::unauthenticated("the caller no longer exists"))?;
     let mut cascade = Vec::new();
     let events = match change {
-        RequestChange::Approve(reason, hours) => {
+        RequestChange::Approve(reason, hours, group) => {
             // Earlier approvals of approvers disabled since do not count.
             let mut disabled = Vec::new();
             for earlier in &request.approvals {
@@ -476,13 +478,17 @@ async fn change_in(
                     disabled.push(earlier.approver.clone());
                 }
             }
+            let draft = ApprovalDraft {
+                reason,
+                duration_hours: hours,
+                group,
+            };
             match original.as_mut() {
                 Some(original) => request.approve_extension(
                     original,
                     &principal,
                     &roles,
-                    reason,
-                    hours,
+                    draft,
                     &tenant.policy,
                     &disabled,
                     now,
@@ -490,8 +496,7 @@ async fn change_in(
                 None => request.approve_discounting(
                     &principal,
                     &roles,
-                    reason,
-                    hours,
+                    draft,
                     &tenant.policy,
                     &disabled,
                     now,

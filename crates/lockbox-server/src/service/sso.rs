@@ -1272,7 +1272,10 @@ async fn decide(
         }
         (decision, _) => {
             let change = match decision {
-                Decision::Approve => RequestChange::Approve(reason, digest.duration_hours),
+                // The evidence's digest carries no group: the approval
+                // counts for whichever of the approver's groups best
+                // completes the request.
+                Decision::Approve => RequestChange::Approve(reason, digest.duration_hours, None),
                 Decision::Deny => RequestChange::Deny(reason),
                 Decision::Revoke => RequestChange::Revoke(reason),
             };

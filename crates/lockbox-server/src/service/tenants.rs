@@ -397,6 +397,8 @@ pub struct Simulated {
     pub rule: Option<String>,
     /// Approvals it would need.
     pub required_approvals: u32,
+    /// Groups each of which would have to give one of them.
+    pub required_groups: Vec<String>,
     /// Whether the tenant has opted in.
     pub lockbox_enabled: bool,
     /// In words.
@@ -427,6 +429,12 @@ pub async fn simulate(
     };
     let outcome = Outcome::of(&policy, enabled, &input)?;
     let rule = outcome.rule().map(|r| r.name.to_string());
+    let required_groups = outcome
+        .requirements()
+        .1
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let (decision, required_approvals, explanation) = match outcome {
         Outcome::NotEnabled => (
             "approve",
@@ -445,15 +453,29 @@ pub async fn simulate(
         }
         Outcome::Waits {
             approvals,
+            groups,
             rule: Some(r),
         } => (
             "require_approvals",
             approvals,
-            format!("rule `{}` requires {approvals} distinct approvals", r.name),
+            if groups.is_empty() {
+                format!("rule `{}` requires {approvals} distinct approvals", r.name)
+            } else {
+                format!(
+                    "rule `{}` requires {approvals} distinct approvals, one from each of the groups {}",
+                    r.name,
+                    groups
+                        .iter()
+                        .map(|g| format!("`{g}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
         ),
         Outcome::Waits {
             approvals,
             rule: None,
+            ..
         } => (
             "require_approvals",
             approvals,
@@ -464,6 +486,7 @@ pub async fn simulate(
         decision,
         rule,
         required_approvals,
+        required_groups,
         lockbox_enabled: enabled,
         explanation,
     })

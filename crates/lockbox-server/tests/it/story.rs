@@ -124,6 +124,7 @@ async fn two_approvals_when_the_policy_says_so(server: TestServer) {
             reference_pattern: None,
             rules: vec![],
             max_total_hours: None,
+            approver_groups: vec![],
         },
         "the documented defaults"
     );

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use lockbox_core::access::{AccessLevelName, ActionSet};
 use lockbox_core::grant::GrantRecord;
+use lockbox_core::groups::GroupName;
 use lockbox_core::request::{Cancellation, RequestRecord};
 use lockbox_core::text::{Justification, Reason, Reference, RuleName};
 use lockbox_core::{
@@ -76,7 +77,7 @@ pub struct GrantFilter {
 pub(crate) const REQUEST_COLUMNS: &str = "id, tenant_id, case_id, requester, resource, access_level, actions, duration_hours, \
      justification, status, created_at_us, expires_at_us, required_approvals, decided_by_system, denied_by, \
      denial_reason, denied_at_us, canceled_by, cancel_reason, canceled_at_us, ssh, source_addresses, \
-     reason_type, reference, starts_at_us, rule, extends";
+     reason_type, reference, starts_at_us, rule, extends, required_groups";
 /// A request's source addresses as stored: NULL when it named none.
 pub(crate) fn source_addresses(r: &AccessRequest) -> Result<Option<String>, StoreError> {
     (!r.source_addresses.is_empty())
@@ -84,8 +85,20 @@ pub(crate) fn source_addresses(r: &AccessRequest) -> Result<Option<String>, Stor
         .transpose()
 }
 
+/// A request's required groups as stored: NULL when none.
+pub(crate) fn required_groups(r: &AccessRequest) -> Result<Option<String>, StoreError> {
+    (!r.required_groups.is_empty())
+        .then(|| json(&r.required_groups))
+        .transpose()
+}
+
+/// The groups an approval may count for, as stored: NULL when none.
+pub(crate) fn approval_groups(a: &Approval) -> Result<Option<String>, StoreError> {
+    (!a.groups.is_empty()).then(|| json(&a.groups)).transpose()
+}
+
 pub(crate) const APPROVAL_COLUMNS: &str =
-    "request_id, approver, position, reason, at_us, duration_hours";
+    "request_id, approver, position, reason, at_us, duration_hours, groups";
 pub(crate) const GRANT_COLUMNS: &str = "id, request_id, tenant_id, principal_id, scope, access_level, actions, not_before_us, \
      not_after_us, state, revoked_by, revoke_reason, revoked_at_us, ended_at_us, emergency";
 
@@ -106,13 +119,13 @@ fn request_select(backend: Backend) -> String {
     let approvals = match backend {
         Backend::Sqlite => {
             "(SELECT json_group_array(json(a.j)) FROM (SELECT json_object('approver', approver, 'reason', reason, \
-             'at_us', at_us, 'duration_hours', duration_hours) AS j FROM approvals WHERE request_id = r.id \
-             ORDER BY position) a)"
+             'at_us', at_us, 'duration_hours', duration_hours, 'groups', json(groups)) AS j FROM approvals \
+             WHERE request_id = r.id ORDER BY position) a)"
         }
         Backend::Postgres => {
             "(SELECT COALESCE(json_agg(json_build_object('approver', approver, 'reason', reason, 'at_us', at_us, \
-             'duration_hours', duration_hours) ORDER BY position), '[]'::json)::text FROM approvals \
-             WHERE request_id = r.id)"
+             'duration_hours', duration_hours, 'groups', groups::json) ORDER BY position), '[]'::json)::text \
+             FROM approvals WHERE request_id = r.id)"
         }
     };
     format!(
@@ -307,6 +320,8 @@ struct ApprovalRow {
     reason: String,
     at_us: i64,
     duration_hours: Option<i64>,
+    #[serde(default)]
+    groups: Option<Vec<GroupName>>,
 }
 
 impl ApprovalRow {
@@ -322,6 +337,7 @@ impl ApprovalRow {
                         .map_err(|_| StoreError::corrupt("an approval duration out of range"))
                 })
                 .transpose()?,
+            groups: self.groups.unwrap_or_default(),
         })
     }
 }
@@ -382,6 +398,7 @@ fn request_of(row: &AnyRow) -> Result<AccessRequest, StoreError> {
             .map(|r| r.parse())
             .transpose()
             .map_err(StoreError::corrupt)?,
+        required_groups: row.opt_json("required_groups")?.unwrap_or_default(),
         status: RequestStatus::parse(&row.text("status")?)?,
         created_at: row.time("created_at_us")?,
         expires_at: row.time("expires_at_us")?,
@@ -486,14 +503,15 @@ impl Tx {
                 i64::try_from(first + i).map_err(|_| StoreError::corrupt("too many approvals"))?;
             self.run(
                 sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 )))
                 .bind(id.to_string())
                 .bind(a.approver.as_str().to_owned())
                 .bind(position)
                 .bind(a.reason.as_str().to_owned())
                 .bind(micros(a.at))
-                .bind(a.duration_hours.map(i64::from)),
+                .bind(a.duration_hours.map(i64::from))
+                .bind(approval_groups(a)?),
             )
             .await?;
         }
@@ -556,7 +574,7 @@ impl Tx {
         self.audited_write()?;
         let sql = format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
         );
         self.run(
             sqlx::query(AssertSqlSafe(sql))
@@ -590,7 +608,8 @@ impl Tx {
                 .bind(r.reference.as_ref().map(|x| x.as_str().to_owned()))
                 .bind(r.starts_at.map(micros))
                 .bind(r.rule.as_ref().map(|x| x.as_str().to_owned()))
-                .bind(r.extends.map(|x| x.to_string())),
+                .bind(r.extends.map(|x| x.to_string()))
+                .bind(required_groups(r)?),
         )
         .await?;
         self.insert_approvals(&r.id, &r.approvals, 0).await?;

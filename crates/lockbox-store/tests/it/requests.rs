@@ -789,8 +789,11 @@ async fn an_extension_and_the_end_it_moves_round_trip(s: TestStore) {
             &mut orig,
             &olivia,
             &roles,
-            lockbox_core::text::Reason::parse("finish it").unwrap(),
-            None,
+            ApprovalDraft {
+                reason: lockbox_core::text::Reason::parse("finish it").unwrap(),
+                duration_hours: None,
+                group: None,
+            },
             &tenant.policy,
             &[],
             at,

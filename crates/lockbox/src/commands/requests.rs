@@ -102,6 +102,10 @@ pub(crate) enum RequestCommand {
         /// Fewer hours than asked.
         #[arg(long)]
         hours: Option<u32>,
+        /// For a request that needs approvals from groups: the one of its
+        /// groups to count for (you must be in it).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Deny (eligible approvers).
     #[command(
@@ -313,7 +317,11 @@ pub(crate) async fn request(common: &Common, command: RequestCommand) -> Result<
             id: r,
             reason,
             hours,
-        } => c.approve(&id("request", &r)?, &reason, hours).await?,
+            group,
+        } => {
+            c.approve_for(&id("request", &r)?, &reason, hours, group.as_deref())
+                .await?
+        }
         RequestCommand::Deny { id: r, reason } => c.deny(&id("request", &r)?, &reason).await?,
         RequestCommand::Cancel { id: r, reason } => {
             c.cancel(&id("request", &r)?, reason.as_deref()).await?

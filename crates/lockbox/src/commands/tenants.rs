@@ -147,12 +147,113 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// The tenant's approver groups, which rules may require one approval
+    /// from each of (its TenantAdmins): list, set, remove.
+    Group {
+        #[command(subcommand)]
+        action: GroupCommand,
+    },
     /// The tenant's identity provider, for single sign-on (its
     /// TenantAdmins): set, show, remove.
     IdentityProvider {
         #[command(subcommand)]
         action: IdentityProviderCommand,
     },
+}
+
+/// `lockbox tenant group …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum GroupCommand {
+    /// The tenant's approver groups and their members.
+    List {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Add a group, or replace its members.
+    #[command(
+        after_help = "Example:\n  lockbox tenant group set contoso security --principal olivia --role LockboxApprover@/subscriptions/sub-1"
+    )]
+    Set {
+        /// The tenant.
+        tenant: String,
+        /// The group's name.
+        name: String,
+        /// A member, by id (repeatable).
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+        /// Whoever holds ROLE (Owner or LockboxApprover) at SCOPE or above
+        /// it, as ROLE@SCOPE (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Remove a group (refused while a rule requires it).
+    Remove {
+        /// The tenant.
+        tenant: String,
+        /// The group's name.
+        name: String,
+    },
+}
+
+/// Lists, sets or removes approver groups.
+async fn group(c: &Client, out: Output, action: GroupCommand) -> Result<(), CliError> {
+    let policy = match action {
+        GroupCommand::List { tenant } => c.policy(&id("tenant", &tenant)?).await?,
+        GroupCommand::Set {
+            tenant,
+            name,
+            principals,
+            roles,
+        } => {
+            let mut members: Vec<api::GroupMember> = principals
+                .into_iter()
+                .map(|p| api::GroupMember {
+                    principal: Some(p),
+                    role: None,
+                    scope: None,
+                })
+                .collect();
+            for r in roles {
+                let (role, scope) = r.split_once('@').ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--role {r}: write ROLE@SCOPE, such as LockboxApprover@/subscriptions/sub-1"
+                    ))
+                })?;
+                members.push(api::GroupMember {
+                    principal: None,
+                    role: Some(role.to_owned()),
+                    scope: Some(scope.to_owned()),
+                });
+            }
+            if members.is_empty() {
+                return Err(CliError::Usage(
+                    "name at least one member with --principal or --role".into(),
+                ));
+            }
+            c.set_approver_group(&id("tenant", &tenant)?, &id("group", &name)?, &members)
+                .await?
+        }
+        GroupCommand::Remove { tenant, name } => {
+            c.remove_approver_group(&id("tenant", &tenant)?, &id("group", &name)?)
+                .await?
+        }
+    };
+    if out == Output::Json {
+        return json(&policy.approver_groups);
+    }
+    for g in &policy.approver_groups {
+        let members: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| match (&m.principal, &m.role, &m.scope) {
+                (Some(p), _, _) => p.clone(),
+                (None, Some(r), Some(s)) => format!("{r}@{s}"),
+                _ => "?".to_owned(),
+            })
+            .collect();
+        println!("{}  {}", g.name, members.join(", "));
+    }
+    Ok(())
 }
 
 impl Row for api::Tenant {
@@ -234,6 +335,7 @@ pub(crate) async fn tenant(common: &Common, command: TenantCommand) -> Result<()
             Ok(())
         }
         TenantCommand::IdentityProvider { action } => identity_provider(&c, out, action).await,
+        TenantCommand::Group { action } => group(&c, out, action).await,
         TenantCommand::Enable { tenant } => set_lockbox(&c, out, &tenant, true).await,
         TenantCommand::Disable { tenant } => set_lockbox(&c, out, &tenant, false).await,
         TenantCommand::Rules { tenant, file } => {
