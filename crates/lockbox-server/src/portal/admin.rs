@@ -5,8 +5,8 @@
 
 use axum::extract::State;
 use lockbox_core::{
-    ChannelId, PolicySettings, ReasonType, ReferencePattern, Role, RoleAssignmentId, Scope,
-    TenantId, TenantPolicy,
+    AccessLevelName, ChannelId, PolicySettings, ReasonType, ReferencePattern, ResourceId, Role,
+    RoleAssignmentId, Scope, Severity, TenantId, TenantPolicy,
 };
 use lockbox_store::{Page, PageRequest};
 
@@ -288,9 +288,8 @@ pub(crate) struct RulesFields {
     #[serde(default)]
     rules: String,
     /// The approver groups the rules may name, as the policy's
-    /// `approver_groups` (empty: none).
-    #[serde(default)]
-    groups: String,
+    /// `approver_groups` (empty: none; absent: as they are).
+    groups: Option<String>,
 }
 
 /// Replaces the tenant's approval rules, keeping the rest of its policy.
@@ -311,30 +310,86 @@ pub(crate) async fn set_rules(State(app): State<AppState>, form: Form<RulesField
         .enumerate()
         .map(|(i, r)| crate::api::tenants::rule_of(i, r))
         .collect::<Result<Vec<_>, _>>()?;
-    let text = form.fields.groups.trim();
-    let wire: Vec<lockbox_api::ApproverGroup> = if text.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(text).map_err(|e| {
-            bad_form(format!(
-                "The approver groups must be a JSON list of groups, as the API takes them: {e}"
-            ))
-        })?
+    let approver_groups = match form.fields.groups.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(Vec::new()),
+        Some(text) => {
+            let wire: Vec<lockbox_api::ApproverGroup> =
+                serde_json::from_str(text).map_err(|e| {
+                    bad_form(format!(
+                        "The approver groups must be a JSON list of groups, as the API takes them: {e}"
+                    ))
+                })?;
+            Some(
+                wire.iter()
+                    .map(crate::api::tenants::group_of)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        }
     };
-    let approver_groups = wire
-        .iter()
-        .map(crate::api::tenants::group_of)
-        .collect::<Result<Vec<_>, _>>()?;
     authz::tenant_admin(&form.session.caller, &tenant)?;
     tenants::set_policy_with(&app, &form.session.caller, &tenant, |current| {
+        let current = current.settings().clone();
         TenantPolicy::new(PolicySettings {
             rules,
-            approver_groups,
-            ..current.settings().clone()
+            approver_groups: approver_groups.unwrap_or(current.approver_groups.clone()),
+            ..current
         })
     })
     .await?;
     Ok(done("/settings", Notice::PolicySaved))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct SimulateQuery {
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    access_level: String,
+    #[serde(default)]
+    operator: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    reason_type: String,
+}
+
+/// Which rule a draft request would meet (the tenant's TenantAdmins): the
+/// form, and with a draft, what the policy says. Nothing is created.
+pub(crate) async fn simulate(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<SimulateQuery>,
+) -> PageResult {
+    let tenant = tenant_of(&session)?;
+    authz::tenant_admin(&session.caller, &tenant)?;
+    let result = if q.resource.trim().is_empty() {
+        None
+    } else {
+        let draft = tenants::Draft {
+            resource: ResourceId::parse(q.resource.trim()).map_err(ServiceError::from)?,
+            access_level: AccessLevelName::parse(q.access_level.trim())
+                .map_err(ServiceError::from)?,
+            operator: q.operator.trim().parse().map_err(ServiceError::from)?,
+            severity: Severity::parse(q.severity.trim()).map_err(ServiceError::from)?,
+            reason_type: ReasonType::parse_or_default(
+                Some(q.reason_type.trim()).filter(|r| !r.is_empty()),
+            )
+            .map_err(ServiceError::from)?,
+            at: None,
+        };
+        Some(tenants::simulate(&app, &session.caller, &tenant, &draft, None).await?)
+    };
+    Ok(page(&view::Simulate {
+        chrome: session.chrome("/settings"),
+        resource: q.resource.trim().to_owned(),
+        access_level: q.access_level.trim().to_owned(),
+        operator: q.operator.trim().to_owned(),
+        severity: q.severity.trim().to_owned(),
+        reason_type: q.reason_type.trim().to_owned(),
+        reason_types: ReasonType::ALL,
+        result,
+    }))
 }
 
 #[derive(Debug, serde::Deserialize)]

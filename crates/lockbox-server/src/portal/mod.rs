@@ -74,6 +74,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/settings/lockbox", post(admin::set_lockbox))
         .route("/settings/policy", post(admin::set_policy))
         .route("/settings/rules", post(admin::set_rules))
+        .route("/settings/simulate", get(admin::simulate))
         .route("/settings/ssh-ca/rotate", post(admin::rotate_ssh_ca))
         .route("/settings/roles", post(admin::assign_role))
         .route("/settings/roles/{id}/remove", post(admin::remove_role))

@@ -698,6 +698,20 @@ impl ChannelView {
 }
 
 #[derive(Template)]
+#[template(path = "portal/simulate.html")]
+pub(crate) struct Simulate {
+    pub(crate) chrome: Chrome,
+    pub(crate) resource: String,
+    pub(crate) access_level: String,
+    pub(crate) operator: String,
+    pub(crate) severity: String,
+    pub(crate) reason_type: String,
+    pub(crate) reason_types: [ReasonType; 5],
+    /// What the tenant's policy says, once asked.
+    pub(crate) result: Option<crate::service::tenants::Simulated>,
+}
+
+#[derive(Template)]
 #[template(path = "portal/settings.html")]
 pub(crate) struct Settings {
     pub(crate) chrome: Chrome,

@@ -45,6 +45,7 @@ mod extensions;
 mod faults;
 mod fleet;
 mod gateways;
+mod groups;
 mod input;
 mod keys;
 mod limits;

@@ -672,6 +672,47 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            route: "PUT /v1/tenants/{tenant}/approver-groups/{name}",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(send(
+                    cx.caller(i),
+                    Method::PUT,
+                    "/v1/tenants/contoso/approver-groups/security".into(),
+                    Some(json!({"members": [{"principal": "bob"}]})),
+                ))
+            },
+        },
+        Row {
+            route: "DELETE /v1/tenants/{tenant}/approver-groups/{name}",
+            expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
+            call: |cx, i| {
+                Box::pin(async move {
+                    cx.world
+                        .alice
+                        .client
+                        .set_approver_group(
+                            Contoso::TENANT,
+                            "transient",
+                            &[api::GroupMember {
+                                principal: Some("bob".into()),
+                                role: None,
+                                scope: None,
+                            }],
+                        )
+                        .await
+                        .unwrap();
+                    send(
+                        cx.caller(i),
+                        Method::DELETE,
+                        "/v1/tenants/contoso/approver-groups/transient".into(),
+                        None,
+                    )
+                    .await
+                })
+            },
+        },
+        Row {
             route: "GET /v1/tenants/{tenant}/identity-provider",
             expect: [401, 403, 403, 403, 200, 403, 403, 403, 404, 403],
             call: |cx, i| {

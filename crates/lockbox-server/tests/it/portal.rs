@@ -502,6 +502,7 @@ async fn every_page_needs_a_session_and_every_form_its_csrf_token(server: TestSe
         "/cases".to_owned(),
         format!("/cases/{}", c.case),
         "/settings".to_owned(),
+        "/settings/simulate".to_owned(),
         "/audit".to_owned(),
         "/account".to_owned(),
     ];
