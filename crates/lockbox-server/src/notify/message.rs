@@ -30,6 +30,7 @@ fn request_json(r: &AccessRequest, portal: &str) -> Value {
         "reference": r.reference,
         "starts_at": r.starts_at.as_ref().map(time),
         "extends": r.extends,
+        "required_groups": r.required_groups,
         "status": r.status.as_str(),
         "approvals": r.approvals.iter().map(|a| a.approver.to_string()).collect::<Vec<_>>(),
         "expires_at": time(&r.expires_at),
@@ -178,6 +179,23 @@ pub(super) fn email_parts(notice: &Notice, portal: &str) -> (String, String, Str
             }
             if r.status == RequestStatus::Pending {
                 rows.push(("Expires", time(&r.expires_at)));
+            }
+            if let Some(original) = &r.extends {
+                rows.push(("Extends", format!("request {original}")));
+            }
+            if !r.required_groups.is_empty() {
+                rows.push((
+                    "Needs",
+                    format!(
+                        "{} approvals, one from each of {}",
+                        r.required_approvals,
+                        r.required_groups
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
             }
             if !r.approvals.is_empty() {
                 rows.push((

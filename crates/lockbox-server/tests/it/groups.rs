@@ -78,6 +78,20 @@ async fn a_request_needs_one_approval_from_each_group(server: TestServer) {
     assert_eq!(one.status, "pending");
     assert_eq!(one.groups_missing, ["operations"]);
     assert_eq!(one.approvals[0].groups, ["security"]);
+    let stored = world.sam.client.request(&r.id).await.unwrap();
+    assert_eq!(
+        (
+            stored.approvals[0].groups.clone(),
+            stored.required_groups.clone(),
+            stored.groups_missing.clone()
+        ),
+        (
+            vec!["security".to_owned()],
+            vec!["security".to_owned(), "operations".to_owned()],
+            vec!["operations".to_owned()]
+        ),
+        "read back from the store"
+    );
     let event = last_event(&world, "request.approved").await;
     assert_eq!(event.data["groups"], serde_json::json!(["security"]));
     assert_eq!(

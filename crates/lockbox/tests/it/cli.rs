@@ -207,6 +207,56 @@ async fn the_story_through_the_cli_only() {
         text.contains("reference_pattern") && text.contains("INC-[0-9]+"),
         "{text}"
     );
+    // Approver groups: set, listed, refused without members, removed.
+    let groups = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &[
+                "tenant",
+                "group",
+                "set",
+                "contoso",
+                "security",
+                "--principal",
+                "bob",
+                "--role",
+                "LockboxApprover@/subscriptions/sub-1",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(groups[0]["name"], "security");
+    assert_eq!(groups[0]["members"][1]["role"], "LockboxApprover");
+    let listed = run(&config, None, None, &["tenant", "group", "list", "contoso"]).await;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("security  bob, LockboxApprover@/subscriptions/sub-1"),
+        "{text}"
+    );
+    let out = run(
+        &config,
+        None,
+        None,
+        &["tenant", "group", "set", "contoso", "empty"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    let groups = json_of(
+        &run(
+            &config,
+            None,
+            None,
+            &[
+                "tenant", "group", "remove", "contoso", "security", "-o", "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(groups, json!([]));
     let users = json_of(
         &run(
             &config,
@@ -348,6 +398,22 @@ async fn the_story_through_the_cli_only() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("ID") && text.contains(&id), "{text}");
     let olivia = Some(world.olivia.token.as_str());
+    // A group for a request that needs none: refused, said why.
+    let out = run(
+        &config,
+        Some(url),
+        olivia,
+        &[
+            "request", "approve", &id, "--reason", "ok", "--group", "security",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("needs no approval from a group"),
+        "{}",
+        said(&out)
+    );
     let approved = json_of(
         &run(
             &config,
