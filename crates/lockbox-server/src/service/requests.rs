@@ -435,15 +435,20 @@ async fn change_in(
     change: RequestChange,
     now: Timestamp,
 ) -> Result<(Vec<Locked<AccessRequest>>, Vec<PendingEvent>, SeenRequest), ServiceError> {
-    // An extension is decided with the request it extends, locked first
+    // An extension is approved with the request it extends, locked first
     // (as revoking that request, which cancels its pending extensions,
     // locks them): `extends` never changes, so it is read without a lock.
-    let extends = tx
-        .request(id)
-        .await?
-        .filter(|r| authz::see_request(caller, r).is_ok())
-        .ok_or_else(|| ServiceError::not_found(format!("request {id}")))?
-        .extends;
+    // Other decisions on an extension concern it alone.
+    let extends = match change {
+        RequestChange::Approve(..) => {
+            tx.request(id)
+                .await?
+                .filter(|r| authz::see_request(caller, r).is_ok())
+                .ok_or_else(|| ServiceError::not_found(format!("request {id}")))?
+                .extends
+        }
+        RequestChange::Deny(_) | RequestChange::Cancel(_) | RequestChange::Revoke(_) => None,
+    };
     let mut original = match &extends {
         Some(original) => Some(tx.lock_request(original).await?),
         None => None,

@@ -414,6 +414,14 @@ async fn the_portal_extends_a_grant_and_shows_the_time_used(server: TestServer) 
             && page.contains("1 h of 4 h used"),
         "{page}"
     );
+    let (_, inbox) = olivia.get("/inbox").await;
+    assert!(
+        inbox.contains(&format!(
+            "2 h more for the grant of request {}",
+            original.id
+        )),
+        "{inbox}"
+    );
     // Only the holder is offered the form.
     let (_, page) = olivia.get(&format!("/requests/{}", original.id)).await;
     assert!(!page.contains("id=\"extend\""));
