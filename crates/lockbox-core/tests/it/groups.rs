@@ -168,7 +168,7 @@ fn a_role_member_is_whoever_holds_the_role_at_the_scope_or_above() {
 
 #[test]
 fn rules_may_only_require_groups_the_policy_defines() {
-    let mut w = World::new();
+    let w = World::new();
     let mut s = w.tenant.policy.settings().clone();
     s.rules = vec![
         serde_json::from_value(serde_json::json!({
