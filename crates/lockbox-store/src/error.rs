@@ -131,6 +131,19 @@ pub enum StoreError {
     /// read the state back first.
     #[error("the commit's outcome is unknown: {0}")]
     CommitOutcomeUnknown(String),
+    /// The database was migrated by a newer Lockbox than this one: this
+    /// binary does not know its schema and must not write to it.
+    #[error(
+        "the database's schema is version {found}, newer than this Lockbox knows (version {known}): \
+         a newer Lockbox has migrated it. Run that version (or a later one), or restore a backup \
+         made before the upgrade"
+    )]
+    NewerSchema {
+        /// The newest migration applied to the database.
+        found: i64,
+        /// The newest this binary has.
+        known: i64,
+    },
     /// Any other database error.
     #[error("database error: {0}")]
     Backend(String),

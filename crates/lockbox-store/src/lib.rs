@@ -299,8 +299,43 @@ impl Store {
         })
     }
 
-    /// Applies the backend's pending migrations.
+    /// The newest migration applied to the database (`None`: none, a new
+    /// database).
+    pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let exists = match self.inner.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()"
+            }
+        };
+        let found: i64 = sqlx::query_scalar(exists)
+            .fetch_one(&self.inner.writer)
+            .await
+            .map_err(error::classify)?;
+        if found == 0 {
+            return Ok(None);
+        }
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&self.inner.writer)
+            .await
+            .map_err(error::classify)
+    }
+
+    /// Applies the backend's pending migrations. A database migrated by a
+    /// newer Lockbox is refused ([`StoreError::NewerSchema`]) before
+    /// anything is written to it.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if let Some(found) = self.schema_version().await?
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::NewerSchema {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         let migrator = migrations(self.inner.backend);
         migrator
             .run(&self.inner.writer)
@@ -469,6 +504,10 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
         Ok(format!("{url}?mode=rwc"))
     }
 }
+
+/// The schema version this Lockbox makes: its newest migration, the same
+/// number on both backends.
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// The embedded migrations of a backend.
 fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
@@ -661,6 +700,11 @@ mod tests {
                 .collect();
             let numbers = |v: &[(i64, String)]| v.iter().map(|(n, _)| *n).collect::<Vec<_>>();
             assert_eq!(numbers(&embedded), numbers(&files), "{dir}");
+            assert_eq!(
+                embedded.last().map(|(n, _)| *n),
+                Some(SCHEMA_VERSION),
+                "{dir}: SCHEMA_VERSION is the newest migration"
+            );
             assert_eq!(
                 numbers(&files),
                 (1..=i64::try_from(files.len()).unwrap()).collect::<Vec<_>>(),

@@ -23,7 +23,7 @@ use output::Output;
 
 /// Customer-approved, just-in-time operator access.
 #[derive(Debug, Parser)]
-#[command(name = "lockbox", version, about, long_about = None)]
+#[command(name = "lockbox", version = env!("LOCKBOX_VERSION"), about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -167,12 +167,14 @@ pub(crate) async fn decide(
     let request = RequestId::parse(&id).map_err(ServiceError::from)?;
     let next = format!("/requests/{request}?notice={}", notice.code());
     let deciding = match &decision {
-        RequestChange::Approve(reason, hours, _) => Some((Decision::Approve, reason, *hours)),
-        RequestChange::Deny(reason) => Some((Decision::Deny, reason, None)),
-        RequestChange::Revoke(reason) => Some((Decision::Revoke, reason, None)),
+        RequestChange::Approve(reason, hours, group) => {
+            Some((Decision::Approve, reason, *hours, group.clone()))
+        }
+        RequestChange::Deny(reason) => Some((Decision::Deny, reason, None, None)),
+        RequestChange::Revoke(reason) => Some((Decision::Revoke, reason, None, None)),
         RequestChange::Cancel(_) => None,
     };
-    if let Some((decision, reason, duration_hours)) = deciding {
+    if let Some((decision, reason, duration_hours, group)) = deciding {
         // The request's id, or for a revocation the id the grant's event
         // records.
         let deciding = sso::Deciding {
@@ -180,6 +182,7 @@ pub(crate) async fn decide(
             grant: None,
             decision,
             duration_hours,
+            group,
             reason: reason.clone(),
             next: next.clone(),
         };
@@ -324,6 +327,7 @@ pub(crate) async fn revoke_grant(
         grant: Some(id),
         decision: Decision::Revoke,
         duration_hours: None,
+        group: None,
         reason: reason.clone(),
         next: format!("/grants?notice={}", Notice::Revoked.code()),
     };

@@ -18,6 +18,7 @@
 
 use chrono::TimeDelta;
 use lockbox_core::account::{ClientInfo, chain_of};
+use lockbox_core::groups::GroupName;
 use lockbox_core::sso::{
     DEFAULT_DECISION_MAX_AGE_MINUTES, Decision, DecisionDigest, IdentityProvider, email_domain,
 };
@@ -456,6 +457,10 @@ pub enum Purpose {
         grant: Option<GrantId>,
         /// The most minutes the IdP's authentication may be old.
         max_age_minutes: u32,
+        /// For an approval: the required group it is to count for, as the
+        /// approver chose (kept with the flow, not in the digest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<GroupName>,
     },
 }
 
@@ -796,6 +801,8 @@ pub struct Deciding {
     pub decision: Decision,
     /// Hours approved (approvals).
     pub duration_hours: Option<u32>,
+    /// For an approval: the required group it is to count for.
+    pub group: Option<GroupName>,
     /// The reason.
     pub reason: Reason,
     /// Where to go afterwards.
@@ -857,6 +864,7 @@ pub async fn step_up(
         session: caller.token,
         grant: deciding.grant,
         max_age_minutes: max_age,
+        group: deciding.group,
     };
     depart(app, Some(tenant), purpose, deciding.next, ask)
         .await
@@ -938,6 +946,7 @@ pub async fn finish(
         session,
         grant,
         max_age_minutes,
+        group,
     } = &flow.purpose
     {
         decide(
@@ -947,6 +956,7 @@ pub async fn finish(
             session,
             grant.as_ref(),
             *max_age_minutes,
+            group.clone(),
         )
         .await?;
         return Ok(Arrival {
@@ -1226,6 +1236,7 @@ async fn decide(
     session: &TokenId,
     grant: Option<&GrantId>,
     max_age_minutes: u32,
+    group: Option<GroupName>,
 ) -> Result<(), ServiceError> {
     let now = app.now();
     let caller = {
@@ -1272,10 +1283,9 @@ async fn decide(
         }
         (decision, _) => {
             let change = match decision {
-                // The evidence's digest carries no group: the approval
-                // counts for whichever of the approver's groups best
-                // completes the request.
-                Decision::Approve => RequestChange::Approve(reason, digest.duration_hours, None),
+                // The group chosen travels with the flow (the evidence's
+                // digest, a published format, does not name it).
+                Decision::Approve => RequestChange::Approve(reason, digest.duration_hours, group),
                 Decision::Deny => RequestChange::Deny(reason),
                 Decision::Revoke => RequestChange::Revoke(reason),
             };

@@ -62,4 +62,5 @@ mod story;
 mod sweeper;
 mod tls;
 mod tokens;
+mod upgrade;
 mod visibility;

@@ -779,6 +779,66 @@ fn check_evidence(w: &World, export: &str) -> lockbox_server::evidence::Evidence
 /// password sessions and tokens are gone, enrolling with a password and
 /// deciding without the IdP's say are refused; the command line signs in
 /// with the device grant.
+/// The approver group an approver chose before going through the IdP is
+/// the one the approval counts for when they come back.
+async fn a_group_chosen_before_the_idp_counts_after_it(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    assert_eq!(w.set_idp(json!({})).await.0, 200);
+    let alice = &w.c.alice.client;
+    let member = |p: &str| lockbox_api::GroupMember {
+        principal: Some(p.into()),
+        role: None,
+        scope: None,
+    };
+    alice
+        .set_approver_group("contoso", "security", &[member("olivia"), member("bob")])
+        .await
+        .unwrap();
+    alice
+        .set_approver_group("contoso", "operations", &[member("olivia")])
+        .await
+        .unwrap();
+    let mut policy = alice.policy("contoso").await.unwrap();
+    policy.rules = vec![
+        serde_json::from_value(json!({"name": "both sides", "effect":
+            {"type": "require_approvals", "approvals": 2, "groups": ["security", "operations"]}}))
+        .unwrap(),
+    ];
+    alice.set_policy("contoso", &policy).await.unwrap();
+    let mut v = w.enrol("olivia", "olivia").await;
+    let olivia = w.person("olivia");
+    let asked = w.c.request(Contoso::VM, "Reader", Some(4)).await;
+    let (_, page) = v.get(&format!("/requests/{}", asked.id)).await;
+    let csrf = hidden(&page, "csrf");
+    let (status, _, page) = v
+        .post(
+            &format!("/requests/{}/approve", asked.id),
+            &[
+                ("csrf", &csrf),
+                ("reason", "for security"),
+                ("group", "security"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let back = olivia.authorize(&refresh_target(&page)).await.unwrap();
+    let (status, page) = v.get(&w.path(&back)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let decided = w.c.sam.client.request(&asked.id).await.unwrap();
+    assert_eq!(decided.approvals[0].groups, ["security"], "as chosen");
+    // bob, in security only, cannot give operations its approval.
+    let after_bob =
+        w.c.bob
+            .client
+            .approve(&asked.id, "security too", None)
+            .await
+            .unwrap();
+    assert_eq!(after_bob.status, "pending");
+    assert_eq!(after_bob.groups_missing, ["operations"]);
+}
+
 async fn sso_only_leaves_no_way_in_but_the_idp(backend: Backend) {
     let Some(w) = world(backend).await else {
         return;
@@ -1142,6 +1202,7 @@ on_both_backends!(
     bad_id_tokens_and_wrong_people_are_refused,
     another_tenants_idp_account_cannot_sign_in_here,
     decisions_step_up_and_carry_the_idps_evidence,
+    a_group_chosen_before_the_idp_counts_after_it,
     sso_only_leaves_no_way_in_but_the_idp,
     a_first_sign_in_creates_a_person_when_the_tenant_allows_it,
     the_providers_people_sign_in_through_the_providers_idp,

@@ -24,3 +24,4 @@ mod races;
 mod requests;
 mod sign_in;
 mod ssh;
+mod upgrade;

@@ -1083,3 +1083,28 @@ async fn the_provider_registers_a_gateway_from_the_cli() {
         said(&out)
     );
 }
+
+/// `lockbox --version` names the commit it was built from (the checkout's,
+/// when built from one).
+#[tokio::test]
+async fn the_version_names_the_commit() {
+    let config = home("version");
+    let out = run(&config, None, None, &["--version"]).await;
+    assert!(out.status.success(), "{}", said(&out));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        text.starts_with(&format!("lockbox {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match head {
+        Some(head) => assert!(text.contains(&head), "{text} names {head}"),
+        None => assert!(text.ends_with("(commit unknown)"), "{text}"),
+    }
+}
