@@ -162,8 +162,9 @@ async fn change(
 /// any request is, and approved at once by the system if the tenant has
 /// not opted in. Approved, the grant's end moves (`grant.extended`); denied
 /// or expired, the grant ends as it would have. One extension of a grant
-/// waits at a time (`conflict`, 409). Refusals: another operator's grant
-/// (403), a grant not running (`request_not_active`, 409), more hours than
+/// waits at a time (`conflict`, 409). Refusals: a caller who is not an
+/// operator (403), another operator's request (404, as it is to `GET`), a
+/// grant not running (`request_not_active`, 409), more hours than
 /// `max_access_hours` or than `max_total_hours` leaves the grant with its
 /// extensions (`duration_too_long`, 422), an extension of an extension
 /// (`conflict`, 409), and the refusals of `POST /v1/requests`.

@@ -527,6 +527,22 @@ pub(crate) async fn remove_group(
 /// A rule as the API sends it, read by the domain's own rules (the wire
 /// form is the domain's, field for field). `i` is its place in the list.
 pub(crate) fn rule_of(i: usize, r: &api::PolicyRule) -> Result<Rule, ServiceError> {
+    // Keys of another effect would be read past in silence (an `approve`
+    // with `groups` is an approve): refused instead.
+    let e = &r.effect;
+    let misplaced = match e.kind.as_str() {
+        "require_approvals" => e.reason.is_some().then_some("reason"),
+        "deny" => (e.approvals.is_some() || !e.groups.is_empty()).then_some("approvals and groups"),
+        _ => (e.reason.is_some() || e.approvals.is_some() || !e.groups.is_empty())
+            .then_some("reason, approvals and groups"),
+    };
+    if let Some(keys) = misplaced {
+        return Err(ServiceError::invalid(format!(
+            "rules[{i}] (`{}`): an effect of type `{}` takes no {keys}",
+            r.name.chars().take(100).collect::<String>(),
+            e.kind.chars().take(40).collect::<String>()
+        )));
+    }
     serde_json::to_value(r)
         .and_then(serde_json::from_value)
         .map_err(|e| {

@@ -726,9 +726,9 @@ pub(crate) struct Settings {
     pub(crate) reference_pattern: String,
     /// The policy's `max_total_hours`, empty for the default.
     pub(crate) max_total_hours: String,
-    /// The approval rules, as the API writes them (pretty JSON).
     /// The approver groups, as JSON, for their editor.
     pub(crate) groups_json: String,
+    /// The approval rules, as the API writes them (pretty JSON).
     pub(crate) rules_json: String,
     pub(crate) roles: Vec<RoleView>,
     pub(crate) users: Vec<Principal>,

@@ -130,7 +130,8 @@ async fn create_in(
 /// The holder of a running grant asks for more time: an extension of
 /// request `original`, decided as any request is (see
 /// [`AccessRequest::extend`]). A request the caller may not see is
-/// `not_found`; one of another operator's, `forbidden`. `receipt` records
+/// `not_found` (another operator's requests are); a caller who is not an
+/// operator, `forbidden`. `receipt` records
 /// the answer in the same transaction.
 pub async fn extend<R: Receipt<SeenRequest>>(
     app: &AppState,
@@ -185,7 +186,7 @@ async fn extend_in(
     let open = tx
         .open_counts(&tenant.id, caller.id(), Some(&case.id), now)
         .await?;
-    let pending_extension = tx.pending_extension_of(original).await?;
+    let pending_extension = tx.pending_extension_of(original, now).await?;
     let facts = ExtensionFacts {
         tenant: &tenant,
         case: &case,

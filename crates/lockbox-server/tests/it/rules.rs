@@ -157,6 +157,19 @@ async fn bad_rules_are_refused_and_change_nothing(server: TestServer) {
             json!([{"name": "s", "when": {"severities": ["D"]}, "effect": {"type": "approve"}}]),
             "rules[0]",
         ),
+        // Keys of another effect are not read past.
+        (
+            json!([{"name": "g", "effect": {"type": "approve", "groups": ["security"]}}]),
+            "takes no reason, approvals and groups",
+        ),
+        (
+            json!([{"name": "d", "effect": {"type": "deny", "reason": "no", "approvals": 2}}]),
+            "takes no approvals and groups",
+        ),
+        (
+            json!([{"name": "r", "effect": {"type": "require_approvals", "approvals": 1, "reason": "x"}}]),
+            "takes no reason",
+        ),
     ];
     for (rules_json, says) in bad {
         let mut p = before.clone();

@@ -700,16 +700,23 @@ impl Tx {
         .await
     }
 
-    /// The extension of `original`'s grant waiting for a decision, if one
-    /// does (the caller holds `original`'s lock, so none can be added).
+    /// The extension of `original`'s grant waiting for a decision at
+    /// `now`, if one does (one past its TTL waits no more, even before the
+    /// sweeper records it; the caller holds `original`'s lock, so none can
+    /// be added).
     pub async fn pending_extension_of(
         &mut self,
         original: &RequestId,
+        now: Timestamp,
     ) -> Result<Option<RequestId>, StoreError> {
         let row = self
             .optional(
-                sqlx::query("SELECT id FROM requests WHERE extends = $1 AND status = 'pending' ORDER BY id LIMIT 1")
-                    .bind(original.to_string()),
+                sqlx::query(
+                    "SELECT id FROM requests WHERE extends = $1 AND status = 'pending' \
+                     AND expires_at_us > $2 ORDER BY id LIMIT 1",
+                )
+                .bind(original.to_string())
+                .bind(micros(now)),
             )
             .await?;
         row.map(|r| r.parsed("id")).transpose()
@@ -722,7 +729,8 @@ impl Tx {
         case: &CaseId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
         self.lock_requests_where(
-            "r.case_id = $1 AND r.status IN ('pending', 'approved') AND NOT (r.status = 'approved' AND r.extends IS NOT NULL) ORDER BY r.id",
+            "r.case_id = $1 AND r.status IN ('pending', 'approved') AND NOT (r.status = 'approved' AND r.extends IS NOT NULL) \
+             ORDER BY COALESCE(r.extends, r.id), r.extends IS NOT NULL, r.id",
             vec![Arg::Text(case.to_string())],
             false,
         )
@@ -736,7 +744,8 @@ impl Tx {
         requester: &PrincipalId,
     ) -> Result<Vec<Locked<AccessRequest>>, StoreError> {
         self.lock_requests_where(
-            "r.requester = $1 AND r.status IN ('pending', 'approved') AND NOT (r.status = 'approved' AND r.extends IS NOT NULL) ORDER BY r.id",
+            "r.requester = $1 AND r.status IN ('pending', 'approved') AND NOT (r.status = 'approved' AND r.extends IS NOT NULL) \
+             ORDER BY COALESCE(r.extends, r.id), r.extends IS NOT NULL, r.id",
             vec![Arg::Text(requester.as_str().to_owned())],
             false,
         )

@@ -724,7 +724,7 @@ async fn extend(
     let case = tx.lock_case(&orig.case).await?;
     let tenant = tx.tenant(&orig.tenant).await?.unwrap();
     let principal = tx.principal(&pid("sam")).await?.unwrap();
-    let pending_extension = tx.pending_extension_of(&original).await?;
+    let pending_extension = tx.pending_extension_of(&original, now).await?;
     let facts = ExtensionFacts {
         tenant: &tenant,
         case: &case,
@@ -764,8 +764,17 @@ async fn an_extension_and_the_end_it_moves_round_trip(s: TestStore) {
     assert_eq!(tx.request(&ext.id).await.unwrap().as_ref(), Some(&ext));
     assert_eq!(ext.extends, Some(original.id));
     assert_eq!(
-        tx.pending_extension_of(&original.id).await.unwrap(),
+        tx.pending_extension_of(&original.id, t0() + hours(3))
+            .await
+            .unwrap(),
         Some(ext.id)
+    );
+    assert_eq!(
+        tx.pending_extension_of(&original.id, ext.expires_at)
+            .await
+            .unwrap(),
+        None,
+        "past its TTL it waits no more"
     );
     drop(tx);
     assert!(
@@ -810,7 +819,12 @@ async fn an_extension_and_the_end_it_moves_round_trip(s: TestStore) {
     let grant = o_after.grant.clone().unwrap();
     assert_eq!(grant.not_after, t0() + hours(6));
     assert_eq!(tx.grant(&grant.id).await.unwrap(), Some(grant));
-    assert_eq!(tx.pending_extension_of(&original.id).await.unwrap(), None);
+    assert_eq!(
+        tx.pending_extension_of(&original.id, t0() + hours(3))
+            .await
+            .unwrap(),
+        None
+    );
     // The sweeper completes the grant at its new end, not the old one.
     drop(tx);
     assert!(
