@@ -299,6 +299,25 @@ impl Store {
         })
     }
 
+    /// The database server's clock, now (to compare with this machine's:
+    /// grants, expiries and the audit log all read time).
+    pub async fn database_time(&self) -> Result<lockbox_core::Timestamp, StoreError> {
+        let sql = match self.inner.backend {
+            Backend::Sqlite => {
+                "SELECT CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+            }
+            Backend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
+            }
+        };
+        let micros: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&self.inner.writer)
+            .await
+            .map_err(error::classify)?;
+        lockbox_core::Timestamp::from_timestamp_micros(micros)
+            .ok_or_else(|| StoreError::Backend(format!("the database's clock reads {micros} µs")))
+    }
+
     /// The newest migration applied to the database (`None`: none, a new
     /// database).
     pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {

@@ -5,6 +5,7 @@ mod audit;
 mod commands;
 mod demo;
 mod demo_ssh;
+mod doctor;
 mod output;
 mod remote;
 mod ssh;
@@ -255,6 +256,20 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Check a configuration and what it points at: the database and its
+    /// schema, the key-encryption key, the clocks, secret files' modes,
+    /// SMTP and the public URL. Changes nothing; exits 1 if a check
+    /// failed.
+    #[command(
+        after_help = "Examples:\n  lockbox doctor --config /etc/lockbox/lockbox.toml\n  lockbox doctor --database-url sqlite://lockbox.db --kek-file lockbox.kek -o json"
+    )]
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// `table` or `json`.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Manage the keys that sign access tokens and audit checkpoints.
     Keys {
@@ -507,6 +522,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit { command } => audit::run(command).await,
         Command::Ssh { remote, command } => ssh::run(&remote, command).await,
         Command::Demo => demo::run().await,
+        Command::Doctor { config, output } => {
+            let config = load(&config, None)?;
+            doctor::run(&config, output).await
+        }
         Command::Login {
             server,
             token,

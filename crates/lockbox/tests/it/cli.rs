@@ -1108,3 +1108,149 @@ async fn the_version_names_the_commit() {
         None => assert!(text.ends_with("(commit unknown)"), "{text}"),
     }
 }
+
+/// `lockbox doctor` on an installation `lockbox init` made: every check
+/// passes; then each thing broken in turn is named, with exit 1, and
+/// doctor never makes or changes anything.
+#[tokio::test]
+async fn doctor_says_what_is_wrong() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = home("doctor");
+    let db = format!("sqlite://{}", dir.join("lb.db").display());
+    let kek = dir.join("lb.kek");
+    let kek_s = kek.to_str().unwrap().to_owned();
+    let out = run(
+        &dir,
+        None,
+        None,
+        &["init", "--database-url", &db, "--kek-file", &kek_s],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let doctor = |extra: Vec<String>| {
+        let dir = dir.clone();
+        async move {
+            let mut args: Vec<String> = vec!["doctor".into()];
+            args.extend(extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&dir, None, None, &args).await
+        }
+    };
+    let with = |db: &str, kek: &str| {
+        vec![
+            "--database-url".to_owned(),
+            db.to_owned(),
+            "--kek-file".to_owned(),
+            kek.to_owned(),
+        ]
+    };
+    let good = doctor(with(&db, &kek_s)).await;
+    assert!(good.status.success(), "{}", said(&good));
+    let text = String::from_utf8_lossy(&good.stdout).to_string();
+    for line in [
+        "ok    database",
+        "ok    clock",
+        "ok    kek",
+        "ok    smtp",
+        "ok    public url",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(
+        text.contains(&format!("schema {}", lockbox_store::SCHEMA_VERSION)),
+        "{text}"
+    );
+
+    // The KEK readable by others.
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = doctor(with(&db, &kek_s)).await;
+    assert_eq!(loose.status.code(), Some(1), "{}", said(&loose));
+    assert!(said(&loose).contains("FAIL  kek") && said(&loose).contains("chmod 600"));
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Another KEK than the one the signing keys are sealed with.
+    let other = dir.join("other.kek");
+    let other_s = other.to_str().unwrap().to_owned();
+    let made = run(
+        &dir,
+        None,
+        None,
+        &["keys", "create-kek", "--kek-file", &other_s],
+    )
+    .await;
+    assert!(made.status.success(), "{}", said(&made));
+    let wrong = doctor(with(&db, &other_s)).await;
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(said(&wrong).contains("sealed with KEK"), "{}", said(&wrong));
+    // No database there: said, and no file made.
+    let missing = dir.join("missing.db");
+    let absent = doctor(with(&format!("sqlite://{}", missing.display()), &kek_s)).await;
+    assert_eq!(absent.status.code(), Some(1));
+    assert!(said(&absent).contains("lockbox init"), "{}", said(&absent));
+    assert!(!missing.exists(), "doctor makes no database");
+    // An SMTP server nobody listens on, and a public URL in plain http.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = dir.join("lockbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"http://lockbox.example.com\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"lockbox@example.com\"\n"
+        ),
+    )
+    .unwrap();
+    let mut args = with(&db, &kek_s);
+    args.extend([
+        "--config".to_owned(),
+        config.display().to_string(),
+        "-o".to_owned(),
+        "json".to_owned(),
+    ]);
+    let found = doctor(args).await;
+    assert_eq!(found.status.code(), Some(1), "{}", said(&found));
+    let findings: Value = serde_json::from_slice(&found.stdout).unwrap();
+    let verdict = |check: &str| {
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check)
+            .map(|f| f["verdict"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(verdict("smtp"), "fail");
+    assert_eq!(verdict("public url"), "warn");
+    assert_eq!(verdict("database"), "ok");
+}
+
+/// On PostgreSQL, doctor reaches the server and compares its clock.
+#[tokio::test]
+async fn doctor_checks_a_postgres_installation() {
+    let Some(pg) = lockbox_store::testing::TestDatabase::postgres().await else {
+        eprintln!("LOCKBOX_TEST_POSTGRES_URL not set: PostgreSQL doctor not run");
+        return;
+    };
+    let dir = home("doctor-pg");
+    let kek = dir.join("pg.kek").display().to_string();
+    let out = run(
+        &dir,
+        None,
+        None,
+        &["init", "--database-url", &pg.url, "--kek-file", &kek],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let good = run(
+        &dir,
+        None,
+        None,
+        &["doctor", "--database-url", &pg.url, "--kek-file", &kek],
+    )
+    .await;
+    assert!(good.status.success(), "{}", said(&good));
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        text.contains("ok    database") && text.contains("ok    clock"),
+        "{text}"
+    );
+}
