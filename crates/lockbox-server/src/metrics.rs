@@ -110,6 +110,15 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     outbox_pending: Gauge,
     outbox_oldest_seconds: Gauge,
+    chains_behind_checkpoint: Gauge,
+    last_checkpoint_age_seconds: Gauge,
+    requests_expiring_soon: Gauge,
+    signing_key_age_seconds: Family<PurposeLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PurposeLabels {
+    purpose: String,
 }
 
 /// What `/metrics` reads fresh for each scrape.
@@ -125,6 +134,14 @@ pub(crate) struct Readings {
     pub(crate) outbox_pending: u64,
     /// Age of the oldest waiting delivery, in seconds.
     pub(crate) outbox_oldest_seconds: i64,
+    /// Audit chains with events no checkpoint covers yet.
+    pub(crate) chains_behind_checkpoint: i64,
+    /// Seconds since the newest checkpoint of any chain (-1: none yet).
+    pub(crate) last_checkpoint_age_seconds: i64,
+    /// Pending requests that expire unanswered within the hour.
+    pub(crate) requests_expiring_soon: i64,
+    /// Age in seconds of the key that signs now, by purpose.
+    pub(crate) signing_key_age_seconds: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,6 +227,30 @@ impl Default for Metrics {
             "Access requests by state",
             requests_by_state.clone(),
         );
+        let chains_behind_checkpoint = Gauge::default();
+        registry.register(
+            "audit_chains_behind_checkpoint",
+            "Tenants' audit chains with events no signed checkpoint covers yet",
+            chains_behind_checkpoint.clone(),
+        );
+        let last_checkpoint_age_seconds = Gauge::default();
+        registry.register(
+            "audit_last_checkpoint_age_seconds",
+            "Seconds since the newest signed checkpoint of any audit chain (-1 before the first)",
+            last_checkpoint_age_seconds.clone(),
+        );
+        let requests_expiring_soon = Gauge::default();
+        registry.register(
+            "access_requests_expiring_soon",
+            "Pending access requests that expire unanswered within the hour",
+            requests_expiring_soon.clone(),
+        );
+        let signing_key_age_seconds = Family::<PurposeLabels, Gauge>::default();
+        registry.register(
+            "signing_key_age_seconds",
+            "Age of the signing key in use, by purpose (access_token, checkpoint), in seconds",
+            signing_key_age_seconds.clone(),
+        );
         registry.register(
             "sweeper_runs",
             "Sweeper runs by outcome",
@@ -241,6 +282,10 @@ impl Default for Metrics {
             deliveries,
             outbox_pending,
             outbox_oldest_seconds,
+            chains_behind_checkpoint,
+            last_checkpoint_age_seconds,
+            requests_expiring_soon,
+            signing_key_age_seconds,
         }
     }
 }
@@ -315,6 +360,20 @@ impl Metrics {
             .set(i64::try_from(readings.outbox_pending).unwrap_or(i64::MAX));
         self.outbox_oldest_seconds
             .set(readings.outbox_oldest_seconds);
+        self.chains_behind_checkpoint
+            .set(readings.chains_behind_checkpoint);
+        self.last_checkpoint_age_seconds
+            .set(readings.last_checkpoint_age_seconds);
+        self.requests_expiring_soon
+            .set(readings.requests_expiring_soon);
+        self.signing_key_age_seconds.clear();
+        for (purpose, age) in &readings.signing_key_age_seconds {
+            self.signing_key_age_seconds
+                .get_or_create(&PurposeLabels {
+                    purpose: purpose.clone(),
+                })
+                .set(*age);
+        }
         self.requests_by_state.clear();
         for (state, n) in &readings.requests_by_state {
             self.requests_by_state

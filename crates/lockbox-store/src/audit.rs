@@ -251,6 +251,28 @@ impl Tx {
         row.as_ref().map(checkpoint_of).transpose()
     }
 
+    /// How many chains have events no checkpoint covers yet, and when the
+    /// newest checkpoint of any chain was taken (`None`: never).
+    pub async fn checkpoint_lag(&mut self) -> Result<(i64, Option<Timestamp>), StoreError> {
+        let behind = self
+            .one(sqlx::query(
+                "SELECT COUNT(*) AS n FROM audit_heads h WHERE h.seq > COALESCE( \
+                   (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.chain = h.chain), 0)",
+            ))
+            .await?
+            .int("n")?;
+        let newest = self
+            .one(sqlx::query(
+                "SELECT MAX(at_us) AS at_us FROM audit_checkpoints",
+            ))
+            .await?;
+        let newest = match newest.opt_int("at_us")? {
+            Some(us) => Some(crate::codec::time(us)?),
+            None => None,
+        };
+        Ok((behind, newest))
+    }
+
     /// Heads of chains with events no checkpoint covers yet, at most
     /// `limit`, in chain order after `after` (a chain key from the previous
     /// call's last head, to go through them all).

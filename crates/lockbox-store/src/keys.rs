@@ -145,6 +145,21 @@ impl Tx {
         Ok(())
     }
 
+    /// When the newest unretired key of each purpose was made (the key
+    /// that signs now), by purpose name.
+    pub async fn signing_key_ages(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        let rows = self
+            .all(sqlx::query(
+                "SELECT purpose, MAX(created_at_us) AS created_at_us FROM signing_keys \
+                 WHERE retired_at_us IS NULL AND purpose IN ('access_token', 'checkpoint') \
+                 GROUP BY purpose ORDER BY purpose",
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("purpose")?, r.time("created_at_us")?)))
+            .collect()
+    }
+
     /// Every key of `purpose`, newest first.
     pub async fn signing_keys(
         &mut self,

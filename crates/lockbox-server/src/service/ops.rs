@@ -47,6 +47,22 @@ pub(crate) async fn readings(app: &AppState) -> Readings {
         }
         readings.outbox_oldest_seconds =
             oldest_of_all.map_or(0, |t| (now - t).num_seconds().max(0));
+        if let Ok((behind, newest)) = tx.checkpoint_lag().await {
+            readings.chains_behind_checkpoint = behind;
+            readings.last_checkpoint_age_seconds =
+                newest.map_or(-1, |t| (now - t).num_seconds().max(0));
+        }
+        readings.requests_expiring_soon = tx
+            .count_requests_expiring(now, chrono::TimeDelta::hours(1))
+            .await
+            .unwrap_or_default();
+        readings.signing_key_age_seconds = tx
+            .signing_key_ages()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(purpose, made)| (purpose, (now - made).num_seconds().max(0)))
+            .collect();
         let _ = tx.commit_unaudited().await;
     }
     readings

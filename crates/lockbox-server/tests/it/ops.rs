@@ -83,6 +83,79 @@ async fn metrics_count_routes_states_and_sweeps(server: TestServer) {
     assert!(!text.contains(&r.id), "raw paths never become labels");
 }
 
+/// The gauges alerts watch read the database at each scrape, and every
+/// metric the shipped alerting rules and dashboard use is one `/metrics`
+/// exports (so that neither drifts from the other).
+async fn the_shipped_rules_and_dashboard_use_exported_metrics(server: TestServer) {
+    let world = Contoso::seed(&server).await;
+    world.request(Contoso::VM, "Reader", None).await;
+    let scrape = || async {
+        server
+            .anonymous()
+            .raw(Method::GET, "/metrics", None, &[])
+            .await
+            .unwrap()
+            .body
+    };
+    let text = scrape().await;
+    assert!(
+        text.contains("lockbox_access_requests_expiring_soon 0"),
+        "{text}"
+    );
+    // Half an hour before the request's TTL runs out.
+    server.advance(chrono::TimeDelta::hours(95) + chrono::TimeDelta::minutes(30));
+    let text = scrape().await;
+    assert!(
+        text.contains("lockbox_access_requests_expiring_soon 1"),
+        "{text}"
+    );
+    for purpose in ["access_token", "checkpoint"] {
+        let prefix = format!("lockbox_signing_key_age_seconds{{purpose=\"{purpose}\"}} ");
+        let age: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+            .parse()
+            .unwrap();
+        assert!(age >= 95 * 3600, "{purpose}: {age}");
+    }
+    assert!(
+        text.contains("lockbox_audit_chains_behind_checkpoint ")
+            && text.contains("lockbox_audit_last_checkpoint_age_seconds "),
+        "{text}"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    for file in [
+        "prometheus/lockbox-rules.yml",
+        "grafana/lockbox-dashboard.json",
+    ] {
+        let used = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut names: Vec<&str> = used
+            .match_indices("lockbox_")
+            .map(|(at, _)| {
+                let rest = &used[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 5, "{file}: {names:?}");
+        for name in names {
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{file} uses {name}, which /metrics does not export"
+            );
+        }
+    }
+}
+
 async fn shutdown_lets_requests_in_flight_finish(mut server: TestServer) {
     let world = Contoso::seed(&server).await;
     let r = world.request(Contoso::VM, "Reader", None).await;
@@ -288,6 +361,7 @@ async fn the_openapi_document_matches_its_snapshot() {
 
 on_both!(
     readiness_follows_the_database,
+    the_shipped_rules_and_dashboard_use_exported_metrics,
     metrics_count_routes_states_and_sweeps,
     shutdown_lets_requests_in_flight_finish
 );

@@ -811,6 +811,26 @@ impl Tx {
             .collect()
     }
 
+    /// Pending requests that expire within `within` of `now` unanswered
+    /// (not yet past their TTL).
+    pub async fn count_requests_expiring(
+        &mut self,
+        now: Timestamp,
+        within: chrono::TimeDelta,
+    ) -> Result<i64, StoreError> {
+        let row = self
+            .one(
+                sqlx::query(
+                    "SELECT COUNT(*) AS n FROM requests WHERE status = 'pending' \
+                     AND expires_at_us > $1 AND expires_at_us <= $2",
+                )
+                .bind(micros(now))
+                .bind(micros(now + within)),
+            )
+            .await?;
+        row.int("n")
+    }
+
     /// The tenants with a request of `level` pending at `now` (and not past
     /// its TTL) or a grant of it active (not revoked, ended or run out), in
     /// id order: those a redefinition of the level concerns.

@@ -12,7 +12,6 @@
 //!   cargo test -p lockbox-store --test it upgrade::write_fixture -- --ignored
 //! ```
 
-use lockbox_core::*;
 use sqlx::Connection as _;
 
 use crate::fixture::*;
