@@ -406,3 +406,61 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the shipped alerting rules and dashboard
+    /// (`deploy/`) use is one this registry exports, once each family
+    /// has a sample.
+    #[test]
+    fn the_shipped_rules_and_dashboard_use_exported_metrics() {
+        let m = Metrics::default();
+        m.sweep(true, 1, 1, 1);
+        m.sweep_skipped("request");
+        m.check("granted");
+        m.gateway_check("forward", "granted");
+        m.delivery("webhook", "dead");
+        m.http_request(
+            "POST".into(),
+            "/v1/check".into(),
+            200,
+            Duration::from_millis(1),
+        );
+        let text = m.render(&Readings {
+            requests_by_state: vec![("pending".into(), 1)],
+            signing_key_age_seconds: vec![("access_token".into(), 1)],
+            ..Readings::default()
+        });
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        for file in [
+            "prometheus/lockbox-rules.yml",
+            "grafana/lockbox-dashboard.json",
+        ] {
+            let used = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+            let mut names: Vec<String> = used
+                .match_indices("lockbox_")
+                .filter_map(|(at, _)| used.get(at..))
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect()
+                })
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            assert!(names.len() > 5, "{file}: {names:?}");
+            for name in &names {
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                assert!(
+                    text.contains(&format!("# TYPE {family} ")),
+                    "{file} uses {name}, which /metrics does not export:\n{text}"
+                );
+            }
+        }
+    }
+}
