@@ -621,27 +621,8 @@ impl AccessRequest {
             id,
             data,
         )];
-        let approved_now = match outcome {
-            Outcome::NotEnabled => Some(json!({
-                "decided_by_system": true,
-                "reason": format!("Lockbox is not enabled for tenant {}: approved at once", tenant.id),
-            })),
-            Outcome::Approved(r) => Some(json!({
-                "decided_by_system": true,
-                "rule": r.name,
-                "reason": format!("rule `{}` of the tenant's policy approves it", r.name),
-            })),
-            Outcome::Denied(..) | Outcome::Waits { .. } => None,
-        };
-        if let Some(data) = approved_now {
-            events.push(PendingEvent::new(
-                tenant.id.clone(),
-                now,
-                Actor::System,
-                EventKind::RequestApproved,
-                id,
-                data,
-            ));
+        if let Some(approval) = approved_at_once(&outcome, &tenant.id, id, now) {
+            events.push(approval);
             request.0.decided_by_system = true;
             events.extend(request.grant_now(hours, Actor::System, now));
         }
@@ -810,27 +791,8 @@ impl AccessRequest {
             id,
             data,
         )];
-        let approved_now = match outcome {
-            Outcome::NotEnabled => Some(json!({
-                "decided_by_system": true,
-                "reason": format!("Lockbox is not enabled for tenant {}: approved at once", tenant.id),
-            })),
-            Outcome::Approved(r) => Some(json!({
-                "decided_by_system": true,
-                "rule": r.name,
-                "reason": format!("rule `{}` of the tenant's policy approves it", r.name),
-            })),
-            Outcome::Denied(..) | Outcome::Waits { .. } => None,
-        };
-        if let Some(data) = approved_now {
-            events.push(PendingEvent::new(
-                tenant.id.clone(),
-                now,
-                Actor::System,
-                EventKind::RequestApproved,
-                id,
-                data,
-            ));
+        if let Some(approval) = approved_at_once(&outcome, &tenant.id, id, now) {
+            events.push(approval);
             extension.0.decided_by_system = true;
             events.push(extension.apply_to(original, draft.hours, Actor::System, now)?);
         }
@@ -1405,6 +1367,36 @@ fn check_case(
         });
     }
     Ok(())
+}
+
+/// The `request.approved` event of a request the system approves as it is
+/// made (the tenant has not opted in, or a rule approves it), if it does.
+fn approved_at_once(
+    outcome: &Outcome<'_>,
+    tenant: &TenantId,
+    id: RequestId,
+    now: Timestamp,
+) -> Option<PendingEvent> {
+    let data = match outcome {
+        Outcome::NotEnabled => json!({
+            "decided_by_system": true,
+            "reason": format!("Lockbox is not enabled for tenant {tenant}: approved at once"),
+        }),
+        Outcome::Approved(r) => json!({
+            "decided_by_system": true,
+            "rule": r.name,
+            "reason": format!("rule `{}` of the tenant's policy approves it", r.name),
+        }),
+        Outcome::Denied(..) | Outcome::Waits { .. } => return None,
+    };
+    Some(PendingEvent::new(
+        tenant.clone(),
+        now,
+        Actor::System,
+        EventKind::RequestApproved,
+        id,
+        data,
+    ))
 }
 
 /// The groups of `required` that `approvals` leave without one, each
