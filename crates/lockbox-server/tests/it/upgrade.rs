@@ -186,7 +186,9 @@ async fn a_database_of_a_newer_schema_is_refused() {
             .unwrap();
         let _ = conn.close().await;
         drop(store);
-        let refused = Store::open(&db.url).await.err().expect("refused");
+        let Err(refused) = Store::open(&db.url).await else {
+            panic!("a database of a newer schema was opened");
+        };
         assert!(
             matches!(refused, StoreError::NewerSchema { found, known } if found == future && known == SCHEMA_VERSION),
             "{refused}"
