@@ -474,6 +474,15 @@ impl Crowd {
     fn advance(&mut self, id: GrantId, step: Step) -> Option<bool> {
         let state = step.state;
         if let Some(at) = self.live.iter().position(|e| e.id == id) {
+            if state == EntryState::Active
+                && self
+                    .live
+                    .get(at)
+                    .is_some_and(|e| e.not_after_us >= step.not_after_us)
+            {
+                // Nothing moves: a copy of what the index holds.
+                return Some(false);
+            }
             let mut entry = self.live.remove(at);
             let narrowed = entry.advance(step);
             // Placed again: the live entries are kept by end.

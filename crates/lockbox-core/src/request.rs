@@ -43,7 +43,7 @@ use crate::policy::{OpenCounts, TenantPolicy};
 use crate::principal::{Principal, RoleAssignment, check_approver};
 use crate::reason::ReasonType;
 use crate::resource::ResourceId;
-use crate::rules::{Outcome, RuleInput};
+use crate::rules::{Outcome, Rule, RuleInput};
 use crate::ssh::{SourceAddress, SshAccess};
 use crate::tenant::Tenant;
 use crate::text::{Justification, Reason, Reference, RuleName};
@@ -572,55 +572,22 @@ impl AccessRequest {
             grant: None,
             decided_by_system: false,
         });
-        let mut data = json!({
-            "case": request.case,
-            "resource": request.resource,
-            "access_level": request.access_level,
-            "actions": request.actions,
-            "duration_hours": request.duration_hours,
-            "justification": request.justification,
-            "reason_type": request.reason_type,
-            "expires_at": request.expires_at,
-            "required_approvals": request.required_approvals,
-        });
-        if let (false, Some(fields)) = (request.required_groups.is_empty(), data.as_object_mut()) {
-            fields.insert("required_groups".to_owned(), json!(request.required_groups));
+        // What the approver approves: the login, what it may do, and from
+        // where; and when.
+        let mut extra = Vec::new();
+        if let Some(ssh) = &request.ssh {
+            extra.push(("ssh", json!(ssh)));
         }
-        if let Some(fields) = data.as_object_mut() {
-            // What the approver approves: the login, what it may do, and
-            // from where.
-            if let Some(ssh) = &request.ssh {
-                fields.insert("ssh".to_owned(), json!(ssh));
-            }
-            if !request.source_addresses.is_empty() {
-                fields.insert(
-                    "source_addresses".to_owned(),
-                    json!(request.source_addresses),
-                );
-            }
-            if let Some(reference) = &request.reference {
-                fields.insert("reference".to_owned(), json!(reference));
-            }
-            if let Some(start) = request.starts_at {
-                fields.insert("starts_at".to_owned(), json!(start));
-            }
-            if let Some(r) = rule {
-                // Which rule applied, and what it said: a later change of
-                // the rules changes nothing for this request.
-                fields.insert(
-                    "rule".to_owned(),
-                    json!({ "name": r.name, "effect": r.effect }),
-                );
-            }
+        if !request.source_addresses.is_empty() {
+            extra.push(("source_addresses", json!(request.source_addresses)));
         }
-        let mut events = vec![PendingEvent::new(
-            tenant.id.clone(),
-            now,
-            requester.id.clone(),
-            EventKind::RequestCreated,
-            id,
-            data,
-        )];
+        if let Some(reference) = &request.reference {
+            extra.push(("reference", json!(reference)));
+        }
+        if let Some(start) = request.starts_at {
+            extra.push(("starts_at", json!(start)));
+        }
+        let mut events = vec![request.created_event(rule, extra, now)];
         if let Some(approval) = approved_at_once(&outcome, &tenant.id, id, now) {
             events.push(approval);
             request.0.decided_by_system = true;
@@ -756,47 +723,60 @@ impl AccessRequest {
             decided_by_system: false,
             ..original.0.clone()
         });
-        let mut data = json!({
-            "case": extension.case,
-            "resource": extension.resource,
-            "access_level": extension.access_level,
-            "actions": extension.actions,
-            "duration_hours": extension.duration_hours,
-            "justification": extension.justification,
-            "reason_type": extension.reason_type,
-            "expires_at": extension.expires_at,
-            "required_approvals": extension.required_approvals,
-            "extends": original.id,
-            "grant_not_after": grant_end,
-            "used_minutes": used.num_minutes(),
-        });
-        if let (false, Some(fields)) = (extension.required_groups.is_empty(), data.as_object_mut())
-        {
-            fields.insert(
-                "required_groups".to_owned(),
-                json!(extension.required_groups),
-            );
-        }
-        if let (Some(r), Some(fields)) = (rule, data.as_object_mut()) {
-            fields.insert(
-                "rule".to_owned(),
-                json!({ "name": r.name, "effect": r.effect }),
-            );
-        }
-        let mut events = vec![PendingEvent::new(
-            tenant.id.clone(),
-            now,
-            requester.id.clone(),
-            EventKind::RequestCreated,
-            id,
-            data,
-        )];
+        let extra = vec![
+            ("extends", json!(original.id)),
+            ("grant_not_after", json!(grant_end)),
+            ("used_minutes", json!(used.num_minutes())),
+        ];
+        let mut events = vec![extension.created_event(rule, extra, now)];
         if let Some(approval) = approved_at_once(&outcome, &tenant.id, id, now) {
             events.push(approval);
             extension.0.decided_by_system = true;
             events.push(extension.apply_to(original, draft.hours, Actor::System, now)?);
         }
         Ok((extension, events))
+    }
+
+    /// `request.created`, by the requester: what is asked, what it needs,
+    /// the rule that applied and what it said (a later change of the rules
+    /// changes nothing for this request), and `extra` fields.
+    fn created_event(
+        &self,
+        rule: Option<&Rule>,
+        extra: Vec<(&str, serde_json::Value)>,
+        now: Timestamp,
+    ) -> PendingEvent {
+        let mut data = json!({
+            "case": self.case,
+            "resource": self.resource,
+            "access_level": self.access_level,
+            "actions": self.actions,
+            "duration_hours": self.duration_hours,
+            "justification": self.justification,
+            "reason_type": self.reason_type,
+            "expires_at": self.expires_at,
+            "required_approvals": self.required_approvals,
+        });
+        if let Some(fields) = data.as_object_mut() {
+            if !self.required_groups.is_empty() {
+                fields.insert("required_groups".to_owned(), json!(self.required_groups));
+            }
+            if let Some(r) = rule {
+                fields.insert(
+                    "rule".to_owned(),
+                    json!({ "name": r.name, "effect": r.effect }),
+                );
+            }
+            fields.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        }
+        PendingEvent::new(
+            self.tenant.clone(),
+            now,
+            self.requester.clone(),
+            EventKind::RequestCreated,
+            self.id,
+            data,
+        )
     }
 
     /// The grant, if it is running at `now` (or scheduled and not yet
@@ -950,17 +930,6 @@ impl AccessRequest {
                 self.id, original.id
             )));
         }
-        self.check_decider(approver, assignments, now)?;
-        let grant = original.running_grant(now)?;
-        let room = grant_room(grant, policy);
-        if room < 1 {
-            return Err(DomainError::DurationTooLong {
-                requested: self.duration_hours,
-                max: 0,
-                unit: "hours",
-                limit: "what the tenant's max_total_hours leaves of the grant with its extensions",
-            });
-        }
         self.approve_inner(
             Some(original),
             approver,
@@ -991,6 +960,23 @@ impl AccessRequest {
             group,
         } = draft;
         self.check_decider(approver, assignments, now)?;
+        // An extension: the hours `max_total_hours` still leaves the
+        // grant it extends, which must be running.
+        let room = match original.as_deref() {
+            Some(original) => {
+                let room = grant_room(original.running_grant(now)?, policy);
+                if room < 1 {
+                    return Err(DomainError::DurationTooLong {
+                        requested: self.duration_hours,
+                        max: 0,
+                        unit: "hours",
+                        limit: "what the tenant's max_total_hours leaves of the grant with its extensions",
+                    });
+                }
+                room
+            }
+            None => 0,
+        };
         if self.approvals.iter().any(|a| a.approver == approver.id) {
             return Err(DomainError::AlreadyApproved {
                 principal: approver.id.clone(),
@@ -1067,9 +1053,8 @@ impl AccessRequest {
             match original {
                 None => events.extend(self.grant_now(hours, actor, now)),
                 Some(original) => {
-                    // Never past max_total_hours: the caller has checked
-                    // that at least an hour is left.
-                    let room = original.grant.as_ref().map_or(0, |g| grant_room(g, policy));
+                    // Never past max_total_hours (at least an hour is
+                    // left: checked above).
                     let hours = u32::try_from(room.clamp(1, i64::from(hours))).unwrap_or(1);
                     events.push(self.apply_to(original, hours, actor, now)?);
                 }

@@ -17,6 +17,7 @@ use super::{
     Form, NoFields, Once, PageResult, PortalError, Session, bad_form, filled, keep_id, link, made,
     number, once, page,
 };
+use crate::api::ApiError;
 use crate::extract::{PageParams, Path};
 use crate::service::requests::{self, RequestQuery, SeenRequest};
 use crate::service::{ServiceError, cases, enforce, provider, ssh};
@@ -203,7 +204,13 @@ pub(crate) async fn request_access(
         let receipt = keep_id(idem, |seen: &SeenRequest| seen.request.id.to_string());
         requests::create(&app, caller, new, receipt).await
     };
-    let id = match made(answer.await)? {
+    to_request_page(answer.await)
+}
+
+/// On to the page of the request a form made (or made before, when the
+/// same form is sent again).
+fn to_request_page(answer: Result<SeenRequest, ApiError>) -> PageResult {
+    let id = match made(answer)? {
         Once::First(seen) => seen.request.id.to_string(),
         Once::Again(id) => id,
     };
@@ -249,15 +256,7 @@ pub(crate) async fn extend_grant(
         let receipt = keep_id(idem, |seen: &SeenRequest| seen.request.id.to_string());
         requests::extend(&app, caller, &original, draft, receipt).await
     };
-    let id = match made(answer.await)? {
-        Once::First(seen) => seen.request.id.to_string(),
-        Once::Again(id) => id,
-    };
-    Ok(Redirect::to(&format!(
-        "/requests/{id}?notice={}",
-        Notice::Requested.code()
-    ))
-    .into_response())
+    to_request_page(answer.await)
 }
 
 #[derive(Debug, serde::Deserialize)]
