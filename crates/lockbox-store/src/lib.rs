@@ -34,6 +34,7 @@
 //! commit.
 
 mod audit;
+pub mod backup;
 #[cfg(feature = "bulk")]
 pub mod bulk;
 mod cases;

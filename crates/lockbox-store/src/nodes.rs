@@ -225,6 +225,25 @@ impl Store {
             .collect()
     }
 
+    /// The nodes that are live now (seen within [`LIVE_FOR_STALENESS`]
+    /// times their `max_staleness`, by the database's clock): the servers
+    /// running on this database. Always none on SQLite.
+    pub async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
+        if self.inner.backend != Backend::Postgres {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "SELECT id FROM nodes \
+             WHERE seen_at_us > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT \
+                   - $1 * 1000 * max_staleness_ms \
+             ORDER BY id",
+        )
+        .bind(LIVE_FOR_STALENESS)
+        .fetch_all(&self.inner.writer)
+        .await
+        .map_err(classify)
+    }
+
     /// Acknowledges barriers: node `node` has applied everything committed
     /// before each `(origin, seq)`. On a connection of enforcement's own.
     /// Nothing on SQLite.

@@ -15,6 +15,7 @@ mod harness;
 mod fixture;
 
 mod audit;
+mod backup;
 mod changes;
 mod crash;
 mod directory;

@@ -21,7 +21,7 @@ use crate::harness::{self, TestStore};
 /// setup and case, and five requests of sam's made at `t0()`: one
 /// pending, one approved (its grant runs from `t0()` for 4 hours), one
 /// denied, one approved and then revoked an hour later, one canceled.
-async fn populate(s: &TestStore) {
+pub(crate) async fn populate(s: &TestStore) {
     let seeded = seed(s, 1).await;
     let mut made = Vec::new();
     for _ in 0..5 {
