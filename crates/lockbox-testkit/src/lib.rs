@@ -279,6 +279,22 @@ impl TestServer {
         self.node_on(store).await
     }
 
+    /// A node like this one (its KEK file, clock, admin token and
+    /// configuration) on another database, which it migrates: one
+    /// restored or copied from this one's, say.
+    pub async fn node_on_database(&self, url: &str) -> Self {
+        let store = Store::open(url).await.expect("open the other database");
+        Self::serve(
+            store,
+            self.clock.clone(),
+            self.admin_token.clone(),
+            url.to_owned(),
+            self.configure.clone(),
+            Arc::clone(&self.kek_file),
+        )
+        .await
+    }
+
     async fn node_on(&self, store: Store) -> Self {
         Self::serve(
             store,

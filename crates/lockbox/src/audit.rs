@@ -167,7 +167,7 @@ pub(crate) async fn run(command: AuditCommand) -> Result<(), CliError> {
     }
 }
 
-fn bar(len: Option<u64>, unit: &str) -> ProgressBar {
+pub(crate) fn bar(len: Option<u64>, unit: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

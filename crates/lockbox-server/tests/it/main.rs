@@ -37,6 +37,7 @@ macro_rules! on_both {
 mod accounts;
 mod attacker;
 mod audit;
+mod backup;
 mod browser;
 mod channels;
 mod duties;

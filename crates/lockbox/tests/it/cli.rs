@@ -14,7 +14,7 @@ use super::BIN;
 const READ: &str = "Microsoft.Compute/virtualMachines/read";
 
 /// A private config directory (for profiles) for one test.
-fn home(name: &str) -> PathBuf {
+pub(crate) fn home(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lockbox-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -23,7 +23,12 @@ fn home(name: &str) -> PathBuf {
 
 /// Runs the binary with the profiles of `config`, as `token` (if any) on
 /// `server` (if any); off the async runtime's threads.
-async fn run(config: &Path, server: Option<&str>, token: Option<&str>, args: &[&str]) -> Output {
+pub(crate) async fn run(
+    config: &Path,
+    server: Option<&str>,
+    token: Option<&str>,
+    args: &[&str],
+) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("XDG_CONFIG_HOME", config)
@@ -42,7 +47,7 @@ async fn run(config: &Path, server: Option<&str>, token: Option<&str>, args: &[&
         .unwrap()
 }
 
-fn said(out: &Output) -> String {
+pub(crate) fn said(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),

@@ -16,6 +16,7 @@ mod audit;
 mod cli;
 mod crash;
 mod evidence;
+mod migrate;
 mod proxies;
 mod sshd;
 mod sso;
