@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod demo_ssh;
 mod doctor;
+mod generate_assets;
 mod output;
 mod remote;
 mod ssh;
@@ -244,6 +245,13 @@ enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Write the man pages (`DIR/man/*.1`) and shell completions
+    /// (`DIR/completions/`) that the Debian package installs.
+    #[command(name = "generate-assets", hide = true)]
+    GenerateAssets {
+        /// Where to write them.
+        dir: PathBuf,
     },
     /// SSH access to VMs: certificates for grants, and what a VM's sshd
     /// needs (the tenant's CA, its KRL, and a check of every login).
@@ -658,6 +666,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "lockbox", &mut std::io::stdout());
             Ok(())
+        }
+        Command::GenerateAssets { dir } => {
+            generate_assets::run(&<Cli as clap::CommandFactory>::command(), &dir)
         }
         Command::Keys {
             action: KeysAction::CreateKek { config },

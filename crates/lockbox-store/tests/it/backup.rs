@@ -190,7 +190,7 @@ async fn a_bad_backup_is_refused_and_leaves_the_target_empty() {
         .unwrap()
         + 1;
     let mut event: Vec<serde_json::Value> = serde_json::from_str(&broken[first_event]).unwrap();
-    let hash = event.iter_mut().rev().next().unwrap();
+    let hash = event.last_mut().unwrap();
     let flipped: String = hash
         .as_str()
         .unwrap()

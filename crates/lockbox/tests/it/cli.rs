@@ -736,6 +736,105 @@ async fn completions_and_help() {
     let _ = std::fs::remove_dir_all(&config);
 }
 
+/// The commands a `--help` lists under "Commands:", less `help`.
+fn commands_listed(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| line.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `lockbox generate-assets DIR` (hidden; `deploy/debian/build` packages
+/// what it writes): a man page for `lockbox` and for every command and
+/// subcommand its `--help` lists, none for a hidden command, and the
+/// bash, zsh and fish completions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_assets_writes_a_man_page_per_command_and_the_completions() {
+    let config = home("assets");
+    let dir = config.join("assets");
+    let out = run(
+        &config,
+        None,
+        None,
+        &["generate-assets", dir.to_str().unwrap()],
+    )
+    .await;
+    assert!(out.status.success(), "{}", said(&out));
+
+    // Every command, as `--help` shows them, from the top down.
+    let mut expected = Vec::new();
+    let mut pending: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(path) = pending.pop() {
+        let page = std::iter::once("lockbox")
+            .chain(path.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("-");
+        let text = std::fs::read_to_string(dir.join("man").join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        // Its title, and its synopsis naming the command as typed.
+        let typed = std::iter::once("lockbox")
+            .chain(path.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(text.contains(&format!(".TH {page} 1")), "{page}: {text}");
+        assert!(
+            text.contains(&format!(
+                ".SH SYNOPSIS\n\\fB{}\\fR",
+                typed.replace('-', "\\-")
+            )),
+            "{page}: {text}"
+        );
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = run(&config, None, None, &args).await;
+        assert!(help.status.success(), "{args:?}: {}", said(&help));
+        for sub in commands_listed(&String::from_utf8_lossy(&help.stdout)) {
+            let mut deeper = path.clone();
+            deeper.push(sub);
+            pending.push(deeper);
+        }
+        expected.push(format!("{page}.1"));
+    }
+    for page in [
+        "lockbox.1",
+        "lockbox-serve.1",
+        "lockbox-doctor.1",
+        "lockbox-tenant-create.1",
+        "lockbox-tenant-group-list.1",
+        "lockbox-keys-create-kek.1",
+        "lockbox-audit-verify.1",
+    ] {
+        assert!(expected.iter().any(|p| p == page), "{page} in {expected:?}");
+    }
+    // Nothing more: no page for `help` or for the hidden command itself.
+    let mut made: Vec<String> = std::fs::read_dir(dir.join("man"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    expected.sort();
+    assert_eq!(made, expected);
+
+    for (file, marker) in [
+        ("lockbox.bash", "complete -F _lockbox"),
+        ("_lockbox", "#compdef lockbox"),
+        ("lockbox.fish", "complete -c lockbox"),
+    ] {
+        let script = std::fs::read_to_string(dir.join("completions").join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            script.contains(marker) && script.contains("tenant") && script.contains("create-kek"),
+            "{file}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&config);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_plays_the_whole_story() {
     let config = home("demo");
