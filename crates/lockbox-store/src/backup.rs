@@ -21,14 +21,18 @@
 //!    `NULL` as `null`);
 //! 3. a last line `{"end":{"rows":N,"sha256":HEX}}`: the rows written
 //!    and the SHA-256 of every byte before this line, so that a truncated
-//!    or edited file is refused rather than half restored.
+//!    or damaged file is refused rather than half restored.
 //!
-//! A restore goes into an empty database, migrated first to the backup's
-//! own schema version, in one transaction: either everything is restored
-//! or nothing. The audit events go in chain by chain, in order, through
-//! the database's own chain trigger from an empty head, so the database
-//! checks every link again; the heads it arrives at must be the backup's.
-//! Then the database is migrated to this version's schema.
+//! A restore goes into an empty database in one transaction: the
+//! backup's own schema version made by this version's migrations (DDL is
+//! transactional on both backends), then every row; either everything is
+//! restored or nothing, schema included. The audit events go in chain by
+//! chain, in order, through the database's own chain trigger from an empty
+//! head, so the database checks every link again; the heads it arrives at
+//! must be the backup's. Then the database is migrated to this version's
+//! schema. The end line's digest catches a file cut short or damaged; it
+//! is no signature (anyone can write one), and what proves the audit
+//! chains is `lockbox audit verify` against checkpoints kept elsewhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -57,6 +61,10 @@ const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 const MAX_PARAMS: usize = 16_000;
 /// Most rows in one `INSERT`.
 const MAX_BATCH: usize = 1_000;
+
+/// The PostgreSQL advisory lock a load holds for its transaction, so that
+/// two loads into one database never interleave.
+const LOAD_LOCK: i64 = 0x6c6f_636b_626f_7801;
 
 /// Why a backup, restore or copy did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +392,8 @@ impl Snapshot {
             .begin_with(begin)
             .await
             .map_err(classify)?;
-        // The first read fixes the snapshot: everything below sees it.
+        // The snapshot is fixed by the first read of a table (the catalog,
+        // below): everything after it sees the same database.
         let clock = match backend {
             Backend::Sqlite => {
                 "SELECT CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
@@ -515,11 +524,13 @@ impl Snapshot {
             out: Hashing::new(out),
             header: &header,
             rows: 0,
+            table: None,
             progress,
         };
         file.out
             .line(&serde_json::to_value(&header).map_err(json_error)?)?;
         self.each_row(&mut file).await?;
+        file.close_table()?;
         let FileSink { out, rows, .. } = file;
         let (out, digest) = out.finish();
         let end = serde_json::json!({ "end": { "rows": rows, "sha256": hex::encode(digest) } });
@@ -532,8 +543,9 @@ impl Snapshot {
         })
     }
 
-    /// Copies the snapshot into `target`, an empty database (see
-    /// [`Loader`]), then migrates it to this version's schema.
+    /// Copies the snapshot into `target`, an empty database, as [`restore`]
+    /// restores a file (one transaction, the same checks, the target left
+    /// empty if any fails), then migrates it to this version's schema.
     pub async fn copy_into(
         self,
         target: &Store,
@@ -584,11 +596,33 @@ struct FileSink<'a, 'o> {
     out: Hashing<'o>,
     header: &'a Header,
     rows: u64,
+    /// The table being written, and its rows so far.
+    table: Option<(usize, u64)>,
     progress: Progress<'a>,
+}
+
+impl FileSink<'_, '_> {
+    /// Checks that the table just written has the rows its header line
+    /// says, so that a backup never writes a file its restore refuses.
+    fn close_table(&mut self) -> Result<(), BackupError> {
+        if let Some((k, rows)) = self.table.take() {
+            let said = self.header.tables.get(k).map(|t| (t.name.as_str(), t.rows));
+            if let Some((name, expected)) = said
+                && expected != rows
+            {
+                return Err(BackupError::Refused(format!(
+                    "table {name} gave {rows} rows where the snapshot counted {expected}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl AsyncRowSink for FileSink<'_, '_> {
     async fn table(&mut self, k: usize) -> Result<(), BackupError> {
+        self.close_table()?;
+        self.table = Some((k, 0));
         let name = self.header.tables.get(k).map_or("", |t| t.name.as_str());
         self.out.line(&serde_json::json!({ "table": name }))?;
         (self.progress)(name, self.rows);
@@ -599,6 +633,9 @@ impl AsyncRowSink for FileSink<'_, '_> {
         let row: Vec<serde_json::Value> = values.iter().map(Value::to_json).collect();
         self.out.line(&serde_json::Value::Array(row))?;
         self.rows += 1;
+        if let Some((_, rows)) = self.table.as_mut() {
+            *rows += 1;
+        }
         if self.rows.is_multiple_of(PROGRESS_EVERY) {
             let name = self.header.tables.get(k).map_or("", |t| t.name.as_str());
             (self.progress)(name, self.rows);
@@ -695,7 +732,7 @@ impl<R: BufRead> Lines<R> {
 /// Restores a backup file into `target`, an empty database: migrated to
 /// the backup's schema, every row in one transaction, then migrated to
 /// this version's schema. Nothing is kept if any of it fails, nor if the
-/// file is truncated or edited (its end line's digest).
+/// file is cut short or damaged (its end line's digest).
 pub async fn restore(
     input: impl BufRead,
     target: &Store,
@@ -833,12 +870,8 @@ async fn finish_restore(target: &Store) -> Result<Option<i64>, BackupError> {
 
 /// Rows going into an empty database, in one transaction.
 struct Loader {
-    /// `None` once committed or rolled back.
+    /// `None` once committed.
     tx: Option<Transaction<'static, Any>>,
-    target: Store,
-    /// The functions the target had before the migration (PostgreSQL),
-    /// which an undo keeps.
-    functions_before: Vec<String>,
     tables: Vec<LoadTable>,
     /// The batch being gathered, for table `current`.
     batch: Vec<Vec<Value>>,
@@ -857,9 +890,11 @@ struct LoadTable {
 }
 
 impl Loader {
-    /// Checks that `target` is empty, migrates it to the backup's schema,
-    /// checks that its tables are the backup's, and begins the
-    /// transaction.
+    /// Begins the one transaction of the load, and in it checks that
+    /// `target` is empty, migrates it to the backup's schema (DDL is
+    /// transactional on both backends, so a load that fails leaves nothing
+    /// behind, schema included) and checks that its tables are the
+    /// backup's.
     async fn begin(target: &Store, header: &Header) -> Result<Self, BackupError> {
         if header.schema > SCHEMA_VERSION {
             return Err(BackupError::Refused(format!(
@@ -868,18 +903,40 @@ impl Loader {
                 header.schema
             )));
         }
-        let mut probe = target
+        let begin = match target.backend() {
+            // The write lock at once: a second load waits for this one.
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        };
+        let mut tx = target
             .inner
             .writer
-            .begin_with(match target.backend() {
-                Backend::Sqlite => "BEGIN",
-                Backend::Postgres => "BEGIN READ ONLY",
-            })
+            .begin_with(begin)
             .await
             .map_err(classify)?;
-        let existing = describe(&mut probe, target.backend()).await?;
-        probe.rollback().await.map_err(classify)?;
-        if !existing.is_empty() || target.schema_version().await?.is_some() {
+        if target.backend() == Backend::Postgres {
+            // A second load into this database waits here until this one
+            // has committed or rolled back, then finds it not empty.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(LOAD_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        let existing = describe(&mut tx, target.backend()).await?;
+        let migrated = match target.backend() {
+            Backend::Sqlite => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'",
+            ),
+            Backend::Postgres => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relname = '_sqlx_migrations'",
+            ),
+        }
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if !existing.is_empty() || migrated > 0 {
             return Err(BackupError::Refused(format!(
                 "the target database is not empty (it has {}): restore into a new, empty database",
                 match existing.first() {
@@ -888,46 +945,11 @@ impl Loader {
                 }
             )));
         }
-        let functions_before = functions(target).await?;
-        let mut loader = Self {
-            tx: None,
-            target: target.clone(),
-            functions_before,
-            tables: Vec::new(),
-            batch: Vec::new(),
-            current: 0,
-            heads: Vec::new(),
-        };
-        match loader.prepare(header).await {
-            Ok(()) => Ok(loader),
-            Err(e) => {
-                loader.undo().await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Migrates the empty target to the backup's schema, begins the
-    /// transaction and checks the tables against the backup's.
-    async fn prepare(&mut self, header: &Header) -> Result<(), BackupError> {
-        let target = &self.target;
         migrations(target.backend())
-            .run_to(header.schema, &target.inner.writer)
+            .run_to(header.schema, &mut *tx)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        let begin = match target.backend() {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
-        };
-        let tx = self.tx.insert(
-            target
-                .inner
-                .writer
-                .begin_with(begin)
-                .await
-                .map_err(classify)?,
-        );
-        let made = describe(tx, target.backend()).await?;
+        let made = describe(&mut tx, target.backend()).await?;
         let made: BTreeMap<&str, &Described> =
             made.iter().map(|(name, t)| (name.as_str(), t)).collect();
         let wanted: BTreeSet<&str> = header.tables.iter().map(|t| t.name.as_str()).collect();
@@ -937,6 +959,7 @@ impl Loader {
                 header.schema
             )));
         }
+        let mut tables = Vec::with_capacity(header.tables.len());
         for table in &header.tables {
             let Some(made) = made.get(table.name.as_str()) else {
                 return Err(BackupError::Refused(format!(
@@ -965,64 +988,28 @@ impl Loader {
                 }
                 _ => None,
             };
-            self.tables.push(LoadTable {
+            tables.push(LoadTable {
                 name: table.name.clone(),
                 columns: table.columns.iter().map(|c| quoted(&c.name)).collect(),
                 batch_rows: (MAX_PARAMS / width).clamp(1, MAX_BATCH),
                 head,
             });
         }
-        Ok(())
+        Ok(Self {
+            tx: Some(tx),
+            tables,
+            batch: Vec::new(),
+            current: 0,
+            heads: Vec::new(),
+        })
     }
 
-    /// Commits what `filled` loaded, once the chain heads check; or, if
-    /// anything failed, rolls back and takes the migration back too, so
-    /// that the target is as empty as it was.
+    /// Commits what `filled` loaded, once the chain heads check; if
+    /// anything failed, the transaction rolls back (when dropped) and the
+    /// target is as empty as it was.
     async fn complete(mut self, filled: Result<(), BackupError>) -> Result<(), BackupError> {
-        let done = match filled {
-            Ok(()) => self.commit().await,
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            self.undo().await;
-        }
-        done
-    }
-
-    /// Rolls back, then drops every table (and, on PostgreSQL, every
-    /// function) that the migration made in the database, which was empty.
-    async fn undo(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.rollback().await;
-        }
-        let target = &self.target;
-        let Ok(mut conn) = target.inner.writer.begin().await else {
-            return;
-        };
-        let Ok(tables) = describe(&mut conn, target.backend()).await else {
-            return;
-        };
-        // Children first: SQLite checks foreign keys as it drops.
-        for (name, _) in tables.iter().rev() {
-            let cascade = match target.backend() {
-                Backend::Sqlite => "",
-                Backend::Postgres => " CASCADE",
-            };
-            let sql = format!("DROP TABLE IF EXISTS {}{cascade}", quoted(name));
-            let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await;
-        }
-        let _ = sqlx::query(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {MIGRATIONS_TABLE}"
-        )))
-        .execute(&mut *conn)
-        .await;
-        if let Ok(now) = functions_on(&mut conn, target.backend()).await {
-            for function in now.iter().filter(|f| !self.functions_before.contains(f)) {
-                let sql = format!("DROP FUNCTION IF EXISTS {function}");
-                let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await;
-            }
-        }
-        let _ = conn.commit().await;
+        filled?;
+        self.commit().await
     }
 
     fn table_name(&self, k: usize) -> &str {
@@ -1143,30 +1130,5 @@ impl Loader {
             tx.commit().await.map_err(classify)?;
         }
         Ok(())
-    }
-}
-
-/// The functions in the target's schema (PostgreSQL; none on SQLite).
-async fn functions(target: &Store) -> Result<Vec<String>, StoreError> {
-    let mut conn = target.inner.writer.begin().await.map_err(classify)?;
-    let found = functions_on(&mut conn, target.backend()).await?;
-    conn.rollback().await.map_err(classify)?;
-    Ok(found)
-}
-
-async fn functions_on(
-    conn: &mut Transaction<'static, Any>,
-    backend: Backend,
-) -> Result<Vec<String>, StoreError> {
-    match backend {
-        Backend::Sqlite => Ok(Vec::new()),
-        Backend::Postgres => sqlx::query_scalar(
-            "SELECT p.oid::regprocedure::TEXT FROM pg_proc p \
-             JOIN pg_namespace n ON n.oid = p.pronamespace \
-             WHERE n.nspname = current_schema() ORDER BY 1",
-        )
-        .fetch_all(&mut **conn)
-        .await
-        .map_err(classify),
     }
 }

@@ -10,7 +10,7 @@
 //! server is running.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{BufReader, BufWriter};
+use std::io::{BufRead as _, BufReader, BufWriter, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use lockbox_server::config::{Config, redact_url};
@@ -21,17 +21,43 @@ use lockbox_store::{Store, StoreOptions};
 use crate::CliError;
 use crate::audit::bar;
 
-/// The file whose lock says a server uses a SQLite database; `None` for
+/// The file of a SQLite URL (`sqlite://FILE` or `sqlite:FILE`, query
+/// left out, percent-escapes decoded, as the driver reads it); `None` for
 /// any other database.
-fn lock_path(url: &str) -> Option<PathBuf> {
-    let file = url.strip_prefix("sqlite://")?;
-    let file = file.split('?').next().unwrap_or(file);
-    if file.is_empty() {
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or(rest);
+    if file.is_empty() || file == ":memory:" {
         return None;
     }
-    let mut name = Path::new(file).as_os_str().to_owned();
+    let decoded = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+    Some(PathBuf::from(decoded.as_ref()))
+}
+
+/// The file whose lock says a server uses a SQLite database (`None` for
+/// any other database): beside the database, in its directory as the
+/// filesystem names it, so that every spelling of one file (relative,
+/// through a symbolic link, escaped) finds the same lock.
+fn lock_path(url: &str) -> Result<Option<PathBuf>, CliError> {
+    let Some(file) = sqlite_file(url) else {
+        return Ok(None);
+    };
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&dir).map_err(|e| {
+        CliError::NotFound(format!(
+            "{}: its directory {} cannot be found: {e}",
+            redact_url(url),
+            dir.display()
+        ))
+    })?;
+    let mut name = file.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
-    Some(PathBuf::from(name))
+    Ok(Some(dir.join(name)))
 }
 
 /// A lock on a SQLite database's lock file, held while this lives.
@@ -40,21 +66,25 @@ pub(crate) struct DatabaseLock {
     _file: Option<File>,
 }
 
+/// Opens the lock file for reading (a lock needs no more, so a file made
+/// by another user locks as well), making it first if need be.
 fn open_lock(path: &Path) -> Result<File, CliError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| CliError::Io(format!("cannot open the lock file {}: {e}", path.display())))
+    let opened = match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .or_else(|_| File::open(path)),
+        other => other,
+    };
+    opened.map_err(|e| CliError::Io(format!("cannot open the lock file {}: {e}", path.display())))
 }
 
 /// What `lockbox serve` holds while it runs: a shared lock (several
 /// servers may share a file, as before), refused while a restore or a
 /// migration holds it.
 pub(crate) fn serving(url: &str) -> Result<DatabaseLock, CliError> {
-    let Some(path) = lock_path(url) else {
+    let Some(path) = lock_path(url)? else {
         return Ok(DatabaseLock { _file: None });
     };
     let file = open_lock(&path)?;
@@ -75,7 +105,7 @@ pub(crate) fn serving(url: &str) -> Result<DatabaseLock, CliError> {
 /// The lock a restore or a migration holds: refused while a server uses
 /// the database.
 fn exclusive(url: &str) -> Result<DatabaseLock, CliError> {
-    let Some(path) = lock_path(url) else {
+    let Some(path) = lock_path(url)? else {
         return Ok(DatabaseLock { _file: None });
     };
     let file = open_lock(&path)?;
@@ -117,14 +147,13 @@ fn options() -> StoreOptions {
 /// Connects to a database that must exist (a SQLite file is never made
 /// here).
 async fn existing(url: &str) -> Result<Store, CliError> {
-    if let Some(file) = url.strip_prefix("sqlite://") {
-        let file = file.split('?').next().unwrap_or(file);
-        if !Path::new(file).exists() {
-            return Err(CliError::NotFound(format!(
-                "{}: the file does not exist",
-                redact_url(url)
-            )));
-        }
+    if let Some(file) = sqlite_file(url)
+        && !file.exists()
+    {
+        return Err(CliError::NotFound(format!(
+            "{}: the file does not exist",
+            redact_url(url)
+        )));
     }
     Store::connect(url, options())
         .await
@@ -160,7 +189,12 @@ fn keks_said(header: &Header, kek_file: Option<&Path>) -> String {
             path.display(),
             kek.id()
         ),
-        _ => format!(
+        Some((path, Err(e))) => format!(
+            "Its secrets are sealed with KEK {needed}, but the configured KEK file {} does \
+             not load ({e}): a server on it needs the file of KEK {needed}.",
+            path.display()
+        ),
+        None => format!(
             "Its secrets are sealed with KEK {needed}: a server on it needs that key file \
              (`[keys] kek_file`, `--kek-file`)."
         ),
@@ -247,11 +281,13 @@ pub(crate) async fn backup(config: &Config, output: &Path) -> Result<(), CliErro
 /// What a backup says about its KEK: which file to keep beside it.
 fn keks_needed(header: &Header) -> String {
     if header.keks.is_empty() {
-        "It holds no sealed secrets.".to_owned()
+        "Keep it as you keep the database: it holds password and token hashes and secrets."
+            .to_owned()
     } else {
         format!(
-            "Its secrets are sealed with KEK {}: keep that key file, apart from the backup; \
-             a restore without it has no signing keys.",
+            "Its sealed secrets need KEK {}: keep that key file, apart from the backup; \
+             a restore without it has no signing keys. Keep the backup as you keep the \
+             database: it holds password and token hashes and secrets.",
             header.keks.join(", ")
         )
     }
@@ -265,7 +301,20 @@ fn private_file(path: &Path) -> Result<File, CliError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| CliError::Io(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| cannot_create(path, &e))
+}
+
+/// Why the backup's `.partial` file cannot be made, with what to do when
+/// an interrupted backup left one.
+fn cannot_create(path: &Path, e: &std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        CliError::Usage(format!(
+            "{} exists: an interrupted backup left it; remove it and run the backup again",
+            path.display()
+        ))
+    } else {
+        CliError::Io(format!("cannot create {}: {e}", path.display()))
+    }
 }
 
 #[cfg(not(unix))]
@@ -274,46 +323,62 @@ fn private_file(path: &Path) -> Result<File, CliError> {
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(|e| CliError::Io(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| cannot_create(path, &e))
 }
 
-/// `lockbox restore FILE`: into `config`'s database, which must be empty.
+/// `lockbox restore FILE` (`-` for standard input): into `config`'s
+/// database, which must be empty.
 pub(crate) async fn restore(config: &Config, input: &Path) -> Result<(), CliError> {
     let url = &config.database.url;
-    let file = File::open(input)
-        .map_err(|e| CliError::Io(format!("cannot read {}: {e}", input.display())))?;
-    // The header, read first so that a file that is not a backup is
-    // refused before anything is opened or made; the restore reads it
-    // again and checks all of it.
+    let from_stdin = input == Path::new("-");
+    let named = if from_stdin {
+        "standard input".to_owned()
+    } else {
+        input.display().to_string()
+    };
+    let source: Box<dyn Read + Send> = if from_stdin {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(File::open(input).map_err(|e| CliError::Io(format!("cannot read {named}: {e}")))?)
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, source);
+    // The header, read first so that what is not a backup is refused
+    // before anything is opened or made; the restore reads it again (put
+    // back in front of the rest) and checks all of it.
     let mut first = String::new();
-    std::io::BufRead::read_line(&mut BufReader::new(&file), &mut first)
-        .map_err(|e| CliError::Io(format!("cannot read {}: {e}", input.display())))?;
+    reader.read_line(&mut first).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            CliError::Usage(format!(
+                "not a valid Lockbox backup: {named} is not text (compressed? \
+                 `gunzip -c FILE | lockbox restore -`)"
+            ))
+        } else {
+            CliError::Io(format!("cannot read {named}: {e}"))
+        }
+    })?;
     let header = serde_json::from_str::<Header>(&first)
         .ok()
         .filter(|h| h.format == backup::FORMAT)
         .ok_or_else(|| {
             CliError::Usage(format!(
-                "not a valid Lockbox backup: the first line of {} is not a backup's header",
-                input.display()
+                "not a valid Lockbox backup: the first line of {named} is not a backup's header"
             ))
         })?;
     let total = Some(header.rows());
-    let file = File::open(input)
-        .map_err(|e| CliError::Io(format!("cannot read {}: {e}", input.display())))?;
+    let file = Cursor::new(first.into_bytes()).chain(reader);
     let _lock = exclusive(url)?;
     let target = Store::connect(url, options())
         .await
         .map_err(|e| CliError::Server(e.to_string()))?;
     let progress = bar(total, "rows");
     let mut show = |_: &str, rows: u64| progress.set_position(rows);
-    let restored =
-        backup::restore(BufReader::with_capacity(1 << 20, file), &target, &mut show).await;
+    let restored = backup::restore(file, &target, &mut show).await;
     progress.finish_and_clear();
     target.close().await;
     let summary = restored.map_err(failed)?;
     println!(
         "Restored {} into {}: {}; migrated to schema version {}.",
-        input.display(),
+        named,
         redact_url(url),
         summary_line(&summary),
         summary
@@ -340,9 +405,9 @@ pub(crate) async fn migrate_db(
             "--from and --to name the same database".into(),
         ));
     }
+    let source = existing(from).await?;
     let _source_lock = exclusive(from)?;
     let _target_lock = exclusive(to)?;
-    let source = existing(from).await?;
     no_live_nodes(&source, from).await?;
     let target = Store::connect(to, options())
         .await
@@ -385,17 +450,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sqlite_database_has_a_lock_file_beside_it() {
-        assert_eq!(
-            lock_path("sqlite:///var/lib/lockbox/lockbox.db?mode=rwc"),
-            Some(PathBuf::from("/var/lib/lockbox/lockbox.db.lock"))
-        );
-        assert_eq!(
-            lock_path("sqlite://lockbox.db"),
-            Some(PathBuf::from("lockbox.db.lock"))
-        );
-        assert_eq!(lock_path("postgres://db/lockbox"), None);
-        assert_eq!(lock_path("sqlite://"), None);
+    fn every_spelling_of_a_sqlite_file_finds_one_lock_beside_it() {
+        let dir = std::env::temp_dir().join(format!("lockbox-lockpath-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        let lock = Some(dir.join("my db.db.lock"));
+        let plain = format!("{}/my db.db", dir.display());
+        for url in [
+            format!("sqlite://{plain}?mode=rwc"),
+            format!("sqlite:{plain}"),
+            format!("sqlite://{}/my%20db.db", dir.display()),
+            format!("sqlite://{}/sub/../my db.db", dir.display()),
+        ] {
+            assert_eq!(lock_path(&url).unwrap(), lock, "{url}");
+        }
+        assert_eq!(lock_path("postgres://db/lockbox").unwrap(), None);
+        assert_eq!(lock_path("sqlite://").unwrap(), None);
+        assert!(matches!(
+            lock_path("sqlite:///no/such/dir/lockbox.db"),
+            Err(CliError::NotFound(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -406,6 +481,9 @@ mod tests {
         let first = serving(&url).unwrap();
         let second = serving(&url).unwrap();
         assert!(matches!(exclusive(&url), Err(CliError::Conflict(_))));
+        // The same file, spelt otherwise.
+        let other = format!("sqlite:{}/./lockbox.db", dir.display());
+        assert!(matches!(exclusive(&other), Err(CliError::Conflict(_))));
         drop((first, second));
         let restoring = exclusive(&url).unwrap();
         assert!(matches!(serving(&url), Err(CliError::Conflict(_))));

@@ -301,10 +301,10 @@ enum Command {
     /// links; then migrate it to this version's schema. Refused while a
     /// server uses the database.
     #[command(
-        after_help = "Examples:\n  lockbox restore /backup/lockbox-2026-12-01.lbk --config /etc/lockbox/lockbox.toml\n  lockbox restore lockbox.lbk --database-url postgres://lockbox@db/lockbox_restored"
+        after_help = "Examples:\n  lockbox restore /backup/lockbox-2026-12-01.lbk --config /etc/lockbox/lockbox.toml\n  lockbox restore lockbox.lbk --database-url postgres://lockbox@db/lockbox_restored\n  gunzip -c lockbox.lbk.gz | lockbox restore - --database-url sqlite:///var/lib/lockbox/lockbox.db"
     )]
     Restore {
-        /// The backup file.
+        /// The backup file (`-` for standard input).
         file: PathBuf,
         #[command(flatten)]
         config: ConfigArgs,

@@ -22,20 +22,27 @@ const READ: &str = "Microsoft.Compute/virtualMachines/read";
 const OTHER_VM: &str =
     "/subscriptions/sub-1/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-02";
 
-/// What the workflow load had acknowledged: each request's id and the
-/// status its last acknowledged answer gave.
-type Acknowledged = Arc<Mutex<Vec<(String, String)>>>;
+/// What the workflow load had acknowledged: each request's id, the
+/// status an answer gave, and whether the request was asked for after the
+/// backup's snapshot began.
+type Acknowledged = Arc<Mutex<Vec<(String, String, bool)>>>;
 
 /// sam asks for the resource group, again and again; olivia approves and then
 /// revokes, or denies, or sam cancels, in turn. Until `stop`.
-async fn workflow(world: Contoso, acknowledged: Acknowledged, stop: Arc<AtomicBool>) {
+async fn workflow(
+    world: Contoso,
+    acknowledged: Acknowledged,
+    began: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
     let mut i = 0_u32;
     while !stop.load(Ordering::Relaxed) {
+        let after = began.load(Ordering::SeqCst);
         let asked = world.request(Contoso::RG, "Reader", Some(1)).await;
         acknowledged
             .lock()
             .await
-            .push((asked.id.clone(), asked.status.clone()));
+            .push((asked.id.clone(), asked.status.clone(), after));
         let last = match i % 3 {
             0 => {
                 world
@@ -54,7 +61,10 @@ async fn workflow(world: Contoso, acknowledged: Acknowledged, stop: Arc<AtomicBo
                 .unwrap(),
             _ => world.sam.client.cancel(&asked.id, None).await.unwrap(),
         };
-        acknowledged.lock().await.push((last.id, last.status));
+        acknowledged
+            .lock()
+            .await
+            .push((last.id, last.status, after));
         i += 1;
     }
 }
@@ -64,10 +74,12 @@ async fn a_backup_under_load_restores_whole(server: TestServer) {
     // A grant running before, through and after the backup.
     let running = world.approved(Contoso::VM, "Reader", Some(8)).await;
     let acknowledged: Acknowledged = Arc::default();
+    let began = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(workflow(
         world.clone(),
         Arc::clone(&acknowledged),
+        Arc::clone(&began),
         Arc::clone(&stop),
     ));
     while acknowledged.lock().await.len() < 12 {
@@ -86,21 +98,26 @@ async fn a_backup_under_load_restores_whole(server: TestServer) {
             serde_json::from_value(serde_json::to_value(&made).unwrap()).unwrap();
         kept.push((tenant, checkpoint));
     }
-    let before: Vec<(String, String)> = acknowledged.lock().await.clone();
+    let before: Vec<(String, String, bool)> = acknowledged.lock().await.clone();
     let mut file = Vec::new();
     let snapshot = Snapshot::begin(server.store()).await.unwrap();
-    let made = snapshot.write(&mut file, &mut |_, _| {}).await.unwrap();
-    let after_backup = acknowledged.lock().await.len();
-    while acknowledged.lock().await.len() < after_backup + 6 {
+    began.store(true, Ordering::SeqCst);
+    // The workflow goes on between the snapshot and the writing of it.
+    let later = |acked: &[(String, String, bool)]| {
+        acked
+            .iter()
+            .filter(|(_, _, after)| *after)
+            .map(|(id, _, _)| id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    while later(&acknowledged.lock().await).len() < 3 {
         assert!(!load.is_finished(), "the workflow stopped");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let made = snapshot.write(&mut file, &mut |_, _| {}).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
-    assert!(
-        acknowledged.lock().await.len() > before.len(),
-        "the load went on while the backup was read"
-    );
+    let after_snapshot = later(&acknowledged.lock().await);
     assert_eq!(made.header.keks.len(), 1, "{:?}", made.header.keks);
 
     // Into an empty database of the same backend, and a server on it.
@@ -117,7 +134,7 @@ async fn a_backup_under_load_restores_whole(server: TestServer) {
 
     // Every request acknowledged before the backup began, at least as far
     // as it was then.
-    for (id, status) in &before {
+    for (id, status, _) in &before {
         let found = sam.request(id).await.unwrap();
         if status == "pending" {
             assert!(
@@ -129,6 +146,14 @@ async fn a_backup_under_load_restores_whole(server: TestServer) {
         } else {
             assert_eq!(&found.status, status, "request {id}: a decision stays");
         }
+    }
+
+    // Nothing asked for after the snapshot began.
+    for id in &after_snapshot {
+        assert!(
+            sam.request(id).await.is_err(),
+            "request {id}, asked for after the snapshot, is not in the backup"
+        );
     }
 
     // Every chain verifies offline against the checkpoints kept before the

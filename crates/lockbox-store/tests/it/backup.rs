@@ -54,16 +54,22 @@ async fn sources() -> Vec<TestStore> {
     sources
 }
 
-/// Whether a database has no tables and no schema version.
-async fn is_empty(store: &Store) -> bool {
-    if store.schema_version().await.unwrap().is_some() {
-        return false;
-    }
-    // Snapshot refuses a database without Lockbox's tables.
-    matches!(
-        Snapshot::begin(store).await,
-        Err(BackupError::Refused(why)) if why.contains("no Lockbox tables")
-    )
+/// Whether a database has nothing at all in it: no table, index or
+/// trigger, and on PostgreSQL no function either.
+async fn is_empty(db: &TestDatabase) -> bool {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let sql = if db.url.starts_with("sqlite") {
+        "SELECT COUNT(*) FROM sqlite_master"
+    } else {
+        "SELECT (SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema()) \
+              + (SELECT COUNT(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname = current_schema())"
+    };
+    let objects: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+    let _ = conn.close().await;
+    objects == 0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,9 +226,13 @@ async fn a_bad_backup_is_refused_and_leaves_the_target_empty() {
     ];
     for backend in [Backend::Sqlite, Backend::Postgres] {
         for (what, bytes, says) in cases {
-            let Some((_db, target)) = empty(backend).await else {
+            let Some((db, target)) = empty(backend).await else {
                 continue;
             };
+            assert!(
+                is_empty(&db).await,
+                "{what} on {backend}: empty to begin with"
+            );
             let refused = backup::restore(bytes, &target, &mut |_, _| {})
                 .await
                 .map(|_| ())
@@ -231,10 +241,7 @@ async fn a_bad_backup_is_refused_and_leaves_the_target_empty() {
                 refused.to_string().contains(says),
                 "{what} on {backend}: {refused}"
             );
-            assert!(
-                is_empty(&target).await,
-                "{what} on {backend}: nothing is kept"
-            );
+            assert!(is_empty(&db).await, "{what} on {backend}: nothing is kept");
         }
     }
 }
@@ -256,6 +263,41 @@ async fn a_restore_never_goes_into_a_database_that_has_data() {
                 "{refused}"
             );
             assert_eq!(rows_of(&backup_of(target).await), rows_of(&before));
+        }
+    }
+}
+
+/// Two restores into one empty database at once: one restores it whole,
+/// the other is refused and takes nothing away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_restores_into_one_database_at_once_restore_it_once() {
+    for source in sources().await {
+        let file = backup_of(&source).await;
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let Some((db, first)) = empty(backend).await else {
+                continue;
+            };
+            let second = Store::connect(&db.url, StoreOptions::default())
+                .await
+                .unwrap();
+            let (mut quiet_a, mut quiet_b) = (|_: &str, _: u64| {}, |_: &str, _: u64| {});
+            let (a, b) = tokio::join!(
+                backup::restore(file.as_slice(), &first, &mut quiet_a),
+                backup::restore(file.as_slice(), &second, &mut quiet_b),
+            );
+            let refused = match (a, b) {
+                (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+                (a, b) => panic!("{backend}: one restore each way, not {a:?} and {b:?}"),
+            };
+            assert!(
+                refused.to_string().contains("not empty"),
+                "{backend}: {refused}"
+            );
+            assert_eq!(
+                rows_of(&backup_of(&first).await),
+                rows_of(&file),
+                "{backend}"
+            );
         }
     }
 }

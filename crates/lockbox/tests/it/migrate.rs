@@ -126,6 +126,7 @@ async fn migrate_db_moves_a_sqlite_database_to_postgres_unchanged() {
     }
 
     // Into a database that has data: refused, nothing changed.
+    let before = export(&olivia, Contoso::TENANT).await;
     let again = run(
         &dir,
         None,
@@ -141,7 +142,7 @@ async fn migrate_db_moves_a_sqlite_database_to_postgres_unchanged() {
     .await;
     assert_eq!(again.status.code(), Some(5), "{}", said(&again));
     assert!(said(&again).contains("not empty"), "{}", said(&again));
-    assert_eq!(export(&olivia, Contoso::TENANT).await, exports[0]);
+    assert_eq!(export(&olivia, Contoso::TENANT).await, before);
 }
 
 /// A backup file: made beside a served database, mode 0600, never over a
@@ -169,7 +170,7 @@ async fn backup_and_restore_through_the_cli() {
     assert!(out.status.success(), "{}", said(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("Backed up") && text.contains("sealed with KEK"),
+        text.contains("Backed up") && text.contains("sealed secrets need KEK"),
         "{text}"
     );
     {
@@ -232,6 +233,24 @@ async fn backup_and_restore_through_the_cli() {
     let target = server.node_on_database(&restored_db).await;
     target.advance(chrono::TimeDelta::minutes(5));
     let olivia = target.client(&world.olivia.token);
+    assert_eq!(export(&olivia, Contoso::TENANT).await, exports[0]);
+
+    // From standard input (as `gunzip -c … | lockbox restore -`).
+    let piped_db = format!("sqlite://{}", dir.join("piped.db").display());
+    let mut cmd = std::process::Command::new(super::BIN);
+    cmd.args(["restore", "-", "--database-url", &piped_db])
+        .stdin(std::fs::File::open(&file).unwrap());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Restored standard input"),
+        "{}",
+        said(&out)
+    );
+    let piped = server.node_on_database(&piped_db).await;
+    let olivia = piped.client(&world.olivia.token);
     assert_eq!(export(&olivia, Contoso::TENANT).await, exports[0]);
 
     // A file that is not a backup: a clear usage error, nothing made.
