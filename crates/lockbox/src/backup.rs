@@ -84,33 +84,33 @@ fn open_lock(path: &Path) -> Result<File, CliError> {
 /// servers may share a file, as before), refused while a restore or a
 /// migration holds it.
 pub(crate) fn serving(url: &str) -> Result<DatabaseLock, CliError> {
-    let Some(path) = lock_path(url)? else {
-        return Ok(DatabaseLock { _file: None });
-    };
-    let file = open_lock(&path)?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(DatabaseLock { _file: Some(file) }),
-        Err(TryLockError::WouldBlock) => Err(CliError::Conflict(format!(
-            "{} is being restored or migrated (`lockbox restore` or `lockbox migrate-db` holds {}): \
-             wait for it to finish",
-            redact_url(url),
-            path.display()
-        ))),
-        Err(TryLockError::Error(e)) => {
-            Err(CliError::Io(format!("cannot lock {}: {e}", path.display())))
-        }
-    }
+    lock(url, true)
 }
 
 /// The lock a restore or a migration holds: refused while a server uses
 /// the database.
 fn exclusive(url: &str) -> Result<DatabaseLock, CliError> {
+    lock(url, false)
+}
+
+fn lock(url: &str, shared: bool) -> Result<DatabaseLock, CliError> {
     let Some(path) = lock_path(url)? else {
         return Ok(DatabaseLock { _file: None });
     };
     let file = open_lock(&path)?;
-    match file.try_lock() {
+    let taken = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match taken {
         Ok(()) => Ok(DatabaseLock { _file: Some(file) }),
+        Err(TryLockError::WouldBlock) if shared => Err(CliError::Conflict(format!(
+            "{} is being restored or migrated (`lockbox restore` or `lockbox migrate-db` holds {}): \
+             wait for it to finish",
+            redact_url(url),
+            path.display()
+        ))),
         Err(TryLockError::WouldBlock) => Err(CliError::Conflict(format!(
             "a Lockbox server is using {} (it holds {}): stop it first",
             redact_url(url),
